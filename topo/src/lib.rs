@@ -1,0 +1,42 @@
+//! Tessera's topology: the records that say where every logical shard lives, and the
+//! store that keeps them.
+//!
+//! # Layout
+//!
+//! - [`store`]: the [`Store`] trait — a versioned key-value store with revisions,
+//!   compare-and-set, prefix listing, prefix watches and leases. Every backend implements it.
+//! - [`kv`]: [`kv::KvState`], the deterministic state machine every store applies writes to
+//!   (the in-memory store, the file store, and the replicated store all share it).
+//! - [`memory`]: [`MemoryStore`], for unit tests and embedded use.
+//! - [`file`]: [`FileStore`], a single-node store persisted to one fsynced file.
+//! - [`http`]: the HTTP/JSON API that serves any [`Store`], and [`HttpStore`], its client with
+//!   endpoint failover.
+//! - [`vschema`]: the vschema model read from YAML, with validation that names the bad field.
+//! - [`records`]: typed records (keyspaces, physical shards, placement with epoch) and
+//!   [`Topo`], the typed view over a [`Store`] that routers and jobs use.
+//! - [`placement`]: where logical shards go on a ring of physical shards.
+//! - [`conformance`]: one behaviour suite that every [`Store`] implementation must pass.
+//!
+//! New storage backends go beside `memory.rs` and `file.rs`, implement [`Store`], and add
+//! themselves to the conformance tests.
+
+pub mod conformance;
+pub mod error;
+pub mod file;
+pub mod http;
+pub mod kv;
+pub mod memory;
+pub mod placement;
+pub mod records;
+pub mod store;
+pub mod vschema;
+
+pub use error::TopoError;
+pub use file::FileStore;
+pub use http::client::HttpStore;
+pub use memory::MemoryStore;
+pub use records::{
+    Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, Topo, TopoSnapshot,
+};
+pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
+pub use vschema::{TableKind, TableSpec, VSchema, VindexKind};

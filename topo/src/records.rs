@@ -1,0 +1,378 @@
+//! Typed topology records and [`Topo`], the typed view over a [`Store`].
+//!
+//! Key layout (all values JSON):
+//!
+//! | key | record |
+//! |---|---|
+//! | `/tessera/keyspaces/{name}` | [`Keyspace`] |
+//! | `/tessera/shards/{name}` | [`PhysicalShard`] |
+//! | `/tessera/placement/{keyspace}` | [`Placement`] (one record per keyspace, so a flip is one CAS) |
+//! | `/tessera/routers/{id}` | router registration, under a lease |
+
+use crate::error::{Result, TopoError};
+use crate::store::{Condition, KeyValue, Store};
+use crate::vschema::VSchema;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Prefix of every Tessera key.
+pub const ROOT: &str = "/tessera/";
+const KEYSPACES: &str = "/tessera/keyspaces/";
+const SHARDS: &str = "/tessera/shards/";
+const PLACEMENT: &str = "/tessera/placement/";
+const ROUTERS: &str = "/tessera/routers/";
+
+/// A keyspace and its vschema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyspace {
+    pub vschema: VSchema,
+}
+
+impl Keyspace {
+    /// Returns the keyspace name.
+    pub fn name(&self) -> &str {
+        &self.vschema.keyspace
+    }
+}
+
+/// A physical shard: one MySQL/MariaDB primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicalShard {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The password, for local clusters and tests. Production setups use `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The environment variable that holds the password on the router's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Placement weight; 0 takes no new logical shards. Default: 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl PhysicalShard {
+    /// Returns the password from the record or from `password_env`.
+    pub fn resolve_password(&self) -> Option<String> {
+        self.password.clone().or_else(|| {
+            self.password_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+        })
+    }
+
+    /// Returns `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The state of one logical shard in its placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogicalShardState {
+    /// Served from its physical shard; no move in progress.
+    #[default]
+    Serving,
+}
+
+/// Where one logical shard lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementEntry {
+    /// The physical shard serving it.
+    pub ps: String,
+    #[serde(default)]
+    pub state: LogicalShardState,
+}
+
+/// A keyspace's placement: logical shard `i` is `shards[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub keyspace: String,
+    /// Grows with every placement change; routers report the epoch they serve.
+    pub epoch: u64,
+    pub shards: Vec<PlacementEntry>,
+}
+
+/// Returns the MySQL schema that holds logical shard `ls` of `keyspace`.
+///
+/// An unsharded keyspace is one schema named like the keyspace; a sharded one has a schema per
+/// logical shard, `keyspace_0007`.
+pub fn ls_schema(keyspace: &str, sharded: bool, ls: u32) -> String {
+    if sharded {
+        format!("{keyspace}_{ls:04}")
+    } else {
+        keyspace.to_string()
+    }
+}
+
+/// Returns the schema holding a sharded keyspace's reference tables on every physical shard.
+pub fn reference_schema(keyspace: &str) -> String {
+    format!("{keyspace}_ref")
+}
+
+/// Everything a router needs, read at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct TopoSnapshot {
+    pub revision: u64,
+    pub keyspaces: BTreeMap<String, Keyspace>,
+    pub shards: BTreeMap<String, PhysicalShard>,
+    pub placements: BTreeMap<String, Placement>,
+}
+
+impl TopoSnapshot {
+    /// Builds a snapshot from a listing of [`ROOT`].
+    ///
+    /// # Errors
+    /// [`TopoError::Corrupt`] when a record does not decode.
+    pub fn from_kvs(kvs: &[KeyValue], revision: u64) -> Result<Self> {
+        let mut s = TopoSnapshot {
+            revision,
+            ..Default::default()
+        };
+        for kv in kvs {
+            if let Some(name) = kv.key.strip_prefix(KEYSPACES) {
+                s.keyspaces.insert(name.to_string(), decode(kv)?);
+            } else if let Some(name) = kv.key.strip_prefix(SHARDS) {
+                s.shards.insert(name.to_string(), decode(kv)?);
+            } else if let Some(name) = kv.key.strip_prefix(PLACEMENT) {
+                s.placements.insert(name.to_string(), decode(kv)?);
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T> {
+    serde_json::from_str(&kv.value).map_err(|e| TopoError::Corrupt {
+        key: kv.key.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> String {
+    // Records are plain data structures; serialising them cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The typed view over a [`Store`] that routers, the CLI and jobs use.
+#[derive(Clone)]
+pub struct Topo {
+    store: Arc<dyn Store>,
+}
+
+impl Topo {
+    /// Wraps `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Topo { store }
+    }
+
+    /// Returns the underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Reads every record at one revision.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn snapshot(&self) -> Result<TopoSnapshot> {
+        let (kvs, rev) = self.store.list(ROOT).await?;
+        TopoSnapshot::from_kvs(&kvs, rev)
+    }
+
+    /// Registers (or updates) a physical shard.
+    ///
+    /// # Errors
+    /// Invalid names and store failures.
+    pub async fn put_physical_shard(&self, ps: &PhysicalShard) -> Result<()> {
+        if ps.name.is_empty() || ps.name.contains('/') {
+            return Err(TopoError::invalid(
+                "physical shard",
+                "name: must be non-empty without '/'",
+            ));
+        }
+        self.store
+            .put(
+                &format!("{SHARDS}{}", ps.name),
+                &encode(ps),
+                Condition::None,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Returns a keyspace's record and its revision.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn get_keyspace(&self, name: &str) -> Result<Option<(Keyspace, u64)>> {
+        match self.store.get(&format!("{KEYSPACES}{name}")).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns a keyspace's placement and its revision.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn get_placement(&self, keyspace: &str) -> Result<Option<(Placement, u64)>> {
+        match self.store.get(&format!("{PLACEMENT}{keyspace}")).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a placement if its record is still at `expected` (0: absent).
+    ///
+    /// # Errors
+    /// [`TopoError::Conflict`] when someone else changed it first.
+    pub async fn put_placement(&self, p: &Placement, expected: u64) -> Result<u64> {
+        self.store
+            .put(
+                &format!("{PLACEMENT}{}", p.keyspace),
+                &encode(p),
+                Condition::ModRevision(expected),
+                None,
+            )
+            .await
+    }
+
+    /// Validates and stores a vschema. A new keyspace also gets its placement over the
+    /// registered physical shards; an existing one keeps its logical-shard count.
+    /// Returns the keyspace's placement.
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] for a bad vschema, a changed shard count or no physical
+    /// shards; [`TopoError::Conflict`] on a concurrent change.
+    pub async fn apply_vschema(&self, v: &VSchema) -> Result<Placement> {
+        v.validate()?;
+        let key = format!("{KEYSPACES}{}", v.keyspace);
+        let existing = self.get_keyspace(&v.keyspace).await?;
+        let expected = match &existing {
+            Some((ks, rev)) => {
+                if ks.vschema.sharded != v.sharded
+                    || ks.vschema.logical_shard_count() != v.logical_shard_count()
+                {
+                    return Err(TopoError::invalid(
+                        "vschema",
+                        format!(
+                            "logical_shards: keyspace {} already has {} logical shards (sharded: {}); the count is fixed for a keyspace's life",
+                            v.keyspace,
+                            ks.vschema.logical_shard_count(),
+                            ks.vschema.sharded
+                        ),
+                    ));
+                }
+                *rev
+            }
+            None => 0,
+        };
+        let placement = match self.get_placement(&v.keyspace).await? {
+            Some((p, _)) => p,
+            None => {
+                let snap = self.snapshot().await?;
+                let weights: Vec<(String, u32)> = snap
+                    .shards
+                    .values()
+                    .map(|s| (s.name.clone(), s.weight))
+                    .collect();
+                let names =
+                    crate::placement::assign(&v.keyspace, v.logical_shard_count(), &weights);
+                if names.is_empty() {
+                    return Err(TopoError::invalid(
+                        "vschema",
+                        "no physical shards are registered (with weight > 0) to place the keyspace on",
+                    ));
+                }
+                let p = Placement {
+                    keyspace: v.keyspace.clone(),
+                    epoch: 1,
+                    shards: names
+                        .into_iter()
+                        .map(|ps| PlacementEntry {
+                            ps,
+                            state: LogicalShardState::Serving,
+                        })
+                        .collect(),
+                };
+                self.put_placement(&p, 0).await?;
+                p
+            }
+        };
+        self.store
+            .put(
+                &key,
+                &encode(&Keyspace { vschema: v.clone() }),
+                Condition::ModRevision(expected),
+                None,
+            )
+            .await?;
+        Ok(placement)
+    }
+
+    /// Registers a router under a lease; the record vanishes if the router stops renewing.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn register_router(
+        &self,
+        id: &str,
+        info: &serde_json::Value,
+        lease: i64,
+    ) -> Result<()> {
+        self.store
+            .put(
+                &format!("{ROUTERS}{id}"),
+                &info.to_string(),
+                Condition::None,
+                Some(lease),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn apply_places_and_keeps_count() {
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        for i in 0..3 {
+            topo.put_physical_shard(&PhysicalShard {
+                name: format!("ps{i}"),
+                host: "127.0.0.1".into(),
+                port: 3306 + i,
+                user: "u".into(),
+                password: None,
+                password_env: None,
+                weight: 1,
+            })
+            .await
+            .expect("ps");
+        }
+        let v = VSchema::from_yaml("keyspace: k\nsharded: true\nlogical_shards: 16\n").expect("v");
+        let p = topo.apply_vschema(&v).await.expect("apply");
+        assert_eq!(p.shards.len(), 16);
+        let again = topo.apply_vschema(&v).await.expect("re-apply");
+        assert_eq!(again, p);
+        let v2 = VSchema::from_yaml("keyspace: k\nsharded: true\nlogical_shards: 32\n").expect("v");
+        assert!(topo.apply_vschema(&v2).await.is_err());
+        let snap = topo.snapshot().await.expect("snap");
+        assert_eq!(snap.keyspaces.len(), 1);
+        assert_eq!(snap.shards.len(), 3);
+    }
+}
