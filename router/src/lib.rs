@@ -1,1 +1,36 @@
-//! x
+//! The Tessera router: the data plane. Applications connect to it over the MySQL protocol
+//! as if it were one database; it sends each statement to the logical shards that hold its
+//! rows.
+//!
+//! # Layout
+//!
+//! - [`mysql`]: the wire protocol (packets, handshake and authentication, result sets).
+//! - [`planner`]: parse (sqlparser, MySQL dialect), decide the route, rewrite table names
+//!   to logical-shard schemas. Planner tests are data files in `planner/testdata/`.
+//! - [`vindex`]: shard-key value → keyspace id → logical shard.
+//! - [`engine`]: runs plans on backend connections and streams results to the client.
+//! - [`backend`]: one connection pool per physical shard.
+//! - [`session`]: what a client connection carries between statements (keyspace, `SET`s,
+//!   transaction and its pinned connections).
+//! - [`topology`]: the routing table, cached and kept current by a topology watch.
+//! - [`server`]: the listener, connection tasks, authentication and shutdown.
+//! - [`config`]: the router's YAML configuration.
+//! - [`error`]: client-facing errors with MySQL error numbers.
+//!
+//! A new statement shape goes into `planner/` (with a case in `testdata/route_cases.yaml`)
+//! and, if it needs merging, into `engine/`.
+
+pub mod backend;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod mysql;
+pub mod planner;
+pub mod server;
+pub mod session;
+pub mod topology;
+pub mod vindex;
+
+pub use config::RouterConfig;
+pub use error::SqlError;
+pub use server::{Router, RouterHandle};

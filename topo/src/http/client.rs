@@ -239,11 +239,10 @@ impl Store for HttpStore {
                         return;
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "topology watch poll failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {},
-                            _ = tx.closed() => return,
-                        }
+                        // Every endpoint failed: end the watch so the watcher knows topo is
+                        // unreachable; it re-lists and watches again when topo is back.
+                        let _ = tx.send(Err(e)).await;
+                        return;
                     }
                 }
             }

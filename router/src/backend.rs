@@ -1,0 +1,152 @@
+//! Backend connections: one `mysql_async` pool per physical shard, created when first
+//! needed and rebuilt when the shard's record changes.
+
+use crate::config::BackendConfig;
+use crate::error::SqlError;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tessera_topo::PhysicalShard;
+
+/// One physical shard's pool.
+pub struct ShardPool {
+    pub name: String,
+    pub addr: String,
+    record: PhysicalShard,
+    pool: Pool,
+    connect_timeout: Duration,
+}
+
+impl ShardPool {
+    /// Takes a connection from the pool.
+    ///
+    /// # Errors
+    /// 1105 naming the shard when it cannot be reached in time.
+    pub async fn get_conn(&self) -> Result<Conn, SqlError> {
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(SqlError::shard(&self.name, &self.addr, e)),
+            Err(_) => Err(SqlError::shard(&self.name, &self.addr, "connect timed out")),
+        }
+    }
+}
+
+/// Every physical shard's pool.
+pub struct Backends {
+    cfg: BackendConfig,
+    pools: Mutex<HashMap<String, Arc<ShardPool>>>,
+}
+
+impl Backends {
+    pub fn new(cfg: BackendConfig) -> Self {
+        Backends {
+            cfg,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns the pool of `ps`, creating (or re-creating, if the record changed) it.
+    ///
+    /// # Errors
+    /// 1105 when the shard is not in the topology.
+    pub fn pool(&self, ps: &PhysicalShard) -> Arc<ShardPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pools.get(&ps.name) {
+            if p.record == *ps {
+                return p.clone();
+            }
+        }
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(ps.host.clone())
+            .tcp_port(ps.port)
+            .user(Some(ps.user.clone()))
+            .pass(ps.resolve_password())
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0)
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(
+                        PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
+                    )
+                    .with_reset_connection(false)
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
+        let p = Arc::new(ShardPool {
+            name: ps.name.clone(),
+            addr: ps.address(),
+            record: ps.clone(),
+            pool: Pool::new(opts),
+            connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
+        });
+        if let Some(old) = pools.insert(ps.name.clone(), p.clone()) {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = old.pool.clone().disconnect().await;
+                });
+            }
+        }
+        p
+    }
+
+    /// Closes every pool.
+    pub async fn disconnect_all(&self) {
+        let pools: Vec<Arc<ShardPool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in pools {
+            let _ = p.pool.clone().disconnect().await;
+        }
+    }
+}
+
+/// Creates the schemas of `keyspace` on its physical shards: one per logical shard where it
+/// lives, and (for a sharded keyspace) the reference schema on every physical shard that
+/// holds any of its logical shards.
+///
+/// # Errors
+/// The first failure, naming the shard.
+pub async fn create_keyspace_schemas(
+    rt: &crate::topology::RoutingTable,
+    keyspace: &str,
+    backends: &Backends,
+) -> Result<(), SqlError> {
+    let ks = rt
+        .keyspace(keyspace)
+        .ok_or_else(|| SqlError::unknown_database(keyspace))?;
+    let mut per_ps: HashMap<String, Vec<String>> = HashMap::new();
+    for (ls, ps) in ks.placement.iter().enumerate() {
+        per_ps
+            .entry(ps.clone())
+            .or_default()
+            .push(ks.schema(ls as u32));
+    }
+    if ks.sharded {
+        for ps in ks.physical_shards() {
+            per_ps.entry(ps).or_default().push(ks.reference_schema());
+        }
+    }
+    for (ps, schemas) in per_ps {
+        let rec = rt
+            .shards
+            .get(&ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        let pool = backends.pool(rec);
+        let mut conn = pool.get_conn().await?;
+        for s in schemas {
+            conn.query_drop(format!(
+                "CREATE DATABASE IF NOT EXISTS {}",
+                crate::planner::rewrite::quote_ident(&s)
+            ))
+            .await
+            .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
+    }
+    Ok(())
+}

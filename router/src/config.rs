@@ -1,0 +1,215 @@
+//! Router configuration, read from YAML. Unknown fields are rejected; [`RouterConfig::validate`]
+//! names the bad field.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// A router's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Where applications connect. Default: `127.0.0.1:15306`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The version string sent to clients. Default: `10.11.99-MariaDB-Tessera`.
+    #[serde(default = "default_version")]
+    pub server_version: String,
+    /// The authentication plugin offered first: `mysql_native_password` (default) or
+    /// `caching_sha2_password`. Either is accepted from clients.
+    #[serde(default = "default_plugin")]
+    pub auth_plugin: String,
+    /// Users allowed to connect. At least one.
+    pub users: Vec<UserConfig>,
+    /// Where the topology lives.
+    #[serde(default)]
+    pub topo: TopoConfig,
+    /// Most client connections at once; more are refused with error 1040. Default: 2000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Backend connection pools.
+    #[serde(default)]
+    pub backend: BackendConfig,
+    /// The keyspace a session starts in when the client names none. Default: none.
+    #[serde(default)]
+    pub default_keyspace: Option<String>,
+}
+
+/// A user allowed to connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// The password in clear (local use); prefer `password_env`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+impl UserConfig {
+    /// Returns the user's password ("" when neither field is set).
+    pub fn resolve_password(&self) -> String {
+        self.password
+            .clone()
+            .or_else(|| {
+                self.password_env
+                    .as_ref()
+                    .and_then(|v| std::env::var(v).ok())
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Where the topology lives.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TopoConfig {
+    /// Endpoints of the topology service (`host:port`). Default: `127.0.0.1:15999`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Environment variable with the shared token, if the service wants one.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// Backend pools, one per physical shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Most connections per physical shard. Default: 64.
+    #[serde(default = "default_pool_max")]
+    pub pool_max: usize,
+    /// Connect timeout in milliseconds. Default: 2000.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            pool_max: default_pool_max(),
+            connect_timeout_ms: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 15306))
+}
+fn default_version() -> String {
+    "10.11.99-MariaDB-Tessera".into()
+}
+fn default_plugin() -> String {
+    crate::mysql::auth::NATIVE.into()
+}
+fn default_max_connections() -> usize {
+    2000
+}
+fn default_pool_max() -> usize {
+    64
+}
+fn default_connect_timeout() -> u64 {
+    2000
+}
+
+/// A bad configuration, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid router config: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl RouterConfig {
+    /// Parses and validates YAML.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field (YAML errors carry line and column).
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let c: RouterConfig = serde_yaml::from_str(text).map_err(|e| ConfigError {
+            field: e.location().map_or_else(
+                || "config".into(),
+                |l| format!("line {} column {}", l.line(), l.column()),
+            ),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: &str| {
+            Err(ConfigError {
+                field: field.into(),
+                message: message.into(),
+            })
+        };
+        if self.users.is_empty() {
+            return bad("users", "at least one user is needed");
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() {
+                return bad(&format!("users[{i}].name"), "must not be empty");
+            }
+            if let Some(v) = &u.password_env {
+                if std::env::var(v).is_err() {
+                    return bad(
+                        &format!("users[{i}].password_env"),
+                        &format!("environment variable {v} is not set"),
+                    );
+                }
+            }
+        }
+        if self.auth_plugin != crate::mysql::auth::NATIVE
+            && self.auth_plugin != crate::mysql::auth::CACHING_SHA2
+        {
+            return bad(
+                "auth_plugin",
+                "must be mysql_native_password or caching_sha2_password",
+            );
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.backend.pool_max == 0 {
+            return bad("backend.pool_max", "must be at least 1");
+        }
+        if let Some(k) = &self.default_keyspace {
+            if k.is_empty() {
+                return bad("default_keyspace", "must not be empty");
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the topology endpoints, defaulting to the local one.
+    pub fn topo_endpoints(&self) -> Vec<String> {
+        if self.topo.endpoints.is_empty() {
+            vec!["127.0.0.1:15999".into()]
+        } else {
+            self.topo.endpoints.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_bad_fields() {
+        let e = RouterConfig::from_yaml("users: []\n").expect_err("bad");
+        assert!(e.to_string().contains("users"), "{e}");
+        let e = RouterConfig::from_yaml("users: [{name: a}]\nlisten: nope\n").expect_err("bad");
+        assert!(e.to_string().contains("line"), "{e}");
+        let e = RouterConfig::from_yaml("users: [{name: a}]\nlistn: 1\n").expect_err("bad");
+        assert!(e.to_string().contains("listn"), "{e}");
+        let ok = RouterConfig::from_yaml("users: [{name: a, password: b}]\n").expect("ok");
+        assert_eq!(ok.listen.port(), 15306);
+    }
+}

@@ -1,0 +1,834 @@
+//! The executor: runs a [`Plan`] on backend connections and streams the answer to the
+//! client.
+//!
+//! - One target: the backend's rows are re-framed and written as they arrive; memory stays
+//!   flat whatever the result size.
+//! - Several targets: one task per physical shard (its logical shards' selects joined with
+//!   `UNION ALL` into one round trip where the shape allows), rows interleaved as they come,
+//!   `LIMIT`/`OFFSET` applied in the router.
+//! - Writes over several physical shards run concurrently; a partial failure is reported with
+//!   the shards that committed.
+
+mod results;
+
+use crate::backend::Backends;
+use crate::error::{from_backend, SqlError};
+use crate::mysql::resultset::{self, ColumnDef};
+use crate::mysql::PacketIo;
+use crate::planner::rewrite::quote_ident;
+use crate::planner::{Exec, Local, Plan, StmtKind, Targets, LS_PLACEHOLDER};
+use crate::session::Session;
+use crate::topology::{KeyspaceRouting, RoutingTable, TopologyCache};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use results::{write_columns, write_end, write_row, ResultWriter};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use results::column_def;
+
+/// Rows buffered per physical shard while a scatter read streams.
+const SCATTER_CHANNEL: usize = 256;
+
+/// Runs plans. Shared by every connection of a router.
+pub struct Engine {
+    pub topo: Arc<TopologyCache>,
+    pub backends: Arc<Backends>,
+}
+
+/// A backend connection borrowed for one statement.
+struct Lease {
+    ps: String,
+    conn: Conn,
+    /// Pinned by the session's transaction: goes back to the session, not the pool.
+    pinned: bool,
+    /// Session `SET`s were replayed on it: reset before it returns to the pool.
+    dirty: bool,
+}
+
+/// What a write did.
+#[derive(Default)]
+struct WriteResult {
+    affected: u64,
+    last_insert_id: u64,
+    warnings: u16,
+    info: String,
+}
+
+impl Engine {
+    /// Executes `plan` for `session`, writing the whole response (result set or OK) to `io`.
+    ///
+    /// # Errors
+    /// A [`SqlError`] to send as an ERR packet (valid before or in place of a row).
+    pub async fn execute(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        match plan {
+            Plan::Local(l) => self.local(session, l, io).await,
+            Plan::Exec(e) => {
+                let rt = self.topo.table();
+                self.exec(session, &rt, e, io).await
+            }
+        }
+    }
+
+    async fn ok(
+        &self,
+        session: &Session,
+        io: &mut PacketIo,
+        affected: u64,
+        last_id: u64,
+        warnings: u16,
+        info: &str,
+    ) -> Result<(), SqlError> {
+        let p = resultset::ok(
+            affected,
+            last_id,
+            session.status_flags(),
+            warnings,
+            info,
+            false,
+        );
+        io.write_packet(&p).await.map_err(io_err)
+    }
+
+    async fn local(
+        &self,
+        session: &mut Session,
+        l: Local,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        match l {
+            Local::Use(ks) => {
+                let rt = self.topo.table();
+                if rt.keyspace(&ks).is_none() {
+                    return Err(SqlError::unknown_database(&ks));
+                }
+                session.keyspace = Some(ks);
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Begin => {
+                self.finish_txn(session, true).await?;
+                session.explicit_txn = true;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Commit => {
+                self.finish_txn(session, true).await?;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Rollback => {
+                self.finish_txn(session, false).await?;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::SetAutocommit(on) => {
+                if on && !session.autocommit {
+                    // Turning autocommit on commits the open transaction, as MySQL does.
+                    self.finish_txn(session, true).await?;
+                }
+                session.autocommit = on;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Set(sql) => {
+                // Check it on a backend first so a bad SET fails now, not on a later query.
+                let rt = self.topo.table();
+                let mut lease = self.any_conn(session, &rt).await?;
+                let r = lease.conn.query_drop(sql.as_str()).await;
+                lease.dirty = true;
+                self.give_back(session, lease).await;
+                r.map_err(|e| from_backend(e, "any", "", &|m| m.to_string()))?;
+                // Pinned connections of an open transaction get it at once.
+                for c in session.txn_conns.values_mut() {
+                    c.query_drop(sql.as_str())
+                        .await
+                        .map_err(|e| from_backend(e, "pinned", "", &|m| m.to_string()))?;
+                }
+                session.sets.push(sql);
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::ShowDatabases => {
+                let rt = self.topo.table();
+                let mut names: Vec<String> = rt.keyspaces.keys().cloned().collect();
+                names.push("information_schema".into());
+                names.sort();
+                let rows: Vec<Vec<Option<Vec<u8>>>> = names
+                    .into_iter()
+                    .map(|n| vec![Some(n.into_bytes())])
+                    .collect();
+                self.local_result(session, io, vec![ColumnDef::text("Database")], rows)
+                    .await
+            }
+            Local::ShowTables { keyspace, full } => {
+                let rt = self.topo.table();
+                let ks = rt
+                    .keyspace(&keyspace)
+                    .ok_or_else(|| SqlError::unknown_database(&keyspace))?;
+                let mut schemas = vec![ks.schema(0)];
+                if ks.sharded {
+                    schemas.push(ks.reference_schema());
+                }
+                let list = schemas
+                    .iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let sql = format!(
+                    "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema IN ({list}) ORDER BY table_name"
+                );
+                let ps = ks
+                    .placement
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| SqlError::router("keyspace without placement"))?;
+                let mut lease = self.conn(session, &rt, &ps).await?;
+                let r: Result<Vec<(String, String)>, _> = lease.conn.query(sql).await;
+                self.give_back(session, lease).await;
+                let pool_addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                let names = r.map_err(|e| from_backend(e, &ps, &pool_addr, &|m| m.to_string()))?;
+                let mut cols = vec![ColumnDef::text(&format!("Tables_in_{keyspace}"))];
+                if full {
+                    cols.push(ColumnDef::text("Table_type"));
+                }
+                let rows = names
+                    .into_iter()
+                    .map(|(n, t)| {
+                        let mut r = vec![Some(n.into_bytes())];
+                        if full {
+                            r.push(Some(t.into_bytes()));
+                        }
+                        r
+                    })
+                    .collect();
+                self.local_result(session, io, cols, rows).await
+            }
+        }
+    }
+
+    /// Answers COM_FIELD_LIST from a `SELECT * … LIMIT 0` plan: the column definitions of
+    /// the table on its first logical shard, then the end marker.
+    ///
+    /// # Errors
+    /// Backend and planning errors.
+    pub async fn field_list(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let Plan::Exec(e) = plan else {
+            return Err(SqlError::router("not a table"));
+        };
+        let rt = self.topo.table();
+        let ks = e
+            .keyspace
+            .as_deref()
+            .and_then(|k| rt.keyspace(k))
+            .ok_or_else(SqlError::no_database)?;
+        let (ps, sql) = match &e.targets {
+            Targets::Ls { template, ls } => {
+                let l = ls.first().copied().unwrap_or(0);
+                let ps = ks
+                    .placement
+                    .get(l as usize)
+                    .cloned()
+                    .ok_or_else(|| SqlError::router("no placement"))?;
+                (
+                    ps,
+                    template.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(l))),
+                )
+            }
+            Targets::Reference { sql } => (
+                ks.physical_shards()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SqlError::router("no placement"))?,
+                sql.clone(),
+            ),
+            _ => return Err(SqlError::router("not a table")),
+        };
+        let mut lease = self.conn(session, &rt, &ps).await?;
+        let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+        let unq = |m: &str| unqualify(m, ks);
+        let r = async {
+            let res = lease
+                .conn
+                .query_iter(sql.as_str())
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+            let defs: Vec<ColumnDef> = res
+                .columns()
+                .map(|c| c.iter().map(|c| column_def(c, &unq)).collect())
+                .unwrap_or_default();
+            res.drop_result()
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+            Ok::<_, SqlError>(defs)
+        }
+        .await;
+        self.give_back(session, lease).await;
+        let mut p = Vec::new();
+        for d in r? {
+            p.clear();
+            d.encode(&mut p);
+            // COM_FIELD_LIST definitions carry a (here empty) default value.
+            p.push(0xfb);
+            io.write_packet(&p).await.map_err(io_err)?;
+        }
+        write_end(io, session).await
+    }
+
+    /// Writes a result set made by the router.
+    pub async fn local_result(
+        &self,
+        session: &Session,
+        io: &mut PacketIo,
+        cols: Vec<ColumnDef>,
+        rows: Vec<Vec<Option<Vec<u8>>>>,
+    ) -> Result<(), SqlError> {
+        write_columns(io, session, &cols).await?;
+        let mut buf = Vec::new();
+        for r in rows {
+            buf.clear();
+            for v in &r {
+                resultset::put_text_value(&mut buf, v.as_deref());
+            }
+            io.write_packet(&buf).await.map_err(io_err)?;
+        }
+        write_end(io, session).await
+    }
+
+    /// Commits (or rolls back) the session's transaction on every pinned connection.
+    ///
+    /// # Errors
+    /// 1105 naming which shards committed when a commit fails part way.
+    pub async fn finish_txn(&self, session: &mut Session, commit: bool) -> Result<(), SqlError> {
+        session.explicit_txn = false;
+        let conns = std::mem::take(&mut session.txn_conns);
+        let mut done = Vec::new();
+        let mut failed: Option<(String, String)> = None;
+        for (ps, mut c) in conns {
+            let sql = if commit && failed.is_none() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            match c.query_drop(sql).await {
+                Ok(()) => {
+                    if sql == "COMMIT" {
+                        done.push(ps.clone());
+                    }
+                    let dirty = !session.sets.is_empty();
+                    release(c, dirty).await;
+                }
+                Err(e) => {
+                    if failed.is_none() {
+                        failed = Some((ps.clone(), e.to_string()));
+                    }
+                }
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some((ps, e)) if commit => Err(SqlError::router(format!(
+                "transaction commit failed on physical shard {ps}: {e}; committed on: [{}]; the rest rolled back",
+                done.join(", ")
+            ))),
+            Some((ps, e)) => Err(SqlError::router(format!("rollback failed on physical shard {ps}: {e}"))),
+        }
+    }
+
+    /// Borrows a connection to `ps` for `session`: the pinned one inside a transaction
+    /// (starting the transaction on first use), else one from the pool with the session's
+    /// `SET`s replayed.
+    async fn conn(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<Lease, SqlError> {
+        if session.in_transaction() {
+            if let Some(c) = session.txn_conns.remove(ps) {
+                return Ok(Lease {
+                    ps: ps.to_string(),
+                    conn: c,
+                    pinned: true,
+                    dirty: false,
+                });
+            }
+        }
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        let pool = self.backends.pool(rec);
+        let mut conn = pool.get_conn().await?;
+        let dirty = !session.sets.is_empty();
+        for s in &session.sets {
+            conn.query_drop(s.as_str())
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
+        let pinned = session.in_transaction();
+        if pinned {
+            conn.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
+        Ok(Lease {
+            ps: ps.to_string(),
+            conn,
+            pinned,
+            dirty,
+        })
+    }
+
+    /// Any reachable physical shard (a pinned one first).
+    async fn any_conn(&self, session: &mut Session, rt: &RoutingTable) -> Result<Lease, SqlError> {
+        if let Some(ps) = session.txn_conns.keys().next().cloned() {
+            return self.conn(session, rt, &ps).await;
+        }
+        let mut names: Vec<&String> = rt.shards.keys().collect();
+        names.sort();
+        let mut last = SqlError::router("no physical shard is registered");
+        for ps in names {
+            match self.conn(session, rt, ps).await {
+                Ok(l) => return Ok(l),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn give_back(&self, session: &mut Session, lease: Lease) {
+        if lease.pinned {
+            session.txn_conns.insert(lease.ps, lease.conn);
+        } else {
+            release(lease.conn, lease.dirty).await;
+        }
+    }
+
+    async fn exec(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        e: Exec,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let ks: Option<&KeyspaceRouting> = match &e.keyspace {
+            Some(k) => Some(
+                rt.keyspace(k)
+                    .ok_or_else(|| SqlError::unknown_database(k))?,
+            ),
+            None => None,
+        };
+        // DDL commits implicitly in MySQL; do the same for the session's transaction.
+        if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
+            self.finish_txn(session, true).await?;
+        }
+        let unq = |m: &str| match ks {
+            Some(k) => unqualify(m, k),
+            None => m.to_string(),
+        };
+        // Work out (physical shard, statements) pairs.
+        let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match (&e.targets, ks) {
+            (Targets::Any { sql }, _) => {
+                let mut lease = self.any_conn(session, rt).await?;
+                let r = self.single(session, &mut lease, sql, io, &unq, rt).await;
+                self.give_back(session, lease).await;
+                return r;
+            }
+            (Targets::Reference { sql }, Some(k)) => {
+                if e.kind == StmtKind::Read {
+                    // Any copy answers; try them in order until one is reachable.
+                    let mut last = SqlError::router("keyspace has no physical shards");
+                    for ps in k.physical_shards() {
+                        match self.conn(session, rt, &ps).await {
+                            Ok(mut lease) => {
+                                let r = self.single(session, &mut lease, sql, io, &unq, rt).await;
+                                self.give_back(session, lease).await;
+                                return r;
+                            }
+                            Err(err) => last = err,
+                        }
+                    }
+                    return Err(last);
+                }
+                for ps in k.physical_shards() {
+                    work.entry(ps).or_default().push(sql.clone());
+                }
+            }
+            (Targets::Ls { template, ls }, Some(k)) => {
+                for l in ls {
+                    let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                        SqlError::router(format!("logical shard {l} has no placement"))
+                    })?;
+                    work.entry(ps.clone())
+                        .or_default()
+                        .push(template.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(*l))));
+                }
+            }
+            (Targets::PerLs(v), Some(k)) => {
+                for (l, sql) in v {
+                    let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                        SqlError::router(format!("logical shard {l} has no placement"))
+                    })?;
+                    work.entry(ps.clone())
+                        .or_default()
+                        .push(sql.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(*l))));
+                }
+            }
+            _ => return Err(SqlError::router("plan without a keyspace")),
+        }
+        if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
+            let (ps, mut sqls) = work
+                .into_iter()
+                .next()
+                .ok_or_else(|| SqlError::router("no target"))?;
+            let sql = sqls.pop().unwrap_or_default();
+            let mut lease = self.conn(session, rt, &ps).await?;
+            let r = self.single(session, &mut lease, &sql, io, &unq, rt).await;
+            self.give_back(session, lease).await;
+            return r;
+        }
+        match e.kind {
+            StmtKind::Read => {
+                self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks)
+                    .await
+            }
+            StmtKind::Write | StmtKind::Ddl => {
+                self.multi_write(session, rt, work, e.kind, io, ks).await
+            }
+        }
+    }
+
+    /// Runs one statement on one connection and streams its answer.
+    async fn single(
+        &self,
+        session: &mut Session,
+        lease: &mut Lease,
+        sql: &str,
+        io: &mut PacketIo,
+        unq: &(dyn Fn(&str) -> String + Sync),
+        rt: &RoutingTable,
+    ) -> Result<(), SqlError> {
+        let addr = rt
+            .shards
+            .get(&lease.ps)
+            .map(|s| s.address())
+            .unwrap_or_default();
+        let ps = lease.ps.clone();
+        let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
+        let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
+        let cols = res.columns();
+        match cols {
+            Some(cols) if !cols.is_empty() => {
+                let defs: Vec<ColumnDef> = cols.iter().map(|c| column_def(c, unq)).collect();
+                write_columns(io, session, &defs).await?;
+                let mut w = ResultWriter::default();
+                while let Some(row) = res.next().await.map_err(map)? {
+                    write_row(io, &mut w, row).await?;
+                }
+                drop(res);
+                write_end(io, session).await
+            }
+            _ => {
+                let affected = res.affected_rows();
+                let last = res.last_insert_id().unwrap_or(0);
+                let warnings = res.warnings();
+                let info = res.info().into_owned();
+                // Drain anything further (there should be nothing).
+                res.drop_result().await.map_err(map)?;
+                if last != 0 {
+                    session.last_insert_id = last;
+                }
+                self.ok(session, io, affected, last, warnings, &info).await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn scatter_read(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        unionable: bool,
+        limit: Option<(u64, u64)>,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+    ) -> Result<(), SqlError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
+        let mut tasks = Vec::new();
+        for (ps, sqls) in work {
+            let lease = self.conn(session, rt, &ps).await;
+            let mut lease = match lease {
+                Ok(l) => l,
+                Err(err) => {
+                    // Give back what was taken before failing.
+                    drop(tx);
+                    for t in tasks {
+                        if let Ok(l) = t.await {
+                            self.give_back(session, l).await;
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            let stmts: Vec<String> = if unionable && sqls.len() > 1 {
+                vec![sqls
+                    .iter()
+                    .map(|s| format!("(\n{s}\n)"))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ")]
+            } else {
+                sqls
+            };
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let unq = |m: &str| match &kscopy {
+                    Some(k) => unqualify(m, k),
+                    None => m.to_string(),
+                };
+                let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, &unq)
+                    .await;
+                if let Err(e) = r {
+                    let _ = tx.send(results::Msg::Error(e)).await;
+                }
+                lease
+            }));
+        }
+        drop(tx);
+        let (skip, take) = limit.unwrap_or((0, u64::MAX));
+        let mut seen: u64 = 0;
+        let mut sent: u64 = 0;
+        let mut header = false;
+        let mut outcome: Result<(), SqlError> = Ok(());
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                results::Msg::Columns(defs) => {
+                    if !header {
+                        if let Err(e) = write_columns(io, session, &defs).await {
+                            outcome = Err(e);
+                            break;
+                        }
+                        header = true;
+                    }
+                }
+                results::Msg::Row(bytes) => {
+                    seen += 1;
+                    if seen <= skip {
+                        continue;
+                    }
+                    if sent >= take {
+                        break;
+                    }
+                    if let Err(e) = io.write_packet(&bytes).await.map_err(io_err) {
+                        outcome = Err(e);
+                        break;
+                    }
+                    sent += 1;
+                    if sent >= take {
+                        break;
+                    }
+                }
+                results::Msg::Error(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        for t in tasks {
+            match t.await {
+                Ok(l) => self.give_back(session, l).await,
+                Err(e) => tracing::warn!(error = %e, "scatter task failed"),
+            }
+        }
+        outcome?;
+        if !header {
+            return Err(SqlError::router("no shard returned a result set"));
+        }
+        write_end(io, session).await
+    }
+
+    async fn multi_write(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        kind: StmtKind,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+    ) -> Result<(), SqlError> {
+        let in_txn = session.in_transaction() && kind == StmtKind::Write;
+        let mut tasks = Vec::new();
+        let mut leases_failed = None;
+        for (ps, sqls) in work {
+            let lease = if kind == StmtKind::Ddl {
+                // DDL never runs on pinned connections.
+                let was = (session.explicit_txn, session.autocommit);
+                session.explicit_txn = false;
+                session.autocommit = true;
+                let l = self.conn(session, rt, &ps).await;
+                (session.explicit_txn, session.autocommit) = was;
+                l
+            } else {
+                self.conn(session, rt, &ps).await
+            };
+            let mut lease = match lease {
+                Ok(l) => l,
+                Err(err) => {
+                    leases_failed = Some((ps.clone(), err));
+                    continue;
+                }
+            };
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            // Several statements on one physical shard commit together.
+            let wrap = !in_txn && kind == StmtKind::Write && sqls.len() > 1;
+            tasks.push(tokio::spawn(async move {
+                let unq = |m: &str| match &kscopy {
+                    Some(k) => unqualify(m, k),
+                    None => m.to_string(),
+                };
+                let mut r = WriteResult::default();
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, &unq);
+                let run = async {
+                    if wrap {
+                        lease
+                            .conn
+                            .query_drop("START TRANSACTION")
+                            .await
+                            .map_err(map)?;
+                    }
+                    for s in &sqls {
+                        let res = lease.conn.query_iter(s.as_str()).await.map_err(map)?;
+                        r.affected += res.affected_rows();
+                        if let Some(id) = res.last_insert_id() {
+                            r.last_insert_id = id;
+                        }
+                        r.warnings = r.warnings.saturating_add(res.warnings());
+                        r.info = res.info().into_owned();
+                        res.drop_result().await.map_err(map)?;
+                    }
+                    if wrap {
+                        lease.conn.query_drop("COMMIT").await.map_err(map)?;
+                    }
+                    Ok::<(), SqlError>(())
+                };
+                let out = run.await;
+                if out.is_err() && wrap {
+                    let _ = lease.conn.query_drop("ROLLBACK").await;
+                }
+                (lease, out.map(|()| r))
+            }));
+        }
+        let mut total = WriteResult::default();
+        let mut ok_shards = Vec::new();
+        let mut failures: Vec<(String, SqlError)> = Vec::new();
+        if let Some(f) = leases_failed {
+            failures.push(f);
+        }
+        for t in tasks {
+            match t.await {
+                Ok((lease, r)) => {
+                    let ps = lease.ps.clone();
+                    self.give_back(session, lease).await;
+                    match r {
+                        Ok(w) => {
+                            total.affected += w.affected;
+                            total.last_insert_id = total.last_insert_id.max(w.last_insert_id);
+                            total.warnings = total.warnings.saturating_add(w.warnings);
+                            total.info = w.info;
+                            ok_shards.push(ps);
+                        }
+                        Err(e) => failures.push((ps, e)),
+                    }
+                }
+                Err(e) => failures.push((
+                    "?".into(),
+                    SqlError::router(format!("write task failed: {e}")),
+                )),
+            }
+        }
+        if failures.is_empty() {
+            let info = if kind == StmtKind::Write && ok_shards.len() > 1 {
+                String::new()
+            } else {
+                total.info
+            };
+            return self
+                .ok(
+                    session,
+                    io,
+                    total.affected,
+                    total.last_insert_id,
+                    total.warnings,
+                    &info,
+                )
+                .await;
+        }
+        let (ps, first) = failures.remove(0);
+        if ok_shards.is_empty() {
+            return Err(first);
+        }
+        let verb = if in_txn {
+            "applied (uncommitted, in this transaction)"
+        } else {
+            "committed"
+        };
+        Err(SqlError::router(format!(
+            "statement partially applied: {verb} on physical shards [{}]; failed on {ps}: {}",
+            ok_shards.join(", "),
+            first.message
+        )))
+    }
+}
+
+/// Returns a connection to its pool, resetting its session state first if needed.
+async fn release(mut conn: Conn, dirty: bool) {
+    if dirty && conn.reset().await.is_err() {
+        // A connection that cannot be reset is closed rather than reused.
+        let _ = conn.disconnect().await;
+        return;
+    }
+    drop(conn);
+}
+
+/// Maps logical-shard schema names in a backend message back to the keyspace name.
+pub fn unqualify(msg: &str, ks: &KeyspaceRouting) -> String {
+    if !ks.sharded {
+        return msg.to_string();
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    let name = ks.name.as_str();
+    while let Some(i) = rest.find(name) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + name.len()..];
+        if let Some(tail) = after.strip_prefix("_ref") {
+            out.push_str(name);
+            rest = tail;
+        } else if after.len() >= 5
+            && after.as_bytes()[0] == b'_'
+            && after.as_bytes()[1..5].iter().all(u8::is_ascii_digit)
+        {
+            out.push_str(name);
+            rest = &after[5..];
+        } else {
+            out.push_str(name);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+pub(crate) fn io_err(e: std::io::Error) -> SqlError {
+    SqlError::router(format!("client connection: {e}"))
+}

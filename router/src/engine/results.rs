@@ -1,0 +1,132 @@
+//! Result-set framing: column definitions from backend metadata, rows re-framed from the
+//! backend's text protocol, and the end-of-result marker each client expects.
+
+use super::io_err;
+use crate::error::{from_backend, SqlError};
+use crate::mysql::resultset::{self, ColumnDef};
+use crate::mysql::PacketIo;
+use crate::session::Session;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Column, Conn, Row, Value};
+
+/// What a scatter task sends to the connection.
+pub enum Msg {
+    Columns(Vec<ColumnDef>),
+    Row(Vec<u8>),
+    Error(SqlError),
+}
+
+/// Reusable buffer for encoding rows.
+#[derive(Default)]
+pub struct ResultWriter {
+    buf: Vec<u8>,
+}
+
+/// Builds the client's column definition from a backend column, with logical-shard schema
+/// names mapped back to the keyspace.
+pub fn column_def(c: &Column, unq: &(dyn Fn(&str) -> String + Sync)) -> ColumnDef {
+    let schema = String::from_utf8_lossy(c.schema_ref());
+    ColumnDef {
+        schema: unq(&schema).into_bytes(),
+        table: c.table_ref().to_vec(),
+        org_table: c.org_table_ref().to_vec(),
+        name: c.name_ref().to_vec(),
+        org_name: c.org_name_ref().to_vec(),
+        charset: c.character_set(),
+        length: c.column_length(),
+        column_type: c.column_type() as u8,
+        flags: c.flags().bits(),
+        decimals: c.decimals(),
+    }
+}
+
+/// Encodes a text-protocol row.
+pub fn encode_row(buf: &mut Vec<u8>, row: Row) {
+    buf.clear();
+    for v in row.unwrap() {
+        match v {
+            Value::NULL => buf.push(0xfb),
+            Value::Bytes(b) => resultset::put_text_value(buf, Some(&b)),
+            other => {
+                // Text results hold bytes; anything else is formatted as MySQL would print it.
+                let s = other.as_sql(true);
+                let s = s.trim_matches('\'');
+                resultset::put_text_value(buf, Some(s.as_bytes()));
+            }
+        }
+    }
+}
+
+/// Writes the column count, definitions and (without `CLIENT_DEPRECATE_EOF`) an EOF.
+pub async fn write_columns(
+    io: &mut PacketIo,
+    session: &Session,
+    defs: &[ColumnDef],
+) -> Result<(), SqlError> {
+    let mut p = Vec::with_capacity(128);
+    crate::mysql::codec::put_lenenc_int(&mut p, defs.len() as u64);
+    io.write_packet(&p).await.map_err(io_err)?;
+    for d in defs {
+        p.clear();
+        d.encode(&mut p);
+        io.write_packet(&p).await.map_err(io_err)?;
+    }
+    if !session.deprecate_eof() {
+        io.write_packet(&resultset::eof(session.status_flags(), 0))
+            .await
+            .map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Writes one row.
+pub async fn write_row(io: &mut PacketIo, w: &mut ResultWriter, row: Row) -> Result<(), SqlError> {
+    encode_row(&mut w.buf, row);
+    io.write_packet(&w.buf).await.map_err(io_err)
+}
+
+/// Writes the end of a result set: EOF, or OK with the EOF header.
+pub async fn write_end(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
+    let p = if session.deprecate_eof() {
+        resultset::ok(0, 0, session.status_flags(), 0, "", true)
+    } else {
+        resultset::eof(session.status_flags(), 0)
+    };
+    io.write_packet(&p).await.map_err(io_err)
+}
+
+/// Runs `stmts` on `conn` in order, sending the first result's columns and every row.
+///
+/// # Errors
+/// Backend errors, mapped with the shard's name.
+pub async fn stream_statements(
+    conn: &mut Conn,
+    stmts: &[String],
+    tx: &tokio::sync::mpsc::Sender<Msg>,
+    ps: &str,
+    addr: &str,
+    unq: &(dyn Fn(&str) -> String + Sync),
+) -> Result<(), SqlError> {
+    let map = |e: mysql_async::Error| from_backend(e, ps, addr, unq);
+    let mut sent_cols = false;
+    let mut buf = Vec::new();
+    for s in stmts {
+        let mut res = conn.query_iter(s.as_str()).await.map_err(map)?;
+        if !sent_cols {
+            if let Some(cols) = res.columns() {
+                let defs = cols.iter().map(|c| column_def(c, unq)).collect();
+                if tx.send(Msg::Columns(defs)).await.is_err() {
+                    return Ok(());
+                }
+                sent_cols = true;
+            }
+        }
+        while let Some(row) = res.next().await.map_err(map)? {
+            encode_row(&mut buf, row);
+            if tx.send(Msg::Row(std::mem::take(&mut buf))).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Length-encoded integers and strings, and a cursor for reading packet payloads.
+
+/// Appends a length-encoded integer.
+pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        buf.push(v as u8);
+    } else if v < 1 << 16 {
+        buf.push(0xfc);
+        buf.extend_from_slice(&(v as u16).to_le_bytes());
+    } else if v < 1 << 24 {
+        buf.push(0xfd);
+        buf.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+    } else {
+        buf.push(0xfe);
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Appends a length-encoded string.
+pub fn put_lenenc_str(buf: &mut Vec<u8>, s: &[u8]) {
+    put_lenenc_int(buf, s.len() as u64);
+    buf.extend_from_slice(s);
+}
+
+/// A bounds-checked reader over a payload; every method returns `None` past the end, so a
+/// malformed packet never panics.
+pub struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        let v = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+
+    pub fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    /// Reads a NUL-terminated string (or to the end if there is no NUL).
+    pub fn cstr(&mut self) -> Option<&'a [u8]> {
+        let rest = self.buf.get(self.pos..)?;
+        match rest.iter().position(|b| *b == 0) {
+            Some(i) => {
+                self.pos += i + 1;
+                Some(&rest[..i])
+            }
+            None => {
+                self.pos = self.buf.len();
+                Some(rest)
+            }
+        }
+    }
+
+    pub fn lenenc_int(&mut self) -> Option<u64> {
+        match self.u8()? {
+            0xfc => self.u16().map(u64::from),
+            0xfd => {
+                let b = self.take(3)?;
+                Some(u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16)
+            }
+            0xfe => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Some(u64::from_le_bytes(a))
+            }
+            v => Some(u64::from(v)),
+        }
+    }
+
+    pub fn lenenc_str(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.lenenc_int()?).ok()?;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_round_trips() {
+        for v in [0u64, 250, 251, 65535, 65536, 1 << 24, u64::MAX] {
+            let mut b = Vec::new();
+            put_lenenc_int(&mut b, v);
+            assert_eq!(Cursor::new(&b).lenenc_int(), Some(v));
+        }
+    }
+
+    #[test]
+    fn truncated_input_is_none() {
+        assert_eq!(Cursor::new(&[0xfe, 1, 2]).lenenc_int(), None);
+        assert_eq!(Cursor::new(&[5, b'a']).lenenc_str(), None);
+    }
+}

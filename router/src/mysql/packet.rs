@@ -1,0 +1,111 @@
+//! Framing: 4-byte headers (3-byte length, sequence id), payloads split at 16 MiB.
+
+use super::constants::MAX_CLIENT_PACKET;
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+const MAX_PAYLOAD: usize = 0xff_ffff;
+
+/// Flush the write buffer once it holds this much, so large results stream.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// One client connection's packet reader and writer.
+pub struct PacketIo {
+    reader: BufReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+    /// Sequence id of the next packet to write.
+    pub seq: u8,
+}
+
+impl PacketIo {
+    pub fn new(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        PacketIo {
+            reader: BufReader::with_capacity(16 * 1024, r),
+            writer: BufWriter::with_capacity(FLUSH_AT + 1024, w),
+            seq: 0,
+        }
+    }
+
+    /// Reads one logical packet (joining 16 MiB continuations) into `buf`.
+    ///
+    /// # Errors
+    /// I/O errors, and `InvalidData` for a payload over [`MAX_CLIENT_PACKET`] or a sequence
+    /// id out of order.
+    pub async fn read_packet(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        loop {
+            let mut hdr = [0u8; 4];
+            self.reader.read_exact(&mut hdr).await?;
+            let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8 | usize::from(hdr[2]) << 16;
+            if hdr[3] != self.seq {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "packet out of order: sequence {} where {} was due",
+                        hdr[3], self.seq
+                    ),
+                ));
+            }
+            self.seq = self.seq.wrapping_add(1);
+            if buf.len() + len > MAX_CLIENT_PACKET {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("packet larger than {MAX_CLIENT_PACKET} bytes"),
+                ));
+            }
+            let start = buf.len();
+            buf.resize(start + len, 0);
+            self.reader.read_exact(&mut buf[start..]).await?;
+            if len < MAX_PAYLOAD {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues one packet for writing, flushing when the buffer is large.
+    ///
+    /// # Errors
+    /// I/O errors of the socket.
+    pub async fn write_packet(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut chunks = payload.chunks(MAX_PAYLOAD).peekable();
+        if payload.is_empty() {
+            self.write_frame(&[]).await?;
+        }
+        while let Some(c) = chunks.next() {
+            self.write_frame(c).await?;
+            if chunks.peek().is_none() && c.len() == MAX_PAYLOAD {
+                self.write_frame(&[]).await?;
+            }
+        }
+        if self.writer.buffer().len() >= FLUSH_AT {
+            self.writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_frame(&mut self, c: &[u8]) -> io::Result<()> {
+        let len = c.len() as u32;
+        let hdr = [len as u8, (len >> 8) as u8, (len >> 16) as u8, self.seq];
+        self.seq = self.seq.wrapping_add(1);
+        self.writer.write_all(&hdr).await?;
+        self.writer.write_all(c).await
+    }
+
+    /// Sends everything queued.
+    ///
+    /// # Errors
+    /// I/O errors of the socket.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush().await
+    }
+
+    /// Shuts the write side down.
+    pub async fn shutdown(&mut self) {
+        let _ = self.writer.flush().await;
+        let _ = self.writer.shutdown().await;
+    }
+}

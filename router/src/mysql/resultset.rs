@@ -1,0 +1,118 @@
+//! Server responses: OK, EOF, ERR, column definitions and text rows.
+
+use super::codec::{put_lenenc_int, put_lenenc_str};
+use super::constants::*;
+
+/// Builds an OK packet (or, with `eof_header`, the OK that ends a result set under
+/// `CLIENT_DEPRECATE_EOF`).
+pub fn ok(
+    affected: u64,
+    last_insert_id: u64,
+    status: u16,
+    warnings: u16,
+    info: &str,
+    eof_header: bool,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16 + info.len());
+    p.push(if eof_header { 0xfe } else { 0x00 });
+    put_lenenc_int(&mut p, affected);
+    put_lenenc_int(&mut p, last_insert_id);
+    p.extend_from_slice(&status.to_le_bytes());
+    p.extend_from_slice(&warnings.to_le_bytes());
+    if !info.is_empty() {
+        p.extend_from_slice(info.as_bytes());
+    }
+    p
+}
+
+/// Builds a classic EOF packet.
+pub fn eof(status: u16, warnings: u16) -> Vec<u8> {
+    let mut p = vec![0xfe];
+    p.extend_from_slice(&warnings.to_le_bytes());
+    p.extend_from_slice(&status.to_le_bytes());
+    p
+}
+
+/// Builds an ERR packet.
+pub fn err(code: u16, sqlstate: &str, message: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9 + message.len());
+    p.push(0xff);
+    p.extend_from_slice(&code.to_le_bytes());
+    p.push(b'#');
+    let mut state = [b'H', b'Y', b'0', b'0', b'0'];
+    for (i, b) in sqlstate.bytes().take(5).enumerate() {
+        state[i] = b;
+    }
+    p.extend_from_slice(&state);
+    p.extend_from_slice(message.as_bytes());
+    p
+}
+
+/// One column's definition, as sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    pub schema: Vec<u8>,
+    pub table: Vec<u8>,
+    pub org_table: Vec<u8>,
+    pub name: Vec<u8>,
+    pub org_name: Vec<u8>,
+    pub charset: u16,
+    pub length: u32,
+    pub column_type: u8,
+    pub flags: u16,
+    pub decimals: u8,
+}
+
+impl ColumnDef {
+    /// A string column made by the router itself (e.g. `SHOW DATABASES`).
+    pub fn text(name: &str) -> Self {
+        ColumnDef {
+            schema: Vec::new(),
+            table: Vec::new(),
+            org_table: Vec::new(),
+            name: name.as_bytes().to_vec(),
+            org_name: name.as_bytes().to_vec(),
+            charset: u16::from(UTF8MB4_GENERAL_CI),
+            length: 256,
+            column_type: TYPE_VAR_STRING,
+            flags: 0,
+            decimals: 0,
+        }
+    }
+
+    /// A BIGINT column made by the router itself.
+    pub fn bigint(name: &str) -> Self {
+        ColumnDef {
+            charset: BINARY_CHARSET,
+            length: 21,
+            column_type: TYPE_LONGLONG,
+            flags: 0x80, // BINARY_FLAG, as MariaDB marks numbers
+            ..ColumnDef::text(name)
+        }
+    }
+
+    /// Appends the `ColumnDefinition41` encoding.
+    pub fn encode(&self, p: &mut Vec<u8>) {
+        put_lenenc_str(p, b"def");
+        put_lenenc_str(p, &self.schema);
+        put_lenenc_str(p, &self.table);
+        put_lenenc_str(p, &self.org_table);
+        put_lenenc_str(p, &self.name);
+        put_lenenc_str(p, &self.org_name);
+        p.push(0x0c);
+        p.extend_from_slice(&self.charset.to_le_bytes());
+        p.extend_from_slice(&self.length.to_le_bytes());
+        p.push(self.column_type);
+        p.extend_from_slice(&self.flags.to_le_bytes());
+        p.push(self.decimals);
+        p.extend_from_slice(&[0, 0]);
+    }
+}
+
+/// Appends one text-protocol value (NULL as 0xfb).
+pub fn put_text_value(p: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(b) => put_lenenc_str(p, b),
+        None => p.push(0xfb),
+    }
+}

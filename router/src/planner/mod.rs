@@ -1,0 +1,1250 @@
+//! The planner: parses one statement (MySQL dialect) and decides where it runs.
+//!
+//! - [`plan`] is the entry point; [`Plan`] says what to do.
+//! - Table names are qualified with the schema of each logical shard by editing the original
+//!   text at the parser's token spans ([`rewrite`]), so literals reach MariaDB byte for byte.
+//! - A shape the router cannot answer correctly is refused with error 1235 naming it.
+
+pub mod plan;
+pub mod rewrite;
+
+pub use plan::{Exec, Local, Plan, RouteKind, StmtKind, Targets, LS_PLACEHOLDER};
+
+use crate::error::SqlError;
+use crate::topology::{KeyspaceRouting, RoutingTable, TableRouting};
+use crate::vindex::{self, KeyValue};
+use rewrite::{quote_ident, Edits, Offsets};
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{
+    visit_expressions, visit_expressions_mut, visit_relations, BinaryOperator, Expr,
+    FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    ObjectNamePart, ObjectType, Query, SetExpr, Statement, TableFactor, TableObject, UnaryOperator,
+    Value,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
+use tessera_topo::VindexKind;
+
+const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
+
+/// Plans one SQL statement for a session whose current keyspace is `keyspace`.
+///
+/// # Errors
+/// 1064 for SQL that does not parse, 1046/1049/1146 for unknown names, 1235 for shapes the
+/// router does not support, 1105 for statements it cannot route.
+pub fn plan(sql: &str, keyspace: Option<&str>, rt: &RoutingTable) -> Result<Plan, SqlError> {
+    if sql.contains("__tessera_ls__") {
+        return Err(SqlError::router(
+            "identifier __tessera_ls__ is reserved by Tessera",
+        ));
+    }
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
+    if stmts.len() > 1 {
+        return Err(SqlError::unsupported("several statements in one query"));
+    }
+    let Some(stmt) = stmts.pop() else {
+        return Err(SqlError::new(1065, "42000", "Query was empty"));
+    };
+    let p = Planner {
+        sql,
+        offsets: Offsets::new(sql),
+        session_ks: keyspace,
+        rt,
+    };
+    p.statement(stmt)
+}
+
+struct Planner<'a> {
+    sql: &'a str,
+    offsets: Offsets,
+    session_ks: Option<&'a str>,
+    rt: &'a RoutingTable,
+}
+
+/// A table the statement names, resolved against the vschema.
+#[derive(Debug, Clone)]
+struct TableRef {
+    name: String,
+    routing: TableRouting,
+    /// Byte range to replace with `schema.` (the qualifier, or an empty range before the name).
+    qualify: (usize, usize),
+}
+
+/// Every table of a statement, all in one keyspace.
+struct Resolved<'a> {
+    ks: Option<&'a KeyspaceRouting>,
+    system: bool,
+    tables: Vec<TableRef>,
+}
+
+impl Resolved<'_> {
+    fn sharded(&self) -> impl Iterator<Item = &TableRef> {
+        self.tables
+            .iter()
+            .filter(|t| matches!(t.routing, TableRouting::Sharded { .. }))
+    }
+}
+
+fn ident_parts(name: &ObjectName) -> Option<Vec<&Ident>> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Some(i),
+            ObjectNamePart::Function(_) => None,
+        })
+        .collect()
+}
+
+fn is_aggregate(name: &str) -> bool {
+    matches!(
+        name.to_ascii_uppercase().as_str(),
+        "COUNT"
+            | "SUM"
+            | "MIN"
+            | "MAX"
+            | "AVG"
+            | "GROUP_CONCAT"
+            | "STD"
+            | "STDDEV"
+            | "STDDEV_POP"
+            | "STDDEV_SAMP"
+            | "VARIANCE"
+            | "VAR_POP"
+            | "VAR_SAMP"
+            | "BIT_AND"
+            | "BIT_OR"
+            | "BIT_XOR"
+            | "JSON_ARRAYAGG"
+            | "JSON_OBJECTAGG"
+    )
+}
+
+/// Returns a literal's value for routing, or `None` when it is not a plain literal.
+fn literal(e: &Expr) -> Option<KeyValue> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<i128>().ok().map(KeyValue::Int),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                // MySQL compares an integer column with '42' as with 42: route both alike.
+                let canonical_int =
+                    !s.is_empty() && s.parse::<i128>().is_ok_and(|i| i.to_string() == *s);
+                if canonical_int {
+                    s.parse::<i128>().ok().map(KeyValue::Int)
+                } else {
+                    Some(KeyValue::Bytes(s.as_bytes().to_vec()))
+                }
+            }
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match literal(expr)? {
+            KeyValue::Int(i) => Some(KeyValue::Int(-i)),
+            KeyValue::Bytes(_) => None,
+        },
+        Expr::Nested(inner) => literal(inner),
+        _ => None,
+    }
+}
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// A column reference: optional qualifier (table or alias) and column name.
+fn column_ref(e: &Expr) -> Option<(Option<String>, String)> {
+    match e {
+        Expr::Identifier(i) => Some((None, i.value.clone())),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let n = parts.len();
+            Some((Some(parts[n - 2].value.clone()), parts[n - 1].value.clone()))
+        }
+        Expr::Nested(inner) => column_ref(inner),
+        _ => None,
+    }
+}
+
+fn limit_number(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn statement(&self, stmt: Statement) -> Result<Plan, SqlError> {
+        match &stmt {
+            Statement::Query(q) => self.query(&stmt, q),
+            Statement::Insert(_) => self.insert(&stmt),
+            Statement::Update(_) | Statement::Delete(_) => self.update_delete(&stmt),
+            Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::Truncate(_) => self.ddl(&stmt),
+            Statement::Drop {
+                object_type,
+                names,
+                table,
+                ..
+            } => self.drop(&stmt, *object_type, names, table.as_ref()),
+            Statement::Use(u) => {
+                use sqlparser::ast::Use;
+                let name = match u {
+                    Use::Object(n) | Use::Database(n) | Use::Schema(n) => n,
+                    _ => return Err(SqlError::unsupported("this form of USE")),
+                };
+                let parts =
+                    ident_parts(name).ok_or_else(|| SqlError::parse("bad database name"))?;
+                let Some(last) = parts.last() else {
+                    return Err(SqlError::parse("bad database name"));
+                };
+                Ok(Plan::Local(Local::Use(last.value.clone())))
+            }
+            Statement::StartTransaction { .. } => Ok(Plan::Local(Local::Begin)),
+            Statement::Commit { chain: false, .. } => Ok(Plan::Local(Local::Commit)),
+            Statement::Rollback {
+                savepoint: None,
+                chain: false,
+                ..
+            } => Ok(Plan::Local(Local::Rollback)),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowDatabases { .. } | Statement::ShowSchemas { .. } => {
+                Ok(Plan::Local(Local::ShowDatabases))
+            }
+            Statement::ShowTables {
+                full, show_options, ..
+            } => {
+                let ks = match show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|i| i.parent_name.as_ref())
+                {
+                    Some(n) => ident_parts(n)
+                        .and_then(|p| p.last().map(|i| i.value.clone()))
+                        .ok_or_else(|| SqlError::parse("bad database name"))?,
+                    None => self
+                        .session_ks
+                        .ok_or_else(SqlError::no_database)?
+                        .to_string(),
+                };
+                if show_options.filter_position.is_some() {
+                    return Err(SqlError::unsupported("SHOW TABLES with LIKE or WHERE"));
+                }
+                if self.rt.keyspace(&ks).is_none() {
+                    return Err(SqlError::unknown_database(&ks));
+                }
+                Ok(Plan::Local(Local::ShowTables {
+                    keyspace: ks,
+                    full: *full,
+                }))
+            }
+            Statement::ShowCreate { obj_name, .. } => self.show_on_table(obj_name),
+            Statement::ExplainTable { table_name, .. } => self.show_on_table(table_name),
+            Statement::ShowVariables { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowCollation { .. }
+            | Statement::ShowCharset(_) => Ok(Plan::Exec(Exec {
+                keyspace: None,
+                kind: StmtKind::Read,
+                route: RouteKind::Any,
+                targets: Targets::Any {
+                    sql: self.sql.to_string(),
+                },
+                limit: None,
+                unionable: false,
+            })),
+            Statement::ShowColumns { .. } => {
+                let r = self.resolve(&stmt)?;
+                self.read_first_shard(r)
+            }
+            Statement::CreateDatabase { .. } | Statement::CreateSchema { .. } => {
+                Err(SqlError::unsupported(
+                    "CREATE DATABASE (create keyspaces with `tessera vschema apply`)",
+                ))
+            }
+            other => {
+                let text = other.to_string();
+                let head: String = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Err(SqlError::unsupported(format!("the statement {head}")))
+            }
+        }
+    }
+
+    fn set(&self, set: &sqlparser::ast::Set) -> Result<Plan, SqlError> {
+        use sqlparser::ast::Set;
+        let is_autocommit = |n: &ObjectName| {
+            n.0.last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("autocommit"))
+        };
+        let truthy = |e: &Expr| -> Option<bool> {
+            match e {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => Some(n != "0"),
+                    Value::Boolean(b) => Some(*b),
+                    Value::SingleQuotedString(s) => match s.to_ascii_uppercase().as_str() {
+                        "ON" | "1" | "TRUE" => Some(true),
+                        "OFF" | "0" | "FALSE" => Some(false),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                Expr::Identifier(i) => match i.value.to_ascii_uppercase().as_str() {
+                    "ON" | "TRUE" => Some(true),
+                    "OFF" | "FALSE" => Some(false),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } if is_autocommit(variable) => {
+                let v = values.first().and_then(truthy).ok_or_else(|| {
+                    SqlError::new(
+                        1231,
+                        "42000",
+                        "Variable 'autocommit' can't be set to this value",
+                    )
+                })?;
+                Ok(Plan::Local(Local::SetAutocommit(v)))
+            }
+            Set::MultipleAssignments { assignments }
+                if assignments.iter().any(|a| is_autocommit(&a.name)) =>
+            {
+                Err(SqlError::unsupported(
+                    "setting autocommit together with other variables",
+                ))
+            }
+            Set::SingleAssignment { variable, .. }
+                if variable
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| {
+                        i.value.eq_ignore_ascii_case("sql_select_limit")
+                            || i.value.eq_ignore_ascii_case("sql_mode") && false
+                    }) =>
+            {
+                Err(SqlError::unsupported("SET sql_select_limit"))
+            }
+            _ => Ok(Plan::Local(Local::Set(self.sql.to_string()))),
+        }
+    }
+
+    /// Resolves every relation of `stmt` to one keyspace.
+    fn resolve<V: sqlparser::ast::Visit>(&self, node: &V) -> Result<Resolved<'a>, SqlError> {
+        self.resolve_skipping(node, &HashSet::new())
+    }
+
+    fn resolve_skipping<V: sqlparser::ast::Visit>(
+        &self,
+        node: &V,
+        ctes: &HashSet<String>,
+    ) -> Result<Resolved<'a>, SqlError> {
+        let mut names: Vec<ObjectName> = Vec::new();
+        let _ = visit_relations(node, |n| {
+            names.push(n.clone());
+            ControlFlow::<()>::Continue(())
+        });
+        let mut ks: Option<&'a KeyspaceRouting> = None;
+        let mut system = false;
+        let mut tables = Vec::new();
+        for name in names {
+            let parts =
+                ident_parts(&name).ok_or_else(|| SqlError::unsupported("computed table names"))?;
+            let (db, table) = match parts.as_slice() {
+                [t] => (None, *t),
+                [d, t] => (Some(*d), *t),
+                _ => {
+                    return Err(SqlError::unsupported(
+                        "table names with more than two parts",
+                    ))
+                }
+            };
+            if db.is_none() && ctes.contains(&table.value) {
+                continue;
+            }
+            if let Some(d) = db {
+                if SYSTEM_SCHEMAS.contains(&d.value.to_ascii_lowercase().as_str()) {
+                    system = true;
+                    continue;
+                }
+            }
+            let ks_name = match db {
+                Some(d) => d.value.as_str(),
+                None => self.session_ks.ok_or_else(SqlError::no_database)?,
+            };
+            let k = self
+                .rt
+                .keyspace(ks_name)
+                .ok_or_else(|| SqlError::unknown_database(ks_name))?;
+            if let Some(prev) = ks {
+                if prev.name != k.name {
+                    return Err(SqlError::unsupported(format!(
+                        "statements across keyspaces ({} and {})",
+                        prev.name, k.name
+                    )));
+                }
+            }
+            ks = Some(k);
+            let routing = k
+                .table(&table.value)
+                .ok_or_else(|| SqlError::unknown_table(&k.name, &table.value))?;
+            let tspan = table.span;
+            let start = match db {
+                Some(d) => self.offsets.byte(self.sql, d.span.start),
+                None => self.offsets.byte(self.sql, tspan.start),
+            };
+            let end = self.offsets.byte(self.sql, tspan.start);
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(SqlError::router(format!(
+                    "cannot locate table {} in the statement",
+                    table.value
+                )));
+            };
+            tables.push(TableRef {
+                name: table.value.clone(),
+                routing,
+                qualify: (start, end),
+            });
+        }
+        if system && ks.is_some() {
+            return Err(SqlError::unsupported(
+                "joining system schemas with keyspace tables",
+            ));
+        }
+        Ok(Resolved { ks, system, tables })
+    }
+
+    /// Qualifies every resolved table: sharded ones with the placeholder, reference ones with
+    /// the reference schema, unsharded ones with the keyspace's schema.
+    fn qualified(&self, r: &Resolved<'_>, extra: Edits) -> Result<String, SqlError> {
+        let mut edits = extra;
+        let Some(ks) = r.ks else {
+            return edits
+                .apply(self.sql)
+                .ok_or_else(|| SqlError::router("cannot rewrite the statement"));
+        };
+        for t in &r.tables {
+            let schema = match t.routing {
+                TableRouting::Sharded { .. } => LS_PLACEHOLDER.to_string(),
+                TableRouting::Reference => quote_ident(&ks.reference_schema()),
+                TableRouting::Unsharded => quote_ident(&ks.schema(0)),
+            };
+            edits.replace(t.qualify.0, t.qualify.1, format!("{schema}."));
+        }
+        edits
+            .apply(self.sql)
+            .ok_or_else(|| SqlError::router("cannot rewrite the statement"))
+    }
+
+    fn any(&self, sql: String, kind: StmtKind) -> Plan {
+        Plan::Exec(Exec {
+            keyspace: None,
+            kind,
+            route: RouteKind::Any,
+            targets: Targets::Any { sql },
+            limit: None,
+            unionable: false,
+        })
+    }
+
+    /// Plans a statement that reads one table's metadata: the first logical shard holds it.
+    fn read_first_shard(&self, r: Resolved<'a>) -> Result<Plan, SqlError> {
+        let Some(ks) = r.ks else {
+            return Ok(self.any(self.sql.to_string(), StmtKind::Read));
+        };
+        let sql = self.qualified(&r, Edits::default())?;
+        Ok(self.exec_for(ks, &r, sql, StmtKind::Read, Some(vec![0]), None, false))
+    }
+
+    fn show_on_table(&self, name: &ObjectName) -> Result<Plan, SqlError> {
+        let r = self.resolve_names(&[name])?;
+        self.read_first_shard(r)
+    }
+
+    /// Resolves bare table names (of DROP, SHOW CREATE, DESCRIBE) like relations.
+    fn resolve_names(&self, list: &[&ObjectName]) -> Result<Resolved<'a>, SqlError> {
+        let mut tables = Vec::new();
+        let mut ks: Option<&'a KeyspaceRouting> = None;
+        for name in list {
+            let parts = ident_parts(name).ok_or_else(|| SqlError::parse("bad table name"))?;
+            let (db, t) = match parts.as_slice() {
+                [t] => (None, *t),
+                [d, t] => (Some(*d), *t),
+                _ => {
+                    return Err(SqlError::unsupported(
+                        "table names with more than two parts",
+                    ))
+                }
+            };
+            let ks_name = match db {
+                Some(d) => d.value.as_str(),
+                None => self.session_ks.ok_or_else(SqlError::no_database)?,
+            };
+            let k = self
+                .rt
+                .keyspace(ks_name)
+                .ok_or_else(|| SqlError::unknown_database(ks_name))?;
+            if ks.is_some_and(|p| p.name != k.name) {
+                return Err(SqlError::unsupported("statements across keyspaces"));
+            }
+            ks = Some(k);
+            let routing = k
+                .table(&t.value)
+                .ok_or_else(|| SqlError::unknown_table(&k.name, &t.value))?;
+            let start = self.offsets.byte(self.sql, db.unwrap_or(t).span.start);
+            let end = self.offsets.byte(self.sql, t.span.start);
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(SqlError::router("cannot locate the table"));
+            };
+            tables.push(TableRef {
+                name: t.value.clone(),
+                routing,
+                qualify: (start, end),
+            });
+        }
+        Ok(Resolved {
+            ks,
+            system: false,
+            tables,
+        })
+    }
+
+    /// Builds an [`Exec`] over `ls` (all logical shards when `None`).
+    #[allow(clippy::too_many_arguments)]
+    fn exec_for(
+        &self,
+        ks: &KeyspaceRouting,
+        r: &Resolved<'_>,
+        sql: String,
+        kind: StmtKind,
+        ls: Option<Vec<u32>>,
+        limit: Option<(u64, u64)>,
+        unionable: bool,
+    ) -> Plan {
+        let only_reference = r
+            .tables
+            .iter()
+            .all(|t| matches!(t.routing, TableRouting::Reference));
+        if ks.sharded && only_reference && !r.tables.is_empty() {
+            return Plan::Exec(Exec {
+                keyspace: Some(ks.name.clone()),
+                kind,
+                route: RouteKind::Reference,
+                targets: Targets::Reference { sql },
+                limit: None,
+                unionable: false,
+            });
+        }
+        let ls = if ks.sharded {
+            ls.unwrap_or_else(|| (0..ks.logical_shards).collect())
+        } else {
+            vec![0]
+        };
+        let route = match (ks.sharded, ls.len()) {
+            (false, _) | (true, 1) => RouteKind::One,
+            (true, n) if n as u32 == ks.logical_shards => RouteKind::Scatter,
+            _ => RouteKind::Several,
+        };
+        Plan::Exec(Exec {
+            keyspace: Some(ks.name.clone()),
+            kind,
+            route,
+            targets: Targets::Ls { template: sql, ls },
+            limit: if route == RouteKind::One { None } else { limit },
+            unionable: unionable && route != RouteKind::One,
+        })
+    }
+
+    fn query(&self, stmt: &Statement, q: &Query) -> Result<Plan, SqlError> {
+        let ctes: HashSet<String> = q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let r = self.resolve_skipping(stmt, &ctes)?;
+        let Some(ks) = r.ks else {
+            // No keyspace table: any physical shard answers; DATABASE() is the session's.
+            let mut s = stmt.clone();
+            let mut changed = false;
+            let db = self.session_ks.map(str::to_string);
+            let _ = visit_expressions_mut(&mut s, |e| {
+                if let Expr::Function(f) = e {
+                    let n = f.name.to_string().to_ascii_uppercase();
+                    if (n == "DATABASE" || n == "SCHEMA")
+                        && matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())
+                        || matches!(f.args, FunctionArguments::None)
+                            && (n == "DATABASE" || n == "SCHEMA")
+                    {
+                        *e = Expr::value(match &db {
+                            Some(d) => Value::SingleQuotedString(d.clone()),
+                            None => Value::Null,
+                        });
+                        changed = true;
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            let sql = if changed {
+                s.to_string()
+            } else {
+                self.sql.to_string()
+            };
+            let _ = r.system;
+            return Ok(self.any(sql, StmtKind::Read));
+        };
+        if !ks.sharded || r.sharded().next().is_none() {
+            let sql = self.qualified(&r, Edits::default())?;
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Read, None, None, false));
+        }
+        if !ctes.is_empty() {
+            return Err(SqlError::unsupported("WITH clauses over sharded tables"));
+        }
+        self.check_subqueries(stmt)?;
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Err(SqlError::unsupported(
+                "UNION and other set operations over sharded tables",
+            ));
+        };
+        // Aliases: name or alias -> table name, for the sharded tables in FROM.
+        let mut aliases: HashMap<String, String> = HashMap::new();
+        let mut join_eqs: Vec<&Expr> = Vec::new();
+        for twj in &select.from {
+            let mut factors = vec![&twj.relation];
+            for j in &twj.joins {
+                factors.push(&j.relation);
+                let constraint = match &j.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::StraightJoin(c) => Some(c),
+                    _ => None,
+                };
+                match constraint {
+                    Some(JoinConstraint::On(e)) => conjuncts(e, &mut join_eqs),
+                    Some(JoinConstraint::Using(_)) => {
+                        return Err(SqlError::unsupported(
+                            "JOIN ... USING over sharded tables (write the ON condition)",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            for f in factors {
+                if let TableFactor::Table { name, alias, .. } = f {
+                    if let Some(t) =
+                        ident_parts(name).and_then(|p| p.last().map(|i| i.value.clone()))
+                    {
+                        aliases.insert(t.clone(), t.clone());
+                        if let Some(a) = alias {
+                            aliases.insert(a.name.value.clone(), t);
+                        }
+                    }
+                }
+            }
+        }
+        let mut where_conj: Vec<&Expr> = Vec::new();
+        if let Some(w) = &select.selection {
+            conjuncts(w, &mut where_conj);
+        }
+        let key_of = |e: &Expr| -> Option<(String, VindexKind)> {
+            let (qual, col) = column_ref(e)?;
+            let candidates: Vec<&TableRef> = r
+                .sharded()
+                .filter(|t| match &qual {
+                    Some(q) => aliases.get(q).is_some_and(|n| *n == t.name),
+                    None => true,
+                })
+                .filter(|t| matches!(&t.routing, TableRouting::Sharded { shard_key, .. } if shard_key.eq_ignore_ascii_case(&col)))
+                .collect();
+            let names: BTreeSet<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
+            if names.len() != 1 {
+                return None;
+            }
+            match &candidates[0].routing {
+                TableRouting::Sharded { vindex, .. } => Some((candidates[0].name.clone(), *vindex)),
+                _ => None,
+            }
+        };
+        // Every sharded table must be joined to the others on equal shard keys.
+        let sharded_names: BTreeSet<String> = r.sharded().map(|t| t.name.clone()).collect();
+        if sharded_names.len() > 1 || r.sharded().count() > 1 {
+            let mut uf: HashMap<String, String> = sharded_names
+                .iter()
+                .map(|n| (n.clone(), n.clone()))
+                .collect();
+            fn find(uf: &HashMap<String, String>, x: &str) -> String {
+                let mut cur = x.to_string();
+                while let Some(p) = uf.get(&cur) {
+                    if *p == cur {
+                        break;
+                    }
+                    cur = p.clone();
+                }
+                cur
+            }
+            for e in join_eqs.iter().chain(where_conj.iter()) {
+                if let Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } = e
+                {
+                    if let (Some((a, va)), Some((b, vb))) = (key_of(left), key_of(right)) {
+                        if va == vb {
+                            let (ra, rb) = (find(&uf, &a), find(&uf, &b));
+                            uf.insert(ra, rb);
+                        }
+                    }
+                }
+            }
+            let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
+            if roots.len() > 1 || r.sharded().count() > sharded_names.len() {
+                return Err(SqlError::unsupported(
+                    "joins between sharded tables that are not joined on their shard keys (cross-shard joins)",
+                ));
+            }
+        }
+        // Shard-key values from the WHERE clause.
+        let mut target: Option<BTreeSet<u32>> = None;
+        for c in &where_conj {
+            let values: Option<(VindexKind, Vec<KeyValue>)> = match c {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => match (key_of(left), literal(right), key_of(right), literal(left)) {
+                    (Some((_, v)), Some(val), _, _) | (_, _, Some((_, v)), Some(val)) => {
+                        Some((v, vec![val]))
+                    }
+                    _ => None,
+                },
+                Expr::InList {
+                    expr,
+                    list,
+                    negated: false,
+                } => match key_of(expr) {
+                    Some((_, v)) => list
+                        .iter()
+                        .map(literal)
+                        .collect::<Option<Vec<_>>>()
+                        .map(|l| (v, l)),
+                    None => None,
+                },
+                _ => None,
+            };
+            if let Some((vindex, vals)) = values {
+                let mut set = BTreeSet::new();
+                let mut ok = true;
+                for v in &vals {
+                    match vindex::keyspace_id(vindex, v) {
+                        Ok(id) => {
+                            set.insert(vindex::logical_shard(id, ks.logical_shards));
+                        }
+                        Err(_) => ok = false,
+                    }
+                }
+                if ok {
+                    target = Some(match target {
+                        Some(t) => t.intersection(&set).copied().collect(),
+                        None => set,
+                    });
+                }
+            }
+        }
+        if let Some(t) = &target {
+            if t.is_empty() {
+                // Contradictory keys: no row can match; ask one shard so the columns are right.
+                target = Some(BTreeSet::from([0]));
+            }
+        }
+        let ls: Option<Vec<u32>> = target.map(|t| t.into_iter().collect());
+        let single = ls.as_ref().is_some_and(|l| l.len() == 1);
+        let mut edits = Edits::default();
+        let mut limit = None;
+        if !single {
+            self.check_multi_shard_select(select, q)?;
+            if let Some(lc) = &q.limit_clause {
+                let (lim, off) = match lc {
+                    LimitClause::LimitOffset {
+                        limit,
+                        offset,
+                        limit_by,
+                    } => {
+                        if !limit_by.is_empty() {
+                            return Err(SqlError::unsupported("LIMIT BY"));
+                        }
+                        (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                    }
+                    LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+                };
+                let count = match lim {
+                    Some(e) => limit_number(e).ok_or_else(|| {
+                        SqlError::unsupported("a LIMIT that is not a number, across shards")
+                    })?,
+                    None => u64::MAX,
+                };
+                let skip = match off {
+                    Some(e) => limit_number(e).ok_or_else(|| {
+                        SqlError::unsupported("an OFFSET that is not a number, across shards")
+                    })?,
+                    None => 0,
+                };
+                if let Some(e) = lim {
+                    let (s, en) = self
+                        .offsets
+                        .range(self.sql, e.span())
+                        .ok_or_else(|| SqlError::router("cannot locate LIMIT"))?;
+                    edits.replace(s, en, count.saturating_add(skip).to_string());
+                }
+                if let Some(e) = off {
+                    let (s, en) = self
+                        .offsets
+                        .range(self.sql, e.span())
+                        .ok_or_else(|| SqlError::router("cannot locate OFFSET"))?;
+                    edits.replace(s, en, "0");
+                }
+                limit = Some((skip, count));
+            }
+        }
+        let unionable = q.locks.is_empty() && select.into.is_none() && q.for_clause.is_none();
+        let sql = self.qualified(&r, edits)?;
+        Ok(self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable))
+    }
+
+    /// Refuses the shapes that need merging in the router, which this router does not do yet.
+    fn check_multi_shard_select(
+        &self,
+        select: &sqlparser::ast::Select,
+        q: &Query,
+    ) -> Result<(), SqlError> {
+        let what = "across logical shards";
+        if q.order_by.is_some() {
+            return Err(SqlError::unsupported(format!("ORDER BY {what}")));
+        }
+        if select.distinct.is_some() {
+            return Err(SqlError::unsupported(format!("DISTINCT {what}")));
+        }
+        match &select.group_by {
+            GroupByExpr::Expressions(v, _) if v.is_empty() => {}
+            _ => return Err(SqlError::unsupported(format!("GROUP BY {what}"))),
+        }
+        if select.having.is_some() {
+            return Err(SqlError::unsupported(format!("HAVING {what}")));
+        }
+        if select.into.is_some() {
+            return Err(SqlError::unsupported(format!("SELECT ... INTO {what}")));
+        }
+        let mut agg = None;
+        let _ = visit_expressions(&select.projection, |e| {
+            if let Expr::Function(f) = e {
+                if f.over.is_some() {
+                    agg = Some("window functions".to_string());
+                    return ControlFlow::Break(());
+                }
+                let n = f.name.to_string();
+                if is_aggregate(&n) {
+                    agg = Some(format!("aggregate {}()", n.to_ascii_uppercase()));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if let Some(a) = agg {
+            return Err(SqlError::unsupported(format!("{a} {what}")));
+        }
+        Ok(())
+    }
+
+    /// Refuses subqueries that read sharded tables: they would see one shard's rows only.
+    fn check_subqueries(&self, stmt: &Statement) -> Result<(), SqlError> {
+        let mut subs: Vec<Query> = Vec::new();
+        let _ = visit_expressions(stmt, |e| {
+            match e {
+                Expr::Subquery(q)
+                | Expr::Exists { subquery: q, .. }
+                | Expr::InSubquery { subquery: q, .. } => subs.push((**q).clone()),
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if let Statement::Query(q) = stmt {
+            if let SetExpr::Select(s) = q.body.as_ref() {
+                for twj in &s.from {
+                    let mut fs = vec![&twj.relation];
+                    fs.extend(twj.joins.iter().map(|j| &j.relation));
+                    for f in fs {
+                        if let TableFactor::Derived { subquery, .. } = f {
+                            subs.push((**subquery).clone());
+                        }
+                    }
+                }
+            }
+        }
+        for q in &subs {
+            let r = self.resolve(q)?;
+            if r.sharded().next().is_some() {
+                return Err(SqlError::unsupported("subqueries that read sharded tables"));
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        let Statement::Insert(ins) = stmt else {
+            return Err(SqlError::router("not an INSERT"));
+        };
+        let r = self.resolve(stmt)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::unsupported("writes to system schemas"));
+        };
+        let TableObject::TableName(_) = &ins.table else {
+            return Err(SqlError::unsupported("INSERT INTO a table function"));
+        };
+        let Some(target) = r.tables.first().cloned() else {
+            return Err(SqlError::router("INSERT without a table"));
+        };
+        if r.sharded().count() > 0 && r.tables.len() > 1 {
+            return Err(SqlError::unsupported(
+                "INSERT ... SELECT with sharded tables",
+            ));
+        }
+        let TableRouting::Sharded { shard_key, vindex } = &target.routing else {
+            let sql = self.qualified(&r, Edits::default())?;
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
+        };
+        if !ins.assignments.is_empty() {
+            return Err(SqlError::unsupported(
+                "INSERT ... SET on a sharded table (use VALUES)",
+            ));
+        }
+        let Some(idx) = ins
+            .columns
+            .iter()
+            .position(|c| c.value.eq_ignore_ascii_case(shard_key))
+        else {
+            return Err(SqlError::router(format!(
+                "INSERT into sharded table {} must name its shard key column {} in the column list",
+                target.name, shard_key
+            )));
+        };
+        if let Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assigns)) = &ins.on {
+            for a in assigns {
+                if a.target
+                    .to_string()
+                    .trim_matches('`')
+                    .eq_ignore_ascii_case(shard_key)
+                {
+                    return Err(SqlError::unsupported(
+                        "ON DUPLICATE KEY UPDATE of the shard key",
+                    ));
+                }
+            }
+        }
+        let Some(source) = &ins.source else {
+            return Err(SqlError::unsupported(
+                "INSERT without VALUES on a sharded table",
+            ));
+        };
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return Err(SqlError::unsupported(
+                "INSERT ... SELECT into a sharded table",
+            ));
+        };
+        let mut per_ls: Vec<(u32, Vec<usize>)> = Vec::new();
+        let mut row_ranges = Vec::with_capacity(values.rows.len());
+        for (i, row) in values.rows.iter().enumerate() {
+            let Some(v) = row.get(idx) else {
+                return Err(SqlError::new(
+                    1136,
+                    "21S01",
+                    format!("Column count doesn't match value count at row {}", i + 1),
+                ));
+            };
+            let val = literal(v).ok_or_else(|| {
+                SqlError::router(format!(
+                    "the shard key {shard_key} of row {} must be a literal value, got {v}",
+                    i + 1
+                ))
+            })?;
+            let id = vindex::keyspace_id(*vindex, &val)
+                .map_err(|e| SqlError::router(format!("row {}: {e}", i + 1)))?;
+            let ls = vindex::logical_shard(id, ks.logical_shards);
+            match per_ls.iter_mut().find(|(l, _)| *l == ls) {
+                Some((_, rows)) => rows.push(i),
+                None => per_ls.push((ls, vec![i])),
+            }
+            row_ranges.push(self.row_range(row)?);
+        }
+        let sql = self.qualified(&r, Edits::default())?;
+        if per_ls.len() == 1 {
+            let ls = per_ls.iter().map(|(l, _)| *l).collect();
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, Some(ls), None, false));
+        }
+        // Split: the text before the first row and after the last stays; the rows are picked.
+        let (Some(first), Some(last)) = (row_ranges.first(), row_ranges.last()) else {
+            return Err(SqlError::router("INSERT without rows"));
+        };
+        let head = &self.sql[..first.0];
+        let tail = &self.sql[last.1..];
+        let head_q = {
+            let mut e = Edits::default();
+            let t = &target;
+            e.replace(t.qualify.0, t.qualify.1, format!("{LS_PLACEHOLDER}."));
+            e.apply(head)
+                .ok_or_else(|| SqlError::router("cannot rewrite the INSERT"))?
+        };
+        let mut out = Vec::with_capacity(per_ls.len());
+        for (ls, rows) in per_ls {
+            let mut s = String::with_capacity(self.sql.len());
+            s.push_str(&head_q);
+            for (n, i) in rows.iter().enumerate() {
+                if n > 0 {
+                    s.push_str(", ");
+                }
+                let (a, b) = row_ranges[*i];
+                s.push_str(&self.sql[a..b]);
+            }
+            s.push_str(tail);
+            out.push((ls, s));
+        }
+        let _ = sql;
+        Ok(Plan::Exec(Exec {
+            keyspace: Some(ks.name.clone()),
+            kind: StmtKind::Write,
+            route: RouteKind::Several,
+            targets: Targets::PerLs(out),
+            limit: None,
+            unionable: false,
+        }))
+    }
+
+    /// Returns the byte range of one `VALUES` row, parentheses included.
+    fn row_range(&self, row: &[Expr]) -> Result<(usize, usize), SqlError> {
+        let err = || SqlError::router("cannot locate a row of the INSERT");
+        let first = row.first().ok_or_else(err)?;
+        let last = row.last().ok_or_else(err)?;
+        let (s, _) = self.offsets.range(self.sql, first.span()).ok_or_else(err)?;
+        let (_, e) = self.offsets.range(self.sql, last.span()).ok_or_else(err)?;
+        let bytes = self.sql.as_bytes();
+        let mut a = s;
+        while a > 0 && bytes[a - 1].is_ascii_whitespace() {
+            a -= 1;
+        }
+        if a == 0 || bytes[a - 1] != b'(' {
+            return Err(err());
+        }
+        a -= 1;
+        let mut b = e;
+        // A closing quote of a string literal may sit just past the span's end.
+        while b < bytes.len()
+            && (bytes[b].is_ascii_whitespace() || bytes[b] == b'\'' || bytes[b] == b'"')
+            && bytes[b] != b')'
+        {
+            b += 1;
+        }
+        if b >= bytes.len() || bytes[b] != b')' {
+            return Err(err());
+        }
+        Ok((a, b + 1))
+    }
+
+    fn update_delete(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        let r = self.resolve(stmt)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::unsupported("writes to system schemas"));
+        };
+        if !ks.sharded || r.sharded().next().is_none() {
+            let sql = self.qualified(&r, Edits::default())?;
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
+        }
+        if r.tables.len() > 1 {
+            return Err(SqlError::unsupported(
+                "multi-table UPDATE or DELETE on sharded tables",
+            ));
+        }
+        self.check_subqueries(stmt)?;
+        let Some(TableRef {
+            routing: TableRouting::Sharded { shard_key, vindex },
+            ..
+        }) = r.tables.first()
+        else {
+            return Err(SqlError::router("no table to write"));
+        };
+        let (selection, has_order_or_limit) = match stmt {
+            Statement::Update(u) => {
+                for a in &u.assignments {
+                    let col = a.target.to_string();
+                    let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
+                    if col.eq_ignore_ascii_case(shard_key) {
+                        return Err(SqlError::unsupported(
+                            "UPDATE that changes a row's shard key",
+                        ));
+                    }
+                }
+                (u.selection.as_ref(), u.limit.is_some())
+            }
+            Statement::Delete(d) => (
+                d.selection.as_ref(),
+                d.limit.is_some() || !d.order_by.is_empty(),
+            ),
+            _ => (None, false),
+        };
+        let mut cs = Vec::new();
+        if let Some(w) = selection {
+            conjuncts(w, &mut cs);
+        }
+        let is_key =
+            |e: &Expr| column_ref(e).is_some_and(|(_, c)| c.eq_ignore_ascii_case(shard_key));
+        let mut target: Option<BTreeSet<u32>> = None;
+        for c in cs {
+            let vals: Option<Vec<KeyValue>> = match c {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => {
+                    if is_key(left) {
+                        literal(right).map(|v| vec![v])
+                    } else if is_key(right) {
+                        literal(left).map(|v| vec![v])
+                    } else {
+                        None
+                    }
+                }
+                Expr::InList {
+                    expr,
+                    list,
+                    negated: false,
+                } if is_key(expr) => list.iter().map(literal).collect(),
+                _ => None,
+            };
+            if let Some(vals) = vals {
+                let set: Option<BTreeSet<u32>> = vals
+                    .iter()
+                    .map(|v| {
+                        vindex::keyspace_id(*vindex, v)
+                            .ok()
+                            .map(|id| vindex::logical_shard(id, ks.logical_shards))
+                    })
+                    .collect();
+                if let Some(set) = set {
+                    target = Some(match target {
+                        Some(t) => t.intersection(&set).copied().collect(),
+                        None => set,
+                    });
+                }
+            }
+        }
+        let ls: Option<Vec<u32>> = target.map(|t| {
+            if t.is_empty() {
+                vec![0]
+            } else {
+                t.into_iter().collect()
+            }
+        });
+        if has_order_or_limit && ls.as_ref().is_none_or(|l| l.len() > 1) {
+            return Err(SqlError::unsupported(
+                "ORDER BY or LIMIT in an UPDATE or DELETE across logical shards",
+            ));
+        }
+        let sql = self.qualified(&r, Edits::default())?;
+        Ok(self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false))
+    }
+
+    fn ddl(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        if let Statement::CreateTable(c) = stmt {
+            if c.query.is_some() || c.like.is_some() || c.clone.is_some() {
+                return Err(SqlError::unsupported("CREATE TABLE ... AS SELECT or LIKE"));
+            }
+        }
+        if let Statement::AlterTable(a) = stmt {
+            let text = a.to_string().to_ascii_uppercase();
+            if text.contains(" RENAME ") {
+                return Err(SqlError::unsupported("renaming tables through the router"));
+            }
+        }
+        let r = self.resolve(stmt)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::unsupported("DDL on system schemas"));
+        };
+        let kinds: BTreeSet<&str> = r
+            .tables
+            .iter()
+            .map(|t| match t.routing {
+                TableRouting::Sharded { .. } => "sharded",
+                TableRouting::Reference => "reference",
+                TableRouting::Unsharded => "unsharded",
+            })
+            .collect();
+        if kinds.len() > 1 {
+            return Err(SqlError::unsupported(
+                "one DDL statement over both sharded and reference tables",
+            ));
+        }
+        let sql = self.qualified(&r, Edits::default())?;
+        Ok(self.exec_for(ks, &r, sql, StmtKind::Ddl, None, None, false))
+    }
+
+    fn drop(
+        &self,
+        stmt: &Statement,
+        object_type: ObjectType,
+        names: &[ObjectName],
+        table: Option<&ObjectName>,
+    ) -> Result<Plan, SqlError> {
+        let list: Vec<&ObjectName> = match object_type {
+            ObjectType::Table => names.iter().collect(),
+            ObjectType::Index => table.into_iter().collect(),
+            ObjectType::Database | ObjectType::Schema => {
+                return Err(SqlError::unsupported("DROP DATABASE through the router"))
+            }
+            _ => return Err(SqlError::unsupported(format!("DROP {object_type}"))),
+        };
+        if list.is_empty() {
+            return Err(SqlError::unsupported("DROP INDEX without ON table"));
+        }
+        let _ = stmt;
+        let r = self.resolve_names(&list)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::router("no table to drop"));
+        };
+        let sql = self.qualified(&r, Edits::default())?;
+        Ok(self.exec_for(ks, &r, sql, StmtKind::Ddl, None, None, false))
+    }
+}
+
+#[cfg(test)]
+mod tests;

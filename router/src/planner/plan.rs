@@ -1,0 +1,92 @@
+//! What the planner produces: a [`Plan`] per statement, with its [`RouteKind`].
+
+/// Where a statement goes, as reported in plans, logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// One logical shard (equality on the shard key, or an unsharded keyspace).
+    One,
+    /// Several logical shards (an `IN` list, a multi-row `INSERT`).
+    Several,
+    /// Every logical shard.
+    Scatter,
+    /// Reference tables: one physical shard for reads, all for writes.
+    Reference,
+    /// No table: any physical shard.
+    Any,
+    /// Answered by the router itself.
+    Local,
+}
+
+/// Whether a statement reads, writes or changes schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StmtKind {
+    Read,
+    Write,
+    Ddl,
+}
+
+/// The schema placeholder in SQL templates, replaced by each logical shard's schema.
+pub const LS_PLACEHOLDER: &str = "`__tessera_ls__`";
+
+/// The SQL to run and on which logical shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// One template for every listed logical shard (placeholder replaced per shard).
+    Ls { template: String, ls: Vec<u32> },
+    /// Different SQL per logical shard (a split `INSERT`).
+    PerLs(Vec<(u32, String)>),
+    /// Reference tables: SQL already qualified; reads go to one physical shard, writes and
+    /// DDL to every physical shard of the keyspace.
+    Reference { sql: String },
+    /// No keyspace table: any physical shard, SQL as is.
+    Any { sql: String },
+}
+
+/// A statement the backends run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// The keyspace whose placement resolves the targets (`None` for [`Targets::Any`]).
+    pub keyspace: Option<String>,
+    pub kind: StmtKind,
+    pub route: RouteKind,
+    pub targets: Targets,
+    /// For reads over several shards: rows to skip and keep, applied by the router.
+    pub limit: Option<(u64, u64)>,
+    /// Whether per-shard selects of one physical shard may be joined with `UNION ALL`.
+    pub unionable: bool,
+}
+
+/// Things the router answers or does itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    ShowDatabases,
+    ShowTables {
+        keyspace: String,
+        full: bool,
+    },
+    Use(String),
+    Begin,
+    Commit,
+    Rollback,
+    SetAutocommit(bool),
+    /// A `SET` replayed on every backend connection the session uses (the SQL as sent).
+    Set(String),
+}
+
+/// The planner's answer for one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Local(Local),
+    Exec(Exec),
+}
+
+impl Plan {
+    /// Returns the route kind, for reports and tests.
+    pub fn route(&self) -> RouteKind {
+        match self {
+            Plan::Local(_) => RouteKind::Local,
+            Plan::Exec(e) => e.route,
+        }
+    }
+}

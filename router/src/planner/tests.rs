@@ -1,0 +1,135 @@
+//! Planner tests as data: `testdata/*_cases.yaml` hold (query → expected route, SQL or error)
+//! against the vschemas in `testdata/vschemas.yaml`.
+
+use super::*;
+use serde::Deserialize;
+use tessera_topo::records::{Keyspace, LogicalShardState, Placement, PlacementEntry};
+use tessera_topo::{TopoSnapshot, VSchema};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    sql: String,
+    #[serde(default = "demo")]
+    keyspace: String,
+    #[serde(default)]
+    route: Option<RouteKind>,
+    /// Expected logical shards (for one/several).
+    #[serde(default)]
+    ls: Option<Vec<u32>>,
+    /// Expected SQL template, or for split inserts the per-shard SQL joined by " ;; ".
+    #[serde(default)]
+    sql_out: Option<String>,
+    /// Expected error number.
+    #[serde(default)]
+    error: Option<u16>,
+    /// A text the error message must contain.
+    #[serde(default)]
+    error_contains: Option<String>,
+    #[serde(default)]
+    limit: Option<(u64, u64)>,
+}
+
+fn demo() -> String {
+    "demo".into()
+}
+
+fn table() -> RoutingTable {
+    let text = include_str!("testdata/vschemas.yaml");
+    let docs: Vec<VSchema> = serde_yaml::from_str(text).expect("vschemas parse");
+    let mut snap = TopoSnapshot::default();
+    for v in docs {
+        v.validate().expect("valid vschema");
+        let n = v.logical_shard_count();
+        snap.placements.insert(
+            v.keyspace.clone(),
+            Placement {
+                keyspace: v.keyspace.clone(),
+                epoch: 1,
+                shards: (0..n)
+                    .map(|i| PlacementEntry {
+                        ps: format!("ps{}", i % 2),
+                        state: LogicalShardState::Serving,
+                    })
+                    .collect(),
+            },
+        );
+        snap.keyspaces
+            .insert(v.keyspace.clone(), Keyspace { vschema: v });
+    }
+    RoutingTable::from_snapshot(&snap)
+}
+
+#[test]
+fn planner_cases() {
+    let rt = table();
+    let cases: Vec<Case> =
+        serde_yaml::from_str(include_str!("testdata/route_cases.yaml")).expect("cases parse");
+    let mut failures = Vec::new();
+    for c in &cases {
+        let ks = if c.keyspace.is_empty() {
+            None
+        } else {
+            Some(c.keyspace.as_str())
+        };
+        let got = plan(&c.sql, ks, &rt);
+        let mut fail = |m: String| failures.push(format!("{}\n    {m}", c.sql));
+        match (&got, c.error) {
+            (Err(e), Some(code)) => {
+                if e.code != code {
+                    fail(format!("error {} expected, got {e}", code));
+                }
+                if let Some(t) = &c.error_contains {
+                    if !e.message.contains(t.as_str()) {
+                        fail(format!("error should contain {t:?}: {e}"));
+                    }
+                }
+            }
+            (Err(e), None) => fail(format!("unexpected error {e}")),
+            (Ok(p), Some(code)) => fail(format!("expected error {code}, got {p:?}")),
+            (Ok(p), None) => {
+                if let Some(r) = c.route {
+                    if p.route() != r {
+                        fail(format!("route {r:?} expected, got {:?}", p.route()));
+                    }
+                }
+                if let Plan::Exec(e) = p {
+                    if let Some(ls) = &c.ls {
+                        let got_ls: Vec<u32> = match &e.targets {
+                            Targets::Ls { ls, .. } => ls.clone(),
+                            Targets::PerLs(v) => v.iter().map(|(l, _)| *l).collect(),
+                            _ => vec![],
+                        };
+                        if &got_ls != ls {
+                            fail(format!("ls {ls:?} expected, got {got_ls:?}"));
+                        }
+                    }
+                    if let Some(s) = &c.sql_out {
+                        let got_sql = match &e.targets {
+                            Targets::Ls { template, .. } => template.clone(),
+                            Targets::PerLs(v) => v
+                                .iter()
+                                .map(|(_, s)| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" ;; "),
+                            Targets::Reference { sql } | Targets::Any { sql } => sql.clone(),
+                        };
+                        if &got_sql != s {
+                            fail(format!("sql {s:?} expected, got {got_sql:?}"));
+                        }
+                    }
+                    if c.limit.is_some() && c.limit != e.limit {
+                        fail(format!("limit {:?} expected, got {:?}", c.limit, e.limit));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,386 @@
+//! The router process: listener, one task per client connection, authentication, the
+//! command loop, and shutdown.
+
+use crate::backend::Backends;
+use crate::config::RouterConfig;
+use crate::engine::Engine;
+use crate::error::SqlError;
+use crate::mysql::auth;
+use crate::mysql::constants::*;
+use crate::mysql::handshake;
+use crate::mysql::resultset;
+use crate::mysql::PacketIo;
+use crate::planner;
+use crate::session::Session;
+use crate::topology::{TopoStatus, TopologyCache};
+use rand::Rng;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use tessera_topo::Topo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// A configured router, not yet listening.
+pub struct Router {
+    cfg: RouterConfig,
+    topo: Topo,
+}
+
+/// A running router: its address, its topology status, and the way to stop it.
+pub struct RouterHandle {
+    addr: SocketAddr,
+    cache: Arc<TopologyCache>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RouterHandle {
+    /// Returns the address applications connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Returns what the router knows of its topology connection.
+    pub fn topo_status(&self) -> TopoStatus {
+        self.cache.status()
+    }
+
+    /// Returns the routing-table cache.
+    pub fn cache(&self) -> &Arc<TopologyCache> {
+        &self.cache
+    }
+
+    /// Stops accepting, lets each connection finish its current statement, closes pools.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Shared {
+    cfg: RouterConfig,
+    engine: Engine,
+    next_id: AtomicU32,
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig, topo: Topo) -> Self {
+        Router { cfg, topo }
+    }
+
+    /// Binds the listener, loads the topology (or starts with an empty table and keeps
+    /// trying, if topo is unreachable), and serves until shut down.
+    ///
+    /// # Errors
+    /// When the listen address cannot be bound.
+    pub async fn start(self) -> std::io::Result<RouterHandle> {
+        let listener = TcpListener::bind(self.cfg.listen).await?;
+        self.start_on(listener).await
+    }
+
+    /// Like [`Router::start`] on an already bound listener.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub async fn start_on(self, listener: TcpListener) -> std::io::Result<RouterHandle> {
+        let addr = listener.local_addr()?;
+        let cache = Arc::new(TopologyCache::default());
+        if let Err(e) = cache.load(&self.topo).await {
+            tracing::warn!(error = %e, "topology not loaded at start; will keep trying");
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let backends = Arc::new(Backends::new(self.cfg.backend.clone()));
+        let shared = Arc::new(Shared {
+            engine: Engine {
+                topo: cache.clone(),
+                backends: backends.clone(),
+            },
+            next_id: AtomicU32::new(1),
+            cfg: self.cfg,
+        });
+        let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            shared,
+            shutdown_rx,
+            watcher,
+            backends,
+        ));
+        tracing::info!(%addr, "router listening");
+        Ok(RouterHandle {
+            addr,
+            cache,
+            shutdown: shutdown_tx,
+            task,
+        })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+    backends: Arc<Backends>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let permit = limit.clone().try_acquire_owned();
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::info_span!("conn", id, %peer);
+                conns.spawn(async move {
+                    match permit {
+                        Ok(_permit) => handle(stream, peer, id, shared, shutdown).await,
+                        Err(_) => refuse(stream, id).await,
+                    }
+                }.instrument(span));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+    let _ = watcher.await;
+    backends.disconnect_all().await;
+}
+
+async fn refuse(stream: TcpStream, _id: u32) {
+    let mut io = PacketIo::new(stream);
+    let p = resultset::err(1040, "08004", "Too many connections");
+    let _ = io.write_packet(&p).await;
+    io.shutdown().await;
+}
+
+fn scramble() -> [u8; 20] {
+    let mut s = [0u8; 20];
+    let mut rng = rand::thread_rng();
+    for b in &mut s {
+        // Printable, never NUL or '$', as servers send.
+        *b = rng.gen_range(0x21..0x7f);
+        if *b == b'$' {
+            *b = b'#';
+        }
+    }
+    s
+}
+
+/// Authenticates the client; returns its session, or `None` after sending the error.
+async fn authenticate(
+    io: &mut PacketIo,
+    peer: SocketAddr,
+    id: u32,
+    shared: &Shared,
+) -> std::io::Result<Option<Session>> {
+    let scramble = scramble();
+    let offered = shared.cfg.auth_plugin.as_str();
+    io.write_packet(&handshake::greeting(
+        &shared.cfg.server_version,
+        id,
+        &scramble,
+        offered,
+    ))
+    .await?;
+    io.flush().await?;
+    let mut buf = Vec::new();
+    io.read_packet(&mut buf).await?;
+    let Some(resp) = handshake::parse_response(&buf) else {
+        let p = resultset::err(1043, "08S01", "Bad handshake");
+        io.write_packet(&p).await?;
+        io.flush().await?;
+        return Ok(None);
+    };
+    let host = peer.ip().to_string();
+    let user = shared.cfg.users.iter().find(|u| u.name == resp.user);
+    let mut plugin = resp
+        .auth_plugin
+        .clone()
+        .unwrap_or_else(|| auth::NATIVE.to_string());
+    let mut token = resp.auth_response.clone();
+    if plugin != auth::NATIVE && plugin != auth::CACHING_SHA2 {
+        // Ask the client to use the plugin we offered.
+        io.write_packet(&handshake::auth_switch(offered, &scramble))
+            .await?;
+        io.flush().await?;
+        io.read_packet(&mut buf).await?;
+        plugin = offered.to_string();
+        token = buf.clone();
+    }
+    let password = user.map(|u| u.resolve_password()).unwrap_or_default();
+    let ok = user.is_some() && auth::check(&plugin, password.as_bytes(), &scramble, &token);
+    if !ok {
+        let e = SqlError::access_denied(&resp.user, &host);
+        io.write_packet(&resultset::err(e.code, e.state, &e.message))
+            .await?;
+        io.flush().await?;
+        tracing::info!(user = %resp.user, "access denied");
+        return Ok(None);
+    }
+    if plugin == auth::CACHING_SHA2 {
+        // fast_auth_success
+        io.write_packet(&[0x01, 0x03]).await?;
+    }
+    let keyspace = resp
+        .database
+        .clone()
+        .or_else(|| shared.cfg.default_keyspace.clone());
+    if let Some(ks) = &resp.database {
+        if shared.engine.topo.table().keyspace(ks).is_none() {
+            let e = SqlError::unknown_database(ks);
+            io.write_packet(&resultset::err(e.code, e.state, &e.message))
+                .await?;
+            io.flush().await?;
+            return Ok(None);
+        }
+    }
+    let session = Session::new(
+        id,
+        resp.user.clone(),
+        keyspace,
+        resp.capabilities & SERVER_CAPABILITIES,
+    );
+    io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
+        .await?;
+    io.flush().await?;
+    Ok(Some(session))
+}
+
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut io = PacketIo::new(stream);
+    let mut session = match authenticate(&mut io, peer, id, &shared).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            io.shutdown().await;
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        io.seq = 0;
+        let read = tokio::select! {
+            r = io.read_packet(&mut buf) => r,
+            _ = shutdown.changed() => break,
+        };
+        if let Err(e) = read {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                tracing::info!(error = %e, "malformed packet; closing the connection");
+            }
+            break;
+        }
+        let Some((&cmd, body)) = buf.split_first() else {
+            break;
+        };
+        let r = match cmd {
+            COM_QUIT => break,
+            COM_PING => ok(&mut io, &session).await,
+            COM_QUERY => {
+                let sql = String::from_utf8_lossy(body).into_owned();
+                query(&shared, &mut session, &mut io, &sql).await
+            }
+            COM_INIT_DB => {
+                let db = String::from_utf8_lossy(body).trim().to_string();
+                let plan = planner::Plan::Local(planner::Local::Use(db));
+                shared.engine.execute(&mut session, plan, &mut io).await
+            }
+            COM_RESET_CONNECTION => {
+                let r = shared.engine.finish_txn(&mut session, false).await;
+                session.sets.clear();
+                session.autocommit = true;
+                session.last_insert_id = 0;
+                match r {
+                    Ok(()) => ok(&mut io, &session).await,
+                    Err(e) => Err(e),
+                }
+            }
+            COM_FIELD_LIST => field_list(&shared, &mut session, &mut io, body).await,
+            COM_STATISTICS => {
+                let s = format!("Uptime: 0  Threads: 1  Tessera router, connection {id}");
+                io.write_packet(s.as_bytes())
+                    .await
+                    .map_err(crate::engine::io_err)
+            }
+            COM_STMT_PREPARE | 0x17..=0x1a | 0x1c => Err(SqlError::new(
+                1295,
+                "HY000",
+                "This command is not supported in the prepared statement protocol yet",
+            )),
+            COM_CHANGE_USER => Err(SqlError::new(
+                1047,
+                "08S01",
+                "COM_CHANGE_USER is not supported yet; reconnect instead",
+            )),
+            other => Err(SqlError::unknown_command(other)),
+        };
+        if let Err(e) = r {
+            let p = resultset::err(e.code, e.state, &e.message);
+            if io.write_packet(&p).await.is_err() {
+                break;
+            }
+        }
+        if io.flush().await.is_err() {
+            break;
+        }
+    }
+    // Whatever the session left open is rolled back.
+    let _ = shared.engine.finish_txn(&mut session, false).await;
+    io.shutdown().await;
+}
+
+async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
+    io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
+        .await
+        .map_err(crate::engine::io_err)
+}
+
+async fn query(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    sql: &str,
+) -> Result<(), SqlError> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    let rt = shared.engine.topo.table();
+    let plan = planner::plan(trimmed, session.keyspace.as_deref(), &rt)?;
+    tracing::debug!(route = ?plan.route(), "planned");
+    shared.engine.execute(session, plan, io).await
+}
+
+/// COM_FIELD_LIST: the columns of one table, as column definitions.
+async fn field_list(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    body: &[u8],
+) -> Result<(), SqlError> {
+    let table = body.split(|b| *b == 0).next().unwrap_or_default();
+    let table = String::from_utf8_lossy(table).replace('`', "``");
+    let sql = format!("SELECT * FROM `{table}` LIMIT 0");
+    let rt = shared.engine.topo.table();
+    let plan = planner::plan(&sql, session.keyspace.as_deref(), &rt)?;
+    shared.engine.field_list(session, plan, io).await
+}

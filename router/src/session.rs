@@ -1,0 +1,67 @@
+//! A client session: what a connection carries from one statement to the next.
+
+use crate::mysql::constants::{SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
+use mysql_async::Conn;
+use std::collections::BTreeMap;
+
+/// One client connection's state.
+pub struct Session {
+    pub connection_id: u32,
+    pub user: String,
+    /// The current keyspace (`USE`).
+    pub keyspace: Option<String>,
+    /// The client's capability flags.
+    pub client_caps: u32,
+    pub autocommit: bool,
+    /// Inside `BEGIN … COMMIT`.
+    pub explicit_txn: bool,
+    /// Backend connections pinned by the open transaction, one per physical shard.
+    pub txn_conns: BTreeMap<String, Conn>,
+    /// `SET` statements replayed on each backend connection the session uses.
+    pub sets: Vec<String>,
+    /// `LAST_INSERT_ID()` of the last single-shard insert.
+    pub last_insert_id: u64,
+}
+
+impl Session {
+    pub fn new(
+        connection_id: u32,
+        user: String,
+        keyspace: Option<String>,
+        client_caps: u32,
+    ) -> Self {
+        Session {
+            connection_id,
+            user,
+            keyspace,
+            client_caps,
+            autocommit: true,
+            explicit_txn: false,
+            txn_conns: BTreeMap::new(),
+            sets: Vec::new(),
+            last_insert_id: 0,
+        }
+    }
+
+    /// Whether statements run inside a transaction (explicit, or autocommit off).
+    pub fn in_transaction(&self) -> bool {
+        self.explicit_txn || !self.autocommit
+    }
+
+    /// The status flags for OK and EOF packets.
+    pub fn status_flags(&self) -> u16 {
+        let mut s = 0;
+        if self.autocommit {
+            s |= SERVER_STATUS_AUTOCOMMIT;
+        }
+        if self.explicit_txn || !self.txn_conns.is_empty() {
+            s |= SERVER_STATUS_IN_TRANS;
+        }
+        s
+    }
+
+    /// Whether the client wants OK instead of EOF packets.
+    pub fn deprecate_eof(&self) -> bool {
+        self.client_caps & crate::mysql::constants::CLIENT_DEPRECATE_EOF != 0
+    }
+}

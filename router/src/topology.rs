@@ -1,0 +1,261 @@
+//! The router's view of the topology: a routing table built from a topology snapshot, kept
+//! current by a watch, and served from a local cache so that queries never wait on topo.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tessera_topo::records::{ls_schema, reference_schema, ROOT};
+use tessera_topo::{PhysicalShard, TableKind, Topo, TopoSnapshot, VindexKind};
+
+/// How one table routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableRouting {
+    Sharded {
+        shard_key: String,
+        vindex: VindexKind,
+    },
+    Reference,
+    /// A table of an unsharded keyspace (declared or not).
+    Unsharded,
+}
+
+/// One keyspace, ready for routing.
+#[derive(Debug, Clone)]
+pub struct KeyspaceRouting {
+    pub name: String,
+    pub sharded: bool,
+    pub logical_shards: u32,
+    pub tables: HashMap<String, TableRouting>,
+    /// The physical shard of each logical shard.
+    pub placement: Vec<String>,
+    pub epoch: u64,
+}
+
+impl KeyspaceRouting {
+    /// Returns how `table` routes, or `None` when a sharded keyspace does not declare it.
+    pub fn table(&self, table: &str) -> Option<TableRouting> {
+        if !self.sharded {
+            return Some(TableRouting::Unsharded);
+        }
+        self.tables.get(table).cloned()
+    }
+
+    /// Returns the schema of logical shard `ls`.
+    pub fn schema(&self, ls: u32) -> String {
+        ls_schema(&self.name, self.sharded, ls)
+    }
+
+    /// Returns the schema of the reference tables.
+    pub fn reference_schema(&self) -> String {
+        reference_schema(&self.name)
+    }
+
+    /// Returns the physical shards that hold at least one logical shard, in name order.
+    pub fn physical_shards(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.placement.clone();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Returns whether `schema` is one of this keyspace's schemas (for error messages).
+    pub fn owns_schema(&self, schema: &str) -> bool {
+        if schema == self.name || schema == self.reference_schema() {
+            return true;
+        }
+        schema
+            .strip_prefix(&self.name)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|d| d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
+/// Everything routing needs at one topology revision.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTable {
+    pub revision: u64,
+    pub keyspaces: HashMap<String, KeyspaceRouting>,
+    pub shards: HashMap<String, PhysicalShard>,
+}
+
+impl RoutingTable {
+    /// Builds the table from a snapshot. Keyspaces without a placement are left out.
+    pub fn from_snapshot(s: &TopoSnapshot) -> Self {
+        let mut keyspaces = HashMap::new();
+        for (name, ks) in &s.keyspaces {
+            let Some(p) = s.placements.get(name) else {
+                continue;
+            };
+            let v = &ks.vschema;
+            let tables = v
+                .tables
+                .iter()
+                .map(|(t, spec)| {
+                    let r = match (v.sharded, spec.kind) {
+                        (false, _) => TableRouting::Unsharded,
+                        (true, TableKind::Reference) => TableRouting::Reference,
+                        (true, TableKind::Sharded) => TableRouting::Sharded {
+                            shard_key: spec.shard_key.clone().unwrap_or_default(),
+                            vindex: spec.vindex.unwrap_or_default(),
+                        },
+                    };
+                    (t.clone(), r)
+                })
+                .collect();
+            keyspaces.insert(
+                name.clone(),
+                KeyspaceRouting {
+                    name: name.clone(),
+                    sharded: v.sharded,
+                    logical_shards: v.logical_shard_count(),
+                    tables,
+                    placement: p.shards.iter().map(|e| e.ps.clone()).collect(),
+                    epoch: p.epoch,
+                },
+            );
+        }
+        RoutingTable {
+            revision: s.revision,
+            keyspaces,
+            shards: s.shards.clone().into_iter().collect(),
+        }
+    }
+
+    /// Returns a keyspace.
+    pub fn keyspace(&self, name: &str) -> Option<&KeyspaceRouting> {
+        self.keyspaces.get(name)
+    }
+}
+
+/// What a router says about its topology connection.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TopoStatus {
+    /// Whether the watch is live.
+    pub connected: bool,
+    /// The revision served.
+    pub revision: u64,
+    /// The last error talking to topo, if the watch is down.
+    pub last_error: Option<String>,
+    /// The placement epoch served, per keyspace.
+    pub epochs: std::collections::BTreeMap<String, u64>,
+}
+
+/// The cached routing table, updated by [`TopologyCache::run`].
+pub struct TopologyCache {
+    table: RwLock<Arc<RoutingTable>>,
+    status: RwLock<TopoStatus>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for TopologyCache {
+    fn default() -> Self {
+        TopologyCache {
+            table: RwLock::new(Arc::new(RoutingTable::default())),
+            status: RwLock::new(TopoStatus::default()),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl TopologyCache {
+    /// Returns the current routing table.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Returns the connection status.
+    pub fn status(&self) -> TopoStatus {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Returns a receiver that sees each new revision served.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Installs a snapshot.
+    pub fn install(&self, snap: &TopoSnapshot) {
+        let t = RoutingTable::from_snapshot(snap);
+        let rev = t.revision;
+        let epochs = t
+            .keyspaces
+            .values()
+            .map(|k| (k.name.clone(), k.epoch))
+            .collect();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(t);
+        {
+            let mut s = self.status.write().unwrap_or_else(|p| p.into_inner());
+            s.connected = true;
+            s.revision = rev;
+            s.last_error = None;
+            s.epochs = epochs;
+        }
+        self.changed.send_replace(rev);
+    }
+
+    fn disconnected(&self, e: &dyn std::fmt::Display) {
+        let mut s = self.status.write().unwrap_or_else(|p| p.into_inner());
+        if s.connected {
+            tracing::warn!(error = %e, "topology unreachable; serving from the cached routing table");
+        }
+        s.connected = false;
+        s.last_error = Some(e.to_string());
+    }
+
+    /// Loads the topology once.
+    ///
+    /// # Errors
+    /// When topo cannot be read.
+    pub async fn load(&self, topo: &Topo) -> Result<(), tessera_topo::TopoError> {
+        let snap = topo.snapshot().await?;
+        self.install(&snap);
+        Ok(())
+    }
+
+    /// Keeps the cache current: list, watch, re-list on every change; on failure, keep the
+    /// last table and retry. Runs until `shutdown` fires.
+    pub async fn run(
+        self: Arc<Self>,
+        topo: Topo,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let round = async {
+                let snap = topo.snapshot().await?;
+                self.install(&snap);
+                let mut w = topo.store().watch(ROOT, snap.revision).await?;
+                loop {
+                    match w.recv().await {
+                        Some(Ok(_)) => {
+                            // Take the burst, then re-list once.
+                            while let Ok(Ok(_)) = w.try_recv() {}
+                            let snap = topo.snapshot().await?;
+                            self.install(&snap);
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            return Err(tessera_topo::TopoError::Unavailable("watch closed".into()))
+                        }
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), tessera_topo::TopoError>(())
+            };
+            tokio::select! {
+                r = round => {
+                    if let Err(e) = r {
+                        self.disconnected(&e);
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
