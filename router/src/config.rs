@@ -11,7 +11,7 @@ pub struct RouterConfig {
     /// Where applications connect. Default: `127.0.0.1:15306`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The version string sent to clients. Default: `10.11.99-MariaDB-Tessera`.
+    /// The version string sent to clients. Default: `5.5.5-10.11.99-MariaDB-Tessera` (the `5.5.5-` prefix is how MariaDB servers announce themselves; clients strip it).
     #[serde(default = "default_version")]
     pub server_version: String,
     /// The authentication plugin offered first: `mysql_native_password` (default) or
@@ -98,7 +98,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 15306))
 }
 fn default_version() -> String {
-    "10.11.99-MariaDB-Tessera".into()
+    "5.5.5-10.11.99-MariaDB-Tessera".into()
 }
 fn default_plugin() -> String {
     crate::mysql::auth::NATIVE.into()

@@ -343,11 +343,9 @@ impl<'a> Planner<'a> {
                     .0
                     .last()
                     .and_then(|p| p.as_ident())
-                    .is_some_and(|i| {
-                        i.value.eq_ignore_ascii_case("sql_select_limit")
-                            || i.value.eq_ignore_ascii_case("sql_mode") && false
-                    }) =>
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("sql_select_limit")) =>
             {
+                // Replayed per shard it would cap each shard, not the result.
                 Err(SqlError::unsupported("SET sql_select_limit"))
             }
             _ => Ok(Plan::Local(Local::Set(self.sql.to_string()))),
@@ -600,11 +598,12 @@ impl<'a> Planner<'a> {
             let _ = visit_expressions_mut(&mut s, |e| {
                 if let Expr::Function(f) = e {
                     let n = f.name.to_string().to_ascii_uppercase();
-                    if (n == "DATABASE" || n == "SCHEMA")
-                        && matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())
-                        || matches!(f.args, FunctionArguments::None)
-                            && (n == "DATABASE" || n == "SCHEMA")
-                    {
+                    let no_args = match &f.args {
+                        FunctionArguments::List(l) => l.args.is_empty(),
+                        FunctionArguments::None => true,
+                        FunctionArguments::Subquery(_) => false,
+                    };
+                    if (n == "DATABASE" || n == "SCHEMA") && no_args {
                         *e = Expr::value(match &db {
                             Some(d) => Value::SingleQuotedString(d.clone()),
                             None => Value::Null,

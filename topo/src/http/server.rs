@@ -80,7 +80,7 @@ fn err(e: &TopoError) -> Response {
         .into_response()
 }
 
-fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.token else {
         return Ok(());
     };
@@ -91,18 +91,20 @@ fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if given == Some(&**token) {
         Ok(())
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Json(ErrorBody {
-                error: "unauthorized".into(),
-                message: "missing or wrong bearer token".into(),
-                key: None,
-                expected: None,
-                found: None,
-                lease: None,
-            }),
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(ErrorBody {
+                    error: "unauthorized".into(),
+                    message: "missing or wrong bearer token".into(),
+                    key: None,
+                    expected: None,
+                    found: None,
+                    lease: None,
+                }),
+            )
+                .into_response(),
+        ))
     }
 }
 
@@ -115,7 +117,7 @@ struct KeyQuery {
 
 async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.get(&q.key).await {
         Ok(Some(kv)) => Json(kv).into_response(),
@@ -126,7 +128,7 @@ async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuer
 
 async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s
         .store
@@ -143,7 +145,7 @@ async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequ
 
 async fn delete_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     let cond = q
         .mod_revision
@@ -162,7 +164,7 @@ struct PrefixQuery {
 
 async fn list(State(s): State<AppState>, h: HeaderMap, Query(q): Query<PrefixQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.list(&q.prefix).await {
         Ok((kvs, revision)) => Json(ListResponse { kvs, revision }).into_response(),
@@ -181,7 +183,7 @@ struct WatchQuery {
 
 async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     let mut w = match s.store.watch(&q.prefix, q.after).await {
         Ok(w) => w,
@@ -214,7 +216,7 @@ async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQue
 
 async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.grant_lease(req.ttl_ms).await {
         Ok(id) => Json(LeaseResponse { id }).into_response(),
@@ -224,7 +226,7 @@ async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseReq
 
 async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.keep_alive(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -234,7 +236,7 @@ async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>
 
 async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.revoke_lease(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -244,7 +246,7 @@ async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) ->
 
 async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     match s.store.revision().await {
         Ok(revision) => Json(serde_json::json!({ "revision": revision })).into_response(),
@@ -254,7 +256,7 @@ async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
 
 async fn status_handler(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return *r;
     }
     Json((s.status)()).into_response()
 }

@@ -1,0 +1,120 @@
+//! Subcommands of the `tessera` binary, one file each.
+
+mod router;
+mod shard;
+mod topo;
+mod up;
+mod vschema;
+
+use clap::{Parser, Subcommand};
+
+/// Tessera: sharding middleware for MySQL and MariaDB.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a local cluster (MariaDB servers, topology, router) in the foreground.
+    Up(up::UpArgs),
+    /// Run a router from a config file.
+    Router(router::RouterArgs),
+    /// Apply or show vschemas.
+    #[command(subcommand)]
+    Vschema(vschema::VschemaCmd),
+    /// Register, list and remove physical shards.
+    #[command(subcommand)]
+    Shard(shard::ShardCmd),
+    /// Talk to the topology service.
+    #[command(subcommand)]
+    Topo(topo::TopoCmd),
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand fails with, for printing.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(a) => up::run(a).await,
+        Command::Router(a) => router::run(a).await,
+        Command::Vschema(c) => vschema::run(c).await,
+        Command::Shard(c) => shard::run(c).await,
+        Command::Topo(c) => topo::run(c).await,
+    }
+}
+
+/// Flags that choose the topology service.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TopoFlags {
+    /// Topology endpoints, comma separated (`host:port`).
+    #[arg(long = "topo", env = "TESSERA_TOPO", default_value = "127.0.0.1:15999")]
+    pub endpoints: String,
+    /// Environment variable holding the topology token, if one is configured.
+    #[arg(long, default_value = "TESSERA_TOPO_TOKEN")]
+    pub token_env: String,
+}
+
+impl TopoFlags {
+    /// Returns the typed topology client.
+    ///
+    /// # Errors
+    /// When no endpoint is given.
+    pub fn topo(&self) -> anyhow::Result<tessera_topo::Topo> {
+        let store = tessera_topo::HttpStore::new(
+            std::slice::from_ref(&self.endpoints),
+            std::env::var(&self.token_env).ok(),
+        )?;
+        Ok(tessera_topo::Topo::new(std::sync::Arc::new(store)))
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Applies a vschema through `topo` and creates its schemas on the physical shards.
+///
+/// # Errors
+/// Invalid vschema, topology or backend failures.
+pub async fn apply_vschema(
+    topo: &tessera_topo::Topo,
+    v: &tessera_topo::VSchema,
+) -> anyhow::Result<tessera_topo::Placement> {
+    let placement = topo.apply_vschema(v).await?;
+    let snap = topo.snapshot().await?;
+    let rt = tessera_router::topology::RoutingTable::from_snapshot(&snap);
+    let backends = tessera_router::backend::Backends::new(Default::default());
+    let r = tessera_router::backend::create_keyspace_schemas(&rt, &v.keyspace, &backends).await;
+    backends.disconnect_all().await;
+    r.map_err(|e| {
+        anyhow::anyhow!(
+            "creating schemas for keyspace {}: {}",
+            v.keyspace,
+            e.message
+        )
+    })?;
+    Ok(placement)
+}

@@ -1,0 +1,137 @@
+//! `tessera shard add|list|remove`: physical shards in the topology.
+
+use super::TopoFlags;
+use anyhow::Context;
+use clap::Subcommand;
+use mysql_async::prelude::Queryable;
+use tessera_topo::PhysicalShard;
+
+#[derive(Subcommand, Debug)]
+pub enum ShardCmd {
+    /// Register a MySQL/MariaDB primary as a physical shard (checked before it is stored).
+    Add {
+        name: String,
+        /// `host:port`
+        #[arg(long)]
+        mysql: String,
+        #[arg(long)]
+        user: String,
+        /// Environment variable holding the password (read here, and by routers).
+        #[arg(long)]
+        password_env: Option<String>,
+        /// Placement weight.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// List physical shards with their logical shards.
+    List {
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Remove a physical shard that holds no logical shards.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+}
+
+pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
+    match c {
+        ShardCmd::Add {
+            name,
+            mysql,
+            user,
+            password_env,
+            weight,
+            topo,
+        } => {
+            let (host, port) = mysql
+                .rsplit_once(':')
+                .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_string(), p)))
+                .ok_or_else(|| anyhow::anyhow!("--mysql must be host:port, got {mysql}"))?;
+            let ps = PhysicalShard {
+                name: name.clone(),
+                host,
+                port,
+                user,
+                password: None,
+                password_env,
+                weight,
+            };
+            let pw = ps.resolve_password();
+            let opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname(ps.host.clone())
+                .tcp_port(ps.port)
+                .user(Some(ps.user.clone()))
+                .pass(pw);
+            let mut conn = mysql_async::Conn::new(opts)
+                .await
+                .with_context(|| format!("connecting to {}", ps.address()))?;
+            let (version, binlog): (String, String) = conn
+                .query_first("SELECT @@version, @@log_bin")
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no answer from {}", ps.address()))?;
+            let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
+            conn.disconnect().await?;
+            topo.topo()?.put_physical_shard(&ps).await?;
+            println!(
+                "registered physical shard {name} at {}: version {version}, binlog {}",
+                ps.address(),
+                if binlog == "1" { "on" } else { "off" }
+            );
+            for g in grants {
+                println!("  {g}");
+            }
+            Ok(())
+        }
+        ShardCmd::List { topo } => {
+            let snap = topo.topo()?.snapshot().await?;
+            println!(
+                "{:<12} {:<24} {:>6}  logical shards",
+                "NAME", "ADDRESS", "WEIGHT"
+            );
+            for ps in snap.shards.values() {
+                let mut held = Vec::new();
+                for (ks, p) in &snap.placements {
+                    let n = p.shards.iter().filter(|e| e.ps == ps.name).count();
+                    if n > 0 {
+                        held.push(format!("{ks}:{n}"));
+                    }
+                }
+                println!(
+                    "{:<12} {:<24} {:>6}  {}",
+                    ps.name,
+                    ps.address(),
+                    ps.weight,
+                    held.join(" ")
+                );
+            }
+            Ok(())
+        }
+        ShardCmd::Remove { name, topo } => {
+            let t = topo.topo()?;
+            let snap = t.snapshot().await?;
+            for (ks, p) in &snap.placements {
+                let n = p.shards.iter().filter(|e| e.ps == name).count();
+                if n > 0 {
+                    anyhow::bail!("physical shard {name} still holds {n} logical shards of keyspace {ks}; move them first");
+                }
+            }
+            let deleted = t
+                .store()
+                .delete(
+                    &format!("/tessera/shards/{name}"),
+                    tessera_topo::Condition::None,
+                )
+                .await?;
+            if deleted.is_none() {
+                anyhow::bail!("no physical shard {name}");
+            }
+            println!("removed physical shard {name}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `tessera up`: a whole local cluster in the foreground — MariaDB servers, an embedded
+//! topology store served on loopback, and a router — stopped cleanly on Ctrl-C or SIGTERM.
+
+use crate::localcluster::LocalCluster;
+use anyhow::Context;
+use mysql_async::prelude::Queryable;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessera_router::config::{RouterConfig, UserConfig};
+use tessera_router::Router;
+use tessera_topo::{PhysicalShard, Store, Topo, VSchema};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Number of MariaDB servers (physical shards).
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// Logical shards of the keyspace (a power of two), when no --vschema is given.
+    #[arg(long, default_value_t = 64)]
+    logical_shards: u32,
+    /// Where applications connect.
+    #[arg(long, default_value_t = 15306)]
+    port: u16,
+    /// Where the topology service listens.
+    #[arg(long, default_value = "127.0.0.1:15999")]
+    topo_listen: SocketAddr,
+    /// Keep MariaDB and topology data here (kept after exit); a temporary dir otherwise.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keyspace to create when no --vschema is given.
+    #[arg(long, default_value = "demo")]
+    keyspace: String,
+    /// A vschema file to apply at start.
+    #[arg(long)]
+    vschema: Option<PathBuf>,
+    /// SQL to run through the router once it is up (statements end with `;` at a line end).
+    #[arg(long)]
+    sample_data: Option<PathBuf>,
+    /// The router user applications log in as.
+    #[arg(long, default_value = "tessera")]
+    user: String,
+    /// That user's password.
+    #[arg(long, default_value = "tessera")]
+    password: String,
+}
+
+pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+    let vschema = match &a.vschema {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            VSchema::from_yaml(&text).with_context(|| format!("in {}", f.display()))?
+        }
+        None => {
+            let v = VSchema {
+                keyspace: a.keyspace.clone(),
+                sharded: true,
+                logical_shards: Some(a.logical_shards),
+                tables: Default::default(),
+            };
+            v.validate()?;
+            v
+        }
+    };
+    let tmp;
+    let base: PathBuf = match &a.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("tessera-up-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    eprintln!("starting {} MariaDB servers…", a.shards);
+    let cluster = LocalCluster::start(a.shards, Some(&base.join("mysql"))).await?;
+    let result = serve(&a, &vschema, &base, &cluster).await;
+    eprintln!("stopping MariaDB servers…");
+    cluster.shutdown().await;
+    result
+}
+
+async fn serve(
+    a: &UpArgs,
+    vschema: &VSchema,
+    base: &std::path::Path,
+    cluster: &LocalCluster,
+) -> anyhow::Result<()> {
+    let store = tessera_topo::FileStore::open(&base.join("topo"))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let topo = Topo::new(store.clone());
+    let listener = tokio::net::TcpListener::bind(a.topo_listen)
+        .await
+        .with_context(|| format!("binding the topology service to {}", a.topo_listen))?;
+    let topo_addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = tessera_topo::http::server::router(store.clone(), None, None);
+    let topo_task = tokio::spawn(tessera_topo::http::server::serve(listener, app, async {
+        let _ = stop_rx.await;
+    }));
+    let result = async {
+        for (i, s) in cluster.servers().iter().enumerate() {
+            topo.put_physical_shard(&PhysicalShard {
+                name: format!("ps{i}"),
+                host: s.host().to_string(),
+                port: s.port(),
+                user: s.user().to_string(),
+                password: Some(s.password().to_string()),
+                password_env: None,
+                weight: 1,
+            })
+            .await?;
+        }
+        let placement = super::apply_vschema(&topo, vschema).await?;
+        let cfg = RouterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], a.port)),
+            users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None }],
+            default_keyspace: None,
+            ..RouterConfig::from_yaml("users: [{name: x}]\n")?
+        };
+        let router = Router::new(cfg, topo.clone()).start().await.with_context(|| format!("binding the router to port {}", a.port))?;
+        let raddr = router.local_addr();
+        let r = async {
+            if let Some(f) = &a.sample_data {
+                load_sample(raddr, &a.user, &a.password, &vschema.keyspace, f).await?;
+            }
+            println!(
+                "ready: router {raddr}, topology {topo_addr}, {} physical shards, keyspace {} with {} logical shards (epoch {})",
+                cluster.servers().len(),
+                vschema.keyspace,
+                placement.shards.len(),
+                placement.epoch
+            );
+            println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
+            println!("topology: tessera vschema show {} --topo {topo_addr}", vschema.keyspace);
+            super::shutdown_signal().await;
+            eprintln!("shutting down…");
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        router.shutdown().await;
+        r
+    }
+    .await;
+    let _ = stop_tx.send(());
+    let _ = topo_task.await;
+    result
+}
+
+/// Runs the statements of `file` through the router.
+async fn load_sample(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    keyspace: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(addr.ip().to_string())
+        .tcp_port(addr.port())
+        .user(Some(user))
+        .pass(Some(password))
+        .db_name(Some(keyspace))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .context("connecting to the router")?;
+    let mut n = 0;
+    for stmt in split_statements(&text) {
+        conn.query_drop(&stmt)
+            .await
+            .with_context(|| format!("running {}", stmt.chars().take(80).collect::<String>()))?;
+        n += 1;
+    }
+    conn.disconnect().await?;
+    eprintln!("loaded {} statements from {}", n, file.display());
+    Ok(())
+}
+
+/// Splits SQL text at `;` that ends a line, skipping `--` comment lines.
+pub fn split_statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("--") || (t.is_empty() && cur.is_empty()) {
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        if t.ends_with(';') {
+            let s = cur.trim().trim_end_matches(';').trim().to_string();
+            if !s.is_empty() {
+                out.push(s);
+            }
+            cur.clear();
+        }
+    }
+    let s = cur.trim().trim_end_matches(';').trim().to_string();
+    if !s.is_empty() {
+        out.push(s);
+    }
+    out
+}

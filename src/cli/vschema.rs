@@ -1,0 +1,60 @@
+//! `tessera vschema apply|show`.
+
+use super::TopoFlags;
+use anyhow::Context;
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum VschemaCmd {
+    /// Validate a vschema file and apply it; a new keyspace is placed and its schemas created.
+    Apply {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Print a keyspace's vschema and placement.
+    Show {
+        keyspace: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+}
+
+pub async fn run(c: VschemaCmd) -> anyhow::Result<()> {
+    match c {
+        VschemaCmd::Apply { file, topo } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let v = tessera_topo::VSchema::from_yaml(&text)
+                .with_context(|| format!("in {}", file.display()))?;
+            let p = super::apply_vschema(&topo.topo()?, &v).await?;
+            println!(
+                "applied vschema for keyspace {} ({} logical shards, {} tables) at placement epoch {}",
+                v.keyspace,
+                v.logical_shard_count(),
+                v.tables.len(),
+                p.epoch
+            );
+            Ok(())
+        }
+        VschemaCmd::Show { keyspace, topo } => {
+            let t = topo.topo()?;
+            let (ks, _) = t
+                .get_keyspace(&keyspace)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no keyspace {keyspace}"))?;
+            print!("{}", serde_yaml::to_string(&ks.vschema)?);
+            if let Some((p, _)) = t.get_placement(&keyspace).await? {
+                println!("# placement epoch {}", p.epoch);
+                let mut by_ps: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+                for (i, e) in p.shards.iter().enumerate() {
+                    by_ps.entry(e.ps.as_str()).or_default().push(i);
+                }
+                for (ps, ls) in by_ps {
+                    println!("# {ps}: {} logical shards {:?}", ls.len(), ls);
+                }
+            }
+            Ok(())
+        }
+    }
+}

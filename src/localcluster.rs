@@ -1,0 +1,437 @@
+//! Local MariaDB servers for `tessera up` and the black-box tests: each on a free loopback
+//! port with its own data dir, started in parallel, ready when they accept connections, and
+//! always stopped — on [`LocalCluster::shutdown`], or killed on drop (even during a panic).
+
+use mysql_async::prelude::Queryable;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The user every local server is given (all privileges).
+pub const USER: &str = "tessera";
+/// Its password.
+pub const PASSWORD: &str = "tessera";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a local server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "mariadbd not found; install it with: sudo apt-get install mariadb-server (Debian/Ubuntu)"
+    )]
+    MariadbNotFound,
+    #[error("{0} not found; install it with: sudo apt-get install mariadb-server (Debian/Ubuntu)")]
+    InstallDbNotFound(String),
+    #[error("initialising {dir} failed: {log}")]
+    Init { dir: String, log: String },
+    #[error("mariadbd on port {port} did not become ready: {log}")]
+    NotReady { port: u16, log: String },
+    #[error("local cluster I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One running `mariadbd`.
+pub struct MariaDbServer {
+    port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+    server_id: usize,
+}
+
+/// Several local servers.
+pub struct LocalCluster {
+    servers: Vec<MariaDbServer>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
+    for d in dirs {
+        for n in names {
+            let p = d.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains("[Note]")).collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl MariaDbServer {
+    fn init(data_dir: &Path) -> Result<(), ClusterError> {
+        if data_dir.join("mysql").is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::create_dir_all(data_dir.join("tmp"))?;
+        let install = find_binary(
+            "TESSERA_MARIADB_INSTALL_DB",
+            &["mariadb-install-db", "mysql_install_db"],
+        )
+        .ok_or_else(|| ClusterError::InstallDbNotFound("mariadb-install-db".into()))?;
+        let mut cmd = Command::new(install);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data_dir.display()))
+            .arg(format!("--tmpdir={}", data_dir.join("tmp").display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--innodb-log-file-size=8M",
+                "--innodb-buffer-pool-size=32M",
+            ]);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let out = cmd.stdin(Stdio::null()).output()?;
+        if !out.status.success() {
+            return Err(ClusterError::Init {
+                dir: data_dir.display().to_string(),
+                log: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
+        }
+        std::fs::write(
+            data_dir.join("tessera-init.sql"),
+            format!(
+                "CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%' WITH GRANT OPTION;\nCREATE USER IF NOT EXISTS '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO '{USER}'@'localhost' WITH GRANT OPTION;\n"
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<(), ClusterError> {
+        let bin = find_binary("TESSERA_MARIADBD", &["mariadbd", "mysqld"])
+            .ok_or(ClusterError::MariadbNotFound)?;
+        let d = &self.data_dir;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!(
+                "--init-file={}",
+                d.join("tessera-init.sql").display()
+            ))
+            .arg(format!("--server-id={}", self.server_id))
+            .args([
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=8M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--max-connections=500",
+                "--log-bin=mysql-bin",
+                "--binlog-format=ROW",
+                "--sync-binlog=0",
+                "--skip-log-slave-updates",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+            ]);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.child = None;
+                    return Err(ClusterError::NotReady {
+                        port: self.port,
+                        log: format!(
+                            "mariadbd exited with {status}:\n{}",
+                            tail(&self.data_dir.join("error.log"))
+                        ),
+                    });
+                }
+            }
+            let opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(self.port)
+                .user(Some(USER))
+                .pass(Some(PASSWORD))
+                .prefer_socket(false);
+            if let Ok(Ok(mut c)) =
+                tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts)).await
+            {
+                let ok = c.query_drop("SELECT 1").await.is_ok();
+                let _ = c.disconnect().await;
+                if ok {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(ClusterError::NotReady {
+                    port: self.port,
+                    log: tail(&self.data_dir.join("error.log")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn start(data_dir: PathBuf, server_id: usize) -> Result<MariaDbServer, ClusterError> {
+        let d = data_dir.clone();
+        tokio::task::spawn_blocking(move || Self::init(&d))
+            .await
+            .map_err(|e| ClusterError::Io(std::io::Error::other(e)))??;
+        let mut last = None;
+        // A port found free can be taken before mariadbd binds it: try a few.
+        for _ in 0..3 {
+            let mut s = MariaDbServer {
+                port: free_port()?,
+                data_dir: data_dir.clone(),
+                child: None,
+                server_id,
+            };
+            s.spawn()?;
+            match s.wait_ready().await {
+                Ok(()) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClusterError::MariadbNotFound))
+    }
+
+    pub fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn user(&self) -> &str {
+        USER
+    }
+    pub fn password(&self) -> &str {
+        PASSWORD
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    pub fn url(&self) -> String {
+        format!("mysql://{USER}:{PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts the server again on the same port and data dir.
+    ///
+    /// # Errors
+    /// When it does not become ready.
+    pub async fn restart(&mut self) -> Result<(), ClusterError> {
+        self.kill();
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// Stops the server with SIGTERM, waiting up to 10 s before SIGKILL.
+    pub async fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for MariaDbServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl LocalCluster {
+    /// Starts `n` servers in parallel, under `base_dir` (kept) or a temporary dir (removed on
+    /// drop), and returns when all accept connections.
+    ///
+    /// # Errors
+    /// [`ClusterError::MariadbNotFound`] when MariaDB is not installed; startup failures with
+    /// the tail of the server's error log.
+    pub async fn start(n: usize, base_dir: Option<&Path>) -> Result<LocalCluster, ClusterError> {
+        if find_binary("TESSERA_MARIADBD", &["mariadbd", "mysqld"]).is_none() {
+            return Err(ClusterError::MariadbNotFound);
+        }
+        let (tmp, base) = match base_dir {
+            Some(b) => {
+                std::fs::create_dir_all(b)?;
+                (None, b.to_path_buf())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("tessera-mariadb-")
+                    .tempdir()?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let starts = (0..n).map(|i| MariaDbServer::start(base.join(format!("server{i}")), i + 1));
+        let results = futures_join_all(starts).await;
+        let mut servers = Vec::with_capacity(n);
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok(s) => servers.push(s),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            // Dropping `servers` kills the ones that did start.
+            return Err(e);
+        }
+        Ok(LocalCluster { servers, _tmp: tmp })
+    }
+
+    pub fn servers(&self) -> &[MariaDbServer] {
+        &self.servers
+    }
+
+    pub fn server_mut(&mut self, i: usize) -> Option<&mut MariaDbServer> {
+        self.servers.get_mut(i)
+    }
+
+    /// Stops every server gracefully.
+    pub async fn shutdown(mut self) {
+        for s in &mut self.servers {
+            s.stop().await;
+        }
+    }
+}
+
+/// Awaits every future, concurrently, in order.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    // Poll them together: a simple join via a select loop would need a dependency; tokio's
+    // join of a Vec is written out here.
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = set.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for r in results.into_iter().flatten() {
+        out.push(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn servers_start_die_and_restart() {
+        let mut c = LocalCluster::start(2, None).await.expect("start");
+        let ports: Vec<u16> = c.servers().iter().map(|s| s.port()).collect();
+        assert_ne!(ports[0], ports[1]);
+        c.server_mut(0).expect("s0").kill();
+        assert!(!c.server_mut(0).expect("s0").is_running());
+        let o = mysql_async::OptsBuilder::from_opts(
+            mysql_async::Opts::from_url(&c.servers()[1].url()).expect("url"),
+        );
+        let mut conn = mysql_async::Conn::new(o)
+            .await
+            .expect("other server answers");
+        conn.query_drop("SELECT 1").await.expect("query");
+        conn.disconnect().await.expect("disconnect");
+        c.server_mut(0)
+            .expect("s0")
+            .restart()
+            .await
+            .expect("restart");
+        assert!(c.server_mut(0).expect("s0").is_running());
+        c.shutdown().await;
+    }
+}

@@ -1,0 +1,308 @@
+//! Real clients through the router: the `mariadb` command-line client, PyMySQL and
+//! mysql-connector-python (when installed), and the `tessera` binary itself (`up`, `vschema apply`).
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VSCHEMA: &str = "
+keyspace: shop
+sharded: true
+logical_shards: 8
+tables:
+  item: { shard_key: id, vindex: numeric }
+  tag: { type: reference }
+";
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .arg("-c")
+        .arg(format!("import {module}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_and_python_drivers_work_through_the_router() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let port = h.port().to_string();
+    let run_cli = |args: &[&str], sql: &str| {
+        let out = Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "-u",
+                USER,
+                &format!("-p{PASSWORD}"),
+                "--batch",
+                "--skip-column-names",
+            ])
+            .args(args)
+            .args(["-e", sql])
+            .output()
+            .expect("run the mariadb client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(
+        have("mariadb"),
+        "the mariadb client is installed by scripts/test"
+    );
+    let (ok, _, err) = run_cli(&["shop"], "CREATE TABLE item (id BIGINT UNSIGNED PRIMARY KEY, name VARCHAR(40)); CREATE TABLE tag (t VARCHAR(10) PRIMARY KEY)");
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_cli(&["shop"], "INSERT INTO item (id, name) VALUES (1, 'one'), (2305843009213693952, 'big'), (3, 'three'); INSERT INTO tag VALUES ('x')");
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_cli(
+        &[],
+        "USE shop; SELECT name FROM item WHERE id = 2305843009213693952; SELECT DATABASE()",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "big\nshop\n");
+    let (ok, _, err) = run_cli(&["shop"], "SELECT * FROM nosuch");
+    assert!(!ok);
+    assert!(err.contains("1146"), "{err}");
+    let (ok, _, err) = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            USER,
+            "-pwrong",
+            "-e",
+            "SELECT 1",
+        ])
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                (),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .expect("run");
+    assert!(!ok);
+    assert!(err.contains("1045"), "{err}");
+
+    let script = r#"
+import sys
+port = int(sys.argv[1]); user = sys.argv[2]; pw = sys.argv[3]; driver = sys.argv[4]
+if driver == "pymysql":
+    import pymysql as m
+    c = m.connect(host="127.0.0.1", port=port, user=user, password=pw, database="shop")
+else:
+    import mysql.connector as m
+    c = m.connect(host="127.0.0.1", port=port, user=user, password=pw, database="shop", use_pure=True)
+cur = c.cursor()
+cur.execute("SELECT name FROM item WHERE id = 3")
+got = [tuple(r) for r in cur.fetchall()]
+assert got == [("three",)], got
+b = 10 if driver == "pymysql" else 20
+cur.execute("INSERT INTO item (id, name) VALUES (%d, 'ten'), (%d, 'eleven')" % (b, b + 1))
+c.commit()
+cur.execute("SELECT id, name FROM item WHERE id IN (%d, %d)" % (b, b + 1))
+rows = sorted(cur.fetchall())
+assert [tuple(r) for r in rows] == [(b, "ten"), (b + 1, "eleven")], rows
+cur.execute("SELECT * FROM tag")
+assert [tuple(r) for r in cur.fetchall()] == [("x",)]
+cur.execute("USE shop")
+cur.execute("SELECT DATABASE()")
+assert cur.fetchall()[0][0] == "shop"
+try:
+    cur.execute("SELEC 1")
+    raise SystemExit("parse error expected")
+except Exception as e:
+    assert "1064" in str(e), e
+c.close()
+print("ok")
+"#;
+    let mut drivers = vec![];
+    if python_has("pymysql") {
+        drivers.push("pymysql");
+    }
+    if python_has("mysql.connector") {
+        drivers.push("connector");
+    }
+    assert!(!drivers.is_empty(), "PyMySQL is installed by scripts/test");
+    for d in drivers {
+        let out = Command::new("python3")
+            .args(["-c", script, &port, USER, PASSWORD, d])
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+            "{d}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    h.stop().await;
+}
+
+/// Kills the child on drop, so a failed test leaves nothing behind.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn tessera_up_serves_and_stops_cleanly() {
+    let port = free_port();
+    let topo_port = free_port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "up",
+                "--shards",
+                "2",
+                "--port",
+                &port.to_string(),
+                "--topo-listen",
+                &format!("127.0.0.1:{topo_port}"),
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--vschema")
+            .arg(format!("{root}/examples/demo/vschema.yaml"))
+            .arg("--sample-data")
+            .arg(format!("{root}/examples/demo/data.sql"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tessera up"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ready = false;
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.starts_with("ready:") {
+            ready = true;
+            break;
+        }
+        assert!(Instant::now() < deadline, "tessera up took too long");
+    }
+    assert!(ready, "tessera up printed a ready line");
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "tessera",
+            "-ptessera",
+            "--batch",
+            "--skip-column-names",
+            "demo",
+        ])
+        .args([
+            "-e",
+            "SELECT name FROM customer WHERE customer_id = 1; SELECT COUNT(*) FROM country",
+        ])
+        .output()
+        .expect("mariadb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    // A bad vschema is rejected by `vschema apply`, naming the field.
+    let bad = data.path().join("bad.yaml");
+    std::fs::write(&bad, "keyspace: other\nsharded: true\nlogical_shards: 48\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["vschema", "apply"])
+        .arg(&bad)
+        .args(["--topo", &format!("127.0.0.1:{topo_port}")])
+        .output()
+        .expect("vschema apply");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("logical_shards"), "{err}");
+    // A good one is applied and can be shown.
+    let good = data.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "keyspace: other\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["vschema", "apply"])
+        .arg(&good)
+        .args(["--topo", &format!("127.0.0.1:{topo_port}")])
+        .output()
+        .expect("vschema apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "tessera", "-ptessera", "--batch", "--skip-column-names", "other"])
+        .args(["-e", "CREATE TABLE t (id BIGINT PRIMARY KEY); INSERT INTO t (id) VALUES (5); SELECT id FROM t WHERE id = 5"])
+        .output()
+        .expect("mariadb");
+    assert!(
+        out.status.success(),
+        "the router follows the new keyspace: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGTERM stops everything, MariaDB servers included.
+    let pid = child.0.id() as i32;
+    // SAFETY: kill(2) with a pid we own.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            assert!(status.success(), "tessera up exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "tessera up did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = Command::new("pgrep")
+        .args(["-f", &data.path().display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "processes left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}

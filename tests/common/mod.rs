@@ -1,0 +1,145 @@
+//! A real cluster for black-box tests: MariaDB servers on free loopback ports, a topology
+//! store, and a router — all stopped when the harness is dropped, even on panic.
+
+#![allow(dead_code)]
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use std::sync::Arc;
+use tessera::localcluster::LocalCluster;
+use tessera_router::config::{RouterConfig, UserConfig};
+use tessera_router::{Router, RouterHandle};
+use tessera_topo::{MemoryStore, PhysicalShard, Topo, VSchema};
+
+pub const USER: &str = "app";
+pub const PASSWORD: &str = "s3cret";
+
+pub struct Harness {
+    /// Physical shards first, then any extra servers (e.g. an oracle MariaDB).
+    pub cluster: LocalCluster,
+    pub shards: usize,
+    pub topo: Topo,
+    pub router: Option<RouterHandle>,
+}
+
+impl Harness {
+    /// Starts `shards` physical shards plus `extra` servers, applies `vschema` (YAML) and
+    /// starts a router.
+    pub async fn start(shards: usize, extra: usize, vschema: &str) -> Harness {
+        let cluster = LocalCluster::start(shards + extra, None)
+            .await
+            .expect("start MariaDB servers");
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        for (i, s) in cluster.servers().iter().take(shards).enumerate() {
+            topo.put_physical_shard(&PhysicalShard {
+                name: format!("ps{i}"),
+                host: s.host().into(),
+                port: s.port(),
+                user: s.user().into(),
+                password: Some(s.password().into()),
+                password_env: None,
+                weight: 1,
+            })
+            .await
+            .expect("register shard");
+        }
+        let v = VSchema::from_yaml(vschema).expect("vschema");
+        tessera::cli::apply_vschema(&topo, &v)
+            .await
+            .expect("apply vschema");
+        let mut cfg = RouterConfig::from_yaml(&format!(
+            "listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+        ))
+        .expect("config");
+        cfg.users.push(UserConfig {
+            name: "nopw".into(),
+            password: None,
+            password_env: None,
+        });
+        let router = Router::new(cfg, topo.clone())
+            .start()
+            .await
+            .expect("router");
+        Harness {
+            cluster,
+            shards,
+            topo,
+            router: Some(router),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.router
+            .as_ref()
+            .map(|r| r.local_addr().port())
+            .unwrap_or(0)
+    }
+
+    /// A connection to the router.
+    pub async fn conn(&self, db: Option<&str>) -> Conn {
+        Conn::new(self.opts(db, USER, PASSWORD))
+            .await
+            .expect("connect to router")
+    }
+
+    pub fn opts(&self, db: Option<&str>, user: &str, pw: &str) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port())
+            .user(Some(user))
+            .pass(Some(pw))
+            .db_name(db)
+            .prefer_socket(false)
+    }
+
+    /// A direct connection to server `i` (bypassing the router).
+    pub async fn direct(&self, i: usize) -> Conn {
+        let s = &self.cluster.servers()[i];
+        let o = OptsBuilder::default()
+            .ip_or_hostname(s.host())
+            .tcp_port(s.port())
+            .user(Some(s.user()))
+            .pass(Some(s.password()))
+            .prefer_socket(false);
+        Conn::new(o).await.expect("direct connection")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Runs a query and returns every row as strings (NULL as "NULL"), sorted.
+pub async fn rows_sorted(c: &mut Conn, sql: &str) -> Vec<Vec<String>> {
+    let mut v = rows(c, sql).await;
+    v.sort();
+    v
+}
+
+/// Runs a query and returns every row as strings (NULL as "NULL"), in order.
+pub async fn rows(c: &mut Conn, sql: &str) -> Vec<Vec<String>> {
+    let rs: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rs.into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::NULL => "NULL".to_string(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    other => other.as_sql(true),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Returns the server error number of a failed query.
+pub async fn error_code(c: &mut Conn, sql: &str) -> (u16, String) {
+    match c.query_drop(sql).await {
+        Err(mysql_async::Error::Server(e)) => (e.code, e.message),
+        Err(other) => panic!("{sql}: expected a server error, got {other}"),
+        Ok(()) => panic!("{sql}: expected an error, it succeeded"),
+    }
+}

@@ -1,0 +1,482 @@
+//! The router against real MariaDB servers: rows land in the schema of the logical shard
+//! their key hashes to, and every supported query returns what one MariaDB holding the same
+//! rows returns (an extra server in the cluster plays that oracle).
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use tessera_router::vindex::{keyspace_id, logical_shard, KeyValue};
+use tessera_topo::VindexKind;
+
+const VSCHEMA: &str = "
+keyspace: demo
+sharded: true
+logical_shards: 16
+tables:
+  customer: { shard_key: customer_id, vindex: xxhash }
+  orders: { shard_key: customer_id, vindex: xxhash }
+  product: { shard_key: sku, vindex: unicode_loose_xxhash }
+  country: { type: reference }
+";
+
+const DDL: &[&str] = &[
+    "CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), score INT, note TEXT)",
+    "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, amount DECIMAL(10,2), status VARCHAR(16), KEY (customer_id))",
+    "CREATE TABLE product (sku VARCHAR(32) PRIMARY KEY, title VARCHAR(64))",
+    "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(64))",
+];
+
+/// Runs `sql` on the router and on the oracle, expecting success on both.
+async fn both(router: &mut mysql_async::Conn, oracle: &mut mysql_async::Conn, sql: &str) {
+    router
+        .query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("router: {sql}: {e}"));
+    oracle
+        .query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("oracle: {sql}: {e}"));
+}
+
+async fn same(router: &mut mysql_async::Conn, oracle: &mut mysql_async::Conn, sql: &str) {
+    let a = rows_sorted(router, sql).await;
+    let b = rows_sorted(oracle, sql).await;
+    assert_eq!(a, b, "results differ for {sql}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_land_on_their_shards_and_answers_match_one_mariadb() {
+    let h = Harness::start(3, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.direct(3).await;
+    o.query_drop("CREATE DATABASE demo")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE demo").await.expect("use");
+    for d in DDL {
+        both(&mut r, &mut o, d).await;
+    }
+    // A few thousand rows, in multi-row inserts that span logical shards.
+    let mut id: u64 = 0;
+    for _batch in 0..60 {
+        let mut vals = Vec::new();
+        for _ in 0..50 {
+            id += 1;
+            let name = format!(
+                "{}{}",
+                ["ann", "bob", "cy", "dee", "Élodie"][id as usize % 5],
+                id % 97
+            );
+            let note = if id.is_multiple_of(11) {
+                "NULL".to_string()
+            } else {
+                format!("'it''s \\\\ {id}'")
+            };
+            vals.push(format!(
+                "({}, '{name}', 'c{id}@example.com', {}, {note})",
+                id * 7919 % 100_003,
+                (id * 37) % 1000
+            ));
+        }
+        both(
+            &mut r,
+            &mut o,
+            &format!(
+                "INSERT INTO customer (customer_id, name, email, score, note) VALUES {}",
+                vals.join(", ")
+            ),
+        )
+        .await;
+    }
+    let mut order_vals = Vec::new();
+    for n in 1..=2000u64 {
+        let cid = (n % 3000 + 1) * 7919 % 100_003;
+        order_vals.push(format!(
+            "({n}, {cid}, {}.{:02}, '{}')",
+            n % 500,
+            n % 100,
+            ["new", "paid", "shipped"][n as usize % 3]
+        ));
+    }
+    for chunk in order_vals.chunks(200) {
+        both(
+            &mut r,
+            &mut o,
+            &format!(
+                "INSERT INTO orders (order_id, customer_id, amount, status) VALUES {}",
+                chunk.join(",")
+            ),
+        )
+        .await;
+    }
+    both(&mut r, &mut o, "INSERT INTO product (sku, title) VALUES ('Abc-1', 'one'), ('xyz-2', 'two'), ('Éte', 'three')").await;
+    both(&mut r, &mut o, "INSERT INTO country (code, name) VALUES ('FR', 'France'), ('DE', 'Germany'), ('JP', 'Japan')").await;
+
+    // Every row sits in the schema of the logical shard its key hashes to.
+    let mut total = 0;
+    for ps in 0..3 {
+        let mut d = h.direct(ps).await;
+        let schemas: Vec<String> = d
+            .query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'demo\\_0%'")
+            .await
+            .expect("schemas");
+        assert!(!schemas.is_empty(), "ps{ps} holds no logical shard");
+        for s in schemas {
+            let ls: u32 = s.trim_start_matches("demo_").parse().expect("ls number");
+            let ids: Vec<u64> = d
+                .query(format!("SELECT customer_id FROM `{s}`.customer"))
+                .await
+                .expect("ids");
+            for cid in &ids {
+                let ks = keyspace_id(VindexKind::Xxhash, &KeyValue::Int(i128::from(*cid)))
+                    .expect("hash");
+                assert_eq!(
+                    logical_shard(ks, 16),
+                    ls,
+                    "customer {cid} is in {s} on ps{ps}"
+                );
+            }
+            total += ids.len();
+            let orders: Vec<u64> = d
+                .query(format!("SELECT customer_id FROM `{s}`.orders"))
+                .await
+                .expect("orders");
+            for cid in orders {
+                let ks =
+                    keyspace_id(VindexKind::Xxhash, &KeyValue::Int(i128::from(cid))).expect("hash");
+                assert_eq!(logical_shard(ks, 16), ls, "order of {cid} is in {s}");
+            }
+        }
+        // The reference table is copied to every physical shard.
+        let n: Option<u64> = d
+            .query_first("SELECT COUNT(*) FROM demo_ref.country")
+            .await
+            .expect("ref");
+        assert_eq!(n, Some(3), "ps{ps} has every reference row");
+    }
+    assert_eq!(total, 3000);
+
+    // Reads match the oracle.
+    for cid in [7919u64, 15838, 23757, 99_999, 12345, 1] {
+        same(
+            &mut r,
+            &mut o,
+            &format!("SELECT * FROM customer WHERE customer_id = {cid}"),
+        )
+        .await;
+        same(&mut r, &mut o, &format!("SELECT c.name, o.order_id, o.amount FROM customer c JOIN orders o ON c.customer_id = o.customer_id WHERE c.customer_id = {cid}")).await;
+        same(&mut r, &mut o, &format!("SELECT c.name, k.name FROM customer c JOIN country k ON k.code = 'FR' WHERE c.customer_id = '{cid}'")).await;
+    }
+    same(
+        &mut r,
+        &mut o,
+        "SELECT * FROM customer WHERE customer_id IN (7919, 15838, 23757, 31676, 5)",
+    )
+    .await;
+    same(&mut r, &mut o, "SELECT * FROM customer").await;
+    same(
+        &mut r,
+        &mut o,
+        "SELECT customer_id, note FROM customer WHERE name LIKE 'bob%' AND score > 500",
+    )
+    .await;
+    same(&mut r, &mut o, "SELECT c.customer_id, o.status FROM customer c JOIN orders o ON o.customer_id = c.customer_id WHERE o.amount > 400").await;
+    same(&mut r, &mut o, "SELECT * FROM country").await;
+    same(&mut r, &mut o, "SELECT * FROM product WHERE sku = 'abc-1'").await;
+    same(&mut r, &mut o, "SELECT * FROM product WHERE sku = 'ÉTE'").await;
+    same(
+        &mut r,
+        &mut o,
+        "SELECT * FROM customer WHERE customer_id = 7919 AND customer_id = 15838",
+    )
+    .await;
+    // A scatter LIMIT returns that many rows (which ones is unspecified without ORDER BY).
+    assert_eq!(
+        rows(&mut r, "SELECT * FROM customer LIMIT 25").await.len(),
+        25
+    );
+    assert_eq!(
+        rows(&mut r, "SELECT * FROM customer LIMIT 2990, 100")
+            .await
+            .len(),
+        10
+    );
+
+    // Writes: by key and scattered, then the whole tables compare.
+    both(
+        &mut r,
+        &mut o,
+        "UPDATE customer SET name = 'renamed' WHERE customer_id = 7919",
+    )
+    .await;
+    both(
+        &mut r,
+        &mut o,
+        "UPDATE customer SET score = score + 1 WHERE score < 100",
+    )
+    .await;
+    both(
+        &mut r,
+        &mut o,
+        "DELETE FROM orders WHERE customer_id IN (15838, 23757)",
+    )
+    .await;
+    both(
+        &mut r,
+        &mut o,
+        "DELETE FROM customer WHERE score BETWEEN 200 AND 210",
+    )
+    .await;
+    both(
+        &mut r,
+        &mut o,
+        "UPDATE country SET name = 'République française' WHERE code = 'FR'",
+    )
+    .await;
+    let res = r
+        .query_iter("UPDATE customer SET email = NULL WHERE score > 990")
+        .await
+        .expect("update");
+    let affected_router = res.affected_rows();
+    drop(res);
+    let res = o
+        .query_iter("UPDATE customer SET email = NULL WHERE score > 990")
+        .await
+        .expect("update");
+    assert_eq!(
+        affected_router,
+        res.affected_rows(),
+        "affected rows of a scatter update"
+    );
+    drop(res);
+    same(&mut r, &mut o, "SELECT * FROM customer").await;
+    same(&mut r, &mut o, "SELECT * FROM orders").await;
+    same(&mut r, &mut o, "SELECT * FROM country").await;
+
+    // Transactions: rollback leaves nothing, commit keeps rows on several physical shards.
+    r.query_drop("BEGIN").await.expect("begin");
+    r.query_drop("INSERT INTO customer (customer_id, name) VALUES (900001, 'tx'), (900002, 'tx'), (900003, 'tx'), (900004, 'tx')").await.expect("insert");
+    assert_eq!(
+        rows(
+            &mut r,
+            "SELECT name FROM customer WHERE customer_id = 900001"
+        )
+        .await
+        .len(),
+        1,
+        "a transaction sees its own writes"
+    );
+    r.query_drop("ROLLBACK").await.expect("rollback");
+    assert!(rows(
+        &mut r,
+        "SELECT * FROM customer WHERE customer_id IN (900001, 900002, 900003, 900004)"
+    )
+    .await
+    .is_empty());
+    r.query_drop("SET autocommit = 0")
+        .await
+        .expect("autocommit off");
+    r.query_drop("INSERT INTO customer (customer_id, name) VALUES (900001, 'tx'), (900002, 'tx'), (900003, 'tx'), (900004, 'tx')").await.expect("insert");
+    r.query_drop("COMMIT").await.expect("commit");
+    r.query_drop("SET autocommit = 1")
+        .await
+        .expect("autocommit on");
+    let mut fresh = h.conn(Some("demo")).await;
+    assert_eq!(
+        rows(
+            &mut fresh,
+            "SELECT * FROM customer WHERE customer_id IN (900001, 900002, 900003, 900004)"
+        )
+        .await
+        .len(),
+        4
+    );
+
+    // Session statements every client sends.
+    assert_eq!(
+        rows(&mut r, "SELECT DATABASE()").await,
+        vec![vec!["demo".to_string()]]
+    );
+    assert_eq!(
+        rows(&mut r, "SELECT @@version_comment LIMIT 1").await.len(),
+        1
+    );
+    r.query_drop("SET NAMES utf8mb4").await.expect("set names");
+    let dbs: Vec<String> = r.query("SHOW DATABASES").await.expect("show databases");
+    assert!(dbs.contains(&"demo".to_string()), "{dbs:?}");
+    let tables: Vec<String> = r.query("SHOW TABLES").await.expect("show tables");
+    assert_eq!(tables, vec!["country", "customer", "orders", "product"]);
+    r.query_drop("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
+        .await
+        .expect("set var");
+    let mode: Option<String> = r
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .expect("sql_mode");
+    assert_eq!(
+        mode.as_deref(),
+        Some("STRICT_ALL_TABLES"),
+        "session variables follow the session"
+    );
+    let mode: Option<String> = fresh
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .expect("sql_mode");
+    assert_ne!(
+        mode.as_deref(),
+        Some("STRICT_ALL_TABLES"),
+        "and do not leak to other sessions"
+    );
+    // COM_RESET_CONNECTION forgets the session's variables.
+    r.reset().await.expect("reset connection");
+    let mode: Option<String> = r
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .expect("sql_mode");
+    assert_ne!(
+        mode.as_deref(),
+        Some("STRICT_ALL_TABLES"),
+        "reset clears session variables"
+    );
+
+    drop(r);
+    drop(fresh);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_mysql_errors() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    // Wrong password.
+    match mysql_async::Conn::new(h.opts(Some("demo"), USER, "wrong")).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{e}"),
+        other => panic!("expected 1045, got {:?}", other.map(|_| ())),
+    }
+    // Unknown user.
+    match mysql_async::Conn::new(h.opts(None, "mallory", "x")).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{e}"),
+        other => panic!("expected 1045, got {:?}", other.map(|_| ())),
+    }
+    // Unknown database at connect.
+    match mysql_async::Conn::new(h.opts(Some("nope"), USER, PASSWORD)).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1049, "{e}"),
+        other => panic!("expected 1049, got {:?}", other.map(|_| ())),
+    }
+    let mut c = h.conn(Some("demo")).await;
+    for d in DDL {
+        c.query_drop(*d).await.expect("ddl");
+    }
+    assert_eq!(error_code(&mut c, "SELEC * FROM customer").await.0, 1064);
+    let (code, msg) = error_code(&mut c, "SELECT * FROM nosuch").await;
+    assert_eq!(code, 1146);
+    assert!(msg.contains("demo.nosuch"), "{msg}");
+    let (code, msg) = error_code(&mut c, "SELECT COUNT(*) FROM customer").await;
+    assert_eq!(code, 1235);
+    assert!(msg.contains("COUNT"), "{msg}");
+    assert_eq!(error_code(&mut c, "USE nosuch").await.0, 1049);
+    // A column that does not exist: MariaDB's own error, with the keyspace's name in it.
+    let (code, msg) = error_code(&mut c, "SELECT nocol FROM customer WHERE customer_id = 1").await;
+    assert_eq!(code, 1054, "{msg}");
+    // Duplicate key from MariaDB passes through with its number.
+    c.query_drop("INSERT INTO customer (customer_id, name) VALUES (1, 'a')")
+        .await
+        .expect("insert");
+    assert_eq!(
+        error_code(
+            &mut c,
+            "INSERT INTO customer (customer_id, name) VALUES (1, 'b')"
+        )
+        .await
+        .0,
+        1062
+    );
+    // The connection is still good after all that.
+    assert_eq!(
+        rows(&mut c, "SELECT name FROM customer WHERE customer_id = 1").await,
+        vec![vec!["a".to_string()]]
+    );
+    drop(c);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_physical_shard_fails_only_the_queries_that_need_it() {
+    let mut h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    for d in DDL {
+        c.query_drop(*d).await.expect("ddl");
+    }
+    let mut vals = Vec::new();
+    for i in 1..=200 {
+        vals.push(format!("({i}, 'n{i}')"));
+    }
+    c.query_drop(format!(
+        "INSERT INTO customer (customer_id, name) VALUES {}",
+        vals.join(",")
+    ))
+    .await
+    .expect("insert");
+    let placement = h
+        .topo
+        .get_placement("demo")
+        .await
+        .expect("topo")
+        .expect("placement")
+        .0;
+    // Find a key on each physical shard.
+    let key_on = |ps: &str| {
+        (1..=200u64)
+            .find(|k| {
+                let id =
+                    keyspace_id(VindexKind::Xxhash, &KeyValue::Int(i128::from(*k))).expect("hash");
+                placement.shards[logical_shard(id, 16) as usize].ps == ps
+            })
+            .expect("a key on the shard")
+    };
+    let (k0, k1) = (key_on("ps0"), key_on("ps1"));
+    drop(c);
+    h.cluster.server_mut(1).expect("server 1").kill();
+    let mut c = h.conn(Some("demo")).await;
+    assert_eq!(
+        rows(
+            &mut c,
+            &format!("SELECT name FROM customer WHERE customer_id = {k0}")
+        )
+        .await,
+        vec![vec![format!("n{k0}")]]
+    );
+    let (code, msg) = error_code(
+        &mut c,
+        &format!("SELECT name FROM customer WHERE customer_id = {k1}"),
+    )
+    .await;
+    assert_eq!(code, 1105);
+    assert!(msg.contains("ps1"), "the error names the shard: {msg}");
+    let (code, msg) = error_code(&mut c, "SELECT * FROM customer").await;
+    assert_eq!(code, 1105);
+    assert!(msg.contains("ps1"), "{msg}");
+    // And the shard comes back.
+    h.cluster
+        .server_mut(1)
+        .expect("server 1")
+        .restart()
+        .await
+        .expect("restart");
+    let mut ok = false;
+    for _ in 0..20 {
+        if c.query_drop(format!(
+            "SELECT name FROM customer WHERE customer_id = {k1}"
+        ))
+        .await
+        .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ok, "queries to the restarted shard work again");
+    drop(c);
+    h.stop().await;
+}
