@@ -192,9 +192,14 @@ impl MariaDbServer {
             if let Ok(Ok(mut c)) =
                 tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts)).await
             {
-                let ok = c.query_drop("SELECT 1").await.is_ok();
+                // Another cluster's server may hold a port we were told was free: make sure
+                // the server that answers is ours.
+                let datadir: Option<String> =
+                    c.query_first("SELECT @@datadir").await.ok().flatten();
                 let _ = c.disconnect().await;
-                if ok {
+                let ours =
+                    std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+                if datadir.is_some_and(|d| Path::new(d.trim_end_matches('/')) == ours) {
                     return Ok(());
                 }
             }
