@@ -153,6 +153,47 @@ print("ok")
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A router that offers caching_sha2_password: mysql_async and PyMySQL both log in with it.
+    let mut cfg = tessera_router::RouterConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\nauth_plugin: caching_sha2_password\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+    ))
+    .expect("config");
+    cfg.default_keyspace = Some("shop".into());
+    let sha2 = tessera_router::Router::new(cfg, h.topo.clone())
+        .start()
+        .await
+        .expect("router");
+    let sport = sha2.local_addr().port();
+    let o = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(sport)
+        .user(Some(USER))
+        .pass(Some(PASSWORD))
+        .prefer_socket(false);
+    let mut c = mysql_async::Conn::new(o.clone())
+        .await
+        .expect("caching_sha2 login");
+    assert_eq!(
+        rows(&mut c, "SELECT name FROM item WHERE id = 1").await,
+        vec![vec!["one".to_string()]],
+        "default keyspace"
+    );
+    drop(c);
+    match mysql_async::Conn::new(o.pass(Some("bad"))).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045),
+        other => panic!("expected 1045, got {:?}", other.map(|_| ())),
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import sys, pymysql; c = pymysql.connect(host='127.0.0.1', port=int(sys.argv[1]), user=sys.argv[2], password=sys.argv[3]); cur = c.cursor(); cur.execute('SELECT name FROM item WHERE id = 3'); print(cur.fetchall()[0][0])", &sport.to_string(), USER, PASSWORD])
+        .output()
+        .expect("python");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "three",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sha2.shutdown().await;
     h.stop().await;
 }
 
@@ -278,6 +319,67 @@ fn tessera_up_serves_and_stops_cleanly() {
     assert!(
         out.status.success(),
         "the router follows the new keyspace: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A second router, alone, from a config file, on the same topology.
+    let rport = free_port();
+    let cfg = data.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!("listen: 127.0.0.1:{rport}\nusers:\n  - {{ name: app, password_env: TESSERA_TEST_APP_PW }}\ntopo:\n  endpoints: [127.0.0.1:{topo_port}]\n"),
+    )
+    .expect("write config");
+    let mut router = Child(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["router", "--config"])
+            .arg(&cfg)
+            .env("TESSERA_TEST_APP_PW", "pw")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn tessera router"),
+    );
+    let rout = router.0.stdout.take().expect("stdout");
+    let first = BufReader::new(rout)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(first.starts_with("ready:"), "{first}");
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &rport.to_string(),
+            "-u",
+            "app",
+            "-ppw",
+            "--batch",
+            "--skip-column-names",
+            "demo",
+        ])
+        .args(["-e", "SELECT name FROM country WHERE code = 'FR'"])
+        .output()
+        .expect("mariadb");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "France",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(router);
+    // A config with a mistake is refused, naming it.
+    std::fs::write(&cfg, "listen: 127.0.0.1:1\nuserz: []\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["router", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("userz"),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
