@@ -9,6 +9,7 @@
 //! - Writes over several physical shards run concurrently; a partial failure is reported with
 //!   the shards that committed.
 
+pub mod merge;
 mod results;
 
 use crate::backend::Backends;
@@ -70,7 +71,7 @@ impl Engine {
             Plan::Local(l) => self.local(session, l, io).await,
             Plan::Exec(e) => {
                 let rt = self.topo.table();
-                self.exec(session, &rt, e, io).await
+                self.exec(session, &rt, *e, io).await
             }
         }
     }
@@ -482,6 +483,9 @@ impl Engine {
             }
             _ => return Err(SqlError::router("plan without a keyspace")),
         }
+        if let (StmtKind::Read, Some(spec)) = (e.kind, e.merge.as_ref()) {
+            return self.merged_read(session, rt, work, spec, io, ks).await;
+        }
         if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
             let (ps, mut sqls) = work
                 .into_iter()
@@ -654,6 +658,228 @@ impl Engine {
             return Err(SqlError::router("no shard returned a result set"));
         }
         write_end(io, session).await
+    }
+
+    /// Reads from every physical shard on its own stream, then merge-sorts or aggregates.
+    async fn merged_read(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        spec: &crate::planner::merge::MergeSpec,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+    ) -> Result<(), SqlError> {
+        use crate::planner::merge::MergeMode;
+        let mut streams = Vec::new();
+        let mut tasks = Vec::new();
+        let mut failed = None;
+        for (ps, sqls) in work {
+            let mut lease = match self.conn(session, rt, &ps).await {
+                Ok(l) => l,
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            };
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            let stmt = if sqls.len() == 1 {
+                sqls.into_iter().next().unwrap_or_default()
+            } else {
+                let mut u = sqls
+                    .iter()
+                    .map(|s| format!("(\n{s}\n)"))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                if !spec.union_order.is_empty() {
+                    let keys: Vec<String> = spec
+                        .union_order
+                        .iter()
+                        .map(|(c, d)| format!("{c}{}", if *d { " DESC" } else { "" }))
+                        .collect();
+                    u.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+                    if let Some((skip, take)) = spec.limit {
+                        u.push_str(&format!(" LIMIT {}", skip.saturating_add(take)));
+                    }
+                }
+                u
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
+            streams.push(rx);
+            tasks.push(tokio::spawn(async move {
+                let unq = |m: &str| match &kscopy {
+                    Some(k) => unqualify(m, k),
+                    None => m.to_string(),
+                };
+                let r = results::stream_statements(
+                    &mut lease.conn,
+                    std::slice::from_ref(&stmt),
+                    &tx,
+                    &ps,
+                    &addr,
+                    &unq,
+                )
+                .await;
+                if let Err(e) = r {
+                    let _ = tx.send(results::Msg::Error(e)).await;
+                }
+                lease
+            }));
+        }
+        let outcome = match failed {
+            Some(e) => Err(e),
+            None => match &spec.mode {
+                MergeMode::Sorted { keys } => {
+                    self.merge_sorted(session, &mut streams, spec, keys, io)
+                        .await
+                }
+                MergeMode::Aggregate { .. } => {
+                    self.merge_aggregate(session, &mut streams, spec, io).await
+                }
+            },
+        };
+        drop(streams);
+        for t in tasks {
+            match t.await {
+                Ok(l) => self.give_back(session, l).await,
+                Err(e) => tracing::warn!(error = %e, "merge task failed"),
+            }
+        }
+        outcome?;
+        write_end(io, session).await
+    }
+
+    /// Takes the next message of one stream: `Ok(None)` at its end.
+    async fn next_row(
+        rx: &mut tokio::sync::mpsc::Receiver<results::Msg>,
+        defs: &mut Option<Vec<ColumnDef>>,
+    ) -> Result<Option<Vec<u8>>, SqlError> {
+        loop {
+            match rx.recv().await {
+                None => return Ok(None),
+                Some(results::Msg::Columns(d)) => {
+                    if defs.is_none() {
+                        *defs = Some(d);
+                    }
+                }
+                Some(results::Msg::Row(r)) => return Ok(Some(r)),
+                Some(results::Msg::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn merge_sorted(
+        &self,
+        session: &Session,
+        streams: &mut [tokio::sync::mpsc::Receiver<results::Msg>],
+        spec: &crate::planner::merge::MergeSpec,
+        keys: &[crate::planner::merge::SortKey],
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let mut defs: Option<Vec<ColumnDef>> = None;
+        type Head = Option<(Vec<u8>, merge::Spans)>;
+        let mut heads: Vec<Head> = Vec::with_capacity(streams.len());
+        let mut raw = Vec::with_capacity(streams.len());
+        for rx in streams.iter_mut() {
+            raw.push(Self::next_row(rx, &mut defs).await?);
+        }
+        let defs = defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?;
+        let layout = merge::Layout::new(&defs, spec)?;
+        let visible = layout.visible();
+        let split = |r: Vec<u8>| -> Result<(Vec<u8>, merge::Spans), SqlError> {
+            let c = merge::split_row(&r, layout.total)
+                .ok_or_else(|| SqlError::router("malformed row from a shard"))?;
+            Ok((r, c))
+        };
+        for r in raw {
+            heads.push(match r {
+                Some(r) => Some(split(r)?),
+                None => None,
+            });
+        }
+        write_columns(io, session, &defs[..visible]).await?;
+        let (skip, take) = spec.limit.unwrap_or((0, u64::MAX));
+        let (mut seen, mut sent) = (0u64, 0u64);
+        while sent < take {
+            let mut best: Option<usize> = None;
+            for (i, h) in heads.iter().enumerate() {
+                let Some((r, c)) = h else { continue };
+                best = match best {
+                    None => Some(i),
+                    Some(b) => {
+                        let (br, bc) = heads[b]
+                            .as_ref()
+                            .map(|(r, c)| (r.as_slice(), c.as_slice()))
+                            .unwrap_or((&[], &[]));
+                        if merge::cmp_rows(&layout, keys, r, c, br, bc) == std::cmp::Ordering::Less
+                        {
+                            Some(i)
+                        } else {
+                            Some(b)
+                        }
+                    }
+                };
+            }
+            let Some(b) = best else { break };
+            if let Some((r, c)) = heads[b].take() {
+                seen += 1;
+                if seen > skip {
+                    let n = merge::prefix_len(&c, &r, visible);
+                    io.write_packet(&r[..n]).await.map_err(io_err)?;
+                    sent += 1;
+                }
+            }
+            let mut none = None;
+            heads[b] = match Self::next_row(&mut streams[b], &mut none).await? {
+                Some(r) => Some(split(r)?),
+                None => None,
+            };
+        }
+        Ok(())
+    }
+
+    async fn merge_aggregate(
+        &self,
+        session: &Session,
+        streams: &mut [tokio::sync::mpsc::Receiver<results::Msg>],
+        spec: &crate::planner::merge::MergeSpec,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let mut defs: Option<Vec<ColumnDef>> = None;
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut agg: Option<merge::Aggregator<'_>> = None;
+        for rx in streams.iter_mut() {
+            while let Some(r) = Self::next_row(rx, &mut defs).await? {
+                match agg.as_mut() {
+                    Some(a) => a.add(r)?,
+                    None => pending.push(r),
+                }
+                if agg.is_none() {
+                    if let Some(d) = &defs {
+                        let mut a = merge::Aggregator::new(spec, d.clone())?;
+                        for p in pending.drain(..) {
+                            a.add(p)?;
+                        }
+                        agg = Some(a);
+                    }
+                }
+            }
+        }
+        let agg = match agg {
+            Some(a) => a,
+            None => merge::Aggregator::new(
+                spec,
+                defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?,
+            )?,
+        };
+        let cols = agg.columns();
+        let rows = agg.finish()?;
+        write_columns(io, session, &cols).await?;
+        for r in rows {
+            io.write_packet(&r).await.map_err(io_err)?;
+        }
+        Ok(())
     }
 
     async fn multi_write(

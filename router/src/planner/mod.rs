@@ -5,6 +5,7 @@
 //!   text at the parser's token spans ([`rewrite`]), so literals reach MariaDB byte for byte.
 //! - A shape the router cannot answer correctly is refused with error 1235 naming it.
 
+pub mod merge;
 pub mod plan;
 pub mod rewrite;
 
@@ -17,7 +18,7 @@ use rewrite::{quote_ident, Edits, Offsets};
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations, BinaryOperator, Expr,
-    FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    FunctionArguments, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName,
     ObjectNamePart, ObjectType, Query, SetExpr, Statement, TableFactor, TableObject, UnaryOperator,
     Value,
 };
@@ -97,7 +98,7 @@ fn ident_parts(name: &ObjectName) -> Option<Vec<&Ident>> {
         .collect()
 }
 
-fn is_aggregate(name: &str) -> bool {
+pub(crate) fn is_aggregate(name: &str) -> bool {
     matches!(
         name.to_ascii_uppercase().as_str(),
         "COUNT"
@@ -150,7 +151,7 @@ fn literal(e: &Expr) -> Option<KeyValue> {
     }
 }
 
-fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+pub(crate) fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
         Expr::BinaryOp {
             left,
@@ -260,7 +261,7 @@ impl<'a> Planner<'a> {
             Statement::ShowVariables { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowCollation { .. }
-            | Statement::ShowCharset(_) => Ok(Plan::Exec(Exec {
+            | Statement::ShowCharset(_) => Ok(Plan::Exec(Box::new(Exec {
                 keyspace: None,
                 kind: StmtKind::Read,
                 route: RouteKind::Any,
@@ -269,7 +270,8 @@ impl<'a> Planner<'a> {
                 },
                 limit: None,
                 unionable: false,
-            })),
+                merge: None,
+            }))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;
                 self.read_first_shard(r)
@@ -460,14 +462,15 @@ impl<'a> Planner<'a> {
     }
 
     fn any(&self, sql: String, kind: StmtKind) -> Plan {
-        Plan::Exec(Exec {
+        Plan::Exec(Box::new(Exec {
             keyspace: None,
             kind,
             route: RouteKind::Any,
             targets: Targets::Any { sql },
             limit: None,
             unionable: false,
-        })
+            merge: None,
+        }))
     }
 
     /// Plans a statement that reads one table's metadata: the first logical shard holds it.
@@ -549,14 +552,15 @@ impl<'a> Planner<'a> {
             .iter()
             .all(|t| matches!(t.routing, TableRouting::Reference));
         if ks.sharded && only_reference && !r.tables.is_empty() {
-            return Plan::Exec(Exec {
+            return Plan::Exec(Box::new(Exec {
                 keyspace: Some(ks.name.clone()),
                 kind,
                 route: RouteKind::Reference,
                 targets: Targets::Reference { sql },
                 limit: None,
                 unionable: false,
-            });
+                merge: None,
+            }));
         }
         let ls = if ks.sharded {
             ls.unwrap_or_else(|| (0..ks.logical_shards).collect())
@@ -568,14 +572,15 @@ impl<'a> Planner<'a> {
             (true, n) if n as u32 == ks.logical_shards => RouteKind::Scatter,
             _ => RouteKind::Several,
         };
-        Plan::Exec(Exec {
+        Plan::Exec(Box::new(Exec {
             keyspace: Some(ks.name.clone()),
             kind,
             route,
             targets: Targets::Ls { template: sql, ls },
             limit: if route == RouteKind::One { None } else { limit },
             unionable: unionable && route != RouteKind::One,
-        })
+            merge: None,
+        }))
     }
 
     fn query(&self, stmt: &Statement, q: &Query) -> Result<Plan, SqlError> {
@@ -793,8 +798,8 @@ impl<'a> Planner<'a> {
         let single = ls.as_ref().is_some_and(|l| l.len() == 1);
         let mut edits = Edits::default();
         let mut limit = None;
+        let mut merge = None;
         if !single {
-            self.check_multi_shard_select(select, q)?;
             if let Some(lc) = &q.limit_clause {
                 let (lim, off) = match lc {
                     LimitClause::LimitOffset {
@@ -821,6 +826,25 @@ impl<'a> Planner<'a> {
                     })?,
                     None => 0,
                 };
+                limit = Some((skip, count));
+            }
+            let mp = merge::MergePlanner {
+                sql: self.sql,
+                offsets: &self.offsets,
+            };
+            merge = mp.plan(select, q, limit, &mut edits)?;
+            let aggregate = matches!(
+                merge.as_ref().map(|m| &m.mode),
+                Some(merge::MergeMode::Aggregate { .. })
+            );
+            if let (Some(lc), Some((skip, count)), false) = (&q.limit_clause, limit, aggregate) {
+                // Each shard returns up to offset + count rows; the router skips and cuts.
+                let (lim, off) = match lc {
+                    LimitClause::LimitOffset { limit, offset, .. } => {
+                        (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                    }
+                    LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+                };
                 if let Some(e) = lim {
                     let (s, en) = self
                         .offsets
@@ -835,56 +859,17 @@ impl<'a> Planner<'a> {
                         .ok_or_else(|| SqlError::router("cannot locate OFFSET"))?;
                     edits.replace(s, en, "0");
                 }
-                limit = Some((skip, count));
             }
         }
         let unionable = q.locks.is_empty() && select.into.is_none() && q.for_clause.is_none();
         let sql = self.qualified(&r, edits)?;
-        Ok(self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable))
-    }
-
-    /// Refuses the shapes that need merging in the router, which this router does not do yet.
-    fn check_multi_shard_select(
-        &self,
-        select: &sqlparser::ast::Select,
-        q: &Query,
-    ) -> Result<(), SqlError> {
-        let what = "across logical shards";
-        if q.order_by.is_some() {
-            return Err(SqlError::unsupported(format!("ORDER BY {what}")));
-        }
-        if select.distinct.is_some() {
-            return Err(SqlError::unsupported(format!("DISTINCT {what}")));
-        }
-        match &select.group_by {
-            GroupByExpr::Expressions(v, _) if v.is_empty() => {}
-            _ => return Err(SqlError::unsupported(format!("GROUP BY {what}"))),
-        }
-        if select.having.is_some() {
-            return Err(SqlError::unsupported(format!("HAVING {what}")));
-        }
-        if select.into.is_some() {
-            return Err(SqlError::unsupported(format!("SELECT ... INTO {what}")));
-        }
-        let mut agg = None;
-        let _ = visit_expressions(&select.projection, |e| {
-            if let Expr::Function(f) = e {
-                if f.over.is_some() {
-                    agg = Some("window functions".to_string());
-                    return ControlFlow::Break(());
-                }
-                let n = f.name.to_string();
-                if is_aggregate(&n) {
-                    agg = Some(format!("aggregate {}()", n.to_ascii_uppercase()));
-                    return ControlFlow::Break(());
-                }
+        let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable);
+        if let Plan::Exec(e) = &mut plan {
+            if e.route != RouteKind::One {
+                e.merge = merge;
             }
-            ControlFlow::Continue(())
-        });
-        if let Some(a) = agg {
-            return Err(SqlError::unsupported(format!("{a} {what}")));
         }
-        Ok(())
+        Ok(plan)
     }
 
     /// Refuses subqueries that read sharded tables: they would see one shard's rows only.
@@ -1040,14 +1025,15 @@ impl<'a> Planner<'a> {
             out.push((ls, s));
         }
         let _ = sql;
-        Ok(Plan::Exec(Exec {
+        Ok(Plan::Exec(Box::new(Exec {
             keyspace: Some(ks.name.clone()),
             kind: StmtKind::Write,
             route: RouteKind::Several,
             targets: Targets::PerLs(out),
             limit: None,
             unionable: false,
-        }))
+            merge: None,
+        })))
     }
 
     /// Returns the byte range of one `VALUES` row, parentheses included.

@@ -55,6 +55,8 @@ pub struct Exec {
     pub limit: Option<(u64, u64)>,
     /// Whether per-shard selects of one physical shard may be joined with `UNION ALL`.
     pub unionable: bool,
+    /// How the router merges per-shard results (sorting, aggregation), if it must.
+    pub merge: Option<super::merge::MergeSpec>,
 }
 
 /// Things the router answers or does itself.
@@ -78,7 +80,7 @@ pub enum Local {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     Local(Local),
-    Exec(Exec),
+    Exec(Box<Exec>),
 }
 
 impl Plan {
