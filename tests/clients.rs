@@ -125,6 +125,19 @@ assert [tuple(r) for r in cur.fetchall()] == [("x",)]
 cur.execute("USE shop")
 cur.execute("SELECT DATABASE()")
 assert cur.fetchall()[0][0] == "shop"
+if driver == "connector":
+    pc = c.cursor(prepared=True)
+    pc.execute("SELECT id, name FROM item WHERE id = ?", (b,))
+    got = [tuple(r) for r in pc.fetchall()]
+    assert got == [(b, "ten")], got
+    pc.execute("SELECT COUNT(*), MAX(name) FROM item WHERE id > ?", (0,))
+    got = [tuple(r) for r in pc.fetchall()]
+    assert got[0][0] >= 5, got
+    pc.execute("UPDATE item SET name = ? WHERE id = ?", ("TEN", b))
+    c.commit()
+    pc.execute("SELECT name FROM item WHERE id = ?", (b,))
+    assert [tuple(r) for r in pc.fetchall()] == [("TEN",)]
+    pc.close()
 try:
     cur.execute("SELEC 1")
     raise SystemExit("parse error expected")

@@ -599,3 +599,103 @@ async fn merged_reads_match_one_mariadb() {
     drop(r);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_route_like_literals() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.direct(2).await;
+    o.query_drop("CREATE DATABASE demo")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE demo").await.expect("use");
+    let ddl = "CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), score INT, note TEXT, born DATE, seen DATETIME(3), balance DECIMAL(12,2), ratio DOUBLE, flag TINYINT UNSIGNED)";
+    both(&mut r, &mut o, ddl).await;
+    both(&mut r, &mut o, DDL[1]).await;
+    let ins = "INSERT INTO customer (customer_id, name, email, score, note, born, seen, balance, ratio, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    for id in 1..=120i64 {
+        let name = if id % 9 == 0 {
+            None
+        } else {
+            Some(format!("n{}'\\{}", id % 7, id))
+        };
+        let params = mysql_async::Params::Positional(vec![
+            id.into(),
+            name.clone().into(),
+            format!("e{id}@x").into(),
+            ((id * 37) % 100 - 50).into(),
+            if id % 5 == 0 {
+                mysql_async::Value::NULL
+            } else {
+                "note ünïcode".into()
+            },
+            mysql_async::Value::Date(
+                2000 + (id % 20) as u16,
+                1 + (id % 12) as u8,
+                1 + (id % 28) as u8,
+                0,
+                0,
+                0,
+                0,
+            ),
+            mysql_async::Value::Date(2026, 11, 24, (id % 24) as u8, 30, 15, 123_000),
+            format!("{}.{:02}", id * 3, id % 100).into(),
+            (id as f64 / 8.0).into(),
+            ((id % 200) as u8).into(),
+        ]);
+        r.exec_drop(ins, params.clone())
+            .await
+            .expect("router insert");
+        o.exec_drop(ins, params).await.expect("oracle insert");
+    }
+    // Point reads by parameter, scatter reads, merges: identical rows and values.
+    for (sql, p) in [
+        ("SELECT * FROM customer WHERE customer_id = ?", mysql_async::Params::Positional(vec![7i64.into()])),
+        ("SELECT * FROM customer WHERE customer_id IN (?, ?, ?)", mysql_async::Params::Positional(vec![1i64.into(), 50i64.into(), 99i64.into()])),
+        ("SELECT customer_id, name, born, seen, balance, ratio, flag FROM customer WHERE score > ? ORDER BY balance DESC, customer_id LIMIT ?", mysql_async::Params::Positional(vec![10i64.into(), 15i64.into()])),
+        ("SELECT COUNT(*), SUM(balance), MIN(born), MAX(seen), AVG(score) FROM customer WHERE name LIKE ?", mysql_async::Params::Positional(vec!["n3%".into()])),
+        ("SELECT score, COUNT(*) FROM customer GROUP BY score ORDER BY score", mysql_async::Params::Empty),
+    ] {
+        let mut a = fetch(&mut r, sql, p.clone()).await;
+        let mut b = fetch(&mut o, sql, p).await;
+        if !sql.contains("ORDER BY") {
+            a.sort();
+            b.sort();
+        }
+        assert_eq!(a, b, "{sql}");
+    }
+    // Updates by parameter reach the same rows.
+    let up = "UPDATE customer SET score = score + ? WHERE customer_id = ?";
+    for id in [3i64, 4, 5, 60] {
+        r.exec_drop(up, (100i64, id)).await.expect("update");
+        o.exec_drop(up, (100i64, id)).await.expect("update");
+    }
+    same(&mut r, &mut o, "SELECT * FROM customer").await;
+    // Errors come back as errors; a closed statement is gone.
+    let e = r
+        .exec_drop("SELECT nocol FROM customer WHERE customer_id = ?", (1i64,))
+        .await;
+    assert!(
+        matches!(e, Err(mysql_async::Error::Server(ref s)) if s.code == 1054),
+        "{e:?}"
+    );
+    let stmt = r
+        .prep("SELECT name FROM customer WHERE customer_id = ?")
+        .await
+        .expect("prep");
+    let name: Option<Option<String>> = r.exec_first(&stmt, (2i64,)).await.expect("exec");
+    assert_eq!(name.flatten().as_deref(), Some("n2'\\2"));
+    r.close(stmt).await.expect("close");
+    drop(r);
+    h.stop().await;
+}
+
+async fn fetch(c: &mut mysql_async::Conn, sql: &str, p: mysql_async::Params) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = c
+        .exec(sql, p)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter()
+        .map(|r| format!("{:?}", r.unwrap()))
+        .collect()
+}

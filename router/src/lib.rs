@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod mysql;
 pub mod planner;
+pub mod prepared;
 pub mod server;
 pub mod session;
 pub mod topology;

@@ -324,10 +324,54 @@ async fn handle(
                     .await
                     .map_err(crate::engine::io_err)
             }
-            COM_STMT_PREPARE | 0x17..=0x1a | 0x1c => Err(SqlError::new(
-                1295,
-                "HY000",
-                "This command is not supported in the prepared statement protocol yet",
+            COM_STMT_PREPARE => prepare(&shared, &mut session, &mut io, body).await,
+            COM_STMT_EXECUTE => {
+                let r = execute(&shared, &mut session, &mut io, body).await;
+                io.binary_mode = false;
+                io.binary_columns = None;
+                r
+            }
+            COM_STMT_CLOSE => {
+                if let Some(id) = body.get(..4) {
+                    session
+                        .prepared
+                        .remove(&u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+                }
+                // COM_STMT_CLOSE has no response.
+                continue;
+            }
+            COM_STMT_SEND_LONG_DATA => {
+                if body.len() >= 6 {
+                    let id = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+                    let param = u16::from_le_bytes([body[4], body[5]]);
+                    if let Some(p) = session.prepared.get_mut(&id) {
+                        p.long_data
+                            .entry(param)
+                            .or_default()
+                            .extend_from_slice(&body[6..]);
+                    }
+                }
+                // COM_STMT_SEND_LONG_DATA has no response.
+                continue;
+            }
+            COM_STMT_RESET => {
+                let id = body
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                match id.and_then(|id| session.prepared.get_mut(&id)) {
+                    Some(p) => {
+                        p.long_data.clear();
+                        ok(&mut io, &session).await
+                    }
+                    None => Err(SqlError::new(
+                        1243,
+                        "HY000",
+                        "Unknown prepared statement handler given to mysqld_stmt_reset",
+                    )),
+                }
+            }
+            COM_STMT_FETCH => Err(SqlError::unsupported(
+                "server-side cursors (COM_STMT_FETCH)",
             )),
             COM_CHANGE_USER => Err(SqlError::new(
                 1047,
@@ -368,6 +412,106 @@ async fn query(
     let plan = planner::plan(trimmed, session.keyspace.as_deref(), &rt)?;
     tracing::debug!(route = ?plan.route(), "planned");
     shared.engine.execute(session, plan, io).await
+}
+
+/// Most prepared statements a session may hold.
+const MAX_PREPARED: usize = 16_382;
+
+async fn prepare(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    body: &[u8],
+) -> Result<(), SqlError> {
+    let sql = String::from_utf8_lossy(body);
+    let sql = sql.trim().trim_end_matches(';').trim_end().to_string();
+    let markers = crate::prepared::markers(&sql)?;
+    let (cols, backend_params) = shared.engine.describe(session, &sql).await?;
+    if backend_params != 0 && usize::from(backend_params) != markers.len() {
+        return Err(SqlError::router(format!(
+            "parameter count mismatch: {} markers, the backend counts {backend_params}",
+            markers.len()
+        )));
+    }
+    if session.prepared.len() >= MAX_PREPARED {
+        return Err(SqlError::new(
+            1461,
+            "42000",
+            "Can't create more than max_prepared_stmt_count statements",
+        ));
+    }
+    let id = session.next_stmt_id;
+    session.next_stmt_id = session.next_stmt_id.wrapping_add(1).max(1);
+    let nparams = markers.len() as u16;
+    let ncols = cols.len() as u16;
+    session
+        .prepared
+        .insert(id, crate::prepared::Prepared::new(sql, markers, ncols));
+    let mut p = vec![0x00];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&ncols.to_le_bytes());
+    p.extend_from_slice(&nparams.to_le_bytes());
+    p.push(0);
+    p.extend_from_slice(&0u16.to_le_bytes());
+    io.write_packet(&p).await.map_err(crate::engine::io_err)?;
+    let eof = |io: &mut PacketIo| {
+        let p = if session.deprecate_eof() {
+            None
+        } else {
+            Some(resultset::eof(session.status_flags(), 0))
+        };
+        let _ = io;
+        p
+    };
+    if nparams > 0 {
+        let mut b = Vec::new();
+        for _ in 0..nparams {
+            b.clear();
+            resultset::ColumnDef::text("?").encode(&mut b);
+            io.write_packet(&b).await.map_err(crate::engine::io_err)?;
+        }
+        if let Some(e) = eof(io) {
+            io.write_packet(&e).await.map_err(crate::engine::io_err)?;
+        }
+    }
+    if ncols > 0 {
+        let mut b = Vec::new();
+        for c in &cols {
+            b.clear();
+            c.encode(&mut b);
+            io.write_packet(&b).await.map_err(crate::engine::io_err)?;
+        }
+        if let Some(e) = eof(io) {
+            io.write_packet(&e).await.map_err(crate::engine::io_err)?;
+        }
+    }
+    Ok(())
+}
+
+async fn execute(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    body: &[u8],
+) -> Result<(), SqlError> {
+    let id = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| {
+            SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
+        })?;
+    let sql = match session.prepared.get_mut(&id) {
+        Some(p) => p.bind(&body[4..])?,
+        None => {
+            return Err(SqlError::new(
+                1243,
+                "HY000",
+                format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+            ))
+        }
+    };
+    io.binary_mode = true;
+    query(shared, session, io, &sql).await
 }
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.

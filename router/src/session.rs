@@ -21,6 +21,9 @@ pub struct Session {
     pub sets: Vec<String>,
     /// `LAST_INSERT_ID()` of the last single-shard insert.
     pub last_insert_id: u64,
+    /// Prepared statements, by id.
+    pub prepared: std::collections::HashMap<u32, crate::prepared::Prepared>,
+    pub next_stmt_id: u32,
 }
 
 impl Session {
@@ -40,6 +43,8 @@ impl Session {
             txn_conns: BTreeMap::new(),
             sets: Vec::new(),
             last_insert_id: 0,
+            prepared: std::collections::HashMap::new(),
+            next_stmt_id: 1,
         }
     }
 

@@ -280,6 +280,57 @@ impl Engine {
         write_end(io, session).await
     }
 
+    /// Describes a statement being prepared: its result columns and parameter count, as the
+    /// first logical shard's MariaDB prepares it.
+    ///
+    /// # Errors
+    /// The backend's error (e.g. a syntax or unknown-column error) for the statement.
+    pub async fn describe(
+        &self,
+        session: &mut Session,
+        sql: &str,
+    ) -> Result<(Vec<ColumnDef>, u16), SqlError> {
+        let rt = self.topo.table();
+        let Some((backend_sql, ks)) =
+            crate::planner::describe_target(sql, session.keyspace.as_deref(), &rt)?
+        else {
+            return Ok((Vec::new(), 0));
+        };
+        let k = ks.as_deref().and_then(|k| rt.keyspace(k));
+        let mut lease = match k.and_then(|k| k.placement.first()) {
+            Some(ps) => self.conn(session, &rt, ps).await?,
+            None => self.any_conn(session, &rt).await?,
+        };
+        let addr = rt
+            .shards
+            .get(&lease.ps)
+            .map(|s| s.address())
+            .unwrap_or_default();
+        let ps = lease.ps.clone();
+        let unq = |m: &str| match k {
+            Some(k) => unqualify(m, k),
+            None => m.to_string(),
+        };
+        let r = async {
+            let stmt = lease
+                .conn
+                .prep(backend_sql.as_str())
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+            let defs: Vec<ColumnDef> = stmt.columns().iter().map(|c| column_def(c, &unq)).collect();
+            let n = stmt.num_params();
+            lease
+                .conn
+                .close(stmt)
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+            Ok::<_, SqlError>((defs, n))
+        }
+        .await;
+        self.give_back(session, lease).await;
+        r
+    }
+
     /// Writes a result set made by the router.
     pub async fn local_result(
         &self,
@@ -295,7 +346,7 @@ impl Engine {
             for v in &r {
                 resultset::put_text_value(&mut buf, v.as_deref());
             }
-            io.write_packet(&buf).await.map_err(io_err)?;
+            io.write_row(&buf).await.map_err(io_err)?;
         }
         write_end(io, session).await
     }
@@ -631,7 +682,7 @@ impl Engine {
                     if sent >= take {
                         break;
                     }
-                    if let Err(e) = io.write_packet(&bytes).await.map_err(io_err) {
+                    if let Err(e) = io.write_row(&bytes).await.map_err(io_err) {
                         outcome = Err(e);
                         break;
                     }
@@ -826,7 +877,7 @@ impl Engine {
                 seen += 1;
                 if seen > skip {
                     let n = merge::prefix_len(&c, &r, visible);
-                    io.write_packet(&r[..n]).await.map_err(io_err)?;
+                    io.write_row(&r[..n]).await.map_err(io_err)?;
                     sent += 1;
                 }
             }
@@ -877,7 +928,7 @@ impl Engine {
         let rows = agg.finish()?;
         write_columns(io, session, &cols).await?;
         for r in rows {
-            io.write_packet(&r).await.map_err(io_err)?;
+            io.write_row(&r).await.map_err(io_err)?;
         }
         Ok(())
     }

@@ -63,6 +63,13 @@ pub async fn write_columns(
     session: &Session,
     defs: &[ColumnDef],
 ) -> Result<(), SqlError> {
+    if io.binary_mode {
+        io.binary_columns = Some(
+            defs.iter()
+                .map(|d| (d.column_type, d.flags & 0x20 != 0))
+                .collect(),
+        );
+    }
     let mut p = Vec::with_capacity(128);
     crate::mysql::codec::put_lenenc_int(&mut p, defs.len() as u64);
     io.write_packet(&p).await.map_err(io_err)?;
@@ -82,7 +89,7 @@ pub async fn write_columns(
 /// Writes one row.
 pub async fn write_row(io: &mut PacketIo, w: &mut ResultWriter, row: Row) -> Result<(), SqlError> {
     encode_row(&mut w.buf, row);
-    io.write_packet(&w.buf).await.map_err(io_err)
+    io.write_row(&w.buf).await.map_err(io_err)
 }
 
 /// Writes the end of a result set: EOF, or OK with the EOF header.

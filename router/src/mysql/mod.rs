@@ -4,6 +4,7 @@
 //! `mysql_native_password` and `caching_sha2_password` are checked against configured users.
 
 pub mod auth;
+pub mod binary;
 pub mod codec;
 pub mod constants;
 pub mod handshake;

@@ -17,6 +17,11 @@ pub struct PacketIo {
     writer: BufWriter<OwnedWriteHalf>,
     /// Sequence id of the next packet to write.
     pub seq: u8,
+    /// Set while answering `COM_STMT_EXECUTE`: rows go out in the binary protocol.
+    pub binary_mode: bool,
+    /// The current result's column types (and unsigned flags), in binary mode.
+    pub binary_columns: Option<Vec<(u8, bool)>>,
+    row_buf: Vec<u8>,
 }
 
 impl PacketIo {
@@ -27,6 +32,9 @@ impl PacketIo {
             reader: BufReader::with_capacity(16 * 1024, r),
             writer: BufWriter::with_capacity(FLUSH_AT + 1024, w),
             seq: 0,
+            binary_mode: false,
+            binary_columns: None,
+            row_buf: Vec::new(),
         }
     }
 
@@ -93,6 +101,25 @@ impl PacketIo {
         self.seq = self.seq.wrapping_add(1);
         self.writer.write_all(&hdr).await?;
         self.writer.write_all(c).await
+    }
+
+    /// Writes one result row given in the text encoding, converting it to the binary
+    /// encoding when answering a prepared statement.
+    ///
+    /// # Errors
+    /// I/O errors, and `InvalidData` for a malformed row.
+    pub async fn write_row(&mut self, text_row: &[u8]) -> io::Result<()> {
+        let Some(cols) = &self.binary_columns else {
+            return self.write_packet(text_row).await;
+        };
+        let mut buf = std::mem::take(&mut self.row_buf);
+        let ok = super::binary::text_row_to_binary(text_row, cols, &mut buf);
+        let r = match ok {
+            Some(()) => self.write_packet(&buf).await,
+            None => Err(io::Error::new(io::ErrorKind::InvalidData, "malformed row")),
+        };
+        self.row_buf = buf;
+        r
     }
 
     /// Sends everything queued.

@@ -57,6 +57,61 @@ pub fn plan(sql: &str, keyspace: Option<&str>, rt: &RoutingTable) -> Result<Plan
     p.statement(stmt)
 }
 
+/// Where to describe a statement being prepared: the SQL (tables qualified with the first
+/// logical shard's schema, markers kept) and the keyspace whose first physical shard should
+/// prepare it; `None` for statements without a result set that the router handles itself.
+///
+/// # Errors
+/// The same errors as [`plan`] for names and syntax.
+pub fn describe_target(
+    sql: &str,
+    keyspace: Option<&str>,
+    rt: &RoutingTable,
+) -> Result<Option<(String, Option<String>)>, SqlError> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
+    if stmts.len() > 1 {
+        return Err(SqlError::unsupported("several statements in one query"));
+    }
+    let Some(stmt) = stmts.pop() else {
+        return Err(SqlError::new(1065, "42000", "Query was empty"));
+    };
+    let p = Planner {
+        sql,
+        offsets: Offsets::new(sql),
+        session_ks: keyspace,
+        rt,
+    };
+    let ctes: HashSet<String> = match &stmt {
+        Statement::Query(q) => q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => HashSet::new(),
+    };
+    match &stmt {
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => {}
+        _ => return Ok(None),
+    }
+    let r = p.resolve_skipping(&stmt, &ctes)?;
+    let Some(ks) = r.ks else {
+        return Ok(Some((sql.to_string(), None)));
+    };
+    let q = p.qualified(&r, Edits::default())?;
+    Ok(Some((
+        q.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(0))),
+        Some(ks.name.clone()),
+    )))
+}
+
 struct Planner<'a> {
     sql: &'a str,
     offsets: Offsets,
