@@ -332,6 +332,28 @@ async fn rows_land_on_their_shards_and_answers_match_one_mariadb() {
         Some("STRICT_ALL_TABLES"),
         "and do not leak to other sessions"
     );
+    // Where a statement goes, and MariaDB's plan for it.
+    let v = rows(
+        &mut r,
+        "VEXPLAIN SELECT * FROM customer WHERE customer_id = 7919",
+    )
+    .await;
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0][0], "one");
+    assert!(
+        v[0][1].starts_with("demo_00") && v[0][2].starts_with("ps"),
+        "{v:?}"
+    );
+    assert_eq!(
+        rows(&mut r, "VEXPLAIN SELECT * FROM customer").await.len(),
+        16
+    );
+    assert!(!rows(
+        &mut r,
+        "EXPLAIN SELECT * FROM customer WHERE customer_id = 7919"
+    )
+    .await
+    .is_empty());
     // COM_RESET_CONNECTION forgets the session's variables.
     r.reset().await.expect("reset connection");
     let mode: Option<String> = r

@@ -409,6 +409,10 @@ async fn query(
 ) -> Result<(), SqlError> {
     let trimmed = sql.trim().trim_end_matches(';').trim_end();
     let rt = shared.engine.topo.table();
+    if trimmed.len() > 9 && trimmed[..9].eq_ignore_ascii_case("VEXPLAIN ") {
+        let plan = planner::plan(trimmed[9..].trim_start(), session.keyspace.as_deref(), &rt)?;
+        return shared.engine.vexplain(session, plan, io).await;
+    }
     let plan = planner::plan(trimmed, session.keyspace.as_deref(), &rt)?;
     tracing::debug!(route = ?plan.route(), "planned");
     shared.engine.execute(session, plan, io).await

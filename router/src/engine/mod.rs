@@ -331,6 +331,91 @@ impl Engine {
         r
     }
 
+    /// Answers `VEXPLAIN <statement>`: where the statement would run — one row per
+    /// logical shard (or physical shard, for reference tables) with the SQL sent there.
+    ///
+    /// # Errors
+    /// Planning errors of the statement.
+    pub async fn vexplain(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let rt = self.topo.table();
+        let cols = vec![
+            ColumnDef::text("route"),
+            ColumnDef::text("logical_shard"),
+            ColumnDef::text("physical_shard"),
+            ColumnDef::text("query"),
+        ];
+        let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+        let txt = |s: &str| Some(s.as_bytes().to_vec());
+        match plan {
+            Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
+            Plan::Exec(e) => {
+                let route = format!("{:?}", e.route).to_ascii_lowercase();
+                let route = match &e.merge {
+                    Some(m) => format!(
+                        "{route} (merged in the router: {})",
+                        match m.mode {
+                            crate::planner::merge::MergeMode::Sorted { .. } => "merge-sort",
+                            crate::planner::merge::MergeMode::Aggregate { .. } => "aggregate",
+                        }
+                    ),
+                    None => route,
+                };
+                let ks = e.keyspace.as_deref().and_then(|k| rt.keyspace(k));
+                match (&e.targets, ks) {
+                    (Targets::Ls { template, ls }, Some(k)) => {
+                        for l in ls {
+                            let ps = k.placement.get(*l as usize).cloned().unwrap_or_default();
+                            let schema = k.schema(*l);
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&schema),
+                                txt(&ps),
+                                txt(&template.replace(LS_PLACEHOLDER, &quote_ident(&schema))),
+                            ]);
+                        }
+                    }
+                    (Targets::PerLs(v), Some(k)) => {
+                        for (l, sql) in v {
+                            let ps = k.placement.get(*l as usize).cloned().unwrap_or_default();
+                            let schema = k.schema(*l);
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&schema),
+                                txt(&ps),
+                                txt(&sql.replace(LS_PLACEHOLDER, &quote_ident(&schema))),
+                            ]);
+                        }
+                    }
+                    (Targets::Reference { sql }, Some(k)) => {
+                        let pss = if e.kind == StmtKind::Read {
+                            k.physical_shards().into_iter().take(1).collect()
+                        } else {
+                            k.physical_shards()
+                        };
+                        for ps in pss {
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&k.reference_schema()),
+                                txt(&ps),
+                                txt(sql),
+                            ]);
+                        }
+                    }
+                    (Targets::Any { sql }, _) => {
+                        rows.push(vec![txt(&route), None, txt("any"), txt(sql)])
+                    }
+                    _ => return Err(SqlError::router("plan without a keyspace")),
+                }
+            }
+        }
+        self.local_result(session, io, cols, rows).await
+    }
+
     /// Writes a result set made by the router.
     pub async fn local_result(
         &self,

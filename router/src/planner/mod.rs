@@ -221,6 +221,64 @@ pub(crate) fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     }
 }
 
+/// Returns the logical shards that rows matching `e` can live in, when the shard key decides
+/// it: `key = literal`, `key IN (literals)`, `AND` (intersection of what its sides decide),
+/// `OR` (union, when both sides decide). `None` when the shard key does not decide.
+fn key_set(
+    e: &Expr,
+    key: &dyn Fn(&Expr) -> Option<VindexKind>,
+    count: u32,
+) -> Option<BTreeSet<u32>> {
+    let of = |v: VindexKind, vals: &[KeyValue]| -> Option<BTreeSet<u32>> {
+        vals.iter()
+            .map(|x| {
+                vindex::keyspace_id(v, x)
+                    .ok()
+                    .map(|id| vindex::logical_shard(id, count))
+            })
+            .collect()
+    };
+    match e {
+        Expr::Nested(inner) => key_set(inner, key, count),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => match (key(left), literal(right), key(right), literal(left)) {
+            (Some(v), Some(val), _, _) | (_, _, Some(v), Some(val)) => of(v, &[val]),
+            _ => None,
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } => {
+            let v = key(expr)?;
+            let vals: Vec<KeyValue> = list.iter().map(literal).collect::<Option<Vec<_>>>()?;
+            of(v, &vals)
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => match (key_set(left, key, count), key_set(right, key, count)) {
+            (Some(a), Some(b)) => Some(a.intersection(&b).copied().collect()),
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (None, None) => None,
+        },
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            let mut a = key_set(left, key, count)?;
+            a.extend(key_set(right, key, count)?);
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
 /// A column reference: optional qualifier (table or alias) and column name.
 fn column_ref(e: &Expr) -> Option<(Option<String>, String)> {
     match e {
@@ -313,6 +371,37 @@ impl<'a> Planner<'a> {
             }
             Statement::ShowCreate { obj_name, .. } => self.show_on_table(obj_name),
             Statement::ExplainTable { table_name, .. } => self.show_on_table(table_name),
+            Statement::Explain {
+                statement,
+                analyze: false,
+                ..
+            } => {
+                // MariaDB's EXPLAIN of the statement on the first logical shard it targets. The
+                // inner statement's spans point into this text, so its rewrite keeps `EXPLAIN`.
+                let inner = self.statement((**statement).clone())?;
+                let Plan::Exec(mut e) = inner else {
+                    return Err(SqlError::unsupported("EXPLAIN of this statement"));
+                };
+                match &mut e.targets {
+                    Targets::Ls { ls, .. } => ls.truncate(1),
+                    Targets::PerLs(_) => {
+                        return Err(SqlError::unsupported(
+                            "EXPLAIN of a multi-row INSERT over several shards",
+                        ))
+                    }
+                    Targets::Reference { .. } => {}
+                    Targets::Any { sql } => {
+                        if !sql.trim_start().to_ascii_uppercase().starts_with("EXPLAIN") {
+                            *sql = format!("EXPLAIN {sql}");
+                        }
+                    }
+                }
+                e.kind = StmtKind::Read;
+                e.merge = None;
+                e.limit = None;
+                e.unionable = false;
+                Ok(Plan::Exec(e))
+            }
             Statement::ShowVariables { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowCollation { .. }
@@ -796,53 +885,12 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
-        // Shard-key values from the WHERE clause.
-        let mut target: Option<BTreeSet<u32>> = None;
-        for c in &where_conj {
-            let values: Option<(VindexKind, Vec<KeyValue>)> = match c {
-                Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } => match (key_of(left), literal(right), key_of(right), literal(left)) {
-                    (Some((_, v)), Some(val), _, _) | (_, _, Some((_, v)), Some(val)) => {
-                        Some((v, vec![val]))
-                    }
-                    _ => None,
-                },
-                Expr::InList {
-                    expr,
-                    list,
-                    negated: false,
-                } => match key_of(expr) {
-                    Some((_, v)) => list
-                        .iter()
-                        .map(literal)
-                        .collect::<Option<Vec<_>>>()
-                        .map(|l| (v, l)),
-                    None => None,
-                },
-                _ => None,
-            };
-            if let Some((vindex, vals)) = values {
-                let mut set = BTreeSet::new();
-                let mut ok = true;
-                for v in &vals {
-                    match vindex::keyspace_id(vindex, v) {
-                        Ok(id) => {
-                            set.insert(vindex::logical_shard(id, ks.logical_shards));
-                        }
-                        Err(_) => ok = false,
-                    }
-                }
-                if ok {
-                    target = Some(match target {
-                        Some(t) => t.intersection(&set).copied().collect(),
-                        None => set,
-                    });
-                }
-            }
-        }
+        // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).
+        let key_vindex = |e: &Expr| key_of(e).map(|(_, v)| v);
+        let mut target: Option<BTreeSet<u32>> = match &select.selection {
+            Some(w) => key_set(w, &key_vindex, ks.logical_shards),
+            None => None,
+        };
         if let Some(t) = &target {
             if t.is_empty() {
                 // Contradictory keys: no row can match; ask one shard so the columns are right.
@@ -1166,48 +1214,14 @@ impl<'a> Planner<'a> {
         if let Some(w) = selection {
             conjuncts(w, &mut cs);
         }
-        let is_key =
-            |e: &Expr| column_ref(e).is_some_and(|(_, c)| c.eq_ignore_ascii_case(shard_key));
-        let mut target: Option<BTreeSet<u32>> = None;
-        for c in cs {
-            let vals: Option<Vec<KeyValue>> = match c {
-                Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } => {
-                    if is_key(left) {
-                        literal(right).map(|v| vec![v])
-                    } else if is_key(right) {
-                        literal(left).map(|v| vec![v])
-                    } else {
-                        None
-                    }
-                }
-                Expr::InList {
-                    expr,
-                    list,
-                    negated: false,
-                } if is_key(expr) => list.iter().map(literal).collect(),
-                _ => None,
-            };
-            if let Some(vals) = vals {
-                let set: Option<BTreeSet<u32>> = vals
-                    .iter()
-                    .map(|v| {
-                        vindex::keyspace_id(*vindex, v)
-                            .ok()
-                            .map(|id| vindex::logical_shard(id, ks.logical_shards))
-                    })
-                    .collect();
-                if let Some(set) = set {
-                    target = Some(match target {
-                        Some(t) => t.intersection(&set).copied().collect(),
-                        None => set,
-                    });
-                }
-            }
-        }
+        let key_vindex = |e: &Expr| {
+            column_ref(e)
+                .is_some_and(|(_, c)| c.eq_ignore_ascii_case(shard_key))
+                .then_some(*vindex)
+        };
+        let _ = cs;
+        let target: Option<BTreeSet<u32>> =
+            selection.and_then(|w| key_set(w, &key_vindex, ks.logical_shards));
         let ls: Option<Vec<u32>> = target.map(|t| {
             if t.is_empty() {
                 vec![0]
