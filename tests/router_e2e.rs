@@ -721,3 +721,82 @@ async fn fetch(c: &mut mysql_async::Conn, sql: &str, p: mysql_async::Params) -> 
         .map(|r| format!("{:?}", r.unwrap()))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_feed_auto_increment_columns() {
+    let vschema = "
+keyspace: app
+sharded: true
+logical_shards: 8
+tables:
+  customer: { shard_key: customer_id, auto_increment: { column: customer_id, sequence: lookup.customer_seq } }
+";
+    let h = Harness::start(2, 0, vschema).await;
+    let lookup = tessera_topo::VSchema::from_yaml(
+        "keyspace: lookup\ntables:\n  customer_seq: { type: sequence }\n",
+    )
+    .expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &lookup)
+        .await
+        .expect("apply lookup");
+    let mut c = h.conn(None).await;
+    let mut seen = false;
+    for _ in 0..50 {
+        if c.query_drop("USE lookup").await.is_ok() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the router follows the new keyspace");
+    c.query_drop("CREATE TABLE customer_seq (id INT PRIMARY KEY, next_id BIGINT NOT NULL, cache BIGINT NOT NULL)").await.expect("seq table");
+    c.query_drop("INSERT INTO customer_seq (id, next_id, cache) VALUES (0, 1000, 5)")
+        .await
+        .expect("seq row");
+    c.query_drop("USE app").await.expect("use app");
+    c.query_drop("CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(20))")
+        .await
+        .expect("table");
+    let r = c
+        .query_iter("INSERT INTO customer (name) VALUES ('a'), ('b'), ('c')")
+        .await
+        .expect("insert");
+    assert_eq!(r.last_insert_id(), Some(1000), "the first id of the insert");
+    assert_eq!(r.affected_rows(), 3);
+    drop(r);
+    assert_eq!(
+        rows(&mut c, "SELECT LAST_INSERT_ID()").await,
+        vec![vec!["1000".to_string()]]
+    );
+    for n in 0..4 {
+        c.query_drop(format!("INSERT INTO customer (name) VALUES ('x{n}')"))
+            .await
+            .expect("insert");
+    }
+    // A second router shares the sequence: ids never collide.
+    let mut c2 = h.conn(Some("app")).await;
+    c2.query_drop("INSERT INTO customer (name) VALUES ('other')")
+        .await
+        .expect("insert");
+    let ids: Vec<u64> = c
+        .query("SELECT customer_id FROM customer ORDER BY customer_id")
+        .await
+        .expect("ids");
+    assert_eq!(ids.len(), 8);
+    let mut dedup = ids.clone();
+    dedup.dedup();
+    assert_eq!(dedup, ids, "ids are unique");
+    assert_eq!(&ids[..7], &[1000, 1001, 1002, 1003, 1004, 1005, 1006]);
+    // Rows sit on the logical shard of the id they were given.
+    assert_eq!(
+        rows(&mut c, "SELECT name FROM customer WHERE customer_id = 1001").await,
+        vec![vec!["b".to_string()]]
+    );
+    // An explicit id still works.
+    c.query_drop("INSERT INTO customer (customer_id, name) VALUES (5, 'five')")
+        .await
+        .expect("explicit id");
+    drop(c);
+    drop(c2);
+    h.stop().await;
+}

@@ -94,10 +94,7 @@ impl Router {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let backends = Arc::new(Backends::new(self.cfg.backend.clone()));
         let shared = Arc::new(Shared {
-            engine: Engine {
-                topo: cache.clone(),
-                backends: backends.clone(),
-            },
+            engine: Engine::new(cache.clone(), backends.clone()),
             next_id: AtomicU32::new(1),
             cfg: self.cfg,
         });
@@ -413,7 +410,12 @@ async fn query(
         let plan = planner::plan(trimmed[9..].trim_start(), session.keyspace.as_deref(), &rt)?;
         return shared.engine.vexplain(session, plan, io).await;
     }
-    let plan = planner::plan(trimmed, session.keyspace.as_deref(), &rt)?;
+    let plan = planner::plan_session(
+        trimmed,
+        session.keyspace.as_deref(),
+        session.last_insert_id,
+        &rt,
+    )?;
     tracing::debug!(route = ?plan.route(), "planned");
     shared.engine.execute(session, plan, io).await
 }

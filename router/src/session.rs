@@ -21,6 +21,8 @@ pub struct Session {
     pub sets: Vec<String>,
     /// `LAST_INSERT_ID()` of the last single-shard insert.
     pub last_insert_id: u64,
+    /// The first sequence id of the insert being answered, for its OK packet.
+    pub insert_id_override: Option<u64>,
     /// Prepared statements, by id.
     pub prepared: std::collections::HashMap<u32, crate::prepared::Prepared>,
     pub next_stmt_id: u32,
@@ -43,6 +45,7 @@ impl Session {
             txn_conns: BTreeMap::new(),
             sets: Vec::new(),
             last_insert_id: 0,
+            insert_id_override: None,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }

@@ -13,6 +13,8 @@ pub enum TableRouting {
     Sharded {
         shard_key: String,
         vindex: VindexKind,
+        /// `(column, sequence keyspace, sequence table)` when ids come from a sequence.
+        auto_increment: Option<(String, String, String)>,
     },
     Reference,
     /// A table of an unsharded keyspace (declared or not).
@@ -93,10 +95,16 @@ impl RoutingTable {
                 .map(|(t, spec)| {
                     let r = match (v.sharded, spec.kind) {
                         (false, _) => TableRouting::Unsharded,
-                        (true, TableKind::Reference) => TableRouting::Reference,
+                        (true, TableKind::Reference | TableKind::Sequence) => {
+                            TableRouting::Reference
+                        }
                         (true, TableKind::Sharded) => TableRouting::Sharded {
                             shard_key: spec.shard_key.clone().unwrap_or_default(),
                             vindex: spec.vindex.unwrap_or_default(),
+                            auto_increment: spec.auto_increment.as_ref().and_then(|a| {
+                                a.sequence_parts()
+                                    .map(|(k, t)| (a.column.clone(), k.to_string(), t.to_string()))
+                            }),
                         },
                     };
                     (t.clone(), r)

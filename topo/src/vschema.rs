@@ -39,6 +39,28 @@ pub struct TableSpec {
     /// The vindex that maps the shard key to a keyspace id. Default: `xxhash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vindex: Option<VindexKind>,
+    /// An auto-increment column fed by a sequence (for sharded tables, whose logical shards
+    /// cannot share MariaDB's own counter). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_increment: Option<AutoIncrement>,
+}
+
+/// An auto-increment column and the sequence that feeds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoIncrement {
+    pub column: String,
+    /// The sequence table, `keyspace.table`, in an unsharded keyspace.
+    pub sequence: String,
+}
+
+impl AutoIncrement {
+    /// Returns (keyspace, table) of the sequence.
+    pub fn sequence_parts(&self) -> Option<(&str, &str)> {
+        self.sequence
+            .split_once('.')
+            .filter(|(k, t)| !k.is_empty() && !t.is_empty() && !t.contains('.'))
+    }
 }
 
 /// Table kinds.
@@ -50,6 +72,9 @@ pub enum TableKind {
     Sharded,
     /// Small, read-mostly, copied to every physical shard.
     Reference,
+    /// A sequence (in an unsharded keyspace): one row `(id = 0, next_id, cache)` from which
+    /// routers take blocks of ids.
+    Sequence,
 }
 
 /// The functions from a shard-key value to a 64-bit keyspace id.
@@ -156,6 +181,26 @@ impl VSchema {
             if name.is_empty() || name.len() > 64 || name.contains('`') || name.contains('.') {
                 return bad(field, "not a valid table name".into());
             }
+            if let Some(a) = &t.auto_increment {
+                if t.kind != TableKind::Sharded || !self.sharded {
+                    return bad(
+                        format!("{field}.auto_increment"),
+                        "only sharded tables take ids from a sequence".into(),
+                    );
+                }
+                if a.column.is_empty() || a.column.contains('`') {
+                    return bad(
+                        format!("{field}.auto_increment.column"),
+                        "not a valid column name".into(),
+                    );
+                }
+                if a.sequence_parts().is_none() {
+                    return bad(
+                        format!("{field}.auto_increment.sequence"),
+                        format!("{:?} must be keyspace.table", a.sequence),
+                    );
+                }
+            }
             match t.kind {
                 TableKind::Sharded if self.sharded => match &t.shard_key {
                     None => {
@@ -177,6 +222,14 @@ impl VSchema {
                         return bad(
                             format!("{field}.shard_key"),
                             "only tables of a sharded keyspace have a shard key".into(),
+                        );
+                    }
+                }
+                TableKind::Sequence => {
+                    if self.sharded {
+                        return bad(
+                            format!("{field}.type"),
+                            "sequences belong in an unsharded keyspace".into(),
                         );
                     }
                 }

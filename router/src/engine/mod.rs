@@ -35,6 +35,79 @@ const SCATTER_CHANNEL: usize = 256;
 pub struct Engine {
     pub topo: Arc<TopologyCache>,
     pub backends: Arc<Backends>,
+    /// Blocks of ids taken from sequences: `(keyspace, table) -> [next, end)`.
+    pub sequences: tokio::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
+}
+
+impl Engine {
+    pub fn new(topo: Arc<TopologyCache>, backends: Arc<Backends>) -> Self {
+        Engine {
+            topo,
+            backends,
+            sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes `n` consecutive ids from a sequence, refilling the cached block when it runs out:
+    /// one short transaction on the sequence's keyspace moves `next_id` on by `max(n, cache)`.
+    ///
+    /// # Errors
+    /// 1105 when the sequence is missing or its physical shard is down.
+    pub async fn take_ids(&self, keyspace: &str, table: &str, n: u64) -> Result<u64, SqlError> {
+        let mut cache = self.sequences.lock().await;
+        let entry = cache
+            .entry((keyspace.to_string(), table.to_string()))
+            .or_insert((0, 0));
+        if entry.1.saturating_sub(entry.0) >= n {
+            let first = entry.0;
+            entry.0 += n;
+            return Ok(first);
+        }
+        let rt = self.topo.table();
+        let ks = rt.keyspace(keyspace).ok_or_else(|| {
+            SqlError::router(format!("sequence keyspace {keyspace} does not exist"))
+        })?;
+        let ps = ks
+            .placement
+            .first()
+            .ok_or_else(|| SqlError::router("sequence keyspace without placement"))?;
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        let pool = self.backends.pool(rec);
+        let mut conn = pool.get_conn().await?;
+        let name = format!("{}.{}", quote_ident(&ks.schema(0)), quote_ident(table));
+        let map = |e: mysql_async::Error| {
+            SqlError::shard(
+                &pool.name,
+                &pool.addr,
+                format!("sequence {keyspace}.{table}: {e}"),
+            )
+        };
+        conn.query_drop("START TRANSACTION").await.map_err(map)?;
+        let row: Option<(u64, u64)> = conn
+            .query_first(format!(
+                "SELECT next_id, cache FROM {name} WHERE id = 0 FOR UPDATE"
+            ))
+            .await
+            .map_err(map)?;
+        let Some((next, cache_size)) = row else {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(SqlError::router(format!(
+                "sequence {keyspace}.{table} has no row with id = 0; create it with INSERT INTO {keyspace}.{table} (id, next_id, cache) VALUES (0, 1, 1000)"
+            )));
+        };
+        let take = n.max(cache_size).max(1);
+        conn.query_drop(format!(
+            "UPDATE {name} SET next_id = next_id + {take} WHERE id = 0"
+        ))
+        .await
+        .map_err(map)?;
+        conn.query_drop("COMMIT").await.map_err(map)?;
+        *entry = (next + n, next + take);
+        Ok(next)
+    }
 }
 
 /// A backend connection borrowed for one statement.
@@ -85,6 +158,7 @@ impl Engine {
         warnings: u16,
         info: &str,
     ) -> Result<(), SqlError> {
+        let last_id = session.insert_id_override.unwrap_or(last_id);
         let p = resultset::ok(
             affected,
             last_id,
@@ -103,6 +177,33 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         match l {
+            Local::Sequence(s) => {
+                let n = s.row_ends.len() as u64;
+                let first = self.take_ids(&s.keyspace, &s.table, n).await?;
+                let ids: Vec<u64> = (first..first + n).collect();
+                let sql = s
+                    .with_ids(&ids)
+                    .ok_or_else(|| SqlError::router("cannot write ids into the INSERT"))?;
+                let rt = self.topo.table();
+                let plan = crate::planner::plan_session(
+                    &sql,
+                    session.keyspace.as_deref(),
+                    session.last_insert_id,
+                    &rt,
+                )?;
+                if matches!(plan, Plan::Local(_)) {
+                    return Err(SqlError::router(
+                        "the INSERT still needs ids after they were written in",
+                    ));
+                }
+                session.insert_id_override = Some(first);
+                let r = Box::pin(self.execute(session, plan, io)).await;
+                session.insert_id_override = None;
+                if r.is_ok() {
+                    session.last_insert_id = first;
+                }
+                r
+            }
             Local::Use(ks) => {
                 let rt = self.topo.table();
                 if rt.keyspace(&ks).is_none() {

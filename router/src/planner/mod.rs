@@ -36,6 +36,19 @@ const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "mysql", "performance_sc
 /// 1064 for SQL that does not parse, 1046/1049/1146 for unknown names, 1235 for shapes the
 /// router does not support, 1105 for statements it cannot route.
 pub fn plan(sql: &str, keyspace: Option<&str>, rt: &RoutingTable) -> Result<Plan, SqlError> {
+    plan_session(sql, keyspace, 0, rt)
+}
+
+/// Plans one statement for a session whose `LAST_INSERT_ID()` is `last_insert_id`.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_session(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
     if sql.contains("__tessera_ls__") {
         return Err(SqlError::router(
             "identifier __tessera_ls__ is reserved by Tessera",
@@ -53,6 +66,7 @@ pub fn plan(sql: &str, keyspace: Option<&str>, rt: &RoutingTable) -> Result<Plan
         offsets: Offsets::new(sql),
         session_ks: keyspace,
         rt,
+        last_insert_id,
     };
     p.statement(stmt)
 }
@@ -80,6 +94,7 @@ pub fn describe_target(
         offsets: Offsets::new(sql),
         session_ks: keyspace,
         rt,
+        last_insert_id: 0,
     };
     let ctes: HashSet<String> = match &stmt {
         Statement::Query(q) => q
@@ -117,6 +132,7 @@ struct Planner<'a> {
     offsets: Offsets,
     session_ks: Option<&'a str>,
     rt: &'a RoutingTable,
+    last_insert_id: u64,
 }
 
 /// A table the statement names, resolved against the vschema.
@@ -752,7 +768,10 @@ impl<'a> Planner<'a> {
                         FunctionArguments::None => true,
                         FunctionArguments::Subquery(_) => false,
                     };
-                    if (n == "DATABASE" || n == "SCHEMA") && no_args {
+                    if n == "LAST_INSERT_ID" && no_args {
+                        *e = Expr::value(Value::Number(self.last_insert_id.to_string(), false));
+                        changed = true;
+                    } else if (n == "DATABASE" || n == "SCHEMA") && no_args {
                         *e = Expr::value(match &db {
                             Some(d) => Value::SingleQuotedString(d.clone()),
                             None => Value::Null,
@@ -1028,7 +1047,12 @@ impl<'a> Planner<'a> {
                 "INSERT ... SELECT with sharded tables",
             ));
         }
-        let TableRouting::Sharded { shard_key, vindex } = &target.routing else {
+        let TableRouting::Sharded {
+            shard_key,
+            vindex,
+            auto_increment,
+        } = &target.routing
+        else {
             let sql = self.qualified(&r, Edits::default())?;
             return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
         };
@@ -1036,6 +1060,52 @@ impl<'a> Planner<'a> {
             return Err(SqlError::unsupported(
                 "INSERT ... SET on a sharded table (use VALUES)",
             ));
+        }
+        if let Some((col, seq_ks, seq_table)) = auto_increment {
+            if !ins
+                .columns
+                .iter()
+                .any(|c| c.value.eq_ignore_ascii_case(col))
+            {
+                // Ids come from the sequence: the engine takes a block, writes them into the
+                // statement, and plans it again.
+                let Some(last) = ins.columns.last() else {
+                    return Err(SqlError::router(format!(
+                        "INSERT into {} needs a column list",
+                        target.name
+                    )));
+                };
+                let col_at = self
+                    .offsets
+                    .range(self.sql, last.span)
+                    .map(|(_, e)| e)
+                    .ok_or_else(|| SqlError::router("cannot locate the column list"))?;
+                let Some(source) = &ins.source else {
+                    return Err(SqlError::unsupported(
+                        "INSERT without VALUES on a sharded table",
+                    ));
+                };
+                let SetExpr::Values(values) = source.body.as_ref() else {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... SELECT into a sharded table",
+                    ));
+                };
+                let mut row_ends = Vec::with_capacity(values.rows.len());
+                for row in &values.rows {
+                    let (_, b) = self.row_range(row)?;
+                    row_ends.push(b - 1);
+                }
+                return Ok(Plan::Local(Local::Sequence(Box::new(
+                    plan::SequenceInsert {
+                        column: col.to_string(),
+                        keyspace: seq_ks.to_string(),
+                        table: seq_table.clone(),
+                        column_at: col_at,
+                        row_ends,
+                        sql: self.sql.to_string(),
+                    },
+                ))));
+            }
         }
         let Some(idx) = ins
             .columns
@@ -1185,7 +1255,9 @@ impl<'a> Planner<'a> {
         }
         self.check_subqueries(stmt)?;
         let Some(TableRef {
-            routing: TableRouting::Sharded { shard_key, vindex },
+            routing: TableRouting::Sharded {
+                shard_key, vindex, ..
+            },
             ..
         }) = r.tables.first()
         else {

@@ -74,6 +74,37 @@ pub enum Local {
     SetAutocommit(bool),
     /// A `SET` replayed on every backend connection the session uses (the SQL as sent).
     Set(String),
+    /// An `INSERT` whose auto-increment column is fed by a sequence.
+    Sequence(Box<SequenceInsert>),
+}
+
+/// An `INSERT` that needs ids from a sequence before it can be routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceInsert {
+    pub column: String,
+    /// The sequence's keyspace and table.
+    pub keyspace: String,
+    pub table: String,
+    /// Where `, column` goes in the column list.
+    pub column_at: usize,
+    /// Where `, id` goes in each row (before its closing parenthesis).
+    pub row_ends: Vec<usize>,
+    pub sql: String,
+}
+
+impl SequenceInsert {
+    /// Returns the statement with `ids` written in.
+    pub fn with_ids(&self, ids: &[u64]) -> Option<String> {
+        let mut e = super::rewrite::Edits::default();
+        e.insert(
+            self.column_at,
+            format!(", {}", super::rewrite::quote_ident(&self.column)),
+        );
+        for (at, id) in self.row_ends.iter().zip(ids) {
+            e.insert(*at, format!(", {id}"));
+        }
+        e.apply(&self.sql)
+    }
 }
 
 /// The planner's answer for one statement.
