@@ -168,7 +168,7 @@ print("ok")
     }
     // A router that offers caching_sha2_password: mysql_async and PyMySQL both log in with it.
     let mut cfg = tessera_router::RouterConfig::from_yaml(&format!(
-        "listen: 127.0.0.1:0\nauth_plugin: caching_sha2_password\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+        "listen: 127.0.0.1:0\nadmin_listen: null\nauth_plugin: caching_sha2_password\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
     ))
     .expect("config");
     cfg.default_keyspace = Some("shop".into());
@@ -340,7 +340,7 @@ fn tessera_up_serves_and_stops_cleanly() {
     let cfg = data.path().join("router.yaml");
     std::fs::write(
         &cfg,
-        format!("listen: 127.0.0.1:{rport}\nusers:\n  - {{ name: app, password_env: TESSERA_TEST_APP_PW }}\ntopo:\n  endpoints: [127.0.0.1:{topo_port}]\n"),
+        format!("listen: 127.0.0.1:{rport}\nadmin_listen: null\nusers:\n  - {{ name: app, password_env: TESSERA_TEST_APP_PW }}\ntopo:\n  endpoints: [127.0.0.1:{topo_port}]\n"),
     )
     .expect("write config");
     let mut router = Child(

@@ -332,6 +332,51 @@ async fn rows_land_on_their_shards_and_answers_match_one_mariadb() {
         Some("STRICT_ALL_TABLES"),
         "and do not leak to other sessions"
     );
+    // The admin endpoint counts what ran.
+    let admin = h
+        .router
+        .as_ref()
+        .and_then(|x| x.admin_addr())
+        .expect("admin endpoint");
+    let text = http_get(admin, "/metrics").await;
+    let m = parse_metrics(&text);
+    assert!(
+        metric(
+            &m,
+            "tessera_router_queries_total",
+            &["route=\"one\"", "keyspace=\"demo\"", "outcome=\"ok\""]
+        ) >= 20.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &m,
+            "tessera_router_queries_total",
+            &["route=\"scatter\"", "outcome=\"ok\""]
+        ) >= 5.0
+    );
+    let before = metric(
+        &m,
+        "tessera_router_queries_total",
+        &["route=\"one\"", "outcome=\"ok\""],
+    );
+    r.query_drop("SELECT * FROM customer WHERE customer_id = 1")
+        .await
+        .expect("query");
+    let m = parse_metrics(&http_get(admin, "/metrics").await);
+    assert_eq!(
+        metric(
+            &m,
+            "tessera_router_queries_total",
+            &["route=\"one\"", "outcome=\"ok\""]
+        ),
+        before + 1.0,
+        "the counter moved"
+    );
+    assert_eq!(metric(&m, "tessera_router_topo_connected", &[]), 1.0);
+    assert!(metric(&m, "tessera_router_connections", &[]) >= 2.0);
+    let status = http_get(admin, "/status").await;
+    assert!(status.contains("\"connected\":true"), "{status}");
     // Where a statement goes, and MariaDB's plan for it.
     let v = rows(
         &mut r,

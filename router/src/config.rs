@@ -32,6 +32,14 @@ pub struct RouterConfig {
     /// The keyspace a session starts in when the client names none. Default: none.
     #[serde(default)]
     pub default_keyspace: Option<String>,
+    /// The admin HTTP endpoint (`/status`, `/metrics`); `null` turns it off.
+    /// Default: `127.0.0.1:15000`.
+    #[serde(default = "default_admin")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+fn default_admin() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 15000)))
 }
 
 /// A user allowed to connect.

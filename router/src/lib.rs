@@ -14,16 +14,19 @@
 //!   transaction and its pinned connections).
 //! - [`topology`]: the routing table, cached and kept current by a topology watch.
 //! - [`server`]: the listener, connection tasks, authentication and shutdown.
+//! - [`admin`], [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`).
 //! - [`config`]: the router's YAML configuration.
 //! - [`error`]: client-facing errors with MySQL error numbers.
 //!
 //! A new statement shape goes into `planner/` (with a case in `testdata/route_cases.yaml`)
 //! and, if it needs merging, into `engine/`.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod mysql;
 pub mod planner;
 pub mod prepared;

@@ -32,6 +32,8 @@ pub struct Router {
 /// A running router: its address, its topology status, and the way to stop it.
 pub struct RouterHandle {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    metrics: Arc<crate::metrics::Metrics>,
     cache: Arc<TopologyCache>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -41,6 +43,16 @@ impl RouterHandle {
     /// Returns the address applications connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Returns the admin endpoint's address, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Returns the router's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Returns what the router knows of its topology connection.
@@ -64,6 +76,7 @@ struct Shared {
     cfg: RouterConfig,
     engine: Engine,
     next_id: AtomicU32,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Router {
@@ -93,22 +106,55 @@ impl Router {
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let backends = Arc::new(Backends::new(self.cfg.backend.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let admin = match self.cfg.admin_listen {
+            Some(a) => {
+                let l = TcpListener::bind(a).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("binding the admin endpoint to {a}: {e}"))
+                })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let admin_addr = match &admin {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            metrics: metrics.clone(),
             engine: Engine::new(cache.clone(), backends.clone()),
             next_id: AtomicU32::new(1),
             cfg: self.cfg,
         });
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));
-        let task = tokio::spawn(accept_loop(
-            listener,
-            shared,
-            shutdown_rx,
-            watcher,
-            backends,
-        ));
-        tracing::info!(%addr, "router listening");
+        let admin_task = admin.map(|l| {
+            let state = crate::admin::AdminState {
+                metrics: metrics.clone(),
+                cache: cache.clone(),
+                listen: addr,
+                id: format!("router-{}", addr.port()),
+            };
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let app = crate::admin::router(state);
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            })
+        });
+        let task = tokio::spawn(async move {
+            accept_loop(listener, shared, shutdown_rx, watcher, backends).await;
+            if let Some(t) = admin_task {
+                let _ = t.await;
+            }
+        });
+        tracing::info!(%addr, admin = ?admin_addr, "router listening");
         Ok(RouterHandle {
             addr,
+            admin_addr,
+            metrics,
             cache,
             shutdown: shutdown_tx,
             task,
@@ -142,8 +188,16 @@ async fn accept_loop(
                 let span = tracing::info_span!("conn", id, %peer);
                 conns.spawn(async move {
                     match permit {
-                        Ok(_permit) => handle(stream, peer, id, shared, shutdown).await,
-                        Err(_) => refuse(stream, id).await,
+                        Ok(_permit) => {
+                            shared.metrics.accepted.with_label_values(&["accepted"]).inc();
+                            shared.metrics.connections.inc();
+                            handle(stream, peer, id, shared.clone(), shutdown).await;
+                            shared.metrics.connections.dec();
+                        }
+                        Err(_) => {
+                            shared.metrics.accepted.with_label_values(&["refused"]).inc();
+                            refuse(stream, id).await
+                        }
                     }
                 }.instrument(span));
             }
@@ -378,6 +432,11 @@ async fn handle(
             other => Err(SqlError::unknown_command(other)),
         };
         if let Err(e) = r {
+            shared
+                .metrics
+                .errors
+                .with_label_values(&[e.code.to_string().as_str()])
+                .inc();
             let p = resultset::err(e.code, e.state, &e.message);
             if io.write_packet(&p).await.is_err() {
                 break;
@@ -410,14 +469,45 @@ async fn query(
         let plan = planner::plan(trimmed[9..].trim_start(), session.keyspace.as_deref(), &rt)?;
         return shared.engine.vexplain(session, plan, io).await;
     }
-    let plan = planner::plan_session(
+    let started = std::time::Instant::now();
+    let plan = match planner::plan_session(
         trimmed,
         session.keyspace.as_deref(),
         session.last_insert_id,
         &rt,
-    )?;
-    tracing::debug!(route = ?plan.route(), "planned");
-    shared.engine.execute(session, plan, io).await
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let ks = session.keyspace.clone().unwrap_or_default();
+            shared
+                .metrics
+                .queries
+                .with_label_values(&["none", ks.as_str(), "error"])
+                .inc();
+            return Err(e);
+        }
+    };
+    let route = format!("{:?}", plan.route()).to_ascii_lowercase();
+    let ks = match &plan {
+        planner::Plan::Exec(e) => e.keyspace.clone(),
+        planner::Plan::Local(_) => None,
+    }
+    .or_else(|| session.keyspace.clone())
+    .unwrap_or_default();
+    tracing::debug!(route = %route, keyspace = %ks, "planned");
+    let r = shared.engine.execute(session, plan, io).await;
+    let outcome = if r.is_ok() { "ok" } else { "error" };
+    shared
+        .metrics
+        .queries
+        .with_label_values(&[route.as_str(), ks.as_str(), outcome])
+        .inc();
+    shared
+        .metrics
+        .latency
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    r
 }
 
 /// Most prepared statements a session may hold.

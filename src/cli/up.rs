@@ -22,6 +22,9 @@ pub struct UpArgs {
     /// Where applications connect.
     #[arg(long, default_value_t = 15306)]
     port: u16,
+    /// The router's admin endpoint (`/status`, `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin_listen: SocketAddr,
     /// Where the topology service listens.
     #[arg(long, default_value = "127.0.0.1:15999")]
     topo_listen: SocketAddr,
@@ -118,6 +121,7 @@ async fn serve(
             listen: SocketAddr::from(([127, 0, 0, 1], a.port)),
             users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None }],
             default_keyspace: None,
+            admin_listen: Some(a.admin_listen),
             ..RouterConfig::from_yaml("users: [{name: x}]\n")?
         };
         let router = Router::new(cfg, topo.clone()).start().await.with_context(|| format!("binding the router to port {}", a.port))?;
@@ -135,6 +139,9 @@ async fn serve(
             );
             println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
             println!("topology: tessera vschema show {} --topo {topo_addr}", vschema.keyspace);
+            if let Some(admin) = router.admin_addr() {
+                println!("admin: http://{admin}/status and http://{admin}/metrics");
+            }
             super::shutdown_signal().await;
             eprintln!("shutting down…");
             Ok::<(), anyhow::Error>(())

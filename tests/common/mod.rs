@@ -48,7 +48,7 @@ impl Harness {
             .await
             .expect("apply vschema");
         let mut cfg = RouterConfig::from_yaml(&format!(
-            "listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
         ))
         .expect("config");
         cfg.users.push(UserConfig {
@@ -109,6 +109,50 @@ impl Harness {
             r.shutdown().await;
         }
     }
+}
+
+/// Fetches `path` from a local HTTP endpoint and returns the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("send");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// Parses the Prometheus text format into (name with labels as written, value).
+pub fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series and value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n.to_string(), l.trim_end_matches('}').to_string()),
+            None => (series.to_string(), String::new()),
+        };
+        out.push((name, labels, value.parse().expect("numeric value")));
+    }
+    out
+}
+
+/// Returns the value of a series whose labels contain every `want` (`key="value"`).
+pub fn metric(all: &[(String, String, f64)], name: &str, want: &[&str]) -> f64 {
+    all.iter()
+        .filter(|(n, l, _)| n == name && want.iter().all(|w| l.split(',').any(|p| p == *w)))
+        .map(|(_, _, v)| *v)
+        .sum()
 }
 
 /// Runs a query and returns every row as strings (NULL as "NULL"), sorted.

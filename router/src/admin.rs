@@ -1,0 +1,60 @@
+//! The router's admin HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text).
+//! It binds to loopback unless configured otherwise.
+
+use crate::metrics::Metrics;
+use crate::topology::TopologyCache;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub cache: Arc<TopologyCache>,
+    pub listen: SocketAddr,
+    pub id: String,
+}
+
+pub(crate) fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Copies what the topology cache says into the gauges.
+pub(crate) fn refresh(s: &AdminState) {
+    let t = s.cache.status();
+    s.metrics.topo_connected.set(i64::from(t.connected));
+    s.metrics
+        .topo_revision
+        .set(i64::try_from(t.revision).unwrap_or(i64::MAX));
+    for (ks, e) in &t.epochs {
+        s.metrics
+            .epoch
+            .with_label_values(&[ks.as_str()])
+            .set(i64::try_from(*e).unwrap_or(i64::MAX));
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> impl IntoResponse {
+    refresh(&s);
+    let t = s.cache.status();
+    Json(serde_json::json!({
+        "id": s.id,
+        "listen": s.listen.to_string(),
+        "connections": s.metrics.connections.get(),
+        "topology": t,
+    }))
+}
+
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    refresh(&s);
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
