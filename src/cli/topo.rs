@@ -6,6 +6,18 @@ use tessera_topo::{Condition, Store};
 
 #[derive(Subcommand, Debug)]
 pub enum TopoCmd {
+    /// Run a topology node in the foreground.
+    Serve {
+        /// Where clients (routers, the CLI, curl) connect. Loopback unless you say otherwise.
+        #[arg(long, default_value = "127.0.0.1:15999")]
+        listen: std::net::SocketAddr,
+        /// Where the node keeps its data.
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// Environment variable holding a shared token that every request must carry.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
     /// Show each node's role, term, commit and applied index.
     Status {
         #[command(flatten)]
@@ -51,6 +63,31 @@ fn store(t: &TopoFlags) -> anyhow::Result<tessera_topo::HttpStore> {
 
 pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
     match c {
+        TopoCmd::Serve {
+            listen,
+            data_dir,
+            token_env,
+        } => {
+            let token = match &token_env {
+                Some(v) => Some(std::env::var(v).map_err(|_| {
+                    anyhow::anyhow!("--token-env: environment variable {v} is not set")
+                })?),
+                None => None,
+            };
+            let store: std::sync::Arc<dyn Store> =
+                std::sync::Arc::new(tessera_topo::FileStore::open(&data_dir)?);
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+            let addr = l.local_addr()?;
+            let app = tessera_topo::http::server::router(store, token, None);
+            println!(
+                "ready: topology node on {addr}, data in {}",
+                data_dir.display()
+            );
+            tessera_topo::http::server::serve(l, app, super::shutdown_signal()).await?;
+            Ok(())
+        }
         TopoCmd::Status { topo } => {
             for (ep, r) in store(&topo)?.status_all().await {
                 match r {
