@@ -53,11 +53,7 @@ async fn same(router: &mut mysql_async::Conn, oracle: &mut mysql_async::Conn, sq
 async fn rows_land_on_their_shards_and_answers_match_one_mariadb() {
     let h = Harness::start(3, 1, VSCHEMA).await;
     let mut r = h.conn(Some("demo")).await;
-    let mut o = h.direct(3).await;
-    o.query_drop("CREATE DATABASE demo")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE demo").await.expect("use");
+    let mut o = h.oracle(3).await;
     for d in DDL {
         both(&mut r, &mut o, d).await;
     }
@@ -556,11 +552,7 @@ async fn a_dead_physical_shard_fails_only_the_queries_that_need_it() {
 async fn merged_reads_match_one_mariadb() {
     let h = Harness::start(3, 1, VSCHEMA).await;
     let mut r = h.conn(Some("demo")).await;
-    let mut o = h.direct(3).await;
-    o.query_drop("CREATE DATABASE demo")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE demo").await.expect("use");
+    let mut o = h.oracle(3).await;
     for d in DDL {
         both(&mut r, &mut o, d).await;
     }
@@ -671,11 +663,7 @@ async fn merged_reads_match_one_mariadb() {
 async fn prepared_statements_route_like_literals() {
     let h = Harness::start(2, 1, VSCHEMA).await;
     let mut r = h.conn(Some("demo")).await;
-    let mut o = h.direct(2).await;
-    o.query_drop("CREATE DATABASE demo")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE demo").await.expect("use");
+    let mut o = h.oracle(2).await;
     let ddl = "CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), score INT, note TEXT, born DATE, seen DATETIME(3), balance DECIMAL(12,2), ratio DOUBLE, flag TINYINT UNSIGNED)";
     both(&mut r, &mut o, ddl).await;
     both(&mut r, &mut o, DDL[1]).await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera::localcluster::LocalCluster;
 use tessera_router::{Router, RouterConfig};
-use tessera_topo::{HttpStore, PhysicalShard, Topo, VSchema};
+use tessera_topo::{HttpStore, Topo, VSchema};
 
 struct Node(Child);
 impl Drop for Node {
@@ -58,19 +58,7 @@ async fn router_serves_through_a_topology_outage_and_catches_up() {
     let topo = Topo::new(Arc::new(
         HttpStore::new(&[format!("127.0.0.1:{port}")], None).expect("client"),
     ));
-    for (i, s) in cluster.servers().iter().enumerate() {
-        topo.put_physical_shard(&PhysicalShard {
-            name: format!("ps{i}"),
-            host: s.host().into(),
-            port: s.port(),
-            user: s.user().into(),
-            password: Some(s.password().into()),
-            password_env: None,
-            weight: 1,
-        })
-        .await
-        .expect("register");
-    }
+    register_shards(&topo, &cluster, 2).await;
     let v = VSchema::from_yaml(
         "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  t: { shard_key: id }\n",
     )

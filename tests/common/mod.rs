@@ -30,19 +30,7 @@ impl Harness {
             .await
             .expect("start MariaDB servers");
         let topo = Topo::new(Arc::new(MemoryStore::new()));
-        for (i, s) in cluster.servers().iter().take(shards).enumerate() {
-            topo.put_physical_shard(&PhysicalShard {
-                name: format!("ps{i}"),
-                host: s.host().into(),
-                port: s.port(),
-                user: s.user().into(),
-                password: Some(s.password().into()),
-                password_env: None,
-                weight: 1,
-            })
-            .await
-            .expect("register shard");
-        }
+        register_shards(&topo, &cluster, shards).await;
         let v = VSchema::from_yaml(vschema).expect("vschema");
         tessera::cli::apply_vschema(&topo, &v)
             .await
@@ -104,10 +92,37 @@ impl Harness {
         Conn::new(o).await.expect("direct connection")
     }
 
+    /// A direct connection to server `i` with a `demo` database, as a single-MariaDB oracle.
+    pub async fn oracle(&self, i: usize) -> Conn {
+        let mut o = self.direct(i).await;
+        o.query_drop("CREATE DATABASE demo")
+            .await
+            .expect("oracle database");
+        o.query_drop("USE demo").await.expect("use");
+        o
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.router.take() {
             r.shutdown().await;
         }
+    }
+}
+
+/// Registers the first `n` servers of `cluster` as physical shards `ps0`, `ps1`, …
+pub async fn register_shards(topo: &Topo, cluster: &LocalCluster, n: usize) {
+    for (i, s) in cluster.servers().iter().take(n).enumerate() {
+        topo.put_physical_shard(&PhysicalShard {
+            name: format!("ps{i}"),
+            host: s.host().into(),
+            port: s.port(),
+            user: s.user().into(),
+            password: Some(s.password().into()),
+            password_env: None,
+            weight: 1,
+        })
+        .await
+        .expect("register shard");
     }
 }
 

@@ -76,6 +76,17 @@ impl OpOutcome {
     }
 }
 
+/// Returns the conflict when `cond` does not hold for a key at `current` (0: absent).
+fn check(cond: Condition, current: u64) -> Option<OpOutcome> {
+    match cond {
+        Condition::ModRevision(expected) if expected != current => Some(OpOutcome::Conflict {
+            expected,
+            found: current,
+        }),
+        _ => None,
+    }
+}
+
 /// A lease and its TTL. Deadlines are kept by whoever drives the state machine, not here,
 /// so that applying ops stays deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,13 +182,8 @@ impl KvCore {
                     }
                 }
                 let current = self.state.data.get(key).map_or(0, |kv| kv.mod_revision);
-                if let Condition::ModRevision(expected) = cond {
-                    if *expected != current {
-                        return OpOutcome::Conflict {
-                            expected: *expected,
-                            found: current,
-                        };
-                    }
+                if let Some(conflict) = check(*cond, current) {
+                    return conflict;
                 }
                 self.state.revision += 1;
                 let revision = self.state.revision;
@@ -203,13 +209,8 @@ impl KvCore {
             }
             Op::Delete { key, cond } => {
                 let current = self.state.data.get(key).map_or(0, |kv| kv.mod_revision);
-                if let Condition::ModRevision(expected) = cond {
-                    if *expected != current {
-                        return OpOutcome::Conflict {
-                            expected: *expected,
-                            found: current,
-                        };
-                    }
+                if let Some(conflict) = check(*cond, current) {
+                    return conflict;
                 }
                 if current == 0 {
                     return OpOutcome::Absent;

@@ -805,7 +805,7 @@ impl Engine {
         let mut tasks = Vec::new();
         for (ps, sqls) in work {
             let lease = self.conn(session, rt, &ps).await;
-            let mut lease = match lease {
+            let lease = match lease {
                 Ok(l) => l,
                 Err(err) => {
                     // Give back what was taken before failing.
@@ -829,19 +829,7 @@ impl Engine {
             } else {
                 sqls
             };
-            let tx = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let unq = |m: &str| match &kscopy {
-                    Some(k) => unqualify(m, k),
-                    None => m.to_string(),
-                };
-                let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, &unq)
-                    .await;
-                if let Err(e) = r {
-                    let _ = tx.send(results::Msg::Error(e)).await;
-                }
-                lease
-            }));
+            tasks.push(spawn_stream(lease, stmts, tx.clone(), ps, addr, kscopy));
         }
         drop(tx);
         let (skip, take) = limit.unwrap_or((0, u64::MAX));
@@ -884,12 +872,7 @@ impl Engine {
             }
         }
         drop(rx);
-        for t in tasks {
-            match t.await {
-                Ok(l) => self.give_back(session, l).await,
-                Err(e) => tracing::warn!(error = %e, "scatter task failed"),
-            }
-        }
+        self.join_leases(session, tasks).await;
         outcome?;
         if !header {
             return Err(SqlError::router("no shard returned a result set"));
@@ -912,7 +895,7 @@ impl Engine {
         let mut tasks = Vec::new();
         let mut failed = None;
         for (ps, sqls) in work {
-            let mut lease = match self.conn(session, rt, &ps).await {
+            let lease = match self.conn(session, rt, &ps).await {
                 Ok(l) => l,
                 Err(err) => {
                     failed = Some(err);
@@ -944,25 +927,7 @@ impl Engine {
             };
             let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
             streams.push(rx);
-            tasks.push(tokio::spawn(async move {
-                let unq = |m: &str| match &kscopy {
-                    Some(k) => unqualify(m, k),
-                    None => m.to_string(),
-                };
-                let r = results::stream_statements(
-                    &mut lease.conn,
-                    std::slice::from_ref(&stmt),
-                    &tx,
-                    &ps,
-                    &addr,
-                    &unq,
-                )
-                .await;
-                if let Err(e) = r {
-                    let _ = tx.send(results::Msg::Error(e)).await;
-                }
-                lease
-            }));
+            tasks.push(spawn_stream(lease, vec![stmt], tx, ps, addr, kscopy));
         }
         let outcome = match failed {
             Some(e) => Err(e),
@@ -977,14 +942,19 @@ impl Engine {
             },
         };
         drop(streams);
+        self.join_leases(session, tasks).await;
+        outcome?;
+        write_end(io, session).await
+    }
+
+    /// Waits for shard tasks and gives their connections back.
+    async fn join_leases(&self, session: &mut Session, tasks: Vec<tokio::task::JoinHandle<Lease>>) {
         for t in tasks {
             match t.await {
                 Ok(l) => self.give_back(session, l).await,
-                Err(e) => tracing::warn!(error = %e, "merge task failed"),
+                Err(e) => tracing::warn!(error = %e, "shard task failed"),
             }
         }
-        outcome?;
-        write_end(io, session).await
     }
 
     /// Takes the next message of one stream: `Ok(None)` at its end.
@@ -1251,6 +1221,29 @@ impl Engine {
             first.message
         )))
     }
+}
+
+/// Streams `stmts` from one physical shard into `tx` on a task that owns the connection and
+/// hands it back when done.
+fn spawn_stream(
+    mut lease: Lease,
+    stmts: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<results::Msg>,
+    ps: String,
+    addr: String,
+    ks: Option<KeyspaceRouting>,
+) -> tokio::task::JoinHandle<Lease> {
+    tokio::spawn(async move {
+        let unq = |m: &str| match &ks {
+            Some(k) => unqualify(m, k),
+            None => m.to_string(),
+        };
+        let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, &unq).await;
+        if let Err(e) = r {
+            let _ = tx.send(results::Msg::Error(e)).await;
+        }
+        lease
+    })
 }
 
 /// Returns a connection to its pool, resetting its session state first if needed.

@@ -11,16 +11,22 @@ use sha2::Sha256;
 pub const NATIVE: &str = "mysql_native_password";
 pub const CACHING_SHA2: &str = "caching_sha2_password";
 
-/// `SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password)))`, empty for an empty password.
-pub fn native_token(password: &[u8], scramble: &[u8]) -> Vec<u8> {
+/// `H(password) XOR H(...)`, the shape both plugins share: `stage3` hashes the scramble with
+/// `H(H(password))` in the plugin's order. Empty for an empty password.
+fn token<D: Digest>(password: &[u8], scramble: &[u8], scramble_first: bool) -> Vec<u8> {
     if password.is_empty() {
         return Vec::new();
     }
-    let stage1 = Sha1::digest(password);
-    let stage2 = Sha1::digest(stage1);
-    let mut h = Sha1::new();
-    h.update(scramble);
-    h.update(stage2);
+    let stage1 = D::digest(password);
+    let stage2 = D::digest(&stage1);
+    let mut h = D::new();
+    if scramble_first {
+        h.update(scramble);
+        h.update(&stage2);
+    } else {
+        h.update(&stage2);
+        h.update(scramble);
+    }
     let stage3 = h.finalize();
     stage1
         .iter()
@@ -29,23 +35,15 @@ pub fn native_token(password: &[u8], scramble: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// `SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password)))`, empty for an empty password.
+pub fn native_token(password: &[u8], scramble: &[u8]) -> Vec<u8> {
+    token::<Sha1>(password, scramble, true)
+}
+
 /// `SHA256(password) XOR SHA256(SHA256(SHA256(password)) + scramble)`, empty for an empty
 /// password.
 pub fn sha2_token(password: &[u8], scramble: &[u8]) -> Vec<u8> {
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let stage1 = Sha256::digest(password);
-    let stage2 = Sha256::digest(stage1);
-    let mut h = Sha256::new();
-    h.update(stage2);
-    h.update(scramble);
-    let stage3 = h.finalize();
-    stage1
-        .iter()
-        .zip(stage3.iter())
-        .map(|(a, b)| a ^ b)
-        .collect()
+    token::<Sha256>(password, scramble, false)
 }
 
 /// Compares in time independent of where the first difference is.

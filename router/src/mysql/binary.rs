@@ -216,21 +216,7 @@ fn put_binary(out: &mut Vec<u8>, ty: u8, unsigned: bool, text: &[u8]) {
                 d.next().unwrap_or(0),
                 d.next().unwrap_or(0),
             );
-            let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-            let mut t = hms.split(':').map(|x| x.parse::<u32>().unwrap_or(0));
-            let (h, mi, se) = (
-                t.next().unwrap_or(0),
-                t.next().unwrap_or(0),
-                t.next().unwrap_or(0),
-            );
-            let us: u32 = if frac.is_empty() {
-                0
-            } else {
-                format!("{frac:0<6}")
-                    .get(..6)
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or(0)
-            };
+            let (h, mi, se, us) = hms_micros(time);
             if y == 0 && mo == 0 && dd == 0 && h == 0 && mi == 0 && se == 0 && us == 0 {
                 out.push(0);
             } else if h == 0 && mi == 0 && se == 0 && us == 0 {
@@ -251,21 +237,7 @@ fn put_binary(out: &mut Vec<u8>, ty: u8, unsigned: bool, text: &[u8]) {
                 Some(r) => (true, r),
                 None => (false, s),
             };
-            let (hms, frac) = rest.split_once('.').unwrap_or((rest, ""));
-            let mut t = hms.split(':').map(|x| x.parse::<u32>().unwrap_or(0));
-            let (h, mi, se) = (
-                t.next().unwrap_or(0),
-                t.next().unwrap_or(0),
-                t.next().unwrap_or(0),
-            );
-            let us: u32 = if frac.is_empty() {
-                0
-            } else {
-                format!("{frac:0<6}")
-                    .get(..6)
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or(0)
-            };
+            let (h, mi, se, us) = hms_micros(rest);
             if h == 0 && mi == 0 && se == 0 && us == 0 {
                 out.push(0);
             } else {
@@ -280,6 +252,26 @@ fn put_binary(out: &mut Vec<u8>, ty: u8, unsigned: bool, text: &[u8]) {
         }
         _ => put_lenenc_str(out, text),
     }
+}
+
+/// Parses `HH:MM:SS[.ffffff]` (hours may exceed 23) into its parts and microseconds.
+fn hms_micros(t: &str) -> (u32, u32, u32, u32) {
+    let (hms, frac) = t.split_once('.').unwrap_or((t, ""));
+    let mut p = hms.split(':').map(|x| x.parse::<u32>().unwrap_or(0));
+    let (h, mi, se) = (
+        p.next().unwrap_or(0),
+        p.next().unwrap_or(0),
+        p.next().unwrap_or(0),
+    );
+    let us = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}")
+            .get(..6)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    (h, mi, se, us)
 }
 
 /// Re-encodes a text-protocol row (`values` as in a text row packet) as a binary row.

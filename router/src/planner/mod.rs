@@ -54,13 +54,7 @@ pub fn plan_session(
             "identifier __tessera_ls__ is reserved by Tessera",
         ));
     }
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
-    if stmts.len() > 1 {
-        return Err(SqlError::unsupported("several statements in one query"));
-    }
-    let Some(stmt) = stmts.pop() else {
-        return Err(SqlError::new(1065, "42000", "Query was empty"));
-    };
+    let stmt = parse_one(sql)?;
     let p = Planner {
         sql,
         offsets: Offsets::new(sql),
@@ -82,13 +76,7 @@ pub fn describe_target(
     keyspace: Option<&str>,
     rt: &RoutingTable,
 ) -> Result<Option<(String, Option<String>)>, SqlError> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
-    if stmts.len() > 1 {
-        return Err(SqlError::unsupported("several statements in one query"));
-    }
-    let Some(stmt) = stmts.pop() else {
-        return Err(SqlError::new(1065, "42000", "Query was empty"));
-    };
+    let stmt = parse_one(sql)?;
     let p = Planner {
         sql,
         offsets: Offsets::new(sql),
@@ -125,6 +113,17 @@ pub fn describe_target(
         q.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(0))),
         Some(ks.name.clone()),
     )))
+}
+
+/// Parses exactly one statement.
+fn parse_one(sql: &str) -> Result<Statement, SqlError> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
+    if stmts.len() > 1 {
+        return Err(SqlError::unsupported("several statements in one query"));
+    }
+    stmts
+        .pop()
+        .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
 }
 
 struct Planner<'a> {
