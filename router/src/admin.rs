@@ -1,4 +1,5 @@
-//! The router's admin HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text).
+//! The router's admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text) and
+//! `/shadow/routing` (the routing shadow's report; `DELETE` resets it).
 //! It binds to loopback unless configured otherwise.
 
 use crate::metrics::Metrics;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub(crate) struct AdminState {
+    pub shadow: Arc<crate::shadow::routing::RoutingShadow>,
     pub metrics: Arc<Metrics>,
     pub cache: Arc<TopologyCache>,
     pub listen: SocketAddr,
@@ -22,6 +24,7 @@ pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/shadow/routing", get(shadow_report).delete(shadow_reset))
         .with_state(state)
 }
 
@@ -57,4 +60,13 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
+}
+
+async fn shadow_report(State(s): State<AdminState>) -> impl IntoResponse {
+    Json(s.shadow.report())
+}
+
+async fn shadow_reset(State(s): State<AdminState>) -> impl IntoResponse {
+    s.shadow.reset();
+    Json(serde_json::json!({}))
 }

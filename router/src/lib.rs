@@ -12,6 +12,8 @@
 //! - [`backend`]: one connection pool per physical shard.
 //! - [`session`]: what a client connection carries between statements (keyspace, `SET`s,
 //!   transaction and its pinned connections).
+//! - [`shadow`]: the shadow verifier (the routing shadow plans every statement again
+//!   against a candidate vschema and reports by query fingerprint).
 //! - [`topology`]: the routing table, cached and kept current by a topology watch.
 //! - [`server`]: the listener, connection tasks, authentication and shutdown.
 //! - [`admin`], [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`).
@@ -32,6 +34,7 @@ pub mod planner;
 pub mod prepared;
 pub mod server;
 pub mod session;
+pub mod shadow;
 pub mod topology;
 pub mod vindex;
 

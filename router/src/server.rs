@@ -77,6 +77,7 @@ struct Shared {
     engine: Engine,
     next_id: AtomicU32,
     metrics: Arc<crate::metrics::Metrics>,
+    shadow: Arc<crate::shadow::routing::RoutingShadow>,
 }
 
 impl Router {
@@ -120,7 +121,9 @@ impl Router {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let shadow = crate::shadow::routing::RoutingShadow::start(cache.clone());
         let shared = Arc::new(Shared {
+            shadow: shadow.clone(),
             metrics: metrics.clone(),
             engine: Engine::new(cache.clone(), backends.clone()),
             next_id: AtomicU32::new(1),
@@ -129,6 +132,7 @@ impl Router {
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));
         let admin_task = admin.map(|l| {
             let state = crate::admin::AdminState {
+                shadow: shadow.clone(),
                 metrics: metrics.clone(),
                 cache: cache.clone(),
                 listen: addr,
@@ -484,6 +488,9 @@ async fn query(
                 .queries
                 .with_label_values(&["none", ks.as_str(), "error"])
                 .inc();
+            if rt.candidate.is_some() {
+                shared.shadow.observe(trimmed, session.keyspace.as_deref());
+            }
             return Err(e);
         }
     };
@@ -496,6 +503,9 @@ async fn query(
     .unwrap_or_default();
     tracing::debug!(route = %route, keyspace = %ks, "planned");
     let r = shared.engine.execute(session, plan, io).await;
+    if rt.candidate.is_some() {
+        shared.shadow.observe(trimmed, session.keyspace.as_deref());
+    }
     let outcome = if r.is_ok() { "ok" } else { "error" };
     shared
         .metrics

@@ -78,11 +78,40 @@ pub struct RoutingTable {
     pub revision: u64,
     pub keyspaces: HashMap<String, KeyspaceRouting>,
     pub shards: HashMap<String, PhysicalShard>,
+    /// The candidate layout for the routing shadow (keyspaces from candidate vschemas, on a
+    /// placeholder placement: a route's kind does not depend on placement).
+    pub candidate: Option<Arc<RoutingTable>>,
 }
 
 impl RoutingTable {
     /// Builds the table from a snapshot. Keyspaces without a placement are left out.
     pub fn from_snapshot(s: &TopoSnapshot) -> Self {
+        let mut t = Self::from_parts(s);
+        if !s.candidates.is_empty() {
+            let mut c = TopoSnapshot::default();
+            for (name, v) in &s.candidates {
+                c.placements.insert(
+                    name.clone(),
+                    tessera_topo::Placement {
+                        keyspace: name.clone(),
+                        epoch: 0,
+                        shards: (0..v.logical_shard_count())
+                            .map(|_| tessera_topo::PlacementEntry {
+                                ps: "candidate".into(),
+                                state: Default::default(),
+                            })
+                            .collect(),
+                    },
+                );
+                c.keyspaces
+                    .insert(name.clone(), tessera_topo::Keyspace { vschema: v.clone() });
+            }
+            t.candidate = Some(Arc::new(Self::from_parts(&c)));
+        }
+        t
+    }
+
+    fn from_parts(s: &TopoSnapshot) -> Self {
         let mut keyspaces = HashMap::new();
         for (name, ks) in &s.keyspaces {
             let Some(p) = s.placements.get(name) else {
@@ -126,6 +155,7 @@ impl RoutingTable {
             revision: s.revision,
             keyspaces,
             shards: s.shards.clone().into_iter().collect(),
+            candidate: None,
         }
     }
 

@@ -4,6 +4,7 @@ mod router;
 mod shard;
 mod topo;
 mod up;
+pub mod verify;
 mod vschema;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ pub enum Command {
     /// Talk to the topology service.
     #[command(subcommand)]
     Topo(topo::TopoCmd),
+    /// The shadow verifier: check traffic against a candidate vschema.
+    #[command(subcommand)]
+    Verify(verify::VerifyCmd),
 }
 
 /// Runs a parsed command line.
@@ -44,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vschema(c) => vschema::run(c).await,
         Command::Shard(c) => shard::run(c).await,
         Command::Topo(c) => topo::run(c).await,
+        Command::Verify(c) => verify::run(c).await,
     }
 }
 

@@ -22,6 +22,7 @@ const KEYSPACES: &str = "/tessera/keyspaces/";
 const SHARDS: &str = "/tessera/shards/";
 const PLACEMENT: &str = "/tessera/placement/";
 const ROUTERS: &str = "/tessera/routers/";
+const CANDIDATES: &str = "/tessera/candidates/";
 
 /// A keyspace and its vschema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +127,8 @@ pub struct TopoSnapshot {
     pub keyspaces: BTreeMap<String, Keyspace>,
     pub shards: BTreeMap<String, PhysicalShard>,
     pub placements: BTreeMap<String, Placement>,
+    /// Candidate vschemas for the routing shadow, by keyspace.
+    pub candidates: BTreeMap<String, VSchema>,
 }
 
 impl TopoSnapshot {
@@ -145,6 +148,8 @@ impl TopoSnapshot {
                 s.shards.insert(name.to_string(), decode(kv)?);
             } else if let Some(name) = kv.key.strip_prefix(PLACEMENT) {
                 s.placements.insert(name.to_string(), decode(kv)?);
+            } else if let Some(name) = kv.key.strip_prefix(CANDIDATES) {
+                s.candidates.insert(name.to_string(), decode(kv)?);
             }
         }
         Ok(s)
@@ -319,6 +324,36 @@ impl Topo {
             )
             .await?;
         Ok(placement)
+    }
+
+    /// Stores a candidate vschema that routers plan every query against a second time (the
+    /// routing shadow), replacing any earlier candidate for its keyspace.
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] for a bad vschema; store failures.
+    pub async fn put_candidate(&self, v: &VSchema) -> Result<()> {
+        v.validate()?;
+        self.store
+            .put(
+                &format!("{CANDIDATES}{}", v.keyspace),
+                &encode(v),
+                Condition::None,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a keyspace's candidate vschema; returns whether there was one.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn delete_candidate(&self, keyspace: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .delete(&format!("{CANDIDATES}{keyspace}"), Condition::None)
+            .await?
+            .is_some())
     }
 
     /// Registers a router under a lease; the record vanishes if the router stops renewing.
