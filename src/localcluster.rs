@@ -12,7 +12,14 @@ pub const USER: &str = "tessera";
 /// Its password.
 pub const PASSWORD: &str = "tessera";
 
+/// Names the `mariadbd` binary to use instead of searching `PATH`, `/usr/sbin` and
+/// `/usr/local/sbin` (`mysqld` is accepted too).
+pub const MARIADBD_ENV: &str = "TESSERA_MARIADBD";
+/// Names the `mariadb-install-db` (or `mysql_install_db`) script to use.
+pub const INSTALL_DB_ENV: &str = "TESSERA_MARIADB_INSTALL_DB";
+
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a local server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +52,32 @@ pub struct LocalCluster {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Finds a binary: the path named by the environment variable `env` if it is set (and then
+/// only that path, so a wrong override is reported rather than silently ignored), else the
+/// first of `names` in `PATH` or the usual sbin/bin dirs.
 fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env) {
+    find_binary_in(
+        std::env::var_os(env),
+        std::env::var_os("PATH"),
+        &["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"],
+        names,
+    )
+}
+
+fn find_binary_in(
+    explicit: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+    extra_dirs: &[&str],
+    names: &[&str],
+) -> Option<PathBuf> {
+    if let Some(p) = explicit.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+    let mut dirs: Vec<PathBuf> = path
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
+    dirs.extend(extra_dirs.iter().map(PathBuf::from));
     for d in dirs {
         for n in names {
             let p = d.join(n);
@@ -63,6 +87,10 @@ fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
         }
     }
     None
+}
+
+fn mariadbd_binary() -> Option<PathBuf> {
+    find_binary(MARIADBD_ENV, &["mariadbd", "mysqld"])
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -89,11 +117,8 @@ impl MariaDbServer {
         }
         std::fs::create_dir_all(data_dir)?;
         std::fs::create_dir_all(data_dir.join("tmp"))?;
-        let install = find_binary(
-            "TESSERA_MARIADB_INSTALL_DB",
-            &["mariadb-install-db", "mysql_install_db"],
-        )
-        .ok_or_else(|| ClusterError::InstallDbNotFound("mariadb-install-db".into()))?;
+        let install = find_binary(INSTALL_DB_ENV, &["mariadb-install-db", "mysql_install_db"])
+            .ok_or_else(|| ClusterError::InstallDbNotFound("mariadb-install-db".into()))?;
         let mut cmd = Command::new(install);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data_dir.display()))
@@ -118,19 +143,22 @@ impl MariaDbServer {
                 ),
             });
         }
-        std::fs::write(
-            data_dir.join("tessera-init.sql"),
-            format!(
-                "CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%' WITH GRANT OPTION;\nCREATE USER IF NOT EXISTS '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL PRIVILEGES ON *.* TO '{USER}'@'localhost' WITH GRANT OPTION;\n"
-            ),
-        )?;
         Ok(())
     }
 
     fn spawn(&mut self) -> Result<(), ClusterError> {
-        let bin = find_binary("TESSERA_MARIADBD", &["mariadbd", "mysqld"])
-            .ok_or(ClusterError::MariadbNotFound)?;
+        let bin = mariadbd_binary().ok_or(ClusterError::MariadbNotFound)?;
         let d = &self.data_dir;
+        // Written at every start (not only at init) so a data dir kept by `tessera up
+        // --data-dir` always has it; every statement is idempotent.
+        let mut init = String::new();
+        for host in ["%", "localhost", "127.0.0.1"] {
+            init.push_str(&format!(
+                "CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}';\n\
+                 GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{host}' WITH GRANT OPTION;\n"
+            ));
+        }
+        std::fs::write(d.join("tessera-init.sql"), init)?;
         let mut cmd = Command::new(bin);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", d.display()))
@@ -177,7 +205,8 @@ impl MariaDbServer {
                     return Err(ClusterError::NotReady {
                         port: self.port,
                         log: format!(
-                            "mariadbd exited with {status}:\n{}",
+                            "mariadbd exited with {status}; {}:\n{}",
+                            self.data_dir.join("error.log").display(),
                             tail(&self.data_dir.join("error.log"))
                         ),
                     });
@@ -207,7 +236,11 @@ impl MariaDbServer {
                 self.kill();
                 return Err(ClusterError::NotReady {
                     port: self.port,
-                    log: tail(&self.data_dir.join("error.log")),
+                    log: format!(
+                        "no connection within {READY_TIMEOUT:?}; {}:\n{}",
+                        self.data_dir.join("error.log").display(),
+                        tail(&self.data_dir.join("error.log"))
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -284,18 +317,35 @@ impl MariaDbServer {
 
     /// Stops the server with SIGTERM, waiting up to 10 s before SIGKILL.
     pub async fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
+        self.terminate();
+        self.wait_stopped(Instant::now() + STOP_TIMEOUT).await;
+    }
+
+    /// Sends SIGTERM (a clean shutdown) if the process is still running.
+    fn terminate(&mut self) {
+        let Some(c) = self.child.as_mut() else {
             return;
         };
+        // A child already reaped (by `is_running`) must not be signalled: its pid may have
+        // been reused.
+        if !matches!(c.try_wait(), Ok(None)) {
+            return;
+        }
         if let Ok(pid) = i32::try_from(c.id()) {
-            // SAFETY: kill(2) on our own child's pid.
+            // SAFETY: kill(2) on our own, not yet reaped child's pid.
             unsafe {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
+    }
+
+    /// Waits for the process to exit until `deadline`, then kills it.
+    async fn wait_stopped(&mut self, deadline: Instant) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         loop {
-            if let Ok(Some(_)) = c.try_wait() {
+            if !matches!(c.try_wait(), Ok(None)) {
                 return;
             }
             if Instant::now() > deadline {
@@ -322,7 +372,7 @@ impl LocalCluster {
     /// [`ClusterError::MariadbNotFound`] when MariaDB is not installed; startup failures with
     /// the tail of the server's error log.
     pub async fn start(n: usize, base_dir: Option<&Path>) -> Result<LocalCluster, ClusterError> {
-        if find_binary("TESSERA_MARIADBD", &["mariadbd", "mysqld"]).is_none() {
+        if mariadbd_binary().is_none() {
             return Err(ClusterError::MariadbNotFound);
         }
         let (tmp, base) = match base_dir {
@@ -367,10 +417,15 @@ impl LocalCluster {
         self.servers.get_mut(i)
     }
 
-    /// Stops every server gracefully.
+    /// Stops every server gracefully: SIGTERM to all at once, then up to 10 s for them to
+    /// exit before SIGKILL.
     pub async fn shutdown(mut self) {
         for s in &mut self.servers {
-            s.stop().await;
+            s.terminate();
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for s in &mut self.servers {
+            s.wait_stopped(deadline).await;
         }
     }
 }
@@ -416,27 +471,106 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 mod tests {
     use super::*;
 
+    async fn select_one(s: &MariaDbServer) -> anyhow::Result<i64> {
+        let opts = mysql_async::Opts::from_url(&s.url())?;
+        let mut conn = mysql_async::Conn::new(opts).await?;
+        let one: Option<i64> = conn.query_first("SELECT 1").await?;
+        conn.disconnect().await?;
+        Ok(one.unwrap_or_default())
+    }
+
     #[tokio::test]
     async fn servers_start_die_and_restart() {
         let mut c = LocalCluster::start(2, None).await.expect("start");
         let ports: Vec<u16> = c.servers().iter().map(|s| s.port()).collect();
         assert_ne!(ports[0], ports[1]);
-        c.server_mut(0).expect("s0").kill();
-        assert!(!c.server_mut(0).expect("s0").is_running());
-        let o = mysql_async::OptsBuilder::from_opts(
-            mysql_async::Opts::from_url(&c.servers()[1].url()).expect("url"),
+        assert_ne!(c.servers()[0].data_dir(), c.servers()[1].data_dir());
+        for s in c.servers() {
+            assert_eq!(
+                s.url(),
+                format!("mysql://tessera:tessera@127.0.0.1:{}", s.port())
+            );
+            assert_eq!(select_one(s).await.expect("server answers"), 1);
+        }
+
+        let s0 = c.server_mut(0).expect("s0");
+        s0.kill();
+        assert!(!s0.is_running());
+        assert!(
+            select_one(&c.servers()[0]).await.is_err(),
+            "killed server answers"
         );
-        let mut conn = mysql_async::Conn::new(o)
-            .await
-            .expect("other server answers");
-        conn.query_drop("SELECT 1").await.expect("query");
-        conn.disconnect().await.expect("disconnect");
-        c.server_mut(0)
-            .expect("s0")
-            .restart()
-            .await
-            .expect("restart");
-        assert!(c.server_mut(0).expect("s0").is_running());
+        assert_eq!(select_one(&c.servers()[1]).await.expect("other server"), 1);
+
+        let s0 = c.server_mut(0).expect("s0");
+        s0.restart().await.expect("restart");
+        assert!(s0.is_running());
+        assert_eq!(s0.port(), ports[0], "restarted on the same port");
+        assert_eq!(select_one(&c.servers()[0]).await.expect("restarted"), 1);
+
+        let dir = c.servers()[0].data_dir().to_path_buf();
         c.shutdown().await;
+        assert!(!dir.exists(), "temporary data dir removed");
+    }
+
+    #[test]
+    fn missing_mariadbd_is_reported() {
+        // An override naming a file that does not exist wins over PATH and /usr/sbin.
+        assert_eq!(
+            find_binary_in(
+                Some("/nonexistent/mariadbd".into()),
+                std::env::var_os("PATH"),
+                &["/usr/sbin"],
+                &["mariadbd", "mysqld"],
+            ),
+            None
+        );
+        // Nothing on an empty PATH.
+        assert_eq!(
+            find_binary_in(None, Some("".into()), &[], &["mariadbd", "mysqld"]),
+            None
+        );
+        assert_eq!(
+            ClusterError::MariadbNotFound.to_string(),
+            "mariadbd not found; install it with: sudo apt-get install mariadb-server (Debian/Ubuntu)"
+        );
+    }
+
+    /// `LocalCluster::start` with `TESSERA_MARIADBD` naming a nonexistent binary, in a child
+    /// process (this test binary again), so the variable is not set under the other tests.
+    #[test]
+    fn start_without_mariadbd_fails_with_install_hint() {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "localcluster::tests::start_with_env_override",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MARIADBD_ENV, "/nonexistent/mariadbd")
+            .output()
+            .expect("run child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("1 passed"), "child test did not run:\n{text}");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by start_without_mariadbd_fails_with_install_hint with TESSERA_MARIADBD set"]
+    async fn start_with_env_override() {
+        if std::env::var_os(MARIADBD_ENV).is_none() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        match LocalCluster::start(1, Some(tmp.path())).await {
+            Err(e @ ClusterError::MariadbNotFound) => {
+                assert!(e
+                    .to_string()
+                    .contains("sudo apt-get install mariadb-server"));
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("started without mariadbd"),
+        }
     }
 }

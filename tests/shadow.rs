@@ -206,3 +206,226 @@ async fn routing_shadow_classifies_every_shape_with_exact_counts() {
     router.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_shadow_reports_exactly_the_corrupted_rows() {
+    // Server 0: the legacy primary; servers 1 and 2: a sharded copy of the same rows.
+    let cluster = LocalCluster::start(3, None).await.expect("mariadb");
+    let topo = Topo::new(Arc::new(MemoryStore::new()));
+    register_shards(&topo, &cluster, 1).await;
+    tessera::cli::apply_vschema(
+        &topo,
+        &VSchema::from_yaml("keyspace: shop\n").expect("vschema"),
+    )
+    .await
+    .expect("apply");
+    // The copy's physical shards, registered after the primary's keyspace is placed.
+    for (i, s) in cluster.servers().iter().enumerate().skip(1) {
+        topo.put_physical_shard(&tessera_topo::PhysicalShard {
+            name: format!("copy{i}"),
+            host: s.host().into(),
+            port: s.port(),
+            user: s.user().into(),
+            password: Some(s.password().into()),
+            password_env: None,
+            weight: 1,
+        })
+        .await
+        .expect("register");
+    }
+    let mut ps0 = tessera_topo::PhysicalShard {
+        name: "ps0".into(),
+        host: cluster.servers()[0].host().into(),
+        port: cluster.servers()[0].port(),
+        user: cluster.servers()[0].user().into(),
+        password: Some(cluster.servers()[0].password().into()),
+        password_env: None,
+        weight: 0,
+    };
+    topo.put_physical_shard(&ps0)
+        .await
+        .expect("ps0 takes no new logical shards");
+    let copy = VSchema::from_yaml(
+        "keyspace: copy\nsharded: true\nlogical_shards: 8\ntables:\n  item: { shard_key: id }\n",
+    )
+    .expect("vschema");
+    tessera::cli::apply_vschema(&topo, &copy)
+        .await
+        .expect("apply copy");
+    ps0.weight = 1;
+    topo.put_physical_shard(&ps0).await.expect("ps0");
+    let cfg = RouterConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+    ))
+    .expect("config");
+    let router = Router::new(cfg, topo.clone())
+        .start()
+        .await
+        .expect("router");
+    let admin = router.admin_addr().expect("admin");
+    let opts = |db: &str| {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(router.local_addr().port())
+            .user(Some(USER))
+            .pass(Some(PASSWORD))
+            .db_name(Some(db.to_string()))
+            .prefer_socket(false)
+    };
+    let mut shop = mysql_async::Conn::new(opts("shop")).await.expect("shop");
+    let mut cp = mysql_async::Conn::new(opts("copy")).await.expect("copy");
+    let ddl =
+        "CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(8,2), tag CHAR(8))";
+    shop.query_drop(ddl).await.expect("ddl");
+    cp.query_drop(ddl).await.expect("ddl");
+    let mut vals = Vec::new();
+    for i in 1..=200 {
+        vals.push(format!(
+            "({i}, 'item{i}', {}.{:02}, 't{}')",
+            i % 50,
+            i % 100,
+            i % 7
+        ));
+    }
+    let ins = format!(
+        "INSERT INTO item (id, name, price, tag) VALUES {}",
+        vals.join(",")
+    );
+    shop.query_drop(&ins).await.expect("insert");
+    cp.query_drop(&ins).await.expect("insert copy");
+    // Corrupt rows 7 and 42 in the copy, behind the router's back, on whichever server holds them.
+    let mut corrupted = 0;
+    for s in cluster.servers().iter().skip(1) {
+        let mut d = mysql_async::Conn::new(mysql_async::Opts::from_url(&s.url()).expect("url"))
+            .await
+            .expect("direct");
+        let schemas: Vec<String> = d.query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'copy\\_0%'").await.expect("schemas");
+        for sch in schemas {
+            let r = d
+                .query_iter(format!(
+                    "UPDATE `{sch}`.item SET price = price + 1 WHERE id IN (7, 42)"
+                ))
+                .await
+                .expect("corrupt");
+            corrupted += r.affected_rows();
+            drop(r);
+        }
+    }
+    assert_eq!(corrupted, 2);
+    topo.put_result_shadow(&tessera_topo::ResultShadowSpec {
+        keyspace: "shop".into(),
+        target: "copy".into(),
+        sample_rate: 1.0,
+        timeout_ms: 5000,
+        max_concurrency: 64,
+        ignore: vec![],
+    })
+    .await
+    .expect("result shadow");
+    // Wait for the router to see it.
+    for _ in 0..50 {
+        if router.cache().table().result_shadows.contains_key("shop") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Reads of all kinds; the answers come from the primary.
+    let mut expected_mismatch = std::collections::BTreeSet::new();
+    let mut sent = 0u64;
+    for i in 1..=60u64 {
+        let q = format!("SELECT * FROM item WHERE id = {i}");
+        let got = rows(&mut shop, &q).await;
+        assert_eq!(got.len(), 1);
+        if i == 7 || i == 42 {
+            expected_mismatch.insert(tessera_router::shadow::fingerprint(&q));
+            assert_eq!(
+                got[0][2],
+                format!("{}.{:02}", i % 50, i % 100),
+                "the client's answer is the primary's"
+            );
+        }
+        sent += 1;
+    }
+    for q in [
+        "SELECT name FROM item WHERE tag = 't3' ORDER BY id",
+        "SELECT COUNT(*), MIN(price) FROM item WHERE id > 100",
+        "SELECT tag, COUNT(*) FROM item GROUP BY tag",
+        "SELECT SUM(price) FROM item",
+        "SELECT id, price FROM item WHERE price > 40 ORDER BY price DESC, id",
+        "SELECT name FROM item WHERE id BETWEEN 100 AND 120",
+    ] {
+        rows(&mut shop, q).await;
+        sent += 1;
+        if q.contains("SUM(price)") || q.contains("price > 40") {
+            // The corrupted prices (7 → 8.07, 42 → 43.42) change these answers.
+            expected_mismatch.insert(tessera_router::shadow::fingerprint(q));
+        }
+    }
+    // The point selects share one fingerprint: it must appear (ids 7 and 42), nothing else.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        report = serde_json::from_str(&http_get(admin, "/shadow/results").await).expect("json");
+        let done = report["compared"].as_u64().unwrap_or(0)
+            + report["skipped"]
+                .as_object()
+                .map_or(0, |m| m.values().map(|v| v.as_u64().unwrap_or(0)).sum());
+        if done >= sent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(report["compared"].as_u64(), Some(sent), "{report}");
+    let got: std::collections::BTreeSet<String> = report["mismatches"]
+        .as_array()
+        .expect("mismatches")
+        .iter()
+        .map(|m| m["fingerprint"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(got, expected_mismatch, "{report:#}");
+    let point = report["mismatches"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .find(|m| m["fingerprint"] == "SELECT * FROM ITEM WHERE ID = ?")
+        })
+        .cloned()
+        .expect("point-select mismatch");
+    assert_eq!(point["count"], 2, "ids 7 and 42: {point}");
+    assert_eq!(point["kind"], "rows");
+    assert_eq!(report["mismatched"].as_u64(), Some(2 + 2));
+    // Accepting a known difference by fingerprint drives the list to zero for it.
+    topo.put_result_shadow(&tessera_topo::ResultShadowSpec {
+        keyspace: "shop".into(),
+        target: "copy".into(),
+        sample_rate: 1.0,
+        timeout_ms: 5000,
+        max_concurrency: 64,
+        ignore: vec!["SELECT SUM(PRICE) FROM ITEM".into()],
+    })
+    .await
+    .expect("result shadow");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    rows(&mut shop, "SELECT SUM(price) FROM item").await;
+    let r2: serde_json::Value =
+        serde_json::from_str(&http_get(admin, "/shadow/results").await).expect("json");
+    assert_eq!(r2["ignored"].as_u64(), Some(1), "{r2}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "verify",
+            "report",
+            "--results",
+            "--router",
+            &admin.to_string(),
+        ])
+        .output()
+        .expect("report");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("only in shadow") && text.contains("43.42"),
+        "{text}"
+    );
+    drop(shop);
+    drop(cp);
+    router.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub(crate) struct AdminState {
+    pub results: Arc<crate::shadow::results::ResultShadow>,
     pub shadow: Arc<crate::shadow::routing::RoutingShadow>,
     pub metrics: Arc<Metrics>,
     pub cache: Arc<TopologyCache>,
@@ -25,6 +26,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/shadow/routing", get(shadow_report).delete(shadow_reset))
+        .route("/shadow/results", get(results_report).delete(results_reset))
         .with_state(state)
 }
 
@@ -68,5 +70,14 @@ async fn shadow_report(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn shadow_reset(State(s): State<AdminState>) -> impl IntoResponse {
     s.shadow.reset();
+    Json(serde_json::json!({}))
+}
+
+async fn results_report(State(s): State<AdminState>) -> impl IntoResponse {
+    Json(s.results.report())
+}
+
+async fn results_reset(State(s): State<AdminState>) -> impl IntoResponse {
+    s.results.reset();
     Json(serde_json::json!({}))
 }

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub topo_revision: IntGauge,
     /// The placement epoch served, by keyspace.
     pub epoch: prometheus::IntGaugeVec,
+    /// Result-shadow comparisons by outcome (`match`, `mismatch`, `skipped_*`, `ignored`).
+    pub shadow_results: IntCounterVec,
+    /// Statements checked by the routing shadow, by candidate route kind.
+    pub shadow_routes: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +85,22 @@ impl Metrics {
             &["keyspace"],
         )
         .expect("valid metric");
+        let shadow_results = IntCounterVec::new(
+            Opts::new(
+                "tessera_shadow_results_total",
+                "Result-shadow comparisons by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let shadow_routes = IntCounterVec::new(
+            Opts::new(
+                "tessera_shadow_routes_total",
+                "Statements checked by the routing shadow, by route on the candidate",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -90,6 +110,8 @@ impl Metrics {
             Box::new(topo_connected.clone()),
             Box::new(topo_revision.clone()),
             Box::new(epoch.clone()),
+            Box::new(shadow_results.clone()),
+            Box::new(shadow_routes.clone()),
         ] {
             registry.register(c).expect("distinct metric names");
         }
@@ -103,6 +125,8 @@ impl Metrics {
             topo_connected,
             topo_revision,
             epoch,
+            shadow_results,
+            shadow_routes,
         }
     }
 

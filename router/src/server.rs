@@ -78,6 +78,7 @@ struct Shared {
     next_id: AtomicU32,
     metrics: Arc<crate::metrics::Metrics>,
     shadow: Arc<crate::shadow::routing::RoutingShadow>,
+    results: Arc<crate::shadow::results::ResultShadow>,
 }
 
 impl Router {
@@ -122,7 +123,9 @@ impl Router {
             None => None,
         };
         let shadow = crate::shadow::routing::RoutingShadow::start(cache.clone());
+        let results = crate::shadow::results::ResultShadow::new(cache.clone(), 8, metrics.clone());
         let shared = Arc::new(Shared {
+            results: results.clone(),
             shadow: shadow.clone(),
             metrics: metrics.clone(),
             engine: Engine::new(cache.clone(), backends.clone()),
@@ -132,6 +135,7 @@ impl Router {
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));
         let admin_task = admin.map(|l| {
             let state = crate::admin::AdminState {
+                results: results.clone(),
                 shadow: shadow.clone(),
                 metrics: metrics.clone(),
                 cache: cache.clone(),
@@ -502,7 +506,29 @@ async fn query(
     .or_else(|| session.keyspace.clone())
     .unwrap_or_default();
     tracing::debug!(route = %route, keyspace = %ks, "planned");
+    // The result shadow: autocommit reads of a keyspace that has one, sampled.
+    let spec = match &plan {
+        planner::Plan::Exec(e)
+            if e.kind == planner::StmtKind::Read
+                && !session.in_transaction()
+                && session.txn_conns.is_empty() =>
+        {
+            e.keyspace
+                .as_ref()
+                .and_then(|k| rt.result_shadows.get(k))
+                .cloned()
+        }
+        _ => None,
+    };
+    if let Some(spec) = &spec {
+        io.capture = shared.results.start(spec, trimmed);
+    }
     let r = shared.engine.execute(session, plan, io).await;
+    if let Some(c) = io.capture.take() {
+        if let (Ok(()), Some(spec)) = (&r, spec) {
+            shared.results.finish(spec, trimmed.to_string(), c);
+        }
+    }
     if rt.candidate.is_some() {
         shared.shadow.observe(trimmed, session.keyspace.as_deref());
     }

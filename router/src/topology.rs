@@ -81,6 +81,8 @@ pub struct RoutingTable {
     /// The candidate layout for the routing shadow (keyspaces from candidate vschemas, on a
     /// placeholder placement: a route's kind does not depend on placement).
     pub candidate: Option<Arc<RoutingTable>>,
+    /// Result shadows, by the keyspace whose reads are checked.
+    pub result_shadows: HashMap<String, tessera_topo::ResultShadowSpec>,
 }
 
 impl RoutingTable {
@@ -156,6 +158,7 @@ impl RoutingTable {
             keyspaces,
             shards: s.shards.clone().into_iter().collect(),
             candidate: None,
+            result_shadows: s.result_shadows.clone().into_iter().collect(),
         }
     }
 

@@ -18,8 +18,37 @@ pub enum VerifyCmd {
         #[command(flatten)]
         topo: TopoFlags,
     },
+    /// Set (or clear) a result shadow: reads of KEYSPACE also run on TARGET and are compared.
+    Results {
+        /// The keyspace whose reads are checked (clients get its answers).
+        #[arg(long, required_unless_present = "clear")]
+        keyspace: Option<String>,
+        /// The keyspace holding the second copy of the data.
+        #[arg(long, required_unless_present = "clear")]
+        target: Option<String>,
+        /// Share of reads compared, 0.0 to 1.0.
+        #[arg(long, default_value_t = 1.0)]
+        sample: f64,
+        /// Longest a shadow read may take (ms).
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Most shadow reads in flight per router.
+        #[arg(long, default_value_t = 8)]
+        max_concurrency: usize,
+        /// A query fingerprint whose differences are accepted (repeatable).
+        #[arg(long)]
+        ignore: Vec<String>,
+        /// Remove the result shadow of this keyspace.
+        #[arg(long, conflicts_with_all = ["keyspace", "target"])]
+        clear: Option<String>,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
     /// Print a router's routing-shadow report, busiest query shapes first.
     Report {
+        /// Print the result shadow's mismatches instead.
+        #[arg(long)]
+        results: bool,
         /// The router's admin endpoint.
         #[arg(long, default_value = "127.0.0.1:15000")]
         router: String,
@@ -65,7 +94,46 @@ pub async fn run(c: VerifyCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        VerifyCmd::Results {
+            keyspace,
+            target,
+            sample,
+            timeout_ms,
+            max_concurrency,
+            ignore,
+            clear,
+            topo,
+        } => {
+            let t = topo.topo()?;
+            if let Some(ks) = clear {
+                if !t.delete_result_shadow(&ks).await? {
+                    anyhow::bail!("keyspace {ks} has no result shadow");
+                }
+                println!("result shadow of keyspace {ks} removed");
+                return Ok(());
+            }
+            let (Some(keyspace), Some(target)) = (keyspace, target) else {
+                anyhow::bail!("give --keyspace and --target, or --clear KEYSPACE");
+            };
+            let spec = tessera_topo::ResultShadowSpec {
+                keyspace,
+                target,
+                sample_rate: sample,
+                timeout_ms,
+                max_concurrency,
+                ignore,
+            };
+            t.put_result_shadow(&spec).await?;
+            println!(
+                "result shadow set: {}% of reads of {} also run on {} and are compared (tessera verify report --results)",
+                spec.sample_rate * 100.0,
+                spec.keyspace,
+                spec.target
+            );
+            Ok(())
+        }
         VerifyCmd::Report {
+            results,
             router,
             json,
             top,
@@ -77,8 +145,13 @@ pub async fn run(c: VerifyCmd) -> anyhow::Result<()> {
                 format!("http://{router}")
             };
             let client = reqwest::Client::new();
+            let path = if results {
+                "shadow/results"
+            } else {
+                "shadow/routing"
+            };
             let v: serde_json::Value = client
-                .get(format!("{base}/shadow/routing"))
+                .get(format!("{base}/{path}"))
                 .send()
                 .await
                 .with_context(|| format!("asking the router at {router}"))?
@@ -86,14 +159,13 @@ pub async fn run(c: VerifyCmd) -> anyhow::Result<()> {
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if results {
+                print!("{}", render_results(&v, top));
             } else {
                 print!("{}", render(&v, top));
             }
             if reset {
-                client
-                    .delete(format!("{base}/shadow/routing"))
-                    .send()
-                    .await?;
+                client.delete(format!("{base}/{path}")).send().await?;
             }
             Ok(())
         }
@@ -181,6 +253,61 @@ pub fn render(v: &serde_json::Value, top: usize) -> String {
             out,
             "\n{dropped} statements were not checked (the shadow queue was full)"
         );
+    }
+    out
+}
+
+/// Renders the result shadow's report for a terminal.
+pub fn render_results(v: &serde_json::Value, top: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "{} reads compared: {} matched, {} mismatched, {} ignored",
+        n("compared"),
+        n("matched"),
+        n("mismatched"),
+        n("ignored")
+    );
+    if let Some(sk) = v["skipped"].as_object() {
+        for (why, c) in sk {
+            let _ = writeln!(out, "  skipped ({why}): {}", c.as_u64().unwrap_or(0));
+        }
+    }
+    let list = v["mismatches"].as_array().cloned().unwrap_or_default();
+    for m in list.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "\n{:>6} x {}  [{}]",
+            m["count"].as_u64().unwrap_or(0),
+            m["fingerprint"].as_str().unwrap_or(""),
+            m["kind"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(
+            out,
+            "         last: {}",
+            m["statement"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(
+            out,
+            "         rows: primary {}, shadow {}",
+            m["primary_rows"], m["shadow_rows"]
+        );
+        if let Some(d) = m["detail"].as_str() {
+            let _ = writeln!(out, "         {d}");
+        }
+        for (label, key) in [
+            ("only in primary", "only_in_primary"),
+            ("only in shadow", "only_in_shadow"),
+        ] {
+            for r in m[key].as_array().cloned().unwrap_or_default() {
+                let _ = writeln!(out, "         {label}: {r}");
+            }
+        }
+    }
+    if list.len() > top {
+        let _ = writeln!(out, "\n... and {} more", list.len() - top);
     }
     out
 }

@@ -36,7 +36,8 @@ pub use file::FileStore;
 pub use http::client::HttpStore;
 pub use memory::MemoryStore;
 pub use records::{
-    Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, Topo, TopoSnapshot,
+    Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec, Topo,
+    TopoSnapshot,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{TableKind, TableSpec, VSchema, VindexKind};

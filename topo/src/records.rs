@@ -23,6 +23,7 @@ const SHARDS: &str = "/tessera/shards/";
 const PLACEMENT: &str = "/tessera/placement/";
 const ROUTERS: &str = "/tessera/routers/";
 const CANDIDATES: &str = "/tessera/candidates/";
+const RESULT_SHADOWS: &str = "/tessera/result-shadows/";
 
 /// A keyspace and its vschema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,41 @@ pub struct TopoSnapshot {
     pub placements: BTreeMap<String, Placement>,
     /// Candidate vschemas for the routing shadow, by keyspace.
     pub candidates: BTreeMap<String, VSchema>,
+    /// Result shadows, by the keyspace whose reads are checked.
+    pub result_shadows: BTreeMap<String, ResultShadowSpec>,
+}
+
+/// A result shadow: a share of a keyspace's reads also runs against a second copy of the data,
+/// and the two answers are compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultShadowSpec {
+    /// The keyspace whose reads are checked (the client's answers come from it).
+    pub keyspace: String,
+    /// The keyspace holding the second copy.
+    pub target: String,
+    /// Share of eligible reads checked, 0.0 to 1.0. Default: 1.0.
+    #[serde(default = "full")]
+    pub sample_rate: f64,
+    /// Longest a shadow read may take before it is abandoned (ms). Default: 2000.
+    #[serde(default = "two_seconds")]
+    pub timeout_ms: u64,
+    /// Most shadow reads in flight per router; more are skipped. Default: 8.
+    #[serde(default = "eight")]
+    pub max_concurrency: usize,
+    /// Query fingerprints whose differences are known and accepted.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+fn full() -> f64 {
+    1.0
+}
+fn two_seconds() -> u64 {
+    2000
+}
+fn eight() -> usize {
+    8
 }
 
 impl TopoSnapshot {
@@ -150,6 +186,8 @@ impl TopoSnapshot {
                 s.placements.insert(name.to_string(), decode(kv)?);
             } else if let Some(name) = kv.key.strip_prefix(CANDIDATES) {
                 s.candidates.insert(name.to_string(), decode(kv)?);
+            } else if let Some(name) = kv.key.strip_prefix(RESULT_SHADOWS) {
+                s.result_shadows.insert(name.to_string(), decode(kv)?);
             }
         }
         Ok(s)
@@ -352,6 +390,52 @@ impl Topo {
         Ok(self
             .store
             .delete(&format!("{CANDIDATES}{keyspace}"), Condition::None)
+            .await?
+            .is_some())
+    }
+
+    /// Stores a result shadow for `spec.keyspace`.
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] naming a bad field; store failures.
+    pub async fn put_result_shadow(&self, spec: &ResultShadowSpec) -> Result<()> {
+        if !(0.0..=1.0).contains(&spec.sample_rate) {
+            return Err(TopoError::invalid(
+                "result shadow",
+                "sample_rate: must be between 0.0 and 1.0",
+            ));
+        }
+        if spec.keyspace == spec.target {
+            return Err(TopoError::invalid(
+                "result shadow",
+                "target: must differ from keyspace",
+            ));
+        }
+        if spec.max_concurrency == 0 {
+            return Err(TopoError::invalid(
+                "result shadow",
+                "max_concurrency: must be at least 1",
+            ));
+        }
+        self.store
+            .put(
+                &format!("{RESULT_SHADOWS}{}", spec.keyspace),
+                &encode(spec),
+                Condition::None,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a keyspace's result shadow; returns whether there was one.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn delete_result_shadow(&self, keyspace: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .delete(&format!("{RESULT_SHADOWS}{keyspace}"), Condition::None)
             .await?
             .is_some())
     }

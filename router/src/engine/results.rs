@@ -70,6 +70,14 @@ pub async fn write_columns(
                 .collect(),
         );
     }
+    if let Some(c) = io.capture.as_mut() {
+        c.columns = defs
+            .iter()
+            .map(|d| (d.name.clone(), d.column_type))
+            .collect();
+        c.rows.clear();
+        c.bytes = 0;
+    }
     let mut p = Vec::with_capacity(128);
     crate::mysql::codec::put_lenenc_int(&mut p, defs.len() as u64);
     io.write_packet(&p).await.map_err(io_err)?;

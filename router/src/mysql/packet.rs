@@ -2,9 +2,24 @@
 
 use super::constants::MAX_CLIENT_PACKET;
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A copy of the result set being written (for the result shadow), up to a size bound.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// Column names and types of the result set.
+    pub columns: Vec<(Vec<u8>, u8)>,
+    /// Rows in the text encoding.
+    pub rows: Vec<Vec<u8>>,
+    pub bytes: usize,
+    pub max_bytes: usize,
+    /// More rows came than `max_bytes` allows: the copy is incomplete.
+    pub overflow: bool,
+}
 
 const MAX_PAYLOAD: usize = 0xff_ffff;
 
@@ -13,8 +28,8 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// One client connection's packet reader and writer.
 pub struct PacketIo {
-    reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: BufReader<Reader>,
+    writer: BufWriter<Writer>,
     /// Sequence id of the next packet to write.
     pub seq: u8,
     /// Set while answering `COM_STMT_EXECUTE`: rows go out in the binary protocol.
@@ -22,12 +37,19 @@ pub struct PacketIo {
     /// The current result's column types (and unsigned flags), in binary mode.
     pub binary_columns: Option<Vec<(u8, bool)>>,
     row_buf: Vec<u8>,
+    /// When set, result rows written are also copied here.
+    pub capture: Option<Capture>,
 }
 
 impl PacketIo {
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
+        Self::from_parts(Box::new(r), Box::new(w))
+    }
+
+    /// A packet stream over any reader and writer (the result shadow writes to a sink).
+    pub fn from_parts(r: Reader, w: Writer) -> Self {
         PacketIo {
             reader: BufReader::with_capacity(16 * 1024, r),
             writer: BufWriter::with_capacity(FLUSH_AT + 1024, w),
@@ -35,6 +57,7 @@ impl PacketIo {
             binary_mode: false,
             binary_columns: None,
             row_buf: Vec::new(),
+            capture: None,
         }
     }
 
@@ -109,6 +132,14 @@ impl PacketIo {
     /// # Errors
     /// I/O errors, and `InvalidData` for a malformed row.
     pub async fn write_row(&mut self, text_row: &[u8]) -> io::Result<()> {
+        if let Some(c) = self.capture.as_mut() {
+            if c.bytes + text_row.len() <= c.max_bytes {
+                c.bytes += text_row.len();
+                c.rows.push(text_row.to_vec());
+            } else {
+                c.overflow = true;
+            }
+        }
         let Some(cols) = &self.binary_columns else {
             return self.write_packet(text_row).await;
         };

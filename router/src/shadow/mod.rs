@@ -5,10 +5,18 @@
 //! - [`routing::RoutingShadow`]: plans every statement a second time against a candidate
 //!   vschema, off the client's path, and keeps a report by fingerprint.
 
+pub mod results;
 pub mod routing;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// Keywords followed by a parenthesised list rather than being a call.
+const STRUCTURAL: &[&str] = &[
+    "IN", "VALUES", "AS", "ON", "USING", "FROM", "JOIN", "WHERE", "AND", "OR", "NOT", "EXISTS",
+    "SELECT", "INTO", "TABLE", "BY", "HAVING", "WHEN", "THEN", "ELSE", "SET", "UNION", "ALL",
+    "ANY", "SOME", "KEY", "INDEX", "IF", "VALUE", "LIMIT", "WITH", "CASE", "RETURN", "DISTINCT",
+];
 
 /// Returns the fingerprint of `sql`: literals become `?`, runs of `?, ?, …` become `?+`,
 /// whitespace and comments collapse, unquoted words are upper-cased. SQL that does not tokenize is
@@ -63,9 +71,18 @@ pub fn fingerprint(sql: &str) -> String {
     }
     let mut out = String::with_capacity(sql.len());
     for (i, p) in parts.iter().enumerate() {
+        let prev = if i > 0 { parts[i - 1].as_str() } else { "" };
+        // A call's parenthesis sticks to its name; a clause's (`IN (`, `VALUES (`) does not.
+        let call = p == "("
+            && prev
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '`')
+            && !STRUCTURAL.contains(&prev);
         let glue = i > 0
+            && !call
             && !matches!(p.as_str(), "," | ")" | "." | ";")
-            && !matches!(parts[i - 1].as_str(), "(" | ".");
+            && !matches!(prev, "(" | ".");
         if glue {
             out.push(' ');
         }
@@ -98,7 +115,7 @@ mod tests {
         );
         assert_eq!(
             fingerprint("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y')"),
-            "INSERT INTO T (A, B) VALUES (?+), (?+)"
+            "INSERT INTO T(A, B) VALUES (?+), (?+)"
         );
     }
 }
