@@ -90,6 +90,13 @@ async fn routing_shadow_classifies_every_shape_with_exact_counts() {
         "city, score, name",
         "UPPER(name)",
         "score + 1 AS s",
+        "customer_id",
+        "city",
+        "LOWER(city) AS c",
+        "name, score * 2",
+        "CONCAT(name, city)",
+        "customer_id, name, city, score",
+        "score",
     ];
     let filters = [
         ("customer_id = {}", "one"),
@@ -127,7 +134,7 @@ async fn routing_shadow_classifies_every_shape_with_exact_counts() {
     ] {
         shapes.push((q.to_string(), route));
     }
-    assert!(shapes.len() >= 150, "{} shapes", shapes.len());
+    assert!(shapes.len() >= 300, "{} shapes", shapes.len());
     let mut sent: HashMap<String, (u64, &str)> = HashMap::new();
     let mut total = 0u64;
     for (i, (shape, route)) in shapes.iter().enumerate() {
