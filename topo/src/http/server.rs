@@ -5,12 +5,15 @@
 //! | `GET /v1/kv?key=K[&stale=true]` | one key (404 if absent) |
 //! | `PUT /v1/kv` `{key, value, mod_revision?, lease?}` | write; 409 on a failed compare-and-set |
 //! | `DELETE /v1/kv?key=K[&mod_revision=N]` | delete |
-//! | `GET /v1/list?prefix=P` | keys under a prefix, with the revision |
+//! | `GET /v1/list?prefix=P[&stale=true]` | keys under a prefix, with the revision |
 //! | `GET /v1/watch?prefix=P&after=R[&timeout_ms=T]` | long poll: changes after revision R; 410 if compacted |
 //! | `POST /v1/lease` `{ttl_ms}` | grant a lease |
 //! | `POST /v1/lease/{id}/keepalive`, `DELETE /v1/lease/{id}` | renew, revoke |
 //! | `GET /v1/revision` | the store's revision |
 //! | `GET /v1/status` | what the node says of itself |
+//!
+//! Reads are linearizable unless `stale=true` asks for the serving node's own view
+//! ([`Store::get_stale`], [`Store::list_stale`]).
 //!
 //! When a token is configured, every request must carry `Authorization: Bearer TOKEN`.
 
@@ -71,6 +74,11 @@ pub async fn serve(
         .await
 }
 
+/// Returns the API's error answer for `e`.
+pub(crate) fn error_response(e: &TopoError) -> Response {
+    err(e)
+}
+
 fn err(e: &TopoError) -> Response {
     let (status, body) = ErrorBody::from_error(e);
     (
@@ -81,14 +89,19 @@ fn err(e: &TopoError) -> Response {
 }
 
 fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = &state.token else {
+    authorize(state.token.as_deref(), headers)
+}
+
+/// Checks the bearer token, when one is configured; the error is the 401 answer.
+pub(crate) fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = token else {
         return Ok(());
     };
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(&**token) {
+    if given == Some(token) {
         Ok(())
     } else {
         Err((
@@ -111,13 +124,20 @@ struct KeyQuery {
     key: String,
     #[serde(default)]
     mod_revision: Option<u64>,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
         return r;
     }
-    match s.store.get(&q.key).await {
+    let got = if q.stale {
+        s.store.get_stale(&q.key).await
+    } else {
+        s.store.get(&q.key).await
+    };
+    match got {
         Ok(Some(kv)) => Json(kv).into_response(),
         Ok(None) => err(&TopoError::NotFound(q.key)),
         Err(e) => err(&e),
@@ -158,13 +178,20 @@ async fn delete_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQ
 struct PrefixQuery {
     #[serde(default)]
     prefix: String,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn list(State(s): State<AppState>, h: HeaderMap, Query(q): Query<PrefixQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
         return r;
     }
-    match s.store.list(&q.prefix).await {
+    let listed = if q.stale {
+        s.store.list_stale(&q.prefix).await
+    } else {
+        s.store.list(&q.prefix).await
+    };
+    match listed {
         Ok((kvs, revision)) => Json(ListResponse { kvs, revision }).into_response(),
         Err(e) => err(&e),
     }
