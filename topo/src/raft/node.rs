@@ -236,7 +236,7 @@ impl Node {
             dir = %opts.data_dir.display(),
             "raft node opened"
         );
-        let node = Node {
+        let mut node = Node {
             id: opts.id,
             boot,
             raw,
@@ -260,6 +260,9 @@ impl Node {
             leases,
             removed,
         };
+        // Apply what this node's own log already holds as committed, so that even stale
+        // reads after a restart see everything this node had acknowledged.
+        node.on_ready()?;
         node.publish_status();
         Ok(node)
     }
