@@ -98,9 +98,20 @@ pub async fn start_on(
     };
     let shared = node.shared();
     let tick = cfg.tick;
-    let thread = std::thread::Builder::new()
-        .name(format!("raft-node-{}", cfg.id))
-        .spawn(move || node.run(rx, tick))?;
+    let thread = {
+        let shared = shared.clone();
+        let id = cfg.id;
+        std::thread::Builder::new()
+            .name(format!("raft-node-{id}"))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(move || node.run(rx, tick));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!(node = id, "raft node panicked; it no longer serves");
+                    lock(&shared.core).close_watchers();
+                    lock(&shared.status).stopped = Some("panicked".into());
+                }
+            })?
+    };
 
     let store = RaftStore::new(tx.clone(), shared.clone(), timeout);
     let status_shared = shared.status.clone();

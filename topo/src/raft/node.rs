@@ -19,7 +19,8 @@ use crate::error::{Result, TopoError};
 use crate::kv::{KvCore, Op, OpOutcome};
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    Snapshot,
 };
 use raft::{Config, RawNode, ReadOnlyOption, ReadState, SnapshotStatus, StateRole};
 use serde::Serialize;
@@ -314,7 +315,20 @@ impl Node {
     /// Handles one message; returns `false` when the node must stop.
     pub fn handle(&mut self, msg: NodeMsg) -> bool {
         match msg {
-            NodeMsg::Raft(m) => {
+            NodeMsg::Raft(mut m) => {
+                let last = self.raw.raft.raft_log.last_index();
+                if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                    // A leader only sends a commit index this node has acknowledged; a higher
+                    // one means this node lost its log (a wiped data dir). raft-rs would
+                    // panic; clamp it, and the leader finds out from the appends that follow.
+                    tracing::warn!(
+                        node = self.id,
+                        commit = m.commit,
+                        last_index = last,
+                        "heartbeat commit beyond this node's log; was its data dir wiped?"
+                    );
+                    m.commit = last;
+                }
                 if m.to != self.id {
                     tracing::debug!(
                         to = m.to,
@@ -828,7 +842,8 @@ impl Node {
 
     fn maybe_snapshot(&mut self) -> Result<()> {
         let last = self.raw.store().snapshot_index();
-        if self.applied < last + self.snapshot_every {
+        let wanted = self.raw.store().take_snapshot_request();
+        if self.applied <= last || (!wanted && self.applied < last + self.snapshot_every) {
             return Ok(());
         }
         let data = {

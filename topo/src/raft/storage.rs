@@ -73,6 +73,9 @@ pub struct DiskStorage {
     entries: Vec<Entry>,
     /// Whether buffered writes must be fsynced before the node may speak.
     must_sync: bool,
+    /// Set when Raft asked for a snapshot newer than the latest (one that includes a new
+    /// member); the node then makes one.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 fn pb_corrupt(path: &Path, offset: u64, e: impl std::fmt::Display) -> TopoError {
@@ -134,6 +137,7 @@ impl DiskStorage {
             snapshot,
             entries: Vec::new(),
             must_sync: false,
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         for rec in records {
             match rec.kind {
@@ -205,6 +209,11 @@ impl DiskStorage {
     /// Returns the index of the latest snapshot.
     pub fn snapshot_index(&self) -> u64 {
         self.snapshot.get_metadata().index
+    }
+
+    /// Returns whether Raft asked for a fresher snapshot than the latest, and forgets it.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     /// Returns the persisted hard state.
@@ -407,8 +416,13 @@ impl raft::Storage for DiskStorage {
         Ok(DiskStorage::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_index() < request_index {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        // A peer refuses a snapshot whose configuration does not include it (a member added
+        // after the snapshot was taken): have the node make a fresh one, and let Raft retry.
+        let knows_peer = cs.voters.contains(&to) || cs.learners.contains(&to);
+        if self.snapshot_index() < request_index || !knows_peer {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
