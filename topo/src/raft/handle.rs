@@ -83,6 +83,7 @@ pub async fn start_on(
         tick: cfg.tick,
         snapshot_every: cfg.snapshot_every,
         request_ticks: (timeout.as_millis() / cfg.tick.as_millis().max(1)) as u64,
+        election_ticks: None,
     };
     let (tx, rx) = std::sync::mpsc::channel::<NodeMsg>();
     let transport = HttpTransport::new(

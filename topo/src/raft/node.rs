@@ -90,6 +90,9 @@ pub struct NodeOptions {
     pub snapshot_every: u64,
     /// Ticks a request may wait before it fails as unavailable.
     pub request_ticks: u64,
+    /// A fixed election timeout in ticks instead of raft-rs's random one in
+    /// [`ELECTION_TICKS`, 2 × `ELECTION_TICKS`): the randomized tests draw it from their seed.
+    pub election_ticks: Option<usize>,
 }
 
 /// What a node says of itself (`GET /v1/status`).
@@ -209,6 +212,15 @@ impl Node {
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
             ..Default::default()
+        };
+        let config = match opts.election_ticks {
+            Some(t) => Config {
+                election_tick: t,
+                min_election_tick: t,
+                max_election_tick: t + 1,
+                ..config
+            },
+            None => config,
         };
         config
             .validate()
