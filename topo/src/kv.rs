@@ -305,13 +305,14 @@ impl KvCore {
         }
         let (tx, rx) = mpsc::channel(WATCH_CHANNEL);
         for ev in self.history.iter() {
-            if ev.revision > after_revision && ev.kv.key.starts_with(prefix) {
-                if tx.try_send(Ok(ev.clone())).is_err() {
-                    return Err(TopoError::Compacted {
-                        requested: after_revision,
-                        oldest: self.compacted,
-                    });
-                }
+            if ev.revision > after_revision
+                && ev.kv.key.starts_with(prefix)
+                && tx.try_send(Ok(ev.clone())).is_err()
+            {
+                return Err(TopoError::Compacted {
+                    requested: after_revision,
+                    oldest: self.compacted,
+                });
             }
         }
         self.subscribers.push(Subscriber {

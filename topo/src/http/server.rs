@@ -88,23 +88,16 @@ fn err(e: &TopoError) -> Response {
         .into_response()
 }
 
-fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Unauthorized> {
     authorize(state.token.as_deref(), headers)
 }
 
-/// Checks the bearer token, when one is configured; the error is the 401 answer.
-pub(crate) fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token) {
-        Ok(())
-    } else {
-        Err((
+/// A request without the right bearer token; answers 401.
+pub(crate) struct Unauthorized;
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        (
             StatusCode::UNAUTHORIZED,
             Json(ErrorBody {
                 error: "unauthorized".into(),
@@ -115,7 +108,23 @@ pub(crate) fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), 
                 lease: None,
             }),
         )
-            .into_response())
+            .into_response()
+    }
+}
+
+/// Checks the bearer token, when one is configured.
+pub(crate) fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Unauthorized> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token) {
+        Ok(())
+    } else {
+        Err(Unauthorized)
     }
 }
 
@@ -130,7 +139,7 @@ struct KeyQuery {
 
 async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     let got = if q.stale {
         s.store.get_stale(&q.key).await
@@ -146,7 +155,7 @@ async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuer
 
 async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     match s
         .store
@@ -163,7 +172,7 @@ async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequ
 
 async fn delete_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     let cond = q
         .mod_revision
@@ -184,7 +193,7 @@ struct PrefixQuery {
 
 async fn list(State(s): State<AppState>, h: HeaderMap, Query(q): Query<PrefixQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     let listed = if q.stale {
         s.store.list_stale(&q.prefix).await
@@ -208,7 +217,7 @@ struct WatchQuery {
 
 async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     let mut w = match s.store.watch(&q.prefix, q.after).await {
         Ok(w) => w,
@@ -241,7 +250,7 @@ async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQue
 
 async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     match s.store.grant_lease(req.ttl_ms).await {
         Ok(id) => Json(LeaseResponse { id }).into_response(),
@@ -251,7 +260,7 @@ async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseReq
 
 async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     match s.store.keep_alive(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -261,7 +270,7 @@ async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>
 
 async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     match s.store.revoke_lease(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -271,7 +280,7 @@ async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) ->
 
 async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     match s.store.revision().await {
         Ok(revision) => Json(serde_json::json!({ "revision": revision })).into_response(),
@@ -281,7 +290,7 @@ async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
 
 async fn status_handler(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return r;
+        return r.into_response();
     }
     Json((s.status)()).into_response()
 }

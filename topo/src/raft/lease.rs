@@ -75,10 +75,7 @@ impl LeaseClock {
             .iter()
             .filter(|(id, d)| {
                 **d <= now
-                    && self
-                        .revoking
-                        .get(id)
-                        .map_or(true, |at| now >= at + REVOKE_RETRY_TICKS)
+                    && !matches!(self.revoking.get(id), Some(at) if now < at + REVOKE_RETRY_TICKS)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -90,7 +87,7 @@ impl LeaseClock {
     }
 
     /// Returns how many leases are tracked.
-    pub fn len(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.deadlines.len()
     }
 }
@@ -116,7 +113,7 @@ mod tests {
         }
         assert_eq!(c.take_expired(), vec![7], "proposed again");
         c.forget(7);
-        assert_eq!(c.len(), 0);
+        assert_eq!(c.tracked(), 0);
     }
 
     #[test]

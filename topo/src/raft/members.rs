@@ -61,7 +61,7 @@ pub fn routes(store: RaftStore, token: Option<String>) -> Router {
 
 async fn list(State(s): State<Api>, h: HeaderMap) -> Response {
     if let Err(r) = authorize(s.token.as_deref(), &h) {
-        return r;
+        return r.into_response();
     }
     let st = s.store.node_status();
     let mut ids: Vec<u64> = st.voters.clone();
@@ -89,7 +89,7 @@ async fn list(State(s): State<Api>, h: HeaderMap) -> Response {
 
 async fn add(State(s): State<Api>, h: HeaderMap, Json(req): Json<AddMember>) -> Response {
     if let Err(r) = authorize(s.token.as_deref(), &h) {
-        return r;
+        return r.into_response();
     }
     if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
         return error_response(&TopoError::invalid("addr", "expected host:port"));
@@ -102,7 +102,7 @@ async fn add(State(s): State<Api>, h: HeaderMap, Json(req): Json<AddMember>) -> 
 
 async fn remove(State(s): State<Api>, h: HeaderMap, Path(id): Path<u64>) -> Response {
     if let Err(r) = authorize(s.token.as_deref(), &h) {
-        return r;
+        return r.into_response();
     }
     match s.store.remove_member(id).await {
         Ok(()) => Json(serde_json::json!({ "id": id })).into_response(),

@@ -619,7 +619,7 @@ impl Node {
             tracing::info!(
                 node = self.id,
                 term = self.raw.raft.term,
-                leases = self.leases.len(),
+                leases = self.leases.tracked(),
                 "became raft leader; every lease gets a fresh TTL"
             );
         } else if role != self.role {
@@ -884,7 +884,7 @@ impl Node {
             snapshot_index: self.raw.store().snapshot_index(),
             voters: self.conf_state.voters.clone(),
             peers: self.members.clone(),
-            leases: self.leases.len(),
+            leases: self.leases.tracked(),
             removed: self.removed,
             stopped: None,
         };

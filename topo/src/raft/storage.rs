@@ -437,11 +437,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &str) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.as_bytes().to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.as_bytes().to_vec().into(),
+            ..Default::default()
+        }
     }
 
     fn open(dir: &Path) -> DiskStorage {
@@ -462,10 +463,12 @@ mod tests {
             // A new leader overwrote index 3 onwards.
             s.append(&[entry(3, 2, "c2"), entry(4, 2, "d")])
                 .expect("append");
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.vote = 2;
-            hs.commit = 3;
+            let hs = HardState {
+                term: 2,
+                vote: 2,
+                commit: 3,
+                ..Default::default()
+            };
             s.set_hard_state(&hs).expect("hs");
             s.sync().expect("sync");
         }
@@ -492,8 +495,10 @@ mod tests {
             let ents: Vec<_> = (1..=10).map(|i| entry(i, 1, "x")).collect();
             s.append(&ents).expect("append");
             s.sync().expect("sync");
-            let mut cs = ConfState::default();
-            cs.voters = vec![1, 2];
+            let cs = ConfState {
+                voters: vec![1, 2],
+                ..Default::default()
+            };
             s.compact(
                 7,
                 cs,

@@ -260,7 +260,7 @@ pub fn routes(node: NodeSender, token: Option<String>) -> Router {
 
 async fn receive(State(s): State<Inbound>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorize(s.token.as_deref(), &headers) {
-        return r;
+        return r.into_response();
     }
     let msgs = match decode_batch(&body) {
         Ok(m) => m,
