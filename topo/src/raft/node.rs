@@ -354,7 +354,14 @@ impl Node {
             NodeMsg::Propose { cmd, reply } => self.propose(cmd, Some(reply)),
             NodeMsg::ChangeMember { change, reply } => self.change_member(change, reply),
             NodeMsg::Read { reply } => self.read(reply),
-            NodeMsg::Unreachable(id) => self.raw.report_unreachable(id),
+            NodeMsg::Unreachable(id) => {
+                self.raw.report_unreachable(id);
+                if id == self.raw.raft.leader_id && self.raw.raft.state != StateRole::Leader {
+                    // What this follower forwarded is most likely lost: let callers go and try
+                    // another node now rather than at their timeout.
+                    self.fail_forwarded("the leader is unreachable");
+                }
+            }
             NodeMsg::SnapshotSent { to, ok } => self.raw.report_snapshot(
                 to,
                 if ok {
@@ -499,6 +506,19 @@ impl Node {
             }
         }
         self.expire_requests();
+    }
+
+    fn fail_forwarded(&mut self, why: &str) {
+        if self.proposals.is_empty() && self.reads.is_empty() {
+            return;
+        }
+        let err = self.unavailable(why);
+        for (_, w) in self.proposals.drain() {
+            let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
+        }
+        for (_, r) in self.reads.drain() {
+            let _ = r.reply.send(Err(TopoError::Unavailable(err.to_string())));
+        }
     }
 
     fn expire_requests(&mut self) {

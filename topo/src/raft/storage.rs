@@ -8,6 +8,7 @@
 //!   truncates the tail from there (Raft overwrote a conflicting suffix), and the last
 //!   hard state wins. After a snapshot the file is rewritten, atomically, with only the
 //!   entries after it.
+//! - `LOCK`: held with an exclusive lock while a node has the directory open.
 //! - `snapshot`: one `Snapshot` record (metadata and data), replaced atomically. Its data is
 //!   [`SnapshotData`] as JSON: the key-value state and the members' addresses.
 //!
@@ -61,10 +62,15 @@ impl SnapshotData {
 pub const LOG_FILE: &str = "raft.log";
 /// The snapshot file's name inside the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot";
+/// The file a running node holds locked inside its data directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// A node's Raft storage. Only the node's driver touches it, so it needs no lock.
 pub struct DiskStorage {
     dir: PathBuf,
+    /// Held (locked) for as long as this storage is open, so that two nodes never share a
+    /// data directory.
+    _lock: std::fs::File,
     log: RecordFile,
     hard_state: HardState,
     /// The latest snapshot, with its data.
@@ -104,6 +110,17 @@ impl DiskStorage {
     /// not a torn tail.
     pub fn open(dir: &Path, voters: &[u64], members: &BTreeMap<u64, String>) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        if lock.try_lock().is_err() {
+            return Err(TopoError::invalid(
+                "raft.data_dir",
+                format!("{} is in use by another node", dir.display()),
+            ));
+        }
         let snap_path = dir.join(SNAPSHOT_FILE);
         let snapshot = match wal::read_whole(&snap_path, SNAP_MAGIC)? {
             Some(records) => {
@@ -132,6 +149,7 @@ impl DiskStorage {
         let snap_index = snapshot.get_metadata().index;
         let mut st = DiskStorage {
             dir: dir.to_path_buf(),
+            _lock: lock,
             log,
             hard_state: HardState::default(),
             snapshot,
@@ -485,6 +503,19 @@ mod tests {
         );
         let hs = s.initial_state().expect("state").hard_state;
         assert_eq!((hs.term, hs.vote, hs.commit), (2, 2, 3));
+    }
+
+    #[test]
+    fn a_data_dir_is_used_by_one_node_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        match DiskStorage::open(dir.path(), &[1], &BTreeMap::new()) {
+            Err(TopoError::Invalid { what, .. }) => assert_eq!(what, "raft.data_dir"),
+            Err(e) => panic!("expected the lock to refuse, got {e}"),
+            Ok(_) => panic!("two storages on one directory"),
+        }
+        drop(s);
+        open(dir.path());
     }
 
     #[test]
