@@ -287,6 +287,12 @@ impl KvCore {
         }
     }
 
+    /// Closes every live watch: each watcher sees its channel end and re-lists (used when the
+    /// store stops serving).
+    pub fn close_watchers(&mut self) {
+        self.subscribers.clear();
+    }
+
     /// Starts a watch of `prefix` after `after_revision`, replaying kept history first.
     ///
     /// # Errors

@@ -9,6 +9,8 @@
 //!   (the in-memory store, the file store, and the replicated store all share it).
 //! - [`memory`]: [`MemoryStore`], for unit tests and embedded use.
 //! - [`file`]: [`FileStore`], a single-node store persisted to one fsynced file.
+//! - [`raft`]: [`RaftStore`], the store replicated with Raft (raft-rs): log, snapshots,
+//!   peer transport, membership, and [`raft::start`], which runs one node.
 //! - [`http`]: the HTTP/JSON API that serves any [`Store`], and [`HttpStore`], its client with
 //!   endpoint failover.
 //! - [`vschema`]: the vschema model read from YAML, with validation that names the bad field.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod kv;
 pub mod memory;
 pub mod placement;
+pub mod raft;
 pub mod records;
 pub mod store;
 pub mod vschema;
@@ -35,6 +38,7 @@ pub use error::TopoError;
 pub use file::FileStore;
 pub use http::client::HttpStore;
 pub use memory::MemoryStore;
+pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
     Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec, Topo,
     TopoSnapshot,

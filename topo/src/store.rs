@@ -64,6 +64,16 @@ pub trait Store: Send + Sync + 'static {
     /// Fails when the store is unreachable.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 
+    /// Returns the key as this node has it, without confirming that nothing newer was
+    /// committed elsewhere: cheaper, possibly stale (dashboards). Stores with one copy of the
+    /// data answer exactly as [`Store::get`].
+    ///
+    /// # Errors
+    /// Fails when the store is unreachable.
+    async fn get_stale(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.get(key).await
+    }
+
     /// Writes `value` under `key` if `cond` holds; returns the new revision.
     ///
     /// # Errors
@@ -84,6 +94,14 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Fails when the store is unreachable.
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)>;
+
+    /// Lists keys under `prefix` as this node has them, like [`Store::get_stale`].
+    ///
+    /// # Errors
+    /// Fails when the store is unreachable.
+    async fn list_stale(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
+        self.list(prefix).await
+    }
 
     /// Watches every key under `prefix`, delivering each change with a revision greater
     /// than `after_revision`, in order.

@@ -163,6 +163,20 @@ impl Store for HttpStore {
         }
     }
 
+    async fn get_stale(&self, key: &str) -> Result<Option<KeyValue>> {
+        match self
+            .call::<KeyValue>(|c, ep| {
+                c.get(format!("{ep}/v1/kv"))
+                    .query(&[("key", key), ("stale", "true")])
+            })
+            .await
+        {
+            Ok(kv) => Ok(Some(kv)),
+            Err(TopoError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn put(
         &self,
         key: &str,
@@ -202,6 +216,16 @@ impl Store for HttpStore {
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
         let r: ListResponse = self
             .call(|c, ep| c.get(format!("{ep}/v1/list")).query(&[("prefix", prefix)]))
+            .await?;
+        Ok((r.kvs, r.revision))
+    }
+
+    async fn list_stale(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
+        let r: ListResponse = self
+            .call(|c, ep| {
+                c.get(format!("{ep}/v1/list"))
+                    .query(&[("prefix", prefix), ("stale", "true")])
+            })
             .await?;
         Ok((r.kvs, r.revision))
     }

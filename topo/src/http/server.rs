@@ -5,12 +5,15 @@
 //! | `GET /v1/kv?key=K[&stale=true]` | one key (404 if absent) |
 //! | `PUT /v1/kv` `{key, value, mod_revision?, lease?}` | write; 409 on a failed compare-and-set |
 //! | `DELETE /v1/kv?key=K[&mod_revision=N]` | delete |
-//! | `GET /v1/list?prefix=P` | keys under a prefix, with the revision |
+//! | `GET /v1/list?prefix=P[&stale=true]` | keys under a prefix, with the revision |
 //! | `GET /v1/watch?prefix=P&after=R[&timeout_ms=T]` | long poll: changes after revision R; 410 if compacted |
 //! | `POST /v1/lease` `{ttl_ms}` | grant a lease |
 //! | `POST /v1/lease/{id}/keepalive`, `DELETE /v1/lease/{id}` | renew, revoke |
 //! | `GET /v1/revision` | the store's revision |
 //! | `GET /v1/status` | what the node says of itself |
+//!
+//! Reads are linearizable unless `stale=true` asks for the serving node's own view
+//! ([`Store::get_stale`], [`Store::list_stale`]).
 //!
 //! When a token is configured, every request must carry `Authorization: Bearer TOKEN`.
 
@@ -71,6 +74,11 @@ pub async fn serve(
         .await
 }
 
+/// Returns the API's error answer for `e`.
+pub(crate) fn error_response(e: &TopoError) -> Response {
+    err(e)
+}
+
 fn err(e: &TopoError) -> Response {
     let (status, body) = ErrorBody::from_error(e);
     (
@@ -80,31 +88,43 @@ fn err(e: &TopoError) -> Response {
         .into_response()
 }
 
-fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &state.token else {
+fn check(state: &AppState, headers: &HeaderMap) -> Result<(), Unauthorized> {
+    authorize(state.token.as_deref(), headers)
+}
+
+/// A request without the right bearer token; answers 401.
+pub(crate) struct Unauthorized;
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(ErrorBody {
+                error: "unauthorized".into(),
+                message: "missing or wrong bearer token".into(),
+                key: None,
+                expected: None,
+                found: None,
+                lease: None,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Checks the bearer token, when one is configured.
+pub(crate) fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Unauthorized> {
+    let Some(token) = token else {
         return Ok(());
     };
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(&**token) {
+    if given == Some(token) {
         Ok(())
     } else {
-        Err(Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(ErrorBody {
-                    error: "unauthorized".into(),
-                    message: "missing or wrong bearer token".into(),
-                    key: None,
-                    expected: None,
-                    found: None,
-                    lease: None,
-                }),
-            )
-                .into_response(),
-        ))
+        Err(Unauthorized)
     }
 }
 
@@ -113,13 +133,20 @@ struct KeyQuery {
     key: String,
     #[serde(default)]
     mod_revision: Option<u64>,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
-    match s.store.get(&q.key).await {
+    let got = if q.stale {
+        s.store.get_stale(&q.key).await
+    } else {
+        s.store.get(&q.key).await
+    };
+    match got {
         Ok(Some(kv)) => Json(kv).into_response(),
         Ok(None) => err(&TopoError::NotFound(q.key)),
         Err(e) => err(&e),
@@ -128,7 +155,7 @@ async fn get_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuer
 
 async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     match s
         .store
@@ -145,7 +172,7 @@ async fn put_kv(State(s): State<AppState>, h: HeaderMap, Json(req): Json<PutRequ
 
 async fn delete_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     let cond = q
         .mod_revision
@@ -160,13 +187,20 @@ async fn delete_kv(State(s): State<AppState>, h: HeaderMap, Query(q): Query<KeyQ
 struct PrefixQuery {
     #[serde(default)]
     prefix: String,
+    #[serde(default)]
+    stale: bool,
 }
 
 async fn list(State(s): State<AppState>, h: HeaderMap, Query(q): Query<PrefixQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
-    match s.store.list(&q.prefix).await {
+    let listed = if q.stale {
+        s.store.list_stale(&q.prefix).await
+    } else {
+        s.store.list(&q.prefix).await
+    };
+    match listed {
         Ok((kvs, revision)) => Json(ListResponse { kvs, revision }).into_response(),
         Err(e) => err(&e),
     }
@@ -183,7 +217,7 @@ struct WatchQuery {
 
 async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQuery>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     let mut w = match s.store.watch(&q.prefix, q.after).await {
         Ok(w) => w,
@@ -216,7 +250,7 @@ async fn watch(State(s): State<AppState>, h: HeaderMap, Query(q): Query<WatchQue
 
 async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseRequest>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     match s.store.grant_lease(req.ttl_ms).await {
         Ok(id) => Json(LeaseResponse { id }).into_response(),
@@ -226,7 +260,7 @@ async fn grant(State(s): State<AppState>, h: HeaderMap, Json(req): Json<LeaseReq
 
 async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     match s.store.keep_alive(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -236,7 +270,7 @@ async fn keep_alive(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>
 
 async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     match s.store.revoke_lease(id).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
@@ -246,7 +280,7 @@ async fn revoke(State(s): State<AppState>, h: HeaderMap, Path(id): Path<i64>) ->
 
 async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     match s.store.revision().await {
         Ok(revision) => Json(serde_json::json!({ "revision": revision })).into_response(),
@@ -256,7 +290,7 @@ async fn revision(State(s): State<AppState>, h: HeaderMap) -> Response {
 
 async fn status_handler(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = check(&s, &h) {
-        return *r;
+        return r.into_response();
     }
     Json((s.status)()).into_response()
 }
