@@ -6,17 +6,28 @@ use tessera_topo::{Condition, Store};
 
 #[derive(Subcommand, Debug)]
 pub enum TopoCmd {
-    /// Run a topology node in the foreground.
+    /// Run a topology node in the foreground (a member of a Raft group).
     Serve {
-        /// Where clients (routers, the CLI, curl) connect. Loopback unless you say otherwise.
+        /// This node's id (1, 2, 3, …).
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        /// Every voter, this node included: `1=127.0.0.1:2381,2=…,3=…`. Without it the node
+        /// is a group of one.
+        #[arg(long)]
+        peers: Option<String>,
+        /// Where clients (routers, the CLI, curl) and peers connect. Loopback unless you say
+        /// otherwise.
         #[arg(long, default_value = "127.0.0.1:15999")]
         listen: std::net::SocketAddr,
-        /// Where the node keeps its data.
+        /// Where the node keeps its log, hard state and snapshots.
         #[arg(long)]
         data_dir: std::path::PathBuf,
         /// Environment variable holding a shared token that every request must carry.
         #[arg(long)]
         token_env: Option<String>,
+        /// Take a snapshot (and compact the log) every this many applied entries.
+        #[arg(long, default_value_t = tessera_topo::raft::config::DEFAULT_SNAPSHOT_EVERY)]
+        snapshot_every: u64,
     },
     /// Show each node's role, term, commit and applied index.
     Status {
@@ -64,9 +75,12 @@ fn store(t: &TopoFlags) -> anyhow::Result<tessera_topo::HttpStore> {
 pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
     match c {
         TopoCmd::Serve {
+            id,
+            peers,
             listen,
             data_dir,
             token_env,
+            snapshot_every,
         } => {
             let token = match &token_env {
                 Some(v) => Some(std::env::var(v).map_err(|_| {
@@ -74,18 +88,21 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
                 })?),
                 None => None,
             };
-            let store: std::sync::Arc<dyn Store> =
-                std::sync::Arc::new(tessera_topo::FileStore::open(&data_dir)?);
-            let l = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-            let addr = l.local_addr()?;
-            let app = tessera_topo::http::server::router(store, token, None);
+            let peers = match peers {
+                Some(p) => parse_peers(&p)?,
+                None => std::collections::BTreeMap::from([(id, listen)]),
+            };
+            let mut cfg = tessera_topo::raft::RaftConfig::new(id, peers, listen, &data_dir);
+            cfg.token = token;
+            cfg.snapshot_every = snapshot_every;
+            let node = tessera_topo::raft::start(cfg).await?;
             println!(
-                "ready: topology node on {addr}, data in {}",
+                "ready: topology node {id} on {}, data in {}",
+                node.local_addr(),
                 data_dir.display()
             );
-            tessera_topo::http::server::serve(l, app, super::shutdown_signal()).await?;
+            super::shutdown_signal().await;
+            node.shutdown().await;
             Ok(())
         }
         TopoCmd::Status { topo } => {
@@ -137,4 +154,34 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parses `1=127.0.0.1:2381,2=127.0.0.1:2382`.
+///
+/// # Errors
+/// Names the entry that does not parse.
+pub fn parse_peers(
+    s: &str,
+) -> anyhow::Result<std::collections::BTreeMap<u64, std::net::SocketAddr>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--peers: {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--peers: {id:?} is not a node id"))?;
+        let addr: std::net::SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--peers: {addr:?} is not HOST:PORT"))?;
+        if out.insert(id, addr).is_some() {
+            anyhow::bail!("--peers: node {id} is listed twice");
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!("--peers: no peers given");
+    }
+    Ok(out)
 }

@@ -25,7 +25,10 @@ pub struct UpArgs {
     /// The router's admin endpoint (`/status`, `/metrics`).
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_listen: SocketAddr,
-    /// Where the topology service listens.
+    /// Topology nodes to run (1, 3 or 5), in this process.
+    #[arg(long, default_value_t = 1)]
+    topo_nodes: usize,
+    /// Where the (first) topology node listens.
     #[arg(long, default_value = "127.0.0.1:15999")]
     topo_listen: SocketAddr,
     /// Keep MariaDB and topology data here (kept after exit); a temporary dir otherwise.
@@ -91,18 +94,54 @@ async fn serve(
     base: &std::path::Path,
     cluster: &LocalCluster,
 ) -> anyhow::Result<()> {
-    let store = tessera_topo::FileStore::open(&base.join("topo"))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    // The topology service: a Raft group of `--topo-nodes` nodes in this process, the first
+    // on `--topo-listen`, each with its own data dir.
+    let n = a.topo_nodes;
+    if ![1, 3, 5].contains(&n) {
+        anyhow::bail!("--topo-nodes must be 1, 3 or 5");
+    }
+    let mut listeners = Vec::with_capacity(n);
+    for i in 0..n {
+        let addr = if i == 0 {
+            a.topo_listen
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the topology service to {addr}"))?;
+        listeners.push(l);
+    }
+    let mut peers = std::collections::BTreeMap::new();
+    for (i, l) in listeners.iter().enumerate() {
+        peers.insert(i as u64 + 1, l.local_addr()?);
+    }
+    let mut nodes = Vec::with_capacity(n);
+    for (i, l) in listeners.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let cfg = tessera_topo::RaftConfig::new(
+            id,
+            peers.clone(),
+            peers[&id],
+            base.join(format!("topo-{id}")),
+        );
+        nodes.push(tessera_topo::raft::start_on(cfg, l).await?);
+    }
+    let endpoints: Vec<String> = peers.values().map(|a| a.to_string()).collect();
+    let topo_addr = peers[&1];
+    let store: Arc<dyn Store> = Arc::new(tessera_topo::HttpStore::new(&endpoints, None)?);
     let topo = Topo::new(store.clone());
-    let listener = tokio::net::TcpListener::bind(a.topo_listen)
+    // Wait for a leader.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Err(e) = store
+        .put("/tessera/up", "1", tessera_topo::Condition::None, None)
         .await
-        .with_context(|| format!("binding the topology service to {}", a.topo_listen))?;
-    let topo_addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = tessera_topo::http::server::router(store.clone(), None, None);
-    let topo_task = tokio::spawn(tessera_topo::http::server::serve(listener, app, async {
-        let _ = stop_rx.await;
-    }));
+    {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the topology service elected no leader: {e}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let result = async {
         for (i, s) in cluster.servers().iter().enumerate() {
             topo.put_physical_shard(&PhysicalShard {
@@ -131,14 +170,16 @@ async fn serve(
                 load_sample(raddr, &a.user, &a.password, &vschema.keyspace, f).await?;
             }
             println!(
-                "ready: router {raddr}, topology {topo_addr}, {} physical shards, keyspace {} with {} logical shards (epoch {})",
+                "ready: router {raddr}, topology {topo_addr} ({} node{}), {} physical shards, keyspace {} with {} logical shards (epoch {})",
+                endpoints.len(),
+                if endpoints.len() == 1 { "" } else { "s" },
                 cluster.servers().len(),
                 vschema.keyspace,
                 placement.shards.len(),
                 placement.epoch
             );
             println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
-            println!("topology: tessera vschema show {} --topo {topo_addr}", vschema.keyspace);
+            println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
             if let Some(admin) = router.admin_addr() {
                 println!("admin: http://{admin}/status and http://{admin}/metrics");
             }
@@ -151,8 +192,9 @@ async fn serve(
         r
     }
     .await;
-    let _ = stop_tx.send(());
-    let _ = topo_task.await;
+    for node in nodes {
+        node.shutdown().await;
+    }
     result
 }
 
