@@ -88,6 +88,21 @@ async fn router_serves_through_a_topology_outage_and_catches_up() {
         .await
         .expect("insert");
     assert_eq!(status(admin).await["topology"]["connected"], true);
+    // The router registered itself, with the epoch it serves.
+    let mut registered = Vec::new();
+    for _ in 0..50 {
+        registered = topo.routers().await.expect("routers");
+        if registered
+            .first()
+            .is_some_and(|r| r.epochs.get("demo") == Some(&1))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0].listen, router.local_addr().to_string());
+    assert_eq!(registered[0].epochs.get("demo"), Some(&1));
 
     // Topology down: queries go on; the status says the router serves from its cache.
     drop(node);
@@ -138,5 +153,9 @@ async fn router_serves_through_a_topology_outage_and_catches_up() {
     drop(c);
     drop(fresh);
     router.shutdown().await;
+    assert!(
+        topo.routers().await.expect("routers").is_empty(),
+        "a stopped router deregisters"
+    );
     cluster.shutdown().await;
 }

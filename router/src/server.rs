@@ -133,6 +133,18 @@ impl Router {
             cfg: self.cfg,
         });
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));
+        let registration = tokio::spawn(register(
+            self.topo.clone(),
+            cache.clone(),
+            tessera_topo::RouterRegistration {
+                id: format!("router-{}-{}", addr.port(), std::process::id()),
+                listen: addr.to_string(),
+                admin: admin_addr.map(|a| a.to_string()),
+                epochs: Default::default(),
+                topo_connected: false,
+            },
+            shutdown_rx.clone(),
+        ));
         let admin_task = admin.map(|l| {
             let state = crate::admin::AdminState {
                 results: results.clone(),
@@ -154,6 +166,7 @@ impl Router {
         });
         let task = tokio::spawn(async move {
             accept_loop(listener, shared, shutdown_rx, watcher, backends).await;
+            let _ = registration.await;
             if let Some(t) = admin_task {
                 let _ = t.await;
             }
@@ -167,6 +180,49 @@ impl Router {
             shutdown: shutdown_tx,
             task,
         })
+    }
+}
+
+/// How long a router's registration outlives it (ms).
+const REGISTRATION_TTL_MS: u64 = 10_000;
+
+/// Keeps the router registered in topology under a lease, with the epochs it serves, until
+/// shutdown; then revokes the lease so the registration goes at once.
+async fn register(
+    topo: Topo,
+    cache: Arc<TopologyCache>,
+    mut me: tessera_topo::RouterRegistration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut lease: Option<i64> = None;
+    loop {
+        let st = cache.status();
+        me.epochs = st.epochs.clone();
+        me.topo_connected = st.connected;
+        let step = async {
+            let id = match lease {
+                Some(id) => {
+                    topo.store().keep_alive(id).await?;
+                    id
+                }
+                None => topo.store().grant_lease(REGISTRATION_TTL_MS).await?,
+            };
+            lease = Some(id);
+            topo.register_router(&me, id).await
+        };
+        if let Err(e) = step.await {
+            tracing::debug!(error = %e, "router registration not renewed");
+            lease = None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(REGISTRATION_TTL_MS / 4)) => {}
+            _ = shutdown.changed() => {
+                if let Some(id) = lease {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), topo.store().revoke_lease(id)).await;
+                }
+                return;
+            }
+        }
     }
 }
 

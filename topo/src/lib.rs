@@ -40,8 +40,8 @@ pub use http::client::HttpStore;
 pub use memory::MemoryStore;
 pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
-    Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec, Topo,
-    TopoSnapshot,
+    Job, Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
+    RouterRegistration, Topo, TopoSnapshot,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{TableKind, TableSpec, VSchema, VindexKind};

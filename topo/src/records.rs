@@ -22,6 +22,38 @@ const KEYSPACES: &str = "/tessera/keyspaces/";
 const SHARDS: &str = "/tessera/shards/";
 const PLACEMENT: &str = "/tessera/placement/";
 const ROUTERS: &str = "/tessera/routers/";
+const JOBS: &str = "/tessera/jobs/";
+
+/// A live router, registered under a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterRegistration {
+    pub id: String,
+    /// Where applications connect.
+    pub listen: String,
+    /// The admin endpoint, if any.
+    pub admin: Option<String>,
+    /// The placement epoch it serves, per keyspace.
+    pub epochs: BTreeMap<String, u64>,
+    /// Whether its topology watch is live.
+    pub topo_connected: bool,
+}
+
+/// A move job: logical shards going from one physical shard to another, with the phase it is
+/// in and checkpoints that let a restarted rebalancer resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub keyspace: String,
+    /// `(logical shard, from physical shard, to physical shard)`.
+    pub moves: Vec<(u32, String, String)>,
+    /// The phase, as the rebalancer names it (`prepare`, `dual_write`, `backfill`, …).
+    pub phase: String,
+    /// Resume points by name (for example `backfill/customer` → last copied primary key).
+    #[serde(default)]
+    pub checkpoints: BTreeMap<String, String>,
+    /// Unix milliseconds of the last update.
+    pub updated_ms: u64,
+}
 const CANDIDATES: &str = "/tessera/candidates/";
 const RESULT_SHADOWS: &str = "/tessera/result-shadows/";
 
@@ -440,25 +472,82 @@ impl Topo {
             .is_some())
     }
 
-    /// Registers a router under a lease; the record vanishes if the router stops renewing.
+    /// Registers (or refreshes) a router under a lease: the record vanishes if the router
+    /// stops renewing the lease.
     ///
     /// # Errors
-    /// Store failures.
-    pub async fn register_router(
-        &self,
-        id: &str,
-        info: &serde_json::Value,
-        lease: i64,
-    ) -> Result<()> {
+    /// Store failures; [`TopoError::LeaseNotFound`] when the lease has lapsed.
+    pub async fn register_router(&self, r: &RouterRegistration, lease: i64) -> Result<()> {
         self.store
             .put(
-                &format!("{ROUTERS}{id}"),
-                &info.to_string(),
+                &format!("{ROUTERS}{}", r.id),
+                &encode(r),
                 Condition::None,
                 Some(lease),
             )
             .await?;
         Ok(())
+    }
+
+    /// Returns the live routers.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn routers(&self) -> Result<Vec<RouterRegistration>> {
+        let (kvs, _) = self.store.list(ROUTERS).await?;
+        kvs.iter().map(decode).collect()
+    }
+
+    /// Creates a job (fails with [`TopoError::Conflict`] if its id exists); returns its
+    /// revision.
+    ///
+    /// # Errors
+    /// Conflicts and store failures.
+    pub async fn create_job(&self, job: &Job) -> Result<u64> {
+        self.store
+            .put(
+                &format!("{JOBS}{}", job.id),
+                &encode(job),
+                Condition::ModRevision(0),
+                None,
+            )
+            .await
+    }
+
+    /// Returns a job and its revision.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn get_job(&self, id: &str) -> Result<Option<(Job, u64)>> {
+        match self.store.get(&format!("{JOBS}{id}")).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a job's new phase or checkpoints if it is still at `expected`, so that two
+    /// rebalancers can never both advance one job.
+    ///
+    /// # Errors
+    /// [`TopoError::Conflict`] when someone else changed it first.
+    pub async fn update_job(&self, job: &Job, expected: u64) -> Result<u64> {
+        self.store
+            .put(
+                &format!("{JOBS}{}", job.id),
+                &encode(job),
+                Condition::ModRevision(expected),
+                None,
+            )
+            .await
+    }
+
+    /// Lists every job.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        let (kvs, _) = self.store.list(JOBS).await?;
+        kvs.iter().map(decode).collect()
     }
 }
 
@@ -466,6 +555,31 @@ impl Topo {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn jobs_advance_only_from_the_revision_read() {
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        let mut job = Job {
+            id: "j1".into(),
+            keyspace: "k".into(),
+            moves: vec![(3, "ps0".into(), "ps1".into())],
+            phase: "prepare".into(),
+            checkpoints: BTreeMap::new(),
+            updated_ms: 0,
+        };
+        let rev = topo.create_job(&job).await.expect("create");
+        assert!(topo.create_job(&job).await.is_err(), "ids are unique");
+        job.phase = "backfill".into();
+        job.checkpoints.insert("backfill/t".into(), "42".into());
+        let rev2 = topo.update_job(&job, rev).await.expect("advance");
+        assert!(matches!(
+            topo.update_job(&job, rev).await,
+            Err(TopoError::Conflict { .. })
+        ));
+        let (got, r) = topo.get_job("j1").await.expect("get").expect("present");
+        assert_eq!((got, r), (job, rev2));
+        assert_eq!(topo.jobs().await.expect("list").len(), 1);
+    }
 
     #[tokio::test]
     async fn apply_places_and_keeps_count() {

@@ -1,0 +1,2393 @@
+//! Differential test: every statement runs through the router (4 physical shards, 64 logical
+//! shards) and against one MariaDB holding the same rows (an extra server of the same
+//! cluster, database `demo`). Each answer must be identical — column names and types as the
+//! client sees them, and values — or, for shapes the router refuses, error 1235 naming the
+//! shape. Hand-written statements cover each shape on purpose; many more are generated from a
+//! seeded random generator, so every run sends the same statements.
+//!
+//! Ordered results are compared row for row only when the top-level `ORDER BY` is total
+//! (generated ones end with the primary key); otherwise rows are compared as multisets.
+//! `LIMIT` without `ORDER BY` is checked by row count and by each row belonging to the
+//! oracle's full answer. Writes run on both sides, then whole tables are compared.
+//!
+//! A mismatch is printed with the SQL and both answers. Statements listed in `KNOWN_BUGS`
+//! are still run and printed, but do not fail the test.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+const VSCHEMA: &str = "
+keyspace: demo
+sharded: true
+logical_shards: 64
+tables:
+  customer: { shard_key: customer_id, vindex: xxhash }
+  orders: { shard_key: customer_id, vindex: xxhash }
+  product: { shard_key: sku, vindex: unicode_loose_xxhash }
+  event: { shard_key: event_id, vindex: numeric }
+  country: { type: reference }
+";
+
+const DDL: &[&str] = &[
+    "CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), \
+     country_code CHAR(2), score INT, balance DECIMAL(12,2), born DATE, last_seen DATETIME(3), \
+     ratio DOUBLE, flags TINYINT UNSIGNED NOT NULL DEFAULT 0, note TEXT)",
+    "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, \
+     amount DECIMAL(10,2), status VARCHAR(16), created DATETIME, qty INT, KEY (customer_id))",
+    "CREATE TABLE product (sku VARCHAR(32) PRIMARY KEY, title VARCHAR(64), price DECIMAL(10,2), \
+     stock INT, category VARCHAR(16))",
+    "CREATE TABLE event (event_id BIGINT UNSIGNED PRIMARY KEY, customer_id BIGINT, \
+     kind ENUM('view','click','buy','refund'), grp VARCHAR(8) NOT NULL, v INT, \
+     amount DECIMAL(14,4), dur TIME, yr YEAR, tag VARCHAR(8) COLLATE utf8mb4_nopad_bin, at DATETIME)",
+    "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(64), region VARCHAR(16), pop BIGINT)",
+];
+
+const TABLES: &[&str] = &["customer", "orders", "product", "event", "country"];
+
+/// Statements whose mismatch is a known router bug: they still run and are printed, but do
+/// not fail the test. Each entry is the exact SQL.
+const KNOWN_BUGS: &[&str] = &[];
+
+/// Known column-type differences, as (router's type, oracle's type, why). A mismatch whose
+/// rows are identical and whose column types differ only in these ways is counted as a known
+/// bug instead of a failure. These cannot be listed by statement: which type the client gets
+/// depends on which physical shard's result arrives first (a shard that combines several
+/// logical shards with `UNION ALL` reports the widened type, a shard with one does not).
+const KNOWN_TYPE_BUGS: &[(u8, u8, &str)] = &[
+    (
+        250,
+        252,
+        "TEXT column read from several logical shards is MEDIUM_BLOB instead of BLOB",
+    ),
+    (
+        253,
+        254,
+        "ENUM column read from several logical shards is VAR_STRING instead of STRING",
+    ),
+];
+
+/// What a 1235 refusal of a merging shape may name.
+const MERGE: &[&str] = &[
+    "ORDER BY",
+    "GROUP BY",
+    "DISTINCT",
+    "HAVING",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "aggregate",
+    "LIMIT",
+    "SELECT *",
+];
+const CROSS: &[&str] = &["cross-shard", "JOIN", "join"];
+const SUBQ: &[&str] = &["subqueries", "WITH", "UNION", "derived"];
+
+const SEED_DATA: u64 = 0x7e55_e4a0_0001;
+const SEED_QUERIES: u64 = 0x7e55_e4a0_0002;
+
+// ---------------------------------------------------------------------------------------
+// Statements and their expectations.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cmp {
+    /// Row for row (the statement's ORDER BY is total).
+    Ordered,
+    /// As multisets.
+    Unordered,
+    /// LIMIT without ORDER BY: same row count, each row in the oracle's answer to `full`.
+    Subset,
+}
+
+#[derive(Clone, Debug)]
+struct Q {
+    sql: String,
+    cmp: Cmp,
+    full: Option<String>,
+    /// Words one of which a 1235 refusal must contain; empty: the router must answer.
+    refuse: Vec<&'static str>,
+    /// Strings equal under the collation may be represented by different rows (a group's
+    /// key, MIN of a case-insensitive column): compare them folded.
+    ci: bool,
+    /// Both sides must fail with this error.
+    err: Option<u16>,
+}
+
+fn q(sql: impl Into<String>, cmp: Cmp) -> Q {
+    Q {
+        sql: sql.into(),
+        cmp,
+        full: None,
+        refuse: Vec::new(),
+        ci: false,
+        err: None,
+    }
+}
+/// Must be answered; rows as a multiset.
+fn ok(sql: impl Into<String>) -> Q {
+    q(sql, Cmp::Unordered)
+}
+/// Must be answered; rows in order.
+fn ok_ord(sql: impl Into<String>) -> Q {
+    q(sql, Cmp::Ordered)
+}
+/// Must be answered; LIMIT without ORDER BY.
+fn ok_sub(sql: impl Into<String>, full: impl Into<String>) -> Q {
+    let mut x = q(sql, Cmp::Subset);
+    x.full = Some(full.into());
+    x
+}
+/// A merging shape: answered (as a multiset) or refused naming the shape.
+fn mrg(sql: impl Into<String>) -> Q {
+    ok(sql).refusable(MERGE)
+}
+/// A merging shape with LIMIT and no ORDER BY: answered (checked against `full`) or refused.
+fn mrg_sub(sql: impl Into<String>, full: impl Into<String>) -> Q {
+    ok_sub(sql, full).refusable(MERGE)
+}
+/// A merging shape: answered in order or refused naming the shape.
+fn mrg_ord(sql: impl Into<String>) -> Q {
+    ok_ord(sql).refusable(MERGE)
+}
+
+impl Q {
+    fn refusable(mut self, words: &[&'static str]) -> Q {
+        self.refuse.extend_from_slice(words);
+        self
+    }
+    fn ci(mut self) -> Q {
+        self.ci = true;
+        self
+    }
+    fn err(mut self, code: u16) -> Q {
+        self.err = Some(code);
+        self
+    }
+}
+
+/// A write: run on both sides (unless refused), affected rows compared, then the tables.
+#[derive(Clone, Debug)]
+struct W {
+    sql: String,
+    tables: Vec<&'static str>,
+    refuse: Vec<&'static str>,
+}
+
+fn w(sql: impl Into<String>, tables: &[&'static str]) -> W {
+    W {
+        sql: sql.into(),
+        tables: tables.to_vec(),
+        refuse: Vec::new(),
+    }
+}
+
+impl W {
+    fn refusable(mut self, words: &[&'static str]) -> W {
+        self.refuse.extend_from_slice(words);
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running statements.
+
+type Val = Option<Vec<u8>>;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Answer {
+    cols: Vec<(String, u8)>,
+    rows: Vec<Vec<Val>>,
+    affected: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Failure {
+    code: u16,
+    msg: String,
+    /// The connection is unusable (not a server error).
+    broken: bool,
+}
+
+async fn run(c: &mut Conn, sql: &str) -> Result<Answer, Failure> {
+    let fut = async {
+        let mut res = c.query_iter(sql).await?;
+        let cols: Vec<(String, u8)> = res
+            .columns_ref()
+            .iter()
+            .map(|c| (c.name_str().into_owned(), c.column_type() as u8))
+            .collect();
+        let rows: Vec<mysql_async::Row> = res.collect().await?;
+        let affected = res.affected_rows();
+        res.drop_result().await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => Some(b),
+                        other => Some(other.as_sql(true).into_bytes()),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok::<_, mysql_async::Error>(Answer {
+            cols,
+            rows,
+            affected,
+        })
+    };
+    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(mysql_async::Error::Server(e))) => Err(Failure {
+            code: e.code,
+            msg: e.message,
+            broken: false,
+        }),
+        Ok(Err(e)) => Err(Failure {
+            code: 0,
+            msg: format!("client error: {e}"),
+            broken: true,
+        }),
+        Err(_) => Err(Failure {
+            code: 0,
+            msg: "timed out after 20 s".into(),
+            broken: true,
+        }),
+    }
+}
+
+fn show_val(v: &Val) -> String {
+    match v {
+        None => "NULL".into(),
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
+fn show_rows(rows: &[Vec<Val>], limit: usize) -> String {
+    let mut s = String::new();
+    for r in rows.iter().take(limit) {
+        let cells: Vec<String> = r.iter().map(show_val).collect();
+        let _ = writeln!(s, "      ({})", cells.join(", "));
+    }
+    if rows.len() > limit {
+        let _ = writeln!(s, "      … {} more", rows.len() - limit);
+    }
+    s
+}
+
+fn show_answer(a: &Result<Answer, Failure>) -> String {
+    match a {
+        Ok(a) => format!(
+            "columns {:?}, {} rows, {} affected\n{}",
+            a.cols,
+            a.rows.len(),
+            a.affected,
+            show_rows(&a.rows, 12)
+        ),
+        Err(f) => format!("ERROR {}: {}\n", f.code, f.msg),
+    }
+}
+
+/// Folds a string the way utf8mb4_general_ci compares the strings this test stores: case,
+/// the accents used in the data, trailing spaces.
+fn fold(v: &Val) -> Val {
+    let b = v.as_ref()?;
+    let s = String::from_utf8_lossy(b).to_lowercase();
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        let m = match ch {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            'ß' => 's',
+            c => c,
+        };
+        out.push(m);
+    }
+    Some(out.trim_end_matches(' ').as_bytes().to_vec())
+}
+
+fn folded(rows: &[Vec<Val>]) -> Vec<Vec<Val>> {
+    rows.iter().map(|r| r.iter().map(fold).collect()).collect()
+}
+
+fn sorted(mut rows: Vec<Vec<Val>>) -> Vec<Vec<Val>> {
+    rows.sort();
+    rows
+}
+
+/// Rows of `a` not matched one-for-one in `b` (multiset difference).
+fn minus(a: &[Vec<Val>], b: &[Vec<Val>]) -> Vec<Vec<Val>> {
+    let mut pool: BTreeMap<&Vec<Val>, usize> = BTreeMap::new();
+    for r in b {
+        *pool.entry(r).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for r in a {
+        match pool.get_mut(r) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => out.push(r.clone()),
+        }
+    }
+    out
+}
+
+/// Compares two successful answers; returns a description of the difference.
+fn diff_answers(q: &Q, a: &Answer, b: &Answer, full: Option<&Answer>) -> Option<String> {
+    let cols = (a.cols != b.cols).then(|| {
+        format!(
+            "columns differ:\n    router {:?}\n    oracle {:?}",
+            a.cols, b.cols
+        )
+    });
+    let rows = diff_rows(q, &a.rows, &b.rows, full.map(|f| &f.rows[..]));
+    match (cols, rows) {
+        (None, None) => None,
+        (Some(c), None) => Some(format!("{c}\n  (rows identical)")),
+        (None, Some(r)) => Some(r),
+        (Some(c), Some(r)) => Some(format!("{c}\n  {r}")),
+    }
+}
+
+fn diff_rows(q: &Q, a: &[Vec<Val>], b: &[Vec<Val>], full: Option<&[Vec<Val>]>) -> Option<String> {
+    let (ra, rb) = if q.ci {
+        (folded(a), folded(b))
+    } else {
+        (a.to_vec(), b.to_vec())
+    };
+    match q.cmp {
+        Cmp::Ordered => {
+            if ra.len() != rb.len() {
+                let (sa, sb) = (sorted(ra), sorted(rb));
+                return Some(format!(
+                    "row counts differ: router {}, oracle {}\n    only from the router:\n{}    only from the oracle:\n{}",
+                    sa.len(),
+                    sb.len(),
+                    show_rows(&minus(&sa, &sb), 8),
+                    show_rows(&minus(&sb, &sa), 8)
+                ));
+            }
+            if let Some(i) = (0..ra.len()).find(|i| ra[*i] != rb[*i]) {
+                let to = (i + 4).min(ra.len());
+                let same_set = sorted(ra.clone()) == sorted(rb.clone());
+                return Some(format!(
+                    "ordered rows differ from row {i}{}:\n    router:\n{}    oracle:\n{}",
+                    if same_set {
+                        " (same rows, different order)"
+                    } else {
+                        ""
+                    },
+                    show_rows(&a[i..to], 4),
+                    show_rows(&b[i..to], 4)
+                ));
+            }
+            None
+        }
+        Cmp::Unordered => {
+            let (sa, sb) = (sorted(ra), sorted(rb));
+            if sa == sb {
+                return None;
+            }
+            Some(format!(
+                "rows differ ({} vs {} rows):\n    only from the router:\n{}    only from the oracle:\n{}",
+                sa.len(),
+                sb.len(),
+                show_rows(&minus(&sa, &sb), 8),
+                show_rows(&minus(&sb, &sa), 8)
+            ))
+        }
+        Cmp::Subset => {
+            if ra.len() != rb.len() {
+                return Some(format!(
+                    "row counts differ: router {}, oracle {}",
+                    ra.len(),
+                    rb.len()
+                ));
+            }
+            let full = full.expect("full answer");
+            let rf = if q.ci { folded(full) } else { full.to_vec() };
+            let extra = minus(&ra, &rf);
+            if extra.is_empty() {
+                None
+            } else {
+                Some(format!(
+                    "rows not in the oracle's full answer:\n{}",
+                    show_rows(&extra, 8)
+                ))
+            }
+        }
+    }
+}
+
+/// Returns the known bug that explains the whole difference between two answers: identical
+/// rows, and column types that differ only as listed in `KNOWN_TYPE_BUGS`.
+fn known_type_bug(q: &Q, a: &Answer, b: &Answer, full: Option<&Answer>) -> Option<&'static str> {
+    if a.cols == b.cols || a.cols.len() != b.cols.len() || KNOWN_BUGS.contains(&q.sql.as_str()) {
+        return None;
+    }
+    if diff_rows(q, &a.rows, &b.rows, full.map(|f| &f.rows[..])).is_some() {
+        return None;
+    }
+    let mut why = None;
+    for (x, y) in a.cols.iter().zip(&b.cols) {
+        if x == y {
+            continue;
+        }
+        if x.0 != y.0 {
+            return None;
+        }
+        let (_, _, w) = KNOWN_TYPE_BUGS
+            .iter()
+            .find(|(r, o, _)| *r == x.1 && *o == y.1)?;
+        why = Some(*w);
+    }
+    why
+}
+
+/// Returns the shape a refusal names: its message without the fixed frame.
+fn shape_of(msg: &str) -> String {
+    let s = msg.strip_prefix("Tessera does not support ").unwrap_or(msg);
+    let s = s.strip_suffix(" yet").unwrap_or(s);
+    s.to_string()
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Failures by kind: wrong answer, column metadata, error, refusal.
+    kinds: BTreeMap<&'static str, usize>,
+    slowest: Vec<(Duration, String)>,
+    identical: usize,
+    same_error: usize,
+    refused: BTreeMap<String, usize>,
+    failures: Vec<String>,
+    known: Vec<String>,
+    known_seen: HashSet<String>,
+    /// Statements whose only difference is a known column-type bug, by that bug.
+    known_types: BTreeMap<&'static str, usize>,
+}
+
+impl Stats {
+    fn fail(&mut self, sql: &str, text: String) {
+        let kind = if text.contains("(rows identical)") {
+            "column metadata only"
+        } else if text.starts_with("unexpected refusal") {
+            "unexpected refusal"
+        } else if text.starts_with("answers differ") || text.starts_with("outcomes differ") {
+            "error instead of an answer (or the reverse)"
+        } else {
+            "wrong answer"
+        };
+        let report = format!("MISMATCH: {sql}\n  {text}");
+        if !KNOWN_BUGS.contains(&sql) {
+            *self.kinds.entry(kind).or_default() += 1;
+        }
+        if KNOWN_BUGS.contains(&sql) {
+            self.known_seen.insert(sql.to_string());
+            self.known.push(report);
+        } else {
+            println!("{report}");
+            self.failures.push(report);
+        }
+    }
+    fn refused(&self) -> usize {
+        self.refused.values().sum()
+    }
+}
+
+struct Ctx<'h> {
+    h: &'h Harness,
+    r: Conn,
+    o: Conn,
+    stats: Stats,
+}
+
+impl Ctx<'_> {
+    async fn reconnect_router(&mut self) {
+        self.r = self.h.conn(Some("demo")).await;
+    }
+
+    /// Runs one read on both sides and checks it.
+    async fn check(&mut self, q: &Q) {
+        let t = Instant::now();
+        let (a, b) = tokio::join!(run(&mut self.r, &q.sql), run(&mut self.o, &q.sql));
+        self.stats.slowest.push((t.elapsed(), q.sql.clone()));
+        let broken = matches!(&a, Err(f) if f.broken);
+        self.judge(q, a, b).await;
+        if broken {
+            self.reconnect_router().await;
+        }
+    }
+
+    async fn judge(&mut self, q: &Q, a: Result<Answer, Failure>, b: Result<Answer, Failure>) {
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => {
+                if let Some(code) = q.err {
+                    self.stats.fail(
+                        &q.sql,
+                        format!("expected error {code} on both sides, both succeeded"),
+                    );
+                    return;
+                }
+                let full = match (&q.cmp, &q.full) {
+                    (Cmp::Subset, Some(f)) => match run(&mut self.o, f).await {
+                        Ok(f) => Some(f),
+                        Err(e) => panic!("oracle full answer for {}: {}", q.sql, e.msg),
+                    },
+                    _ => None,
+                };
+                if let Some(why) = known_type_bug(q, x, y, full.as_ref()) {
+                    *self.stats.known_types.entry(why).or_default() += 1;
+                    return;
+                }
+                match diff_answers(q, x, y, full.as_ref()) {
+                    None => self.stats.identical += 1,
+                    Some(d) => self.stats.fail(
+                        &q.sql,
+                        format!(
+                            "{d}\n  router: {}  oracle: {}",
+                            show_answer(&a),
+                            show_answer(&b)
+                        ),
+                    ),
+                }
+            }
+            (Err(e), _) if e.code == 1235 => {
+                let named = q
+                    .refuse
+                    .iter()
+                    .any(|w| e.msg.to_ascii_lowercase().contains(&w.to_ascii_lowercase()));
+                if named && e.msg.starts_with("Tessera does not support") {
+                    *self.stats.refused.entry(shape_of(&e.msg)).or_default() += 1;
+                } else {
+                    self.stats.fail(
+                        &q.sql,
+                        format!(
+                            "unexpected refusal (this shape must be answered, or the message does not name it)\n  router: {}  oracle: {}",
+                            show_answer(&a),
+                            show_answer(&b)
+                        ),
+                    );
+                }
+            }
+            (Err(e), Err(f))
+                if e.code == f.code
+                    && (q.err == Some(e.code) || e.code == 1146 || e.code == 1064) =>
+            {
+                self.stats.same_error += 1;
+            }
+            _ => self.stats.fail(
+                &q.sql,
+                format!(
+                    "answers differ\n  router: {}  oracle: {}",
+                    show_answer(&a),
+                    show_answer(&b)
+                ),
+            ),
+        }
+    }
+
+    /// Runs a write on the router, and on the oracle unless it was refused; compares the
+    /// outcome and then every table the write touches.
+    async fn write(&mut self, x: &W) {
+        let t = Instant::now();
+        let a = run(&mut self.r, &x.sql).await;
+        self.stats.slowest.push((t.elapsed(), x.sql.clone()));
+        if let Err(e) = &a {
+            if e.code == 1235 {
+                let named = x
+                    .refuse
+                    .iter()
+                    .any(|w| e.msg.to_ascii_lowercase().contains(&w.to_ascii_lowercase()));
+                if named && e.msg.starts_with("Tessera does not support") {
+                    *self.stats.refused.entry(shape_of(&e.msg)).or_default() += 1;
+                    return;
+                }
+            }
+        }
+        let broken = matches!(&a, Err(f) if f.broken);
+        let b = run(&mut self.o, &x.sql).await;
+        let outcome = match (&a, &b) {
+            (Ok(p), Ok(s)) => {
+                if p.affected == s.affected && p.cols == s.cols {
+                    None
+                } else {
+                    Some(format!(
+                        "affected rows differ: router {}, oracle {}",
+                        p.affected, s.affected
+                    ))
+                }
+            }
+            (Err(e), Err(f)) if e.code == f.code && !e.broken => None,
+            _ => Some(format!(
+                "outcomes differ\n  router: {}  oracle: {}",
+                show_answer(&a),
+                show_answer(&b)
+            )),
+        };
+        if broken {
+            self.reconnect_router().await;
+        }
+        match outcome {
+            None => self.stats.identical += 1,
+            Some(d) => self.stats.fail(&x.sql, d),
+        }
+        for t in x.tables.clone() {
+            self.compare_table(&x.sql, t).await;
+        }
+    }
+
+    /// Compares a whole table; on a difference, reports it and copies the oracle's rows back
+    /// through the router so later statements start from equal tables.
+    async fn compare_table(&mut self, after: &str, table: &str) {
+        let sql = format!("SELECT * FROM {table}");
+        let (a, b) = tokio::join!(run(&mut self.r, &sql), run(&mut self.o, &sql));
+        let b = b.unwrap_or_else(|e| panic!("oracle {sql}: {}", e.msg));
+        let differs = match &a {
+            Ok(a) => diff_rows(&ok(sql.clone()), &a.rows, &b.rows, None),
+            Err(e) => Some(format!("router error {}: {}", e.code, e.msg)),
+        };
+        if let Some(d) = differs {
+            self.stats
+                .fail(after, format!("table {table} differs afterwards: {d}"));
+            self.resync(table, &b).await;
+        }
+    }
+
+    async fn resync(&mut self, table: &str, oracle: &Answer) {
+        if matches!(
+            run(&mut self.r, &format!("DELETE FROM {table}")).await,
+            Err(Failure { broken: true, .. })
+        ) {
+            self.reconnect_router().await;
+        }
+        let cols: Vec<String> = oracle.cols.iter().map(|c| c.0.clone()).collect();
+        for chunk in oracle.rows.chunks(200) {
+            let vals: Vec<String> = chunk
+                .iter()
+                .map(|r| {
+                    let v: Vec<String> = r
+                        .iter()
+                        .map(|v| match v {
+                            None => "NULL".to_string(),
+                            Some(b) => lit(&String::from_utf8_lossy(b)),
+                        })
+                        .collect();
+                    format!("({})", v.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                cols.join(", "),
+                vals.join(", ")
+            );
+            if let Err(e) = run(&mut self.r, &sql).await {
+                println!("resync of {table} failed: {} {}", e.code, e.msg);
+                if e.broken {
+                    self.reconnect_router().await;
+                }
+            }
+        }
+    }
+
+    /// Runs a statement on both sides that must succeed (setup, transaction control).
+    async fn both(&mut self, sql: &str) {
+        let (a, b) = tokio::join!(run(&mut self.r, sql), run(&mut self.o, sql));
+        if let Err(e) = &b {
+            panic!("oracle: {sql}: {} {}", e.code, e.msg);
+        }
+        match a {
+            Ok(_) => self.stats.identical += 1,
+            Err(e) => {
+                let text = format!("router failed: {} {}", e.code, e.msg);
+                self.stats.fail(sql, text);
+                if e.broken {
+                    self.reconnect_router().await;
+                }
+            }
+        }
+    }
+}
+
+/// A quoted SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Data.
+
+const NAMES: &[&str] = &[
+    "ann",
+    "Ann",
+    "ANN",
+    "ann ",
+    "bob",
+    "Bob",
+    "Élodie",
+    "elodie",
+    "ELODIE",
+    "zoë",
+    "Zoe",
+    "émile",
+    "Émile",
+    "O'Brien",
+    "back\\slash",
+    "李雷",
+    "Ålesund",
+    "straße",
+    "STRASSE",
+    "x",
+    "",
+];
+
+const COUNTRIES: &[&str] = &["FR", "DE", "JP", "US", "BR", "ZA", "XX"];
+const STATUSES: &[&str] = &["new", "paid", "shipped", "Paid", "cancelled"];
+
+struct Data {
+    customers: Vec<i64>,
+    orders: Vec<(i64, i64)>,
+    skus: Vec<String>,
+    events: Vec<u64>,
+    inserts: Vec<String>,
+}
+
+fn opt<T>(rng: &mut StdRng, p_null: f64, f: impl FnOnce(&mut StdRng) -> T) -> Option<T> {
+    if rng.gen_bool(p_null) {
+        None
+    } else {
+        Some(f(rng))
+    }
+}
+
+fn sql_opt(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "NULL".into())
+}
+
+fn cents(c: i64) -> String {
+    let sign = if c < 0 { "-" } else { "" };
+    let a = c.abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+fn rand_name(rng: &mut StdRng) -> String {
+    let base = *NAMES.choose(rng).expect("names");
+    let mut s = base.to_string();
+    if rng.gen_bool(0.5) {
+        let _ = write!(s, "{}", rng.gen_range(0..15));
+    }
+    if rng.gen_bool(0.08) {
+        s.push(' ');
+    }
+    s
+}
+
+fn rand_date(rng: &mut StdRng, y0: i32, y1: i32) -> String {
+    format!(
+        "{}-{:02}-{:02}",
+        rng.gen_range(y0..=y1),
+        rng.gen_range(1..=12),
+        rng.gen_range(1..=28)
+    )
+}
+
+fn rand_datetime3(rng: &mut StdRng) -> String {
+    format!(
+        "{} {:02}:{:02}:{:02}.{:03}",
+        rand_date(rng, 2022, 2024),
+        rng.gen_range(0..24),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60),
+        rng.gen_range(0..1000)
+    )
+}
+
+fn rand_ratio(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..10) {
+        0 => [
+            "1e-7",
+            "3.5e20",
+            "-2.5e-3",
+            "0",
+            "0.1",
+            "-0.75",
+            "12345.678",
+        ]
+        .choose(rng)
+        .expect("specials")
+        .to_string(),
+        _ => format!("{}", f64::from(rng.gen_range(-80..80)) / 8.0),
+    }
+}
+
+fn generate_data() -> Data {
+    let mut rng = StdRng::seed_from_u64(SEED_DATA);
+    let mut inserts = Vec::new();
+
+    // Countries (reference table).
+    inserts.push(
+        "INSERT INTO country (code, name, region, pop) VALUES ('FR', 'France', 'Europe', 68000000), \
+         ('DE', 'Germany', 'Europe', 84000000), ('JP', 'Japan', 'Asia', 125000000), \
+         ('US', 'United States', 'America', 333000000), ('BR', 'Brasil', 'America', 203000000), \
+         ('ZA', 'South Africa', 'Africa', 60000000), ('IT', 'Italia', 'Europe', 59000000), \
+         ('NZ', 'New Zealand', NULL, 5000000)"
+            .to_string(),
+    );
+
+    // Customers.
+    let mut customers: Vec<i64> = vec![0, 1, 2, 3, 42, 777, -7, 1_000_000, i64::MAX, i64::MIN];
+    let mut seen: HashSet<i64> = customers.iter().copied().collect();
+    while customers.len() < 1200 {
+        let id = rng.gen_range(-100_000..5_000_000);
+        if seen.insert(id) {
+            customers.push(id);
+        }
+    }
+    let mut rows = Vec::new();
+    for &id in &customers {
+        let name = opt(&mut rng, 0.07, |r| lit(&rand_name(r)));
+        let email = opt(&mut rng, 0.2, |r| {
+            if r.gen_bool(0.1) {
+                lit(&format!("C{id}@Example.com"))
+            } else {
+                lit(&format!("c{id}@example.com"))
+            }
+        });
+        let cc = opt(&mut rng, 0.1, |r| lit(COUNTRIES.choose(r).expect("cc")));
+        let score = opt(&mut rng, 0.08, |r| r.gen_range(-100..1000).to_string());
+        let balance = opt(&mut rng, 0.1, |r| cents(r.gen_range(-500_000..10_000_000)));
+        let born = opt(&mut rng, 0.1, |r| lit(&rand_date(r, 1950, 2010)));
+        let seen_at = opt(&mut rng, 0.1, |r| lit(&rand_datetime3(r)));
+        let ratio = opt(&mut rng, 0.15, rand_ratio);
+        let flags = rng.gen_range(0..=255).to_string();
+        let note = opt(&mut rng, 0.3, |r| {
+            lit(&format!("note {} «ünï» it's", r.gen_range(0..50)))
+        });
+        rows.push(format!(
+            "({flags}, {id}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            sql_opt(name),
+            sql_opt(email),
+            sql_opt(cc),
+            sql_opt(score),
+            sql_opt(balance),
+            sql_opt(born),
+            sql_opt(seen_at),
+            sql_opt(ratio),
+            sql_opt(note)
+        ));
+    }
+    // `flags` comes first so that no row starts with a negative number: that shape has its
+    // own statement among the writes.
+    for c in rows.chunks(200) {
+        inserts.push(format!(
+            "INSERT INTO customer (flags, customer_id, name, email, country_code, score, balance, \
+             born, last_seen, ratio, note) VALUES {}",
+            c.join(", ")
+        ));
+    }
+
+    // Orders: most belong to a customer, some are orphans.
+    let mut orders: Vec<(i64, i64)> = Vec::new();
+    let mut oseen = HashSet::new();
+    let forced = [42i64, 42, 42, 777, 777, 0, -7, 1, 2, 3, i64::MAX];
+    let mut rows = Vec::new();
+    for n in 0..2500 {
+        let oid = loop {
+            let id = rng.gen_range(1..10_000_000i64);
+            if oseen.insert(id) {
+                break id;
+            }
+        };
+        let cid = if n < forced.len() {
+            forced[n]
+        } else if rng.gen_bool(0.92) {
+            *customers.choose(&mut rng).expect("customer")
+        } else {
+            rng.gen_range(6_000_000..7_000_000)
+        };
+        orders.push((oid, cid));
+        let amount = opt(&mut rng, 0.05, |r| cents(r.gen_range(-10_000..500_000)));
+        let status = opt(&mut rng, 0.05, |r| lit(STATUSES.choose(r).expect("status")));
+        let created = opt(&mut rng, 0.05, |r| {
+            lit(&format!(
+                "{} {:02}:{:02}:{:02}",
+                rand_date(r, 2022, 2024),
+                r.gen_range(0..24),
+                r.gen_range(0..60),
+                r.gen_range(0..60)
+            ))
+        });
+        let qty = opt(&mut rng, 0.1, |r| r.gen_range(1..20).to_string());
+        rows.push(format!(
+            "({oid}, {cid}, {}, {}, {}, {})",
+            sql_opt(amount),
+            sql_opt(status),
+            sql_opt(created),
+            sql_opt(qty)
+        ));
+    }
+    for c in rows.chunks(250) {
+        inserts.push(format!(
+            "INSERT INTO orders (order_id, customer_id, amount, status, created, qty) VALUES {}",
+            c.join(", ")
+        ));
+    }
+
+    // Products: mixed case and accents, distinct under the collation.
+    let mut skus: Vec<String> = [
+        "Straße-9",
+        "123",
+        "00124",
+        "125.0",
+        "ı-1",
+        "Ø-1",
+        "Æon-1",
+        "Łódź-1",
+        "µ-1",
+        "ǅemo",
+        "ﬁle-1",
+        "Ａbc",
+        "Éte",
+        "Abc-1",
+        "xyz-2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let forms = ["SKU-", "sku-", "Sku-", "Éte-", "ünï-", "Ärger-"];
+    let mut n = 0;
+    while skus.len() < 300 {
+        n += 1;
+        let f = forms[rng.gen_range(0..forms.len())];
+        skus.push(format!("{f}{n}"));
+    }
+    let cats = ["tools", "Toys", "toys", "garden", "Garden"];
+    let mut rows = Vec::new();
+    for s in &skus {
+        let cat = opt(&mut rng, 0.1, |r| lit(cats.choose(r).expect("cat")));
+        let stock = opt(&mut rng, 0.15, |r| r.gen_range(-5..500).to_string());
+        rows.push(format!(
+            "({}, {}, {}, {}, {})",
+            lit(s),
+            lit(&format!("title {}", rng.gen_range(0..100))),
+            cents(rng.gen_range(0..100_000)),
+            sql_opt(stock),
+            sql_opt(cat)
+        ));
+    }
+    for c in rows.chunks(100) {
+        inserts.push(format!(
+            "INSERT INTO product (sku, title, price, stock, category) VALUES {}",
+            c.join(", ")
+        ));
+    }
+
+    // Events: ids spread over the whole unsigned range (the numeric vindex uses the top
+    // bits); groups with averages that only differ beyond the displayed decimals.
+    let mut events: Vec<u64> = vec![0, 1, u64::MAX, 1 << 63, (1 << 63) - 1];
+    let mut eseen: HashSet<u64> = events.iter().copied().collect();
+    while events.len() < 810 {
+        let id: u64 = rng.gen();
+        if eseen.insert(id) {
+            events.push(id);
+        }
+    }
+    let kinds = ["'view'", "'click'", "'buy'", "'refund'", "NULL"];
+    let durs = [
+        "'-05:00:00'",
+        "'100:00:00'",
+        "'09:30:00'",
+        "'-00:00:01'",
+        "'838:59:59'",
+        "'00:00:00'",
+        "'23:59:59'",
+        "NULL",
+    ];
+    let yrs = ["1999", "2024", "2155", "1901", "NULL"];
+    let tags = ["'x'", "'x '", "'y'", "'Y'", "''", "NULL"];
+    let mut rows = Vec::new();
+    for (i, &id) in events.iter().enumerate() {
+        let (grp, v) = if i < 200 {
+            ("avgA".to_string(), u8::from(i == 0).to_string())
+        } else if i < 401 {
+            ("avgB".to_string(), u8::from(i == 200).to_string())
+        } else if i < 404 {
+            ("third".to_string(), u8::from(i == 401).to_string())
+        } else {
+            (
+                ["g1", "g2", "G1", "g3", "g 4"]
+                    .choose(&mut rng)
+                    .expect("grp")
+                    .to_string(),
+                sql_opt(opt(&mut rng, 0.1, |r| r.gen_range(-50..50).to_string())),
+            )
+        };
+        let cid = sql_opt(opt(&mut rng, 0.2, |r| {
+            customers.choose(r).expect("customer").to_string()
+        }));
+        let amount = sql_opt(opt(&mut rng, 0.1, |r| {
+            format!(
+                "{}.{:04}",
+                r.gen_range(-1000..100_000),
+                r.gen_range(0..10_000)
+            )
+        }));
+        rows.push(format!(
+            "({id}, {cid}, {}, {}, {v}, {amount}, {}, {}, {}, {})",
+            kinds.choose(&mut rng).expect("kind"),
+            lit(&grp),
+            durs.choose(&mut rng).expect("dur"),
+            yrs.choose(&mut rng).expect("yr"),
+            tags.choose(&mut rng).expect("tag"),
+            sql_opt(opt(&mut rng, 0.1, |r| lit(&format!(
+                "{} {:02}:{:02}:00",
+                rand_date(r, 2023, 2024),
+                r.gen_range(0..24),
+                r.gen_range(0..60)
+            ))))
+        ));
+    }
+    for c in rows.chunks(200) {
+        inserts.push(format!(
+            "INSERT INTO event (event_id, customer_id, kind, grp, v, amount, dur, yr, tag, at) VALUES {}",
+            c.join(", ")
+        ));
+    }
+    Data {
+        customers,
+        orders,
+        skus,
+        events,
+        inserts,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hand-written statements.
+
+fn hand_written_reads(d: &Data) -> Vec<Q> {
+    let big = d.events[2]; // u64::MAX
+    let e1 = d.events[10];
+    let e2 = d.events[20];
+    let e3 = d.events[300];
+    let o42 = d.orders[0].0;
+    vec![
+        // Point selects by shard key: literals of int and string form.
+        ok("SELECT * FROM customer WHERE customer_id = 42"),
+        ok("SELECT * FROM customer WHERE customer_id = '42'"),
+        ok("SELECT * FROM customer WHERE customer_id = \"777\""),
+        ok("SELECT * FROM customer WHERE customer_id = -7"),
+        ok("SELECT * FROM customer WHERE customer_id = '-7'"),
+        ok("SELECT * FROM customer WHERE customer_id = 0"),
+        ok("SELECT * FROM customer WHERE customer_id = 9223372036854775807"),
+        ok("SELECT * FROM customer WHERE customer_id = -9223372036854775808"),
+        ok("SELECT * FROM customer WHERE customer_id = 123456789"),
+        ok("SELECT name, score FROM customer WHERE 42 = customer_id"),
+        ok("SELECT name FROM customer WHERE (customer_id) = 42"),
+        ok("SELECT name FROM customer WHERE customer_id = 42 AND score IS NOT NULL"),
+        ok("SELECT name FROM customer WHERE customer_id = 42 AND customer_id = 777"),
+        ok("SELECT name FROM customer WHERE customer_id = 42 AND customer_id IN (42, 777)"),
+        ok("SELECT * FROM customer WHERE customer_id <=> 42"),
+        ok("SELECT * FROM customer WHERE customer_id = 42.0"),
+        ok("SELECT * FROM customer WHERE customer_id = 4.2e1"),
+        ok("SELECT * FROM customer WHERE CUSTOMER_ID = 777"),
+        ok("SELECT * FROM customer AS x WHERE x.customer_id = 777"),
+        ok("SELECT * FROM demo.customer WHERE demo.customer.customer_id = 777"),
+        // Literal forms MariaDB compares with an integer column as numbers.
+        ok("SELECT * FROM customer WHERE customer_id = '042'"),
+        ok("SELECT * FROM customer WHERE customer_id = ' 42'"),
+        ok("SELECT * FROM customer WHERE customer_id = '42.0'"),
+        ok("SELECT * FROM customer WHERE customer_id = '+777'"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = 'abc'"),
+        ok("SELECT * FROM customer WHERE customer_id IN ('042', '0777')"),
+        // IN lists and ORs of keys.
+        ok("SELECT * FROM customer WHERE customer_id IN (42, 777, -7)"),
+        ok("SELECT * FROM customer WHERE customer_id IN ('42', '777', 0)"),
+        ok("SELECT * FROM customer WHERE customer_id IN (42)"),
+        ok("SELECT * FROM customer WHERE customer_id IN (42, 123456789)"),
+        ok("SELECT * FROM customer WHERE customer_id NOT IN (42, 777) AND score > 990"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 OR customer_id = 777"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 OR score > 990"),
+        ok("SELECT * FROM customer WHERE (customer_id = 42 OR customer_id = 777) AND score IS NOT NULL"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 OR customer_id IN (1, 2, 3)"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 OR customer_id = 777 OR score < -95"),
+        ok("SELECT * FROM customer WHERE (customer_id = 1 OR score > 995) AND (customer_id = 2 OR customer_id = 1)"),
+        ok("SELECT * FROM customer WHERE NOT (customer_id = 42) AND score > 990"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 XOR customer_id = 777"),
+        ok("SELECT * FROM customer WHERE customer_id BETWEEN 0 AND 50"),
+        ok("SELECT * FROM customer WHERE customer_id = 42 IS TRUE"),
+        ok("SELECT * FROM customer WHERE customer_id IN (1, 2, 3) AND customer_id IN (3, 42)"),
+        // Other tables by key.
+        ok("SELECT * FROM orders WHERE customer_id = 42"),
+        ok("SELECT * FROM orders WHERE customer_id IN (42, 777, 0, -7)"),
+        ok(format!("SELECT * FROM orders WHERE order_id = {o42}")),
+        ok("SELECT * FROM product WHERE sku = 'Abc-1'"),
+        ok("SELECT * FROM product WHERE sku = 'abc-1'"),
+        ok("SELECT * FROM product WHERE sku = 'ABC-1   '"),
+        ok("SELECT * FROM product WHERE sku = 'ete'"),
+        ok("SELECT * FROM product WHERE sku = 'ÉTÉ'"),
+        ok("SELECT * FROM product WHERE sku IN ('abc-1', 'XYZ-2', 'éte')"),
+        ok("SELECT * FROM product WHERE sku = 'Straße-9'"),
+        ok("SELECT * FROM product WHERE sku = 'STRASSE-9'"),
+        ok("SELECT * FROM product WHERE sku = 'strase-9'"),
+        ok("SELECT * FROM product WHERE sku = 'I-1'"),
+        ok("SELECT * FROM product WHERE sku = 'i-1'"),
+        ok("SELECT * FROM product WHERE sku = 'O-1'"),
+        ok("SELECT * FROM product WHERE sku = 'ø-1'"),
+        ok("SELECT * FROM product WHERE sku = 'AEon-1'"),
+        ok("SELECT * FROM product WHERE sku = 'æon-1'"),
+        ok("SELECT * FROM product WHERE sku = 'lodz-1'"),
+        ok("SELECT * FROM product WHERE sku = 'ŁÓDŹ-1'"),
+        ok("SELECT * FROM product WHERE sku = 'μ-1'"),
+        ok("SELECT * FROM product WHERE sku = 'Μ-1'"),
+        ok("SELECT * FROM product WHERE sku = 'ǆemo'"),
+        ok("SELECT * FROM product WHERE sku = 'Ǆemo'"),
+        ok("SELECT * FROM product WHERE sku = 'dzemo'"),
+        ok("SELECT * FROM product WHERE sku = 'file-1'"),
+        ok("SELECT * FROM product WHERE sku = 'ＡＢＣ'"),
+        ok("SELECT * FROM product WHERE sku = 'abc'"),
+        ok("SELECT * FROM product WHERE sku = '123'"),
+        ok("SELECT * FROM product WHERE sku = 123"),
+        ok("SELECT * FROM product WHERE sku = 124"),
+        ok("SELECT * FROM product WHERE sku = 125"),
+        ok("SELECT * FROM product WHERE sku = '0124'"),
+        ok(format!("SELECT * FROM event WHERE event_id = {big}")),
+        ok(format!("SELECT * FROM event WHERE event_id = '{big}'")),
+        ok("SELECT * FROM event WHERE event_id = 9223372036854775808"),
+        ok("SELECT * FROM event WHERE event_id = 0"),
+        ok("SELECT * FROM event WHERE event_id = -1"),
+        ok("SELECT * FROM event WHERE event_id = 18446744073709551616"),
+        ok(format!("SELECT * FROM event WHERE event_id = '0{e1}'")),
+        ok(format!("SELECT * FROM event WHERE event_id IN ({e1}, {e2}, '{e3}')")),
+        ok(format!("SELECT * FROM event WHERE event_id = {e1} OR event_id = {e2}")),
+        ok("SELECT * FROM country"),
+        ok("SELECT * FROM country WHERE code = 'fr'"),
+        ok("SELECT region, name FROM country WHERE pop > 60000000"),
+        // Column names and types the client sees.
+        ok("SELECT customer_id AS id, name AS `Nom`, score + 1, UPPER(name), 'lit' AS l, NULL FROM customer WHERE customer_id = 42"),
+        ok("SELECT customer.name, customer.score FROM customer WHERE customer_id = 42"),
+        ok("SELECT demo.customer.name FROM demo.customer WHERE customer_id = 42"),
+        ok("SELECT UPPER(demo.customer.name) FROM demo.customer WHERE customer_id = 42"),
+        ok("SELECT UPPER(customer.name) FROM customer WHERE customer_id IN (42, 777)"),
+        ok("SELECT customer_id, score * 2 AS doubled, balance / 3, born + INTERVAL 1 DAY, ratio * 2 FROM customer WHERE score > 980"),
+        ok("SELECT * FROM event"),
+        ok("SELECT kind, dur, yr, tag FROM event WHERE grp = 'g1'"),
+        ok(format!("SELECT kind, dur, yr, tag FROM event WHERE event_id = {e1}")),
+        ok("SELECT code, name FROM country WHERE code IN ('FR', 'JP')"),
+        // Scatter selects with filters.
+        ok("SELECT * FROM customer"),
+        ok("SELECT * FROM orders"),
+        ok("SELECT * FROM product"),
+        ok("SELECT customer_id, score FROM customer WHERE score > 900"),
+        ok("SELECT customer_id FROM customer WHERE score BETWEEN -10 AND 10"),
+        ok("SELECT customer_id, name FROM customer WHERE name LIKE 'a%'"),
+        ok("SELECT customer_id, name FROM customer WHERE name LIKE '%é%'"),
+        ok("SELECT customer_id, name FROM customer WHERE name LIKE 'O''%'"),
+        ok("SELECT customer_id, name FROM customer WHERE name LIKE '%\\\\%'"),
+        ok("SELECT customer_id FROM customer WHERE name IS NULL"),
+        ok("SELECT customer_id FROM customer WHERE email IS NOT NULL AND score < 0"),
+        ok("SELECT customer_id, balance FROM customer WHERE balance < 0"),
+        ok("SELECT customer_id, born FROM customer WHERE born < '1960-01-01'"),
+        ok("SELECT customer_id, last_seen FROM customer WHERE last_seen >= '2024-06-01 00:00:00.500'"),
+        ok("SELECT customer_id, name FROM customer WHERE name = 'ANN'"),
+        ok("SELECT customer_id, name FROM customer WHERE name = 'elodie'"),
+        ok("SELECT customer_id, name FROM customer WHERE name = 'ann'"),
+        ok("SELECT customer_id, name FROM customer WHERE name IN ('bob', 'ZOE', 'strase')"),
+        ok("SELECT customer_id FROM customer WHERE country_code IS NULL OR score IS NULL"),
+        ok("SELECT customer_id, ratio FROM customer WHERE ratio > 5 OR ratio < -9"),
+        ok("SELECT customer_id, flags FROM customer WHERE flags & 7 = 5"),
+        ok("SELECT order_id, amount FROM orders WHERE amount BETWEEN 100 AND 120 OR status IS NULL"),
+        ok("SELECT order_id FROM orders WHERE status = 'PAID'"),
+        ok("SELECT event_id, v FROM event WHERE v < -45"),
+        ok("SELECT event_id, dur FROM event WHERE dur < '00:00:00'"),
+        ok("SELECT event_id, tag FROM event WHERE tag = 'x'"),
+        ok("SELECT event_id, kind FROM event WHERE kind = 'click' AND yr = 2024"),
+        ok("SELECT customer_id FROM customer WHERE 1 = 0"),
+        ok("SELECT customer_id FROM customer WHERE score > 990 FOR UPDATE"),
+        ok("SELECT customer_id FROM customer WHERE score > 990 LOCK IN SHARE MODE"),
+        // LIMIT without ORDER BY.
+        ok_sub("SELECT * FROM customer LIMIT 10", "SELECT * FROM customer"),
+        ok_sub("SELECT * FROM customer LIMIT 5 OFFSET 20", "SELECT * FROM customer"),
+        ok_sub("SELECT * FROM customer LIMIT 20, 5", "SELECT * FROM customer"),
+        ok_sub("SELECT * FROM customer LIMIT 0", "SELECT * FROM customer"),
+        ok_sub("SELECT * FROM customer LIMIT 5000", "SELECT * FROM customer"),
+        ok_sub("SELECT * FROM customer LIMIT 1195, 10", "SELECT * FROM customer"),
+        ok_sub(
+            "SELECT customer_id, name FROM customer WHERE score > 500 LIMIT 17",
+            "SELECT customer_id, name FROM customer WHERE score > 500",
+        ),
+        ok_sub(
+            "SELECT * FROM orders WHERE customer_id IN (42, 777, 0) LIMIT 2",
+            "SELECT * FROM orders WHERE customer_id IN (42, 777, 0)",
+        ),
+        ok_sub("SELECT * FROM event LIMIT 3", "SELECT * FROM event"),
+        // ORDER BY.
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY name, customer_id"),
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY name DESC, customer_id DESC LIMIT 30"),
+        mrg_ord("SELECT * FROM customer ORDER BY score, customer_id LIMIT 10 OFFSET 100"),
+        mrg_ord("SELECT customer_id, score FROM customer ORDER BY score DESC, customer_id"),
+        mrg_ord("SELECT customer_id, balance FROM customer ORDER BY balance, customer_id"),
+        mrg_ord("SELECT customer_id, born FROM customer ORDER BY born DESC, customer_id LIMIT 50"),
+        mrg_ord("SELECT customer_id, last_seen FROM customer ORDER BY last_seen, customer_id LIMIT 50"),
+        mrg_ord("SELECT customer_id, ratio FROM customer ORDER BY ratio DESC, customer_id"),
+        mrg_ord("SELECT customer_id, country_code, score FROM customer ORDER BY country_code, score DESC, customer_id LIMIT 50"),
+        mrg_ord("SELECT * FROM customer ORDER BY 2, 1"),
+        mrg_ord("SELECT * FROM customer ORDER BY 5 DESC, 1 LIMIT 20"),
+        mrg_ord("SELECT *, score FROM customer ORDER BY score, customer_id LIMIT 20"),
+        mrg_ord("SELECT customer_id AS id, UPPER(name) AS u FROM customer ORDER BY u, id LIMIT 40"),
+        mrg_ord("SELECT customer_id, -score AS score FROM customer ORDER BY score, customer_id LIMIT 40"),
+        mrg_ord("SELECT customer_id, score FROM customer ORDER BY score * -1, customer_id LIMIT 40"),
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY LENGTH(name), customer_id LIMIT 40"),
+        mrg_ord("SELECT customer_id, balance FROM customer ORDER BY COALESCE(balance, 0) DESC, customer_id LIMIT 40"),
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY name COLLATE utf8mb4_bin, customer_id LIMIT 60"),
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY BINARY name, customer_id LIMIT 60"),
+        mrg_ord("SELECT customer_id, note FROM customer ORDER BY note DESC, customer_id LIMIT 30"),
+        mrg_ord("SELECT customer_id FROM customer ORDER BY customer_id LIMIT 5"),
+        mrg_ord("SELECT customer_id FROM customer ORDER BY customer_id DESC LIMIT 5"),
+        mrg_ord("SELECT customer_id FROM customer ORDER BY customer_id LIMIT 5000, 10"),
+        mrg_ord("SELECT customer_id, email FROM customer ORDER BY email, customer_id LIMIT 25"),
+        mrg_ord("SELECT customer_id, score FROM customer WHERE customer_id IN (1, 2, 3, 42, 777, -7) ORDER BY score, customer_id"),
+        mrg_ord("SELECT customer_id, score FROM customer WHERE customer_id IN (1, 2, 3, 42, 777, -7) ORDER BY score DESC, customer_id LIMIT 2"),
+        mrg_ord("SELECT customer_id, name FROM customer WHERE name LIKE 'a%' ORDER BY name DESC, customer_id"),
+        mrg_ord("SELECT customer_id, IF(score > 500, name, email) AS x FROM customer ORDER BY x, customer_id LIMIT 50"),
+        mrg_ord("SELECT customer_id, CAST(score AS CHAR) AS s FROM customer ORDER BY s, customer_id LIMIT 50"),
+        mrg_ord("SELECT customer_id, score FROM customer ORDER BY score, customer_id FOR UPDATE"),
+        mrg("SELECT customer_id, name FROM customer ORDER BY NULL"),
+        mrg_ord("SELECT order_id, amount FROM orders ORDER BY amount DESC, order_id LIMIT 25"),
+        mrg_ord("SELECT order_id, status, created FROM orders ORDER BY status, created DESC, order_id LIMIT 100"),
+        mrg_ord("SELECT sku, title, price FROM product ORDER BY sku"),
+        mrg_ord("SELECT sku, category FROM product ORDER BY category, sku DESC"),
+        mrg_ord("SELECT event_id, v FROM event ORDER BY event_id DESC LIMIT 10"),
+        mrg_ord("SELECT event_id FROM event ORDER BY event_id LIMIT 10"),
+        mrg_ord("SELECT event_id, kind FROM event ORDER BY kind, event_id LIMIT 60"),
+        mrg_ord("SELECT event_id, kind FROM event ORDER BY kind DESC, event_id"),
+        mrg_ord("SELECT event_id, dur FROM event ORDER BY dur, event_id"),
+        mrg_ord("SELECT event_id, dur FROM event ORDER BY dur DESC, event_id LIMIT 30"),
+        mrg_ord("SELECT event_id, tag FROM event ORDER BY tag, event_id"),
+        mrg_ord("SELECT event_id, yr FROM event ORDER BY yr DESC, event_id"),
+        mrg_ord("SELECT event_id, amount FROM event ORDER BY amount, event_id LIMIT 40"),
+        mrg_ord("SELECT event_id, at FROM event ORDER BY at DESC, event_id LIMIT 40"),
+        mrg_ord("SELECT * FROM country ORDER BY pop DESC"),
+        // Aggregates without GROUP BY.
+        mrg("SELECT COUNT(*) FROM customer"),
+        mrg("SELECT COUNT(*), COUNT(name), COUNT(score), COUNT(1), COUNT(NULL) FROM customer"),
+        mrg("SELECT SUM(score), MIN(score), MAX(score), AVG(score) FROM customer"),
+        mrg("SELECT SUM(balance), MIN(balance), MAX(balance), AVG(balance) FROM customer"),
+        mrg("SELECT MIN(born), MAX(born), MIN(last_seen), MAX(last_seen) FROM customer"),
+        mrg("SELECT MIN(name), MAX(name) FROM customer").ci(),
+        mrg("SELECT MIN(email), MAX(email), MIN(country_code), MAX(note) FROM customer"),
+        mrg("SELECT MIN(ratio), MAX(ratio), COUNT(ratio) FROM customer"),
+        mrg("SELECT SUM(ratio) FROM customer"),
+        mrg("SELECT AVG(ratio) FROM customer"),
+        mrg("SELECT SUM(flags), AVG(flags), MAX(flags) FROM customer"),
+        mrg("SELECT COUNT(*) AS n, SUM(score) AS s, AVG(score) a FROM customer"),
+        mrg("select count(*), avg(score), Avg( balance ), sum( score ) from customer"),
+        mrg("SELECT COUNT(*), SUM(score), MIN(score), AVG(score), MAX(name) FROM customer WHERE score > 100000"),
+        mrg("SELECT COUNT(*), SUM(score) FROM customer WHERE customer_id IN (1, 2, 3, 42, 777)"),
+        mrg("SELECT COUNT(*), 'x' AS lit FROM customer"),
+        mrg("SELECT MAX(customer_id), MIN(customer_id), SUM(customer_id) FROM customer"),
+        mrg("SELECT AVG(customer_id) FROM customer"),
+        mrg("SELECT SUM(1), MIN(1) FROM customer"),
+        mrg("SELECT SUM(score + 0.5), AVG(score / 3) FROM customer"),
+        mrg("SELECT SUM(score / 3) FROM customer"),
+        mrg("SELECT country_code, SUM(balance / 7), AVG(balance / 7) FROM customer GROUP BY country_code"),
+        mrg("SELECT COUNT(DISTINCT country_code) FROM customer"),
+        mrg("SELECT COUNT(*) + 0 FROM customer").refusable(&["expressions over aggregates"]),
+        mrg("SELECT SUM(score) / COUNT(*) FROM customer").refusable(&["expressions over aggregates"]),
+        mrg("SELECT MAX(score) - MIN(score) FROM customer").refusable(&["expressions over aggregates"]),
+        mrg("SELECT GROUP_CONCAT(name ORDER BY customer_id) FROM customer WHERE customer_id IN (1, 2, 3, 42)")
+            .refusable(&["GROUP_CONCAT"]),
+        mrg("SELECT GROUP_CONCAT(country_code) FROM customer WHERE customer_id IN (1, 2, 3, 42)")
+            .refusable(&["GROUP_CONCAT"]),
+        mrg("SELECT STDDEV(score), VARIANCE(score) FROM customer"),
+        mrg("SELECT BIT_OR(flags), BIT_AND(flags), BIT_XOR(flags) FROM customer"),
+        mrg("SELECT customer_id, ROW_NUMBER() OVER (ORDER BY customer_id) FROM customer")
+            .refusable(&["window", "expressions over aggregates"]),
+        mrg("SELECT SUM(amount), AVG(amount), MIN(amount), MAX(amount), COUNT(*) FROM orders"),
+        mrg("SELECT COUNT(*), SUM(qty), AVG(qty) FROM orders WHERE status = 'paid'"),
+        mrg("SELECT COUNT(*), SUM(v), AVG(v), MIN(dur), MAX(dur), MIN(yr), MAX(yr) FROM event"),
+        mrg("SELECT MIN(kind), MAX(kind), MIN(tag), MAX(tag) FROM event"),
+        mrg("SELECT SUM(event_id), AVG(event_id), MAX(event_id) FROM event"),
+        mrg("SELECT AVG(born), SUM(born) FROM customer"),
+        mrg("SELECT AVG(last_seen) FROM customer"),
+        mrg("SELECT AVG(yr), SUM(yr) FROM event"),
+        mrg("SELECT AVG(dur) FROM event"),
+        mrg("SELECT AVG(amount), SUM(amount) FROM event"),
+        mrg("SELECT COUNT(*), MIN(price), MAX(price), SUM(stock) FROM product"),
+        // GROUP BY, HAVING.
+        mrg("SELECT country_code, COUNT(*), SUM(score), AVG(score) FROM customer GROUP BY country_code"),
+        mrg("SELECT country_code, COUNT(*), MIN(balance), MAX(born) FROM customer GROUP BY 1"),
+        mrg("SELECT YEAR(born), COUNT(*) FROM customer GROUP BY YEAR(born)"),
+        mrg("SELECT YEAR(born) AS y, COUNT(*) FROM customer GROUP BY y"),
+        mrg("SELECT COUNT(*) FROM customer GROUP BY country_code"),
+        mrg("SELECT COUNT(*), SUM(balance) FROM customer GROUP BY score % 7"),
+        mrg("SELECT name, COUNT(*) FROM customer GROUP BY name").ci(),
+        mrg("SELECT LEFT(name, 1) AS initial, COUNT(*) FROM customer GROUP BY initial").ci(),
+        mrg("SELECT country_code, score > 500 AS high, COUNT(*) FROM customer GROUP BY country_code, high"),
+        mrg("SELECT ratio, COUNT(*) FROM customer GROUP BY ratio"),
+        mrg("SELECT balance DIV 1000, COUNT(*) FROM customer GROUP BY balance DIV 1000"),
+        mrg("SELECT born, COUNT(*) FROM customer GROUP BY born HAVING COUNT(*) > 1"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) > 150"),
+        mrg("SELECT country_code, COUNT(*) AS n FROM customer GROUP BY country_code HAVING n > 150"),
+        mrg("SELECT country_code, SUM(balance) FROM customer GROUP BY country_code HAVING SUM(balance) < 8000000.5"),
+        mrg("SELECT country_code, AVG(score) FROM customer GROUP BY country_code HAVING AVG(score) > 440.25"),
+        mrg("SELECT country_code, MIN(score), COUNT(*) FROM customer GROUP BY country_code HAVING MIN(score) < -98 AND COUNT(*) >= 100"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) > 1e2"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) = 0"),
+        mrg("SELECT country_code, MIN(name) FROM customer GROUP BY country_code HAVING MIN(name) > 0").ci(),
+        mrg("SELECT country_code, MAX(born) FROM customer GROUP BY country_code HAVING MAX(born) > 20100101"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) > 150 OR COUNT(*) < 100"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) BETWEEN 100 AND 150"),
+        mrg("SELECT country_code FROM customer GROUP BY country_code HAVING COUNT(*) > 150"),
+        mrg_ord("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY COUNT(*) DESC, country_code"),
+        mrg_ord("SELECT country_code, COUNT(*) AS n FROM customer GROUP BY country_code ORDER BY n DESC, country_code LIMIT 3"),
+        mrg_ord("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY 2, 1 LIMIT 2 OFFSET 1"),
+        mrg_ord("SELECT country_code, SUM(balance) AS s FROM customer GROUP BY country_code ORDER BY s DESC, country_code"),
+        mrg_ord("SELECT country_code, MIN(born) FROM customer GROUP BY country_code ORDER BY MIN(born), country_code"),
+        mrg_ord("SELECT country_code, MAX(name) AS m FROM customer GROUP BY country_code ORDER BY country_code DESC").ci(),
+        mrg_ord("SELECT score, COUNT(*) FROM customer GROUP BY score ORDER BY score DESC LIMIT 10"),
+        mrg_ord("SELECT YEAR(born) AS y, COUNT(*), AVG(balance) FROM customer GROUP BY y ORDER BY y"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY NULL"),
+        mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code WITH ROLLUP"),
+        mrg_ord("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY country_code LIMIT 3"),
+        // Alias that names a column too: GROUP BY resolves the column, ORDER BY the alias.
+        mrg("SELECT country_code AS score, COUNT(*) FROM customer GROUP BY score"),
+        mrg_ord("SELECT country_code AS score, COUNT(*) FROM customer GROUP BY country_code ORDER BY score DESC"),
+        mrg("SELECT status, COUNT(*), SUM(amount), AVG(amount), MAX(created) FROM orders GROUP BY status").ci(),
+        mrg("SELECT qty, COUNT(*), SUM(amount) FROM orders GROUP BY qty HAVING SUM(amount) > 100000"),
+        mrg("SELECT category, COUNT(*), SUM(price), AVG(stock) FROM product GROUP BY category").ci(),
+        mrg("SELECT kind, COUNT(*), SUM(amount) FROM event GROUP BY kind"),
+        mrg_ord("SELECT kind, COUNT(*) FROM event GROUP BY kind ORDER BY kind"),
+        mrg("SELECT tag, COUNT(*) FROM event GROUP BY tag"),
+        mrg_ord("SELECT tag, COUNT(*) FROM event GROUP BY tag ORDER BY tag DESC"),
+        mrg("SELECT dur, COUNT(*) FROM event GROUP BY dur"),
+        mrg_ord("SELECT dur, COUNT(*) FROM event GROUP BY dur ORDER BY dur"),
+        mrg("SELECT yr, COUNT(*), AVG(v) FROM event GROUP BY yr"),
+        mrg("SELECT grp, COUNT(*), AVG(v), SUM(v) FROM event GROUP BY grp").ci(),
+        mrg_ord("SELECT grp, AVG(v) FROM event WHERE grp IN ('avgA', 'avgB', 'third') GROUP BY grp ORDER BY AVG(v), grp"),
+        mrg_ord("SELECT grp, AVG(v) AS a FROM event WHERE grp IN ('avgA', 'avgB') GROUP BY grp ORDER BY a DESC, grp"),
+        mrg("SELECT grp, AVG(v) FROM event GROUP BY grp HAVING AVG(v) > 0.33333"),
+        mrg("SELECT grp, AVG(v) FROM event GROUP BY grp HAVING AVG(v) < 0.005 AND AVG(v) > 0"),
+        mrg("SELECT grp, AVG(v) FROM event GROUP BY grp HAVING AVG(v) = 0.0050"),
+        mrg_sub(
+            "SELECT country_code, COUNT(*) FROM customer GROUP BY country_code LIMIT 3",
+            "SELECT country_code, COUNT(*) FROM customer GROUP BY country_code",
+        ),
+        mrg_sub(
+            "SELECT score % 10, SUM(balance) FROM customer GROUP BY 1 LIMIT 4, 3",
+            "SELECT score % 10, SUM(balance) FROM customer GROUP BY 1",
+        ),
+        mrg_ord("SELECT COUNT(*) FROM customer LIMIT 0"),
+        mrg_ord("SELECT COUNT(*) FROM customer LIMIT 1 OFFSET 1"),
+        mrg("SELECT COUNT(*) FROM customer HAVING COUNT(*) > 5"),
+        mrg("SELECT COUNT(*), SUM(score) FROM customer HAVING SUM(score) < 0"),
+        // DISTINCT.
+        mrg_sub(
+            "SELECT DISTINCT country_code FROM customer LIMIT 3",
+            "SELECT DISTINCT country_code FROM customer",
+        ),
+        mrg("SELECT DISTINCT country_code FROM customer"),
+        mrg("SELECT DISTINCT country_code, score > 500 FROM customer"),
+        mrg("SELECT DISTINCT name FROM customer").ci(),
+        mrg_ord("SELECT DISTINCT score FROM customer ORDER BY score DESC LIMIT 10"),
+        mrg_ord("SELECT DISTINCT country_code FROM customer ORDER BY country_code DESC"),
+        mrg("SELECT DISTINCT status FROM orders").ci(),
+        mrg("SELECT DISTINCT kind FROM event"),
+        mrg("SELECT DISTINCT tag FROM event"),
+        mrg("SELECT DISTINCT ratio FROM customer"),
+        mrg("SELECT DISTINCT born FROM customer WHERE born > '2009-01-01'"),
+        mrg("SELECT DISTINCT COUNT(*) FROM customer"),
+        mrg("SELECT DISTINCT * FROM country"),
+        mrg("SELECT DISTINCT * FROM customer"),
+        mrg_ord("SELECT DISTINCT country_code FROM customer ORDER BY score"),
+        // Co-sharded joins.
+        ok("SELECT c.name, o.order_id, o.amount FROM customer c JOIN orders o ON o.customer_id = c.customer_id WHERE c.customer_id = 42"),
+        ok("SELECT c.name, o.order_id, o.amount FROM customer c JOIN orders o ON o.customer_id = c.customer_id WHERE o.customer_id IN (42, 777, 0)"),
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.customer_id = c.customer_id"),
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON c.customer_id = o.customer_id AND o.amount > 4000"),
+        ok("SELECT c.customer_id, o.order_id FROM customer c INNER JOIN orders o ON o.customer_id = c.customer_id WHERE c.score > 900 AND o.status = 'paid'"),
+        ok("SELECT c.customer_id, c.name FROM customer c LEFT JOIN orders o ON o.customer_id = c.customer_id WHERE o.order_id IS NULL"),
+        ok("SELECT o.order_id, c.name FROM customer c RIGHT JOIN orders o ON o.customer_id = c.customer_id WHERE c.customer_id IS NULL"),
+        ok("SELECT o.order_id, c.name FROM orders o LEFT JOIN customer c ON c.customer_id = o.customer_id WHERE o.amount < 0"),
+        ok("SELECT c.customer_id, o.order_id FROM customer c, orders o WHERE o.customer_id = c.customer_id AND c.score > 950"),
+        ok("SELECT c.customer_id, o.order_id FROM customer c STRAIGHT_JOIN orders o ON o.customer_id = c.customer_id WHERE c.balance < -4000"),
+        mrg_ord("SELECT c.customer_id, o.order_id, o.amount FROM customer c JOIN orders o ON o.customer_id = c.customer_id ORDER BY o.amount DESC, o.order_id LIMIT 25"),
+        mrg_ord("SELECT c.*, o.amount FROM customer c JOIN orders o ON o.customer_id = c.customer_id ORDER BY o.amount, o.order_id LIMIT 10"),
+        mrg("SELECT c.country_code, COUNT(*), SUM(o.amount), AVG(o.amount) FROM customer c JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.country_code"),
+        mrg("SELECT COUNT(*), SUM(o.amount) FROM customer c JOIN orders o ON o.customer_id = c.customer_id WHERE c.country_code = 'FR'"),
+        mrg("SELECT c.country_code, COUNT(o.order_id) FROM customer c LEFT JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.country_code"),
+        mrg_ord("SELECT c.customer_id, COUNT(*) AS n FROM customer c JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.customer_id ORDER BY n DESC, c.customer_id LIMIT 10"),
+        mrg("SELECT DISTINCT c.country_code FROM customer c JOIN orders o ON o.customer_id = c.customer_id WHERE o.amount > 4900"),
+        // Joins with the reference table.
+        ok("SELECT c.customer_id, k.name FROM customer c JOIN country k ON k.code = c.country_code WHERE c.customer_id = 42"),
+        ok("SELECT c.customer_id, k.name, k.region FROM customer c JOIN country k ON k.code = c.country_code WHERE c.score > 900"),
+        ok("SELECT c.customer_id, k.name FROM customer c LEFT JOIN country k ON k.code = c.country_code WHERE k.code IS NULL"),
+        ok("SELECT o.order_id, k.name FROM orders o JOIN customer c ON c.customer_id = o.customer_id JOIN country k ON k.code = c.country_code WHERE o.amount > 4900"),
+        mrg("SELECT k.region, COUNT(*), SUM(c.balance) FROM customer c JOIN country k ON k.code = c.country_code GROUP BY k.region"),
+        mrg_ord("SELECT c.customer_id, k.name FROM customer c JOIN country k ON k.code = c.country_code ORDER BY k.name, c.customer_id LIMIT 30"),
+        ok("SELECT k.name, c.customer_id FROM country k JOIN customer c ON c.country_code = k.code WHERE c.customer_id IN (42, 777)"),
+        // Joins that are not co-sharded: refused, or answered correctly.
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.order_id = c.customer_id").refusable(CROSS),
+        ok("SELECT c.customer_id, p.sku FROM customer c JOIN product p ON p.sku = c.name").refusable(CROSS),
+        ok("SELECT c.customer_id, o.order_id FROM customer c, orders o WHERE c.customer_id = 42 AND o.customer_id = 777").refusable(CROSS),
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.customer_id = c.customer_id JOIN product p ON p.sku = o.status").refusable(CROSS),
+        ok("SELECT a.customer_id, b.customer_id FROM customer a JOIN customer b ON b.customer_id = a.customer_id WHERE a.score > 990").refusable(CROSS),
+        ok("SELECT a.customer_id, b.customer_id FROM customer a JOIN customer b ON b.score = a.score WHERE a.customer_id = 42").refusable(CROSS),
+        ok("SELECT c.customer_id, e.event_id FROM customer c JOIN event e ON e.event_id = c.customer_id").refusable(CROSS),
+        ok("SELECT c.customer_id, e.event_id FROM customer c JOIN event e ON e.customer_id = c.customer_id WHERE c.customer_id = 42").refusable(CROSS),
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o USING (customer_id) WHERE c.customer_id = 42").refusable(CROSS),
+        ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.customer_id = c.customer_id OR o.amount < -99").refusable(CROSS),
+        ok("SELECT c.customer_id, o.order_id FROM customer c CROSS JOIN orders o WHERE c.customer_id = 42 AND o.customer_id = 42").refusable(CROSS),
+        // Subqueries.
+        ok("SELECT customer_id FROM customer WHERE customer_id IN (SELECT customer_id FROM orders WHERE amount > 4900)").refusable(SUBQ),
+        ok("SELECT customer_id FROM customer c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id AND o.amount > 4900)").refusable(SUBQ),
+        ok("SELECT customer_id, (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.customer_id) FROM customer c WHERE c.customer_id = 42").refusable(SUBQ),
+        ok("SELECT name, (SELECT k.name FROM country k WHERE k.code = c.country_code) AS cn FROM customer c WHERE customer_id = 42"),
+        ok("SELECT customer_id, (SELECT k.name FROM country k WHERE k.code = c.country_code) AS cn FROM customer c WHERE score > 950"),
+        ok("SELECT customer_id FROM customer WHERE country_code IN (SELECT code FROM country WHERE region = 'Europe') AND score > 900"),
+        ok("SELECT customer_id FROM customer WHERE score > (SELECT COUNT(*) FROM country) * 120"),
+        ok("SELECT customer_id FROM customer WHERE score = (SELECT MAX(score) FROM customer)").refusable(SUBQ),
+        ok("SELECT COUNT(*) FROM (SELECT customer_id FROM customer WHERE score > 10) t").refusable(SUBQ),
+        ok("SELECT * FROM (SELECT customer_id, name FROM customer ORDER BY name, customer_id LIMIT 5) t").refusable(SUBQ),
+        ok("WITH t AS (SELECT customer_id FROM customer WHERE score > 990) SELECT * FROM t").refusable(SUBQ),
+        ok("SELECT customer_id FROM customer WHERE score > 995 UNION SELECT customer_id FROM orders WHERE amount > 4990").refusable(SUBQ),
+        ok("SELECT customer_id FROM customer WHERE customer_id = 42 UNION ALL SELECT customer_id FROM customer WHERE customer_id = 777").refusable(SUBQ),
+        // Errors both sides give alike.
+        ok("SELECT * FROM nosuch").err(1146),
+        ok("SELEC * FROM customer").err(1064),
+        ok("SELECT nocol FROM customer WHERE customer_id = 42").err(1054),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated statements.
+
+struct Gen<'d> {
+    rng: StdRng,
+    d: &'d Data,
+}
+
+const CUST_COLS: &[&str] = &[
+    "customer_id",
+    "name",
+    "email",
+    "country_code",
+    "score",
+    "balance",
+    "born",
+    "last_seen",
+    "ratio",
+    "flags",
+    "note",
+];
+
+const ORDER_KEYS: &[&str] = &[
+    "name",
+    "score",
+    "balance",
+    "born",
+    "last_seen",
+    "country_code",
+    "ratio",
+    "email",
+    "flags",
+    "LOWER(name)",
+    "score % 7",
+    "COALESCE(balance, 0)",
+    "note",
+];
+
+impl Gen<'_> {
+    fn pick<'a>(&mut self, xs: &'a [&'a str]) -> &'a str {
+        xs[self.rng.gen_range(0..xs.len())]
+    }
+
+    fn id(&mut self) -> i64 {
+        if self.rng.gen_bool(0.9) {
+            *self.d.customers.choose(&mut self.rng).expect("id")
+        } else {
+            self.rng.gen_range(-100_000..5_000_000)
+        }
+    }
+
+    fn id_lit(&mut self) -> String {
+        let id = self.id();
+        if self.rng.gen_bool(0.3) {
+            format!("'{id}'")
+        } else {
+            id.to_string()
+        }
+    }
+
+    fn name_lit(&mut self) -> String {
+        let n = *NAMES.choose(&mut self.rng).expect("name");
+        lit(n)
+    }
+
+    fn atom(&mut self, p: &str) -> String {
+        let r = &mut self.rng;
+        match r.gen_range(0..17) {
+            0 => format!("{p}score > {}", r.gen_range(-100..1000)),
+            1 => {
+                let a = r.gen_range(-100..1000);
+                format!("{p}score BETWEEN {a} AND {}", a + r.gen_range(0..200))
+            }
+            2 => format!("{p}score IS NULL"),
+            3 => {
+                let pre = ["a", "A", "É", "e", "z", "b", "st", "O'", "ann", "x"]
+                    .choose(r)
+                    .expect("prefix");
+                format!("{p}name LIKE {}", lit(&format!("{pre}%")))
+            }
+            4 => format!("{p}name IS NULL"),
+            5 => format!("{p}balance < {}", cents(r.gen_range(-500_000..10_000_000))),
+            6 => format!("{p}born < {}", lit(&rand_date(r, 1950, 2010))),
+            7 => {
+                let a = rand_date(r, 1950, 1990);
+                let b = rand_date(r, 1991, 2010);
+                format!("{p}born BETWEEN {} AND {}", lit(&a), lit(&b))
+            }
+            8 => {
+                let a = COUNTRIES.choose(r).expect("cc");
+                let b = COUNTRIES.choose(r).expect("cc");
+                format!("{p}country_code IN ('{a}', '{}')", b.to_lowercase())
+            }
+            9 => format!("{p}country_code IS NULL"),
+            10 => format!("{p}last_seen >= {}", lit(&rand_datetime3(r))),
+            11 => format!("{p}ratio > {}", rand_ratio(r)),
+            12 => {
+                let n = self.name_lit();
+                format!("{p}name = {n}")
+            }
+            13 => format!("{p}customer_id > {}", r.gen_range(-100_000..5_000_000)),
+            14 => format!("{p}email LIKE '%{}@%'", r.gen_range(0..10)),
+            15 => format!("{p}flags & 3 = {}", r.gen_range(0..4)),
+            _ => format!("{p}score <> {}", r.gen_range(-100..1000)),
+        }
+    }
+
+    fn pred(&mut self, p: &str) -> String {
+        let n = self.rng.gen_range(1..=3);
+        let mut s = self.atom(p);
+        for _ in 1..n {
+            let a = self.atom(p);
+            let op = if self.rng.gen_bool(0.6) { "AND" } else { "OR" };
+            s = if self.rng.gen_bool(0.3) {
+                format!("({s}) {op} {a}")
+            } else {
+                format!("{s} {op} {a}")
+            };
+        }
+        if self.rng.gen_bool(0.1) {
+            s = format!("NOT ({s})");
+        }
+        s
+    }
+
+    fn projection(&mut self, p: &str) -> String {
+        if self.rng.gen_bool(0.2) {
+            return "*".into();
+        }
+        let n = self.rng.gen_range(1..=5);
+        let mut cols: Vec<&str> = CUST_COLS.to_vec();
+        cols.shuffle(&mut self.rng);
+        cols.truncate(n);
+        cols.iter()
+            .map(|c| format!("{p}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn limit(&mut self) -> String {
+        match self.rng.gen_range(0..4) {
+            0 => String::new(),
+            1 => format!(" LIMIT {}", self.rng.gen_range(0..60)),
+            2 => format!(
+                " LIMIT {} OFFSET {}",
+                self.rng.gen_range(1..40),
+                self.rng.gen_range(0..300)
+            ),
+            _ => format!(
+                " LIMIT {}, {}",
+                self.rng.gen_range(0..100),
+                self.rng.gen_range(1..30)
+            ),
+        }
+    }
+
+    fn dir(&mut self) -> &'static str {
+        match self.rng.gen_range(0..3) {
+            0 => " DESC",
+            1 => " ASC",
+            _ => "",
+        }
+    }
+
+    fn point(&mut self) -> Q {
+        let proj = self.projection("");
+        let idl = self.id_lit();
+        let extra = if self.rng.gen_bool(0.3) {
+            format!(" AND {}", self.atom(""))
+        } else {
+            String::new()
+        };
+        ok(format!(
+            "SELECT {proj} FROM customer WHERE customer_id = {idl}{extra}"
+        ))
+    }
+
+    fn in_list(&mut self) -> Q {
+        let n = self.rng.gen_range(1..=7);
+        let ids: Vec<String> = (0..n).map(|_| self.id_lit()).collect();
+        let proj = self.projection("");
+        let extra = if self.rng.gen_bool(0.3) {
+            format!(" AND {}", self.atom(""))
+        } else {
+            String::new()
+        };
+        if self.rng.gen_bool(0.3) {
+            let ors: Vec<String> = ids.iter().map(|i| format!("customer_id = {i}")).collect();
+            ok(format!(
+                "SELECT {proj} FROM customer WHERE ({}){extra}",
+                ors.join(" OR ")
+            ))
+        } else {
+            ok(format!(
+                "SELECT {proj} FROM customer WHERE customer_id IN ({}){extra}",
+                ids.join(", ")
+            ))
+        }
+    }
+
+    fn scatter(&mut self) -> Q {
+        let proj = self.projection("");
+        let p = self.pred("");
+        ok(format!("SELECT {proj} FROM customer WHERE {p}"))
+    }
+
+    fn limit_subset(&mut self) -> Q {
+        let proj = self.projection("");
+        let base = if self.rng.gen_bool(0.7) {
+            let p = self.pred("");
+            format!("SELECT {proj} FROM customer WHERE {p}")
+        } else {
+            format!("SELECT {proj} FROM customer")
+        };
+        let lim = match self.limit() {
+            s if s.is_empty() => " LIMIT 7".to_string(),
+            s => s,
+        };
+        ok_sub(format!("{base}{lim}"), base)
+    }
+
+    fn ordered(&mut self) -> Q {
+        let proj = self.projection("");
+        let nk = self.rng.gen_range(1..=2);
+        let mut keys = Vec::new();
+        for _ in 0..nk {
+            let k = self.pick(ORDER_KEYS);
+            let d = self.dir();
+            keys.push(format!("{k}{d}"));
+        }
+        let d = self.dir();
+        keys.push(format!("customer_id{d}"));
+        let wh = if self.rng.gen_bool(0.6) {
+            format!(" WHERE {}", self.pred(""))
+        } else {
+            String::new()
+        };
+        let lim = self.limit();
+        mrg_ord(format!(
+            "SELECT {proj} FROM customer{wh} ORDER BY {}{lim}",
+            keys.join(", ")
+        ))
+    }
+
+    fn agg_item(&mut self, p: &str) -> (String, bool) {
+        let items = [
+            "COUNT(*)",
+            "COUNT(name)",
+            "COUNT(score)",
+            "SUM(score)",
+            "SUM(balance)",
+            "MIN(score)",
+            "MAX(score)",
+            "MIN(balance)",
+            "MAX(balance)",
+            "AVG(score)",
+            "AVG(balance)",
+            "MIN(born)",
+            "MAX(last_seen)",
+            "MIN(name)",
+            "MAX(name)",
+            "MAX(ratio)",
+            "MIN(flags)",
+            "SUM(flags)",
+            "MAX(email)",
+            "COUNT(DISTINCT country_code)",
+        ];
+        let i = if self.rng.gen_bool(0.03) {
+            items.len() - 1
+        } else {
+            self.rng.gen_range(0..items.len() - 1)
+        };
+        let it = items[i];
+        let ci = it.contains("(name)");
+        let it = if p.is_empty() {
+            it.to_string()
+        } else {
+            it.replace('(', &format!("({p}"))
+                .replace(&format!("({p}*)"), "(*)")
+                .replace(&format!("({p}DISTINCT "), &format!("(DISTINCT {p}"))
+        };
+        (it, ci)
+    }
+
+    fn aggregate(&mut self) -> Q {
+        let n = self.rng.gen_range(1..=4);
+        let mut ci = false;
+        let mut items = Vec::new();
+        for _ in 0..n {
+            let (it, c) = self.agg_item("");
+            ci |= c;
+            items.push(it);
+        }
+        let wh = if self.rng.gen_bool(0.5) {
+            format!(" WHERE {}", self.pred(""))
+        } else {
+            String::new()
+        };
+        let mut x = mrg(format!("SELECT {} FROM customer{wh}", items.join(", ")));
+        x.ci = ci;
+        x
+    }
+
+    fn grouped(&mut self) -> Q {
+        let keys_all = [
+            ("country_code", false),
+            ("score % 5", false),
+            ("YEAR(born)", false),
+            ("flags % 4", false),
+            ("name", true),
+            ("LEFT(name, 2)", true),
+            ("score > 500", false),
+            ("born", false),
+        ];
+        let nk = if self.rng.gen_bool(0.75) { 1 } else { 2 };
+        let mut keys = Vec::new();
+        let mut ci = false;
+        while keys.len() < nk {
+            let (k, c) = keys_all[self.rng.gen_range(0..keys_all.len())];
+            if !keys.contains(&k) {
+                keys.push(k);
+                ci |= c;
+            }
+        }
+        let na = self.rng.gen_range(1..=3);
+        let mut aggs = Vec::new();
+        for _ in 0..na {
+            let (it, c) = self.agg_item("");
+            ci |= c;
+            aggs.push(it);
+        }
+        let mut items: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        items.extend(aggs.iter().cloned());
+        let wh = if self.rng.gen_bool(0.4) {
+            format!(" WHERE {}", self.pred(""))
+        } else {
+            String::new()
+        };
+        let group_by = if self.rng.gen_bool(0.3) {
+            (1..=keys.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            keys.join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {} FROM customer{wh} GROUP BY {group_by}",
+            items.join(", ")
+        );
+        if self.rng.gen_bool(0.3) {
+            let hav = [
+                format!("COUNT(*) > {}", self.rng.gen_range(0..40)),
+                format!("SUM(score) > {}", self.rng.gen_range(-1000..20000)),
+                format!("MIN(score) < {}", self.rng.gen_range(-100..200)),
+                format!(
+                    "MAX(balance) >= {}",
+                    cents(self.rng.gen_range(0..10_000_000))
+                ),
+                format!("AVG(score) > {}.5", self.rng.gen_range(0..800)),
+            ];
+            let h = hav[self.rng.gen_range(0..hav.len())].clone();
+            let f = h.split(' ').next().expect("agg").to_string();
+            if !items.contains(&f) {
+                items.push(f.clone());
+                sql = format!(
+                    "SELECT {} FROM customer{wh} GROUP BY {group_by}",
+                    items.join(", ")
+                );
+            }
+            sql.push_str(&format!(" HAVING {h}"));
+        }
+        let ordered = self.rng.gen_bool(0.5);
+        if ordered {
+            let mut ob = Vec::new();
+            if self.rng.gen_bool(0.5) {
+                let a = keys.len() + 1 + self.rng.gen_range(0..aggs.len());
+                let d = self.dir();
+                ob.push(format!("{a}{d}"));
+            }
+            for i in 1..=keys.len() {
+                let d = self.dir();
+                ob.push(format!("{i}{d}"));
+            }
+            sql.push_str(&format!(" ORDER BY {}", ob.join(", ")));
+            let lim = self.limit();
+            sql.push_str(&lim);
+            let mut x = mrg_ord(sql);
+            x.ci = ci;
+            x
+        } else {
+            let mut x = mrg(sql);
+            x.ci = ci;
+            x
+        }
+    }
+
+    fn distinct(&mut self) -> Q {
+        let cols = [
+            ("country_code", false),
+            ("score", false),
+            ("name", true),
+            ("YEAR(born)", false),
+            ("flags % 8", false),
+            ("score > 500", false),
+        ];
+        let (c, ci) = cols[self.rng.gen_range(0..cols.len())];
+        let wh = if self.rng.gen_bool(0.5) {
+            format!(" WHERE {}", self.pred(""))
+        } else {
+            String::new()
+        };
+        let mut x = if self.rng.gen_bool(0.5) {
+            let d = self.dir();
+            let lim = self.limit();
+            mrg_ord(format!(
+                "SELECT DISTINCT {c} FROM customer{wh} ORDER BY 1{d}{lim}"
+            ))
+        } else {
+            mrg(format!("SELECT DISTINCT {c} FROM customer{wh}"))
+        };
+        x.ci = ci;
+        x
+    }
+
+    fn join(&mut self) -> Q {
+        let kind = if self.rng.gen_bool(0.8) {
+            "JOIN"
+        } else {
+            "LEFT JOIN"
+        };
+        let on = if self.rng.gen_bool(0.5) {
+            "o.customer_id = c.customer_id"
+        } else {
+            "c.customer_id = o.customer_id"
+        };
+        let mut conds = Vec::new();
+        if self.rng.gen_bool(0.3) {
+            let idl = self.id_lit();
+            conds.push(format!("c.customer_id = {idl}"));
+        }
+        if self.rng.gen_bool(0.6) {
+            conds.push(self.atom("c."));
+        }
+        if self.rng.gen_bool(0.4) {
+            let a = cents(self.rng.gen_range(-10_000..500_000));
+            conds.push(format!("o.amount > {a}"));
+        }
+        if self.rng.gen_bool(0.2) {
+            let s = *STATUSES.choose(&mut self.rng).expect("status");
+            conds.push(format!("o.status = '{s}'"));
+        }
+        let wh = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let from = format!("FROM customer c {kind} orders o ON {on}{wh}");
+        match self.rng.gen_range(0..4) {
+            0 => ok(format!(
+                "SELECT c.customer_id, c.name, o.order_id, o.amount, o.status {from}"
+            )),
+            1 => {
+                let k = ["o.amount", "c.name", "o.created", "c.score", "o.status"]
+                    [self.rng.gen_range(0..5)];
+                let d = self.dir();
+                let d2 = self.dir();
+                let lim = self.limit();
+                mrg_ord(format!(
+                    "SELECT c.customer_id, o.order_id, {k} {from} ORDER BY {k}{d}, o.order_id{d2}, c.customer_id{lim}"
+                ))
+            }
+            2 => {
+                let g = ["c.country_code", "o.status", "c.score % 3"][self.rng.gen_range(0..3)];
+                let ci = g == "o.status";
+                let (a1, c1) = self.agg_item("c.");
+                let a2 = [
+                    "SUM(o.amount)",
+                    "COUNT(o.order_id)",
+                    "AVG(o.amount)",
+                    "MAX(o.created)",
+                    "MIN(o.qty)",
+                ][self.rng.gen_range(0..5)];
+                let mut x = mrg(format!(
+                    "SELECT {g}, COUNT(*), {a1}, {a2} {from} GROUP BY {g}"
+                ));
+                x.ci = ci || c1;
+                x
+            }
+            _ => {
+                let a2 = [
+                    "SUM(o.amount)",
+                    "COUNT(o.order_id)",
+                    "AVG(o.amount)",
+                    "MAX(o.created)",
+                    "MIN(o.qty)",
+                ][self.rng.gen_range(0..5)];
+                mrg(format!("SELECT COUNT(*), {a2} {from}"))
+            }
+        }
+    }
+
+    fn orders_q(&mut self) -> Q {
+        let wh = match self.rng.gen_range(0..4) {
+            0 => {
+                let (_, cid) = *self.d.orders.choose(&mut self.rng).expect("order");
+                format!(" WHERE customer_id = {cid}")
+            }
+            1 => format!(
+                " WHERE amount BETWEEN {} AND {}",
+                self.rng.gen_range(-100..1000),
+                self.rng.gen_range(1000..5000)
+            ),
+            2 => {
+                let s = *STATUSES.choose(&mut self.rng).expect("status");
+                format!(" WHERE status = '{s}' OR qty IS NULL")
+            }
+            _ => String::new(),
+        };
+        if self.rng.gen_bool(0.5) {
+            let k = ["amount", "status", "created", "qty"][self.rng.gen_range(0..4)];
+            let d = self.dir();
+            let lim = self.limit();
+            mrg_ord(format!(
+                "SELECT order_id, customer_id, {k} FROM orders{wh} ORDER BY {k}{d}, order_id{lim}"
+            ))
+        } else {
+            ok(format!("SELECT * FROM orders{wh}"))
+        }
+    }
+
+    fn product_q(&mut self) -> Q {
+        let sku = self.d.skus.choose(&mut self.rng).expect("sku").clone();
+        let variant = match self.rng.gen_range(0..4) {
+            0 => sku.to_uppercase(),
+            1 => sku.to_lowercase(),
+            2 => format!("{sku}  "),
+            _ => sku,
+        };
+        if self.rng.gen_bool(0.7) {
+            ok(format!(
+                "SELECT * FROM product WHERE sku = {}",
+                lit(&variant)
+            ))
+        } else {
+            let d = self.dir();
+            mrg_ord(format!(
+                "SELECT sku, price, stock FROM product WHERE price > {} ORDER BY price{d}, sku",
+                self.rng.gen_range(0..1000)
+            ))
+        }
+    }
+
+    fn event_q(&mut self) -> Q {
+        let id = *self.d.events.choose(&mut self.rng).expect("event");
+        match self.rng.gen_range(0..3) {
+            0 => ok(format!("SELECT * FROM event WHERE event_id = {id}")),
+            1 => {
+                let id2 = *self.d.events.choose(&mut self.rng).expect("event");
+                ok(format!(
+                    "SELECT event_id, grp, v FROM event WHERE event_id IN ({id}, '{id2}')"
+                ))
+            }
+            _ => {
+                let d = self.dir();
+                mrg_ord(format!(
+                    "SELECT event_id, v, amount FROM event WHERE event_id > {id} ORDER BY amount{d}, event_id LIMIT 20"
+                ))
+            }
+        }
+    }
+
+    fn all(mut self) -> Vec<Q> {
+        let plan: &[(usize, fn(&mut Self) -> Q)] = &[
+            (30, Self::point),
+            (20, Self::in_list),
+            (35, Self::scatter),
+            (20, Self::limit_subset),
+            (50, Self::ordered),
+            (30, Self::aggregate),
+            (50, Self::grouped),
+            (15, Self::distinct),
+            (35, Self::join),
+            (15, Self::orders_q),
+            (12, Self::product_q),
+            (8, Self::event_q),
+        ];
+        let mut out = Vec::new();
+        for (n, f) in plan {
+            for _ in 0..*n {
+                out.push(f(&mut self));
+            }
+        }
+        out.shuffle(&mut self.rng);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writes and transactions.
+
+fn writes() -> Vec<W> {
+    const C: &[&str] = &["customer"];
+    const O: &[&str] = &["orders"];
+    vec![
+        w("INSERT INTO customer (customer_id, name, score) VALUES (900001, 'new one', 5)", C),
+        w(
+            "INSERT INTO customer (customer_id, name, score, balance) VALUES (900002, 'a', 1, 1.50), \
+             (900003, 'B', 2, -2.25), (900004, 'ç', NULL, 0), (900005, NULL, 4, 99.99), (900006, 'e', 5, NULL), \
+             (900007, 'f', 6, 6), (900008, 'G', 7, 7), (900009, 'h', 8, 8), (900010, 'i', 9, 9), (900011, 'j', 10, 10)",
+            C,
+        ),
+        w("INSERT INTO customer (customer_id, name) VALUES ('900012', 'string key')", C),
+        w("INSERT INTO customer (customer_id, name) VALUES (-900013, 'negative key')", C),
+        w("INSERT INTO customer (customer_id, name) VALUES ('0900014', 'zero-padded key')", C),
+        w("INSERT INTO customer (customer_id, name) VALUES (42, 'duplicate')", C),
+        w("UPDATE customer SET score = score + 1 WHERE customer_id = 42", C),
+        w("UPDATE customer SET name = CONCAT(name, '!') WHERE customer_id = 42 OR customer_id = 777", C),
+        w("UPDATE customer SET score = 0 WHERE customer_id IN (1, 2, 3, -7)", C),
+        w("UPDATE customer SET score = -score WHERE score < -90", C),
+        w("UPDATE customer SET note = 'touched' WHERE customer_id = '777'", C),
+        w("UPDATE customer SET note = 'padded' WHERE customer_id = '0777'", C),
+        w("UPDATE customer SET balance = balance * 2 WHERE country_code = 'ZA' AND balance > 90000", C),
+        w("UPDATE customer SET flags = 1 WHERE country_code IN (SELECT code FROM country WHERE region = 'Asia')", C),
+        w("UPDATE customer SET score = 1 WHERE customer_id = 42 LIMIT 1", C),
+        w("UPDATE customer SET score = 2 WHERE score > 900 ORDER BY customer_id LIMIT 3", C).refusable(&["LIMIT", "ORDER BY"]),
+        w("UPDATE customer SET customer_id = 43 WHERE customer_id = 42", C).refusable(&["shard key"]),
+        w("UPDATE customer SET score = 3 WHERE customer_id IN (SELECT customer_id FROM orders WHERE amount > 4990)", C)
+            .refusable(SUBQ)
+            .refusable(&["multi-table"]),
+        w("UPDATE customer c JOIN orders o ON o.customer_id = c.customer_id SET c.score = 4 WHERE o.amount > 4990", C).refusable(&["multi-table", "UPDATE"]),
+        w("DELETE FROM orders WHERE customer_id = 777", O),
+        w("DELETE FROM orders WHERE amount < -90", O),
+        w("DELETE FROM orders WHERE customer_id IN (0, -7)", O),
+        w("DELETE FROM customer WHERE customer_id IN (1, 2, 3)", C),
+        w("DELETE FROM customer WHERE score BETWEEN 200 AND 205", C),
+        w("DELETE FROM orders WHERE customer_id = 42 ORDER BY order_id LIMIT 1", O),
+        w("DELETE FROM orders WHERE status = 'cancelled' LIMIT 5", O).refusable(&["LIMIT"]),
+        w("UPDATE orders SET qty = qty + 1", O),
+        w("UPDATE orders SET status = 'PAID' WHERE status = 'paid' AND amount > 4000", O),
+        w(
+            "INSERT INTO customer (customer_id, name, score) VALUES (42, 'odku', 1), (777, 'odku', 1), (900020, 'odku new', 1) \
+             ON DUPLICATE KEY UPDATE score = score + 100, name = VALUES(name)",
+            C,
+        ),
+        w(
+            "INSERT INTO customer (customer_id, name) VALUES (900021, 'x') ON DUPLICATE KEY UPDATE name = name",
+            C,
+        ),
+        w(
+            "INSERT INTO customer (customer_id, score) VALUES (42, 7) ON DUPLICATE KEY UPDATE customer_id = 44",
+            C,
+        )
+        .refusable(&["shard key"]),
+        w(
+            "REPLACE INTO customer (customer_id, name, score) VALUES (777, 'replaced', 0), (900022, 'replaced new', 0), (-7, 'replaced', 1)",
+            C,
+        ),
+        w("INSERT IGNORE INTO customer (customer_id, name) VALUES (42, 'ignored'), (900023, 'kept')", C),
+        w("INSERT INTO customer (name) VALUES ('no key')", C).refusable(&["shard key"]),
+        w("INSERT INTO customer (customer_id, name) SELECT customer_id + 1000000000, name FROM customer WHERE customer_id = 42", C)
+            .refusable(&["INSERT ... SELECT"]),
+        w("INSERT INTO orders (order_id, customer_id, amount, status) VALUES (20000001, 900001, 10.00, 'new'), (20000002, 900002, 20.00, 'new'), (20000003, 42, 30.00, 'new')", O),
+        w("INSERT INTO product (sku, title, price) VALUES ('NEW-1', 'n', 1.00), ('new-2', 'n', 2.00), ('Ñew-3', 'n', 3.00)", &["product"]),
+        w("INSERT INTO product (sku, title) VALUES ('abc-1', 'case duplicate')", &["product"]),
+        w("INSERT INTO product (sku, title) VALUES ('STRASE-9', 'collation duplicate')", &["product"]),
+        w("UPDATE product SET stock = 0 WHERE sku = 'sku-1'", &["product"]),
+        w("UPDATE product SET price = price + 1 WHERE sku = 'straße-9'", &["product"]),
+        w("DELETE FROM product WHERE sku = 'ÉTE'", &["product"]),
+        w("INSERT INTO event (event_id, grp, v) VALUES (18446744073709551614, 'w', 1), (5, 'w', 2), (9223372036854775809, 'w', 3)", &["event"]),
+        w("UPDATE event SET v = v + 1 WHERE event_id = 18446744073709551615", &["event"]),
+        w("DELETE FROM event WHERE event_id = 0", &["event"]),
+        w("UPDATE event SET kind = 'buy' WHERE kind IS NULL", &["event"]),
+        w("INSERT INTO country (code, name, region, pop) VALUES ('CA', 'Canada', 'America', 40000000)", &["country"]),
+        w("UPDATE country SET name = 'République française' WHERE code = 'FR'", &["country"]),
+        w("DELETE FROM country WHERE code = 'NZ'", &["country"]),
+    ]
+}
+
+/// Reads that check where the writes above put their rows.
+fn after_write_reads() -> Vec<Q> {
+    vec![
+        ok("SELECT * FROM customer WHERE customer_id = 900012"),
+        ok("SELECT * FROM customer WHERE customer_id = '900012'"),
+        ok("SELECT * FROM customer WHERE customer_id = -900013"),
+        ok("SELECT * FROM customer WHERE customer_id = 900014"),
+        ok("SELECT * FROM customer WHERE customer_id IN (900001, 900002, 900003, 900004, 900005, 900020, 900021, 900022, 900023)"),
+        ok("SELECT * FROM customer WHERE customer_id = 42"),
+        ok("SELECT * FROM customer WHERE customer_id = 777"),
+        ok("SELECT * FROM customer WHERE customer_id = -7"),
+        ok("SELECT * FROM orders WHERE customer_id = 42"),
+        ok("SELECT * FROM orders WHERE customer_id = 900001"),
+        ok("SELECT * FROM product WHERE sku = 'new-1'"),
+        ok("SELECT * FROM product WHERE sku = 'NEW-2'"),
+        ok("SELECT * FROM product WHERE sku = 'ñew-3'"),
+        ok("SELECT * FROM product WHERE sku = 'strase-9'"),
+        ok("SELECT * FROM event WHERE event_id = 18446744073709551614"),
+        ok("SELECT * FROM event WHERE event_id = 9223372036854775809"),
+        ok("SELECT * FROM country WHERE code = 'ca'"),
+        mrg("SELECT COUNT(*), SUM(score), MAX(customer_id) FROM customer"),
+        mrg("SELECT COUNT(*), SUM(amount) FROM orders"),
+    ]
+}
+
+/// One step of a transaction script: a statement run on both sides.
+enum Step {
+    Both(&'static str),
+    Read(Q),
+    Write(W),
+    /// Compare these whole tables.
+    Tables(&'static [&'static str]),
+}
+
+fn transactions() -> Vec<Vec<Step>> {
+    use Step::*;
+    const C: &[&str] = &["customer"];
+    vec![
+        vec![
+            Both("BEGIN"),
+            Write(w("INSERT INTO customer (customer_id, name, score) VALUES (910001, 'tx', 1), (910002, 'tx', 2), (910003, 'tx', 3), (910004, 'tx', 4), (910005, 'tx', 5)", &[])),
+            Write(w("UPDATE customer SET score = score + 1000 WHERE score > 990", &[])),
+            Read(ok("SELECT * FROM customer WHERE customer_id = 910003")),
+            Read(ok("SELECT customer_id, score FROM customer WHERE name = 'tx'")),
+            Read(mrg("SELECT COUNT(*), SUM(score), MAX(score) FROM customer")),
+            Read(mrg_ord("SELECT customer_id, score FROM customer ORDER BY score DESC, customer_id LIMIT 8")),
+            Read(ok_sub("SELECT customer_id FROM customer WHERE name = 'tx' LIMIT 3", "SELECT customer_id FROM customer WHERE name = 'tx'")),
+            Both("ROLLBACK"),
+            Read(ok("SELECT * FROM customer WHERE customer_id IN (910001, 910002, 910003, 910004, 910005)")),
+            Tables(C),
+        ],
+        vec![
+            Both("START TRANSACTION"),
+            Write(w("INSERT INTO customer (customer_id, name, score) VALUES (910011, 'tx2', 1), (910012, 'tx2', 2), (910013, 'tx2', 3)", &[])),
+            Write(w("DELETE FROM customer WHERE score BETWEEN 300 AND 310", &[])),
+            Write(w("UPDATE orders SET status = 'tx' WHERE customer_id = 42", &[])),
+            Read(mrg("SELECT COUNT(*) FROM customer WHERE score BETWEEN 300 AND 310")),
+            Read(mrg("SELECT status, COUNT(*) FROM orders GROUP BY status").ci()),
+            Both("COMMIT"),
+            Tables(&["customer", "orders"]),
+        ],
+        vec![
+            Both("SET autocommit = 0"),
+            Write(w("UPDATE customer SET note = 'ac0' WHERE customer_id IN (42, 777, 900001)", &[])),
+            Write(w("INSERT INTO customer (customer_id, name) VALUES (910021, 'ac0')", &[])),
+            Read(mrg("SELECT COUNT(*) FROM customer WHERE note = 'ac0'")),
+            Both("COMMIT"),
+            Write(w("DELETE FROM customer WHERE customer_id = 910021", &[])),
+            Both("ROLLBACK"),
+            Both("SET autocommit = 1"),
+            Tables(C),
+        ],
+        vec![
+            Both("BEGIN"),
+            Write(w("DELETE FROM customer WHERE score < 100", &[])),
+            Read(mrg("SELECT COUNT(*), MIN(score) FROM customer")),
+            Read(mrg_ord("SELECT customer_id, score FROM customer ORDER BY score, customer_id LIMIT 5")),
+            Both("ROLLBACK"),
+            Tables(C),
+        ],
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_answers_like_one_mariadb() {
+    let started = Instant::now();
+    let h = Harness::start(4, 1, VSCHEMA).await;
+    println!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
+    let r = h.conn(Some("demo")).await;
+    let o = h.oracle(4).await;
+    let mut cx = Ctx {
+        h: &h,
+        r,
+        o,
+        stats: Stats::default(),
+    };
+    for d in DDL {
+        let (a, b) = tokio::join!(run(&mut cx.r, d), run(&mut cx.o, d));
+        a.unwrap_or_else(|e| panic!("router: {d}: {}", e.msg));
+        b.unwrap_or_else(|e| panic!("oracle: {d}: {}", e.msg));
+    }
+    let data = generate_data();
+    for s in &data.inserts {
+        let (a, b) = tokio::join!(run(&mut cx.r, s), run(&mut cx.o, s));
+        let a = a.unwrap_or_else(|e| panic!("router: {}…: {} {}", &s[..80], e.code, e.msg));
+        let b = b.unwrap_or_else(|e| panic!("oracle: {}…: {} {}", &s[..80], e.code, e.msg));
+        if a.affected != b.affected {
+            let head: String = s.chars().take(120).collect();
+            cx.stats.fail(
+                &format!("{head}…"),
+                format!(
+                    "affected rows differ: router {}, oracle {}",
+                    a.affected, b.affected
+                ),
+            );
+        }
+    }
+    for t in TABLES {
+        cx.compare_table("loading the data", t).await;
+    }
+    let loaded = started.elapsed();
+    println!("loaded in {:.1} s", loaded.as_secs_f64());
+
+    // Reads: hand-written, then generated.
+    let hand = hand_written_reads(&data);
+    let generated = Gen {
+        rng: StdRng::seed_from_u64(SEED_QUERIES),
+        d: &data,
+    }
+    .all();
+    let mut sqls = BTreeSet::new();
+    let reads: Vec<Q> = hand
+        .into_iter()
+        .chain(generated)
+        .filter(|x| sqls.insert(x.sql.clone()))
+        .collect();
+    let n_reads = reads.len();
+    for x in &reads {
+        cx.check(x).await;
+    }
+
+    // Writes, then reads of what they wrote.
+    let ws = writes();
+    let n_writes = ws.len();
+    for x in &ws {
+        cx.write(x).await;
+    }
+    for x in &after_write_reads() {
+        cx.check(x).await;
+    }
+    // Transactions.
+    for script in transactions() {
+        for step in script {
+            match step {
+                Step::Both(s) => cx.both(s).await,
+                Step::Read(x) => cx.check(&x).await,
+                Step::Write(x) => cx.write(&x).await,
+                Step::Tables(ts) => {
+                    for t in ts {
+                        cx.compare_table("the transaction above", t).await;
+                    }
+                }
+            }
+        }
+    }
+    // Every copy of the reference table equals the oracle's.
+    let oracle_country = run(&mut cx.o, "SELECT * FROM country")
+        .await
+        .expect("oracle country");
+    for ps in 0..4 {
+        let mut d = h.direct(ps).await;
+        let a = run(&mut d, "SELECT * FROM demo_ref.country")
+            .await
+            .unwrap_or_else(|e| panic!("ps{ps} demo_ref.country: {}", e.msg));
+        if sorted(a.rows.clone()) != sorted(oracle_country.rows.clone()) {
+            cx.stats.fail(
+                "reference table copies",
+                format!(
+                    "ps{ps}'s copy of country differs:\n{}    oracle:\n{}",
+                    show_rows(&a.rows, 12),
+                    show_rows(&oracle_country.rows, 12)
+                ),
+            );
+        }
+    }
+
+    let Ctx {
+        r, o, mut stats, ..
+    } = cx;
+    stats.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    for (d, sql) in stats.slowest.iter().take(8) {
+        println!("slow: {:.0} ms: {sql}", d.as_secs_f64() * 1000.0);
+    }
+    let kinds: Vec<String> = stats
+        .kinds
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    println!("mismatches by kind: {}", kinds.join("; "));
+    for (why, n) in &stats.known_types {
+        println!("KNOWN BUG (column types only, {n} statements): {why}");
+    }
+    drop(r);
+    drop(o);
+    let shapes: Vec<String> = stats
+        .refused
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    for k in &stats.known {
+        println!("KNOWN BUG (still failing): {k}");
+    }
+    for k in KNOWN_BUGS {
+        if !stats.known_seen.contains(*k) {
+            println!("KNOWN BUG now passes (remove it from KNOWN_BUGS): {k}");
+        }
+    }
+    println!(
+        "differential: {} identical, {} refused (by shape: {}); {} same errors; {} mismatches, {} known bugs; \
+         {n_reads} reads, {n_writes} writes; data loaded in {:.1} s, total {:.1} s",
+        stats.identical,
+        stats.refused(),
+        shapes.join("; "),
+        stats.same_error,
+        stats.failures.len(),
+        stats.known.len() + stats.known_types.values().sum::<usize>(),
+        loaded.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    h.stop().await;
+    assert!(
+        stats.failures.is_empty(),
+        "{} statements answered differently from MariaDB (see above)",
+        stats.failures.len()
+    );
+}
