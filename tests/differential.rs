@@ -24,6 +24,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+use tessera_router::vindex::{keyspace_id, logical_shard, KeyValue};
+use tessera_topo::VindexKind;
 
 const VSCHEMA: &str = "
 keyspace: demo
@@ -51,11 +53,46 @@ const DDL: &[&str] = &[
     "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(64), region VARCHAR(16), pop BIGINT)",
 ];
 
+const COUNTRIES_INSERT: &str = "INSERT INTO country (code, name, region, pop) VALUES \
+    ('FR', 'France', 'Europe', 68000000), ('DE', 'Germany', 'Europe', 84000000), \
+    ('JP', 'Japan', 'Asia', 125000000), ('US', 'United States', 'America', 333000000), \
+    ('BR', 'Brasil', 'America', 203000000), ('ZA', 'South Africa', 'Africa', 60000000), \
+    ('IT', 'Italia', 'Europe', 59000000), ('NZ', 'New Zealand', NULL, 5000000)";
+
 const TABLES: &[&str] = &["customer", "orders", "product", "event", "country"];
 
 /// Statements whose mismatch is a known router bug: they still run and are printed, but do
-/// not fail the test. Each entry is the exact SQL.
-const KNOWN_BUGS: &[&str] = &[];
+/// not fail the test. Each entry is the exact SQL (for a write, its outcome and the tables
+/// compared after it), grouped by cause. Remove an entry once the router answers it like
+/// MariaDB (the test says so).
+const KNOWN_BUGS: &[&str] = &[
+    // A column qualified with the keyspace inside an expression: the client sees the logical
+    // shard's schema in the column name (UPPER(`demo_0040`.customer.name)).
+    "SELECT UPPER(demo.customer.name) FROM demo.customer WHERE customer_id = 42",
+    // NO PAD collations: 'x' and 'x ' are different values, the router merges them
+    // (RTRIM in the hidden sort and group keys).
+    "SELECT event_id, tag FROM event ORDER BY tag, event_id",
+    "SELECT tag, COUNT(*) FROM event GROUP BY tag",
+    "SELECT tag, COUNT(*) FROM event GROUP BY tag ORDER BY tag DESC",
+    "SELECT DISTINCT tag FROM event",
+    // A user alias equal to a hidden column's name: 1052 instead of an answer.
+    "SELECT customer_id AS __tessera_h0, score FROM customer ORDER BY score, customer_id LIMIT 5",
+    // A quoted BIGINT UNSIGNED key above the signed range is not taken as a literal: 1105.
+    "INSERT INTO event (event_id, grp, v) VALUES ('18446744073709551613', 'w', 4)",
+    "SELECT * FROM event WHERE event_id = 18446744073709551613",
+    // MariaDB syntax the parser does not accept: 1064 instead of an answer or 1235.
+    "SELECT customer_id FROM customer WHERE score > 990 LOCK IN SHARE MODE",
+    "SELECT country_code, COUNT(*) FROM customer GROUP BY country_code WITH ROLLUP",
+    "UPDATE customer SET score = 2 WHERE score > 900 ORDER BY customer_id LIMIT 3",
+    // Refusals that do not name the shape ("this expression … cannot be rewritten safely"),
+    // a documented shape refused (a subquery over a reference table in an UPDATE, named
+    // "multi-table UPDATE"), and 1105 instead of 1235 for an INSERT without the shard key.
+    "SELECT customer_id, -score AS score FROM customer ORDER BY score, customer_id LIMIT 40",
+    "SELECT customer_id, name FROM customer ORDER BY BINARY name, customer_id LIMIT 60",
+    "SELECT customer_id, CAST(score AS CHAR) AS s FROM customer ORDER BY s, customer_id LIMIT 50",
+    "UPDATE customer SET flags = 1 WHERE country_code IN (SELECT code FROM country WHERE region = 'Asia')",
+    "INSERT INTO customer (name) VALUES ('no key')",
+];
 
 /// Known column-type differences, as (router's type, oracle's type, why). A mismatch whose
 /// rows are identical and whose column types differ only in these ways is counted as a known
@@ -181,6 +218,8 @@ struct W {
     sql: String,
     tables: Vec<&'static str>,
     refuse: Vec<&'static str>,
+    /// Reads run right after the write (before any table is copied back).
+    then: Vec<Q>,
 }
 
 fn w(sql: impl Into<String>, tables: &[&'static str]) -> W {
@@ -188,10 +227,15 @@ fn w(sql: impl Into<String>, tables: &[&'static str]) -> W {
         sql: sql.into(),
         tables: tables.to_vec(),
         refuse: Vec::new(),
+        then: Vec::new(),
     }
 }
 
 impl W {
+    fn then(mut self, q: Q) -> W {
+        self.then.push(q);
+        self
+    }
     fn refusable(mut self, words: &[&'static str]) -> W {
         self.refuse.extend_from_slice(words);
         self
@@ -647,6 +691,9 @@ impl Ctx<'_> {
             None => self.stats.identical += 1,
             Some(d) => self.stats.fail(&x.sql, d),
         }
+        for q in &x.then {
+            self.check(q).await;
+        }
         for t in x.tables.clone() {
             self.compare_table(&x.sql, t).await;
         }
@@ -669,37 +716,94 @@ impl Ctx<'_> {
         }
     }
 
+    /// Puts the oracle's rows of `table` back on the physical shards directly, each row in the
+    /// logical shard its key hashes to (every copy, for the reference table), so that a
+    /// router bug in one write does not spread into the statements after it.
     async fn resync(&mut self, table: &str, oracle: &Answer) {
-        if matches!(
-            run(&mut self.r, &format!("DELETE FROM {table}")).await,
-            Err(Failure { broken: true, .. })
-        ) {
-            self.reconnect_router().await;
+        let placement = self
+            .h
+            .topo
+            .get_placement("demo")
+            .await
+            .expect("placement")
+            .expect("placement of demo")
+            .0;
+        let ps_of = |ls: usize| -> usize {
+            placement.shards[ls]
+                .ps
+                .trim_start_matches("ps")
+                .parse()
+                .expect("physical shard name")
+        };
+        let mut direct = Vec::new();
+        for i in 0..4 {
+            direct.push(self.h.direct(i).await);
         }
         let cols: Vec<String> = oracle.cols.iter().map(|c| c.0.clone()).collect();
-        for chunk in oracle.rows.chunks(200) {
-            let vals: Vec<String> = chunk
+        let values = |r: &Vec<Val>| -> String {
+            let v: Vec<String> = r
                 .iter()
-                .map(|r| {
-                    let v: Vec<String> = r
-                        .iter()
-                        .map(|v| match v {
-                            None => "NULL".to_string(),
-                            Some(b) => lit(&String::from_utf8_lossy(b)),
-                        })
-                        .collect();
-                    format!("({})", v.join(", "))
+                .map(|v| match v {
+                    None => "NULL".to_string(),
+                    Some(b) => lit(&String::from_utf8_lossy(b)),
                 })
                 .collect();
-            let sql = format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                cols.join(", "),
-                vals.join(", ")
-            );
-            if let Err(e) = run(&mut self.r, &sql).await {
-                println!("resync of {table} failed: {} {}", e.code, e.msg);
-                if e.broken {
-                    self.reconnect_router().await;
+            format!("({})", v.join(", "))
+        };
+        // (schema, physical shard) -> rows.
+        let mut targets: BTreeMap<(String, usize), Vec<String>> = BTreeMap::new();
+        let key = match table {
+            "customer" | "orders" => Some(("customer_id", VindexKind::Xxhash)),
+            "event" => Some(("event_id", VindexKind::Numeric)),
+            "product" => Some(("sku", VindexKind::UnicodeLooseXxhash)),
+            _ => None,
+        };
+        match key {
+            None => {
+                for ps in 0..4 {
+                    targets.insert(("demo_ref".into(), ps), Vec::new());
+                    for r in &oracle.rows {
+                        targets
+                            .get_mut(&("demo_ref".to_string(), ps))
+                            .expect("target")
+                            .push(values(r));
+                    }
+                }
+            }
+            Some((col, vindex)) => {
+                for ls in 0..64 {
+                    targets.insert((format!("demo_{ls:04}"), ps_of(ls)), Vec::new());
+                }
+                let ki = cols.iter().position(|c| c == col).expect("key column");
+                for r in &oracle.rows {
+                    let raw = String::from_utf8_lossy(r[ki].as_deref().expect("key")).into_owned();
+                    let kv = match vindex {
+                        VindexKind::UnicodeLooseXxhash => KeyValue::Bytes(raw.into_bytes()),
+                        _ => KeyValue::Int(raw.parse().expect("integer key")),
+                    };
+                    let id = keyspace_id(vindex, &kv).expect("keyspace id");
+                    let ls = logical_shard(id, 64) as usize;
+                    targets
+                        .get_mut(&(format!("demo_{ls:04}"), ps_of(ls)))
+                        .expect("target")
+                        .push(values(r));
+                }
+            }
+        }
+        for ((schema, ps), rows) in targets {
+            let c = &mut direct[ps];
+            let del = format!("DELETE FROM `{schema}`.{table}");
+            if let Err(e) = run(c, &del).await {
+                panic!("restoring {table}: {del}: {}", e.msg);
+            }
+            for chunk in rows.chunks(200) {
+                let ins = format!(
+                    "INSERT INTO `{schema}`.{table} ({}) VALUES {}",
+                    cols.join(", "),
+                    chunk.join(", ")
+                );
+                if let Err(e) = run(c, &ins).await {
+                    panic!("restoring {table} in {schema}: {}", e.msg);
                 }
             }
         }
@@ -840,14 +944,7 @@ fn generate_data() -> Data {
     let mut inserts = Vec::new();
 
     // Countries (reference table).
-    inserts.push(
-        "INSERT INTO country (code, name, region, pop) VALUES ('FR', 'France', 'Europe', 68000000), \
-         ('DE', 'Germany', 'Europe', 84000000), ('JP', 'Japan', 'Asia', 125000000), \
-         ('US', 'United States', 'America', 333000000), ('BR', 'Brasil', 'America', 203000000), \
-         ('ZA', 'South Africa', 'Africa', 60000000), ('IT', 'Italia', 'Europe', 59000000), \
-         ('NZ', 'New Zealand', NULL, 5000000)"
-            .to_string(),
-    );
+    inserts.push(COUNTRIES_INSERT.to_string());
 
     // Customers.
     let mut customers: Vec<i64> = vec![0, 1, 2, 3, 42, 777, -7, 1_000_000, i64::MAX, i64::MIN];
@@ -1115,6 +1212,23 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         ok("SELECT * FROM customer WHERE customer_id = '+777'"),
         ok("SELECT customer_id FROM customer WHERE customer_id = 'abc'"),
         ok("SELECT * FROM customer WHERE customer_id IN ('042', '0777')"),
+        ok("SELECT * FROM customer WHERE customer_id = '4.2e1'"),
+        ok("SELECT * FROM customer WHERE customer_id = '42abc'"),
+        ok("SELECT * FROM customer WHERE customer_id IN ('42abc', ' 777 ')"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = '0x2A'"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = 0x2A"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = '-9223372036854775808'"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = '9223372036854775807'"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = -0"),
+        ok("SELECT customer_id FROM customer WHERE customer_id = '-0'"),
+        ok("SELECT * FROM event WHERE event_id = ' 1'"),
+        ok("SELECT * FROM event WHERE event_id = '+1'"),
+        ok("SELECT * FROM event WHERE event_id = '1.0'"),
+        ok("SELECT * FROM event WHERE event_id = 1.0"),
+        ok("SELECT * FROM product WHERE sku = '00124'"),
+        ok("SELECT * FROM product WHERE sku = 124.0"),
+        ok("SELECT * FROM product WHERE sku = 1.25e2"),
+        ok("SELECT * FROM product WHERE sku IN (123, 'abc-1')"),
         // IN lists and ORs of keys.
         ok("SELECT * FROM customer WHERE customer_id IN (42, 777, -7)"),
         ok("SELECT * FROM customer WHERE customer_id IN ('42', '777', 0)"),
@@ -1396,6 +1510,20 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         mrg_ord("SELECT COUNT(*) FROM customer LIMIT 1 OFFSET 1"),
         mrg("SELECT COUNT(*) FROM customer HAVING COUNT(*) > 5"),
         mrg("SELECT COUNT(*), SUM(score) FROM customer HAVING SUM(score) < 0"),
+        // Statement text the rewrite must handle: comments, quotes, parentheses in strings,
+        // odd spacing, backquoted aliases, lower case.
+        mrg("SELECT MAX(CONCAT(name, ')')), MIN(CONCAT('(', email)) FROM customer").ci(),
+        mrg("SELECT country_code, COUNT(*) /* ) FROM x */ FROM customer GROUP BY country_code"),
+        mrg("SELECT country_code, COUNT(*) FROM customer WHERE note LIKE '%FROM customer%' OR name = 'FROM' GROUP BY country_code"),
+        mrg_ord("SELECT customer_id\nFROM customer\nORDER BY\tname DESC,\n customer_id LIMIT 7"),
+        mrg_ord("select customer_id, score from customer order by score desc, customer_id limit 5"),
+        mrg_ord("SELECT customer_id, name FROM customer ORDER BY CONCAT(name, '('), customer_id LIMIT 20"),
+        mrg_ord("SELECT country_code AS `cc`, COUNT(*) AS `n` FROM customer GROUP BY `cc` ORDER BY `n` DESC, `cc`"),
+        mrg_ord("SELECT customer.country_code, AVG(customer.score) FROM customer GROUP BY customer.country_code ORDER BY AVG(customer.score) DESC, customer.country_code"),
+        mrg("SELECT country_code, AVG(score) FROM customer GROUP BY country_code HAVING AVG(score) > 440 ORDER BY NULL"),
+        mrg_ord("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code HAVING COUNT(*) > 100 ORDER BY 1 DESC LIMIT 5 /* trailing */"),
+        mrg_ord("SELECT customer_id AS __tessera_h0, score FROM customer ORDER BY score, customer_id LIMIT 5"),
+        mrg("SELECT 'x FROM y' AS s, COUNT(*) FROM customer GROUP BY s"),
         // DISTINCT.
         mrg_sub(
             "SELECT DISTINCT country_code FROM customer LIMIT 3",
@@ -2047,6 +2175,7 @@ impl Gen<'_> {
     }
 
     fn all(mut self) -> Vec<Q> {
+        #[allow(clippy::type_complexity)]
         let plan: &[(usize, fn(&mut Self) -> Q)] = &[
             (30, Self::point),
             (20, Self::in_list),
@@ -2086,16 +2215,27 @@ fn writes() -> Vec<W> {
              (900007, 'f', 6, 6), (900008, 'G', 7, 7), (900009, 'h', 8, 8), (900010, 'i', 9, 9), (900011, 'j', 10, 10)",
             C,
         ),
-        w("INSERT INTO customer (customer_id, name) VALUES ('900012', 'string key')", C),
-        w("INSERT INTO customer (customer_id, name) VALUES (-900013, 'negative key')", C),
-        w("INSERT INTO customer (customer_id, name) VALUES ('0900014', 'zero-padded key')", C),
+        w("INSERT INTO customer (customer_id, name) VALUES ('900012', 'string key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = 900012")),
+        w("INSERT INTO customer (customer_id, name) VALUES (-900013, 'negative key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = -900013")),
+        w("INSERT INTO customer (customer_id, name) VALUES ('0900014', 'zero-padded key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = 900014"))
+            .then(ok("SELECT customer_id, name FROM customer WHERE customer_id IN (900014, 900012)")),
+        w("INSERT INTO customer (customer_id, name) VALUES ('-900016', 'quoted negative key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = -900016")),
+        w("INSERT INTO customer (customer_id, name) VALUES (900017.0, 'decimal key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = 900017")),
+        w("INSERT INTO customer (customer_id, name) VALUES (' 900018', 'space-padded key')", C)
+            .then(ok("SELECT * FROM customer WHERE customer_id = 900018")),
         w("INSERT INTO customer (customer_id, name) VALUES (42, 'duplicate')", C),
         w("UPDATE customer SET score = score + 1 WHERE customer_id = 42", C),
         w("UPDATE customer SET name = CONCAT(name, '!') WHERE customer_id = 42 OR customer_id = 777", C),
         w("UPDATE customer SET score = 0 WHERE customer_id IN (1, 2, 3, -7)", C),
         w("UPDATE customer SET score = -score WHERE score < -90", C),
         w("UPDATE customer SET note = 'touched' WHERE customer_id = '777'", C),
-        w("UPDATE customer SET note = 'padded' WHERE customer_id = '0777'", C),
+        w("UPDATE customer SET note = 'padded' WHERE customer_id = '0777'", C)
+            .then(ok("SELECT note FROM customer WHERE customer_id = 777")),
         w("UPDATE customer SET balance = balance * 2 WHERE country_code = 'ZA' AND balance > 90000", C),
         w("UPDATE customer SET flags = 1 WHERE country_code IN (SELECT code FROM country WHERE region = 'Asia')", C),
         w("UPDATE customer SET score = 1 WHERE customer_id = 42 LIMIT 1", C),
@@ -2139,11 +2279,17 @@ fn writes() -> Vec<W> {
         w("INSERT INTO orders (order_id, customer_id, amount, status) VALUES (20000001, 900001, 10.00, 'new'), (20000002, 900002, 20.00, 'new'), (20000003, 42, 30.00, 'new')", O),
         w("INSERT INTO product (sku, title, price) VALUES ('NEW-1', 'n', 1.00), ('new-2', 'n', 2.00), ('Ñew-3', 'n', 3.00)", &["product"]),
         w("INSERT INTO product (sku, title) VALUES ('abc-1', 'case duplicate')", &["product"]),
-        w("INSERT INTO product (sku, title) VALUES ('STRASE-9', 'collation duplicate')", &["product"]),
+        w("INSERT INTO product (sku, title) VALUES ('dup-1', 'a'), ('DUP-1', 'b')", &["product"]),
+        w("INSERT INTO product (sku, title) VALUES ('Ǆx-1', 'a'), ('ǆX-1', 'b')", &["product"]),
+        w("INSERT INTO product (sku, title) VALUES ('STRASE-9', 'collation duplicate')", &["product"])
+            .then(ok("SELECT sku, title FROM product WHERE sku = 'strase-9'"))
+            .then(ok("SELECT sku, title FROM product WHERE sku LIKE 'stra%'")),
         w("UPDATE product SET stock = 0 WHERE sku = 'sku-1'", &["product"]),
         w("UPDATE product SET price = price + 1 WHERE sku = 'straße-9'", &["product"]),
         w("DELETE FROM product WHERE sku = 'ÉTE'", &["product"]),
         w("INSERT INTO event (event_id, grp, v) VALUES (18446744073709551614, 'w', 1), (5, 'w', 2), (9223372036854775809, 'w', 3)", &["event"]),
+        w("INSERT INTO event (event_id, grp, v) VALUES ('18446744073709551613', 'w', 4)", &["event"])
+            .then(ok("SELECT * FROM event WHERE event_id = 18446744073709551613")),
         w("UPDATE event SET v = v + 1 WHERE event_id = 18446744073709551615", &["event"]),
         w("DELETE FROM event WHERE event_id = 0", &["event"]),
         w("UPDATE event SET kind = 'buy' WHERE kind IS NULL", &["event"]),
@@ -2262,9 +2408,13 @@ async fn router_answers_like_one_mariadb() {
         let a = a.unwrap_or_else(|e| panic!("router: {}…: {} {}", &s[..80], e.code, e.msg));
         let b = b.unwrap_or_else(|e| panic!("oracle: {}…: {} {}", &s[..80], e.code, e.msg));
         if a.affected != b.affected {
-            let head: String = s.chars().take(120).collect();
+            let label = if s.len() < 600 {
+                s.clone()
+            } else {
+                format!("{}…", s.chars().take(120).collect::<String>())
+            };
             cx.stats.fail(
-                &format!("{head}…"),
+                &label,
                 format!(
                     "affected rows differ: router {}, oracle {}",
                     a.affected, b.affected
@@ -2344,7 +2494,7 @@ async fn router_answers_like_one_mariadb() {
     let Ctx {
         r, o, mut stats, ..
     } = cx;
-    stats.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    stats.slowest.sort_by_key(|a| std::cmp::Reverse(a.0));
     for (d, sql) in stats.slowest.iter().take(8) {
         println!("slow: {:.0} ms: {sql}", d.as_secs_f64() * 1000.0);
     }
@@ -2353,7 +2503,9 @@ async fn router_answers_like_one_mariadb() {
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
-    println!("mismatches by kind: {}", kinds.join("; "));
+    if !kinds.is_empty() {
+        println!("mismatches by kind: {}", kinds.join("; "));
+    }
     for (why, n) in &stats.known_types {
         println!("KNOWN BUG (column types only, {n} statements): {why}");
     }

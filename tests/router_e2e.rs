@@ -613,7 +613,7 @@ async fn merged_reads_match_one_mariadb() {
         "SELECT customer_id AS id, score FROM customer WHERE score > 100 ORDER BY 2 DESC, id LIMIT 7",
         "SELECT order_id, amount FROM orders ORDER BY amount DESC, order_id LIMIT 10",
         "SELECT score, COUNT(*) AS n FROM customer GROUP BY score ORDER BY n DESC, score LIMIT 5",
-        "SELECT UPPER(name) AS u, COUNT(*) AS n FROM customer GROUP BY u ORDER BY n DESC, u LIMIT 5",
+        "SELECT UPPER(name) AS u, COUNT(*) AS n FROM customer GROUP BY UPPER(name) ORDER BY n DESC, u LIMIT 5",
     ] {
         let a = rows(&mut r, sql).await;
         let b = rows(&mut o, sql).await;

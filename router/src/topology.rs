@@ -13,6 +13,7 @@ pub enum TableRouting {
     Sharded {
         shard_key: String,
         vindex: VindexKind,
+        key_type: tessera_topo::KeyType,
         /// `(column, sequence keyspace, sequence table)` when ids come from a sequence.
         auto_increment: Option<(String, String, String)>,
     },
@@ -132,6 +133,7 @@ impl RoutingTable {
                         (true, TableKind::Sharded) => TableRouting::Sharded {
                             shard_key: spec.shard_key.clone().unwrap_or_default(),
                             vindex: spec.vindex.unwrap_or_default(),
+                            key_type: spec.shard_key_type(),
                             auto_increment: spec.auto_increment.as_ref().and_then(|a| {
                                 a.sequence_parts()
                                     .map(|(k, t)| (a.column.clone(), k.to_string(), t.to_string()))

@@ -61,6 +61,15 @@ pub fn keyspace_id(kind: VindexKind, v: &KeyValue) -> Result<u64, VindexError> {
 /// spaces dropped (PAD SPACE).
 fn loose(b: &[u8]) -> Vec<u8> {
     let s = String::from_utf8_lossy(b);
+    // utf8mb4_general_ci's own equivalences that decomposition does not give.
+    let s: String = s
+        .chars()
+        .map(|c| match c {
+            'ß' => 's',
+            'ı' => 'i',
+            _ => c,
+        })
+        .collect();
     let folded: String = s
         .nfkd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))

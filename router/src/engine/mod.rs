@@ -740,7 +740,9 @@ impl Engine {
                     .await
             }
             StmtKind::Write | StmtKind::Ddl => {
-                self.multi_write(session, rt, work, e.kind, io, ks).await
+                let copies = matches!(e.targets, Targets::Reference { .. });
+                self.multi_write(session, rt, work, e.kind, io, ks, copies)
+                    .await
             }
         }
     }
@@ -894,14 +896,29 @@ impl Engine {
         let mut streams = Vec::new();
         let mut tasks = Vec::new();
         let mut failed = None;
+        // `UNION ALL` loses column types (ENUM reads as VARCHAR, TEXT as MEDIUMTEXT): the
+        // first logical shard's statement is prepared, not run, for its exact metadata.
+        let mut probe: Option<Vec<ColumnDef>> = None;
         for (ps, sqls) in work {
-            let lease = match self.conn(session, rt, &ps).await {
+            let mut lease = match self.conn(session, rt, &ps).await {
                 Ok(l) => l,
                 Err(err) => {
                     failed = Some(err);
                     break;
                 }
             };
+            if probe.is_none() {
+                if let Some(first) = sqls.first() {
+                    let unq = |m: &str| match ks {
+                        Some(k) => unqualify(m, k),
+                        None => m.to_string(),
+                    };
+                    if let Ok(stmt) = lease.conn.prep(first.as_str()).await {
+                        probe = Some(stmt.columns().iter().map(|c| column_def(c, &unq)).collect());
+                        let _ = lease.conn.close(stmt).await;
+                    }
+                }
+            }
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let kscopy = ks.cloned();
             let stmt = if sqls.len() == 1 {
@@ -933,11 +950,12 @@ impl Engine {
             Some(e) => Err(e),
             None => match &spec.mode {
                 MergeMode::Sorted { keys } => {
-                    self.merge_sorted(session, &mut streams, spec, keys, io)
+                    self.merge_sorted(session, &mut streams, spec, keys, io, probe)
                         .await
                 }
                 MergeMode::Aggregate { .. } => {
-                    self.merge_aggregate(session, &mut streams, spec, io).await
+                    self.merge_aggregate(session, &mut streams, spec, io, probe)
+                        .await
                 }
             },
         };
@@ -983,6 +1001,7 @@ impl Engine {
         spec: &crate::planner::merge::MergeSpec,
         keys: &[crate::planner::merge::SortKey],
         io: &mut PacketIo,
+        probe: Option<Vec<ColumnDef>>,
     ) -> Result<(), SqlError> {
         let mut defs: Option<Vec<ColumnDef>> = None;
         type Head = Option<(Vec<u8>, merge::Spans)>;
@@ -992,7 +1011,12 @@ impl Engine {
             raw.push(Self::next_row(rx, &mut defs).await?);
         }
         let defs = defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?;
+        let defs = match probe {
+            Some(p) if p.len() == defs.len() => p,
+            _ => defs,
+        };
         let layout = merge::Layout::new(&defs, spec)?;
+        merge::check_keys(&defs, &layout, spec)?;
         let visible = layout.visible();
         let split = |r: Vec<u8>| -> Result<(Vec<u8>, merge::Spans), SqlError> {
             let c = merge::split_row(&r, layout.total)
@@ -1052,6 +1076,7 @@ impl Engine {
         streams: &mut [tokio::sync::mpsc::Receiver<results::Msg>],
         spec: &crate::planner::merge::MergeSpec,
         io: &mut PacketIo,
+        probe: Option<Vec<ColumnDef>>,
     ) -> Result<(), SqlError> {
         let mut defs: Option<Vec<ColumnDef>> = None;
         let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -1064,7 +1089,11 @@ impl Engine {
                 }
                 if agg.is_none() {
                     if let Some(d) = &defs {
-                        let mut a = merge::Aggregator::new(spec, d.clone())?;
+                        let d = match &probe {
+                            Some(p) if p.len() == d.len() => p.clone(),
+                            _ => d.clone(),
+                        };
+                        let mut a = merge::Aggregator::new(spec, d)?;
                         for p in pending.drain(..) {
                             a.add(p)?;
                         }
@@ -1077,7 +1106,12 @@ impl Engine {
             Some(a) => a,
             None => merge::Aggregator::new(
                 spec,
-                defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?,
+                match probe {
+                    Some(p) => p,
+                    None => {
+                        defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?
+                    }
+                },
             )?,
         };
         let cols = agg.columns();
@@ -1089,6 +1123,7 @@ impl Engine {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn multi_write(
         &self,
         session: &mut Session,
@@ -1097,6 +1132,7 @@ impl Engine {
         kind: StmtKind,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
+        copies: bool,
     ) -> Result<(), SqlError> {
         let in_txn = session.in_transaction() && kind == StmtKind::Write;
         let mut tasks = Vec::new();
@@ -1174,7 +1210,12 @@ impl Engine {
                     self.give_back(session, lease).await;
                     match r {
                         Ok(w) => {
-                            total.affected += w.affected;
+                            // Copies of a reference table each change the same rows: count once.
+                            total.affected = if copies {
+                                total.affected.max(w.affected)
+                            } else {
+                                total.affected + w.affected
+                            };
                             total.last_insert_id = total.last_insert_id.max(w.last_insert_id);
                             total.warnings = total.warnings.saturating_add(w.warnings);
                             total.info = w.info;

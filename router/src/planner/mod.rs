@@ -26,7 +26,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
-use tessera_topo::VindexKind;
+use tessera_topo::{KeyType, VindexKind};
 
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
 
@@ -49,9 +49,9 @@ pub fn plan_session(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
-    if sql.contains("__tessera_ls__") {
+    if sql.contains("__tessera_") {
         return Err(SqlError::router(
-            "identifier __tessera_ls__ is reserved by Tessera",
+            "identifiers starting with __tessera_ are reserved by Tessera",
         ));
     }
     let stmt = parse_one(sql)?;
@@ -148,6 +148,8 @@ struct Resolved<'a> {
     ks: Option<&'a KeyspaceRouting>,
     system: bool,
     tables: Vec<TableRef>,
+    /// `keyspace.table.column` references: the byte range of `keyspace` and the table.
+    column_quals: Vec<(usize, usize, String)>,
 }
 
 impl Resolved<'_> {
@@ -192,33 +194,112 @@ pub(crate) fn is_aggregate(name: &str) -> bool {
     )
 }
 
-/// Returns a literal's value for routing, or `None` when it is not a plain literal.
-fn literal(e: &Expr) -> Option<KeyValue> {
+/// A plain literal as written.
+#[derive(Debug, Clone, PartialEq)]
+enum Lit {
+    Int(i128),
+    /// A number with a fraction or exponent, as written.
+    Num(String),
+    Str(String),
+}
+
+/// Returns a plain literal, or `None` for anything else (NULL, expressions, parameters).
+fn lit(e: &Expr) -> Option<Lit> {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse::<i128>().ok().map(KeyValue::Int),
+            Value::Number(n, _) => Some(
+                n.parse::<i128>()
+                    .map_or_else(|_| Lit::Num(n.clone()), Lit::Int),
+            ),
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                // MySQL compares an integer column with '42' as with 42: route both alike.
-                let canonical_int =
-                    !s.is_empty() && s.parse::<i128>().is_ok_and(|i| i.to_string() == *s);
-                if canonical_int {
-                    s.parse::<i128>().ok().map(KeyValue::Int)
-                } else {
-                    Some(KeyValue::Bytes(s.as_bytes().to_vec()))
-                }
+                Some(Lit::Str(s.clone()))
             }
             _ => None,
         },
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } => match literal(expr)? {
-            KeyValue::Int(i) => Some(KeyValue::Int(-i)),
-            KeyValue::Bytes(_) => None,
+        } => match lit(expr)? {
+            Lit::Int(i) => Some(Lit::Int(-i)),
+            Lit::Num(n) => Some(Lit::Num(format!("-{n}"))),
+            Lit::Str(_) => None,
         },
-        Expr::Nested(inner) => literal(inner),
+        Expr::Nested(inner) => lit(inner),
         _ => None,
     }
+}
+
+/// Converts a string to a number as MySQL does when comparing it with a number: leading
+/// spaces skipped, the longest numeric prefix read (none: 0).
+fn mysql_str_to_f64(s: &str) -> f64 {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r']);
+    let b = t.as_bytes();
+    let mut end = 0;
+    if end < b.len() && (b[end] == b'+' || b[end] == b'-') {
+        end += 1;
+    }
+    let digits_start = end;
+    while end < b.len() && b[end].is_ascii_digit() {
+        end += 1;
+    }
+    if end < b.len() && b[end] == b'.' {
+        end += 1;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+    }
+    if end == digits_start || (end == digits_start + 1 && b.get(digits_start) == Some(&b'.')) {
+        return 0.0;
+    }
+    let mut num_end = end;
+    if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
+        let mut e = end + 1;
+        if e < b.len() && (b[e] == b'+' || b[e] == b'-') {
+            e += 1;
+        }
+        let ds = e;
+        while e < b.len() && b[e].is_ascii_digit() {
+            e += 1;
+        }
+        if e > ds {
+            num_end = e;
+        }
+    }
+    t[..num_end].parse().unwrap_or(0.0)
+}
+
+/// An integral number MySQL would compare equal to a key, if there is exactly one.
+fn exact_int(f: f64) -> Option<i128> {
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i128)
+}
+
+/// Returns the shard-key value a literal stands for when compared with (or stored in) a key
+/// column of `ty`, or `None` when no single value is meant (then the statement scatters).
+fn key_value(l: &Lit, ty: KeyType, storing: bool) -> Option<KeyValue> {
+    match (ty, l) {
+        (KeyType::Integer, Lit::Int(i)) => Some(KeyValue::Int(*i)),
+        (KeyType::Integer, Lit::Num(n)) => exact_int(n.parse::<f64>().ok()?).map(KeyValue::Int),
+        // Stored into an integer column, an integer string is taken exactly (beyond 2^53 too).
+        (KeyType::Integer, Lit::Str(s)) if storing && s.trim().parse::<i128>().is_ok() => {
+            s.trim().parse::<i128>().ok().map(KeyValue::Int)
+        }
+        (KeyType::Integer, Lit::Str(s)) => exact_int(mysql_str_to_f64(s)).map(KeyValue::Int),
+        // Trailing spaces do not count in PAD SPACE comparisons.
+        (KeyType::String, Lit::Str(s)) => {
+            Some(KeyValue::Bytes(s.trim_end_matches(' ').as_bytes().to_vec()))
+        }
+        // A number compared with a string column compares as a number: '042' = 42.
+        (KeyType::String, Lit::Int(i)) if storing => {
+            Some(KeyValue::Bytes(i.to_string().into_bytes()))
+        }
+        (KeyType::String, Lit::Num(n)) if storing => Some(KeyValue::Bytes(n.clone().into_bytes())),
+        (KeyType::String, _) => None,
+    }
+}
+
+/// Returns a literal's value for routing a key of `ty`.
+fn literal_for(e: &Expr, ty: KeyType) -> Option<KeyValue> {
+    key_value(&lit(e)?, ty, false)
 }
 
 pub(crate) fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
@@ -241,7 +322,7 @@ pub(crate) fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
 /// `OR` (union, when both sides decide). `None` when the shard key does not decide.
 fn key_set(
     e: &Expr,
-    key: &dyn Fn(&Expr) -> Option<VindexKind>,
+    key: &dyn Fn(&Expr) -> Option<(VindexKind, KeyType)>,
     count: u32,
 ) -> Option<BTreeSet<u32>> {
     let of = |v: VindexKind, vals: &[KeyValue]| -> Option<BTreeSet<u32>> {
@@ -259,17 +340,24 @@ fn key_set(
             left,
             op: BinaryOperator::Eq,
             right,
-        } => match (key(left), literal(right), key(right), literal(left)) {
-            (Some(v), Some(val), _, _) | (_, _, Some(v), Some(val)) => of(v, &[val]),
-            _ => None,
-        },
+        } => {
+            let (k, other) = match (key(left), key(right)) {
+                (Some(k), _) => (k, right),
+                (None, Some(k)) => (k, left),
+                (None, None) => return None,
+            };
+            of(k.0, &[literal_for(other, k.1)?])
+        }
         Expr::InList {
             expr,
             list,
             negated: false,
         } => {
-            let v = key(expr)?;
-            let vals: Vec<KeyValue> = list.iter().map(literal).collect::<Option<Vec<_>>>()?;
+            let (v, ty) = key(expr)?;
+            let vals: Vec<KeyValue> = list
+                .iter()
+                .map(|x| literal_for(x, ty))
+                .collect::<Option<Vec<_>>>()?;
             of(v, &vals)
         }
         Expr::BinaryOp {
@@ -595,7 +683,30 @@ impl<'a> Planner<'a> {
                 "joining system schemas with keyspace tables",
             ));
         }
-        Ok(Resolved { ks, system, tables })
+        // Columns written `keyspace.table.column` name the keyspace, which is not a backend
+        // schema: their first part is rewritten like the table's qualifier.
+        let mut column_quals = Vec::new();
+        if let Some(k) = ks {
+            let _ = visit_expressions(node, |e| {
+                if let Expr::CompoundIdentifier(parts) = e {
+                    if parts.len() == 3 && parts[0].value == k.name {
+                        if let (Some(s), Some(en)) = (
+                            self.offsets.byte(self.sql, parts[0].span.start),
+                            self.offsets.byte(self.sql, parts[1].span.start),
+                        ) {
+                            column_quals.push((s, en, parts[1].value.clone()));
+                        }
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        Ok(Resolved {
+            ks,
+            system,
+            tables,
+            column_quals,
+        })
     }
 
     /// Qualifies every resolved table: sharded ones with the placeholder, reference ones with
@@ -607,13 +718,23 @@ impl<'a> Planner<'a> {
                 .apply(self.sql)
                 .ok_or_else(|| SqlError::router("cannot rewrite the statement"));
         };
+        let schema_of = |routing: &TableRouting| match routing {
+            TableRouting::Sharded { .. } => LS_PLACEHOLDER.to_string(),
+            TableRouting::Reference => quote_ident(&ks.reference_schema()),
+            TableRouting::Unsharded => quote_ident(&ks.schema(0)),
+        };
         for t in &r.tables {
-            let schema = match t.routing {
-                TableRouting::Sharded { .. } => LS_PLACEHOLDER.to_string(),
-                TableRouting::Reference => quote_ident(&ks.reference_schema()),
-                TableRouting::Unsharded => quote_ident(&ks.schema(0)),
-            };
-            edits.replace(t.qualify.0, t.qualify.1, format!("{schema}."));
+            edits.replace(
+                t.qualify.0,
+                t.qualify.1,
+                format!("{}.", schema_of(&t.routing)),
+            );
+        }
+        for (s, e, table) in &r.column_quals {
+            let routing = ks
+                .table(table)
+                .ok_or_else(|| SqlError::unknown_table(&ks.name, table))?;
+            edits.replace(*s, *e, format!("{}.", schema_of(&routing)));
         }
         edits
             .apply(self.sql)
@@ -691,6 +812,7 @@ impl<'a> Planner<'a> {
             ks,
             system: false,
             tables,
+            column_quals: Vec::new(),
         })
     }
 
@@ -845,7 +967,7 @@ impl<'a> Planner<'a> {
         if let Some(w) = &select.selection {
             conjuncts(w, &mut where_conj);
         }
-        let key_of = |e: &Expr| -> Option<(String, VindexKind)> {
+        let key_of = |e: &Expr| -> Option<(String, (VindexKind, KeyType))> {
             let (qual, col) = column_ref(e)?;
             let candidates: Vec<&TableRef> = r
                 .sharded()
@@ -860,7 +982,9 @@ impl<'a> Planner<'a> {
                 return None;
             }
             match &candidates[0].routing {
-                TableRouting::Sharded { vindex, .. } => Some((candidates[0].name.clone(), *vindex)),
+                TableRouting::Sharded {
+                    vindex, key_type, ..
+                } => Some((candidates[0].name.clone(), (*vindex, *key_type))),
                 _ => None,
             }
         };
@@ -1049,6 +1173,7 @@ impl<'a> Planner<'a> {
         let TableRouting::Sharded {
             shard_key,
             vindex,
+            key_type,
             auto_increment,
         } = &target.routing
         else {
@@ -1149,12 +1274,14 @@ impl<'a> Planner<'a> {
                     format!("Column count doesn't match value count at row {}", i + 1),
                 ));
             };
-            let val = literal(v).ok_or_else(|| {
-                SqlError::router(format!(
-                    "the shard key {shard_key} of row {} must be a literal value, got {v}",
-                    i + 1
-                ))
-            })?;
+            let val = lit(v)
+                .and_then(|l| key_value(&l, *key_type, true))
+                .ok_or_else(|| {
+                    SqlError::router(format!(
+                        "the shard key {shard_key} of row {} must be a literal value, got {v}",
+                        i + 1
+                    ))
+                })?;
             let id = vindex::keyspace_id(*vindex, &val)
                 .map_err(|e| SqlError::router(format!("row {}: {e}", i + 1)))?;
             let ls = vindex::logical_shard(id, ks.logical_shards);
@@ -1217,7 +1344,9 @@ impl<'a> Planner<'a> {
         let (_, e) = self.offsets.range(self.sql, last.span()).ok_or_else(err)?;
         let bytes = self.sql.as_bytes();
         let mut a = s;
-        while a > 0 && bytes[a - 1].is_ascii_whitespace() {
+        while a > 0
+            && (bytes[a - 1].is_ascii_whitespace() || bytes[a - 1] == b'-' || bytes[a - 1] == b'+')
+        {
             a -= 1;
         }
         if a == 0 || bytes[a - 1] != b'(' {
@@ -1254,9 +1383,13 @@ impl<'a> Planner<'a> {
         }
         self.check_subqueries(stmt)?;
         let Some(TableRef {
-            routing: TableRouting::Sharded {
-                shard_key, vindex, ..
-            },
+            routing:
+                TableRouting::Sharded {
+                    shard_key,
+                    vindex,
+                    key_type,
+                    ..
+                },
             ..
         }) = r.tables.first()
         else {
@@ -1288,7 +1421,7 @@ impl<'a> Planner<'a> {
         let key_vindex = |e: &Expr| {
             column_ref(e)
                 .is_some_and(|(_, c)| c.eq_ignore_ascii_case(shard_key))
-                .then_some(*vindex)
+                .then_some((*vindex, *key_type))
         };
         let _ = cs;
         let target: Option<BTreeSet<u32>> =
