@@ -126,6 +126,18 @@ fn parse_one(sql: &str) -> Result<Statement, SqlError> {
         .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
 }
 
+/// Splits a table name into its optional schema and the table.
+fn split_name(name: &ObjectName) -> Result<(Option<&Ident>, &Ident), SqlError> {
+    let parts = ident_parts(name).ok_or_else(|| SqlError::unsupported("computed table names"))?;
+    match parts.as_slice() {
+        [t] => Ok((None, *t)),
+        [d, t] => Ok((Some(*d), *t)),
+        _ => Err(SqlError::unsupported(
+            "table names with more than two parts",
+        )),
+    }
+}
+
 struct Planner<'a> {
     sql: &'a str,
     offsets: Offsets,
@@ -620,17 +632,7 @@ impl<'a> Planner<'a> {
         let mut system = false;
         let mut tables = Vec::new();
         for name in names {
-            let parts =
-                ident_parts(&name).ok_or_else(|| SqlError::unsupported("computed table names"))?;
-            let (db, table) = match parts.as_slice() {
-                [t] => (None, *t),
-                [d, t] => (Some(*d), *t),
-                _ => {
-                    return Err(SqlError::unsupported(
-                        "table names with more than two parts",
-                    ))
-                }
-            };
+            let (db, table) = split_name(&name)?;
             if db.is_none() && ctes.contains(&table.value) {
                 continue;
             }
@@ -640,14 +642,7 @@ impl<'a> Planner<'a> {
                     continue;
                 }
             }
-            let ks_name = match db {
-                Some(d) => d.value.as_str(),
-                None => self.session_ks.ok_or_else(SqlError::no_database)?,
-            };
-            let k = self
-                .rt
-                .keyspace(ks_name)
-                .ok_or_else(|| SqlError::unknown_database(ks_name))?;
+            let k = self.keyspace_of(db)?;
             if let Some(prev) = ks {
                 if prev.name != k.name {
                     return Err(SqlError::unsupported(format!(
@@ -707,6 +702,17 @@ impl<'a> Planner<'a> {
             tables,
             column_quals,
         })
+    }
+
+    /// Returns the keyspace a table name's schema part names (the session's when absent).
+    fn keyspace_of(&self, db: Option<&Ident>) -> Result<&'a KeyspaceRouting, SqlError> {
+        let ks_name = match db {
+            Some(d) => d.value.as_str(),
+            None => self.session_ks.ok_or_else(SqlError::no_database)?,
+        };
+        self.rt
+            .keyspace(ks_name)
+            .ok_or_else(|| SqlError::unknown_database(ks_name))
     }
 
     /// Qualifies every resolved table: sharded ones with the placeholder, reference ones with
@@ -772,24 +778,8 @@ impl<'a> Planner<'a> {
         let mut tables = Vec::new();
         let mut ks: Option<&'a KeyspaceRouting> = None;
         for name in list {
-            let parts = ident_parts(name).ok_or_else(|| SqlError::parse("bad table name"))?;
-            let (db, t) = match parts.as_slice() {
-                [t] => (None, *t),
-                [d, t] => (Some(*d), *t),
-                _ => {
-                    return Err(SqlError::unsupported(
-                        "table names with more than two parts",
-                    ))
-                }
-            };
-            let ks_name = match db {
-                Some(d) => d.value.as_str(),
-                None => self.session_ks.ok_or_else(SqlError::no_database)?,
-            };
-            let k = self
-                .rt
-                .keyspace(ks_name)
-                .ok_or_else(|| SqlError::unknown_database(ks_name))?;
+            let (db, t) = split_name(name)?;
+            let k = self.keyspace_of(db)?;
             if ks.is_some_and(|p| p.name != k.name) {
                 return Err(SqlError::unsupported("statements across keyspaces"));
             }
