@@ -44,4 +44,4 @@ pub use records::{
     RouterRegistration, Topo, TopoSnapshot,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
-pub use vschema::{TableKind, TableSpec, VSchema, VindexKind};
+pub use vschema::{KeyType, TableKind, TableSpec, VSchema, VindexKind};

@@ -39,10 +39,35 @@ pub struct TableSpec {
     /// The vindex that maps the shard key to a keyspace id. Default: `xxhash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vindex: Option<VindexKind>,
+    /// The shard key's type, `integer` or `string`; it decides how literals of the other kind
+    /// compare (MySQL compares a string with an integer column as a number). Default: `integer`
+    /// for the `xxhash` and `numeric` vindexes, `string` for `unicode_loose_xxhash` and
+    /// `binary_md5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeyType>,
     /// An auto-increment column fed by a sequence (for sharded tables, whose logical shards
     /// cannot share MariaDB's own counter). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_increment: Option<AutoIncrement>,
+}
+
+/// The type of a shard-key column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyType {
+    Integer,
+    String,
+}
+
+impl TableSpec {
+    /// Returns the shard key's type, declared or implied by the vindex.
+    pub fn shard_key_type(&self) -> KeyType {
+        self.key_type
+            .unwrap_or(match self.vindex.unwrap_or_default() {
+                VindexKind::Xxhash | VindexKind::Numeric => KeyType::Integer,
+                VindexKind::BinaryMd5 | VindexKind::UnicodeLooseXxhash => KeyType::String,
+            })
+    }
 }
 
 /// An auto-increment column and the sequence that feeds it.
