@@ -242,7 +242,10 @@ fn tessera_up_serves_and_stops_cleanly() {
                 &port.to_string(),
                 "--topo-listen",
                 &format!("127.0.0.1:{topo_port}"),
+                "--topo-nodes",
+                "3",
             ])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
             .arg("--data-dir")
             .arg(data.path())
             .arg("--vschema")
