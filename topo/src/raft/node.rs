@@ -815,6 +815,13 @@ impl Node {
                 if id == self.id {
                     tracing::warn!(node = self.id, "this node was removed from the cluster");
                     self.removed = true;
+                    if self.raw.raft.state == StateRole::Leader {
+                        // raft-rs keeps a removed leader leading (and heartbeating, so nobody
+                        // else stands); hand over to a remaining voter.
+                        if let Some(next) = cs.voters.first() {
+                            self.raw.transfer_leader(*next);
+                        }
+                    }
                 } else {
                     self.outbox.set_peer(id, None);
                 }
