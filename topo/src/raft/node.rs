@@ -682,6 +682,12 @@ impl Node {
             }
         }
         self.members = members;
+        // Entries the snapshot covers are never applied one by one here, so their proposers
+        // would only hear at their timeout: tell them now that the outcome is unknown.
+        let err = self.unavailable("state replaced by a snapshot; the write's outcome is unknown");
+        for (_, w) in self.proposals.drain() {
+            let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
+        }
         tracing::info!(node = self.id, index, "installed snapshot from the leader");
         Ok(())
     }
