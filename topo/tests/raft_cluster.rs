@@ -32,6 +32,20 @@ async fn three_nodes_pass_conformance_on_a_follower_and_over_http() {
         let (_, r) = c.store(id).list_stale("/").await.expect("list");
         assert_eq!(r, rev, "node {id} has the same revision");
     }
+    // Concurrent linearizable reads on a follower (they share read indexes) all see a
+    // write acknowledged before they began.
+    let wrote = put_retry(&*c.store(l), "/reads/k", "fresh").await;
+    let follower = c.store(f);
+    let reads: Vec<_> = (0..50)
+        .map(|_| {
+            let s = follower.clone();
+            tokio::spawn(async move { s.get("/reads/k").await })
+        })
+        .collect();
+    for r in reads {
+        let kv = r.await.expect("task").expect("read").expect("present");
+        assert_eq!(kv.mod_revision, wrote);
+    }
     c.shutdown().await;
 }
 

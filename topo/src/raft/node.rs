@@ -136,10 +136,10 @@ struct Waiting<T> {
     since: u64,
 }
 
+/// One read index asked of Raft, on behalf of every read that arrived meanwhile.
 struct PendingRead {
-    reply: Reply<()>,
+    waiters: Vec<Waiting<()>>,
     ctx: Vec<u8>,
-    since: u64,
     asked: u64,
 }
 
@@ -161,6 +161,8 @@ pub struct Node {
     ticks: u64,
     next_seq: u64,
     proposals: HashMap<u64, Waiting<Applied>>,
+    /// Reads not yet asked of Raft: they share the next read index.
+    queued_reads: Vec<Waiting<()>>,
     reads: HashMap<u64, PendingRead>,
     /// Reads whose read index is known, waiting for `applied` to reach it.
     read_waiters: Vec<(u64, Waiting<()>)>,
@@ -268,6 +270,7 @@ impl Node {
             ticks: 0,
             next_seq: 0,
             proposals: HashMap::new(),
+            queued_reads: Vec::new(),
             reads: HashMap::new(),
             read_waiters: Vec::new(),
             leases,
@@ -469,14 +472,24 @@ impl Node {
             let _ = reply.send(Err(self.unavailable("removed from the cluster")));
             return;
         }
+        self.queued_reads.push(Waiting {
+            reply,
+            since: self.ticks,
+        });
+    }
+
+    /// Asks Raft for one read index on behalf of every queued read.
+    fn flush_reads(&mut self) {
+        if self.queued_reads.is_empty() {
+            return;
+        }
         let (seq, ctx) = self.request_id();
         self.raw.read_index(ctx.clone());
         self.reads.insert(
             seq,
             PendingRead {
-                reply,
+                waiters: std::mem::take(&mut self.queued_reads),
                 ctx,
-                since: self.ticks,
                 asked: self.ticks,
             },
         );
@@ -517,7 +530,9 @@ impl Node {
             let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
         }
         for (_, r) in self.reads.drain() {
-            let _ = r.reply.send(Err(TopoError::Unavailable(err.to_string())));
+            for w in r.waiters {
+                let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
+            }
         }
     }
 
@@ -538,16 +553,17 @@ impl Node {
                     .send(Err(self.unavailable("write not applied in time")));
             }
         }
-        let expired: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| timed_out(r.since) || r.reply.is_closed())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(r) = self.reads.remove(&k) {
-                let _ = r.reply.send(Err(self.unavailable("no read index in time")));
-            }
+        let mut expired = Vec::new();
+        for r in self.reads.values_mut() {
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut r.waiters)
+                .into_iter()
+                .partition(|w| timed_out(w.since) || w.reply.is_closed());
+            r.waiters = keep;
+            expired.extend(gone);
+        }
+        self.reads.retain(|_, r| !r.waiters.is_empty());
+        for w in expired {
+            let _ = w.reply.send(Err(self.unavailable("no read index in time")));
         }
         let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.read_waiters)
             .into_iter()
@@ -570,12 +586,14 @@ impl Node {
     /// 7. `advance`, then record the light ready's commit index, send its messages, apply
     ///    its committed entries, and `advance_apply`.
     ///
-    /// Around that: read states release waiting reads, a role change restarts lease TTLs,
+    /// Around that: reads queued since the last ready are asked of Raft as one read index,
+    /// read states release waiting reads, a role change restarts lease TTLs,
     /// and a snapshot is taken every `snapshot_every` applied entries.
     ///
     /// # Errors
     /// Storage failures; the node cannot go on safely after one and must stop.
     pub fn on_ready(&mut self) -> Result<()> {
+        self.flush_reads();
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -857,16 +875,12 @@ impl Node {
             return;
         }
         if let Some(r) = self.reads.remove(&id.seq) {
-            if rs.index <= self.applied {
-                let _ = r.reply.send(Ok(()));
-            } else {
-                self.read_waiters.push((
-                    rs.index,
-                    Waiting {
-                        reply: r.reply,
-                        since: r.since,
-                    },
-                ));
+            for w in r.waiters {
+                if rs.index <= self.applied {
+                    let _ = w.reply.send(Ok(()));
+                } else {
+                    self.read_waiters.push((rs.index, w));
+                }
             }
         }
     }
@@ -978,6 +992,7 @@ impl Node {
         st.stopped = Some(reason);
         *lock(&self.shared.status) = st;
         self.proposals.clear();
+        self.queued_reads.clear();
         self.reads.clear();
         self.read_waiters.clear();
     }
