@@ -168,6 +168,9 @@ pub struct Node {
     read_waiters: Vec<(u64, Waiting<()>)>,
     leases: LeaseClock,
     removed: bool,
+    /// This leader's own removal, committed during a ready and applied after it: raft-rs
+    /// cannot finish a ready for a leader that is no longer a member.
+    deferred_removal: Option<(u64, ConfChange, Vec<u8>)>,
 }
 
 fn role_name(r: StateRole) -> &'static str {
@@ -275,6 +278,7 @@ impl Node {
             read_waiters: Vec::new(),
             leases,
             removed,
+            deferred_removal: None,
         };
         // Apply what this node's own log already holds as committed, so that even stale
         // reads after a restart see everything this node had acknowledged.
@@ -296,6 +300,11 @@ impl Node {
     /// Returns the current term and whether this node leads it.
     pub fn term_and_leadership(&self) -> (u64, bool) {
         (self.raw.raft.term, self.raw.raft.state == StateRole::Leader)
+    }
+
+    /// Returns the voters as of the last applied entry.
+    pub fn voters(&self) -> &[u64] {
+        &self.conf_state.voters
     }
 
     /// Returns the index of the last applied entry.
@@ -644,6 +653,7 @@ impl Node {
         self.raw.advance_apply();
         self.raw.mut_store().sync()?;
 
+        self.apply_deferred_removal();
         self.release_reads();
         self.maybe_snapshot()?;
         self.publish_status();
@@ -746,6 +756,13 @@ impl Node {
             EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
                 Ok(cc) => {
                     let (id, ty, ctx) = (cc.node_id, cc.get_change_type(), cc.context.to_vec());
+                    if ty == ConfChangeType::RemoveNode
+                        && id == self.id
+                        && self.raw.raft.state == StateRole::Leader
+                    {
+                        self.deferred_removal = Some((e.index, cc, e.context.to_vec()));
+                        return;
+                    }
                     self.apply_conf_change(core, e.index, &cc, id, ty, &ctx)
                 }
                 Err(err) => Err(TopoError::Corrupt {
@@ -772,13 +789,37 @@ impl Node {
                 }),
             },
         };
-        if let Some(id) = RequestId::decode(&e.context) {
+        self.answer(&e.context, result);
+    }
+
+    /// Answers the caller that proposed the entry with context `ctx`, if it waits here.
+    fn answer(&mut self, ctx: &[u8], result: Result<Applied>) {
+        if let Some(id) = RequestId::decode(ctx) {
             if id.node == self.id && id.boot == self.boot {
                 if let Some(w) = self.proposals.remove(&id.seq) {
                     let _ = w.reply.send(result);
                 }
             }
         }
+    }
+
+    /// Applies this leader's own removal once the ready that committed it is done.
+    fn apply_deferred_removal(&mut self) {
+        let Some((index, cc, ctx)) = self.deferred_removal.take() else {
+            return;
+        };
+        let core = self.shared.core.clone();
+        let core = lock(&core);
+        let result = self.apply_conf_change(
+            &core,
+            index,
+            &cc,
+            cc.node_id,
+            cc.get_change_type(),
+            &cc.context,
+        );
+        drop(core);
+        self.answer(&ctx, result);
     }
 
     fn apply_cmd(&mut self, core: &mut KvCore, index: u64, cmd: Cmd) -> Applied {
@@ -841,10 +882,14 @@ impl Node {
                     self.removed = true;
                     if self.raw.raft.state == StateRole::Leader {
                         // raft-rs keeps a removed leader leading (and heartbeating, so nobody
-                        // else stands); hand over to a remaining voter.
+                        // else stands), and panics when such a leader persists entries. Hand
+                        // over to a remaining voter, and step down at once. (This runs between
+                        // readies: see `deferred_removal`.)
                         if let Some(next) = cs.voters.first() {
                             self.raw.transfer_leader(*next);
                         }
+                        let term = self.raw.raft.term;
+                        self.raw.raft.become_follower(term, raft::INVALID_ID);
                     }
                 } else {
                     self.outbox.set_peer(id, None);
