@@ -105,6 +105,9 @@ pub struct KvState {
 
 struct Subscriber {
     prefix: String,
+    /// Only changes after this revision are delivered: a replica that is behind the
+    /// watcher's revision must not send it what it already has.
+    after: u64,
     tx: mpsc::Sender<Result<WatchEvent>>,
 }
 
@@ -273,7 +276,7 @@ impl KvCore {
 
     fn emit(&mut self, ev: WatchEvent) {
         self.subscribers.retain(|s| {
-            if !ev.kv.key.starts_with(&s.prefix) {
+            if !ev.kv.key.starts_with(&s.prefix) || ev.revision <= s.after {
                 return !s.tx.is_closed();
             }
             // A watcher that cannot keep up is dropped; it sees its channel close and re-lists.
@@ -318,6 +321,7 @@ impl KvCore {
         }
         self.subscribers.push(Subscriber {
             prefix: prefix.to_string(),
+            after: after_revision,
             tx,
         });
         Ok(rx)
@@ -358,6 +362,19 @@ mod tests {
                 found: 2
             }
         );
+    }
+
+    #[test]
+    fn a_watch_ahead_of_the_state_skips_what_it_has_seen() {
+        // A replica that has applied revision 1 serves a watcher that has already seen 2.
+        let mut c = KvCore::default();
+        c.apply(&put("k", "1"));
+        let mut w = c.watch("", 2).expect("watch");
+        c.apply(&put("k", "2"));
+        c.apply(&put("k", "3"));
+        let ev = w.try_recv().expect("event").expect("ok");
+        assert_eq!(ev.revision, 3);
+        assert!(w.try_recv().is_err());
     }
 
     #[test]

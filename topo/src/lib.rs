@@ -8,7 +8,7 @@
 //! - [`kv`]: [`kv::KvState`], the deterministic state machine every store applies writes to
 //!   (the in-memory store, the file store, and the replicated store all share it).
 //! - [`memory`]: [`MemoryStore`], for unit tests and embedded use.
-//! - [`file`]: [`FileStore`], a single-node store persisted to one fsynced file.
+//! - [`file`](mod@file): [`FileStore`], a single-node store persisted to one fsynced file.
 //! - [`raft`]: [`RaftStore`], the store replicated with Raft (raft-rs): log, snapshots,
 //!   peer transport, membership, and [`raft::start`], which runs one node.
 //! - [`http`]: the HTTP/JSON API that serves any [`Store`], and [`HttpStore`], its client with

@@ -32,6 +32,20 @@ async fn three_nodes_pass_conformance_on_a_follower_and_over_http() {
         let (_, r) = c.store(id).list_stale("/").await.expect("list");
         assert_eq!(r, rev, "node {id} has the same revision");
     }
+    // Concurrent linearizable reads on a follower (they share read indexes) all see a
+    // write acknowledged before they began.
+    let wrote = put_retry(&*c.store(l), "/reads/k", "fresh").await;
+    let follower = c.store(f);
+    let reads: Vec<_> = (0..50)
+        .map(|_| {
+            let s = follower.clone();
+            tokio::spawn(async move { s.get("/reads/k").await })
+        })
+        .collect();
+    for r in reads {
+        let kv = r.await.expect("task").expect("read").expect("present");
+        assert_eq!(kv.mod_revision, wrote);
+    }
     c.shutdown().await;
 }
 
@@ -283,6 +297,52 @@ async fn members_are_added_and_removed_over_http() {
     }
     put_retry(&*c.store(4), "/m/after", "v").await;
     assert!(c.store(4).get("/m/after").await.expect("get").is_some());
+    // The leader itself: it hands over first and answers 503, and the member asked next
+    // removes it.
+    let leader = c.wait_leader(None).await;
+    let mut removed = false;
+    for _ in 0..100 {
+        for (id, addr) in &c.peers {
+            if *id == gone {
+                continue;
+            }
+            let resp = http
+                .delete(format!("http://{addr}/v1/members/{leader}"))
+                .send()
+                .await
+                .expect("delete member");
+            // 404: an earlier attempt that answered 503 went through after all.
+            if resp.status().is_success() || resp.status().as_u16() == 404 {
+                removed = true;
+                break;
+            }
+            assert_eq!(resp.status().as_u16(), 503, "only 'retry' is expected");
+        }
+        if removed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(removed, "the leader was removed");
+    // Even before it is stopped, the removed leader gives way.
+    eventually("another node leads", || {
+        let st: Vec<_> = c.nodes.keys().map(|id| c.status(*id)).collect();
+        async move {
+            st.iter()
+                .any(|s| s["role"] == "leader" && s["id"].as_u64() != Some(leader))
+        }
+    })
+    .await;
+    c.kill(leader).await;
+    c.wait_leader(Some(leader)).await;
+    for id in c.nodes.keys().copied().collect::<Vec<_>>() {
+        eventually("the leader's removal applied everywhere", || {
+            let st = c.status(id);
+            async move { st["voters"].as_array().map(|v| v.len()) == Some(2) }
+        })
+        .await;
+    }
+    put_retry(&*c.store(4), "/m/after-leader", "v").await;
     // Removing an unknown member is a clear error.
     let resp = http
         .delete(format!("http://{}/v1/members/99", c.peers[&4]))
@@ -290,5 +350,36 @@ async fn members_are_added_and_removed_over_http() {
         .await
         .expect("delete member");
     assert_eq!(resp.status().as_u16(), 404);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_clients_and_peers_alike() {
+    let _turn = TURN.lock().await;
+    let c = Cluster::start_with(3, 1000, Some("sekret")).await;
+    tessera_topo::conformance::run(&c.client(None)).await;
+    let http = reqwest::Client::new();
+    let addr = c.peers[&c.follower()];
+    let resp = http
+        .post(format!("http://{addr}/raft/message"))
+        .body(Vec::<u8>::new())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 401, "peer route needs the token");
+    let resp = http
+        .get(format!("http://{addr}/v1/members"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 401, "membership needs the token");
+    let resp = http
+        .post(format!("http://{addr}/raft/message"))
+        .bearer_auth("sekret")
+        .body(vec![9u8, 0, 0, 0, 1])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400, "a malformed batch is refused");
     c.shutdown().await;
 }

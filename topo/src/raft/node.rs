@@ -136,10 +136,10 @@ struct Waiting<T> {
     since: u64,
 }
 
+/// One read index asked of Raft, on behalf of every read that arrived meanwhile.
 struct PendingRead {
-    reply: Reply<()>,
+    waiters: Vec<Waiting<()>>,
     ctx: Vec<u8>,
-    since: u64,
     asked: u64,
 }
 
@@ -161,11 +161,16 @@ pub struct Node {
     ticks: u64,
     next_seq: u64,
     proposals: HashMap<u64, Waiting<Applied>>,
+    /// Reads not yet asked of Raft: they share the next read index.
+    queued_reads: Vec<Waiting<()>>,
     reads: HashMap<u64, PendingRead>,
     /// Reads whose read index is known, waiting for `applied` to reach it.
     read_waiters: Vec<(u64, Waiting<()>)>,
     leases: LeaseClock,
     removed: bool,
+    /// This leader's own removal, committed during a ready and applied after it: raft-rs
+    /// cannot finish a ready for a leader that is no longer a member.
+    deferred_removal: Option<(u64, ConfChange, Vec<u8>)>,
 }
 
 fn role_name(r: StateRole) -> &'static str {
@@ -268,10 +273,12 @@ impl Node {
             ticks: 0,
             next_seq: 0,
             proposals: HashMap::new(),
+            queued_reads: Vec::new(),
             reads: HashMap::new(),
             read_waiters: Vec::new(),
             leases,
             removed,
+            deferred_removal: None,
         };
         // Apply what this node's own log already holds as committed, so that even stale
         // reads after a restart see everything this node had acknowledged.
@@ -293,6 +300,11 @@ impl Node {
     /// Returns the current term and whether this node leads it.
     pub fn term_and_leadership(&self) -> (u64, bool) {
         (self.raw.raft.term, self.raw.raft.state == StateRole::Leader)
+    }
+
+    /// Returns the voters as of the last applied entry.
+    pub fn voters(&self) -> &[u64] {
+        &self.conf_state.voters
     }
 
     /// Returns the index of the last applied entry.
@@ -469,14 +481,24 @@ impl Node {
             let _ = reply.send(Err(self.unavailable("removed from the cluster")));
             return;
         }
+        self.queued_reads.push(Waiting {
+            reply,
+            since: self.ticks,
+        });
+    }
+
+    /// Asks Raft for one read index on behalf of every queued read.
+    fn flush_reads(&mut self) {
+        if self.queued_reads.is_empty() {
+            return;
+        }
         let (seq, ctx) = self.request_id();
         self.raw.read_index(ctx.clone());
         self.reads.insert(
             seq,
             PendingRead {
-                reply,
+                waiters: std::mem::take(&mut self.queued_reads),
                 ctx,
-                since: self.ticks,
                 asked: self.ticks,
             },
         );
@@ -517,7 +539,9 @@ impl Node {
             let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
         }
         for (_, r) in self.reads.drain() {
-            let _ = r.reply.send(Err(TopoError::Unavailable(err.to_string())));
+            for w in r.waiters {
+                let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
+            }
         }
     }
 
@@ -538,16 +562,17 @@ impl Node {
                     .send(Err(self.unavailable("write not applied in time")));
             }
         }
-        let expired: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| timed_out(r.since) || r.reply.is_closed())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(r) = self.reads.remove(&k) {
-                let _ = r.reply.send(Err(self.unavailable("no read index in time")));
-            }
+        let mut expired = Vec::new();
+        for r in self.reads.values_mut() {
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut r.waiters)
+                .into_iter()
+                .partition(|w| timed_out(w.since) || w.reply.is_closed());
+            r.waiters = keep;
+            expired.extend(gone);
+        }
+        self.reads.retain(|_, r| !r.waiters.is_empty());
+        for w in expired {
+            let _ = w.reply.send(Err(self.unavailable("no read index in time")));
         }
         let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.read_waiters)
             .into_iter()
@@ -570,12 +595,14 @@ impl Node {
     /// 7. `advance`, then record the light ready's commit index, send its messages, apply
     ///    its committed entries, and `advance_apply`.
     ///
-    /// Around that: read states release waiting reads, a role change restarts lease TTLs,
+    /// Around that: reads queued since the last ready are asked of Raft as one read index,
+    /// read states release waiting reads, a role change restarts lease TTLs,
     /// and a snapshot is taken every `snapshot_every` applied entries.
     ///
     /// # Errors
     /// Storage failures; the node cannot go on safely after one and must stop.
     pub fn on_ready(&mut self) -> Result<()> {
+        self.flush_reads();
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -626,6 +653,7 @@ impl Node {
         self.raw.advance_apply();
         self.raw.mut_store().sync()?;
 
+        self.apply_deferred_removal();
         self.release_reads();
         self.maybe_snapshot()?;
         self.publish_status();
@@ -682,6 +710,12 @@ impl Node {
             }
         }
         self.members = members;
+        // Entries the snapshot covers are never applied one by one here, so their proposers
+        // would only hear at their timeout: tell them now that the outcome is unknown.
+        let err = self.unavailable("state replaced by a snapshot; the write's outcome is unknown");
+        for (_, w) in self.proposals.drain() {
+            let _ = w.reply.send(Err(TopoError::Unavailable(err.to_string())));
+        }
         tracing::info!(node = self.id, index, "installed snapshot from the leader");
         Ok(())
     }
@@ -722,6 +756,13 @@ impl Node {
             EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
                 Ok(cc) => {
                     let (id, ty, ctx) = (cc.node_id, cc.get_change_type(), cc.context.to_vec());
+                    if ty == ConfChangeType::RemoveNode
+                        && id == self.id
+                        && self.raw.raft.state == StateRole::Leader
+                    {
+                        self.deferred_removal = Some((e.index, cc, e.context.to_vec()));
+                        return;
+                    }
                     self.apply_conf_change(core, e.index, &cc, id, ty, &ctx)
                 }
                 Err(err) => Err(TopoError::Corrupt {
@@ -748,13 +789,37 @@ impl Node {
                 }),
             },
         };
-        if let Some(id) = RequestId::decode(&e.context) {
+        self.answer(&e.context, result);
+    }
+
+    /// Answers the caller that proposed the entry with context `ctx`, if it waits here.
+    fn answer(&mut self, ctx: &[u8], result: Result<Applied>) {
+        if let Some(id) = RequestId::decode(ctx) {
             if id.node == self.id && id.boot == self.boot {
                 if let Some(w) = self.proposals.remove(&id.seq) {
                     let _ = w.reply.send(result);
                 }
             }
         }
+    }
+
+    /// Applies this leader's own removal once the ready that committed it is done.
+    fn apply_deferred_removal(&mut self) {
+        let Some((index, cc, ctx)) = self.deferred_removal.take() else {
+            return;
+        };
+        let core = self.shared.core.clone();
+        let core = lock(&core);
+        let result = self.apply_conf_change(
+            &core,
+            index,
+            &cc,
+            cc.node_id,
+            cc.get_change_type(),
+            &cc.context,
+        );
+        drop(core);
+        self.answer(&ctx, result);
     }
 
     fn apply_cmd(&mut self, core: &mut KvCore, index: u64, cmd: Cmd) -> Applied {
@@ -815,6 +880,17 @@ impl Node {
                 if id == self.id {
                     tracing::warn!(node = self.id, "this node was removed from the cluster");
                     self.removed = true;
+                    if self.raw.raft.state == StateRole::Leader {
+                        // raft-rs keeps a removed leader leading (and heartbeating, so nobody
+                        // else stands), and panics when such a leader persists entries. Hand
+                        // over to a remaining voter, and step down at once. (This runs between
+                        // readies: see `deferred_removal`.)
+                        if let Some(next) = cs.voters.first() {
+                            self.raw.transfer_leader(*next);
+                        }
+                        let term = self.raw.raft.term;
+                        self.raw.raft.become_follower(term, raft::INVALID_ID);
+                    }
                 } else {
                     self.outbox.set_peer(id, None);
                 }
@@ -844,16 +920,12 @@ impl Node {
             return;
         }
         if let Some(r) = self.reads.remove(&id.seq) {
-            if rs.index <= self.applied {
-                let _ = r.reply.send(Ok(()));
-            } else {
-                self.read_waiters.push((
-                    rs.index,
-                    Waiting {
-                        reply: r.reply,
-                        since: r.since,
-                    },
-                ));
+            for w in r.waiters {
+                if rs.index <= self.applied {
+                    let _ = w.reply.send(Ok(()));
+                } else {
+                    self.read_waiters.push((rs.index, w));
+                }
             }
         }
     }
@@ -965,6 +1037,7 @@ impl Node {
         st.stopped = Some(reason);
         *lock(&self.shared.status) = st;
         self.proposals.clear();
+        self.queued_reads.clear();
         self.reads.clear();
         self.read_waiters.clear();
     }

@@ -3,7 +3,7 @@
 //! from the data dir. Each seed replays the same run. Checked: no two leaders in one term,
 //! no acknowledged write lost, and every replica ends with the same state.
 
-use super::node::{lock, Node, NodeMsg, NodeOptions, ELECTION_TICKS};
+use super::node::{lock, MemberChange, Node, NodeMsg, NodeOptions, ELECTION_TICKS};
 use super::proposal::{Applied, Cmd};
 use super::transport::Outbox;
 use crate::error::Result;
@@ -59,12 +59,16 @@ struct Chaos {
     crash: f64,
     restart: f64,
     write: f64,
+    /// Chance per step of proposing to add or remove the last node.
+    member_change: f64,
 }
 
 struct Sim {
     rng: StdRng,
     dir: tempfile::TempDir,
     ids: Vec<u64>,
+    /// The voters a fresh cluster starts with; the last node joins later.
+    initial: Vec<u64>,
     nodes: BTreeMap<u64, Option<Node>>,
     outs: BTreeMap<u64, Arc<Mutex<Vec<Message>>>>,
     net: Vec<InFlight>,
@@ -76,6 +80,9 @@ struct Sim {
     acked: BTreeMap<String, (String, u64)>,
     next_key: u64,
     snapshot_every: u64,
+    /// Changes of voters seen by node 1, and the voters it last had.
+    member_changes: usize,
+    last_voters: Vec<u64>,
 }
 
 impl Sim {
@@ -84,6 +91,7 @@ impl Sim {
             rng: StdRng::seed_from_u64(seed),
             dir: scratch_dir(),
             ids: (1..=n).collect(),
+            initial: (1..n).collect(),
             nodes: BTreeMap::new(),
             outs: BTreeMap::new(),
             net: Vec::new(),
@@ -94,6 +102,8 @@ impl Sim {
             acked: BTreeMap::new(),
             next_key: 0,
             snapshot_every,
+            member_changes: 0,
+            last_voters: Vec::new(),
         };
         for id in s.ids.clone() {
             s.outs.insert(id, Arc::new(Mutex::new(Vec::new())));
@@ -105,7 +115,16 @@ impl Sim {
     fn boot(&mut self, id: u64) {
         let opts = NodeOptions {
             id,
-            peers: self.ids.iter().map(|i| (*i, format!("sim-{i}"))).collect(),
+            // The first nodes bootstrap the cluster; the last one starts as a joining node
+            // does, with every member as its peers.
+            peers: if self.initial.contains(&id) {
+                &self.initial
+            } else {
+                &self.ids
+            }
+            .iter()
+            .map(|i| (*i, format!("sim-{i}")))
+            .collect(),
             data_dir: self.dir.path().join(format!("n{id}")),
             tick: Duration::from_millis(10),
             snapshot_every: self.snapshot_every,
@@ -178,6 +197,10 @@ impl Sim {
             self.pending.push(Write { key, value, rx });
         }
 
+        if self.rng.gen_bool(chaos.member_change) {
+            self.change_members();
+        }
+
         // Deliver what is due, in random order.
         let now = self.now;
         let (mut due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net)
@@ -230,6 +253,40 @@ impl Sim {
 
         self.check_leaders();
         self.collect_acks();
+        if let Some(Some(n)) = self.nodes.get(&1) {
+            if n.voters() != self.last_voters.as_slice() {
+                self.member_changes += 1;
+                self.last_voters = n.voters().to_vec();
+            }
+        }
+    }
+
+    /// Proposes, through a random live node, to add the last node if it is not a voter
+    /// there, or to remove it if it is.
+    fn change_members(&mut self) {
+        let live = self.live();
+        let id = live[self.rng.gen_range(0..live.len())];
+        let joiner = *self.ids.last().expect("nodes");
+        if let Some(Some(n)) = self.nodes.get_mut(&id) {
+            let change = if n.voters().contains(&joiner) {
+                MemberChange::Remove { id: joiner }
+            } else {
+                MemberChange::Add {
+                    id: joiner,
+                    addr: format!("sim-{joiner}"),
+                }
+            };
+            let (tx, _rx) = oneshot::channel();
+            n.handle(NodeMsg::ChangeMember { change, reply: tx });
+        }
+    }
+
+    /// Returns whether every live node counts every node as a voter.
+    fn all_voters(&self) -> bool {
+        self.nodes
+            .values()
+            .flatten()
+            .all(|n| n.voters().len() == self.ids.len())
     }
 
     /// Tells the sender how sending a snapshot went, as the HTTP transport does.
@@ -280,8 +337,10 @@ impl Sim {
     }
 }
 
-fn run(seed: u64, steps: u64) -> (usize, usize) {
-    let mut sim = Sim::new(seed, 3, 40);
+/// Runs one seed; returns the writes acknowledged, the terms seen and the membership
+/// changes seen.
+fn run(seed: u64, steps: u64) -> (usize, usize, usize) {
+    let mut sim = Sim::new(seed, 4, 40);
     let chaos = Chaos {
         drop: 0.1,
         max_delay: 3,
@@ -289,6 +348,7 @@ fn run(seed: u64, steps: u64) -> (usize, usize) {
         crash: 0.02,
         restart: 0.1,
         write: 0.4,
+        member_change: 0.004,
     };
     for _ in 0..steps {
         sim.step(&chaos);
@@ -301,14 +361,22 @@ fn run(seed: u64, steps: u64) -> (usize, usize) {
         crash: 0.0,
         restart: 1.0,
         write: 0.0,
+        member_change: 0.0,
     };
     sim.island = None;
     let mut settled = false;
-    for _ in 0..3000 {
+    for step in 0..3000 {
+        if step % 50 == 0 && !sim.all_voters() {
+            sim.change_members();
+        }
         sim.step(&calm);
         let states = sim.states();
         let applied: BTreeSet<u64> = states.values().map(|(a, _)| *a).collect();
-        if sim.pending.is_empty() && states.len() == sim.ids.len() && applied.len() == 1 {
+        if sim.pending.is_empty()
+            && states.len() == sim.ids.len()
+            && applied.len() == 1
+            && sim.all_voters()
+        {
             settled = true;
             break;
         }
@@ -335,15 +403,20 @@ fn run(seed: u64, steps: u64) -> (usize, usize) {
             assert_eq!(kv.mod_revision, *revision);
         }
     }
-    (sim.acked.len(), sim.leaders.len())
+    (sim.acked.len(), sim.leaders.len(), sim.member_changes)
 }
 
 #[test]
-fn randomized_network_loses_no_acknowledged_write() {
+fn randomized_network_and_membership_lose_no_acknowledged_write() {
+    let mut changes = 0;
     for seed in 1..=8 {
-        let (acked, terms) = run(seed, 3000);
-        eprintln!("seed {seed}: {acked} writes acknowledged over {terms} terms");
+        let (acked, terms, members) = run(seed, 3000);
+        eprintln!(
+            "seed {seed}: {acked} writes acknowledged over {terms} terms, {members} voter sets"
+        );
+        changes += members;
         assert!(acked > 100, "seed {seed}: only {acked} writes acknowledged");
         assert!(terms > 1, "seed {seed}: the leader never changed");
     }
+    assert!(changes > 8 * 2, "voters changed only {changes} times");
 }

@@ -115,11 +115,15 @@ impl DiskStorage {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK_FILE))?;
-        if lock.try_lock().is_err() {
-            return Err(TopoError::invalid(
-                "raft.data_dir",
-                format!("{} is in use by another node", dir.display()),
-            ));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(TopoError::invalid(
+                    "raft.data_dir",
+                    format!("{} is in use by another node", dir.display()),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let snap_path = dir.join(SNAPSHOT_FILE);
         let snapshot = match wal::read_whole(&snap_path, SNAP_MAGIC)? {

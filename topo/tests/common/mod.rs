@@ -19,11 +19,17 @@ pub struct Cluster {
     pub peers: BTreeMap<u64, SocketAddr>,
     pub nodes: BTreeMap<u64, RaftNodeHandle>,
     pub snapshot_every: u64,
+    pub token: Option<String>,
 }
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and waits for a leader.
     pub async fn start(n: u64, snapshot_every: u64) -> Cluster {
+        Cluster::start_with(n, snapshot_every, None).await
+    }
+
+    /// Starts `n` nodes that require `token` of clients and peers.
+    pub async fn start_with(n: u64, snapshot_every: u64, token: Option<&str>) -> Cluster {
         let dirs = tempfile::tempdir().expect("tempdir");
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -41,6 +47,7 @@ impl Cluster {
             peers,
             nodes: BTreeMap::new(),
             snapshot_every,
+            token: token.map(str::to_string),
         };
         for (id, l) in listeners {
             let cfg = c.config(id);
@@ -59,6 +66,7 @@ impl Cluster {
         let mut cfg = RaftConfig::new(id, self.peers.clone(), self.peers[&id], self.dir(id));
         cfg.tick = TICK;
         cfg.snapshot_every = self.snapshot_every;
+        cfg.token = self.token.clone();
         cfg
     }
 
@@ -151,7 +159,7 @@ impl Cluster {
                 eps.push(a.to_string());
             }
         }
-        HttpStore::new(&eps, None).expect("client")
+        HttpStore::new(&eps, self.token.clone()).expect("client")
     }
 
     pub fn store(&self, id: u64) -> Arc<dyn Store> {
