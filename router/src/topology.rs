@@ -99,10 +99,7 @@ impl RoutingTable {
                         keyspace: name.clone(),
                         epoch: 0,
                         shards: (0..v.logical_shard_count())
-                            .map(|_| tessera_topo::PlacementEntry {
-                                ps: "candidate".into(),
-                                state: Default::default(),
-                            })
+                            .map(|_| tessera_topo::PlacementEntry::serving("candidate"))
                             .collect(),
                     },
                 );

@@ -41,7 +41,7 @@ pub use memory::MemoryStore;
 pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
     Job, Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
-    RouterRegistration, Topo, TopoSnapshot,
+    RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{KeyType, TableKind, TableSpec, VSchema, VindexKind};

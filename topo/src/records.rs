@@ -40,20 +40,84 @@ pub struct RouterRegistration {
 
 /// A move job: logical shards going from one physical shard to another, with the phase it is
 /// in and checkpoints that let a restarted rebalancer resume.
+///
+/// Phases, in order: `created`, `prepare`, `dual_write`, `backfill`, `verify`, `verified`,
+/// `cutover`, `cut_over` (serving from the target, copying back to the source), then
+/// `completed`; or `rolled_back` (after a reverse cutover, serving from the source again, ready
+/// to cut over again or abort), `aborted`, and `failed` (with [`Job::error`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
     pub keyspace: String,
     /// `(logical shard, from physical shard, to physical shard)`.
     pub moves: Vec<(u32, String, String)>,
-    /// The phase, as the rebalancer names it (`prepare`, `dual_write`, `backfill`, …).
+    /// The phase, as the rebalancer names it (see above).
     pub phase: String,
-    /// Resume points by name (for example `backfill/customer` → last copied primary key).
+    /// Resume points by name (for example `backfill/7/customer` → last copied primary key).
     #[serde(default)]
     pub checkpoints: BTreeMap<String, String>,
     /// Unix milliseconds of the last update.
     pub updated_ms: u64,
+    /// Unix milliseconds of creation.
+    #[serde(default)]
+    pub created_ms: u64,
+    /// Copy progress per table (summed over the job's logical shards).
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableProgress>,
+    /// Journal rows waiting to be copied, over the job's logical shards, when last measured.
+    #[serde(default)]
+    pub journal_backlog: u64,
+    /// The last verification's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyReport>,
+    /// The write stall of the last cutover (ms): from holding writes to serving them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_ms: Option<u64>,
+    /// Why the job stopped, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Log lines (most recent last, bounded), for `reshard status` and the status page.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
+
+/// One table's copy progress in a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableProgress {
+    /// Rows on the source when the backfill started (an estimate while copying).
+    pub rows_total: u64,
+    /// Rows copied so far.
+    pub rows_copied: u64,
+    /// Recent copy rate.
+    pub rows_per_sec: u64,
+    /// Whether every chunk is copied.
+    pub done: bool,
+}
+
+/// A verification's outcome, like a diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Unix milliseconds when it finished.
+    pub at_ms: u64,
+    /// Per table: matching, mismatched, missing on target, extra on target.
+    pub tables: BTreeMap<String, VerifyCounts>,
+    /// Rows re-copied by repair.
+    pub repaired: u64,
+    /// Whether the last pass found source and target equal.
+    pub clean: bool,
+}
+
+/// Row counts of one table's verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyCounts {
+    pub rows: u64,
+    pub chunks: u64,
+    pub matching: u64,
+    pub mismatched: u64,
+    pub missing_on_target: u64,
+    pub extra_on_target: u64,
+}
+
 const CANDIDATES: &str = "/tessera/candidates/";
 const RESULT_SHADOWS: &str = "/tessera/result-shadows/";
 
@@ -116,6 +180,22 @@ pub enum LogicalShardState {
     /// Served from its physical shard; no move in progress.
     #[default]
     Serving,
+    /// Served from `ps`; routers copy each committed write's journalled rows to `peer` (the
+    /// move's target) before acknowledging it.
+    DualWrite,
+    /// Being switched from `ps` to `peer`: routers hold new writes to it until the placement
+    /// flips (or their hold bound passes), reads still go to `ps`.
+    Cutover,
+    /// Served from `ps` (the move's target); routers copy writes back to `peer` (the old
+    /// source), so that a rollback loses nothing.
+    Reverse,
+}
+
+impl LogicalShardState {
+    /// Whether writes to the logical shard are copied to `peer`.
+    pub fn copies(self) -> bool {
+        matches!(self, Self::DualWrite | Self::Cutover | Self::Reverse)
+    }
 }
 
 /// Where one logical shard lives.
@@ -125,6 +205,24 @@ pub struct PlacementEntry {
     pub ps: String,
     #[serde(default)]
     pub state: LogicalShardState,
+    /// The other physical shard of a move: where writes are copied (see the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The job moving it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+impl PlacementEntry {
+    /// A serving entry on `ps`.
+    pub fn serving(ps: impl Into<String>) -> Self {
+        PlacementEntry {
+            ps: ps.into(),
+            state: LogicalShardState::Serving,
+            peer: None,
+            job: None,
+        }
+    }
 }
 
 /// A keyspace's placement: logical shard `i` is `shards[i]`.
@@ -373,13 +471,7 @@ impl Topo {
                 let p = Placement {
                     keyspace: v.keyspace.clone(),
                     epoch: 1,
-                    shards: names
-                        .into_iter()
-                        .map(|ps| PlacementEntry {
-                            ps,
-                            state: LogicalShardState::Serving,
-                        })
-                        .collect(),
+                    shards: names.into_iter().map(PlacementEntry::serving).collect(),
                 };
                 self.put_placement(&p, 0).await?;
                 p
@@ -566,6 +658,13 @@ mod tests {
             phase: "prepare".into(),
             checkpoints: BTreeMap::new(),
             updated_ms: 0,
+            created_ms: 0,
+            tables: BTreeMap::new(),
+            journal_backlog: 0,
+            verify: None,
+            stall_ms: None,
+            error: None,
+            events: Vec::new(),
         };
         let rev = topo.create_job(&job).await.expect("create");
         assert!(topo.create_job(&job).await.is_err(), "ids are unique");

@@ -48,6 +48,8 @@ fn table() -> RoutingTable {
                 epoch: 1,
                 shards: (0..n)
                     .map(|i| PlacementEntry {
+                        peer: None,
+                        job: None,
                         ps: format!("ps{}", i % 2),
                         state: LogicalShardState::Serving,
                     })
