@@ -1,1 +1,13 @@
-//! x
+//! The rebalancer: placement planning and online moves of logical shards between physical
+//! shards (prepare, journal, dual-write, backfill, verify, cut over, rollback, complete,
+//! abort), as `docs/architecture.md` describes.
+//!
+//! [`Rebalancer`] is the programmatic API the `tessera reshard` commands use; [`copy`] holds
+//! the row-copying primitives that routers use too, for their dual-writes.
+
+pub mod copy;
+mod job;
+mod plan;
+
+pub use job::{Options, Rebalancer, Stop};
+pub use plan::{plan_moves, PlannedMove};
