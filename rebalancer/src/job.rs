@@ -447,6 +447,28 @@ impl Rebalancer {
     async fn prepare(&self, cell: &Arc<Mutex<JobCell>>) -> Result<()> {
         self.set_phase(cell, "prepare").await?;
         let job = cell.lock().await.job.clone();
+        let snap = self.topo.snapshot().await?;
+        if let (Some(ks), Some(p)) = (
+            snap.keyspaces.get(&job.keyspace),
+            snap.placements.get(&job.keyspace),
+        ) {
+            let refs: Vec<&String> = ks
+                .vschema
+                .tables
+                .iter()
+                .filter(|(_, t)| t.kind != tessera_topo::TableKind::Sharded)
+                .map(|(n, _)| n)
+                .collect();
+            for (_, _, to) in &job.moves {
+                if ks.vschema.sharded && !refs.is_empty() && !p.shards.iter().any(|e| e.ps == *to) {
+                    bail!(
+                        "keyspace {} has reference tables ({}) and physical shard {to} holds none of its logical shards yet; copying reference tables onto a new physical shard is not supported yet",
+                        job.keyspace,
+                        refs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+        }
         for (ls, from, to) in &job.moves {
             let schema = self.schema_of(&job, *ls).await?;
             let tables = self.tables(&job, *ls, from).await?;

@@ -29,6 +29,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod moves;
 pub mod mysql;
 pub mod planner;
 pub mod prepared;

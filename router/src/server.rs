@@ -195,6 +195,8 @@ async fn register(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut lease: Option<i64> = None;
+    let mut changed = cache.subscribe();
+    let mut renewed_at: Option<std::time::Instant> = None;
     loop {
         let st = cache.status();
         me.epochs = st.epochs.clone();
@@ -210,12 +212,38 @@ async fn register(
             lease = Some(id);
             topo.register_router(&me, id).await
         };
-        if let Err(e) = step.await {
-            tracing::debug!(error = %e, "router registration not renewed");
-            lease = None;
+        match step.await {
+            Ok(()) => {
+                renewed_at = Some(std::time::Instant::now());
+                cache.set_registered(true);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "router registration not renewed");
+                lease = None;
+                // The registration outlives the last renewal by the lease's TTL; past that, jobs
+                // no longer wait for this router, so it must not write to moving shards.
+                let lapsed = renewed_at.is_none_or(|t| {
+                    t.elapsed() >= std::time::Duration::from_millis(REGISTRATION_TTL_MS * 3 / 4)
+                });
+                if lapsed {
+                    cache.set_registered(false);
+                }
+            }
         }
+        let served = me.epochs.clone();
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(REGISTRATION_TTL_MS / 4)) => {}
+            // A new epoch is acknowledged at once: jobs wait for it.
+            _ = async {
+                loop {
+                    if changed.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if cache.status().epochs != served {
+                        return;
+                    }
+                }
+            } => {}
             _ = shutdown.changed() => {
                 if let Some(id) = lease {
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), topo.store().revoke_lease(id)).await;

@@ -17,6 +17,11 @@ pub struct Session {
     pub explicit_txn: bool,
     /// Backend connections pinned by the open transaction, one per physical shard.
     pub txn_conns: BTreeMap<String, Conn>,
+    /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
+    /// copied to a move's other side after commit, and cutover does not hold them.
+    pub txn_ls: std::collections::BTreeSet<(String, u32)>,
+    /// Logical shards an autocommit write is changing: copied before its OK.
+    pub copy_after: Vec<(String, u32)>,
     /// `SET` statements replayed on each backend connection the session uses.
     pub sets: Vec<String>,
     /// `LAST_INSERT_ID()` of the last single-shard insert.
@@ -43,6 +48,8 @@ impl Session {
             autocommit: true,
             explicit_txn: false,
             txn_conns: BTreeMap::new(),
+            txn_ls: Default::default(),
+            copy_after: Vec::new(),
             sets: Vec::new(),
             last_insert_id: 0,
             insert_id_override: None,

@@ -31,6 +31,8 @@ pub struct KeyspaceRouting {
     pub tables: HashMap<String, TableRouting>,
     /// The physical shard of each logical shard.
     pub placement: Vec<String>,
+    /// Each logical shard's move state and the other physical shard of its move.
+    pub moves: Vec<(tessera_topo::LogicalShardState, Option<String>)>,
     pub epoch: u64,
 }
 
@@ -59,6 +61,21 @@ impl KeyspaceRouting {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Returns the move state of logical shard `ls` and the other physical shard of its move.
+    pub fn move_state(&self, ls: u32) -> (tessera_topo::LogicalShardState, Option<&str>) {
+        match self.moves.get(ls as usize) {
+            Some((st, peer)) => (*st, peer.as_deref()),
+            None => (tessera_topo::LogicalShardState::Serving, None),
+        }
+    }
+
+    /// Whether any logical shard of the keyspace is in a move.
+    pub fn moving(&self) -> bool {
+        self.moves
+            .iter()
+            .any(|(s, _)| *s != tessera_topo::LogicalShardState::Serving)
     }
 
     /// Returns whether `schema` is one of this keyspace's schemas (for error messages).
@@ -148,6 +165,7 @@ impl RoutingTable {
                     logical_shards: v.logical_shard_count(),
                     tables,
                     placement: p.shards.iter().map(|e| e.ps.clone()).collect(),
+                    moves: p.shards.iter().map(|e| (e.state, e.peer.clone())).collect(),
                     epoch: p.epoch,
                 },
             );
@@ -178,6 +196,8 @@ pub struct TopoStatus {
     pub last_error: Option<String>,
     /// The placement epoch served, per keyspace.
     pub epochs: std::collections::BTreeMap<String, u64>,
+    /// Whether the router's registration in topo is current (renewed within its lease).
+    pub registered: bool,
 }
 
 /// The cached routing table, updated by [`TopologyCache::run`].
@@ -234,6 +254,14 @@ impl TopologyCache {
             s.epochs = epochs;
         }
         self.changed.send_replace(rev);
+    }
+
+    /// Records whether the router's registration is current.
+    pub fn set_registered(&self, registered: bool) {
+        self.status
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .registered = registered;
     }
 
     fn disconnected(&self, e: &dyn std::fmt::Display) {

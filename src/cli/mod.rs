@@ -1,5 +1,6 @@
 //! Subcommands of the `tessera` binary, one file each.
 
+mod reshard;
 mod router;
 mod shard;
 mod topo;
@@ -29,6 +30,9 @@ pub enum Command {
     /// Register, list and remove physical shards.
     #[command(subcommand)]
     Shard(shard::ShardCmd),
+    /// Move logical shards between physical shards online.
+    #[command(subcommand)]
+    Reshard(reshard::ReshardCmd),
     /// Talk to the topology service.
     #[command(subcommand)]
     Topo(topo::TopoCmd),
@@ -48,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vschema(c) => vschema::run(c).await,
         Command::Shard(c) => shard::run(c).await,
         Command::Topo(c) => topo::run(c).await,
+        Command::Reshard(c) => reshard::run(c).await,
         Command::Verify(c) => verify::run(c).await,
     }
 }

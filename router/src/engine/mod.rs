@@ -37,15 +37,24 @@ pub struct Engine {
     pub backends: Arc<Backends>,
     /// Blocks of ids taken from sequences: `(keyspace, table) -> [next, end)`.
     pub sequences: tokio::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
+    /// Dual-writes of moving logical shards.
+    moves: crate::moves::Moves,
 }
 
 impl Engine {
     pub fn new(topo: Arc<TopologyCache>, backends: Arc<Backends>) -> Self {
         Engine {
+            moves: crate::moves::Moves::new(topo.clone(), backends.clone()),
             topo,
             backends,
             sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Sets how long a write waits for a cutover before it fails with a retriable error, and
+    /// how many writes may wait at once.
+    pub fn set_cutover_hold(&mut self, hold: std::time::Duration, max_held: usize) {
+        self.moves.set_hold(hold, max_held);
     }
 
     /// Takes `n` consecutive ids from a sequence, refilling the cached block when it runs out:
@@ -143,21 +152,37 @@ impl Engine {
         match plan {
             Plan::Local(l) => self.local(session, l, io).await,
             Plan::Exec(e) => {
+                // Writes to a logical shard being cut over wait here for the flip.
+                let written = self.moves.guard(session, &e).await?;
+                if !written.is_empty() {
+                    if session.in_transaction() {
+                        session.txn_ls.extend(written);
+                    } else {
+                        session.copy_after = written;
+                    }
+                }
                 let rt = self.topo.table();
-                self.exec(session, &rt, *e, io).await
+                let r = self.exec(session, &rt, *e, io).await;
+                session.copy_after.clear();
+                r
             }
         }
     }
 
     async fn ok(
         &self,
-        session: &Session,
+        session: &mut Session,
         io: &mut PacketIo,
         affected: u64,
         last_id: u64,
         warnings: u16,
         info: &str,
     ) -> Result<(), SqlError> {
+        // An autocommit write to a moving logical shard is copied before it is acknowledged.
+        if !session.copy_after.is_empty() {
+            let lss = std::mem::take(&mut session.copy_after);
+            self.moves.copy(&lss).await;
+        }
         let last_id = session.insert_id_override.unwrap_or(last_id);
         let p = resultset::ok(
             affected,
@@ -544,6 +569,7 @@ impl Engine {
     pub async fn finish_txn(&self, session: &mut Session, commit: bool) -> Result<(), SqlError> {
         session.explicit_txn = false;
         let conns = std::mem::take(&mut session.txn_conns);
+        let written = std::mem::take(&mut session.txn_ls);
         let mut done = Vec::new();
         let mut failed: Option<(String, String)> = None;
         for (ps, mut c) in conns {
@@ -566,6 +592,12 @@ impl Engine {
                     }
                 }
             }
+        }
+        if commit && !done.is_empty() {
+            // Committed writes to moving logical shards are copied before the commit is
+            // acknowledged.
+            let lss: Vec<(String, u32)> = written.into_iter().collect();
+            self.moves.copy(&lss).await;
         }
         match failed {
             None => Ok(()),
@@ -1285,6 +1317,11 @@ fn spawn_stream(
         }
         lease
     })
+}
+
+/// Returns a connection to its pool, resetting its session state first if needed.
+pub(crate) async fn release_conn(conn: Conn, dirty: bool) {
+    release(conn, dirty).await
 }
 
 /// Returns a connection to its pool, resetting its session state first if needed.
