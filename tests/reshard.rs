@@ -1,0 +1,884 @@
+//! Online resharding end to end: MariaDB servers on loopback, a three-node topology cluster of
+//! `tessera topo serve` processes, two routers, a load generator writing and reading through
+//! both routers the whole time, and the rebalancer run as `tessera reshard …` processes (killed
+//! with SIGKILL in places). Afterwards every row is checked directly on the MariaDB that owns
+//! it, and every table against a single-MariaDB replay of the committed writes.
+
+mod common;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tessera::localcluster::LocalCluster;
+use tessera_router::config::RouterConfig;
+use tessera_router::{Router, RouterHandle};
+use tessera_topo::{HttpStore, PhysicalShard, Topo, VSchema};
+
+const USER: &str = "app";
+const PASSWORD: &str = "s3cret";
+
+const VSCHEMA: &str = "keyspace: shop
+sharded: true
+logical_shards: 8
+tables:
+  accounts: { shard_key: id, vindex: xxhash }
+  events: { shard_key: account_id, vindex: xxhash }
+";
+
+const DDL: &[&str] = &[
+    "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40) NOT NULL, balance BIGINT NOT NULL, note TEXT NULL)",
+    "CREATE TABLE events (account_id BIGINT NOT NULL, seq INT NOT NULL, payload VARCHAR(64) NOT NULL, PRIMARY KEY (account_id, seq))",
+];
+
+struct TopoNode {
+    child: Option<Child>,
+}
+
+impl Drop for TopoNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A child process killed when dropped (a rebalancer run).
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+struct Cluster {
+    servers: LocalCluster,
+    _topo_nodes: Vec<TopoNode>,
+    _dir: tempfile::TempDir,
+    endpoints: String,
+    topo: Topo,
+    routers: Vec<RouterHandle>,
+}
+
+impl Cluster {
+    /// Three MariaDB servers (ps0 and ps1 registered, the third left for `ps2`) plus an oracle,
+    /// a three-node topology cluster, the vschema, the tables, and two routers.
+    async fn start() -> Cluster {
+        let servers = LocalCluster::start(4, None).await.expect("MariaDB servers");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args(["topo", "serve", "--id", &(i + 1).to_string(), "--peers", &peers])
+                .args(["--listen", &format!("127.0.0.1:{p}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("n{}", i + 1)))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn topo serve");
+            let out = c.stdout.take().expect("stdout");
+            let line = std::io::BufRead::lines(std::io::BufReader::new(out))
+                .next()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            assert!(line.starts_with("ready:"), "topo node {}: {line}", i + 1);
+            nodes.push(TopoNode { child: Some(c) });
+        }
+        let eps: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let topo = Topo::new(Arc::new(HttpStore::new(&eps, None).expect("client")));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0..2 {
+            loop {
+                let s = &servers.servers()[i];
+                let r = topo
+                    .put_physical_shard(&PhysicalShard {
+                        name: format!("ps{i}"),
+                        host: s.host().into(),
+                        port: s.port(),
+                        user: s.user().into(),
+                        password: Some(s.password().into()),
+                        password_env: None,
+                        weight: 1,
+                    })
+                    .await;
+                match r {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("register ps{i}: {e}"),
+                }
+            }
+        }
+        let v = VSchema::from_yaml(VSCHEMA).expect("vschema");
+        tessera::cli::apply_vschema(&topo, &v).await.expect("apply");
+        let mut routers = Vec::new();
+        for _ in 0..2 {
+            let cfg = RouterConfig::from_yaml(&format!(
+                "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+            ))
+            .expect("config");
+            routers.push(Router::new(cfg, topo.clone()).start().await.expect("router"));
+        }
+        let c = Cluster {
+            servers,
+            _topo_nodes: nodes,
+            _dir: dir,
+            endpoints: eps.join(","),
+            topo,
+            routers,
+        };
+        let mut conn = c.router_conn(0).await;
+        for d in DDL {
+            conn.query_drop(*d).await.expect("create table");
+        }
+        // Both routers registered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.topo.routers().await.map(|r| r.len()).unwrap_or(0) < 2 {
+            assert!(Instant::now() < deadline, "routers did not register");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c
+    }
+
+    fn router_opts(&self, i: usize) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.routers[i].local_addr().port())
+            .user(Some(USER))
+            .pass(Some(PASSWORD))
+            .db_name(Some("shop"))
+            .prefer_socket(false)
+    }
+
+    async fn router_conn(&self, i: usize) -> Conn {
+        Conn::new(self.router_opts(i)).await.expect("router connection")
+    }
+
+    async fn direct(&self, i: usize) -> Conn {
+        let s = &self.servers.servers()[i];
+        let o = OptsBuilder::default()
+            .ip_or_hostname(s.host())
+            .tcp_port(s.port())
+            .user(Some(s.user()))
+            .pass(Some(s.password()))
+            .prefer_socket(false);
+        Conn::new(o).await.expect("direct connection")
+    }
+
+    async fn add_ps2(&self) {
+        let s = &self.servers.servers()[2];
+        self.topo
+            .put_physical_shard(&PhysicalShard {
+                name: "ps2".into(),
+                host: s.host().into(),
+                port: s.port(),
+                user: s.user().into(),
+                password: Some(s.password().into()),
+                password_env: None,
+                weight: 1,
+            })
+            .await
+            .expect("register ps2");
+    }
+
+    fn server_of(&self, ps: &str) -> usize {
+        ps.trim_start_matches("ps").parse().expect("ps index")
+    }
+
+    /// Runs `tessera reshard ARGS` to completion; returns stdout, panics on failure.
+    fn reshard(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("reshard")
+            .args(args)
+            .args(["--topo", &self.endpoints])
+            .output()
+            .expect("run tessera reshard");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "tessera reshard {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn reshard_bg(&self, args: &[&str]) -> Proc {
+        Proc(Some(
+            Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .arg("reshard")
+                .args(args)
+                .args(["--topo", &self.endpoints])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn tessera reshard"),
+        ))
+    }
+
+    async fn job(&self, id: &str) -> tessera_topo::Job {
+        self.topo.get_job(id).await.expect("topo").expect("job").0
+    }
+
+    async fn wait_job(&self, id: &str, what: &str, f: impl Fn(&tessera_topo::Job) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let j = self.job(id).await;
+            if f(&j) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "job never reached {what}: {j:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn placement(&self) -> tessera_topo::Placement {
+        self.topo
+            .get_placement("shop")
+            .await
+            .expect("topo")
+            .expect("placement")
+            .0
+    }
+
+    async fn stop(mut self) {
+        for r in self.routers.drain(..) {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// What the load generator was told committed: per account `(owner, balance)`, or `None`
+/// when deleted; events by `(account, seq)`.
+#[derive(Default)]
+struct Model {
+    accounts: BTreeMap<i64, Option<(String, i64)>>,
+    events: BTreeMap<(i64, i32), String>,
+}
+
+#[derive(Default)]
+struct LoadStats {
+    ops: AtomicU64,
+    retried: AtomicU64,
+    reads_checked: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+fn retriable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1205 || s.code == 1213)
+}
+
+/// One worker: owns accounts `base..base+n`; inserts, updates, deletes, multi-statement
+/// transactions through one router, and reads back each acknowledged write through the other.
+async fn worker(
+    w: usize,
+    writer: OptsBuilder,
+    reader: OptsBuilder,
+    model: Arc<Mutex<Model>>,
+    stats: Arc<LoadStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let base = 1_000_000 * (w as i64 + 1);
+    let mut wc = Conn::new(writer).await.expect("writer");
+    let mut rc = Conn::new(reader).await.expect("reader");
+    let mut next = 0i64;
+    let mut live: Vec<i64> = Vec::new();
+    let mut seq = 0i32;
+    let mut rng = w as u64 * 7919 + 1;
+    let mut rand = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n.max(1)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let op = rand(10);
+        // (sql statements, model effect)
+        let (stmts, effect): (Vec<String>, Box<dyn Fn(&mut Model) + Send>) = if op < 4 || live.len() < 5 {
+            let id = base + next;
+            next += 1;
+            let owner = format!("w{w}-{id}");
+            let bal = rand(1000) as i64;
+            (
+                vec![format!("INSERT INTO accounts (id, owner, balance, note) VALUES ({id}, '{owner}', {bal}, 'n')")],
+                Box::new(move |m: &mut Model| {
+                    m.accounts.insert(id, Some((owner.clone(), bal)));
+                }),
+            )
+        } else if op < 7 {
+            let id = live[rand(live.len() as u64) as usize];
+            let bal = rand(100_000) as i64;
+            (
+                vec![format!("UPDATE accounts SET balance = {bal} WHERE id = {id}")],
+                Box::new(move |m: &mut Model| {
+                    if let Some(Some(a)) = m.accounts.get_mut(&id) {
+                        a.1 = bal;
+                    }
+                }),
+            )
+        } else if op < 8 {
+            let i = rand(live.len() as u64) as usize;
+            let id = live[i];
+            (
+                vec![
+                    format!("DELETE FROM events WHERE account_id = {id}"),
+                    format!("DELETE FROM accounts WHERE id = {id}"),
+                ],
+                Box::new(move |m: &mut Model| {
+                    m.accounts.insert(id, None);
+                    m.events.retain(|(a, _), _| *a != id);
+                }),
+            )
+        } else {
+            // A transaction over two accounts (usually two logical shards).
+            let a = live[rand(live.len() as u64) as usize];
+            let b = live[rand(live.len() as u64) as usize];
+            let amt = rand(50) as i64;
+            seq += 1;
+            let s = seq;
+            (
+                vec![
+                    "BEGIN".into(),
+                    format!("UPDATE accounts SET balance = balance - {amt} WHERE id = {a}"),
+                    format!("UPDATE accounts SET balance = balance + {amt} WHERE id = {b}"),
+                    format!("INSERT INTO events (account_id, seq, payload) VALUES ({a}, {s}, 'transfer {amt} to {b}')"),
+                    "COMMIT".into(),
+                ],
+                Box::new(move |m: &mut Model| {
+                    if let Some(Some(x)) = m.accounts.get_mut(&a) {
+                        x.1 -= amt;
+                    }
+                    if let Some(Some(x)) = m.accounts.get_mut(&b) {
+                        x.1 += amt;
+                    }
+                    m.events.insert((a, s), format!("transfer {amt} to {b}"));
+                }),
+            )
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut failed = None;
+            for s in &stmts {
+                if let Err(e) = wc.query_drop(s.as_str()).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            match failed {
+                None => break,
+                Some(e) if retriable(&e) && attempt < 50 => {
+                    stats.retried.fetch_add(1, Ordering::Relaxed);
+                    let _ = wc.query_drop("ROLLBACK").await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Some(e) => {
+                    stats.errors.lock().expect("lock").push(format!("{stmts:?}: {e}"));
+                    let _ = wc.query_drop("ROLLBACK").await;
+                    return;
+                }
+            }
+        }
+        {
+            let mut m = model.lock().expect("model");
+            effect(&mut m);
+            live = m
+                .accounts
+                .range(base..base + 1_000_000)
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+        }
+        stats.ops.fetch_add(1, Ordering::Relaxed);
+        // Read the last written account back through the other router.
+        if let Some(&id) = live.last() {
+            let want = model.lock().expect("model").accounts.get(&id).cloned().flatten();
+            match rc
+                .query_first::<(String, i64), _>(format!("SELECT owner, balance FROM accounts WHERE id = {id}"))
+                .await
+            {
+                Ok(got) => {
+                    if got != want {
+                        stats
+                            .errors
+                            .lock()
+                            .expect("lock")
+                            .push(format!("read of account {id} through the other router: {got:?}, committed {want:?}"));
+                    }
+                    stats.reads_checked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if retriable(&e) => {}
+                Err(e) => stats.errors.lock().expect("lock").push(format!("read: {e}")),
+            }
+        }
+    }
+}
+
+struct Load {
+    model: Arc<Mutex<Model>>,
+    stats: Arc<LoadStats>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn start_load(c: &Cluster, workers: usize) -> Load {
+    let model = Arc::new(Mutex::new(Model::default()));
+    let stats = Arc::new(LoadStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..workers)
+        .map(|w| {
+            tokio::spawn(worker(
+                w,
+                c.router_opts(w % 2),
+                c.router_opts((w + 1) % 2),
+                model.clone(),
+                stats.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    Load {
+        model,
+        stats,
+        stop,
+        tasks,
+    }
+}
+
+impl Load {
+    async fn finish(self) -> (Arc<Mutex<Model>>, Arc<LoadStats>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("worker");
+        }
+        (self.model, self.stats)
+    }
+}
+
+/// Loads `n` accounts (ids 1..=n) through the routers, recording them in `model`.
+async fn seed(c: &Cluster, n: i64, model: &Mutex<Model>) {
+    let mut conn = c.router_conn(0).await;
+    let mut id = 1;
+    while id <= n {
+        let hi = (id + 499).min(n);
+        let rows: Vec<String> = (id..=hi)
+            .map(|i| format!("({i}, 'seed{i}', {}, NULL)", i * 3))
+            .collect();
+        conn.query_drop(format!(
+            "INSERT INTO accounts (id, owner, balance, note) VALUES {}",
+            rows.join(", ")
+        ))
+        .await
+        .expect("seed");
+        let mut m = model.lock().expect("model");
+        for i in id..=hi {
+            m.accounts.insert(i, Some((format!("seed{i}"), i * 3)));
+        }
+        id = hi + 1;
+    }
+}
+
+/// Reads every row of every logical shard directly from the MariaDB that owns it (per the
+/// placement), failing on a row found twice.
+async fn owned_rows(c: &Cluster) -> (BTreeMap<i64, (String, i64)>, BTreeMap<(i64, i32), String>) {
+    let p = c.placement().await;
+    let mut accounts = BTreeMap::new();
+    let mut events = BTreeMap::new();
+    for (ls, e) in p.shards.iter().enumerate() {
+        assert_eq!(e.state, tessera_topo::LogicalShardState::Serving, "LS {ls} still moving");
+        let mut d = c.direct(c.server_of(&e.ps)).await;
+        let schema = format!("shop_{ls:04}");
+        let rows: Vec<(i64, String, i64)> = d
+            .query(format!("SELECT id, owner, balance FROM {schema}.accounts"))
+            .await
+            .expect("read accounts");
+        for (id, o, b) in rows {
+            assert!(accounts.insert(id, (o, b)).is_none(), "account {id} in two logical shards");
+        }
+        let rows: Vec<(i64, i32, String)> = d
+            .query(format!("SELECT account_id, seq, payload FROM {schema}.events"))
+            .await
+            .expect("read events");
+        for (a, s, p) in rows {
+            events.insert((a, s), p);
+        }
+    }
+    (accounts, events)
+}
+
+/// Every committed row is where the placement says, with its last committed value; deleted
+/// rows are gone; and a checksum of each table equals that of a single-MariaDB replay of the
+/// committed writes (on the oracle server).
+async fn check_data(c: &Cluster, model: &Model) {
+    let (accounts, events) = owned_rows(c).await;
+    let want: BTreeMap<i64, (String, i64)> = model
+        .accounts
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+        .collect();
+    for (id, v) in &want {
+        assert_eq!(accounts.get(id), Some(v), "account {id}");
+    }
+    for id in accounts.keys() {
+        assert!(want.contains_key(id), "account {id} should not exist (deleted or never committed)");
+    }
+    assert_eq!(events, model.events, "events");
+    // Single-MariaDB replay and checksums.
+    let mut o = c.direct(3).await;
+    o.query_drop("DROP DATABASE IF EXISTS replay").await.expect("oracle");
+    o.query_drop("CREATE DATABASE replay").await.expect("oracle");
+    o.query_drop("USE replay").await.expect("oracle");
+    for d in DDL {
+        o.query_drop(*d).await.expect("oracle ddl");
+    }
+    for chunk in want.iter().collect::<Vec<_>>().chunks(500) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|(id, (o, b))| format!("({id}, '{o}', {b})"))
+            .collect();
+        o.query_drop(format!("INSERT INTO accounts (id, owner, balance) VALUES {}", rows.join(",")))
+            .await
+            .expect("replay");
+    }
+    for chunk in model.events.iter().collect::<Vec<_>>().chunks(500) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|((a, s), p)| format!("({a}, {s}, '{p}')"))
+            .collect();
+        o.query_drop(format!("INSERT INTO events VALUES {}", rows.join(",")))
+            .await
+            .expect("replay");
+    }
+    let sum = |t: &str| match t {
+        "accounts" => "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', id, owner, balance))), 0) AS UNSIGNED) FROM ",
+        _ => "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', account_id, seq, payload))), 0) AS UNSIGNED) FROM ",
+    };
+    let p = c.placement().await;
+    for t in ["accounts", "events"] {
+        let want: (u64, u64) = o
+            .query_first(format!("{}replay.{t}", sum(t)))
+            .await
+            .expect("oracle sum")
+            .expect("row");
+        let mut got = (0u64, 0u64);
+        for (ls, e) in p.shards.iter().enumerate() {
+            let mut d = c.direct(c.server_of(&e.ps)).await;
+            let r: (u64, u64) = d
+                .query_first(format!("{}shop_{ls:04}.{t}", sum(t)))
+                .await
+                .expect("sum")
+                .expect("row");
+            got.0 += r.0;
+            got.1 += r.1;
+        }
+        assert_eq!(got, want, "checksum of {t} against the single-MariaDB replay");
+    }
+}
+
+/// Tessera's objects (journal tables, triggers) in `schema` on server `i`.
+async fn aux_objects(c: &Cluster, i: usize, schema: &str) -> (u64, u64) {
+    let mut d = c.direct(i).await;
+    let t: Option<u64> = d
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_tessera\\_%'",
+            (schema,),
+        )
+        .await
+        .expect("tables");
+    let g: Option<u64> = d
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+            (schema,),
+        )
+        .await
+        .expect("triggers");
+    (t.unwrap_or(0), g.unwrap_or(0))
+}
+
+async fn schema_exists(c: &Cluster, i: usize, schema: &str) -> bool {
+    let mut d = c.direct(i).await;
+    let r: Option<String> = d
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (schema,),
+        )
+        .await
+        .expect("schemata");
+    r.is_some()
+}
+
+fn job_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("job ").map(|s| s.split_whitespace().next().unwrap_or("").to_string()))
+        .expect("job id in output")
+}
+
+/// Two logical shards of those on `ps` (with their sources).
+async fn pick_moves(c: &Cluster, n: usize) -> Vec<(u32, String)> {
+    let p = c.placement().await;
+    let mut out = Vec::new();
+    for (i, e) in p.shards.iter().enumerate() {
+        if out.len() < n && out.iter().all(|(_, ps): &(u32, String)| *ps != e.ps || n > 2) {
+            out.push((i as u32, e.ps.clone()));
+        }
+    }
+    assert_eq!(out.len(), n);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reshard_under_load_through_two_routers() {
+    let c = Cluster::start().await;
+    let seeded = Arc::new(Mutex::new(Model::default()));
+    seed(&c, 3000, &seeded).await;
+    c.add_ps2().await;
+    let load = start_load(&c, 4);
+    {
+        let mut m = load.model.lock().expect("model");
+        let s = seeded.lock().expect("seed");
+        m.accounts.extend(s.accounts.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let moves = pick_moves(&c, 2).await;
+    let (ls_a, src_a) = moves[0].clone();
+    let mut args: Vec<String> = vec!["start".into(), "--keyspace".into(), "shop".into()];
+    for (ls, _) in &moves {
+        args.push("--move".into());
+        args.push(format!("{ls}:ps2"));
+    }
+    args.extend(["--no-run".into()]);
+    let out = c.reshard(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let id = job_id(&out);
+    // Throttled so that the backfill is still running when the direct write happens.
+    let mut runner = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "3000"]);
+    c.wait_job(&id, "backfill", |j| j.phase == "backfill").await;
+
+    // A write made directly on the source MariaDB (not through a router) is journalled.
+    let src_i = c.server_of(&src_a);
+    let schema_a = format!("shop_{ls_a:04}");
+    let mut d = c.direct(src_i).await;
+    d.query_drop(format!(
+        "INSERT INTO {schema_a}.accounts (id, owner, balance) VALUES (999999999, 'direct', 42)"
+    ))
+    .await
+    .expect("direct write on the source");
+    load.model
+        .lock()
+        .expect("model")
+        .accounts
+        .insert(999_999_999, Some(("direct".into(), 42)));
+
+    // Wait for the runner (it stops at verified).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(ch) = runner.0.as_mut() {
+            if let Some(st) = ch.try_wait().expect("wait") {
+                assert!(st.success(), "reshard run failed: {:?}", c.job(&id).await);
+                runner.0 = None;
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "run did not finish: {:?}", c.job(&id).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let j = c.job(&id).await;
+    assert_eq!(j.phase, "verified", "{j:?}");
+    let v = j.verify.clone().expect("verify report");
+    assert!(v.clean, "{v:?}");
+
+    // The direct write reached the target copy.
+    let mut t = c.direct(2).await;
+    let got: Option<String> = t
+        .query_first(format!("SELECT owner FROM {schema_a}.accounts WHERE id = 999999999"))
+        .await
+        .expect("read target");
+    assert_eq!(got.as_deref(), Some("direct"));
+
+    // Cutover under load.
+    let out = c.reshard(&["cutover", &id]);
+    assert!(out.contains("phase cut_over"), "{out}");
+    let j = c.job(&id).await;
+    let stall = j.stall_ms.expect("stall recorded");
+    let p = c.placement().await;
+    assert_eq!(p.shards[ls_a as usize].ps, "ps2");
+
+    // A write made on the fenced source after cutover is rejected.
+    let e = d
+        .query_drop(format!(
+            "UPDATE {schema_a}.accounts SET balance = 0 WHERE id = 999999999"
+        ))
+        .await
+        .expect_err("fenced source must refuse writes");
+    assert!(e.to_string().contains("fenced"), "{e}");
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = c.reshard(&["complete", &id]);
+    assert!(out.contains("phase completed"), "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (model, stats) = load.finish().await;
+    let errors = stats.errors.lock().expect("lock").clone();
+    assert!(errors.is_empty(), "load generator errors: {errors:#?}");
+    let ops = stats.ops.load(Ordering::Relaxed);
+    assert!(ops > 100, "load generator made progress ({ops} ops)");
+    eprintln!(
+        "load: {ops} ops, {} retried, {} reads checked across routers; cutover stall {stall} ms",
+        stats.retried.load(Ordering::Relaxed),
+        stats.reads_checked.load(Ordering::Relaxed)
+    );
+    let m = model.lock().expect("model");
+    check_data(&c, &m).await;
+    // Old copies gone; nothing of Tessera's left on the new owner.
+    for (ls, from) in &moves {
+        let schema = format!("shop_{ls:04}");
+        assert!(!schema_exists(&c, c.server_of(from), &schema).await, "{schema} still on {from}");
+        assert_eq!(aux_objects(&c, 2, &schema).await, (0, 0), "{schema} on ps2 keeps journal or triggers");
+    }
+    drop(m);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reshard_resumes_after_sigkill_and_rolls_back() {
+    let c = Cluster::start().await;
+    let seeded = Arc::new(Mutex::new(Model::default()));
+    seed(&c, 4000, &seeded).await;
+    c.add_ps2().await;
+    let load = start_load(&c, 2);
+    {
+        let mut m = load.model.lock().expect("model");
+        m.accounts.extend(seeded.lock().expect("seed").accounts.clone());
+    }
+    let moves = pick_moves(&c, 1).await;
+    let (ls, src) = moves[0].clone();
+    let schema = format!("shop_{ls:04}");
+    let out = c.reshard(&["start", "--keyspace", "shop", "--move", &format!("{ls}:ps2"), "--no-run"]);
+    let id = job_id(&out);
+
+    // Killed during backfill.
+    let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "800"]);
+    c.wait_job(&id, "backfill progress", |j| {
+        j.phase == "backfill" && j.tables.values().any(|t| t.rows_copied > 0)
+    })
+    .await;
+    r.kill();
+    let at_kill = c.job(&id).await;
+    assert_eq!(at_kill.phase, "backfill");
+    // Killed during verification.
+    let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "800"]);
+    c.wait_job(&id, "verification progress", |j| {
+        j.phase == "verify" && j.checkpoints.keys().any(|k| k.starts_with("verify/"))
+    })
+    .await;
+    r.kill();
+    assert_eq!(c.job(&id).await.phase, "verify");
+    // Resumed to the end of verification, then cut over.
+    c.reshard(&["run", &id, "--until-verified"]);
+    let j = c.job(&id).await;
+    assert_eq!(j.phase, "verified");
+    assert!(j.verify.as_ref().is_some_and(|v| v.clean), "{j:?}");
+    c.reshard(&["cutover", &id]);
+    assert_eq!(c.placement().await.shards[ls as usize].ps, "ps2");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Rollback: back on the source with nothing lost (writes kept coming meanwhile).
+    let out = c.reshard(&["rollback", &id]);
+    assert!(out.contains("phase rolled_back"), "{out}");
+    assert_eq!(c.placement().await.shards[ls as usize].ps, src);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Abort after rollback: the target copy goes, the source keeps no trace of the move.
+    c.reshard(&["abort", &id]);
+    let (model, stats) = load.finish().await;
+    let errors = stats.errors.lock().expect("lock").clone();
+    assert!(errors.is_empty(), "load generator errors: {errors:#?}");
+    let m = model.lock().expect("model");
+    check_data(&c, &m).await;
+    assert!(!schema_exists(&c, 2, &schema).await, "target copy left behind");
+    assert_eq!(aux_objects(&c, c.server_of(&src), &schema).await, (0, 0), "source keeps journal or triggers");
+    drop(m);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abort_mid_backfill_leaves_the_source_as_it_was() {
+    let c = Cluster::start().await;
+    let seeded = Arc::new(Mutex::new(Model::default()));
+    seed(&c, 3000, &seeded).await;
+    c.add_ps2().await;
+    let moves = pick_moves(&c, 1).await;
+    let (ls, src) = moves[0].clone();
+    let schema = format!("shop_{ls:04}");
+    let mut s = c.direct(c.server_of(&src)).await;
+    let before: Vec<(String, String)> = s
+        .query(format!(
+            "SELECT TABLE_NAME, CAST(CHECKSUM_OK AS CHAR) FROM (SELECT TABLE_NAME, 1 AS CHECKSUM_OK FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{schema}') t ORDER BY 1"
+        ))
+        .await
+        .expect("tables");
+    let sum_before: Vec<(String, Option<u64>)> = s
+        .query(format!("CHECKSUM TABLE {schema}.accounts, {schema}.events"))
+        .await
+        .expect("checksum");
+    let out = c.reshard(&["start", "--keyspace", "shop", "--move", &format!("{ls}:ps2"), "--no-run"]);
+    let id = job_id(&out);
+    let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "500"]);
+    c.wait_job(&id, "backfill progress", |j| {
+        j.phase == "backfill" && j.tables.values().any(|t| t.rows_copied > 0)
+    })
+    .await;
+    r.kill();
+    let out = c.reshard(&["abort", &id]);
+    assert!(out.contains("phase aborted"), "{out}");
+    assert!(!schema_exists(&c, 2, &schema).await, "target copy left behind");
+    let after: Vec<(String, String)> = s
+        .query(format!(
+            "SELECT TABLE_NAME, CAST(CHECKSUM_OK AS CHAR) FROM (SELECT TABLE_NAME, 1 AS CHECKSUM_OK FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{schema}') t ORDER BY 1"
+        ))
+        .await
+        .expect("tables");
+    assert_eq!(before, after, "source tables changed");
+    assert_eq!(aux_objects(&c, c.server_of(&src), &schema).await, (0, 0));
+    let sum_after: Vec<(String, Option<u64>)> = s
+        .query(format!("CHECKSUM TABLE {schema}.accounts, {schema}.events"))
+        .await
+        .expect("checksum");
+    assert_eq!(sum_before, sum_after, "source data changed");
+    let p = c.placement().await;
+    assert_eq!(p.shards[ls as usize].ps, src);
+    assert_eq!(p.shards[ls as usize].state, tessera_topo::LogicalShardState::Serving);
+    // Writes still work.
+    let mut conn = c.router_conn(1).await;
+    conn.query_drop("UPDATE accounts SET balance = 1 WHERE id = 1").await.expect("write after abort");
+    let _ = HashMap::<u8, u8>::new();
+    c.stop().await;
+}
