@@ -631,6 +631,7 @@ impl Copier<'_> {
             };
             if s == d {
                 res.matching = res.rows;
+                res.clean_after_repair = true;
                 return Ok(res);
             }
             // Row by row.
