@@ -97,7 +97,14 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, p) in ports.iter().enumerate() {
             let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
-                .args(["topo", "serve", "--id", &(i + 1).to_string(), "--peers", &peers])
+                .args([
+                    "topo",
+                    "serve",
+                    "--id",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers,
+                ])
                 .args(["--listen", &format!("127.0.0.1:{p}")])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{}", i + 1)))
@@ -148,7 +155,12 @@ impl Cluster {
                 "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
             ))
             .expect("config");
-            routers.push(Router::new(cfg, topo.clone()).start().await.expect("router"));
+            routers.push(
+                Router::new(cfg, topo.clone())
+                    .start()
+                    .await
+                    .expect("router"),
+            );
         }
         let c = Cluster {
             servers,
@@ -182,7 +194,9 @@ impl Cluster {
     }
 
     async fn router_conn(&self, i: usize) -> Conn {
-        Conn::new(self.router_opts(i)).await.expect("router connection")
+        Conn::new(self.router_opts(i))
+            .await
+            .expect("router connection")
     }
 
     async fn direct(&self, i: usize) -> Conn {
@@ -286,6 +300,8 @@ struct Model {
     events: BTreeMap<(i64, i32), String>,
 }
 
+type Effect = Box<dyn Fn(&mut Model) + Send>;
+
 #[derive(Default)]
 struct LoadStats {
     ops: AtomicU64,
@@ -324,7 +340,7 @@ async fn worker(
     while !stop.load(Ordering::Relaxed) {
         let op = rand(10);
         // (sql statements, model effect)
-        let (stmts, effect): (Vec<String>, Box<dyn Fn(&mut Model) + Send>) = if op < 4 || live.len() < 5 {
+        let (stmts, effect): (Vec<String>, Effect) = if op < 4 || live.len() < 5 {
             let id = base + next;
             next += 1;
             let owner = format!("w{w}-{id}");
@@ -339,7 +355,9 @@ async fn worker(
             let id = live[rand(live.len() as u64) as usize];
             let bal = rand(100_000) as i64;
             (
-                vec![format!("UPDATE accounts SET balance = {bal} WHERE id = {id}")],
+                vec![format!(
+                    "UPDATE accounts SET balance = {bal} WHERE id = {id}"
+                )],
                 Box::new(move |m: &mut Model| {
                     if let Some(Some(a)) = m.accounts.get_mut(&id) {
                         a.1 = bal;
@@ -403,7 +421,11 @@ async fn worker(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Some(e) => {
-                    stats.errors.lock().expect("lock").push(format!("{stmts:?}: {e}"));
+                    stats
+                        .errors
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{stmts:?}: {e}"));
                     let _ = wc.query_drop("ROLLBACK").await;
                     return;
                 }
@@ -422,9 +444,17 @@ async fn worker(
         stats.ops.fetch_add(1, Ordering::Relaxed);
         // Read the last written account back through the other router.
         if let Some(&id) = live.last() {
-            let want = model.lock().expect("model").accounts.get(&id).cloned().flatten();
+            let want = model
+                .lock()
+                .expect("model")
+                .accounts
+                .get(&id)
+                .cloned()
+                .flatten();
             match rc
-                .query_first::<(String, i64), _>(format!("SELECT owner, balance FROM accounts WHERE id = {id}"))
+                .query_first::<(String, i64), _>(format!(
+                    "SELECT owner, balance FROM accounts WHERE id = {id}"
+                ))
                 .await
             {
                 Ok(got) => {
@@ -438,7 +468,11 @@ async fn worker(
                     stats.reads_checked.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if retriable(&e) => {}
-                Err(e) => stats.errors.lock().expect("lock").push(format!("read: {e}")),
+                Err(e) => stats
+                    .errors
+                    .lock()
+                    .expect("lock")
+                    .push(format!("read: {e}")),
             }
         }
     }
@@ -515,7 +549,11 @@ async fn owned_rows(c: &Cluster) -> (BTreeMap<i64, (String, i64)>, BTreeMap<(i64
     let mut accounts = BTreeMap::new();
     let mut events = BTreeMap::new();
     for (ls, e) in p.shards.iter().enumerate() {
-        assert_eq!(e.state, tessera_topo::LogicalShardState::Serving, "LS {ls} still moving");
+        assert_eq!(
+            e.state,
+            tessera_topo::LogicalShardState::Serving,
+            "LS {ls} still moving"
+        );
         let mut d = c.direct(c.server_of(&e.ps)).await;
         let schema = format!("shop_{ls:04}");
         let rows: Vec<(i64, String, i64)> = d
@@ -523,10 +561,15 @@ async fn owned_rows(c: &Cluster) -> (BTreeMap<i64, (String, i64)>, BTreeMap<(i64
             .await
             .expect("read accounts");
         for (id, o, b) in rows {
-            assert!(accounts.insert(id, (o, b)).is_none(), "account {id} in two logical shards");
+            assert!(
+                accounts.insert(id, (o, b)).is_none(),
+                "account {id} in two logical shards"
+            );
         }
         let rows: Vec<(i64, i32, String)> = d
-            .query(format!("SELECT account_id, seq, payload FROM {schema}.events"))
+            .query(format!(
+                "SELECT account_id, seq, payload FROM {schema}.events"
+            ))
             .await
             .expect("read events");
         for (a, s, p) in rows {
@@ -550,13 +593,20 @@ async fn check_data(c: &Cluster, model: &Model) {
         assert_eq!(accounts.get(id), Some(v), "account {id}");
     }
     for id in accounts.keys() {
-        assert!(want.contains_key(id), "account {id} should not exist (deleted or never committed)");
+        assert!(
+            want.contains_key(id),
+            "account {id} should not exist (deleted or never committed)"
+        );
     }
     assert_eq!(events, model.events, "events");
     // Single-MariaDB replay and checksums.
     let mut o = c.direct(3).await;
-    o.query_drop("DROP DATABASE IF EXISTS replay").await.expect("oracle");
-    o.query_drop("CREATE DATABASE replay").await.expect("oracle");
+    o.query_drop("DROP DATABASE IF EXISTS replay")
+        .await
+        .expect("oracle");
+    o.query_drop("CREATE DATABASE replay")
+        .await
+        .expect("oracle");
     o.query_drop("USE replay").await.expect("oracle");
     for d in DDL {
         o.query_drop(*d).await.expect("oracle ddl");
@@ -566,9 +616,12 @@ async fn check_data(c: &Cluster, model: &Model) {
             .iter()
             .map(|(id, (o, b))| format!("({id}, '{o}', {b})"))
             .collect();
-        o.query_drop(format!("INSERT INTO accounts (id, owner, balance) VALUES {}", rows.join(",")))
-            .await
-            .expect("replay");
+        o.query_drop(format!(
+            "INSERT INTO accounts (id, owner, balance) VALUES {}",
+            rows.join(",")
+        ))
+        .await
+        .expect("replay");
     }
     for chunk in model.events.iter().collect::<Vec<_>>().chunks(500) {
         let rows: Vec<String> = chunk
@@ -579,9 +632,11 @@ async fn check_data(c: &Cluster, model: &Model) {
             .await
             .expect("replay");
     }
-    let sum = |t: &str| match t {
+    let sum = |t: &str| {
+        match t {
         "accounts" => "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', id, owner, balance))), 0) AS UNSIGNED) FROM ",
         _ => "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', account_id, seq, payload))), 0) AS UNSIGNED) FROM ",
+    }
     };
     let p = c.placement().await;
     for t in ["accounts", "events"] {
@@ -601,7 +656,10 @@ async fn check_data(c: &Cluster, model: &Model) {
             got.0 += r.0;
             got.1 += r.1;
         }
-        assert_eq!(got, want, "checksum of {t} against the single-MariaDB replay");
+        assert_eq!(
+            got, want,
+            "checksum of {t} against the single-MariaDB replay"
+        );
     }
 }
 
@@ -639,7 +697,10 @@ async fn schema_exists(c: &Cluster, i: usize, schema: &str) -> bool {
 
 fn job_id(out: &str) -> String {
     out.lines()
-        .find_map(|l| l.strip_prefix("job ").map(|s| s.split_whitespace().next().unwrap_or("").to_string()))
+        .find_map(|l| {
+            l.strip_prefix("job ")
+                .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+        })
         .expect("job id in output")
 }
 
@@ -648,7 +709,11 @@ async fn pick_moves(c: &Cluster, n: usize) -> Vec<(u32, String)> {
     let p = c.placement().await;
     let mut out = Vec::new();
     for (i, e) in p.shards.iter().enumerate() {
-        if out.len() < n && out.iter().all(|(_, ps): &(u32, String)| *ps != e.ps || n > 2) {
+        if out.len() < n
+            && out
+                .iter()
+                .all(|(_, ps): &(u32, String)| *ps != e.ps || n > 2)
+        {
             out.push((i as u32, e.ps.clone()));
         }
     }
@@ -709,7 +774,11 @@ async fn reshard_under_load_through_two_routers() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "run did not finish: {:?}", c.job(&id).await);
+        assert!(
+            Instant::now() < deadline,
+            "run did not finish: {:?}",
+            c.job(&id).await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let j = c.job(&id).await;
@@ -720,7 +789,9 @@ async fn reshard_under_load_through_two_routers() {
     // The direct write reached the target copy.
     let mut t = c.direct(2).await;
     let got: Option<String> = t
-        .query_first(format!("SELECT owner FROM {schema_a}.accounts WHERE id = 999999999"))
+        .query_first(format!(
+            "SELECT owner FROM {schema_a}.accounts WHERE id = 999999999"
+        ))
         .await
         .expect("read target");
     assert_eq!(got.as_deref(), Some("direct"));
@@ -756,15 +827,21 @@ async fn reshard_under_load_through_two_routers() {
         stats.retried.load(Ordering::Relaxed),
         stats.reads_checked.load(Ordering::Relaxed)
     );
-    let m = model.lock().expect("model");
+    let m = std::mem::take(&mut *model.lock().expect("model"));
     check_data(&c, &m).await;
     // Old copies gone; nothing of Tessera's left on the new owner.
     for (ls, from) in &moves {
         let schema = format!("shop_{ls:04}");
-        assert!(!schema_exists(&c, c.server_of(from), &schema).await, "{schema} still on {from}");
-        assert_eq!(aux_objects(&c, 2, &schema).await, (0, 0), "{schema} on ps2 keeps journal or triggers");
+        assert!(
+            !schema_exists(&c, c.server_of(from), &schema).await,
+            "{schema} still on {from}"
+        );
+        assert_eq!(
+            aux_objects(&c, 2, &schema).await,
+            (0, 0),
+            "{schema} on ps2 keeps journal or triggers"
+        );
     }
-    drop(m);
     c.stop().await;
 }
 
@@ -777,12 +854,20 @@ async fn reshard_resumes_after_sigkill_and_rolls_back() {
     let load = start_load(&c, 2);
     {
         let mut m = load.model.lock().expect("model");
-        m.accounts.extend(seeded.lock().expect("seed").accounts.clone());
+        m.accounts
+            .extend(seeded.lock().expect("seed").accounts.clone());
     }
     let moves = pick_moves(&c, 1).await;
     let (ls, src) = moves[0].clone();
     let schema = format!("shop_{ls:04}");
-    let out = c.reshard(&["start", "--keyspace", "shop", "--move", &format!("{ls}:ps2"), "--no-run"]);
+    let out = c.reshard(&[
+        "start",
+        "--keyspace",
+        "shop",
+        "--move",
+        &format!("{ls}:ps2"),
+        "--no-run",
+    ]);
     let id = job_id(&out);
 
     // Killed during backfill.
@@ -821,11 +906,17 @@ async fn reshard_resumes_after_sigkill_and_rolls_back() {
     let (model, stats) = load.finish().await;
     let errors = stats.errors.lock().expect("lock").clone();
     assert!(errors.is_empty(), "load generator errors: {errors:#?}");
-    let m = model.lock().expect("model");
+    let m = std::mem::take(&mut *model.lock().expect("model"));
     check_data(&c, &m).await;
-    assert!(!schema_exists(&c, 2, &schema).await, "target copy left behind");
-    assert_eq!(aux_objects(&c, c.server_of(&src), &schema).await, (0, 0), "source keeps journal or triggers");
-    drop(m);
+    assert!(
+        !schema_exists(&c, 2, &schema).await,
+        "target copy left behind"
+    );
+    assert_eq!(
+        aux_objects(&c, c.server_of(&src), &schema).await,
+        (0, 0),
+        "source keeps journal or triggers"
+    );
     c.stop().await;
 }
 
@@ -849,7 +940,14 @@ async fn abort_mid_backfill_leaves_the_source_as_it_was() {
         .query(format!("CHECKSUM TABLE {schema}.accounts, {schema}.events"))
         .await
         .expect("checksum");
-    let out = c.reshard(&["start", "--keyspace", "shop", "--move", &format!("{ls}:ps2"), "--no-run"]);
+    let out = c.reshard(&[
+        "start",
+        "--keyspace",
+        "shop",
+        "--move",
+        &format!("{ls}:ps2"),
+        "--no-run",
+    ]);
     let id = job_id(&out);
     let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "500"]);
     c.wait_job(&id, "backfill progress", |j| {
@@ -859,7 +957,10 @@ async fn abort_mid_backfill_leaves_the_source_as_it_was() {
     r.kill();
     let out = c.reshard(&["abort", &id]);
     assert!(out.contains("phase aborted"), "{out}");
-    assert!(!schema_exists(&c, 2, &schema).await, "target copy left behind");
+    assert!(
+        !schema_exists(&c, 2, &schema).await,
+        "target copy left behind"
+    );
     let after: Vec<(String, String)> = s
         .query(format!(
             "SELECT TABLE_NAME, CAST(CHECKSUM_OK AS CHAR) FROM (SELECT TABLE_NAME, 1 AS CHECKSUM_OK FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{schema}') t ORDER BY 1"
@@ -875,10 +976,15 @@ async fn abort_mid_backfill_leaves_the_source_as_it_was() {
     assert_eq!(sum_before, sum_after, "source data changed");
     let p = c.placement().await;
     assert_eq!(p.shards[ls as usize].ps, src);
-    assert_eq!(p.shards[ls as usize].state, tessera_topo::LogicalShardState::Serving);
+    assert_eq!(
+        p.shards[ls as usize].state,
+        tessera_topo::LogicalShardState::Serving
+    );
     // Writes still work.
     let mut conn = c.router_conn(1).await;
-    conn.query_drop("UPDATE accounts SET balance = 1 WHERE id = 1").await.expect("write after abort");
+    conn.query_drop("UPDATE accounts SET balance = 1 WHERE id = 1")
+        .await
+        .expect("write after abort");
     let _ = HashMap::<u8, u8>::new();
     c.stop().await;
 }

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 pub const RETRY_CODE: u16 = 1205;
 
 type MetaKey = (String, String, u64);
+type CopyLocks = HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>;
 
 /// Dual-write and cutover state shared by a router's connections.
 pub struct Moves {
@@ -28,7 +29,7 @@ pub struct Moves {
     hold: Duration,
     held: Arc<Semaphore>,
     /// One copier per logical shard at a time; later ones find less to do.
-    locks: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<CopyLocks>,
     /// Table metadata per (physical shard, schema, epoch).
     meta: Mutex<HashMap<MetaKey, Arc<Vec<TableMeta>>>>,
 }
