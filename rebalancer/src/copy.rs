@@ -461,6 +461,36 @@ impl Copier<'_> {
         Ok(())
     }
 
+    /// Replaces the target's rows of `t` with every source row, in one pass (for small
+    /// reference tables; the caller keeps the source from changing meanwhile).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn copy_whole(&mut self, t: &TableMeta) -> Result<u64> {
+        let rows: Vec<Row> = self
+            .src
+            .exec(
+                format!(
+                    "SELECT {} FROM {}.{}",
+                    t.cols_sql(),
+                    qi(self.src_schema),
+                    qi(&t.name)
+                ),
+                (),
+            )
+            .await?;
+        let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
+        self.dst
+            .query_drop(format!(
+                "DELETE FROM {}.{}",
+                qi(self.dst_schema),
+                qi(&t.name)
+            ))
+            .await?;
+        self.replace_rows(t, &rows).await?;
+        Ok(rows.len() as u64)
+    }
+
     /// Copies up to `limit` rows after `after` (primary-key order) under shared locks.
     /// Returns the rows copied and the last key, `None` at the end of the table.
     ///

@@ -447,27 +447,14 @@ impl Rebalancer {
     async fn prepare(&self, cell: &Arc<Mutex<JobCell>>) -> Result<()> {
         self.set_phase(cell, "prepare").await?;
         let job = cell.lock().await.job.clone();
-        let snap = self.topo.snapshot().await?;
-        if let (Some(ks), Some(p)) = (
-            snap.keyspaces.get(&job.keyspace),
-            snap.placements.get(&job.keyspace),
-        ) {
-            let refs: Vec<&String> = ks
-                .vschema
-                .tables
-                .iter()
-                .filter(|(_, t)| t.kind != tessera_topo::TableKind::Sharded)
-                .map(|(n, _)| n)
-                .collect();
-            for (_, _, to) in &job.moves {
-                if ks.vschema.sharded && !refs.is_empty() && !p.shards.iter().any(|e| e.ps == *to) {
-                    bail!(
-                        "keyspace {} has reference tables ({}) and physical shard {to} holds none of its logical shards yet; copying reference tables onto a new physical shard is not supported yet",
-                        job.keyspace,
-                        refs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
+        // A target new to the keyspace gets the reference tables' definitions now and their
+        // rows at cutover, while routers hold reference-table writes.
+        for (to, member) in self.new_targets(&job).await? {
+            let rs = tessera_topo::records::reference_schema(&job.keyspace);
+            let mut m = self.conn(&member).await?;
+            let tables = copy::load_tables(&mut m, &rs).await?;
+            let mut d = self.conn(&to).await?;
+            copy::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
         }
         for (ls, from, to) in &job.moves {
             let schema = self.schema_of(&job, *ls).await?;
@@ -522,6 +509,73 @@ impl Rebalancer {
             .await?;
         }
         self.set_phase(cell, "dual_write").await
+    }
+
+    /// Targets of the job that hold no logical shard of its (sharded) keyspace yet, each with
+    /// a physical shard that does (to copy reference tables from).
+    async fn new_targets(&self, job: &Job) -> Result<Vec<(String, String)>> {
+        let snap = self.topo.snapshot().await?;
+        let (Some(ks), Some(p)) = (
+            snap.keyspaces.get(&job.keyspace),
+            snap.placements.get(&job.keyspace),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let has_refs = ks
+            .vschema
+            .tables
+            .values()
+            .any(|t| t.kind != tessera_topo::TableKind::Sharded);
+        if !ks.vschema.sharded || !has_refs {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (_, from, to) in &job.moves {
+            if !p.shards.iter().any(|e| e.ps == *to) && !out.iter().any(|(t, _)| t == to) {
+                out.push((to.clone(), from.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies the keyspace's reference tables to `to` from `member` under `LOCK TABLES … READ`
+    /// (which waits for in-flight writers); routers hold reference writes meanwhile.
+    async fn copy_reference_tables(&self, keyspace: &str, member: &str, to: &str) -> Result<u64> {
+        let rs = tessera_topo::records::reference_schema(keyspace);
+        let mut m = self.conn(member).await?;
+        let tables = copy::load_tables(&mut m, &rs).await?;
+        if tables.is_empty() {
+            return Ok(0);
+        }
+        let mut d = self.conn(to).await?;
+        copy::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
+        m.query_drop(format!(
+            "SET SESSION lock_wait_timeout = {}",
+            self.opts.fence_lock_wait_s
+        ))
+        .await?;
+        let locks: Vec<String> = tables
+            .iter()
+            .map(|t| format!("{}.{} READ", qi(&rs), qi(&t.name)))
+            .collect();
+        m.query_drop(format!("LOCK TABLES {}", locks.join(", ")))
+            .await?;
+        let r = async {
+            let mut n = 0;
+            let mut cp = Copier {
+                src: &mut m,
+                dst: &mut d,
+                src_schema: &rs,
+                dst_schema: &rs,
+            };
+            for t in &tables {
+                n += cp.copy_whole(t).await?;
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }
+        .await;
+        let _ = m.query_drop("UNLOCK TABLES").await;
+        r
     }
 
     /// Updates placement entries of the job's logical shards at a new epoch; returns it.
@@ -1002,6 +1056,11 @@ impl Rebalancer {
                 return self.set_phase(cell, done_phase).await;
             }
         }
+        let new_targets = if forward {
+            self.new_targets(&job).await?
+        } else {
+            Vec::new()
+        };
         self.set_phase(cell, phase).await?;
         let held_at = Instant::now();
         let id = job.id.clone();
@@ -1051,6 +1110,12 @@ impl Rebalancer {
                     bail!("journal of {schema} on {serving} did not drain ({left} rows left)");
                 }
                 copy::remove_fence(&mut d, &schema, &tables).await?;
+            }
+            if forward {
+                for (to, member) in &new_targets {
+                    self.copy_reference_tables(&job.keyspace, member, to)
+                        .await?;
+                }
             }
             Ok::<_, anyhow::Error>(fenced)
         }
@@ -1183,6 +1248,14 @@ impl Rebalancer {
             "aborted: sources serve as before, target copies dropped".into(),
         )
         .await?;
+        for (to, _) in self.new_targets(&job).await? {
+            let mut d = self.conn(&to).await?;
+            d.query_drop(format!(
+                "DROP DATABASE IF EXISTS {}",
+                qi(&tessera_topo::records::reference_schema(&job.keyspace))
+            ))
+            .await?;
+        }
         self.set_phase(cell, "aborted").await
     }
 }

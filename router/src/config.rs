@@ -36,6 +36,21 @@ pub struct RouterConfig {
     /// Default: `127.0.0.1:15000`.
     #[serde(default = "default_admin")]
     pub admin_listen: Option<SocketAddr>,
+    /// How long a write to a logical shard being cut over waits for the flip before it fails
+    /// with the retriable error 1205 (ms). Default: 3000.
+    #[serde(default = "default_hold")]
+    pub cutover_hold_ms: u64,
+    /// Most writes waiting for cutovers at once; more fail at once with 1205. Default: 10000.
+    #[serde(default = "default_max_held")]
+    pub max_held_writes: usize,
+}
+
+fn default_hold() -> u64 {
+    3000
+}
+
+fn default_max_held() -> usize {
+    10_000
 }
 
 fn default_admin() -> Option<SocketAddr> {

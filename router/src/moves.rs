@@ -88,6 +88,32 @@ impl Moves {
                     "schema changes to keyspace {k} are refused while its logical shards move; finish or abort the reshard job first"
                 )));
             }
+            // Reference writes wait while a cutover brings a new physical shard into the
+            // keyspace: the rebalancer copies the reference tables to it meanwhile.
+            if e.kind == StmtKind::Write && matches!(e.targets, Targets::Reference { .. }) {
+                let joining = ks.moves.iter().any(|(st, peer)| {
+                    *st == LogicalShardState::Cutover
+                        && peer.as_ref().is_some_and(|p| !ks.placement.contains(p))
+                });
+                if !joining {
+                    break;
+                }
+                if permit.is_none() {
+                    permit = Some(self.held.clone().try_acquire_owned().map_err(|_| {
+                        SqlError::new(RETRY_CODE, "HY000", format!("Lock wait timeout exceeded; too many writes are waiting for the cutover of {k}; try restarting transaction"))
+                    })?);
+                }
+                match tokio::time::timeout_at(deadline, changed.changed()).await {
+                    Ok(Ok(())) => continue,
+                    _ => {
+                        return Err(SqlError::new(
+                            RETRY_CODE,
+                            "HY000",
+                            format!("Lock wait timeout exceeded; reference tables of {k} are being copied to a new physical shard; try restarting transaction"),
+                        ))
+                    }
+                }
+            }
             let moving: Vec<u32> = lss
                 .iter()
                 .copied()

@@ -128,7 +128,14 @@ impl Router {
             results: results.clone(),
             shadow: shadow.clone(),
             metrics: metrics.clone(),
-            engine: Engine::new(cache.clone(), backends.clone()),
+            engine: {
+                let mut e = Engine::new(cache.clone(), backends.clone());
+                e.set_cutover_hold(
+                    std::time::Duration::from_millis(self.cfg.cutover_hold_ms),
+                    self.cfg.max_held_writes,
+                );
+                e
+            },
             next_id: AtomicU32::new(1),
             cfg: self.cfg,
         });

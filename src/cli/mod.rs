@@ -1,6 +1,6 @@
 //! Subcommands of the `tessera` binary, one file each.
 
-mod reshard;
+pub(crate) mod reshard;
 mod router;
 mod shard;
 mod topo;

@@ -88,25 +88,73 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ShardCmd::List { topo } => {
-            let snap = topo.topo()?.snapshot().await?;
+            let t = topo.topo()?;
+            let snap = t.snapshot().await?;
+            // Measured sizes per keyspace (estimates from information_schema); a shard that
+            // cannot be reached shows `?`.
+            let mut sizes = std::collections::BTreeMap::new();
+            for ks in snap.placements.keys() {
+                if let Ok(m) = super::reshard::measure(&t, ks).await {
+                    sizes.insert(ks.clone(), m);
+                }
+            }
             println!(
-                "{:<12} {:<24} {:>6}  logical shards",
-                "NAME", "ADDRESS", "WEIGHT"
+                "{:<12} {:<24} {:>6} {:>10} {:>12}  logical shards",
+                "NAME", "ADDRESS", "WEIGHT", "ROWS", "BYTES"
             );
             for ps in snap.shards.values() {
                 let mut held = Vec::new();
+                let (mut rows, mut bytes, mut known) = (0u64, 0u64, true);
                 for (ks, p) in &snap.placements {
-                    let n = p.shards.iter().filter(|e| e.ps == ps.name).count();
-                    if n > 0 {
-                        held.push(format!("{ks}:{n}"));
+                    let mine: Vec<String> = p
+                        .shards
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| {
+                            e.ps == ps.name || e.peer.as_deref() == Some(ps.name.as_str())
+                        })
+                        .map(|(i, e)| {
+                            if e.state == tessera_topo::LogicalShardState::Serving {
+                                i.to_string()
+                            } else if e.ps == ps.name {
+                                format!(
+                                    "{i}({:?} -> {})",
+                                    e.state,
+                                    e.peer.as_deref().unwrap_or("?")
+                                )
+                            } else {
+                                format!("{i}(copy, {:?})", e.state)
+                            }
+                        })
+                        .collect();
+                    for (i, e) in p.shards.iter().enumerate() {
+                        if e.ps == ps.name {
+                            match sizes.get(ks).and_then(|m| m.get(i)) {
+                                Some((r, b)) => {
+                                    rows += r;
+                                    bytes += b;
+                                }
+                                None => known = false,
+                            }
+                        }
+                    }
+                    if !mine.is_empty() {
+                        held.push(format!("{ks}: {}", mine.join(",")));
                     }
                 }
+                let (r, b) = if known {
+                    (rows.to_string(), bytes.to_string())
+                } else {
+                    ("?".into(), "?".into())
+                };
                 println!(
-                    "{:<12} {:<24} {:>6}  {}",
+                    "{:<12} {:<24} {:>6} {:>10} {:>12}  {}",
                     ps.name,
                     ps.address(),
                     ps.weight,
-                    held.join(" ")
+                    r,
+                    b,
+                    held.join("; ")
                 );
             }
             Ok(())
@@ -115,9 +163,13 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
             let t = topo.topo()?;
             let snap = t.snapshot().await?;
             for (ks, p) in &snap.placements {
-                let n = p.shards.iter().filter(|e| e.ps == name).count();
+                let n = p
+                    .shards
+                    .iter()
+                    .filter(|e| e.ps == name || e.peer.as_deref() == Some(name.as_str()))
+                    .count();
                 if n > 0 {
-                    anyhow::bail!("physical shard {name} still holds {n} logical shards of keyspace {ks}; move them first");
+                    anyhow::bail!("physical shard {name} still holds (or is receiving) {n} logical shards of keyspace {ks}; move them first (tessera reshard)");
                 }
             }
             let deleted = t

@@ -19,6 +19,10 @@ pub struct UpArgs {
     /// Logical shards of the keyspace (a power of two), when no --vschema is given.
     #[arg(long, default_value_t = 64)]
     logical_shards: u32,
+    /// Extra MariaDB servers started but not registered, to add later with
+    /// `tessera shard add` (for trying a reshard).
+    #[arg(long, default_value_t = 0)]
+    spare_servers: usize,
     /// Where applications connect.
     #[arg(long, default_value_t = 15306)]
     port: u16,
@@ -80,8 +84,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    eprintln!("starting {} MariaDB servers…", a.shards);
-    let cluster = LocalCluster::start(a.shards, Some(&base.join("mysql"))).await?;
+    eprintln!("starting {} MariaDB servers…", a.shards + a.spare_servers);
+    let cluster =
+        LocalCluster::start(a.shards + a.spare_servers, Some(&base.join("mysql"))).await?;
     let result = serve(&a, &vschema, &base, &cluster).await;
     eprintln!("stopping MariaDB servers…");
     cluster.shutdown().await;
@@ -142,8 +147,13 @@ async fn serve(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Spare servers are added by `tessera shard add --password-env TESSERA_SPARE_PASSWORD`;
+    // this process's router resolves the password from its own environment.
+    if let Some(s) = cluster.servers().get(a.shards) {
+        std::env::set_var("TESSERA_SPARE_PASSWORD", s.password());
+    }
     let result = async {
-        for (i, s) in cluster.servers().iter().enumerate() {
+        for (i, s) in cluster.servers().iter().enumerate().take(a.shards) {
             topo.put_physical_shard(&PhysicalShard {
                 name: format!("ps{i}"),
                 host: s.host().to_string(),
@@ -173,13 +183,19 @@ async fn serve(
                 "ready: router {raddr}, topology {topo_addr} ({} node{}), {} physical shards, keyspace {} with {} logical shards (epoch {})",
                 endpoints.len(),
                 if endpoints.len() == 1 { "" } else { "s" },
-                cluster.servers().len(),
+                a.shards,
                 vschema.keyspace,
                 placement.shards.len(),
                 placement.epoch
             );
             println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
             println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
+            for (i, s) in cluster.servers().iter().enumerate().skip(a.shards) {
+                println!(
+                    "spare server: {}:{} (user {}, password in TESSERA_SPARE_PASSWORD={}); add it with: TESSERA_SPARE_PASSWORD={} tessera shard add ps{i} --mysql {}:{} --user {} --password-env TESSERA_SPARE_PASSWORD --topo {}",
+                    s.host(), s.port(), s.user(), s.password(), s.password(), s.host(), s.port(), s.user(), endpoints.join(",")
+                );
+            }
             if let Some(admin) = router.admin_addr() {
                 println!("admin: http://{admin}/status and http://{admin}/metrics");
             }
