@@ -42,7 +42,10 @@ async fn main() -> anyhow::Result<()> {
     // job id again after a crash resumes it from its checkpoints.
     let job = rebalancer.run(&job.id, Stop::Verified).await?;
     if let Some(v) = &job.verify {
-        println!("verification clean: {}, rows repaired: {}", v.clean, v.repaired);
+        println!(
+            "verification clean: {}, rows repaired: {}",
+            v.clean, v.repaired
+        );
     }
     let job = rebalancer.run(&job.id, Stop::Completed).await?;
     println!(

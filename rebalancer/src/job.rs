@@ -1061,6 +1061,30 @@ impl Rebalancer {
         } else {
             Vec::new()
         };
+        // Everything the switch needs is read and connected before writes are held.
+        let ctxs = async {
+            let mut v = Vec::new();
+            for (ls, serving, other) in &sides {
+                let schema = self.schema_of(&job, *ls).await?;
+                let tables = self.tables(&job, *ls, serving).await?;
+                let mut s = self.conn(serving).await?;
+                s.query_drop(format!(
+                    "SET SESSION lock_wait_timeout = {}",
+                    self.opts.fence_lock_wait_s
+                ))
+                .await?;
+                let d = self.conn(other).await?;
+                v.push(SwitchSide {
+                    serving: serving.clone(),
+                    schema,
+                    tables,
+                    s,
+                    d,
+                });
+            }
+            Ok::<_, anyhow::Error>(v)
+        }
+        .await?;
         self.set_phase(cell, phase).await?;
         let held_at = Instant::now();
         let id = job.id.clone();
@@ -1079,45 +1103,41 @@ impl Rebalancer {
             .await?;
         let acked_at = held_at.elapsed();
         let result = async {
-            let mut fenced = Vec::new();
-            for (ls, serving, _) in &sides {
-                let schema = self.schema_of(&job, *ls).await?;
-                let tables = self.tables(&job, *ls, serving).await?;
-                let mut c = self.conn(serving).await?;
-                c.query_drop(format!(
-                    "SET SESSION lock_wait_timeout = {}",
-                    self.opts.fence_lock_wait_s
-                ))
+            let mut ctxs = ctxs;
+            let work = ctxs.iter_mut().map(|c| async move {
+                copy::install_fence(
+                    &mut c.s,
+                    &c.schema,
+                    &c.tables,
+                    &format!("{} on {}", c.schema, c.serving),
+                )
                 .await?;
-                fenced.push((serving.clone(), schema.clone(), tables.clone()));
-                copy::install_fence(&mut c, &schema, &tables, &format!("{schema} on {serving}"))
-                    .await?;
-            }
-            for (ls, serving, other) in &sides {
-                let schema = self.schema_of(&job, *ls).await?;
-                let tables = self.tables(&job, *ls, serving).await?;
-                let mut s = self.conn(serving).await?;
-                let mut d = self.conn(other).await?;
                 let mut cp = Copier {
-                    src: &mut s,
-                    dst: &mut d,
-                    src_schema: &schema,
-                    dst_schema: &schema,
+                    src: &mut c.s,
+                    dst: &mut c.d,
+                    src_schema: &c.schema,
+                    dst_schema: &c.schema,
                 };
-                cp.drain_all(&tables, 10_000).await?;
-                let left = copy::journal_backlog(&mut s, &schema, &tables).await?;
+                cp.drain_all(&c.tables, 10_000).await?;
+                let left = copy::journal_backlog(&mut c.s, &c.schema, &c.tables).await?;
                 if left > 0 {
-                    bail!("journal of {schema} on {serving} did not drain ({left} rows left)");
+                    bail!(
+                        "journal of {} on {} did not drain ({left} rows left)",
+                        c.schema,
+                        c.serving
+                    );
                 }
-                copy::remove_fence(&mut d, &schema, &tables).await?;
-            }
+                copy::remove_fence(&mut c.d, &c.schema, &c.tables).await?;
+                Ok::<(), anyhow::Error>(())
+            });
+            futures_util::future::try_join_all(work).await?;
             if forward {
                 for (to, member) in &new_targets {
                     self.copy_reference_tables(&job.keyspace, member, to)
                         .await?;
                 }
             }
-            Ok::<_, anyhow::Error>(fenced)
+            Ok::<_, anyhow::Error>(())
         }
         .await;
         match result {
@@ -1258,6 +1278,15 @@ impl Rebalancer {
         }
         self.set_phase(cell, "aborted").await
     }
+}
+
+/// One logical shard's side of a switch, connected before writes are held.
+struct SwitchSide {
+    serving: String,
+    schema: String,
+    tables: Vec<TableMeta>,
+    s: Conn,
+    d: Conn,
 }
 
 fn tp_done(job: &mut Job, table: &str) {
