@@ -3,8 +3,9 @@
 //!
 //! The per-shard statement is the client's statement with edits: `AVG(x)` becomes `SUM(x)`
 //! with a hidden `COUNT(x)`; `HAVING` and per-shard `LIMIT` are removed when groups are merged;
-//! hidden columns are appended for sort and group keys, each with `WEIGHT_STRING(RTRIM(key))`
-//! so that strings compare exactly as the column's (PAD SPACE) collation does; binary strings
+//! hidden columns are appended for sort and group keys, each with its collation weight
+//! ([`weight_sql`]) so that strings compare exactly as the column's collation does (trailing
+//! spaces ignored under PAD SPACE collations, significant under NO PAD ones); binary strings
 //! compare by their bytes. Hidden columns come last and are
 //! cut off before rows reach the client.
 
@@ -16,6 +17,14 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
+
+/// The SQL of a sort or group key's weight: `WEIGHT_STRING` of the value, with trailing
+/// spaces removed first unless the value's collation is NO PAD (or binary), where they count.
+pub fn weight_sql(expr: &str) -> String {
+    format!(
+        "IF(COLLATION({expr}) LIKE '%nopad%' OR COLLATION({expr}) = 'binary', WEIGHT_STRING({expr}), WEIGHT_STRING(RTRIM({expr})))"
+    )
+}
 
 /// A column of the per-shard result: a select item (by position) or a hidden column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,10 +316,7 @@ impl MergePlanner<'_> {
          -> (Col, Col) {
             let n = b.hidden.len();
             let v = b.add(format!("{text} AS `__tessera_h{n}`"));
-            let w = b.add(format!(
-                "WEIGHT_STRING(RTRIM({text})) AS `__tessera_h{}`",
-                n + 1
-            ));
+            let w = b.add(format!("{} AS `__tessera_h{}`", weight_sql(&text), n + 1));
             if let Some(d) = desc {
                 union_order.push((format!("`__tessera_h{n}`"), d));
             }
@@ -418,7 +424,8 @@ impl MergePlanner<'_> {
                         "SUM" => aggs.push(Agg::Sum),
                         "MIN" | "MAX" => {
                             let w = b.add(format!(
-                                "WEIGHT_STRING(RTRIM({full})) AS `__tessera_h{}`",
+                                "{} AS `__tessera_h{}`",
+                                weight_sql(&full),
                                 b.hidden.len()
                             ));
                             aggs.push(if name == "MIN" {
@@ -491,7 +498,8 @@ impl MergePlanner<'_> {
                 None => b.add(format!("{text} AS `__tessera_h{}`", b.hidden.len())),
             };
             let w = b.add(format!(
-                "WEIGHT_STRING(RTRIM({text})) AS `__tessera_h{}`",
+                "{} AS `__tessera_h{}`",
+                weight_sql(&text),
                 b.hidden.len()
             ));
             group.push(SortKey {
@@ -599,7 +607,8 @@ impl MergePlanner<'_> {
                         None => return Err(unsupported("ORDER BY")),
                     };
                     Some(b.add(format!(
-                        "WEIGHT_STRING(RTRIM({text})) AS `__tessera_h{}`",
+                        "{} AS `__tessera_h{}`",
+                        weight_sql(&text),
                         b.hidden.len()
                     )))
                 }
