@@ -2231,7 +2231,11 @@ fn writes() -> Vec<W> {
         w("UPDATE customer SET flags = 1 WHERE country_code IN (SELECT code FROM country WHERE region = 'Asia')", C),
         w("UPDATE customer SET score = 1 WHERE customer_id = 42 LIMIT 1", C),
         w("UPDATE customer SET score = 2 WHERE score > 900 ORDER BY customer_id LIMIT 3", C).refusable(&["LIMIT", "ORDER BY"]),
-        w("UPDATE customer SET customer_id = 43 WHERE customer_id = 42", C).refusable(&["shard key"]),
+        w("UPDATE customer SET customer_id = 900043 WHERE customer_id = 42", C)
+            .then(ok("SELECT customer_id, name, score FROM customer WHERE customer_id IN (42, 900043)")),
+        w("UPDATE orders SET customer_id = 777 WHERE customer_id = 43", O),
+        w("UPDATE customer SET customer_id = 777 WHERE customer_id = 900043", C),
+        w("UPDATE customer SET customer_id = customer_id + 1 WHERE customer_id = 900043", C).refusable(&["shard key"]),
         w("UPDATE customer SET score = 3 WHERE customer_id IN (SELECT customer_id FROM orders WHERE amount > 4990)", C)
             .refusable(SUBQ)
             .refusable(&["multi-table"]),

@@ -10,6 +10,7 @@
 //!   the shards that committed.
 
 pub mod merge;
+mod moverows;
 mod results;
 
 use crate::backend::Backends;
@@ -202,6 +203,7 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         match l {
+            Local::MoveRows(m) => self.move_rows(session, *m, io).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;

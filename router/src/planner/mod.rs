@@ -9,7 +9,9 @@ pub mod merge;
 pub mod plan;
 pub mod rewrite;
 
-pub use plan::{Exec, Local, Plan, RouteKind, StmtKind, Targets, LS_PLACEHOLDER};
+pub use plan::{
+    Exec, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets, LS_PLACEHOLDER,
+};
 
 use crate::error::SqlError;
 use crate::topology::{KeyspaceRouting, RoutingTable, TableRouting};
@@ -1385,15 +1387,33 @@ impl<'a> Planner<'a> {
         else {
             return Err(SqlError::router("no table to write"));
         };
+        let mut move_to: Option<(u32, KeyLiteral)> = None;
         let (selection, has_order_or_limit) = match stmt {
             Statement::Update(u) => {
                 for a in &u.assignments {
                     let col = a.target.to_string();
                     let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
                     if col.eq_ignore_ascii_case(shard_key) {
-                        return Err(SqlError::unsupported(
-                            "UPDATE that changes a row's shard key",
-                        ));
+                        let l = lit(&a.value).ok_or_else(|| {
+                            SqlError::unsupported(
+                                "UPDATE that sets a row's shard key to an expression (a literal value moves the row)",
+                            )
+                        })?;
+                        let kv = key_value(&l, *key_type, true).ok_or_else(|| {
+                            SqlError::unsupported(format!(
+                                "UPDATE that sets shard key {shard_key} to {} (not a value of its type)",
+                                a.value
+                            ))
+                        })?;
+                        let id = vindex::keyspace_id(*vindex, &kv)
+                            .map_err(|e| SqlError::router(e.to_string()))?;
+                        let new_ls = vindex::logical_shard(id, ks.logical_shards);
+                        let value = match l {
+                            Lit::Int(i) => KeyLiteral::Int(i),
+                            Lit::Num(n) => KeyLiteral::Num(n),
+                            Lit::Str(s) => KeyLiteral::Str(s),
+                        };
+                        move_to = Some((new_ls, value));
                     }
                 }
                 (u.selection.as_ref(), u.limit.is_some())
@@ -1429,7 +1449,26 @@ impl<'a> Planner<'a> {
             ));
         }
         let sql = self.qualified(&r, Edits::default())?;
-        Ok(self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false))
+        let plan = self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false);
+        if let Some((new_ls, value)) = move_to {
+            if has_order_or_limit {
+                return Err(SqlError::unsupported(
+                    "ORDER BY or LIMIT in an UPDATE that changes the shard key",
+                ));
+            }
+            let Plan::Exec(update) = plan else {
+                return Err(SqlError::router("UPDATE without targets"));
+            };
+            let table = r.tables.first().map(|t| t.name.clone()).unwrap_or_default();
+            return Ok(Plan::Local(Local::MoveRows(Box::new(MoveRows {
+                update: *update,
+                table,
+                column: shard_key.clone(),
+                value,
+                new_ls,
+            }))));
+        }
+        Ok(plan)
     }
 
     fn ddl(&self, stmt: &Statement) -> Result<Plan, SqlError> {

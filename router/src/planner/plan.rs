@@ -76,6 +76,31 @@ pub enum Local {
     Set(String),
     /// An `INSERT` whose auto-increment column is fed by a sequence.
     Sequence(Box<SequenceInsert>),
+    /// An `UPDATE` that sets a sharded table's shard key to a literal: rows that change
+    /// logical shard are moved (delete + insert) in one transaction.
+    MoveRows(Box<MoveRows>),
+}
+
+/// An `UPDATE` that changes rows' shard key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveRows {
+    /// The `UPDATE` as it runs where the rows are now.
+    pub update: Exec,
+    pub table: String,
+    /// The shard-key column and its new value.
+    pub column: String,
+    pub value: KeyLiteral,
+    /// The logical shard the new value maps to.
+    pub new_ls: u32,
+}
+
+/// A literal shard-key value, as the client wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLiteral {
+    Int(i128),
+    /// A number with a fraction or exponent.
+    Num(String),
+    Str(String),
 }
 
 /// An `INSERT` that needs ids from a sequence before it can be routed.
