@@ -316,7 +316,7 @@ impl MergePlanner<'_> {
          -> (Col, Col) {
             let n = b.hidden.len();
             let v = b.add(format!("{text} AS `__tessera_h{n}`"));
-            let w = b.add(format!("{} AS `__tessera_h{}`", weight_sql(&text), n + 1));
+            let w = b.add(format!("{} AS `__tessera_h{}`", weight_sql(text), n + 1));
             if let Some(d) = desc {
                 union_order.push((format!("`__tessera_h{n}`"), d));
             }
