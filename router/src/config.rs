@@ -43,6 +43,15 @@ pub struct RouterConfig {
     /// Most writes waiting for cutovers at once; more fail at once with 1205. Default: 10000.
     #[serde(default = "default_max_held")]
     pub max_held_writes: usize,
+    /// Bound (s) on each lock wait of a transaction that spans physical shards, which can
+    /// deadlock across servers where no server sees it; 0 leaves the servers' own
+    /// `innodb_lock_wait_timeout`. Default: 2.
+    #[serde(default = "default_multi_wait")]
+    pub multi_shard_lock_wait_s: u64,
+}
+
+fn default_multi_wait() -> u64 {
+    2
 }
 
 fn default_hold() -> u64 {

@@ -134,6 +134,7 @@ impl Router {
                     std::time::Duration::from_millis(self.cfg.cutover_hold_ms),
                     self.cfg.max_held_writes,
                 );
+                e.set_multi_shard_lock_wait(self.cfg.multi_shard_lock_wait_s);
                 e
             },
             next_id: AtomicU32::new(1),

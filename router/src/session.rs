@@ -20,6 +20,10 @@ pub struct Session {
     /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
     /// copied to a move's other side after commit, and cutover does not hold them.
     pub txn_ls: std::collections::BTreeSet<(String, u32)>,
+    /// Physical shards the open transaction has pinned.
+    pub txn_ps: std::collections::BTreeSet<String>,
+    /// Pinned connections whose lock waits are bounded (the transaction spans shards).
+    pub txn_short_waits: std::collections::BTreeSet<String>,
     /// Logical shards an autocommit write is changing: copied before its OK.
     pub copy_after: Vec<(String, u32)>,
     /// `SET` statements replayed on each backend connection the session uses.
@@ -50,6 +54,8 @@ impl Session {
             txn_conns: BTreeMap::new(),
             txn_ls: Default::default(),
             copy_after: Vec::new(),
+            txn_ps: Default::default(),
+            txn_short_waits: Default::default(),
             sets: Vec::new(),
             last_insert_id: 0,
             insert_id_override: None,

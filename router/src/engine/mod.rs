@@ -40,12 +40,15 @@ pub struct Engine {
     pub sequences: tokio::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
     /// Dual-writes of moving logical shards.
     moves: crate::moves::Moves,
+    /// Bound on each lock wait of a transaction spanning physical shards (s; 0: none).
+    multi_shard_lock_wait_s: u64,
 }
 
 impl Engine {
     pub fn new(topo: Arc<TopologyCache>, backends: Arc<Backends>) -> Self {
         Engine {
             moves: crate::moves::Moves::new(topo.clone(), backends.clone()),
+            multi_shard_lock_wait_s: 2,
             topo,
             backends,
             sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),
@@ -572,6 +575,8 @@ impl Engine {
         session.explicit_txn = false;
         let conns = std::mem::take(&mut session.txn_conns);
         let written = std::mem::take(&mut session.txn_ls);
+        session.txn_ps.clear();
+        let short_waits = std::mem::take(&mut session.txn_short_waits);
         let mut done = Vec::new();
         let mut failed: Option<(String, String)> = None;
         for (ps, mut c) in conns {
@@ -585,7 +590,7 @@ impl Engine {
                     if sql == "COMMIT" {
                         done.push(ps.clone());
                     }
-                    let dirty = !session.sets.is_empty();
+                    let dirty = !session.sets.is_empty() || short_waits.contains(&ps);
                     release(c, dirty).await;
                 }
                 Err(e) => {
@@ -621,7 +626,8 @@ impl Engine {
         ps: &str,
     ) -> Result<Lease, SqlError> {
         if session.in_transaction() {
-            if let Some(c) = session.txn_conns.remove(ps) {
+            if let Some(mut c) = session.txn_conns.remove(ps) {
+                self.bound_lock_waits(session, ps, &mut c).await?;
                 return Ok(Lease {
                     ps: ps.to_string(),
                     conn: c,
@@ -647,6 +653,8 @@ impl Engine {
             conn.query_drop("START TRANSACTION")
                 .await
                 .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+            session.txn_ps.insert(ps.to_string());
+            self.bound_lock_waits(session, ps, &mut conn).await?;
         }
         Ok(Lease {
             ps: ps.to_string(),
@@ -654,6 +662,38 @@ impl Engine {
             pinned,
             dirty,
         })
+    }
+
+    /// In a transaction that spans several physical shards, bounds each lock wait on `ps` to
+    /// `multi_shard_lock_wait_s`: two such transactions can wait for each other across two
+    /// servers, a deadlock neither server sees, which would otherwise last the servers' full
+    /// `innodb_lock_wait_timeout`. The waiting statement gets 1205 (retriable), as the
+    /// statement a single server picks in a deadlock gets 1213.
+    async fn bound_lock_waits(
+        &self,
+        session: &mut Session,
+        ps: &str,
+        conn: &mut Conn,
+    ) -> Result<(), SqlError> {
+        if self.multi_shard_lock_wait_s == 0
+            || session.txn_ps.len() < 2
+            || session.txn_short_waits.contains(ps)
+        {
+            return Ok(());
+        }
+        conn.query_drop(format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            self.multi_shard_lock_wait_s
+        ))
+        .await
+        .map_err(|e| SqlError::shard(ps, "", e))?;
+        session.txn_short_waits.insert(ps.to_string());
+        Ok(())
+    }
+
+    /// Sets the bound on lock waits of transactions spanning physical shards (0: none).
+    pub fn set_multi_shard_lock_wait(&mut self, seconds: u64) {
+        self.multi_shard_lock_wait_s = seconds;
     }
 
     /// Any reachable physical shard (a pinned one first).
