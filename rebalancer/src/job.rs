@@ -79,6 +79,8 @@ pub struct Rebalancer {
     opts: Options,
     pools: Arc<std::sync::Mutex<HashMap<String, (PhysicalShard, Pool)>>>,
     progress: Option<Progress>,
+    /// Journal rows waiting, per logical shard, as the drain tasks last saw them.
+    backlog: Arc<std::sync::Mutex<HashMap<u32, u64>>>,
 }
 
 impl Rebalancer {
@@ -89,6 +91,7 @@ impl Rebalancer {
             opts,
             pools: Arc::default(),
             progress: None,
+            backlog: Arc::default(),
         }
     }
 
@@ -704,6 +707,7 @@ impl Rebalancer {
             let me = self.clone();
             let stop = stop_drain.clone();
             let job3 = job.clone();
+            let backlog = self.backlog.clone();
             drains.push(tokio::spawn(async move {
                 loop {
                     let r = async {
@@ -719,6 +723,11 @@ impl Rebalancer {
                         };
                         loop {
                             cp.drain_all(&tables, 4).await?;
+                            let left = copy::journal_backlog(cp.src, &schema, &tables).await?;
+                            backlog
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(ls, left);
                             tokio::select! {
                                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                                 _ = stop.notified() => return Ok::<(), anyhow::Error>(()),
@@ -857,6 +866,12 @@ impl Rebalancer {
                 if done || last_save.elapsed() > Duration::from_millis(500) {
                     let secs = window.0.elapsed().as_secs_f64().max(0.001);
                     let mut c = cell.lock().await;
+                    c.job.journal_backlog = self
+                        .backlog
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .sum();
                     let tp = c.job.tables.entry(t.name.clone()).or_default();
                     tp.rows_copied += window.1;
                     tp.rows_per_sec = (window.1 as f64 / secs) as u64;

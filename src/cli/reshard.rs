@@ -370,7 +370,11 @@ pub fn describe(j: &Job) -> String {
             p.rows_total,
             if p.done { ", done" } else { "" },
             if p.rows_per_sec > 0 && !p.done {
-                format!(", {} rows/s", p.rows_per_sec)
+                format!(
+                    ", {} rows/s, ETA {}s",
+                    p.rows_per_sec,
+                    p.rows_total.saturating_sub(p.rows_copied) / p.rows_per_sec
+                )
             } else {
                 String::new()
             }
