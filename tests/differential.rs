@@ -1572,6 +1572,17 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o USING (customer_id) WHERE c.customer_id = 42").refusable(CROSS),
         ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.customer_id = c.customer_id OR o.amount < -99").refusable(CROSS),
         ok("SELECT c.customer_id, o.order_id FROM customer c CROSS JOIN orders o WHERE c.customer_id = 42 AND o.customer_id = 42").refusable(CROSS),
+        // Cross-shard joins answered by the nested loop with batched lookups.
+        ok("SELECT e.event_id, c.name, c.score FROM event e JOIN customer c ON c.customer_id = e.customer_id WHERE e.v > 50"),
+        ok("SELECT c.customer_id, e.event_id, e.kind FROM customer c JOIN event e ON e.customer_id = c.customer_id WHERE c.score > 900"),
+        ok("SELECT c.customer_id, e.event_id AS ev FROM customer c LEFT JOIN event e ON e.customer_id = c.customer_id WHERE c.score < 50"),
+        ok("SELECT c.customer_id, p.sku, p.title FROM customer c JOIN product p ON p.title = c.name"),
+        ok("SELECT c.customer_id, p.sku FROM customer c JOIN product p ON p.stock = c.score WHERE c.customer_id < 300"),
+        ok("SELECT o.order_id, e.event_id FROM orders o INNER JOIN event e ON e.customer_id = o.customer_id WHERE o.amount > 4900 AND e.kind = 'buy'"),
+        ok("SELECT a.customer_id, b.customer_id AS other FROM customer a JOIN customer b ON b.score = a.score WHERE a.customer_id < 50"),
+        ok("SELECT e.event_id, c.customer_id FROM event e LEFT JOIN customer c ON c.customer_id = e.customer_id"),
+        ok("SELECT c.customer_id, e.event_id FROM customer c JOIN event e ON e.customer_id = c.customer_id ORDER BY c.customer_id").refusable(&["cross-shard join with ORDER BY"]),
+        ok("SELECT COUNT(*) FROM customer c JOIN event e ON e.customer_id = c.customer_id").refusable(&["cross-shard join with the select item"]),
         // Subqueries.
         ok("SELECT customer_id FROM customer WHERE customer_id IN (SELECT customer_id FROM orders WHERE amount > 4900)").refusable(SUBQ),
         ok("SELECT customer_id FROM customer c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id AND o.amount > 4900)").refusable(SUBQ),

@@ -9,6 +9,7 @@
 //! - Writes over several physical shards run concurrently; a partial failure is reported with
 //!   the shards that committed.
 
+mod crossjoin;
 pub mod merge;
 mod moverows;
 mod results;
@@ -207,6 +208,7 @@ impl Engine {
     ) -> Result<(), SqlError> {
         match l {
             Local::MoveRows(m) => self.move_rows(session, *m, io).await,
+            Local::CrossJoin(j) => self.cross_join(session, *j, io).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;

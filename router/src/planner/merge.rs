@@ -151,7 +151,7 @@ fn unsupported(what: &str) -> SqlError {
 
 impl MergePlanner<'_> {
     /// Returns the exact source text of `e`, checked by parsing it again.
-    fn text(&self, e: &Expr) -> Result<String, SqlError> {
+    pub(super) fn text(&self, e: &Expr) -> Result<String, SqlError> {
         let err = || {
             SqlError::unsupported(
                 "this expression across logical shards (it cannot be rewritten safely)",

@@ -5,12 +5,14 @@
 //!   text at the parser's token spans ([`rewrite`]), so literals reach MariaDB byte for byte.
 //! - A shape the router cannot answer correctly is refused with error 1235 naming it.
 
+mod crossjoin;
 pub mod merge;
 pub mod plan;
 pub mod rewrite;
 
 pub use plan::{
-    Exec, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets, LS_PLACEHOLDER,
+    CrossJoin, Exec, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets,
+    LS_PLACEHOLDER,
 };
 
 use crate::error::SqlError;
@@ -56,6 +58,19 @@ pub fn plan_session(
             "identifiers starting with __tessera_ are reserved by Tessera",
         ));
     }
+    plan_internal(sql, keyspace, last_insert_id, rt)
+}
+
+/// Plans a statement the router wrote itself (it may use `__tessera_` names).
+///
+/// # Errors
+/// Like [`plan_session`].
+pub fn plan_internal(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
     let stmt = parse_one(sql)?;
     let p = Planner {
         sql,
@@ -1014,9 +1029,7 @@ impl<'a> Planner<'a> {
             }
             let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
             if roots.len() > 1 || r.sharded().count() > sharded_names.len() {
-                return Err(SqlError::unsupported(
-                    "joins between sharded tables that are not joined on their shard keys (cross-shard joins)",
-                ));
+                return self.cross_join(&ks.name, select, q);
             }
         }
         // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).

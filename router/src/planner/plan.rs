@@ -79,6 +79,30 @@ pub enum Local {
     /// An `UPDATE` that sets a sharded table's shard key to a literal: rows that change
     /// logical shard are moved (delete + insert) in one transaction.
     MoveRows(Box<MoveRows>),
+    /// A join of two sharded tables not on their shard keys: nested loop with batched lookups.
+    CrossJoin(Box<CrossJoin>),
+}
+
+/// A cross-shard join (see `planner/crossjoin.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossJoin {
+    pub keyspace: String,
+    /// The left table's statement: its select items, then the join key.
+    pub left_sql: String,
+    /// Position of the join key in the left result.
+    pub left_key: usize,
+    /// `keyspace.table AS alias` of the right table.
+    pub right_from: String,
+    /// The right table's select items.
+    pub right_items: Vec<String>,
+    /// The right join column's text.
+    pub right_key: String,
+    /// Conditions on the right table alone.
+    pub right_where: Vec<String>,
+    /// For each client column: `(from the right side, position in that side's items)`.
+    pub output: Vec<(bool, usize)>,
+    /// `LEFT JOIN`: left rows without a match get NULLs.
+    pub left_outer: bool,
 }
 
 /// An `UPDATE` that changes rows' shard key.
