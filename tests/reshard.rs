@@ -827,6 +827,18 @@ async fn reshard_under_load_through_two_routers() {
         stats.retried.load(Ordering::Relaxed),
         stats.reads_checked.load(Ordering::Relaxed)
     );
+    // Both routers copied writes while the logical shards moved, and count it.
+    let mut copies = 0.0;
+    for r in &c.routers {
+        let text = common::http_get(r.admin_addr().expect("admin"), "/metrics").await;
+        let all = common::parse_metrics(&text);
+        copies += common::metric(
+            &all,
+            "tessera_router_dualwrite_copies_total",
+            &["outcome=\"ok\""],
+        );
+    }
+    assert!(copies > 0.0, "no dual-write copies counted");
     let m = std::mem::take(&mut *model.lock().expect("model"));
     check_data(&c, &m).await;
     // Old copies gone; nothing of Tessera's left on the new owner.

@@ -22,8 +22,48 @@ pub const RETRY_CODE: u16 = 1205;
 type MetaKey = (String, String, u64);
 type CopyLocks = HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>;
 
+/// What the router's part in moves counts (registered with the router's metrics).
+pub struct MoveMetrics {
+    /// Dual-write copies after commits, by outcome (`ok`, `error`).
+    pub copies: prometheus::IntCounterVec,
+    /// Writes that met a move: `released` (held through a cutover, then run), `timeout` and
+    /// `overflow` (held past the bound, or too many held: 1205), `unregistered` (refused:
+    /// the router's registration lapsed).
+    pub held: prometheus::IntCounterVec,
+}
+
+impl MoveMetrics {
+    fn new() -> Self {
+        MoveMetrics {
+            copies: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "tessera_router_dualwrite_copies_total",
+                    "Dual-write copies of moving logical shards after commits, by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            held: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "tessera_router_cutover_writes_total",
+                    "Writes that waited for a cutover or were refused by a move, by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Registers the counters.
+    pub fn register(&self, r: &prometheus::Registry) {
+        let _ = r.register(Box::new(self.copies.clone()));
+        let _ = r.register(Box::new(self.held.clone()));
+    }
+}
+
 /// Dual-write and cutover state shared by a router's connections.
 pub struct Moves {
+    pub metrics: MoveMetrics,
     topo: Arc<TopologyCache>,
     backends: Arc<Backends>,
     hold: Duration,
@@ -37,6 +77,7 @@ pub struct Moves {
 impl Moves {
     pub fn new(topo: Arc<TopologyCache>, backends: Arc<Backends>) -> Self {
         Moves {
+            metrics: MoveMetrics::new(),
             topo,
             backends,
             hold: Duration::from_secs(3),
@@ -96,21 +137,26 @@ impl Moves {
                         && peer.as_ref().is_some_and(|p| !ks.placement.contains(p))
                 });
                 if !joining {
+                    if permit.is_some() {
+                        self.metrics.held.with_label_values(&["released"]).inc();
+                    }
                     break;
                 }
                 if permit.is_none() {
                     permit = Some(self.held.clone().try_acquire_owned().map_err(|_| {
+                    self.metrics.held.with_label_values(&["overflow"]).inc();
                         SqlError::new(RETRY_CODE, "HY000", format!("Lock wait timeout exceeded; too many writes are waiting for the cutover of {k}; try restarting transaction"))
                     })?);
                 }
                 match tokio::time::timeout_at(deadline, changed.changed()).await {
                     Ok(Ok(())) => continue,
                     _ => {
+                        self.metrics.held.with_label_values(&["timeout"]).inc();
                         return Err(SqlError::new(
                             RETRY_CODE,
                             "HY000",
                             format!("Lock wait timeout exceeded; reference tables of {k} are being copied to a new physical shard; try restarting transaction"),
-                        ))
+                        ));
                     }
                 }
             }
@@ -123,6 +169,7 @@ impl Moves {
                 break;
             }
             if !self.topo.status().registered {
+                self.metrics.held.with_label_values(&["unregistered"]).inc();
                 return Err(SqlError::new(
                     RETRY_CODE,
                     "HY000",
@@ -140,10 +187,14 @@ impl Moves {
                 })
                 .collect();
             if held.is_empty() {
+                if permit.is_some() {
+                    self.metrics.held.with_label_values(&["released"]).inc();
+                }
                 break;
             }
             if permit.is_none() {
                 permit = Some(self.held.clone().try_acquire_owned().map_err(|_| {
+                    self.metrics.held.with_label_values(&["overflow"]).inc();
                     SqlError::new(
                         RETRY_CODE,
                         "HY000",
@@ -154,13 +205,14 @@ impl Moves {
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => continue,
                 _ => {
+                    self.metrics.held.with_label_values(&["timeout"]).inc();
                     return Err(SqlError::new(
                         RETRY_CODE,
                         "HY000",
                         format!(
                             "Lock wait timeout exceeded; logical shards {held:?} of {k} are being cut over; try restarting transaction"
                         ),
-                    ))
+                    ));
                 }
             }
         }
@@ -186,10 +238,14 @@ impl Moves {
                 continue;
             };
             let schema = ks.schema(*ls);
-            if let Err(e) = self
+            let r = self
                 .copy_one(&rt, k, *ls, ps, peer, &schema, ks.epoch)
-                .await
-            {
+                .await;
+            self.metrics
+                .copies
+                .with_label_values(&[if r.is_ok() { "ok" } else { "error" }])
+                .inc();
+            if let Err(e) = r {
                 tracing::warn!(keyspace = %k, ls, from = %ps, to = %peer, error = %e, "dual-write copy failed; the job's journal drain will copy it");
             }
         }

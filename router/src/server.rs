@@ -135,6 +135,7 @@ impl Router {
                     self.cfg.max_held_writes,
                 );
                 e.set_multi_shard_lock_wait(self.cfg.multi_shard_lock_wait_s);
+                e.move_metrics().register(&metrics.registry);
                 e
             },
             next_id: AtomicU32::new(1),

@@ -693,6 +693,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The counters of the router's part in moves.
+    pub fn move_metrics(&self) -> &crate::moves::MoveMetrics {
+        &self.moves.metrics
+    }
+
     /// Sets the bound on lock waits of transactions spanning physical shards (0: none).
     pub fn set_multi_shard_lock_wait(&mut self, seconds: u64) {
         self.multi_shard_lock_wait_s = seconds;
