@@ -150,8 +150,39 @@ fn unsupported(what: &str) -> SqlError {
 }
 
 impl MergePlanner<'_> {
-    /// Returns the exact source text of `e`, checked by parsing it again.
+    /// Returns the text of `e` for a rewritten statement: its exact source text, or, when the
+    /// parser's span does not cover it (unary operators, some casts) and it holds no string
+    /// literal, the parsed expression written out again. Either is checked by parsing it.
     pub(super) fn text(&self, e: &Expr) -> Result<String, SqlError> {
+        if let Ok(t) = self.span_text(e) {
+            return Ok(t);
+        }
+        let mut strings = false;
+        let _ = sqlparser::ast::visit_expressions(e, |x| {
+            if let Expr::Value(v) = x {
+                if !matches!(v.value, Value::Number(..) | Value::Null | Value::Boolean(_)) {
+                    strings = true;
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        let t = e.to_string();
+        let same = !strings
+            && Parser::new(&MySqlDialect {})
+                .try_with_sql(&t)
+                .and_then(|mut p| p.parse_expr())
+                .is_ok_and(|back| back == *e);
+        if same {
+            Ok(t)
+        } else {
+            Err(SqlError::unsupported(format!(
+                "the expression {e} across logical shards (the router cannot rewrite it exactly)"
+            )))
+        }
+    }
+
+    /// Returns the exact source text of `e`, checked by parsing it again.
+    fn span_text(&self, e: &Expr) -> Result<String, SqlError> {
         let err = || {
             SqlError::unsupported(
                 "this expression across logical shards (it cannot be rewritten safely)",
