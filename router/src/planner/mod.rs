@@ -1241,8 +1241,8 @@ impl<'a> Planner<'a> {
             .iter()
             .position(|c| c.value.eq_ignore_ascii_case(shard_key))
         else {
-            return Err(SqlError::router(format!(
-                "INSERT into sharded table {} must name its shard key column {} in the column list",
+            return Err(SqlError::unsupported(format!(
+                "INSERT into sharded table {} without its shard key column {} in the column list",
                 target.name, shard_key
             )));
         };
