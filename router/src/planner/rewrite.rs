@@ -11,46 +11,64 @@ pub struct Edits {
 
 /// Maps parser locations (1-based line and character column) to byte offsets.
 pub struct Offsets {
-    line_starts: Vec<usize>,
+    /// Per line: its first byte, and the index of its first character in `chars` (`None`
+    /// for an all-ASCII line, where a column is a byte count).
+    lines: Vec<(usize, Option<(usize, usize)>)>,
+    /// Byte offsets of the characters of non-ASCII lines, in order.
+    chars: Vec<usize>,
     sql_len: usize,
 }
 
 impl Offsets {
     pub fn new(sql: &str) -> Self {
-        let mut line_starts = vec![0];
-        for (i, b) in sql.bytes().enumerate() {
-            if b == b'\n' {
-                line_starts.push(i + 1);
+        let mut lines = Vec::new();
+        let mut chars = Vec::new();
+        let mut start = 0;
+        for line in sql.split_inclusive('\n') {
+            if line.is_ascii() {
+                lines.push((start, None));
+            } else {
+                let first = chars.len();
+                chars.extend(line.char_indices().map(|(i, _)| start + i));
+                chars.push(start + line.len());
+                lines.push((start, Some((first, chars.len() - first))));
             }
+            start += line.len();
+        }
+        if lines.is_empty() || sql.ends_with('\n') {
+            lines.push((sql.len(), None));
         }
         Offsets {
-            line_starts,
+            lines,
+            chars,
             sql_len: sql.len(),
         }
     }
 
-    /// Returns the byte offset of `loc` in `sql`, or `None` for an unknown location.
-    pub fn byte(&self, sql: &str, loc: Location) -> Option<usize> {
+    /// Returns the byte offset of `loc` in `sql`, or `None` for an unknown location. Constant
+    /// time: long one-line statements (multi-row `INSERT`s) stay linear to plan.
+    pub fn byte(&self, _sql: &str, loc: Location) -> Option<usize> {
         if loc.line == 0 || loc.column == 0 {
             return None;
         }
-        let start = *self.line_starts.get(usize::try_from(loc.line - 1).ok()?)?;
+        let line = usize::try_from(loc.line - 1).ok()?;
         let col = usize::try_from(loc.column - 1).ok()?;
-        let line = sql.get(start..)?;
-        let mut off = start;
-        for (n, (i, _)) in line.char_indices().enumerate() {
-            if n == col {
-                return Some(start + i);
+        let &(start, first_char) = self.lines.get(line)?;
+        let end = self.lines.get(line + 1).map_or(self.sql_len, |l| l.0);
+        match first_char {
+            None => {
+                let at = start + col;
+                // The column just past the last character is the line's end.
+                (at <= end).then_some(at)
             }
-            off = start + i;
+            Some((first, count)) => {
+                if col < count {
+                    self.chars.get(first + col).copied()
+                } else {
+                    None
+                }
+            }
         }
-        // The column just past the last character of the text.
-        let end = line.len() + start;
-        if line.chars().count() == col {
-            return Some(end.min(self.sql_len));
-        }
-        let _ = off;
-        None
     }
 
     /// Returns the byte range of `span`.
@@ -114,5 +132,47 @@ mod tests {
         e.insert(5, "b.");
         e.replace(0, 1, "X");
         assert_eq!(e.apply("a c  d").as_deref(), Some("X c  b.d"));
+    }
+}
+
+#[cfg(test)]
+mod offset_tests {
+    use super::Offsets;
+    use sqlparser::tokenizer::Location;
+
+    fn slow(sql: &str, line: u64, col: u64) -> Option<usize> {
+        let start: usize = sql
+            .split_inclusive('\n')
+            .take((line - 1) as usize)
+            .map(str::len)
+            .sum();
+        let rest = &sql[start..];
+        let line_text = rest.split_inclusive('\n').next().unwrap_or("");
+        let mut it = line_text.char_indices().map(|(i, _)| start + i);
+        it.nth((col - 1) as usize).or_else(|| {
+            (line_text.chars().count() == (col - 1) as usize).then_some(start + line_text.len())
+        })
+    }
+
+    #[test]
+    fn byte_offsets_match_a_character_walk() {
+        for sql in [
+            "SELECT 1",
+            "SELECT 'é', x\nFROM t WHERE a = 'ß'\n  AND b = 2",
+            "INSERT INTO t VALUES ('日本'), ('x')\n",
+            "",
+        ] {
+            let o = Offsets::new(sql);
+            let lines = sql.split_inclusive('\n').count().max(1) as u64;
+            for line in 1..=lines {
+                for col in 1..=40u64 {
+                    let want = slow(sql, line, col);
+                    let got = o.byte(sql, Location { line, column: col });
+                    if let Some(w) = want {
+                        assert_eq!(got, Some(w), "{sql:?} {line}:{col}");
+                    }
+                }
+            }
+        }
     }
 }
