@@ -74,6 +74,7 @@ impl RouterHandle {
 
 struct Shared {
     cfg: RouterConfig,
+    plans: crate::planner::cache::PlanCache,
     engine: Engine,
     next_id: AtomicU32,
     metrics: Arc<crate::metrics::Metrics>,
@@ -124,7 +125,10 @@ impl Router {
         };
         let shadow = crate::shadow::routing::RoutingShadow::start(cache.clone());
         let results = crate::shadow::results::ResultShadow::new(cache.clone(), 8, metrics.clone());
+        let plans = crate::planner::cache::PlanCache::default();
+        plans.register(&metrics.registry);
         let shared = Arc::new(Shared {
+            plans,
             results: results.clone(),
             shadow: shadow.clone(),
             metrics: metrics.clone(),
@@ -571,7 +575,7 @@ async fn query(
         return shared.engine.vexplain(session, plan, io).await;
     }
     let started = std::time::Instant::now();
-    let plan = match planner::plan_session(
+    let plan = match shared.plans.plan(
         trimmed,
         session.keyspace.as_deref(),
         session.last_insert_id,

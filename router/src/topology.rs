@@ -297,11 +297,17 @@ impl TopologyCache {
                 let mut w = topo.store().watch(ROOT, snap.revision).await?;
                 loop {
                     match w.recv().await {
-                        Some(Ok(_)) => {
-                            // Take the burst, then re-list once.
-                            while let Ok(Ok(_)) = w.try_recv() {}
-                            let snap = topo.snapshot().await?;
-                            self.install(&snap);
+                        Some(Ok(ev)) => {
+                            // Take the burst, then re-list once — unless it only touched router
+                            // registrations and jobs, which routing does not read.
+                            let mut relevant = routing_key(&ev.kv.key);
+                            while let Ok(Ok(ev)) = w.try_recv() {
+                                relevant |= routing_key(&ev.kv.key);
+                            }
+                            if relevant {
+                                let snap = topo.snapshot().await?;
+                                self.install(&snap);
+                            }
                         }
                         Some(Err(e)) => return Err(e),
                         None => {
@@ -326,4 +332,9 @@ impl TopologyCache {
             }
         }
     }
+}
+
+/// Whether a change to `key` can change routing (router registrations and jobs cannot).
+fn routing_key(key: &str) -> bool {
+    !(key.starts_with("/tessera/routers/") || key.starts_with("/tessera/jobs/"))
 }

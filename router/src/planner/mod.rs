@@ -5,6 +5,7 @@
 //!   text at the parser's token spans ([`rewrite`]), so literals reach MariaDB byte for byte.
 //! - A shape the router cannot answer correctly is refused with error 1235 naming it.
 
+pub mod cache;
 mod crossjoin;
 pub mod merge;
 pub mod plan;

@@ -1,0 +1,261 @@
+//! The plan cache: one plan per normalised statement (literals as parameters).
+//!
+//! A statement is tokenised and its literals (numbers and strings) replaced by `?`; the result,
+//! with the session's keyspace, is the key. On a miss the statement is planned as usual, and the
+//! plan is kept only if it can be re-bound exactly:
+//!
+//! - it runs one statement template (no split `INSERT`, no router-side merge or `LIMIT`, which
+//!   carry literal values of their own);
+//! - its targets do not depend on literal values: an unsharded keyspace, reference tables, or
+//!   no table (in a sharded keyspace the logical shards come from key values, so those
+//!   statements are planned every time);
+//! - the template's literals are the statement's literals, the same texts in the same order
+//!   (so the rewrite kept every literal byte for byte and added none).
+//!
+//! A hit writes the new literals into the template between the kept pieces. Shapes that
+//! cannot be re-bound are remembered as such, so they are not analysed again. The cache is
+//! emptied whenever the routing table changes, and when it reaches its size bound.
+
+use super::plan::{Exec, Plan, RouteKind, Targets};
+use super::rewrite::Offsets;
+use crate::error::SqlError;
+use crate::topology::RoutingTable;
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most shapes kept.
+const MAX_ENTRIES: usize = 10_000;
+
+/// A statement split at its literals.
+pub(crate) struct Shape {
+    pub key: String,
+    /// Byte ranges of the literals, in order.
+    pub literals: Vec<(usize, usize)>,
+}
+
+/// A plan ready to be re-bound: the template cut at its literals.
+#[derive(Clone)]
+struct Bindable {
+    exec: Exec,
+    pieces: Vec<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The routing table the entries were planned with (by address).
+    table: usize,
+    map: HashMap<(String, Option<String>), Option<Arc<Bindable>>>,
+}
+
+/// Plans by normalised statement, shared by a router's connections.
+pub struct PlanCache {
+    inner: Mutex<Inner>,
+    /// Lookups by result: `hit`, `miss`.
+    pub lookups: prometheus::IntCounterVec,
+}
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        PlanCache {
+            inner: Mutex::default(),
+            lookups: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "tessera_router_plan_cache_total",
+                    "Plan cache lookups by result (hit, miss)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl PlanCache {
+    /// Registers the lookup counter.
+    pub fn register(&self, r: &prometheus::Registry) {
+        let _ = r.register(Box::new(self.lookups.clone()));
+    }
+
+    fn count(&self, hit: bool) {
+        self.lookups
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+
+    /// Plans `sql` like [`super::plan_session`], from the cache when its shape is known.
+    ///
+    /// # Errors
+    /// Like [`super::plan_session`].
+    pub fn plan(
+        &self,
+        sql: &str,
+        keyspace: Option<&str>,
+        last_insert_id: u64,
+        rt: &Arc<RoutingTable>,
+    ) -> Result<Plan, SqlError> {
+        let Some(shape) = shape(sql) else {
+            return super::plan_session(sql, keyspace, last_insert_id, rt);
+        };
+        let table = Arc::as_ptr(rt) as usize;
+        let k = (shape.key, keyspace.map(str::to_string));
+        let cached = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.table != table {
+                inner.map.clear();
+                inner.table = table;
+            }
+            inner.map.get(&k).cloned()
+        };
+        match cached {
+            Some(Some(b)) => {
+                self.count(true);
+                let mut template = String::with_capacity(sql.len() + 32);
+                for (i, piece) in b.pieces.iter().enumerate() {
+                    template.push_str(piece);
+                    if let Some(&(s, e)) = shape.literals.get(i) {
+                        template.push_str(&sql[s..e]);
+                    }
+                }
+                let mut exec = b.exec.clone();
+                set_template(&mut exec, template);
+                return Ok(Plan::Exec(Box::new(exec)));
+            }
+            Some(None) => {
+                self.count(false);
+                return super::plan_session(sql, keyspace, last_insert_id, rt);
+            }
+            None => {}
+        }
+        self.count(false);
+        let plan = super::plan_session(sql, keyspace, last_insert_id, rt)?;
+        let entry = bindable(&plan, sql, &shape.literals, rt).map(Arc::new);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.table == table {
+            if inner.map.len() >= MAX_ENTRIES {
+                inner.map.clear();
+            }
+            inner.map.insert(k, entry);
+        }
+        Ok(plan)
+    }
+}
+
+fn template_of(e: &Exec) -> Option<&str> {
+    match &e.targets {
+        Targets::Ls { template, .. } => Some(template),
+        Targets::Reference { sql } | Targets::Any { sql } => Some(sql),
+        Targets::PerLs(_) => None,
+    }
+}
+
+fn set_template(e: &mut Exec, t: String) {
+    match &mut e.targets {
+        Targets::Ls { template, .. } => *template = t,
+        Targets::Reference { sql } | Targets::Any { sql } => *sql = t,
+        Targets::PerLs(_) => {}
+    }
+}
+
+/// Whether (and how) `plan` can serve every statement of its shape.
+fn bindable(
+    plan: &Plan,
+    sql: &str,
+    literals: &[(usize, usize)],
+    rt: &RoutingTable,
+) -> Option<Bindable> {
+    let Plan::Exec(e) = plan else { return None };
+    if e.merge.is_some() || e.limit.is_some() {
+        return None;
+    }
+    // A sharded scatter is left out too: another value of the same shape may name one
+    // logical shard.
+    let literal_free_targets = match (&e.route, &e.keyspace) {
+        (RouteKind::Reference | RouteKind::Any, _) => true,
+        (RouteKind::One, Some(k)) => rt.keyspace(k).is_some_and(|ks| !ks.sharded),
+        _ => false,
+    };
+    if !literal_free_targets {
+        return None;
+    }
+    let template = template_of(e)?;
+    let t_shape = shape(template)?;
+    if t_shape.literals.len() != literals.len() {
+        return None;
+    }
+    let same = t_shape
+        .literals
+        .iter()
+        .zip(literals)
+        .all(|(&(a, b), &(c, d))| template[a..b] == sql[c..d]);
+    if !same {
+        return None;
+    }
+    let mut pieces = Vec::with_capacity(literals.len() + 1);
+    let mut at = 0;
+    for &(s, e) in &t_shape.literals {
+        pieces.push(template[at..s].to_string());
+        at = e;
+    }
+    pieces.push(template[at..].to_string());
+    let mut exec = (**e).clone();
+    set_template(&mut exec, String::new());
+    Some(Bindable { exec, pieces })
+}
+
+/// Tokenises `sql` into its normalised key and literal ranges; `None` when it does not
+/// tokenise (the planner reports the error).
+pub(crate) fn shape(sql: &str) -> Option<Shape> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = Offsets::new(sql);
+    let starts: Vec<usize> = tokens
+        .iter()
+        .map(|t| offsets.byte(sql, t.span.start))
+        .collect::<Option<Vec<_>>>()?;
+    let mut key = String::with_capacity(sql.len());
+    let mut literals = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let start = starts[i];
+        let end = starts.get(i + 1).copied().unwrap_or(sql.len());
+        match &t.token {
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::HexStringLiteral(_) => {
+                key.push('?');
+                literals.push((start, end));
+            }
+            // Spaces and newlines do not matter; comments may (`/*! … */` runs).
+            Token::Whitespace(
+                sqlparser::tokenizer::Whitespace::Space
+                | sqlparser::tokenizer::Whitespace::Newline
+                | sqlparser::tokenizer::Whitespace::Tab,
+            ) => key.push(' '),
+            // Anything else as written (identifiers keep their case and quotes).
+            _ => key.push_str(sql.get(start..end)?),
+        }
+    }
+    Some(Shape { key, literals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_put_literals_aside() {
+        let s = shape("SELECT c FROM t WHERE id = 42 AND name = 'a''b'").expect("shape");
+        assert_eq!(s.key, "SELECT c FROM t WHERE id = ? AND name = ?");
+        assert_eq!(s.literals.len(), 2);
+        let s2 = shape("SELECT c FROM t WHERE id = 7 AND name = 'zz'").expect("shape");
+        assert_eq!(s.key, s2.key);
+        assert_ne!(
+            shape("SELECT c FROM t WHERE id = 7").map(|s| s.key),
+            shape("SELECT c FROM u WHERE id = 7").map(|s| s.key)
+        );
+    }
+}
