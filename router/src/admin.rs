@@ -1,5 +1,6 @@
-//! The router's admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text) and
-//! `/shadow/routing` (the routing shadow's report; `DELETE` resets it).
+//! The router's admin HTTP endpoint: `/` (the live status page), `/overview` (what the page
+//! shows, as JSON), `/status` (JSON), `/metrics` (Prometheus text), `/shadow/routing` and
+//! `/shadow/results` (the shadow verifier's reports; `DELETE` resets them).
 //! It binds to loopback unless configured otherwise.
 
 use crate::metrics::Metrics;
@@ -17,12 +18,15 @@ pub(crate) struct AdminState {
     pub shadow: Arc<crate::shadow::routing::RoutingShadow>,
     pub metrics: Arc<Metrics>,
     pub cache: Arc<TopologyCache>,
+    pub overview: Arc<crate::overview::Overview>,
     pub listen: SocketAddr,
     pub id: String,
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/overview", get(overview))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/shadow/routing", get(shadow_report).delete(shadow_reset))
@@ -80,4 +84,30 @@ async fn results_report(State(s): State<AdminState>) -> impl IntoResponse {
 async fn results_reset(State(s): State<AdminState>) -> impl IntoResponse {
     s.results.reset();
     Json(serde_json::json!({}))
+}
+
+/// The status page: one self-contained HTML file (no scripts fetched from elsewhere) that
+/// polls `/overview`.
+const PAGE: &str = include_str!("status.html");
+
+async fn page() -> impl IntoResponse {
+    ([("content-type", "text/html; charset=utf-8")], PAGE)
+}
+
+async fn overview(State(s): State<AdminState>) -> impl IntoResponse {
+    refresh(&s);
+    let me = serde_json::json!({
+        "id": s.id,
+        "listen": s.listen.to_string(),
+        "connections": s.metrics.connections.get(),
+        "topology": s.cache.status(),
+    });
+    let r = s.results.report();
+    let shadow = serde_json::json!({
+        "compared": r.compared,
+        "matched": r.matched,
+        "mismatched": r.mismatched,
+        "mismatches": r.mismatches.iter().take(10).collect::<Vec<_>>(),
+    });
+    Json(s.overview.snapshot(me, shadow).await)
 }

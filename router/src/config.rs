@@ -48,6 +48,9 @@ pub struct RouterConfig {
     /// `innodb_lock_wait_timeout`. Default: 2.
     #[serde(default = "default_multi_wait")]
     pub multi_shard_lock_wait_s: u64,
+    /// The query log (JSON lines), off unless set.
+    #[serde(default)]
+    pub query_log: Option<crate::overview::QueryLogConfig>,
 }
 
 fn default_multi_wait() -> u64 {

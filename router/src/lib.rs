@@ -31,6 +31,7 @@ pub mod error;
 pub mod metrics;
 pub mod moves;
 pub mod mysql;
+pub mod overview;
 pub mod planner;
 pub mod prepared;
 pub mod server;

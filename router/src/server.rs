@@ -74,6 +74,7 @@ impl RouterHandle {
 
 struct Shared {
     cfg: RouterConfig,
+    overview: Arc<crate::overview::Overview>,
     plans: crate::planner::cache::PlanCache,
     engine: Engine,
     next_id: AtomicU32,
@@ -125,9 +126,31 @@ impl Router {
         };
         let shadow = crate::shadow::routing::RoutingShadow::start(cache.clone());
         let results = crate::shadow::results::ResultShadow::new(cache.clone(), 8, metrics.clone());
+        let log = match &self.cfg.query_log {
+            Some(c) => {
+                let l = crate::overview::QueryLog::open(c.clone()).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("opening the query log {}: {e}", c.path.display()),
+                    )
+                })?;
+                let _ = metrics.registry.register(Box::new(l.dropped.clone()));
+                let _ = metrics.registry.register(Box::new(l.written.clone()));
+                Some(l)
+            }
+            None => None,
+        };
+        let overview =
+            crate::overview::Overview::new(self.topo.clone(), cache.clone(), backends.clone(), log);
+        tokio::spawn(
+            overview
+                .clone()
+                .measure_loop(std::time::Duration::from_secs(5), shutdown_rx.clone()),
+        );
         let plans = crate::planner::cache::PlanCache::default();
         plans.register(&metrics.registry);
         let shared = Arc::new(Shared {
+            overview: overview.clone(),
             plans,
             results: results.clone(),
             shadow: shadow.clone(),
@@ -164,6 +187,7 @@ impl Router {
                 shadow: shadow.clone(),
                 metrics: metrics.clone(),
                 cache: cache.clone(),
+                overview: overview.clone(),
                 listen: addr,
                 id: format!("router-{}", addr.port()),
             };
@@ -575,14 +599,26 @@ async fn query(
         return shared.engine.vexplain(session, plan, io).await;
     }
     let started = std::time::Instant::now();
-    let plan = match shared.plans.plan(
+    let (planned, fingerprint) = shared.plans.plan_keyed(
         trimmed,
         session.keyspace.as_deref(),
         session.last_insert_id,
         &rt,
-    ) {
+    );
+    let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
+    let plan = match planned {
         Ok(p) => p,
         Err(e) => {
+            shared.overview.record(&crate::overview::Finished {
+                fingerprint: &fingerprint,
+                sql: trimmed,
+                route: "none",
+                keyspace: session.keyspace.as_deref().unwrap_or(""),
+                shards: 0,
+                rows: 0,
+                elapsed: started.elapsed(),
+                error: Some(&e.message),
+            });
             let ks = session.keyspace.clone().unwrap_or_default();
             shared
                 .metrics
@@ -620,7 +656,26 @@ async fn query(
     if let Some(spec) = &spec {
         io.capture = shared.results.start(spec, trimmed);
     }
+    let shards = match &plan {
+        planner::Plan::Exec(e) => match &e.targets {
+            planner::Targets::Ls { ls, .. } => ls.len(),
+            planner::Targets::PerLs(v) => v.len(),
+            _ => 1,
+        },
+        planner::Plan::Local(_) => 0,
+    };
+    io.rows = 0;
     let r = shared.engine.execute(session, plan, io).await;
+    shared.overview.record(&crate::overview::Finished {
+        fingerprint: &fingerprint,
+        sql: trimmed,
+        route: &route,
+        keyspace: &ks,
+        shards,
+        rows: io.rows,
+        elapsed: started.elapsed(),
+        error: r.as_ref().err().map(|e| e.message.as_str()),
+    });
     if let Some(c) = io.capture.take() {
         if let (Ok(()), Some(spec)) = (&r, spec) {
             shared.results.finish(spec, trimmed.to_string(), c);

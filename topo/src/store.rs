@@ -133,4 +133,11 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Fails when the store is unreachable.
     async fn revision(&self) -> Result<u64>;
+
+    /// The nodes of the service and what each says of itself (`GET /v1/status`: id, role,
+    /// leader, term, applied index), or why it could not be asked. Stores that are not a
+    /// replicated service return none.
+    async fn nodes(&self) -> Vec<(String, std::result::Result<serde_json::Value, String>)> {
+        Vec::new()
+    }
 }

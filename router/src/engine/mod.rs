@@ -188,6 +188,7 @@ impl Engine {
             let lss = std::mem::take(&mut session.copy_after);
             self.moves.copy(&lss).await;
         }
+        io.rows = affected;
         let last_id = session.insert_id_override.unwrap_or(last_id);
         let p = resultset::ok(
             affected,

@@ -39,6 +39,8 @@ pub struct PacketIo {
     row_buf: Vec<u8>,
     /// When set, result rows written are also copied here.
     pub capture: Option<Capture>,
+    /// Rows sent (result sets) or affected (writes) by the current statement.
+    pub rows: u64,
 }
 
 impl PacketIo {
@@ -58,6 +60,7 @@ impl PacketIo {
             binary_columns: None,
             row_buf: Vec::new(),
             capture: None,
+            rows: 0,
         }
     }
 
@@ -132,6 +135,7 @@ impl PacketIo {
     /// # Errors
     /// I/O errors, and `InvalidData` for a malformed row.
     pub async fn write_row(&mut self, text_row: &[u8]) -> io::Result<()> {
+        self.rows += 1;
         if let Some(c) = self.capture.as_mut() {
             if c.bytes + text_row.len() <= c.max_bytes {
                 c.bytes += text_row.len();

@@ -95,9 +95,34 @@ impl PlanCache {
         last_insert_id: u64,
         rt: &Arc<RoutingTable>,
     ) -> Result<Plan, SqlError> {
+        self.plan_keyed(sql, keyspace, last_insert_id, rt).0
+    }
+
+    /// Like [`PlanCache::plan`], also returning the statement's normalised text (its
+    /// fingerprint: literals as `?`), when it tokenises.
+    pub fn plan_keyed(
+        &self,
+        sql: &str,
+        keyspace: Option<&str>,
+        last_insert_id: u64,
+        rt: &Arc<RoutingTable>,
+    ) -> (Result<Plan, SqlError>, Option<String>) {
         let Some(shape) = shape(sql) else {
-            return super::plan_session(sql, keyspace, last_insert_id, rt);
+            return (super::plan_session(sql, keyspace, last_insert_id, rt), None);
         };
+        let fingerprint = shape.key.clone();
+        let r = self.plan_shape(sql, shape, keyspace, last_insert_id, rt);
+        (r, Some(fingerprint))
+    }
+
+    fn plan_shape(
+        &self,
+        sql: &str,
+        shape: Shape,
+        keyspace: Option<&str>,
+        last_insert_id: u64,
+        rt: &Arc<RoutingTable>,
+    ) -> Result<Plan, SqlError> {
         let table = Arc::as_ptr(rt) as usize;
         let k = (shape.key, keyspace.map(str::to_string));
         let cached = {

@@ -152,6 +152,10 @@ struct Rev {
 
 #[async_trait::async_trait]
 impl Store for HttpStore {
+    async fn nodes(&self) -> Vec<(String, std::result::Result<serde_json::Value, String>)> {
+        self.status_all().await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         match self
             .call::<KeyValue>(|c, ep| c.get(format!("{ep}/v1/kv")).query(&[("key", key)]))
