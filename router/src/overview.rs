@@ -130,7 +130,7 @@ impl QueryLog {
             // Evenly spread: every 1/rate-th statement.
             let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let every = (1.0 / self.cfg.sample_rate).round().max(1.0) as u64;
-            n % every == 0
+            n.is_multiple_of(every)
         };
         if !slow && !sampled {
             return;
@@ -157,6 +157,9 @@ impl QueryLog {
     }
 }
 
+/// Measured `(rows, bytes)` of each logical shard of a keyspace (`None`: not measured).
+type Sizes = Vec<Option<(u64, u64)>>;
+
 /// The router's overview state.
 pub struct Overview {
     topo: Topo,
@@ -164,7 +167,7 @@ pub struct Overview {
     backends: Arc<Backends>,
     shapes: Mutex<HashMap<String, ShapeStats>>,
     /// Measured `(rows, bytes)` per keyspace and logical shard.
-    sizes: Mutex<HashMap<String, Vec<Option<(u64, u64)>>>>,
+    sizes: Mutex<HashMap<String, Sizes>>,
     /// Routers, jobs and topology nodes, read at most once a second.
     slow: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
     pub log: Option<Arc<QueryLog>>,
@@ -223,7 +226,7 @@ impl Overview {
     pub fn top(&self, n: usize) -> Vec<ShapeStats> {
         let shapes = self.shapes.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<ShapeStats> = shapes.values().cloned().collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count));
+        v.sort_by_key(|s| std::cmp::Reverse(s.count));
         v.truncate(n);
         v
     }
@@ -245,7 +248,7 @@ impl Overview {
 
     async fn measure(&self) {
         let rt = self.cache.table();
-        let mut out: HashMap<String, Vec<Option<(u64, u64)>>> = HashMap::new();
+        let mut out: HashMap<String, Sizes> = HashMap::new();
         for ks in rt.keyspaces.values() {
             let mut sizes = vec![None; ks.placement.len()];
             for ps in ks.physical_shards() {
