@@ -1000,3 +1000,175 @@ async fn abort_mid_backfill_leaves_the_source_as_it_was() {
     let _ = HashMap::<u8, u8>::new();
     c.stop().await;
 }
+
+/// Headless Chromium on the status page, or `None` when no `chromium` is installed
+/// (`./scripts/test` installs it).
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|b| b.to_string())
+}
+
+/// Loads the page in headless Chromium (its script fetches `/overview`), saves a screenshot as
+/// `name.png` under `target/status-page/`, and returns the DOM after the script ran.
+fn capture(browser: &str, url: &str, name: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1400,1500",
+        "--virtual-time-budget=4000",
+    ];
+    let shot = dir.join(format!("{name}.png"));
+    let out = Command::new(browser)
+        .args(common)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(browser)
+        .args(common)
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        dom.contains("data-loaded=\"1\""),
+        "the page's script did not load /overview:\n{dom}"
+    );
+    dom
+}
+
+/// The `(ls, ps, state)` cells of the placement picture.
+fn cells(dom: &str) -> Vec<(u32, String, String)> {
+    let mut out = Vec::new();
+    // The page's own script (also in the DOM) writes the same markup: stop before it.
+    let body = dom.split("<script").next().unwrap_or("");
+    for part in body.split("<div class=\"ls ").skip(1) {
+        let attr = |name: &str| {
+            part.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        out.push((
+            attr("data-ls").parse().unwrap_or(u32::MAX),
+            attr("data-ps"),
+            attr("data-state"),
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_page_follows_a_reshard() {
+    let Some(browser) = chromium() else {
+        panic!("chromium is not installed (apt-get install chromium; ./scripts/test installs it)");
+    };
+    let c = Cluster::start().await;
+    let seeded = Mutex::new(Model::default());
+    seed(&c, 3000, &seeded).await;
+    c.add_ps2().await;
+    let url = format!("http://{}/", c.routers[0].admin_addr().expect("admin"));
+    // Let the router measure sizes and see ps2.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+
+    let dom = capture(&browser, &url, "1-before");
+    let before = cells(&dom);
+    let p = c.placement().await;
+    assert_eq!(before.len(), p.shards.len(), "one cell per logical shard");
+    for (ls, ps, st) in &before {
+        assert_eq!(*ps, p.shards[*ls as usize].ps);
+        assert_eq!(st, "serving");
+    }
+    assert!(
+        dom.contains("data-ps=\"ps2\""),
+        "the new physical shard is shown"
+    );
+    assert!(dom.contains("rows ·"), "sizes are shown");
+
+    let moves = pick_moves(&c, 2).await;
+    let mut args = vec![
+        "start".to_string(),
+        "--keyspace".into(),
+        "shop".into(),
+        "--no-run".into(),
+    ];
+    for (ls, _) in &moves {
+        args.push("--move".into());
+        args.push(format!("{ls}:ps2"));
+    }
+    let id = job_id(&c.reshard(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let mut runner = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "100"]);
+    c.wait_job(&id, "backfill progress", |j| {
+        j.phase == "backfill" && j.tables.values().any(|t| t.rows_copied > 0)
+    })
+    .await;
+    let dom = capture(&browser, &url, "2-backfill");
+    let during = cells(&dom);
+    for (ls, _) in &moves {
+        let (_, ps, st) = &during[*ls as usize];
+        assert_eq!(st, "dual_write", "LS {ls} during backfill");
+        assert_ne!(ps, "ps2");
+    }
+    // The job moves on while the browser works: backfill, or just past it.
+    assert!(
+        ["backfill", "verify", "verified"]
+            .iter()
+            .any(|ph| dom.contains(&format!("data-job=\"{id}\" data-phase=\"{ph}\""))),
+        "job shown while copying"
+    );
+    assert!(dom.contains("<progress"), "progress bars shown");
+
+    // Finish, cut over, and look again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while let Some(ch) = runner.0.as_mut() {
+        if let Some(st) = ch.try_wait().expect("wait") {
+            assert!(st.success(), "reshard run failed: {:?}", c.job(&id).await);
+            runner.0 = None;
+            break;
+        }
+        assert!(Instant::now() < deadline, "run did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.reshard(&["cutover", &id]);
+    let dom = capture(&browser, &url, "3-cut-over");
+    let after = cells(&dom);
+    for (ls, _) in &moves {
+        let (_, ps, st) = &after[*ls as usize];
+        assert_eq!(
+            (ps.as_str(), st.as_str()),
+            ("ps2", "reverse"),
+            "LS {ls} after cutover"
+        );
+    }
+    assert!(dom.contains("data-phase=\"cut_over\""));
+    c.reshard(&["complete", &id]);
+    let dom = capture(&browser, &url, "4-completed");
+    let done = cells(&dom);
+    for (ls, _) in &moves {
+        assert_eq!(done[*ls as usize].1, "ps2");
+        assert_eq!(done[*ls as usize].2, "serving");
+    }
+    assert!(dom.contains("data-phase=\"completed\""));
+    c.stop().await;
+}
