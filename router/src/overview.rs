@@ -77,6 +77,12 @@ impl QueryLog {
     /// # Errors
     /// When the file cannot be opened.
     pub fn open(cfg: QueryLogConfig) -> std::io::Result<Arc<Self>> {
+        if !(0.0..=1.0).contains(&cfg.sample_rate) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "query_log.sample_rate: must be between 0.0 and 1.0",
+            ));
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

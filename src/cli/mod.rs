@@ -3,6 +3,7 @@
 pub(crate) mod reshard;
 mod router;
 mod shard;
+mod status;
 mod topo;
 mod up;
 pub mod verify;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Move logical shards between physical shards online.
     #[command(subcommand)]
     Reshard(reshard::ReshardCmd),
+    /// Print a router's overview: placement, jobs, routers, topology nodes, top queries.
+    Status(status::StatusArgs),
     /// Talk to the topology service.
     #[command(subcommand)]
     Topo(topo::TopoCmd),
@@ -53,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shard(c) => shard::run(c).await,
         Command::Topo(c) => topo::run(c).await,
         Command::Reshard(c) => reshard::run(c).await,
+        Command::Status(a) => status::run(a).await,
         Command::Verify(c) => verify::run(c).await,
     }
 }

@@ -19,6 +19,15 @@ pub struct UpArgs {
     /// Logical shards of the keyspace (a power of two), when no --vschema is given.
     #[arg(long, default_value_t = 64)]
     logical_shards: u32,
+    /// Write a query log (JSON lines) to this file.
+    #[arg(long)]
+    query_log: Option<PathBuf>,
+    /// Share of statements the query log keeps (0.0 to 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    query_log_sample: f64,
+    /// Statements at least this slow (ms) are always logged.
+    #[arg(long)]
+    query_log_slow_ms: Option<u64>,
     /// Extra MariaDB servers started but not registered, to add later with
     /// `tessera shard add` (for trying a reshard).
     #[arg(long, default_value_t = 0)]
@@ -171,6 +180,11 @@ async fn serve(
             users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None }],
             default_keyspace: None,
             admin_listen: Some(a.admin_listen),
+            query_log: a.query_log.clone().map(|path| tessera_router::overview::QueryLogConfig {
+                path,
+                sample_rate: a.query_log_sample,
+                slow_ms: a.query_log_slow_ms,
+            }),
             ..RouterConfig::from_yaml("users: [{name: x}]\n")?
         };
         let router = Router::new(cfg, topo.clone()).start().await.with_context(|| format!("binding the router to port {}", a.port))?;
