@@ -839,6 +839,17 @@ async fn reshard_under_load_through_two_routers() {
         );
     }
     assert!(copies > 0.0, "no dual-write copies counted");
+    // The job's phase, rows copied and stall are in every router's metrics.
+    let text = common::http_get(c.routers[0].admin_addr().expect("admin"), "/metrics").await;
+    let all = common::parse_metrics(&text);
+    let job_label = format!("job=\"{id}\"");
+    assert_eq!(
+        common::metric(&all, "tessera_job_phase", &[&job_label, "phase=\"completed\""]),
+        1.0,
+        "{text}"
+    );
+    assert!(common::metric(&all, "tessera_job_rows_copied", &[&job_label]) > 0.0);
+    assert!(common::metric(&all, "tessera_job_cutover_stall_seconds", &[&job_label]) > 0.0);
     let m = std::mem::take(&mut *model.lock().expect("model"));
     check_data(&c, &m).await;
     // Old copies gone; nothing of Tessera's left on the new owner.

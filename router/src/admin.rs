@@ -62,10 +62,9 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     refresh(&s);
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    let mut text = s.metrics.render();
+    text.push_str(&s.overview.job_metrics().await);
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 async fn shadow_report(State(s): State<AdminState>) -> impl IntoResponse {

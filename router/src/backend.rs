@@ -10,6 +10,49 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tessera_topo::PhysicalShard;
 
+/// Backend pool counters, by physical shard.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    /// Time to get a connection from a pool (a pooled one, or a new connection).
+    pub acquire: prometheus::HistogramVec,
+    /// Connections that could not be had (timeout or connect error).
+    pub failures: prometheus::IntCounterVec,
+}
+
+impl Default for PoolMetrics {
+    fn default() -> Self {
+        PoolMetrics {
+            acquire: prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new(
+                    "tessera_router_backend_acquire_seconds",
+                    "Time to get a backend connection, by physical shard",
+                )
+                .buckets(vec![
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+                ]),
+                &["ps"],
+            )
+            .expect("valid metric"),
+            failures: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "tessera_router_backend_acquire_failures_total",
+                    "Backend connections that could not be had, by physical shard",
+                ),
+                &["ps"],
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl PoolMetrics {
+    /// Registers the counters.
+    pub fn register(&self, r: &prometheus::Registry) {
+        let _ = r.register(Box::new(self.acquire.clone()));
+        let _ = r.register(Box::new(self.failures.clone()));
+    }
+}
+
 /// One physical shard's pool.
 pub struct ShardPool {
     pub name: String,
@@ -17,6 +60,7 @@ pub struct ShardPool {
     record: PhysicalShard,
     pool: Pool,
     connect_timeout: Duration,
+    metrics: PoolMetrics,
 }
 
 impl ShardPool {
@@ -25,16 +69,31 @@ impl ShardPool {
     /// # Errors
     /// 1105 naming the shard when it cannot be reached in time.
     pub async fn get_conn(&self) -> Result<Conn, SqlError> {
-        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+        let started = std::time::Instant::now();
+        let r = match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(SqlError::shard(&self.name, &self.addr, e)),
             Err(_) => Err(SqlError::shard(&self.name, &self.addr, "connect timed out")),
+        };
+        match &r {
+            Ok(_) => self
+                .metrics
+                .acquire
+                .with_label_values(&[self.name.as_str()])
+                .observe(started.elapsed().as_secs_f64()),
+            Err(_) => self
+                .metrics
+                .failures
+                .with_label_values(&[self.name.as_str()])
+                .inc(),
         }
+        r
     }
 }
 
 /// Every physical shard's pool.
 pub struct Backends {
+    pub metrics: PoolMetrics,
     cfg: BackendConfig,
     pools: Mutex<HashMap<String, Arc<ShardPool>>>,
 }
@@ -42,6 +101,7 @@ pub struct Backends {
 impl Backends {
     pub fn new(cfg: BackendConfig) -> Self {
         Backends {
+            metrics: PoolMetrics::default(),
             cfg,
             pools: Mutex::new(HashMap::new()),
         }
@@ -80,6 +140,7 @@ impl Backends {
             record: ps.clone(),
             pool: Pool::new(opts),
             connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
+            metrics: self.metrics.clone(),
         });
         if let Some(old) = pools.insert(ps.name.clone(), p.clone()) {
             if let Ok(h) = tokio::runtime::Handle::try_current() {

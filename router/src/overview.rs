@@ -324,6 +324,90 @@ impl Overview {
         v
     }
 
+    /// Move jobs as Prometheus text: phase, rows copied and total per table, journal
+    /// backlog, rows the last verification found different, and the last cutover's stall.
+    pub async fn job_metrics(&self) -> String {
+        let c = self.cluster().await;
+        let Some(jobs) = c["jobs"].as_array() else {
+            return String::new();
+        };
+        let esc = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap_or("")
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', " ")
+        };
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (labels, v) in rows {
+                out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            }
+        };
+        let id = |j: &serde_json::Value| format!("job=\"{}\",keyspace=\"{}\"", esc(&j["id"]), esc(&j["keyspace"]));
+        family(
+            "tessera_job_phase",
+            "Move jobs: 1 for the phase each job is in",
+            jobs.iter()
+                .map(|j| (format!("{},phase=\"{}\"", id(j), esc(&j["phase"])), 1.0))
+                .collect(),
+        );
+        let per_table = |field: &str| -> Vec<(String, f64)> {
+            jobs.iter()
+                .flat_map(|j| {
+                    j["tables"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(move |(t, p)| {
+                            (
+                                format!("{},table=\"{}\"", id(j), esc(&serde_json::Value::String(t.clone()))),
+                                p[field].as_f64().unwrap_or(0.0),
+                            )
+                        })
+                })
+                .collect()
+        };
+        family("tessera_job_rows_copied", "Rows a job's backfill copied, by table", per_table("rows_copied"));
+        family("tessera_job_rows_total", "Rows a job's backfill has to copy, by table", per_table("rows_total"));
+        family(
+            "tessera_job_journal_backlog",
+            "Journal rows waiting to be copied, when last measured",
+            jobs.iter()
+                .map(|j| (id(j), j["journal_backlog"].as_f64().unwrap_or(0.0)))
+                .collect(),
+        );
+        family(
+            "tessera_job_verify_differences",
+            "Rows the last verification found mismatched, missing or extra on the target",
+            jobs.iter()
+                .filter(|j| j["verify"].is_object())
+                .map(|j| {
+                    let n: f64 = j["verify"]["tables"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(_, c)| {
+                            c["mismatched"].as_f64().unwrap_or(0.0)
+                                + c["missing_on_target"].as_f64().unwrap_or(0.0)
+                                + c["extra_on_target"].as_f64().unwrap_or(0.0)
+                        })
+                        .sum();
+                    (id(j), n)
+                })
+                .collect(),
+        );
+        family(
+            "tessera_job_cutover_stall_seconds",
+            "The write stall of a job's last cutover or rollback",
+            jobs.iter()
+                .filter_map(|j| j["stall_ms"].as_f64().map(|ms| (id(j), ms / 1000.0)))
+                .collect(),
+        );
+        out
+    }
+
     /// Everything the status page shows, as JSON.
     pub async fn snapshot(
         &self,

@@ -147,6 +147,7 @@ impl Router {
                 .clone()
                 .measure_loop(std::time::Duration::from_secs(5), shutdown_rx.clone()),
         );
+        backends.metrics.register(&metrics.registry);
         let plans = crate::planner::cache::PlanCache::default();
         plans.register(&metrics.registry);
         let shared = Arc::new(Shared {
