@@ -260,6 +260,24 @@ impl Cluster {
         ))
     }
 
+    /// Waits (up to 90 s) for a background `reshard run` to exit successfully.
+    async fn finish(&self, runner: &mut Proc, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while let Some(ch) = runner.0.as_mut() {
+            if let Some(st) = ch.try_wait().expect("wait") {
+                assert!(st.success(), "reshard run failed: {:?}", self.job(id).await);
+                runner.0 = None;
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run did not finish: {:?}",
+                self.job(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn job(&self, id: &str) -> tessera_topo::Job {
         self.topo.get_job(id).await.expect("topo").expect("job").0
     }
@@ -765,22 +783,7 @@ async fn reshard_under_load_through_two_routers() {
         .insert(999_999_999, Some(("direct".into(), 42)));
 
     // Wait for the runner (it stops at verified).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(ch) = runner.0.as_mut() {
-            if let Some(st) = ch.try_wait().expect("wait") {
-                assert!(st.success(), "reshard run failed: {:?}", c.job(&id).await);
-                runner.0 = None;
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run did not finish: {:?}",
-            c.job(&id).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.finish(&mut runner, &id).await;
     let j = c.job(&id).await;
     assert_eq!(j.phase, "verified", "{j:?}");
     let v = j.verify.clone().expect("verify report");
@@ -844,7 +847,11 @@ async fn reshard_under_load_through_two_routers() {
     let all = common::parse_metrics(&text);
     let job_label = format!("job=\"{id}\"");
     assert_eq!(
-        common::metric(&all, "tessera_job_phase", &[&job_label, "phase=\"completed\""]),
+        common::metric(
+            &all,
+            "tessera_job_phase",
+            &[&job_label, "phase=\"completed\""]
+        ),
         1.0,
         "{text}"
     );
@@ -1151,16 +1158,7 @@ async fn status_page_follows_a_reshard() {
     assert!(dom.contains("<progress"), "progress bars shown");
 
     // Finish, cut over, and look again.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while let Some(ch) = runner.0.as_mut() {
-        if let Some(st) = ch.try_wait().expect("wait") {
-            assert!(st.success(), "reshard run failed: {:?}", c.job(&id).await);
-            runner.0 = None;
-            break;
-        }
-        assert!(Instant::now() < deadline, "run did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.finish(&mut runner, &id).await;
     c.reshard(&["cutover", &id]);
     let dom = capture(&browser, &url, "3-cut-over");
     let after = cells(&dom);

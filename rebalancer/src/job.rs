@@ -1222,10 +1222,25 @@ impl Rebalancer {
 
     async fn complete_phase(&self, cell: &Arc<Mutex<JobCell>>) -> Result<()> {
         self.set_phase(cell, "completing").await?;
+        self.settle(cell, true).await?;
+        self.set_phase(cell, "completed").await
+    }
+
+    /// Ends a job's moves: each logical shard serves alone on its target (`on_target`, for
+    /// complete) or its source (abort). The kept side loses its journal and fence; the other
+    /// copy is dropped (on abort, only a target this job created).
+    async fn settle(&self, cell: &Arc<Mutex<JobCell>>, on_target: bool) -> Result<()> {
         let job = cell.lock().await.job.clone();
+        let kept = |from: &str, to: &str| -> (String, String) {
+            if on_target {
+                (to.to_string(), from.to_string())
+            } else {
+                (from.to_string(), to.to_string())
+            }
+        };
         let epoch = self
-            .set_entries(&job, |_, _, to, e| {
-                if e.ps == to {
+            .set_entries(&job, |_, from, to, e| {
+                if e.ps == kept(from, to).0 {
                     e.state = LogicalShardState::Serving;
                     e.peer = None;
                     e.job = None;
@@ -1235,54 +1250,31 @@ impl Rebalancer {
         self.wait_acks(&job.keyspace, epoch, self.opts.ack_timeout)
             .await?;
         for (ls, from, to) in &job.moves {
+            let (keep, other) = kept(from, to);
             let schema = self.schema_of(&job, *ls).await?;
-            let tables = self.tables(&job, *ls, to).await?;
-            let mut d = self.conn(to).await?;
-            copy::remove_journal(&mut d, &schema, &tables).await?;
-            copy::remove_fence(&mut d, &schema, &tables).await?;
-            let mut s = self.conn(from).await?;
-            s.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&schema)))
+            let tables = self.tables(&job, *ls, &keep).await?;
+            let mut k = self.conn(&keep).await?;
+            copy::remove_journal(&mut k, &schema, &tables).await?;
+            copy::remove_fence(&mut k, &schema, &tables).await?;
+            if on_target || job.checkpoints.contains_key(&format!("prepared/{ls}")) {
+                let mut o = self.conn(&other).await?;
+                o.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&schema)))
+                    .await?;
+            }
+            if on_target {
+                self.event(
+                    cell,
+                    format!("logical shard {ls} now on {to} alone; dropped {schema} on {from}"),
+                )
                 .await?;
-            self.event(
-                cell,
-                format!("logical shard {ls} now on {to} alone; dropped {schema} on {from}"),
-            )
-            .await?;
+            }
         }
-        self.set_phase(cell, "completed").await
+        Ok(())
     }
 
     async fn abort_phase(&self, cell: &Arc<Mutex<JobCell>>) -> Result<()> {
         let job = cell.lock().await.job.clone();
-        let epoch = self
-            .set_entries(&job, |_, from, _, e| {
-                if e.ps == from {
-                    e.state = LogicalShardState::Serving;
-                    e.peer = None;
-                    e.job = None;
-                }
-            })
-            .await?;
-        self.wait_acks(&job.keyspace, epoch, self.opts.ack_timeout)
-            .await?;
-        for (ls, from, to) in &job.moves {
-            let schema = self.schema_of(&job, *ls).await?;
-            let tables = self.tables(&job, *ls, from).await?;
-            let mut s = self.conn(from).await?;
-            copy::remove_journal(&mut s, &schema, &tables).await?;
-            copy::remove_fence(&mut s, &schema, &tables).await?;
-            // The target copy goes only if this job made it.
-            if job.checkpoints.contains_key(&format!("prepared/{ls}")) {
-                let mut d = self.conn(to).await?;
-                d.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&schema)))
-                    .await?;
-            }
-        }
-        self.event(
-            cell,
-            "aborted: sources serve as before, target copies dropped".into(),
-        )
-        .await?;
+        self.settle(cell, false).await?;
         for (to, _) in self.new_targets(&job).await? {
             let mut d = self.conn(&to).await?;
             d.query_drop(format!(
@@ -1291,6 +1283,11 @@ impl Rebalancer {
             ))
             .await?;
         }
+        self.event(
+            cell,
+            "aborted: sources serve as before, target copies dropped".into(),
+        )
+        .await?;
         self.set_phase(cell, "aborted").await
     }
 }

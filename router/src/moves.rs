@@ -122,6 +122,9 @@ impl Moves {
                 return Ok(Vec::new());
             };
             if !ks.moving() {
+                if permit.is_some() {
+                    self.metrics.held.with_label_values(&["released"]).inc();
+                }
                 break;
             }
             if e.kind == StmtKind::Ddl {
@@ -130,68 +133,51 @@ impl Moves {
                 )));
             }
             // Reference writes wait while a cutover brings a new physical shard into the
-            // keyspace: the rebalancer copies the reference tables to it meanwhile.
-            if e.kind == StmtKind::Write && matches!(e.targets, Targets::Reference { .. }) {
+            // keyspace (the rebalancer copies the reference tables to it meanwhile); writes to
+            // a logical shard being cut over wait for the flip.
+            let reason = if e.kind == StmtKind::Write
+                && matches!(e.targets, Targets::Reference { .. })
+            {
                 let joining = ks.moves.iter().any(|(st, peer)| {
                     *st == LogicalShardState::Cutover
                         && peer.as_ref().is_some_and(|p| !ks.placement.contains(p))
                 });
-                if !joining {
-                    if permit.is_some() {
-                        self.metrics.held.with_label_values(&["released"]).inc();
-                    }
-                    break;
-                }
-                if permit.is_none() {
-                    permit = Some(self.held.clone().try_acquire_owned().map_err(|_| {
-                    self.metrics.held.with_label_values(&["overflow"]).inc();
-                        SqlError::new(RETRY_CODE, "HY000", format!("Lock wait timeout exceeded; too many writes are waiting for the cutover of {k}; try restarting transaction"))
-                    })?);
-                }
-                match tokio::time::timeout_at(deadline, changed.changed()).await {
-                    Ok(Ok(())) => continue,
-                    _ => {
-                        self.metrics.held.with_label_values(&["timeout"]).inc();
-                        return Err(SqlError::new(
-                            RETRY_CODE,
-                            "HY000",
-                            format!("Lock wait timeout exceeded; reference tables of {k} are being copied to a new physical shard; try restarting transaction"),
-                        ));
-                    }
-                }
-            }
-            let moving: Vec<u32> = lss
-                .iter()
-                .copied()
-                .filter(|l| ks.move_state(*l).0 != LogicalShardState::Serving)
-                .collect();
-            if moving.is_empty() {
-                break;
-            }
-            if !self.topo.status().registered {
-                self.metrics.held.with_label_values(&["unregistered"]).inc();
-                return Err(SqlError::new(
-                    RETRY_CODE,
-                    "HY000",
-                    format!(
-                        "Lock wait timeout exceeded; this router lost its topology registration, so it does not write to moving logical shards {moving:?} of {k}; try restarting transaction"
-                    ),
-                ));
-            }
-            let held: Vec<u32> = moving
-                .iter()
-                .copied()
-                .filter(|l| {
-                    ks.move_state(*l).0 == LogicalShardState::Cutover
-                        && !session.txn_ls.contains(&(k.to_string(), *l))
+                joining.then(|| {
+                    format!("reference tables of {k} are being copied to a new physical shard")
                 })
-                .collect();
-            if held.is_empty() {
+            } else {
+                let moving: Vec<u32> = lss
+                    .iter()
+                    .copied()
+                    .filter(|l| ks.move_state(*l).0 != LogicalShardState::Serving)
+                    .collect();
+                if !moving.is_empty() && !self.topo.status().registered {
+                    self.metrics.held.with_label_values(&["unregistered"]).inc();
+                    return Err(SqlError::new(
+                        RETRY_CODE,
+                        "HY000",
+                        format!(
+                            "Lock wait timeout exceeded; this router lost its topology registration, so it does not write to moving logical shards {moving:?} of {k}; try restarting transaction"
+                        ),
+                    ));
+                }
+                let held: Vec<u32> = moving
+                    .iter()
+                    .copied()
+                    .filter(|l| {
+                        ks.move_state(*l).0 == LogicalShardState::Cutover
+                            && !session.txn_ls.contains(&(k.to_string(), *l))
+                    })
+                    .collect();
+                (!held.is_empty())
+                    .then(|| format!("logical shards {held:?} of {k} are being cut over"))
+            };
+            let Some(reason) = reason else {
                 if permit.is_some() {
                     self.metrics.held.with_label_values(&["released"]).inc();
                 }
                 break;
-            }
+            };
             if permit.is_none() {
                 permit = Some(self.held.clone().try_acquire_owned().map_err(|_| {
                     self.metrics.held.with_label_values(&["overflow"]).inc();
@@ -209,9 +195,7 @@ impl Moves {
                     return Err(SqlError::new(
                         RETRY_CODE,
                         "HY000",
-                        format!(
-                            "Lock wait timeout exceeded; logical shards {held:?} of {k} are being cut over; try restarting transaction"
-                        ),
+                        format!("Lock wait timeout exceeded; {reason}; try restarting transaction"),
                     ));
                 }
             }

@@ -345,7 +345,13 @@ impl Overview {
                 out.push_str(&format!("{name}{{{labels}}} {v}\n"));
             }
         };
-        let id = |j: &serde_json::Value| format!("job=\"{}\",keyspace=\"{}\"", esc(&j["id"]), esc(&j["keyspace"]));
+        let id = |j: &serde_json::Value| {
+            format!(
+                "job=\"{}\",keyspace=\"{}\"",
+                esc(&j["id"]),
+                esc(&j["keyspace"])
+            )
+        };
         family(
             "tessera_job_phase",
             "Move jobs: 1 for the phase each job is in",
@@ -362,15 +368,27 @@ impl Overview {
                         .flatten()
                         .map(move |(t, p)| {
                             (
-                                format!("{},table=\"{}\"", id(j), esc(&serde_json::Value::String(t.clone()))),
+                                format!(
+                                    "{},table=\"{}\"",
+                                    id(j),
+                                    esc(&serde_json::Value::String(t.clone()))
+                                ),
                                 p[field].as_f64().unwrap_or(0.0),
                             )
                         })
                 })
                 .collect()
         };
-        family("tessera_job_rows_copied", "Rows a job's backfill copied, by table", per_table("rows_copied"));
-        family("tessera_job_rows_total", "Rows a job's backfill has to copy, by table", per_table("rows_total"));
+        family(
+            "tessera_job_rows_copied",
+            "Rows a job's backfill copied, by table",
+            per_table("rows_copied"),
+        );
+        family(
+            "tessera_job_rows_total",
+            "Rows a job's backfill has to copy, by table",
+            per_table("rows_total"),
+        );
         family(
             "tessera_job_journal_backlog",
             "Journal rows waiting to be copied, when last measured",
