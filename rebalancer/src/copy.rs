@@ -42,7 +42,8 @@ pub fn aux_name(kind: &str, table: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    let mut cut = 40;
+    // Room for the prefix, the kind, two underscores and 16 hex digits.
+    let mut cut = 64usize.saturating_sub(AUX_PREFIX.len() + kind.len() + 2 + 16);
     while !table.is_char_boundary(cut) {
         cut -= 1;
     }

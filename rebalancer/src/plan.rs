@@ -146,10 +146,11 @@ mod tests {
     fn adding_a_shard_moves_only_what_the_ring_reassigns() {
         let s = snap(&["ps0", "ps1", "ps2"], &["ps0", "ps1"]);
         let moves = plan_moves(&s, "k", &[], false, 0).expect("plan");
-        assert!(!moves.is_empty());
-        assert!(moves.iter().all(|m| m.to == "ps2"), "{moves:?}");
-        // About a third of 64, bounded by the load factor.
-        assert!((10..=30).contains(&moves.len()), "{}", moves.len());
+        // About a third of 64 go to the new shard; the bounded-load ring may shift a few
+        // between the old ones.
+        let to_new = moves.iter().filter(|m| m.to == "ps2").count();
+        assert!((15..=27).contains(&to_new), "{moves:?}");
+        assert!(moves.len() - to_new <= 6, "{moves:?}");
         // Already balanced: nothing to do.
         let s = snap(&["ps0", "ps1"], &["ps0", "ps1"]);
         assert!(plan_moves(&s, "k", &[], false, 0).expect("plan").is_empty());

@@ -904,12 +904,14 @@ impl Engine {
             };
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let kscopy = ks.cloned();
-            let stmts: Vec<String> = if unionable && sqls.len() > 1 {
-                vec![sqls
-                    .iter()
-                    .map(|s| format!("(\n{s}\n)"))
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ")]
+            // The first logical shard's select runs alone, the rest as one `UNION ALL`: the
+            // client's column types come from a plain select (a union widens some, such as
+            // TEXT to MEDIUMTEXT and ENUM to VARCHAR).
+            let stmts: Vec<String> = if unionable && sqls.len() > 2 {
+                let mut it = sqls.into_iter();
+                let first = it.next().unwrap_or_default();
+                let rest = it.map(|s| format!("(\n{s}\n)")).collect::<Vec<_>>();
+                vec![first, rest.join(" UNION ALL ")]
             } else {
                 sqls
             };
