@@ -228,48 +228,61 @@ fn free_port() -> u16 {
 
 #[test]
 fn tessera_up_serves_and_stops_cleanly() {
-    let port = free_port();
-    let topo_port = free_port();
-    let data = tempfile::tempdir().expect("tempdir");
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args([
-                "up",
-                "--shards",
-                "2",
-                "--port",
-                &port.to_string(),
-                "--topo-listen",
-                &format!("127.0.0.1:{topo_port}"),
-                "--topo-nodes",
-                "3",
-            ])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--vschema")
-            .arg(format!("{root}/examples/demo/vschema.yaml"))
-            .arg("--sample-data")
-            .arg(format!("{root}/examples/demo/data.sql"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tessera up"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut ready = false;
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.starts_with("ready:") {
-            ready = true;
-            break;
+    // Ports are picked free but taken a moment later; another test's server may win one, so a
+    // start that exits before `ready:` (saying which port) is tried again on new ports.
+    let mut attempt = 0;
+    let (mut child, port, topo_port, _lines, data) = loop {
+        attempt += 1;
+        let port = free_port();
+        let topo_port = free_port();
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut child = Child(
+            Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args([
+                    "up",
+                    "--shards",
+                    "2",
+                    "--port",
+                    &port.to_string(),
+                    "--topo-listen",
+                    &format!("127.0.0.1:{topo_port}"),
+                    "--topo-nodes",
+                    "3",
+                ])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+                .arg("--data-dir")
+                .arg(data.path())
+                .arg("--vschema")
+                .arg(format!("{root}/examples/demo/vschema.yaml"))
+                .arg("--sample-data")
+                .arg(format!("{root}/examples/demo/data.sql"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn tessera up"),
+        );
+        let stdout = child.0.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut ready = false;
+        for line in lines.by_ref() {
+            let line = line.expect("line");
+            if line.starts_with("ready:") {
+                ready = true;
+                break;
+            }
+            assert!(Instant::now() < deadline, "tessera up took too long");
         }
-        assert!(Instant::now() < deadline, "tessera up took too long");
-    }
-    assert!(ready, "tessera up printed a ready line");
+        if ready {
+            break (child, port, topo_port, lines, data);
+        }
+        assert!(
+            attempt < 3,
+            "tessera up printed no ready line in 3 attempts"
+        );
+    };
+
     let out = Command::new("mariadb")
         .args([
             "-h",
