@@ -43,6 +43,7 @@ impl Engine {
             limit: None,
             unionable: false,
             merge: None,
+            key_at: None,
         };
         let mut written = self.moves.guard(session, &m.update).await?;
         written.extend(self.moves.guard(session, &target).await?);

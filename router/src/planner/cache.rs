@@ -6,9 +6,11 @@
 //!
 //! - it runs one statement template (no split `INSERT`, no router-side merge or `LIMIT`, which
 //!   carry literal values of their own);
-//! - its targets do not depend on literal values: an unsharded keyspace, reference tables, or
-//!   no table (in a sharded keyspace the logical shards come from key values, so those
-//!   statements are planned every time);
+//! - its targets do not depend on literal values (an unsharded keyspace, reference tables, or
+//!   no table), or it runs on one logical shard of a sharded keyspace chosen by exactly one
+//!   `key = literal` term: a hit routes that literal's new value through the vindex, and a
+//!   value that names no single shard is planned in full (other sharded statements, whose
+//!   shards come from several values, are planned every time);
 //! - the template's literals are the statement's literals, the same texts in the same order
 //!   (so the rewrite kept every literal byte for byte and added none).
 //!
@@ -40,6 +42,17 @@ pub(crate) struct Shape {
 struct Bindable {
     exec: Exec,
     pieces: Vec<String>,
+    /// For a sharded single-shard plan: which literal picks the logical shard, and how.
+    key: Option<KeyLiteralAt>,
+}
+
+#[derive(Clone, Copy)]
+struct KeyLiteralAt {
+    /// Index among the statement's literals.
+    index: usize,
+    vindex: tessera_topo::VindexKind,
+    key_type: tessera_topo::KeyType,
+    logical_shards: u32,
 }
 
 #[derive(Default)]
@@ -135,6 +148,28 @@ impl PlanCache {
         };
         match cached {
             Some(Some(b)) => {
+                let mut exec = b.exec.clone();
+                if let Some(k) = b.key {
+                    let ls = shape.literals.get(k.index).and_then(|&(s, e)| {
+                        super::literal_ls(&sql[s..e], k.vindex, k.key_type, k.logical_shards)
+                    });
+                    match (ls, &mut exec.targets) {
+                        (Some(ls), Targets::Ls { ls: targets, .. }) => {
+                            *targets = vec![ls];
+                            if let (Some(a), Some(&(s, _))) =
+                                (exec.key_at.as_mut(), shape.literals.get(k.index))
+                            {
+                                a.at = s;
+                            }
+                        }
+                        // This value does not name one shard (e.g. '1.5' for an integer key):
+                        // plan it in full.
+                        _ => {
+                            self.count(false);
+                            return super::plan_session(sql, keyspace, last_insert_id, rt);
+                        }
+                    }
+                }
                 self.count(true);
                 let mut template = String::with_capacity(sql.len() + 32);
                 for (i, piece) in b.pieces.iter().enumerate() {
@@ -143,7 +178,6 @@ impl PlanCache {
                         template.push_str(&sql[s..e]);
                     }
                 }
-                let mut exec = b.exec.clone();
                 set_template(&mut exec, template);
                 return Ok(Plan::Exec(Box::new(exec)));
             }
@@ -194,16 +228,27 @@ fn bindable(
     if e.merge.is_some() || e.limit.is_some() {
         return None;
     }
-    // A sharded scatter is left out too: another value of the same shape may name one
-    // logical shard.
-    let literal_free_targets = match (&e.route, &e.keyspace) {
-        (RouteKind::Reference | RouteKind::Any, _) => true,
-        (RouteKind::One, Some(k)) => rt.keyspace(k).is_some_and(|ks| !ks.sharded),
-        _ => false,
+    // Targets that do not depend on literal values, or one logical shard picked by one
+    // `key = literal` term. A sharded scatter is left out: another value of the same shape
+    // may name one logical shard.
+    let key = match (&e.route, &e.keyspace) {
+        (RouteKind::Reference | RouteKind::Any, _) => None,
+        (RouteKind::One, Some(k)) => {
+            let ks = rt.keyspace(k)?;
+            if ks.sharded {
+                let at = e.key_at?;
+                Some(KeyLiteralAt {
+                    index: literals.iter().position(|&(s, _)| s == at.at)?,
+                    vindex: at.vindex,
+                    key_type: at.key_type,
+                    logical_shards: ks.logical_shards,
+                })
+            } else {
+                None
+            }
+        }
+        _ => return None,
     };
-    if !literal_free_targets {
-        return None;
-    }
     let template = template_of(e)?;
     let t_shape = shape(template)?;
     if t_shape.literals.len() != literals.len() {
@@ -226,7 +271,7 @@ fn bindable(
     pieces.push(template[at..].to_string());
     let mut exec = (**e).clone();
     set_template(&mut exec, String::new());
-    Some(Bindable { exec, pieces })
+    Some(Bindable { exec, pieces, key })
 }
 
 /// Tokenises `sql` into its normalised key and literal ranges; `None` when it does not

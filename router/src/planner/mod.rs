@@ -12,7 +12,7 @@ pub mod plan;
 pub mod rewrite;
 
 pub use plan::{
-    CrossJoin, Exec, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets,
+    CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets,
     LS_PLACEHOLDER,
 };
 
@@ -327,6 +327,26 @@ fn key_value(l: &Lit, ty: KeyType, storing: bool) -> Option<KeyValue> {
     }
 }
 
+/// Returns the logical shard that one literal token (a number or a quoted string) routes a
+/// key of `ty` to, as the planner would for `key = literal`; `None` when it names no single
+/// value or is not one such token.
+pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32) -> Option<u32> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&MySqlDialect {}, text).tokenize().ok()?;
+    let [tok] = tokens.as_slice() else {
+        return None;
+    };
+    let l = match tok {
+        Token::Number(n, _) => n
+            .parse::<i128>()
+            .map_or_else(|_| Lit::Num(n.clone()), Lit::Int),
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Lit::Str(s.clone()),
+        _ => return None,
+    };
+    let id = vindex::keyspace_id(vindex, &key_value(&l, ty, false)?).ok()?;
+    Some(vindex::logical_shard(id, count))
+}
+
 /// Returns a literal's value for routing a key of `ty`.
 fn literal_for(e: &Expr, ty: KeyType) -> Option<KeyValue> {
     key_value(&lit(e)?, ty, false)
@@ -548,6 +568,7 @@ impl<'a> Planner<'a> {
                 limit: None,
                 unionable: false,
                 merge: None,
+                key_at: None,
             }))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;
@@ -774,6 +795,7 @@ impl<'a> Planner<'a> {
             limit: None,
             unionable: false,
             merge: None,
+            key_at: None,
         }))
     }
 
@@ -849,6 +871,7 @@ impl<'a> Planner<'a> {
                 limit: None,
                 unionable: false,
                 merge: None,
+                key_at: None,
             }));
         }
         let ls = if ks.sharded {
@@ -869,6 +892,7 @@ impl<'a> Planner<'a> {
             limit: if route == RouteKind::One { None } else { limit },
             unionable: unionable && route != RouteKind::One,
             merge: None,
+            key_at: None,
         }))
     }
 
@@ -1118,9 +1142,57 @@ impl<'a> Planner<'a> {
         if let Plan::Exec(e) = &mut plan {
             if e.route != RouteKind::One {
                 e.merge = merge;
+            } else if let Some(w) = &select.selection {
+                e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
             }
         }
         Ok(plan)
+    }
+
+    /// Returns the one `key = literal` term of `w` that decides its logical shard, when
+    /// exactly one term decides it (with several, other values could intersect differently).
+    fn key_at(
+        &self,
+        w: &Expr,
+        key: &dyn Fn(&Expr) -> Option<(VindexKind, KeyType)>,
+        count: u32,
+    ) -> Option<KeyAt> {
+        let mut cs = Vec::new();
+        conjuncts(w, &mut cs);
+        let mut deciding = cs.iter().filter(|c| key_set(c, key, count).is_some());
+        let only = deciding.next()?;
+        if deciding.next().is_some() {
+            return None;
+        }
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = only
+        else {
+            return None;
+        };
+        // The same side key_set takes as the key.
+        let ((vindex, key_type), other) = match (key(left), key(right)) {
+            (Some(k), _) => (k, right),
+            (None, Some(k)) => (k, left),
+            (None, None) => return None,
+        };
+        let Expr::Value(v) = other.as_ref() else {
+            return None;
+        };
+        if !matches!(
+            v.value,
+            Value::Number(..) | Value::SingleQuotedString(_) | Value::DoubleQuotedString(_)
+        ) {
+            return None;
+        }
+        let (at, _) = self.offsets.range(self.sql, v.span)?;
+        Some(KeyAt {
+            at,
+            vindex,
+            key_type,
+        })
     }
 
     /// Refuses subqueries that read sharded tables: they would see one shard's rows only.
@@ -1338,6 +1410,7 @@ impl<'a> Planner<'a> {
             limit: None,
             unionable: false,
             merge: None,
+            key_at: None,
         })))
     }
 
@@ -1463,7 +1536,12 @@ impl<'a> Planner<'a> {
             ));
         }
         let sql = self.qualified(&r, Edits::default())?;
-        let plan = self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false);
+        let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false);
+        if let (Plan::Exec(e), Some(w)) = (&mut plan, selection) {
+            if e.route == RouteKind::One {
+                e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
+            }
+        }
         if let Some((new_ls, value)) = move_to {
             if has_order_or_limit {
                 return Err(SqlError::unsupported(

@@ -57,6 +57,18 @@ pub struct Exec {
     pub unionable: bool,
     /// How the router merges per-shard results (sorting, aggregation), if it must.
     pub merge: Option<super::merge::MergeSpec>,
+    /// For a statement on one logical shard of a sharded keyspace: the one `key = literal`
+    /// term that chose it (the plan cache re-routes other values of the same shape by it).
+    pub key_at: Option<KeyAt>,
+}
+
+/// The literal that decides a statement's logical shard, and how it maps to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAt {
+    /// Byte offset of the literal in the statement as the client sent it.
+    pub at: usize,
+    pub vindex: tessera_topo::VindexKind,
+    pub key_type: tessera_topo::KeyType,
 }
 
 /// Things the router answers or does itself.

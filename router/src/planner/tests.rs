@@ -181,3 +181,50 @@ fn plan_cache_rebinds_literals_exactly() {
     let hits = cache.lookups.with_label_values(&["hit"]).get();
     assert!(hits > 0, "no plan was served from the cache");
 }
+
+/// Sharded statements on one logical shard are served from the cache for every key value,
+/// with the logical shard the planner would pick; values that name no single shard fall back
+/// to the planner.
+#[test]
+fn plan_cache_routes_sharded_point_statements() {
+    let rt = std::sync::Arc::new(table());
+    let cache = cache::PlanCache::default();
+    let mut statements = Vec::new();
+    for i in 0..300 {
+        statements.push(format!("SELECT name FROM customer WHERE customer_id = {i}"));
+        statements.push(format!(
+            "UPDATE customer SET name = 'x{i}' WHERE customer_id = {i}"
+        ));
+        statements.push(format!("DELETE FROM orders WHERE customer_id = '{i}'"));
+        statements.push(format!(
+            "SELECT * FROM users_by_name WHERE name = 'N\\u00e4me {i}  ' AND 1 = 1"
+        ));
+    }
+    for odd in [
+        "'1.5'", "'abc'", "1.0", "1e3", "X'41'", "'12 '", "-3", "NULL",
+    ] {
+        statements.push(format!(
+            "SELECT name FROM customer WHERE customer_id = {odd}"
+        ));
+    }
+    let mut ls_seen = std::collections::BTreeSet::new();
+    for sql in &statements {
+        let want = plan_session(sql, Some("demo"), 0, &rt);
+        let got = cache.plan(sql, Some("demo"), 0, &rt);
+        match (want, got) {
+            (Ok(w), Ok(g)) => {
+                if let Plan::Exec(e) = &g {
+                    if let Targets::Ls { ls, .. } = &e.targets {
+                        ls_seen.extend(ls.iter().copied());
+                    }
+                }
+                assert_eq!(g, w, "{sql}");
+            }
+            (Err(w), Err(g)) => assert_eq!(g.code, w.code, "{sql}"),
+            (w, g) => panic!("{sql}: planner {w:?}, cache {g:?}"),
+        }
+    }
+    let hits = cache.lookups.with_label_values(&["hit"]).get();
+    assert!(hits >= 1100, "only {hits} hits");
+    assert!(ls_seen.len() > 32, "only {} logical shards", ls_seen.len());
+}
