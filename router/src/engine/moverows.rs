@@ -44,6 +44,7 @@ impl Engine {
             unionable: false,
             merge: None,
             key_at: None,
+            aliased_items: false,
         };
         let mut written = self.moves.guard(session, &m.update).await?;
         written.extend(self.moves.guard(session, &target).await?);

@@ -225,7 +225,7 @@ fn bindable(
     rt: &RoutingTable,
 ) -> Option<Bindable> {
     let Plan::Exec(e) = plan else { return None };
-    if e.merge.is_some() || e.limit.is_some() {
+    if e.merge.is_some() || e.limit.is_some() || e.aliased_items {
         return None;
     }
     // Targets that do not depend on literal values, or one logical shard picked by one

@@ -72,6 +72,19 @@ pub fn plan_internal(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
+    if let Some(s) = ShareMode::find(sql) {
+        let plan = plan_parsed(&s.stand_in_sql, keyspace, last_insert_id, rt)?;
+        return s.restore_plan(plan);
+    }
+    plan_parsed(sql, keyspace, last_insert_id, rt)
+}
+
+fn plan_parsed(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
     let stmt = parse_one(sql)?;
     let p = Planner {
         sql,
@@ -81,6 +94,89 @@ pub fn plan_internal(
         last_insert_id,
     };
     p.statement(stmt)
+}
+
+/// MariaDB's `SELECT … LOCK IN SHARE MODE`, which the parser does not know: the statement is
+/// planned with `FOR SHARE` in its place, padded to the same length so that every offset
+/// holds, and the original words are put back into what the backends run.
+struct ShareMode {
+    stand_in_sql: String,
+    stand_in: String,
+    original: String,
+}
+
+impl ShareMode {
+    /// Finds `LOCK IN SHARE MODE` ending a statement (outside parentheses).
+    fn find(sql: &str) -> Option<ShareMode> {
+        use sqlparser::tokenizer::{Token, Tokenizer};
+        if !sql
+            .as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"share"))
+        {
+            return None;
+        }
+        let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+            .tokenize_with_location()
+            .ok()?;
+        let words: Vec<&sqlparser::tokenizer::TokenWithSpan> = tokens
+            .iter()
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            .collect();
+        let mut end = words.len();
+        while end > 0 && words[end - 1].token == Token::SemiColon {
+            end -= 1;
+        }
+        let tail = words.get(end.checked_sub(4)?..end)?;
+        let is = |t: &sqlparser::tokenizer::TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+        if !(is(tail[0], "LOCK")
+            && is(tail[1], "IN")
+            && is(tail[2], "SHARE")
+            && is(tail[3], "MODE"))
+        {
+            return None;
+        }
+        let offsets = Offsets::new(sql);
+        let start = offsets.byte(sql, tail[0].span.start)?;
+        let stop = offsets.byte(sql, tail[3].span.end)?;
+        let original = sql.get(start..stop)?.to_string();
+        let stand_in = format!("{:<width$}", "FOR SHARE", width = original.len());
+        let mut stand_in_sql = String::with_capacity(sql.len());
+        stand_in_sql.push_str(&sql[..start]);
+        stand_in_sql.push_str(&stand_in);
+        stand_in_sql.push_str(&sql[stop..]);
+        Some(ShareMode {
+            stand_in_sql,
+            stand_in,
+            original,
+        })
+    }
+
+    fn restore(&self, text: &mut String) -> Result<(), SqlError> {
+        let at = text
+            .rfind(&self.stand_in)
+            .ok_or_else(|| SqlError::router("cannot place LOCK IN SHARE MODE"))?;
+        text.replace_range(at..at + self.stand_in.len(), &self.original);
+        Ok(())
+    }
+
+    fn restore_plan(&self, plan: Plan) -> Result<Plan, SqlError> {
+        let Plan::Exec(mut e) = plan else {
+            return Err(SqlError::unsupported(
+                "LOCK IN SHARE MODE in a statement the router runs itself (a cross-shard join)",
+            ));
+        };
+        match &mut e.targets {
+            Targets::Ls { template, .. } => self.restore(template)?,
+            Targets::PerLs(v) => {
+                for (_, s) in v {
+                    self.restore(s)?;
+                }
+            }
+            Targets::Reference { sql } | Targets::Any { sql } => self.restore(sql)?,
+        }
+        Ok(Plan::Exec(e))
+    }
 }
 
 /// Where to describe a statement being prepared: the SQL (tables qualified with the first
@@ -94,6 +190,15 @@ pub fn describe_target(
     keyspace: Option<&str>,
     rt: &RoutingTable,
 ) -> Result<Option<(String, Option<String>)>, SqlError> {
+    if let Some(s) = ShareMode::find(sql) {
+        return match describe_target(&s.stand_in_sql, keyspace, rt)? {
+            Some((mut text, ks)) => {
+                s.restore(&mut text)?;
+                Ok(Some((text, ks)))
+            }
+            None => Ok(None),
+        };
+    }
     let stmt = parse_one(sql)?;
     let p = Planner {
         sql,
@@ -135,13 +240,38 @@ pub fn describe_target(
 
 /// Parses exactly one statement.
 fn parse_one(sql: &str) -> Result<Statement, SqlError> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql)
+        .map_err(|e| unparsed_shape(sql).unwrap_or_else(|| SqlError::parse(e)))?;
     if stmts.len() > 1 {
         return Err(SqlError::unsupported("several statements in one query"));
     }
     stmts
         .pop()
         .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+}
+
+/// Names a MariaDB shape that the parser does not accept, for a statement that did not parse,
+/// so that the client learns what is not supported rather than a syntax error.
+fn unparsed_shape(sql: &str) -> Option<SqlError> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    let words: Vec<Keyword> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.keyword,
+            _ => Keyword::NoKeyword,
+        })
+        .collect();
+    let has = |pair: [Keyword; 2]| words.windows(2).any(|w| w == pair);
+    if has([Keyword::WITH, Keyword::ROLLUP]) {
+        return Some(SqlError::unsupported("GROUP BY ... WITH ROLLUP"));
+    }
+    if words.first() == Some(&Keyword::UPDATE) && has([Keyword::ORDER, Keyword::BY]) {
+        return Some(SqlError::unsupported("UPDATE ... ORDER BY ... LIMIT"));
+    }
+    None
 }
 
 /// Splits a table name into its optional schema and the table.
@@ -345,6 +475,86 @@ pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32
     };
     let id = vindex::keyspace_id(vindex, &key_value(&l, ty, false)?).ok()?;
     Some(vindex::logical_shard(id, count))
+}
+
+/// Returns the byte ranges of a plain `SELECT [modifiers] item, … [FROM …]` statement's
+/// items as written, or `None` for any other statement.
+fn select_item_ranges(sql: &str) -> Option<Vec<(usize, usize)>> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = Offsets::new(sql);
+    let mut it = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .peekable();
+    match &it.next()?.token {
+        Token::Word(w) if w.keyword == Keyword::SELECT => {}
+        _ => return None,
+    }
+    while let Some(t) = it.peek() {
+        let Token::Word(w) = &t.token else { break };
+        let modifier = matches!(
+            w.keyword,
+            Keyword::ALL
+                | Keyword::DISTINCT
+                | Keyword::DISTINCTROW
+                | Keyword::HIGH_PRIORITY
+                | Keyword::STRAIGHT_JOIN
+                | Keyword::SQL_SMALL_RESULT
+                | Keyword::SQL_BIG_RESULT
+                | Keyword::SQL_BUFFER_RESULT
+                | Keyword::SQL_NO_CACHE
+                | Keyword::SQL_CALC_FOUND_ROWS
+        );
+        if !modifier {
+            break;
+        }
+        it.next();
+    }
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut current: Option<(usize, usize)> = None;
+    for t in it {
+        match &t.token {
+            Token::Comma if depth == 0 => {
+                items.push(current.take()?);
+                continue;
+            }
+            Token::SemiColon => break,
+            Token::Word(w)
+                if depth == 0
+                    && matches!(
+                        w.keyword,
+                        Keyword::FROM
+                            | Keyword::INTO
+                            | Keyword::WHERE
+                            | Keyword::GROUP
+                            | Keyword::HAVING
+                            | Keyword::ORDER
+                            | Keyword::LIMIT
+                            | Keyword::UNION
+                            | Keyword::FOR
+                            | Keyword::LOCK
+                            | Keyword::WINDOW
+                    ) =>
+            {
+                break
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        let (s, e) = offsets.range(sql, t.span)?;
+        current = Some(match current {
+            Some((cs, _)) => (cs, e),
+            None => (s, e),
+        });
+    }
+    items.push(current?);
+    Some(items)
 }
 
 /// Returns a literal's value for routing a key of `ty`.
@@ -569,6 +779,7 @@ impl<'a> Planner<'a> {
                 unionable: false,
                 merge: None,
                 key_at: None,
+                aliased_items: false,
             }))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;
@@ -796,6 +1007,7 @@ impl<'a> Planner<'a> {
             unionable: false,
             merge: None,
             key_at: None,
+            aliased_items: false,
         }))
     }
 
@@ -872,6 +1084,7 @@ impl<'a> Planner<'a> {
                 unionable: false,
                 merge: None,
                 key_at: None,
+                aliased_items: false,
             }));
         }
         let ls = if ks.sharded {
@@ -893,6 +1106,7 @@ impl<'a> Planner<'a> {
             unionable: unionable && route != RouteKind::One,
             merge: None,
             key_at: None,
+            aliased_items: false,
         }))
     }
 
@@ -943,8 +1157,17 @@ impl<'a> Planner<'a> {
             return Ok(self.any(sql, StmtKind::Read));
         };
         if !ks.sharded || r.sharded().next().is_none() {
-            let sql = self.qualified(&r, Edits::default())?;
-            return Ok(self.exec_for(ks, &r, sql, StmtKind::Read, None, None, false));
+            let mut edits = Edits::default();
+            let aliased = match q.body.as_ref() {
+                SetExpr::Select(select) => self.name_items(select, &r, &mut edits),
+                _ => false,
+            };
+            let sql = self.qualified(&r, edits)?;
+            let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, None, None, false);
+            if let Plan::Exec(e) = &mut plan {
+                e.aliased_items = aliased;
+            }
+            return Ok(plan);
         }
         if !ctes.is_empty() {
             return Err(SqlError::unsupported("WITH clauses over sharded tables"));
@@ -1137,9 +1360,11 @@ impl<'a> Planner<'a> {
             }
         }
         let unionable = q.locks.is_empty() && select.into.is_none() && q.for_clause.is_none();
+        let aliased = self.name_items(select, &r, &mut edits);
         let sql = self.qualified(&r, edits)?;
         let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable);
         if let Plan::Exec(e) = &mut plan {
+            e.aliased_items = aliased;
             if e.route != RouteKind::One {
                 e.merge = merge;
             } else if let Some(w) = &select.selection {
@@ -1147,6 +1372,45 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(plan)
+    }
+
+    /// Keeps the client's column names when a select item's text changes in the rewrite: an
+    /// expression over `keyspace.table.column` (MariaDB names such a column by its text as
+    /// written, which would otherwise show a logical shard's schema) gets its original text
+    /// as an explicit alias.
+    /// Returns whether it added any.
+    fn name_items(
+        &self,
+        select: &sqlparser::ast::Select,
+        r: &Resolved<'_>,
+        edits: &mut Edits,
+    ) -> bool {
+        if r.column_quals.is_empty() {
+            return false;
+        }
+        let Some(ranges) = select_item_ranges(self.sql) else {
+            return false;
+        };
+        if ranges.len() != select.projection.len() {
+            return false;
+        }
+        let mut added = false;
+        for (item, &(s, e)) in select.projection.iter().zip(&ranges) {
+            let sqlparser::ast::SelectItem::UnnamedExpr(expr) = item else {
+                continue;
+            };
+            if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                continue;
+            }
+            let text = &self.sql[s..e];
+            let renamed = r.column_quals.iter().any(|q| q.0 >= s && q.0 < e);
+            // MariaDB refuses aliases over 256 characters; such names are left as they come.
+            if renamed && text.chars().count() <= 256 && !edits.touches(s, e) {
+                edits.insert(e, format!(" AS {}", quote_ident(text)));
+                added = true;
+            }
+        }
+        added
     }
 
     /// Returns the one `key = literal` term of `w` that decides its logical shard, when
@@ -1411,6 +1675,7 @@ impl<'a> Planner<'a> {
             unionable: false,
             merge: None,
             key_at: None,
+            aliased_items: false,
         })))
     }
 
@@ -1455,7 +1720,30 @@ impl<'a> Planner<'a> {
             let sql = self.qualified(&r, Edits::default())?;
             return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
         }
-        if r.tables.len() > 1 {
+        // One sharded table written; other tables may only be reference tables read in
+        // subqueries (each physical shard holds a whole copy of those).
+        let one_target = match stmt {
+            Statement::Update(u) => u.table.joins.is_empty() && u.from.is_none(),
+            Statement::Delete(d) => {
+                d.tables.is_empty()
+                    && d.using.is_none()
+                    && match &d.from {
+                        sqlparser::ast::FromTable::WithFromKeyword(f)
+                        | sqlparser::ast::FromTable::WithoutKeyword(f) => {
+                            f.len() == 1 && f[0].joins.is_empty()
+                        }
+                    }
+            }
+            _ => false,
+        };
+        let others_reference = r.sharded().count() == 1
+            && r.tables.iter().all(|t| {
+                matches!(
+                    t.routing,
+                    TableRouting::Sharded { .. } | TableRouting::Reference
+                )
+            });
+        if r.tables.len() > 1 && !(one_target && others_reference) {
             return Err(SqlError::unsupported(
                 "multi-table UPDATE or DELETE on sharded tables",
             ));
@@ -1470,7 +1758,7 @@ impl<'a> Planner<'a> {
                     ..
                 },
             ..
-        }) = r.tables.first()
+        }) = r.sharded().next()
         else {
             return Err(SqlError::router("no table to write"));
         };
@@ -1551,7 +1839,11 @@ impl<'a> Planner<'a> {
             let Plan::Exec(update) = plan else {
                 return Err(SqlError::router("UPDATE without targets"));
             };
-            let table = r.tables.first().map(|t| t.name.clone()).unwrap_or_default();
+            let table = r
+                .sharded()
+                .next()
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
             return Ok(Plan::Local(Local::MoveRows(Box::new(MoveRows {
                 update: *update,
                 table,

@@ -60,6 +60,9 @@ pub struct Exec {
     /// For a statement on one logical shard of a sharded keyspace: the one `key = literal`
     /// term that chose it (the plan cache re-routes other values of the same shape by it).
     pub key_at: Option<KeyAt>,
+    /// Whether select items got aliases copied from the statement's text (literals included),
+    /// which the plan cache cannot re-bind.
+    pub aliased_items: bool,
 }
 
 /// The literal that decides a statement's logical shard, and how it maps to one.

@@ -85,6 +85,13 @@ impl Edits {
         self.edits.push((start, end, text.into()));
     }
 
+    /// Whether an edit already changes bytes within `start..end` or inserts inside it.
+    pub fn touches(&self, start: usize, end: usize) -> bool {
+        self.edits
+            .iter()
+            .any(|&(s, e, _)| s < end && (e > start || (s == e && s > start)))
+    }
+
     /// Inserts `text` at `at`.
     pub fn insert(&mut self, at: usize, text: impl Into<String>) {
         self.edits.push((at, at, text.into()));
