@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex};
 const MAX_ENTRIES: usize = 10_000;
 
 /// A statement split at its literals.
-pub(crate) struct Shape {
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shape {
     pub key: String,
     /// Byte ranges of the literals, in order.
     pub literals: Vec<(usize, usize)>,
@@ -147,7 +148,7 @@ impl PlanCache {
             inner.map.get(&k).cloned()
         };
         match cached {
-            Some(Some(b)) => {
+            Some(Some(b)) if b.pieces.len() == shape.literals.len() + 1 => {
                 let mut exec = b.exec.clone();
                 if let Some(k) = b.key {
                     let ls = shape.literals.get(k.index).and_then(|&(s, e)| {
@@ -181,7 +182,7 @@ impl PlanCache {
                 set_template(&mut exec, template);
                 return Ok(Plan::Exec(Box::new(exec)));
             }
-            Some(None) => {
+            Some(_) => {
                 self.count(false);
                 return super::plan_session(sql, keyspace, last_insert_id, rt);
             }
@@ -274,9 +275,154 @@ fn bindable(
     Some(Bindable { exec, pieces, key })
 }
 
-/// Tokenises `sql` into its normalised key and literal ranges; `None` when it does not
-/// tokenise (the planner reports the error).
-pub(crate) fn shape(sql: &str) -> Option<Shape> {
+/// Splits `sql` into its normalised key and literal ranges; `None` when it does not tokenise
+/// (the planner reports the error).
+///
+/// The common statement is scanned by [`scan_shape`]; anything it does not take (comments,
+/// hex and bit literals, introducers, exponents, non-ASCII outside strings) goes through the
+/// parser's tokenizer, which gives the same answer more slowly.
+pub fn shape(sql: &str) -> Option<Shape> {
+    scan_shape(sql).or_else(|| tokenized_shape(sql))
+}
+
+/// A direct scan of `sql` for the shapes the tokenizer would find, for statements made of
+/// ASCII words, quoted identifiers, quoted strings, plain decimal numbers, operators and
+/// spaces; `None` for anything else, which [`tokenized_shape`] handles.
+pub fn scan_shape(sql: &str) -> Option<Shape> {
+    let b = sql.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+    // What may stand right before or after a literal for the scan to take it.
+    let sep = |c: Option<&u8>| {
+        c.is_none_or(|c| {
+            matches!(
+                c,
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | b','
+                    | b'('
+                    | b')'
+                    | b'='
+                    | b'<'
+                    | b'>'
+                    | b'!'
+                    | b'+'
+                    | b'-'
+                    | b'*'
+                    | b'/'
+                    | b'%'
+                    | b';'
+            )
+        })
+    };
+    let mut key = String::with_capacity(sql.len());
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' => {
+                key.push(' ');
+                i += 1;
+            }
+            b'\r' => {
+                key.push(' ');
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            }
+            b'\'' | b'"' => {
+                let start = i;
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'\\' => i += 2,
+                        q if q == c => {
+                            if b.get(i + 1) == Some(&c) {
+                                i += 2;
+                            } else {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        _ => i += 1,
+                    }
+                }
+                if i > b.len() {
+                    return None;
+                }
+                // A string right after a word or another string is an introducer
+                // (`_utf8mb4'x'`, `N'x'`) or concatenation: left to the tokenizer.
+                if !sep(start.checked_sub(1).and_then(|p| b.get(p))) || !sep(b.get(i)) {
+                    return None;
+                }
+                key.push('?');
+                literals.push((start, i));
+            }
+            b'`' => {
+                let start = i;
+                i += 1;
+                loop {
+                    if *b.get(i)? == b'`' {
+                        if b.get(i + 1) == Some(&b'`') {
+                            i += 2;
+                        } else {
+                            i += 1;
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                key.push_str(sql.get(start..i)?);
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                // `1e5`, `0x1f`, `1abc` (an identifier in MySQL), `1.2.3`, `t.1`: the
+                // tokenizer's.
+                if !sep(start.checked_sub(1).and_then(|p| b.get(p))) || !sep(b.get(i)) {
+                    return None;
+                }
+                key.push('?');
+                literals.push((start, i));
+            }
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => return None,
+            c if word(c) || c == b'@' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && (word(b[i]) || b[i] == b'@') {
+                    i += 1;
+                }
+                if b.get(i)
+                    .is_some_and(|&n| n >= 0x80 || n == b'\'' || n == b'"')
+                {
+                    return None;
+                }
+                key.push_str(&sql[start..i]);
+            }
+            // Comments (`--`, `#`, `/*`), non-ASCII and control characters: the tokenizer's.
+            b'#' => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            c if c >= 0x80 || c < 0x20 => return None,
+            _ => {
+                key.push(c as char);
+                i += 1;
+            }
+        }
+    }
+    Some(Shape { key, literals })
+}
+
+/// [`shape`] by the parser's tokenizer.
+pub fn tokenized_shape(sql: &str) -> Option<Shape> {
     let tokens = Tokenizer::new(&MySqlDialect {}, sql)
         .tokenize_with_location()
         .ok()?;

@@ -462,6 +462,11 @@ fn key_value(l: &Lit, ty: KeyType, storing: bool) -> Option<KeyValue> {
 /// value or is not one such token.
 pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32) -> Option<u32> {
     use sqlparser::tokenizer::{Token, Tokenizer};
+    if !text.is_empty() && text.len() < 30 && text.bytes().all(|b| b.is_ascii_digit()) {
+        let l = Lit::Int(text.parse().ok()?);
+        let id = vindex::keyspace_id(vindex, &key_value(&l, ty, false)?).ok()?;
+        return Some(vindex::logical_shard(id, count));
+    }
     let tokens = Tokenizer::new(&MySqlDialect {}, text).tokenize().ok()?;
     let [tok] = tokens.as_slice() else {
         return None;

@@ -228,3 +228,105 @@ fn plan_cache_routes_sharded_point_statements() {
     assert!(hits >= 1100, "only {hits} hits");
     assert!(ls_seen.len() > 32, "only {} logical shards", ls_seen.len());
 }
+
+/// The direct scan finds exactly the literals and key the tokenizer finds, or leaves the
+/// statement to the tokenizer: over every planner case, and over statements built at random
+/// from fragments that sit at the edges (quotes, escapes, numbers next to words and dots,
+/// comments, non-ASCII).
+#[test]
+fn scanned_shapes_match_tokenized_shapes() {
+    let cases: Vec<Case> =
+        serde_yaml::from_str(include_str!("testdata/route_cases.yaml")).expect("cases parse");
+    let mut statements: Vec<String> = cases.iter().map(|c| c.sql.clone()).collect();
+    let fragments = [
+        "SELECT",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\r\n",
+        "\r",
+        "c",
+        "t1",
+        "`a b`",
+        "`x``y`",
+        "'s'",
+        "'it''s'",
+        "'a\\'b'",
+        "'\\\\'",
+        "\"dq\"",
+        "\"a\"\"b\"",
+        "'é'",
+        "é",
+        "42",
+        "4.5",
+        "5.",
+        ".5",
+        "1e3",
+        "0x1F",
+        "X'41'",
+        "N'n'",
+        "_utf8mb4'u'",
+        "b'01'",
+        "-",
+        "--",
+        "-- c\n",
+        "#c\n",
+        "/* c */",
+        "/*!50000 x */",
+        "=",
+        ",",
+        "(",
+        ")",
+        ".",
+        "@v",
+        "@@session.x",
+        "?",
+        "$",
+        "1abc",
+        "a$b",
+        ";",
+        "'",
+        "`",
+        "''",
+        "\"\"",
+        "*",
+        "+",
+        "<=>",
+        "!=",
+    ];
+    let mut rng_state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    for _ in 0..20_000 {
+        let n = 1 + (next() % 12) as usize;
+        let s: String = (0..n)
+            .map(|_| fragments[(next() % fragments.len() as u64) as usize])
+            .collect();
+        statements.push(s);
+    }
+    let mut scanned = 0;
+    for sql in &statements {
+        if let Some(fast) = cache::scan_shape(sql) {
+            scanned += 1;
+            assert_eq!(Some(fast), cache::tokenized_shape(sql), "{sql:?}");
+        }
+    }
+    assert!(
+        scanned > 2_000,
+        "only {scanned} statements scanned directly"
+    );
+    let plain = cases
+        .iter()
+        .filter(|c| cache::scan_shape(&c.sql).is_some())
+        .count();
+    assert!(
+        plain * 10 >= cases.len() * 9,
+        "only {plain} of {} planner cases scanned directly",
+        cases.len()
+    );
+}
