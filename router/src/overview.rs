@@ -212,14 +212,17 @@ impl Overview {
                 }
                 None => None,
             };
-            s.map(|s| {
-                s.route = f.route.to_string();
+            s.and_then(|s| {
+                if s.route != f.route {
+                    s.route = f.route.to_string();
+                }
                 s.count += 1;
                 s.errors += u64::from(f.error.is_some());
                 s.total_ms += ms;
                 s.max_ms = s.max_ms.max(ms);
                 s.rows += f.rows;
-                s.fingerprint.clone()
+                // The shown fingerprint is needed only for the query log.
+                self.log.as_ref().map(|_| s.fingerprint.clone())
             })
         };
         if let Some(l) = &self.log {

@@ -632,7 +632,7 @@ async fn query(
             return Err(e);
         }
     };
-    let route = format!("{:?}", plan.route()).to_ascii_lowercase();
+    let route = plan.route().as_str();
     let ks = match &plan {
         planner::Plan::Exec(e) => e.keyspace.clone(),
         planner::Plan::Local(_) => None,
@@ -670,7 +670,7 @@ async fn query(
     shared.overview.record(&crate::overview::Finished {
         fingerprint: &fingerprint,
         sql: trimmed,
-        route: &route,
+        route,
         keyspace: &ks,
         shards,
         rows: io.rows,
@@ -689,12 +689,12 @@ async fn query(
     shared
         .metrics
         .queries
-        .with_label_values(&[route.as_str(), ks.as_str(), outcome])
+        .with_label_values(&[route, ks.as_str(), outcome])
         .inc();
     shared
         .metrics
         .latency
-        .with_label_values(&[route.as_str()])
+        .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     r
 }

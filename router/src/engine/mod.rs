@@ -488,7 +488,7 @@ impl Engine {
         match plan {
             Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
             Plan::Exec(e) => {
-                let route = format!("{:?}", e.route).to_ascii_lowercase();
+                let route = e.route.as_str().to_string();
                 let route = match &e.merge {
                     Some(m) => format!(
                         "{route} (merged in the router: {})",
@@ -839,13 +839,12 @@ impl Engine {
         unq: &(dyn Fn(&str) -> String + Sync),
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
-        let addr = rt
-            .shards
-            .get(&lease.ps)
-            .map(|s| s.address())
-            .unwrap_or_default();
-        let ps = lease.ps.clone();
-        let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
+        let ps = lease.ps.as_str();
+        // The address is formatted only for an error.
+        let map = |e: mysql_async::Error| {
+            let addr = rt.shards.get(ps).map(|s| s.address()).unwrap_or_default();
+            from_backend(e, ps, &addr, unq)
+        };
         let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
         let cols = res.columns();
         match cols {

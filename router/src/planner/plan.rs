@@ -18,6 +18,20 @@ pub enum RouteKind {
     Local,
 }
 
+impl RouteKind {
+    /// The route's name in metrics, logs and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::One => "one",
+            RouteKind::Several => "several",
+            RouteKind::Scatter => "scatter",
+            RouteKind::Reference => "reference",
+            RouteKind::Any => "any",
+            RouteKind::Local => "local",
+        }
+    }
+}
+
 /// Whether a statement reads, writes or changes schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StmtKind {
