@@ -411,7 +411,7 @@ pub fn scan_shape(sql: &str) -> Option<Shape> {
             b'#' => return None,
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
-            c if c >= 0x80 || c < 0x20 => return None,
+            c if !(0x20..0x80).contains(&c) => return None,
             _ => {
                 key.push(c as char);
                 i += 1;
