@@ -15,7 +15,7 @@ use tessera_router::planner::cache::PlanCache;
 use tessera_router::planner::plan_session;
 use tessera_router::topology::RoutingTable;
 use tessera_router::vindex::{keyspace_id, logical_shard, KeyValue};
-use tessera_topo::{Keyspace, Placement, PlacementEntry, TopoSnapshot, VSchema, VindexKind};
+use tessera_topo::{VSchema, VindexKind};
 
 const VSCHEMAS: &str = "
 - keyspace: sbtest
@@ -29,24 +29,7 @@ const VSCHEMAS: &str = "
 
 fn routing_table() -> Arc<RoutingTable> {
     let docs: Vec<VSchema> = serde_yaml::from_str(VSCHEMAS).expect("bench vschemas parse");
-    let mut snap = TopoSnapshot::default();
-    for v in docs {
-        v.validate().expect("valid bench vschema");
-        let n = v.logical_shard_count();
-        snap.placements.insert(
-            v.keyspace.clone(),
-            Placement {
-                keyspace: v.keyspace.clone(),
-                epoch: 1,
-                shards: (0..n)
-                    .map(|i| PlacementEntry::serving(format!("ps{}", i % 4)))
-                    .collect(),
-            },
-        );
-        snap.keyspaces
-            .insert(v.keyspace.clone(), Keyspace { vschema: v });
-    }
-    Arc::new(RoutingTable::from_snapshot(&snap))
+    Arc::new(RoutingTable::for_vschemas(docs, 4))
 }
 
 fn planning(c: &mut Criterion) {

@@ -128,6 +128,39 @@ impl RoutingTable {
         t
     }
 
+    /// A routing table for `vschemas` alone, each keyspace's logical shards placed round-robin
+    /// over `physical_shards` shards named `ps0`, `ps1`, … (for tests and benchmarks).
+    ///
+    /// # Panics
+    /// On a vschema that does not validate.
+    pub fn for_vschemas(vschemas: Vec<tessera_topo::VSchema>, physical_shards: usize) -> Self {
+        let mut snap = TopoSnapshot::default();
+        for v in vschemas {
+            if let Err(e) = v.validate() {
+                panic!("invalid vschema {}: {e}", v.keyspace);
+            }
+            let n = v.logical_shard_count();
+            snap.placements.insert(
+                v.keyspace.clone(),
+                tessera_topo::Placement {
+                    keyspace: v.keyspace.clone(),
+                    epoch: 1,
+                    shards: (0..n as usize)
+                        .map(|i| {
+                            tessera_topo::PlacementEntry::serving(format!(
+                                "ps{}",
+                                i % physical_shards.max(1)
+                            ))
+                        })
+                        .collect(),
+                },
+            );
+            snap.keyspaces
+                .insert(v.keyspace.clone(), tessera_topo::Keyspace { vschema: v });
+        }
+        Self::from_snapshot(&snap)
+    }
+
     fn from_parts(s: &TopoSnapshot) -> Self {
         let mut keyspaces = HashMap::new();
         for (name, ks) in &s.keyspaces {

@@ -3,8 +3,7 @@
 
 use super::*;
 use serde::Deserialize;
-use tessera_topo::records::{Keyspace, LogicalShardState, Placement, PlacementEntry};
-use tessera_topo::{TopoSnapshot, VSchema};
+use tessera_topo::VSchema;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,31 +34,9 @@ fn demo() -> String {
 }
 
 fn table() -> RoutingTable {
-    let text = include_str!("testdata/vschemas.yaml");
-    let docs: Vec<VSchema> = serde_yaml::from_str(text).expect("vschemas parse");
-    let mut snap = TopoSnapshot::default();
-    for v in docs {
-        v.validate().expect("valid vschema");
-        let n = v.logical_shard_count();
-        snap.placements.insert(
-            v.keyspace.clone(),
-            Placement {
-                keyspace: v.keyspace.clone(),
-                epoch: 1,
-                shards: (0..n)
-                    .map(|i| PlacementEntry {
-                        peer: None,
-                        job: None,
-                        ps: format!("ps{}", i % 2),
-                        state: LogicalShardState::Serving,
-                    })
-                    .collect(),
-            },
-        );
-        snap.keyspaces
-            .insert(v.keyspace.clone(), Keyspace { vschema: v });
-    }
-    RoutingTable::from_snapshot(&snap)
+    let docs: Vec<VSchema> =
+        serde_yaml::from_str(include_str!("testdata/vschemas.yaml")).expect("vschemas parse");
+    RoutingTable::for_vschemas(docs, 2)
 }
 
 #[test]
