@@ -438,7 +438,11 @@ async fn bad_input_gets_mysql_errors() {
     let (code, msg) = error_code(&mut c, "SELECT * FROM nosuch").await;
     assert_eq!(code, 1146);
     assert!(msg.contains("demo.nosuch"), "{msg}");
-    let (code, msg) = error_code(&mut c, "SELECT COUNT(DISTINCT name) FROM customer").await;
+    let (code, msg) = error_code(
+        &mut c,
+        "SELECT COUNT(DISTINCT name), COUNT(DISTINCT email) FROM customer",
+    )
+    .await;
     assert_eq!(code, 1235);
     assert!(msg.contains("COUNT(DISTINCT"), "{msg}");
     assert_eq!(error_code(&mut c, "USE nosuch").await.0, 1049);

@@ -362,6 +362,25 @@ enum Acc {
         sum: Option<Dec>,
         count: i128,
     },
+    /// The distinct values seen (collation weights for strings, canonical numbers).
+    Distinct(std::collections::HashSet<Vec<u8>>),
+}
+
+/// The bytes that identify a value of `kind` in a group key or a distinct set: numbers
+/// canonical (1 and 1.0 are one value), anything else as it is.
+fn canonical(kind: Kind, b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if kind == Kind::Exact {
+        if let Some(d) = Dec::parse(b) {
+            let mut m = d.m;
+            let mut s = d.scale;
+            while s > 0 && m % 10 == 0 {
+                m /= 10;
+                s -= 1;
+            }
+            return std::borrow::Cow::Owned(format!("{m}e{s}").into_bytes());
+        }
+    }
+    std::borrow::Cow::Borrowed(b)
 }
 
 /// Folds rows into groups and produces the merged rows (already encoded, visible columns).
@@ -412,6 +431,7 @@ impl<'s> Aggregator<'s> {
                 aggs,
                 having,
                 order,
+                ..
             } => (group, aggs, having, order),
             MergeMode::Sorted { .. } => (&[], &[], &[], &[]),
         }
@@ -440,24 +460,9 @@ impl<'s> Aggregator<'s> {
                 None => key.push(0),
                 Some(b) => {
                     key.push(1);
-                    let canon;
-                    let b = if self.layout.kinds[i] == Kind::Exact {
-                        // 1 and 1.0 are the same group.
-                        canon = Dec::parse(b).map(|d| {
-                            let mut m = d.m;
-                            let mut s = d.scale;
-                            while s > 0 && m % 10 == 0 {
-                                m /= 10;
-                                s -= 1;
-                            }
-                            format!("{m}e{s}")
-                        });
-                        canon.as_deref().map_or(b, str::as_bytes)
-                    } else {
-                        b
-                    };
+                    let b = canonical(self.layout.kinds[i], b);
                     key.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                    key.extend_from_slice(b);
+                    key.extend_from_slice(&b);
                 }
             }
         }
@@ -480,6 +485,7 @@ impl<'s> Aggregator<'s> {
                             sum: None,
                             count: 0,
                         },
+                        Agg::CountDistinct { .. } => Acc::Distinct(Default::default()),
                     })
                     .collect();
                 self.groups.push(Group {
@@ -542,6 +548,23 @@ impl<'s> Aggregator<'s> {
                     let n = val(&row, &cols, ci).and_then(Dec::parse).map_or(0, |d| d.m);
                     *c = c.checked_add(n).ok_or_else(overflow)?;
                 }
+                (Agg::CountDistinct { value, weight }, Acc::Distinct(set)) => {
+                    // 1 for a shard's group of one non-NULL value, 0 for NULL.
+                    if v.and_then(Dec::parse).is_some_and(|d| d.m > 0) {
+                        let vi = self.layout.idx(*value);
+                        let vk = self.layout.kinds[vi];
+                        let k = if vk == Kind::Str {
+                            val(&row, &cols, self.layout.idx(*weight))
+                                .or(val(&row, &cols, vi))
+                                .map(<[u8]>::to_vec)
+                        } else {
+                            val(&row, &cols, vi).map(|b| canonical(vk, b).into_owned())
+                        };
+                        if let Some(k) = k {
+                            set.insert(k);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -575,6 +598,13 @@ impl<'s> Aggregator<'s> {
             having.to_vec(),
             order.to_vec(),
         );
+        let empty_row = matches!(
+            self.spec.mode,
+            MergeMode::Aggregate {
+                empty_row: true,
+                ..
+            }
+        );
         let visible = self.layout.visible();
         let defs = self.columns();
         // Each group's output values (visible) plus the weights needed for ordering.
@@ -604,10 +634,29 @@ impl<'s> Aggregator<'s> {
                         _ => None,
                     },
                     (Acc::Any, _) => val(&g.row, &g.cols, i).map(<[u8]>::to_vec),
+                    (Acc::Distinct(set), _) => Some(set.len().to_string().into_bytes()),
                 };
                 vals.push(v);
             }
             outs.push(Out { vals, src: g });
+        }
+        // No row from any shard, no GROUP BY: the one row of empty aggregates.
+        if outs.is_empty() && empty_row {
+            let vals = aggs
+                .iter()
+                .map(|a| match a {
+                    Agg::Count | Agg::CountDistinct { .. } => Some(b"0".to_vec()),
+                    _ => None,
+                })
+                .collect();
+            outs.push(Out {
+                vals,
+                src: Group {
+                    row: Vec::new(),
+                    cols: vec![None; self.layout.total],
+                    acc: Vec::new(),
+                },
+            });
         }
         // HAVING.
         outs.retain(|o| {

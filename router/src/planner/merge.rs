@@ -59,6 +59,13 @@ pub enum Agg {
     Avg {
         count: Col,
     },
+    /// `COUNT(DISTINCT x)`: each shard also groups by `x` (so its item is 1 per distinct
+    /// non-NULL value, 0 for NULL) and sends `x` (`value`) with its collation weight
+    /// (`weight`); the router counts the distinct values per group.
+    CountDistinct {
+        value: Col,
+        weight: Col,
+    },
 }
 
 /// A `HAVING` condition the router evaluates on merged groups.
@@ -84,6 +91,9 @@ pub enum MergeMode {
         /// Order of the output; when empty, groups come out sorted by their keys, as
         /// MariaDB's `GROUP BY` does.
         order: Vec<SortKey>,
+        /// Without `GROUP BY` but with shards grouping (for `COUNT(DISTINCT)`), no row may
+        /// arrive: the router then answers the one row of empty aggregates (0 or NULL).
+        empty_row: bool,
     },
 }
 
@@ -411,6 +421,8 @@ impl MergePlanner<'_> {
         }
         // Output columns.
         let mut aggs = Vec::with_capacity(items.len());
+        // The argument of COUNT(DISTINCT …), which every shard also groups by.
+        let mut count_distinct: Option<String> = None;
         for (e, _alias) in items.iter() {
             let Some(e) = e else {
                 return Err(unsupported("this select item"));
@@ -423,7 +435,9 @@ impl MergePlanner<'_> {
                     let FunctionArguments::List(list) = &f.args else {
                         return Err(unsupported(&format!("{name} without arguments")));
                     };
-                    if matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)) {
+                    let is_distinct =
+                        matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+                    if is_distinct && name != "COUNT" {
                         return Err(unsupported(&format!("{name}(DISTINCT …)")));
                     }
                     if !list.clauses.is_empty() || f.filter.is_some() {
@@ -451,6 +465,22 @@ impl MergePlanner<'_> {
                         return Err(unsupported(&format!("{name} of a division")));
                     }
                     match name.as_str() {
+                        "COUNT" if is_distinct => {
+                            if count_distinct.as_ref().is_some_and(|t| *t != arg_text) {
+                                return Err(unsupported(
+                                    "COUNT(DISTINCT …) of two different expressions",
+                                ));
+                            }
+                            let value =
+                                b.add(format!("{arg_text} AS `__tessera_h{}`", b.hidden.len()));
+                            let weight = b.add(format!(
+                                "{} AS `__tessera_h{}`",
+                                weight_sql(&arg_text),
+                                b.hidden.len()
+                            ));
+                            count_distinct = Some(arg_text.clone());
+                            aggs.push(Agg::CountDistinct { value, weight });
+                        }
                         "COUNT" => aggs.push(Agg::Count),
                         "SUM" => aggs.push(Agg::Sum),
                         "MIN" | "MAX" => {
@@ -585,6 +615,7 @@ impl MergePlanner<'_> {
                         if matches!(
                             aggs[i],
                             Agg::Count
+                                | Agg::CountDistinct { .. }
                                 | Agg::Sum
                                 | Agg::Min { .. }
                                 | Agg::Max { .. }
@@ -676,6 +707,11 @@ impl MergePlanner<'_> {
                 edits.replace(start, self.sql.len(), "");
             }
         }
+        let mut empty_row = false;
+        if let Some(x) = &count_distinct {
+            empty_row = group_exprs.is_empty();
+            self.group_shards_by(x, &group_exprs, select, q, &aggs, edits)?;
+        }
         self.append_hidden(select, &b, edits)?;
         Ok(Some(MergeSpec {
             visible: Some(items.len()),
@@ -685,11 +721,77 @@ impl MergePlanner<'_> {
                 aggs,
                 having,
                 order: order_keys,
+                empty_row,
             },
             limit,
             union_order: Vec::new(),
             names,
         }))
+    }
+
+    /// Makes every shard group by `x` too (for `COUNT(DISTINCT x)`): first in an existing
+    /// `GROUP BY`, else a `GROUP BY x` before `HAVING`, `ORDER BY`, `LIMIT` or the end.
+    fn group_shards_by(
+        &self,
+        x: &str,
+        group_exprs: &[&Expr],
+        select: &Select,
+        q: &Query,
+        aggs: &[Agg],
+        edits: &mut Edits,
+    ) -> Result<(), SqlError> {
+        let shape = || unsupported("COUNT(DISTINCT …) in this statement");
+        if let Some(first) = group_exprs.first() {
+            let t = self.span_text(first).map_err(|_| shape())?;
+            let (s, _) = self
+                .offsets
+                .range(self.sql, first.span())
+                .ok_or_else(shape)?;
+            if !self.sql[s..].starts_with(&t) {
+                return Err(shape());
+            }
+            edits.insert(s, format!("{x}, "));
+            return Ok(());
+        }
+        // One row of aggregates: with no row from any shard the router answers it, which it
+        // can only do for aggregates.
+        if aggs.iter().any(|a| matches!(a, Agg::Any)) || select.having.is_some() {
+            return Err(unsupported(
+                "COUNT(DISTINCT …) beside plain columns or HAVING, without GROUP BY",
+            ));
+        }
+        // Where the clauses after WHERE start: the keyword before their first expression.
+        let keyword_before = |e: &Expr, words: &[&str]| -> Option<usize> {
+            let (s, _) = self.offsets.range(self.sql, e.span())?;
+            let mut before = self.sql[..s].trim_end();
+            for w in words.iter().rev() {
+                let upper = before.to_ascii_uppercase();
+                if !upper.ends_with(w) {
+                    return None;
+                }
+                before = before[..before.len() - w.len()].trim_end();
+            }
+            let at = before.len();
+            // Just past the end of what comes before (keep the space).
+            Some(at)
+        };
+        let order_first = q.order_by.as_ref().and_then(|ob| match &ob.kind {
+            OrderByKind::Expressions(v) => v.first().map(|o| &o.expr),
+            OrderByKind::All(_) => None,
+        });
+        let limit_first = q.limit_clause.as_ref().and_then(|lc| match lc {
+            LimitClause::LimitOffset { limit, offset, .. } => {
+                limit.as_ref().or(offset.as_ref().map(|o| &o.value))
+            }
+            LimitClause::OffsetCommaLimit { offset, .. } => Some(offset),
+        });
+        let at = match (order_first, limit_first) {
+            (Some(e), _) => keyword_before(e, &["ORDER", "BY"]).ok_or_else(shape)?,
+            (None, Some(e)) => keyword_before(e, &["LIMIT"]).ok_or_else(shape)?,
+            (None, None) => self.sql.len(),
+        };
+        edits.insert(at, format!(" GROUP BY {x}"));
+        Ok(())
     }
 
     /// Appends the hidden columns after the select list, just before its `FROM`.
