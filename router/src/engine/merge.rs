@@ -548,21 +548,21 @@ impl<'s> Aggregator<'s> {
                     let n = val(&row, &cols, ci).and_then(Dec::parse).map_or(0, |d| d.m);
                     *c = c.checked_add(n).ok_or_else(overflow)?;
                 }
-                (Agg::CountDistinct { value, weight }, Acc::Distinct(set)) => {
-                    // 1 for a shard's group of one non-NULL value, 0 for NULL.
-                    if v.and_then(Dec::parse).is_some_and(|d| d.m > 0) {
-                        let vi = self.layout.idx(*value);
-                        let vk = self.layout.kinds[vi];
-                        let k = if vk == Kind::Str {
-                            val(&row, &cols, self.layout.idx(*weight))
-                                .or(val(&row, &cols, vi))
-                                .map(<[u8]>::to_vec)
-                        } else {
-                            val(&row, &cols, vi).map(|b| canonical(vk, b).into_owned())
-                        };
-                        if let Some(k) = k {
-                            set.insert(k);
-                        }
+                // 1 for a shard's group of one non-NULL value, 0 for NULL.
+                (Agg::CountDistinct { value, weight }, Acc::Distinct(set))
+                    if v.and_then(Dec::parse).is_some_and(|d| d.m > 0) =>
+                {
+                    let vi = self.layout.idx(*value);
+                    let vk = self.layout.kinds[vi];
+                    let k = if vk == Kind::Str {
+                        val(&row, &cols, self.layout.idx(*weight))
+                            .or(val(&row, &cols, vi))
+                            .map(<[u8]>::to_vec)
+                    } else {
+                        val(&row, &cols, vi).map(|b| canonical(vk, b).into_owned())
+                    };
+                    if let Some(k) = k {
+                        set.insert(k);
                     }
                 }
                 _ => {}
