@@ -837,3 +837,149 @@ tables:
     drop(c2);
     h.stop().await;
 }
+
+/// Reads one protocol packet: (sequence id, payload).
+async fn read_raw(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut h = [0u8; 4];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut h))
+        .await
+        .ok()?
+        .ok()?;
+    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).await.ok()?;
+    Some((h[3], p))
+}
+
+async fn write_raw(s: &mut tokio::net::TcpStream, seq: u8, payload: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let len = payload.len() as u32;
+    let mut p = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, seq];
+    p.extend_from_slice(payload);
+    s.write_all(&p).await.is_ok()
+}
+
+/// Logs in as `nopw` (no password) by hand; returns the stream ready for commands.
+async fn raw_login(port: u16) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (_, greeting) = read_raw(&mut s).await.expect("greeting");
+    assert_eq!(greeting.first(), Some(&10), "protocol version 10");
+    // PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | LONG_PASSWORD | TRANSACTIONS
+    let caps: u32 = 0x200 | 0x8000 | 0x80000 | 0x1 | 0x2000;
+    let mut r = Vec::new();
+    r.extend_from_slice(&caps.to_le_bytes());
+    r.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    r.push(45);
+    r.extend_from_slice(&[0u8; 23]);
+    r.extend_from_slice(b"nopw\0");
+    r.push(0); // empty auth response
+    r.extend_from_slice(b"mysql_native_password\0");
+    assert!(write_raw(&mut s, 1, &r).await);
+    let mut seq = 2;
+    loop {
+        let (sq, p) = read_raw(&mut s).await.expect("auth reply");
+        match p.first() {
+            Some(0x00) => return s,
+            // Auth switch or more data: answer with the empty token.
+            Some(0xfe) | Some(0x01) => {
+                seq = sq.wrapping_add(1);
+                assert!(write_raw(&mut s, seq, &[]).await);
+            }
+            other => panic!("login failed: {other:?} {p:?} (seq {seq})"),
+        }
+    }
+}
+
+/// Malformed and hostile packets after login (random bytes, truncated commands, bad
+/// statement ids, wrong sequence numbers, oversized length claims) get an ERR packet or a
+/// closed connection — never a crash, a hang or an OK for garbage — and the router keeps
+/// answering other clients correctly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_get_errors_and_the_router_keeps_serving() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    for d in DDL {
+        c.query_drop(*d).await.expect("ddl");
+    }
+    c.query_drop("INSERT INTO customer (customer_id, name) VALUES (1, 'a'), (2, 'b')")
+        .await
+        .expect("insert");
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut errors, mut closed) = (0, 0);
+    for i in 0..120u32 {
+        let mut s = raw_login(h.port()).await;
+        let n = (rand() % 24) as usize;
+        let mut body: Vec<u8> = (0..n).map(|_| rand() as u8).collect();
+        let seq = match i % 6 {
+            // A command byte the router knows, with a garbage body.
+            0 => {
+                body.insert(
+                    0,
+                    [0x03, 0x16, 0x17, 0x1a, 0x04, 0x11][(rand() % 6) as usize],
+                );
+                0
+            }
+            // COM_STMT_EXECUTE of a statement that does not exist.
+            1 => {
+                body = vec![0x17, 0xef, 0xbe, 0xad, 0xde, 0, 1, 0, 0, 0];
+                0
+            }
+            // A wrong sequence id.
+            2 => 1 + (rand() % 200) as u8,
+            // Malformed SQL bytes (invalid UTF-8).
+            3 => {
+                body = vec![0x03, b'S', b'E', 0xff, 0xfe, b'L'];
+                0
+            }
+            _ => 0,
+        };
+        if body
+            .first()
+            .is_some_and(|&b| b == 0x01 || b == 0x18 || b == 0x19)
+        {
+            // COM_QUIT, SEND_LONG_DATA and STMT_CLOSE have no answer.
+            body[0] = 0x03;
+        }
+        assert!(write_raw(&mut s, seq, &body).await);
+        match read_raw(&mut s).await {
+            None => closed += 1,
+            Some((_, p)) => {
+                match p.first() {
+                    Some(0xff) => errors += 1,
+                    // Some garbage is a valid command (COM_PING, an empty COM_QUERY's
+                    // error…): whatever comes must be a well-formed packet, and not an OK
+                    // to a COM_QUERY of garbage.
+                    Some(0x00) if body.first() == Some(&0x03) && body.len() > 1 => {
+                        panic!("OK for a garbage query {body:?}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(errors + closed >= 100, "{errors} errors, {closed} closed");
+    assert!(errors > 20, "{errors} errors");
+    // An oversized length claim: the router closes or errors, without allocating it.
+    let mut s = raw_login(h.port()).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        let _ = s.write_all(&[0xff, 0xff, 0xff, 0, 0x03, b'S']).await;
+        drop(s);
+    }
+    // Still serving, with right answers.
+    let mut c = h.conn(Some("demo")).await;
+    let rows: Vec<(i64, String)> = c
+        .query("SELECT customer_id, name FROM customer ORDER BY customer_id")
+        .await
+        .expect("query after the barrage");
+    assert_eq!(rows, vec![(1, "a".to_string()), (2, "b".to_string())]);
+}
