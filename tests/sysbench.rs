@@ -1,6 +1,6 @@
 //! sysbench `oltp_read_write` through the router against a sharded `sbtest1`, with server-side
 //! prepared statements (sysbench's default `--db-ps-mode=auto`): it must finish with no error
-//! and no reconnect. The only errors sysbench may retry are the ones MariaDB itself gives this
+//! and no reconnect; in sysbench's default mode (one thread) with not even a retried error. The only errors sysbench may retry are the ones MariaDB itself gives this
 //! workload: deadlocks (1213; one MariaDB server directly gives 12–17 in the same run) and lock
 //! waits cut short in transactions that span physical shards (1205), at most 2% of
 //! transactions.
@@ -75,6 +75,16 @@ async fn sysbench_oltp_read_write_has_no_errors() {
     })
     .await
     .expect("run");
+    // sysbench's defaults (one thread, prepared statements): not a single error, retried or
+    // not.
+    let default_run = tokio::task::spawn_blocking(move || {
+        sysbench(port, &["oltp_read_write", "--time=4", "run"])
+    })
+    .await
+    .expect("default run");
+    assert!(count(&default_run, "transactions:") > 20, "{default_run}");
+    assert_eq!(count(&default_run, "ignored errors:"), 0, "{default_run}");
+    assert_eq!(count(&default_run, "reconnects:"), 0, "{default_run}");
     let transactions = count(&out, "transactions:");
     assert!(transactions > 50, "too few transactions:\n{out}");
     let ignored = count(&out, "ignored errors:");
