@@ -176,6 +176,8 @@ impl ResultShadow {
         io.capture.take().ok_or_else(|| "no result".to_string())
     }
 
+    /// Compares one answer; `compared` moves only once the outcome is recorded, so a report
+    /// that counts N comparisons holds all N outcomes.
     fn compare(
         &self,
         spec: &ResultShadowSpec,
@@ -183,7 +185,17 @@ impl ResultShadow {
         primary: &Capture,
         shadow: Result<Capture, String>,
     ) {
-        self.compared.fetch_add(1, Ordering::Relaxed);
+        self.compare_one(spec, sql, primary, shadow);
+        self.compared.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn compare_one(
+        &self,
+        spec: &ResultShadowSpec,
+        sql: &str,
+        primary: &Capture,
+        shadow: Result<Capture, String>,
+    ) {
         let fp = fingerprint(sql);
         let mut m = Mismatch {
             keyspace: spec.keyspace.clone(),
@@ -274,6 +286,8 @@ impl ResultShadow {
 
     /// Returns the report, most frequent mismatches first.
     pub fn report(&self) -> Report {
+        // Read first: every comparison counted here has recorded its outcome already.
+        let compared = self.compared.load(Ordering::SeqCst);
         let mut mismatches: Vec<Mismatch> = self
             .mismatches
             .lock()
@@ -287,7 +301,7 @@ impl ResultShadow {
                 .then_with(|| a.fingerprint.cmp(&b.fingerprint))
         });
         Report {
-            compared: self.compared.load(Ordering::Relaxed),
+            compared,
             matched: self.matched.load(Ordering::Relaxed),
             mismatched: self.mismatched.load(Ordering::Relaxed),
             ignored: self.ignored.load(Ordering::Relaxed),
