@@ -1461,6 +1461,8 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         mrg_ord("SELECT YEAR(born) AS y, COUNT(*), AVG(balance) FROM customer GROUP BY y ORDER BY y"),
         mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY NULL"),
         mrg("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code WITH ROLLUP"),
+        ok("SELECT country_code, score, COUNT(*) FROM customer WHERE customer_id = 42 GROUP BY country_code, score WITH ROLLUP"),
+        ok("SELECT region, COUNT(*), SUM(pop) FROM country GROUP BY region WITH ROLLUP"),
         mrg_ord("SELECT country_code, COUNT(*) FROM customer GROUP BY country_code ORDER BY country_code LIMIT 3"),
         // Alias that names a column too: GROUP BY resolves the column, ORDER BY the alias.
         mrg("SELECT country_code AS score, COUNT(*) FROM customer GROUP BY score"),

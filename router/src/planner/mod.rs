@@ -72,7 +72,7 @@ pub fn plan_internal(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
-    if let Some(s) = ShareMode::find(sql) {
+    if let Some(s) = StandIn::find(sql) {
         let plan = plan_parsed(&s.stand_in_sql, keyspace, last_insert_id, rt)?;
         return s.restore_plan(plan);
     }
@@ -96,76 +96,125 @@ fn plan_parsed(
     p.statement(stmt)
 }
 
-/// MariaDB's `SELECT … LOCK IN SHARE MODE`, which the parser does not know: the statement is
-/// planned with `FOR SHARE` in its place, padded to the same length so that every offset
-/// holds, and the original words are put back into what the backends run.
-struct ShareMode {
+/// MariaDB syntax the parser does not know, planned with a stand-in of the same length in its
+/// place (so that every offset holds) and put back into what the backends run:
+/// `LOCK IN SHARE MODE` ending a `SELECT` (stand-in `FOR SHARE`) and `WITH ROLLUP` after a
+/// `GROUP BY` (stand-in a comment; only on one logical shard, or a keyspace that is not
+/// sharded, where MariaDB computes the super-aggregate rows over all the rows).
+struct StandIn {
     stand_in_sql: String,
-    stand_in: String,
-    original: String,
+    /// `(stand-in, original)`, in statement order.
+    parts: Vec<(String, String)>,
+    rollup: bool,
 }
 
-impl ShareMode {
-    /// Finds `LOCK IN SHARE MODE` ending a statement (outside parentheses).
-    fn find(sql: &str) -> Option<ShareMode> {
-        use sqlparser::tokenizer::{Token, Tokenizer};
-        if !sql
-            .as_bytes()
-            .windows(5)
-            .any(|w| w.eq_ignore_ascii_case(b"share"))
-        {
+/// The comment that stands in for `WITH ROLLUP`.
+const ROLLUP_STAND_IN: &str = "/*tsr_rlp*/";
+
+impl StandIn {
+    fn find(sql: &str) -> Option<StandIn> {
+        use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+        let has = |w: &[u8]| {
+            sql.as_bytes()
+                .windows(w.len())
+                .any(|x| x.eq_ignore_ascii_case(w))
+        };
+        let (share, rollup) = (has(b"share"), has(b"rollup"));
+        if !share && !rollup || sql.contains("tsr_rlp") {
             return None;
         }
         let tokens = Tokenizer::new(&MySqlDialect {}, sql)
             .tokenize_with_location()
             .ok()?;
-        let words: Vec<&sqlparser::tokenizer::TokenWithSpan> = tokens
+        let words: Vec<&TokenWithSpan> = tokens
             .iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
             .collect();
+        let is = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+        let offsets = Offsets::new(sql);
+        // Byte ranges to replace, with their stand-in words.
+        let mut found: Vec<(usize, usize, &str)> = Vec::new();
+        for (i, pair) in words.windows(2).enumerate() {
+            if is(pair[0], "WITH") && is(pair[1], "ROLLUP") {
+                let s = offsets.byte(sql, words[i].span.start)?;
+                let e = offsets.byte(sql, words[i + 1].span.end)?;
+                found.push((s, e, ROLLUP_STAND_IN));
+            }
+        }
+        let rollup = !found.is_empty();
         let mut end = words.len();
         while end > 0 && words[end - 1].token == Token::SemiColon {
             end -= 1;
         }
-        let tail = words.get(end.checked_sub(4)?..end)?;
-        let is = |t: &sqlparser::tokenizer::TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
-        if !(is(tail[0], "LOCK")
-            && is(tail[1], "IN")
-            && is(tail[2], "SHARE")
-            && is(tail[3], "MODE"))
-        {
+        if let Some(tail) = end.checked_sub(4).and_then(|s| words.get(s..end)) {
+            if is(tail[0], "LOCK")
+                && is(tail[1], "IN")
+                && is(tail[2], "SHARE")
+                && is(tail[3], "MODE")
+            {
+                let s = offsets.byte(sql, tail[0].span.start)?;
+                let e = offsets.byte(sql, tail[3].span.end)?;
+                found.push((s, e, "FOR SHARE"));
+            }
+        }
+        if found.is_empty() {
             return None;
         }
-        let offsets = Offsets::new(sql);
-        let start = offsets.byte(sql, tail[0].span.start)?;
-        let stop = offsets.byte(sql, tail[3].span.end)?;
-        let original = sql.get(start..stop)?.to_string();
-        let stand_in = format!("{:<width$}", "FOR SHARE", width = original.len());
+        found.sort_by_key(|f| f.0);
         let mut stand_in_sql = String::with_capacity(sql.len());
-        stand_in_sql.push_str(&sql[..start]);
-        stand_in_sql.push_str(&stand_in);
-        stand_in_sql.push_str(&sql[stop..]);
-        Some(ShareMode {
+        let mut parts = Vec::with_capacity(found.len());
+        let mut at = 0;
+        for (s, e, word) in found {
+            let original = sql.get(s..e)?.to_string();
+            if word.len() > original.len() || s < at {
+                return None;
+            }
+            let stand_in = format!("{word:<width$}", width = original.len());
+            stand_in_sql.push_str(sql.get(at..s)?);
+            stand_in_sql.push_str(&stand_in);
+            parts.push((stand_in, original));
+            at = e;
+        }
+        stand_in_sql.push_str(sql.get(at..)?);
+        Some(StandIn {
             stand_in_sql,
-            stand_in,
-            original,
+            parts,
+            rollup,
         })
     }
 
+    /// Puts the original words back into `text` (last first, each at its stand-in's last
+    /// place, so equal stand-ins land in order).
     fn restore(&self, text: &mut String) -> Result<(), SqlError> {
-        let at = text
-            .rfind(&self.stand_in)
-            .ok_or_else(|| SqlError::router("cannot place LOCK IN SHARE MODE"))?;
-        text.replace_range(at..at + self.stand_in.len(), &self.original);
+        let mut limit = text.len();
+        for (stand_in, original) in self.parts.iter().rev() {
+            let at = text[..limit].rfind(stand_in.as_str()).ok_or_else(|| {
+                SqlError::router("cannot put back LOCK IN SHARE MODE or WITH ROLLUP")
+            })?;
+            text.replace_range(at..at + stand_in.len(), original);
+            limit = at;
+        }
         Ok(())
     }
 
     fn restore_plan(&self, plan: Plan) -> Result<Plan, SqlError> {
         let Plan::Exec(mut e) = plan else {
             return Err(SqlError::unsupported(
-                "LOCK IN SHARE MODE in a statement the router runs itself (a cross-shard join)",
+                "LOCK IN SHARE MODE or WITH ROLLUP in a statement the router runs itself (a cross-shard join)",
             ));
         };
+        if self.rollup
+            && (e.merge.is_some()
+                || e.limit.is_some()
+                || !matches!(
+                    e.route,
+                    RouteKind::One | RouteKind::Reference | RouteKind::Any
+                ))
+        {
+            return Err(SqlError::unsupported(
+                "GROUP BY ... WITH ROLLUP across logical shards",
+            ));
+        }
         match &mut e.targets {
             Targets::Ls { template, .. } => self.restore(template)?,
             Targets::PerLs(v) => {
@@ -190,7 +239,7 @@ pub fn describe_target(
     keyspace: Option<&str>,
     rt: &RoutingTable,
 ) -> Result<Option<(String, Option<String>)>, SqlError> {
-    if let Some(s) = ShareMode::find(sql) {
+    if let Some(s) = StandIn::find(sql) {
         return match describe_target(&s.stand_in_sql, keyspace, rt)? {
             Some((mut text, ks)) => {
                 s.restore(&mut text)?;
