@@ -2236,6 +2236,7 @@ fn writes() -> Vec<W> {
         w("UPDATE customer SET flags = 1 WHERE country_code IN (SELECT code FROM country WHERE region = 'Asia')", C),
         w("UPDATE customer SET score = 1 WHERE customer_id = 42 LIMIT 1", C),
         w("UPDATE customer SET score = 2 WHERE score > 900 ORDER BY customer_id LIMIT 3", C).refusable(&["LIMIT", "ORDER BY"]),
+        w("UPDATE customer SET score = score + 1 WHERE customer_id = 42 ORDER BY score DESC LIMIT 1", C),
         w("UPDATE customer SET customer_id = 900043 WHERE customer_id = 42", C)
             .then(ok("SELECT customer_id, name, score FROM customer WHERE customer_id IN (42, 900043)")),
         w("UPDATE orders SET customer_id = 777 WHERE customer_id = 43", O),

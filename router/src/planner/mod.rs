@@ -100,7 +100,9 @@ fn plan_parsed(
 /// place (so that every offset holds) and put back into what the backends run:
 /// `LOCK IN SHARE MODE` ending a `SELECT` (stand-in `FOR SHARE`) and `WITH ROLLUP` after a
 /// `GROUP BY` (stand-in a comment; only on one logical shard, or a keyspace that is not
-/// sharded, where MariaDB computes the super-aggregate rows over all the rows).
+/// sharded, where MariaDB computes the super-aggregate rows over all the rows), and the
+/// `ORDER BY` of an `UPDATE` (stand-in a comment; the planner still sees its `LIMIT`, which
+/// keeps such an `UPDATE` to one logical shard).
 struct StandIn {
     stand_in_sql: String,
     /// `(stand-in, original)`, in statement order.
@@ -110,6 +112,8 @@ struct StandIn {
 
 /// The comment that stands in for `WITH ROLLUP`.
 const ROLLUP_STAND_IN: &str = "/*tsr_rlp*/";
+/// The comment that stands in for an `UPDATE`'s `ORDER BY` clause.
+const ORDER_STAND_IN: &str = "/*tsr_ob*/";
 
 impl StandIn {
     fn find(sql: &str) -> Option<StandIn> {
@@ -119,8 +123,12 @@ impl StandIn {
                 .windows(w.len())
                 .any(|x| x.eq_ignore_ascii_case(w))
         };
-        let (share, rollup) = (has(b"share"), has(b"rollup"));
-        if !share && !rollup || sql.contains("tsr_rlp") {
+        let update = sql
+            .trim_start()
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("update"));
+        let (share, rollup, order) = (has(b"share"), has(b"rollup"), update && has(b"order"));
+        if !share && !rollup && !order || sql.contains("tsr_rlp") || sql.contains("tsr_ob") {
             return None;
         }
         let tokens = Tokenizer::new(&MySqlDialect {}, sql)
@@ -142,6 +150,37 @@ impl StandIn {
             }
         }
         let rollup = !found.is_empty();
+        // UPDATE … ORDER BY …: the clause up to LIMIT (or the end), outside parentheses.
+        if words.first().is_some_and(|w| is(w, "UPDATE")) {
+            let mut depth = 0usize;
+            let mut clause: Option<(usize, usize)> = None;
+            for (i, w) in words.iter().enumerate() {
+                let top = depth == 0;
+                match &w.token {
+                    Token::LParen => depth += 1,
+                    Token::RParen => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if !top {
+                    // Inside parentheses (the closing one included): part of the clause.
+                } else if clause.is_none() {
+                    if is(w, "ORDER") && words.get(i + 1).is_some_and(|n| is(n, "BY")) {
+                        clause = Some((i, i + 1));
+                    }
+                    continue;
+                } else if is(w, "LIMIT") || w.token == Token::SemiColon {
+                    break;
+                }
+                if let Some((s, e)) = clause {
+                    clause = Some((s, e.max(i)));
+                }
+            }
+            if let Some((first, last)) = clause {
+                let s = offsets.byte(sql, words[first].span.start)?;
+                let e = offsets.byte(sql, words[last].span.end)?;
+                found.push((s, e, ORDER_STAND_IN));
+            }
+        }
         let mut end = words.len();
         while end > 0 && words[end - 1].token == Token::SemiColon {
             end -= 1;
