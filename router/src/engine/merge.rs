@@ -383,6 +383,28 @@ fn canonical(kind: Kind, b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Borrowed(b)
 }
 
+/// What makes a column's value equal to another's in a group key or a distinct set: a
+/// string's collation weight (`weight`), a number in canonical form, anything else as it is;
+/// `None` for NULL.
+fn identity<'r>(
+    layout: &Layout,
+    row: &'r [u8],
+    cols: &[Option<(usize, usize)>],
+    col: Col,
+    weight: Option<Col>,
+) -> Option<std::borrow::Cow<'r, [u8]>> {
+    let i = layout.idx(col);
+    let kind = layout.kinds[i];
+    if kind == Kind::Str {
+        weight
+            .and_then(|w| val(row, cols, layout.idx(w)))
+            .or(val(row, cols, i))
+            .map(std::borrow::Cow::Borrowed)
+    } else {
+        val(row, cols, i).map(|b| canonical(kind, b))
+    }
+}
+
 /// Folds rows into groups and produces the merged rows (already encoded, visible columns).
 pub struct Aggregator<'s> {
     spec: &'s MergeSpec,
@@ -447,20 +469,10 @@ impl<'s> Aggregator<'s> {
         let mut key = Vec::new();
         let (group, aggs, _, _) = self.parts();
         for k in group {
-            let i = self.layout.idx(k.col);
-            let v = if self.layout.kinds[i] == Kind::Str {
-                k.weight
-                    .map(|w| self.layout.idx(w))
-                    .and_then(|w| val(&row, &cols, w))
-                    .or(val(&row, &cols, i))
-            } else {
-                val(&row, &cols, i)
-            };
-            match v {
+            match identity(&self.layout, &row, &cols, k.col, k.weight) {
                 None => key.push(0),
                 Some(b) => {
                     key.push(1);
-                    let b = canonical(self.layout.kinds[i], b);
                     key.extend_from_slice(&(b.len() as u32).to_le_bytes());
                     key.extend_from_slice(&b);
                 }
@@ -552,17 +564,8 @@ impl<'s> Aggregator<'s> {
                 (Agg::CountDistinct { value, weight }, Acc::Distinct(set))
                     if v.and_then(Dec::parse).is_some_and(|d| d.m > 0) =>
                 {
-                    let vi = self.layout.idx(*value);
-                    let vk = self.layout.kinds[vi];
-                    let k = if vk == Kind::Str {
-                        val(&row, &cols, self.layout.idx(*weight))
-                            .or(val(&row, &cols, vi))
-                            .map(<[u8]>::to_vec)
-                    } else {
-                        val(&row, &cols, vi).map(|b| canonical(vk, b).into_owned())
-                    };
-                    if let Some(k) = k {
-                        set.insert(k);
+                    if let Some(k) = identity(&self.layout, &row, &cols, *value, Some(*weight)) {
+                        set.insert(k.into_owned());
                     }
                 }
                 _ => {}

@@ -18,7 +18,7 @@
 //! cannot be re-bound are remembered as such, so they are not analysed again. The cache is
 //! emptied whenever the routing table changes, and when it reaches its size bound.
 
-use super::plan::{Exec, Plan, RouteKind, Targets};
+use super::plan::{Exec, KeyAt, Plan, RouteKind, Targets};
 use super::rewrite::Offsets;
 use crate::error::SqlError;
 use crate::topology::RoutingTable;
@@ -51,8 +51,7 @@ struct Bindable {
 struct KeyLiteralAt {
     /// Index among the statement's literals.
     index: usize,
-    vindex: tessera_topo::VindexKind,
-    key_type: tessera_topo::KeyType,
+    at: KeyAt,
     logical_shards: u32,
 }
 
@@ -152,7 +151,7 @@ impl PlanCache {
                 let mut exec = b.exec.clone();
                 if let Some(k) = b.key {
                     let ls = shape.literals.get(k.index).and_then(|&(s, e)| {
-                        super::literal_ls(&sql[s..e], k.vindex, k.key_type, k.logical_shards)
+                        super::literal_ls(&sql[s..e], k.at.vindex, k.at.key_type, k.logical_shards)
                     });
                     match (ls, &mut exec.targets) {
                         (Some(ls), Targets::Ls { ls: targets, .. }) => {
@@ -240,8 +239,7 @@ fn bindable(
                 let at = e.key_at?;
                 Some(KeyLiteralAt {
                     index: literals.iter().position(|&(s, _)| s == at.at)?,
-                    vindex: at.vindex,
-                    key_type: at.key_type,
+                    at,
                     logical_shards: ks.logical_shards,
                 })
             } else {

@@ -228,7 +228,7 @@ impl StandIn {
         let mut limit = text.len();
         for (stand_in, original) in self.parts.iter().rev() {
             let at = text[..limit].rfind(stand_in.as_str()).ok_or_else(|| {
-                SqlError::router("cannot put back LOCK IN SHARE MODE or WITH ROLLUP")
+                SqlError::router("cannot put back LOCK IN SHARE MODE, WITH ROLLUP or ORDER BY")
             })?;
             text.replace_range(at..at + stand_in.len(), original);
             limit = at;
@@ -239,7 +239,7 @@ impl StandIn {
     fn restore_plan(&self, plan: Plan) -> Result<Plan, SqlError> {
         let Plan::Exec(mut e) = plan else {
             return Err(SqlError::unsupported(
-                "LOCK IN SHARE MODE or WITH ROLLUP in a statement the router runs itself (a cross-shard join)",
+                "LOCK IN SHARE MODE, WITH ROLLUP or UPDATE ... ORDER BY in a statement the router runs itself (a cross-shard join, an UPDATE that moves rows)",
             ));
         };
         if self.rollup
@@ -328,38 +328,13 @@ pub fn describe_target(
 
 /// Parses exactly one statement.
 fn parse_one(sql: &str) -> Result<Statement, SqlError> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql)
-        .map_err(|e| unparsed_shape(sql).unwrap_or_else(|| SqlError::parse(e)))?;
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
     if stmts.len() > 1 {
         return Err(SqlError::unsupported("several statements in one query"));
     }
     stmts
         .pop()
         .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
-}
-
-/// Names a MariaDB shape that the parser does not accept, for a statement that did not parse,
-/// so that the client learns what is not supported rather than a syntax error.
-fn unparsed_shape(sql: &str) -> Option<SqlError> {
-    use sqlparser::keywords::Keyword;
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
-    let words: Vec<Keyword> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .map(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => w.keyword,
-            _ => Keyword::NoKeyword,
-        })
-        .collect();
-    let has = |pair: [Keyword; 2]| words.windows(2).any(|w| w == pair);
-    if has([Keyword::WITH, Keyword::ROLLUP]) {
-        return Some(SqlError::unsupported("GROUP BY ... WITH ROLLUP"));
-    }
-    if words.first() == Some(&Keyword::UPDATE) && has([Keyword::ORDER, Keyword::BY]) {
-        return Some(SqlError::unsupported("UPDATE ... ORDER BY ... LIMIT"));
-    }
-    None
 }
 
 /// Splits a table name into its optional schema and the table.
@@ -454,16 +429,7 @@ enum Lit {
 /// Returns a plain literal, or `None` for anything else (NULL, expressions, parameters).
 fn lit(e: &Expr) -> Option<Lit> {
     match e {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Some(
-                n.parse::<i128>()
-                    .map_or_else(|_| Lit::Num(n.clone()), Lit::Int),
-            ),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                Some(Lit::Str(s.clone()))
-            }
-            _ => None,
-        },
+        Expr::Value(v) => lit_of_value(&v.value),
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
@@ -475,6 +441,25 @@ fn lit(e: &Expr) -> Option<Lit> {
         Expr::Nested(inner) => lit(inner),
         _ => None,
     }
+}
+
+/// A number or quoted string as a plain literal.
+fn lit_of_value(v: &Value) -> Option<Lit> {
+    match v {
+        Value::Number(n, _) => Some(
+            n.parse::<i128>()
+                .map_or_else(|_| Lit::Num(n.clone()), Lit::Int),
+        ),
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(Lit::Str(s.clone())),
+        _ => None,
+    }
+}
+
+/// The logical shard of one key value.
+fn shard_of(v: VindexKind, kv: &KeyValue, count: u32) -> Option<u32> {
+    vindex::keyspace_id(v, kv)
+        .ok()
+        .map(|id| vindex::logical_shard(id, count))
 }
 
 /// Converts a string to a number as MySQL does when comparing it with a number: leading
@@ -550,24 +535,20 @@ fn key_value(l: &Lit, ty: KeyType, storing: bool) -> Option<KeyValue> {
 /// value or is not one such token.
 pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32) -> Option<u32> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    if !text.is_empty() && text.len() < 30 && text.bytes().all(|b| b.is_ascii_digit()) {
-        let l = Lit::Int(text.parse().ok()?);
-        let id = vindex::keyspace_id(vindex, &key_value(&l, ty, false)?).ok()?;
-        return Some(vindex::logical_shard(id, count));
-    }
-    let tokens = Tokenizer::new(&MySqlDialect {}, text).tokenize().ok()?;
-    let [tok] = tokens.as_slice() else {
-        return None;
+    let l = if !text.is_empty() && text.len() < 30 && text.bytes().all(|b| b.is_ascii_digit()) {
+        // A plain decimal integer, without tokenizing it.
+        Lit::Int(text.parse().ok()?)
+    } else {
+        let tokens = Tokenizer::new(&MySqlDialect {}, text).tokenize().ok()?;
+        let value = match tokens.as_slice() {
+            [Token::Number(n, long)] => Value::Number(n.clone(), *long),
+            [Token::SingleQuotedString(s)] => Value::SingleQuotedString(s.clone()),
+            [Token::DoubleQuotedString(s)] => Value::DoubleQuotedString(s.clone()),
+            _ => return None,
+        };
+        lit_of_value(&value)?
     };
-    let l = match tok {
-        Token::Number(n, _) => n
-            .parse::<i128>()
-            .map_or_else(|_| Lit::Num(n.clone()), Lit::Int),
-        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Lit::Str(s.clone()),
-        _ => return None,
-    };
-    let id = vindex::keyspace_id(vindex, &key_value(&l, ty, false)?).ok()?;
-    Some(vindex::logical_shard(id, count))
+    shard_of(vindex, &key_value(&l, ty, false)?, count)
 }
 
 /// Returns the byte ranges of a plain `SELECT [modifiers] item, … [FROM …]` statement's
@@ -679,13 +660,7 @@ fn key_set(
     count: u32,
 ) -> Option<BTreeSet<u32>> {
     let of = |v: VindexKind, vals: &[KeyValue]| -> Option<BTreeSet<u32>> {
-        vals.iter()
-            .map(|x| {
-                vindex::keyspace_id(v, x)
-                    .ok()
-                    .map(|id| vindex::logical_shard(id, count))
-            })
-            .collect()
+        vals.iter().map(|x| shard_of(v, x, count)).collect()
     };
     match e {
         Expr::Nested(inner) => key_set(inner, key, count),
