@@ -103,12 +103,39 @@ pub fn from_backend(
     unqualify: &(dyn Fn(&str) -> String + Sync),
 ) -> SqlError {
     match e {
-        mysql_async::Error::Server(s) => SqlError {
-            code: s.code,
-            state: leak_state(&s.state),
-            message: unqualify(&s.message),
-        },
+        mysql_async::Error::Server(s) => server_error(s.code, &s.state, &s.message, unqualify),
         other => SqlError::shard(shard, addr, other),
+    }
+}
+
+/// The same for the router's own backend connections ([`crate::backend::wire`]).
+pub fn from_wire(
+    e: crate::backend::wire::WireError,
+    shard: &str,
+    addr: &str,
+    unqualify: &(dyn Fn(&str) -> String + Sync),
+) -> SqlError {
+    match e {
+        crate::backend::wire::WireError::Server {
+            code,
+            state,
+            message,
+        } => server_error(code, &state, &message, unqualify),
+        other => SqlError::shard(shard, addr, other),
+    }
+}
+
+/// A server's ERR as the client sees it.
+fn server_error(
+    code: u16,
+    state: &str,
+    message: &str,
+    unqualify: &(dyn Fn(&str) -> String + Sync),
+) -> SqlError {
+    SqlError {
+        code,
+        state: leak_state(state),
+        message: unqualify(message),
     }
 }
 

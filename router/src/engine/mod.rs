@@ -2,7 +2,8 @@
 //! client.
 //!
 //! - One target: the backend's rows are re-framed and written as they arrive; memory stays
-//!   flat whatever the result size.
+//!   flat whatever the result size. Outside a transaction this runs on the router's own
+//!   backend connections ([`crate::backend::wire`]), which hand row packets on undecoded.
 //! - Several targets: one task per physical shard (its logical shards' selects joined with
 //!   `UNION ALL` into one round trip where the shape allows), rows interleaved as they come,
 //!   `LIMIT`/`OFFSET` applied in the router.
@@ -755,26 +756,24 @@ impl Engine {
         let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
         match (&e.targets, ks) {
             (Targets::Any { sql }, _) => {
-                let mut lease = self.any_conn(session, rt).await?;
-                let r = self.single(session, &mut lease, sql, io, &unq, rt).await;
-                self.give_back(session, lease).await;
-                return r;
+                // A pinned shard first; else any reachable one.
+                let shards: Vec<String> = match session.txn_conns.keys().next() {
+                    Some(ps) => vec![ps.clone()],
+                    None => {
+                        let mut v: Vec<String> = rt.shards.keys().cloned().collect();
+                        v.sort();
+                        v
+                    }
+                };
+                let none = SqlError::router("no physical shard is registered");
+                return self.one_of(session, rt, &shards, sql, io, &unq, none).await;
             }
             (Targets::Reference { sql }, Some(k)) => {
                 if e.kind == StmtKind::Read {
                     // Any copy answers; try them in order until one is reachable.
-                    let mut last = SqlError::router("keyspace has no physical shards");
-                    for ps in k.physical_shards() {
-                        match self.conn(session, rt, &ps).await {
-                            Ok(mut lease) => {
-                                let r = self.single(session, &mut lease, sql, io, &unq, rt).await;
-                                self.give_back(session, lease).await;
-                                return r;
-                            }
-                            Err(err) => last = err,
-                        }
-                    }
-                    return Err(last);
+                    let none = SqlError::router("keyspace has no physical shards");
+                    let shards = k.physical_shards();
+                    return self.one_of(session, rt, &shards, sql, io, &unq, none).await;
                 }
                 for ps in k.physical_shards() {
                     work.entry(ps).or_default().push(sql.clone());
@@ -811,10 +810,7 @@ impl Engine {
                 .next()
                 .ok_or_else(|| SqlError::router("no target"))?;
             let sql = sqls.pop().unwrap_or_default();
-            let mut lease = self.conn(session, rt, &ps).await?;
-            let r = self.single(session, &mut lease, &sql, io, &unq, rt).await;
-            self.give_back(session, lease).await;
-            return r;
+            return self.run_single(session, rt, &ps, &sql, io, &unq).await?;
         }
         match e.kind {
             StmtKind::Read => {
@@ -825,6 +821,154 @@ impl Engine {
                 let copies = matches!(e.targets, Targets::Reference { .. });
                 self.multi_write(session, rt, work, e.kind, io, ks, copies)
                     .await
+            }
+        }
+    }
+
+    /// Runs `sql` on the first of `shards` that can be reached and streams its answer;
+    /// `none` when there are no shards.
+    #[allow(clippy::too_many_arguments)]
+    async fn one_of(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        shards: &[String],
+        sql: &str,
+        io: &mut PacketIo,
+        unq: &(dyn Fn(&str) -> String + Sync),
+        none: SqlError,
+    ) -> Result<(), SqlError> {
+        let mut last = none;
+        for ps in shards {
+            match self.run_single(session, rt, ps, sql, io, unq).await {
+                Ok(r) => return r,
+                Err(unreachable) => last = unreachable,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs one statement on physical shard `ps` and streams its answer: outside a
+    /// transaction on one of the router's own connections (unless the shard's server wants a
+    /// login those do not speak), inside one on the session's pinned connection. The outer
+    /// error means no connection could be had (nothing was sent); the inner one is the
+    /// statement's.
+    async fn run_single(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+        sql: &str,
+        io: &mut PacketIo,
+        unq: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<Result<(), SqlError>, SqlError> {
+        if !session.in_transaction() {
+            let rec = rt.shards.get(ps).ok_or_else(|| {
+                SqlError::router(format!("physical shard {ps} is not registered"))
+            })?;
+            let pool = self.backends.pool(rec);
+            if let Some(mut lease) = pool.get_wire(&session.sets).await? {
+                let r = self
+                    .single_wire(session, &pool, &mut lease, sql, io, unq)
+                    .await;
+                pool.wire.put(lease);
+                return Ok(r);
+            }
+        }
+        let mut lease = self.conn(session, rt, ps).await?;
+        let r = self.single(session, &mut lease, sql, io, unq, rt).await;
+        self.give_back(session, lease).await;
+        Ok(r)
+    }
+
+    /// Runs one statement on one of the router's own connections: column definitions are
+    /// read (their schema mapped back to the keyspace), rows are passed on as the server sent
+    /// them (converted only for a prepared statement's binary protocol), and the end of the
+    /// result and OK packets carry the session's own status.
+    async fn single_wire(
+        &self,
+        session: &mut Session,
+        pool: &crate::backend::ShardPool,
+        lease: &mut crate::backend::wire::WireLease,
+        sql: &str,
+        io: &mut PacketIo,
+        unq: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<(), SqlError> {
+        use crate::backend::wire::{self, WireError};
+        use crate::mysql::constants::{COM_QUERY, SERVER_MORE_RESULTS_EXISTS};
+        let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let c = &mut lease.conn;
+        c.replay(&session.sets).await.map_err(map)?;
+        c.command(COM_QUERY, sql.as_bytes())
+            .await
+            .map_err(|e| map(e.into()))?;
+        let p = c.read_packet().await.map_err(map)?;
+        match p.first() {
+            Some(0x00) => {
+                let ok = wire::parse_ok(p).map_err(map)?;
+                if ok.status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                    c.drain_results().await.map_err(map)?;
+                }
+                lease.clean = true;
+                if ok.last_insert_id != 0 {
+                    session.last_insert_id = ok.last_insert_id;
+                }
+                self.ok(
+                    session,
+                    io,
+                    ok.affected,
+                    ok.last_insert_id,
+                    ok.warnings,
+                    &ok.info,
+                )
+                .await
+            }
+            Some(0xff) => {
+                let e = wire::parse_err(p);
+                lease.clean = true;
+                Err(map(e))
+            }
+            Some(0xfb) | None => Err(map(WireError::Protocol(
+                "unexpected answer to a query".into(),
+            ))),
+            Some(_) => {
+                let n = crate::mysql::codec::Cursor::new(p)
+                    .lenenc_int()
+                    .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
+                let mut defs = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    let p = c.read_packet().await.map_err(map)?;
+                    let mut d = ColumnDef::decode(p).ok_or_else(|| {
+                        map(WireError::Protocol("malformed column definition".into()))
+                    })?;
+                    if !d.schema.is_empty() {
+                        d.schema = unq(&String::from_utf8_lossy(&d.schema)).into_bytes();
+                    }
+                    defs.push(d);
+                }
+                if !wire::is_eof(c.read_packet().await.map_err(map)?) {
+                    return Err(map(WireError::Protocol(
+                        "no EOF after column definitions".into(),
+                    )));
+                }
+                write_columns(io, session, &defs).await?;
+                loop {
+                    let p = c.read_packet().await.map_err(map)?;
+                    if wire::is_eof(p) {
+                        let (_warnings, status) = wire::parse_eof(p);
+                        if status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                            c.drain_results().await.map_err(map)?;
+                        }
+                        lease.clean = true;
+                        return write_end(io, session).await;
+                    }
+                    if p.first() == Some(&0xff) {
+                        let e = wire::parse_err(p);
+                        lease.clean = true;
+                        return Err(map(e));
+                    }
+                    io.write_row(p).await.map_err(io_err)?;
+                }
             }
         }
     }

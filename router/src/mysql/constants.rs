@@ -71,3 +71,6 @@ pub const TYPE_VAR_STRING: u8 = 0xfd;
 
 /// Largest client packet payload accepted (like `max_allowed_packet`).
 pub const MAX_CLIENT_PACKET: usize = 64 << 20;
+
+/// Status flag: another result follows this one (multi-result answers such as `CALL`).
+pub const SERVER_MORE_RESULTS_EXISTS: u16 = 8;

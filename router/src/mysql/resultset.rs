@@ -91,6 +91,30 @@ impl ColumnDef {
         }
     }
 
+    /// Reads a `ColumnDefinition41` payload; `None` when it is malformed.
+    pub fn decode(p: &[u8]) -> Option<Self> {
+        let mut c = super::codec::Cursor::new(p);
+        let _catalog = c.lenenc_str()?;
+        let schema = c.lenenc_str()?.to_vec();
+        let table = c.lenenc_str()?.to_vec();
+        let org_table = c.lenenc_str()?.to_vec();
+        let name = c.lenenc_str()?.to_vec();
+        let org_name = c.lenenc_str()?.to_vec();
+        let _fixed_len = c.lenenc_int()?;
+        Some(ColumnDef {
+            schema,
+            table,
+            org_table,
+            name,
+            org_name,
+            charset: c.u16()?,
+            length: c.u32()?,
+            column_type: c.u8()?,
+            flags: c.u16()?,
+            decimals: c.u8()?,
+        })
+    }
+
     /// Appends the `ColumnDefinition41` encoding.
     pub fn encode(&self, p: &mut Vec<u8>) {
         put_lenenc_str(p, b"def");
@@ -114,5 +138,32 @@ pub fn put_text_value(p: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
         Some(b) => put_lenenc_str(p, b),
         None => p.push(0xfb),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_definitions_round_trip() {
+        let d = ColumnDef {
+            schema: b"shop_0003".to_vec(),
+            table: b"c".to_vec(),
+            org_table: b"customers".to_vec(),
+            name: b"n".to_vec(),
+            org_name: b"name".to_vec(),
+            charset: 45,
+            length: 1020,
+            column_type: TYPE_VAR_STRING,
+            flags: 0x1001,
+            decimals: 0,
+        };
+        let mut p = Vec::new();
+        d.encode(&mut p);
+        assert_eq!(ColumnDef::decode(&p), Some(d));
+        for n in 0..p.len() - 3 {
+            assert_eq!(ColumnDef::decode(&p[..n]), None, "truncated at {n}");
+        }
     }
 }

@@ -1,5 +1,8 @@
-//! Backend connections: one `mysql_async` pool per physical shard, created when first
-//! needed and rebuilt when the shard's record changes.
+//! Backend connections: per physical shard, one `mysql_async` pool and one pool of the
+//! router's own connections for single-shard statements outside transactions ([`wire`]),
+//! created when first needed and rebuilt when the shard's record changes.
+
+pub mod wire;
 
 use crate::config::BackendConfig;
 use crate::error::SqlError;
@@ -59,6 +62,8 @@ pub struct ShardPool {
     pub addr: String,
     record: PhysicalShard,
     pool: Pool,
+    /// Connections for single-shard statements outside transactions.
+    pub wire: wire::WirePool,
     connect_timeout: Duration,
     /// This shard's series of [`PoolMetrics`].
     acquire: prometheus::Histogram,
@@ -90,6 +95,33 @@ impl ShardPool {
             Err(_) => self.failures.inc(),
         }
         r
+    }
+
+    /// Takes a connection from the wire pool (preferring one whose session `SET`s are `sets`),
+    /// or `None` when this shard's server wants a
+    /// login method the router's own connections do not speak (use [`ShardPool::get_conn`]).
+    ///
+    /// # Errors
+    /// 1105 naming the shard when it cannot be reached in time.
+    pub async fn get_wire(&self, sets: &[String]) -> Result<Option<wire::WireLease>, SqlError> {
+        if !self.wire.usable() {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        match self.wire.get(self.connect_timeout, sets).await {
+            Ok(l) => {
+                self.acquire.observe(started.elapsed().as_secs_f64());
+                Ok(Some(l))
+            }
+            Err(wire::WireError::Unsupported(m)) => {
+                tracing::warn!(shard = %self.name, "single-shard connections fall back to the pool: {m}");
+                Ok(None)
+            }
+            Err(e) => {
+                self.failures.inc();
+                Err(SqlError::shard(&self.name, &self.addr, e))
+            }
+        }
     }
 }
 
@@ -141,6 +173,13 @@ impl Backends {
             addr: ps.address(),
             record: ps.clone(),
             pool: Pool::new(opts),
+            wire: wire::WirePool::new(
+                &ps.host,
+                ps.port,
+                &ps.user,
+                ps.resolve_password(),
+                self.cfg.pool_max,
+            ),
             connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
             acquire: self.metrics.acquire.with_label_values(&[ps.name.as_str()]),
             failures: self.metrics.failures.with_label_values(&[ps.name.as_str()]),
@@ -165,6 +204,7 @@ impl Backends {
             .map(|(_, p)| p)
             .collect();
         for p in pools {
+            p.wire.clear();
             let _ = p.pool.clone().disconnect().await;
         }
     }

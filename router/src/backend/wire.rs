@@ -1,0 +1,595 @@
+//! The router's own backend connection, for statements answered by one physical shard outside
+//! a transaction: the statement goes out as `COM_QUERY` and the answer's row packets are
+//! handed to the client as they arrive, without decoding rows into values and encoding them
+//! again. Everything else (transactions, scatter and merges, moves) uses `mysql_async`.
+//!
+//! A [`WirePool`] keeps idle connections per physical shard with no background task: a
+//! connection is checked for a closed socket when it is taken (no round trip), dropped when it
+//! was idle too long, and closed rather than reused after any I/O or protocol error, or when
+//! its answer was not read to the end. Each connection remembers the session `SET`s replayed
+//! on it, and a session is given one with the same `SET`s when there is one, so a client that
+//! sets its session up once does not pay a replay and a reset per statement; a connection
+//! with other `SET`s is reset (`COM_RESET_CONNECTION`) before they are replayed.
+
+use crate::mysql::auth;
+use crate::mysql::codec::Cursor;
+use crate::mysql::constants::*;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+const MAX_PAYLOAD: usize = 0xff_ffff;
+
+/// Largest answer packet accepted from a backend (MariaDB's `max_allowed_packet` ceiling).
+const MAX_BACKEND_PACKET: usize = 1 << 30;
+
+/// What the router asks of a backend connection: 4.1 protocol, multi-results (`CALL`), classic
+/// EOF packets (the router writes each client's own end-of-result marker), no multi-statements,
+/// no `LOCAL INFILE`, no `FOUND_ROWS` (affected rows are changed rows, as with the pools).
+const CLIENT_CAPS: u32 = CLIENT_LONG_PASSWORD
+    | CLIENT_LONG_FLAG
+    | CLIENT_PROTOCOL_41
+    | CLIENT_TRANSACTIONS
+    | CLIENT_SECURE_CONNECTION
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PS_MULTI_RESULTS
+    | CLIENT_PLUGIN_AUTH
+    | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
+
+/// Why a backend exchange failed.
+#[derive(Debug)]
+pub enum WireError {
+    /// The server answered with an ERR packet; the connection stays usable.
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    /// The socket failed or closed.
+    Io(io::Error),
+    /// The server sent something this protocol does not allow.
+    Protocol(String),
+    /// The server wants an authentication method the router does not speak.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Server {
+                code,
+                state,
+                message,
+            } => write!(f, "ERROR {code} ({state}): {message}"),
+            WireError::Io(e) => write!(f, "{e}"),
+            WireError::Protocol(m) => write!(f, "protocol error: {m}"),
+            WireError::Unsupported(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> Self {
+        WireError::Io(e)
+    }
+}
+
+fn protocol(m: impl Into<String>) -> WireError {
+    WireError::Protocol(m.into())
+}
+
+/// Parses an ERR packet's payload.
+pub fn parse_err(p: &[u8]) -> WireError {
+    let mut c = Cursor::new(p);
+    let _ = c.u8();
+    let code = c.u16().unwrap_or(0);
+    let mut state = String::from("HY000");
+    if c.remaining() >= 6 && p.get(3) == Some(&b'#') {
+        let _ = c.u8();
+        if let Some(s) = c.take(5) {
+            state = String::from_utf8_lossy(s).into_owned();
+        }
+    }
+    WireError::Server {
+        code,
+        state,
+        message: String::from_utf8_lossy(c.rest()).into_owned(),
+    }
+}
+
+/// The fields of an OK packet the router uses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OkInfo {
+    pub affected: u64,
+    pub last_insert_id: u64,
+    pub status: u16,
+    pub warnings: u16,
+    pub info: String,
+}
+
+/// Parses an OK packet's payload (header 0x00, or 0xfe at the end of a result set).
+pub fn parse_ok(p: &[u8]) -> Result<OkInfo, WireError> {
+    let mut c = Cursor::new(p);
+    let _ = c.u8();
+    let (Some(affected), Some(last_insert_id)) = (c.lenenc_int(), c.lenenc_int()) else {
+        return Err(protocol("truncated OK packet"));
+    };
+    let status = c.u16().unwrap_or(0);
+    let warnings = c.u16().unwrap_or(0);
+    let info = String::from_utf8_lossy(c.rest()).into_owned();
+    Ok(OkInfo {
+        affected,
+        last_insert_id,
+        status,
+        warnings,
+        info,
+    })
+}
+
+/// Whether `p` is a classic EOF packet (a row may also start with 0xfe, but is longer).
+pub fn is_eof(p: &[u8]) -> bool {
+    p.first() == Some(&0xfe) && p.len() < 9
+}
+
+/// `(warnings, status)` of a classic EOF packet.
+pub fn parse_eof(p: &[u8]) -> (u16, u16) {
+    let mut c = Cursor::new(p);
+    let _ = c.u8();
+    (c.u16().unwrap_or(0), c.u16().unwrap_or(0))
+}
+
+/// One backend connection.
+pub struct WireConn {
+    stream: BufReader<TcpStream>,
+    /// The last packet read.
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    seq: u8,
+    /// The server's connection id.
+    pub id: u32,
+    idle_since: Instant,
+    /// The session `SET`s replayed on this connection since login (or the last reset).
+    pub state: Vec<String>,
+}
+
+impl WireConn {
+    /// Connects and logs in (`mysql_native_password`, or `caching_sha2_password`'s fast path).
+    ///
+    /// # Errors
+    /// Connect and login failures; [`WireError::Unsupported`] when the server asks for an
+    /// authentication method the router does not speak.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &[u8],
+    ) -> Result<Self, WireError> {
+        let s = TcpStream::connect((host, port)).await?;
+        s.set_nodelay(true)?;
+        let mut c = WireConn {
+            stream: BufReader::with_capacity(16 * 1024, s),
+            buf: Vec::with_capacity(256),
+            out: Vec::with_capacity(256),
+            seq: 0,
+            id: 0,
+            idle_since: Instant::now(),
+            state: Vec::new(),
+        };
+        c.seq = 0;
+        c.read_packet().await?;
+        let hs = c.buf.clone();
+        if hs.first() == Some(&0xff) {
+            return Err(parse_err(&hs));
+        }
+        let mut r = Cursor::new(&hs);
+        if r.u8() != Some(10) {
+            return Err(protocol("not a protocol-10 handshake"));
+        }
+        r.cstr()
+            .ok_or_else(|| protocol("handshake without a version"))?;
+        c.id = r.u32().ok_or_else(|| protocol("short handshake"))?;
+        let mut scramble = r
+            .take(8)
+            .ok_or_else(|| protocol("short handshake"))?
+            .to_vec();
+        let _ = r.u8();
+        let caps_lo = r.u16().ok_or_else(|| protocol("short handshake"))?;
+        let _charset = r.u8();
+        let _status = r.u16();
+        let caps_hi = r.u16().unwrap_or(0);
+        let server_caps = u32::from(caps_lo) | u32::from(caps_hi) << 16;
+        let auth_len = r.u8().unwrap_or(0);
+        let _ = r.take(10);
+        if server_caps & CLIENT_SECURE_CONNECTION != 0 {
+            let n = usize::from(auth_len).saturating_sub(8).max(13);
+            let part = r.take(n).unwrap_or_else(|| r.rest());
+            let part = part.strip_suffix(&[0]).unwrap_or(part);
+            scramble.extend_from_slice(part);
+        }
+        let plugin = if server_caps & CLIENT_PLUGIN_AUTH != 0 {
+            String::from_utf8_lossy(r.cstr().unwrap_or_default()).into_owned()
+        } else {
+            auth::NATIVE.to_string()
+        };
+        if server_caps & CLIENT_PROTOCOL_41 == 0 {
+            return Err(protocol("server does not speak the 4.1 protocol"));
+        }
+        let caps = CLIENT_CAPS & server_caps;
+        let (plugin, token) = match plugin.as_str() {
+            auth::CACHING_SHA2 => (auth::CACHING_SHA2, auth::sha2_token(password, &scramble)),
+            // Anything else starts with a native token; the server may switch plugins.
+            _ => (auth::NATIVE, auth::native_token(password, &scramble)),
+        };
+        let mut p = Vec::with_capacity(128);
+        p.extend_from_slice(&caps.to_le_bytes());
+        p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
+        p.push(UTF8MB4_GENERAL_CI);
+        p.extend_from_slice(&[0u8; 23]);
+        p.extend_from_slice(user.as_bytes());
+        p.push(0);
+        if caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
+            crate::mysql::codec::put_lenenc_str(&mut p, &token);
+        } else {
+            p.push(token.len() as u8);
+            p.extend_from_slice(&token);
+        }
+        p.extend_from_slice(plugin.as_bytes());
+        p.push(0);
+        c.write_packet(&p).await?;
+        c.finish_login(password).await?;
+        Ok(c)
+    }
+
+    /// Reads the answers to a login until OK.
+    async fn finish_login(&mut self, password: &[u8]) -> Result<(), WireError> {
+        loop {
+            self.read_packet().await?;
+            match self.buf.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xff) => return Err(parse_err(&self.buf)),
+                Some(0xfe) => {
+                    // Authentication method switch: plugin name, then its scramble.
+                    let p = self.buf.clone();
+                    let mut r = Cursor::new(&p[1..]);
+                    let name = String::from_utf8_lossy(r.cstr().unwrap_or_default()).into_owned();
+                    let data = r.rest();
+                    let data = data.strip_suffix(&[0]).unwrap_or(data);
+                    let token = match name.as_str() {
+                        auth::NATIVE => auth::native_token(password, data),
+                        auth::CACHING_SHA2 => auth::sha2_token(password, data),
+                        other => {
+                            return Err(WireError::Unsupported(format!(
+                                "authentication method {other} is not supported on the single-shard path"
+                            )))
+                        }
+                    };
+                    self.write_packet(&token).await?;
+                }
+                // caching_sha2_password: 3 = fast path done (OK follows), 4 = full
+                // authentication wanted (needs TLS or RSA).
+                Some(0x01) if self.buf.get(1) == Some(&3) => {}
+                Some(0x01) => {
+                    return Err(WireError::Unsupported(
+                        "caching_sha2_password full authentication (TLS or RSA) is not supported"
+                            .into(),
+                    ))
+                }
+                _ => return Err(protocol("unexpected packet during login")),
+            }
+        }
+    }
+
+    /// Sends one command (sequence restarts at 0).
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub async fn command(&mut self, cmd: u8, arg: &[u8]) -> io::Result<()> {
+        self.seq = 0;
+        let total = arg.len() + 1;
+        if total >= MAX_PAYLOAD {
+            let mut p = Vec::with_capacity(total);
+            p.push(cmd);
+            p.extend_from_slice(arg);
+            return self.write_packet(&p).await;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.extend_from_slice(&[total as u8, (total >> 8) as u8, (total >> 16) as u8, 0, cmd]);
+        out.extend_from_slice(arg);
+        self.seq = 1;
+        let r = self.stream.get_mut().write_all(&out).await;
+        self.out = out;
+        r
+    }
+
+    async fn write_packet(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut chunks = payload.chunks(MAX_PAYLOAD).peekable();
+        let frame = |out: &mut Vec<u8>, c: &[u8], seq: &mut u8| {
+            let n = c.len();
+            out.extend_from_slice(&[n as u8, (n >> 8) as u8, (n >> 16) as u8, *seq]);
+            out.extend_from_slice(c);
+            *seq = seq.wrapping_add(1);
+        };
+        if payload.is_empty() {
+            frame(&mut out, &[], &mut self.seq);
+        }
+        while let Some(c) = chunks.next() {
+            frame(&mut out, c, &mut self.seq);
+            if chunks.peek().is_none() && c.len() == MAX_PAYLOAD {
+                frame(&mut out, &[], &mut self.seq);
+            }
+        }
+        let r = self.stream.get_mut().write_all(&out).await;
+        self.out = out;
+        r
+    }
+
+    /// Reads one logical packet (joining 16 MiB continuations); returns its payload.
+    ///
+    /// # Errors
+    /// Socket errors, a sequence id out of order, a packet over 1 GiB.
+    pub async fn read_packet(&mut self) -> Result<&[u8], WireError> {
+        self.buf.clear();
+        loop {
+            let mut hdr = [0u8; 4];
+            self.stream.read_exact(&mut hdr).await?;
+            let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8 | usize::from(hdr[2]) << 16;
+            if hdr[3] != self.seq {
+                return Err(protocol(format!(
+                    "packet out of order: sequence {} where {} was due",
+                    hdr[3], self.seq
+                )));
+            }
+            self.seq = self.seq.wrapping_add(1);
+            if self.buf.len() + len > MAX_BACKEND_PACKET {
+                return Err(protocol("answer packet larger than 1 GiB"));
+            }
+            let start = self.buf.len();
+            self.buf.resize(start + len, 0);
+            self.stream.read_exact(&mut self.buf[start..]).await?;
+            if len < MAX_PAYLOAD {
+                return Ok(&self.buf);
+            }
+        }
+    }
+
+    /// Runs a statement whose answer is not wanted (a session `SET`); result sets are read
+    /// and dropped.
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn query_drop(&mut self, sql: &str) -> Result<(), WireError> {
+        self.command(COM_QUERY, sql.as_bytes()).await?;
+        self.drain_results().await
+    }
+
+    /// Reads whole answers (OK, ERR or result sets) until one says no more results follow.
+    ///
+    /// # Errors
+    /// The first ERR, or the connection's failure.
+    pub async fn drain_results(&mut self) -> Result<(), WireError> {
+        loop {
+            let p = self.read_packet().await?;
+            let status = match p.first() {
+                Some(0x00) => parse_ok(p)?.status,
+                Some(0xff) => return Err(parse_err(p)),
+                Some(0xfb) => return Err(protocol("LOCAL INFILE request")),
+                Some(_) => {
+                    // Column count, definitions, EOF, rows, EOF.
+                    loop {
+                        let p = self.read_packet().await?;
+                        if is_eof(p) {
+                            break;
+                        }
+                        if p.first() == Some(&0xff) {
+                            return Err(parse_err(p));
+                        }
+                    }
+                    self.end_of_rows().await?.1
+                }
+                None => return Err(protocol("empty answer packet")),
+            };
+            if status & SERVER_MORE_RESULTS_EXISTS == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads rows to their end and returns the final EOF's `(warnings, status)`.
+    async fn end_of_rows(&mut self) -> Result<(u16, u16), WireError> {
+        loop {
+            let p = self.read_packet().await?;
+            if is_eof(p) {
+                return Ok(parse_eof(p));
+            }
+            if p.first() == Some(&0xff) {
+                return Err(parse_err(p));
+            }
+        }
+    }
+
+    /// `COM_RESET_CONNECTION`: back to the login's session state.
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn reset(&mut self) -> Result<(), WireError> {
+        self.command(COM_RESET_CONNECTION, &[]).await?;
+        self.drain_results().await?;
+        self.state.clear();
+        Ok(())
+    }
+
+    /// Brings the session state to `sets`: nothing when it is there already, else a reset
+    /// (when other `SET`s were replayed) and the replay. After an error the state is unknown
+    /// and the connection must not be reused.
+    ///
+    /// # Errors
+    /// The first failing `SET`'s error, or the connection's.
+    pub async fn replay(&mut self, sets: &[String]) -> Result<(), WireError> {
+        if self.state == sets {
+            return Ok(());
+        }
+        if !self.state.is_empty() {
+            self.reset().await?;
+        }
+        for s in sets {
+            self.query_drop(s).await?;
+        }
+        self.state = sets.to_vec();
+        Ok(())
+    }
+
+    /// Whether the server closed the socket (or sent something unasked) while it was idle.
+    /// No system call unless the socket was reported readable.
+    fn closed_while_idle(&mut self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        match self.stream.get_ref().try_read(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            _ => true,
+        }
+    }
+}
+
+/// One physical shard's pool of [`WireConn`]s.
+pub struct WirePool {
+    host: String,
+    port: u16,
+    user: String,
+    password: Vec<u8>,
+    idle: Mutex<Vec<WireConn>>,
+    permits: Arc<Semaphore>,
+    idle_ttl: Duration,
+    /// Set when the server asks for an authentication method the router does not speak:
+    /// statements then take the `mysql_async` path.
+    unsupported: AtomicBool,
+}
+
+/// A connection taken from a [`WirePool`]; give it back with [`WirePool::put`].
+pub struct WireLease {
+    pub conn: WireConn,
+    _permit: OwnedSemaphorePermit,
+    /// Its last exchange was read to the end: it may be reused.
+    pub clean: bool,
+}
+
+impl WirePool {
+    pub fn new(host: &str, port: u16, user: &str, password: Option<String>, max: usize) -> Self {
+        WirePool {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+            password: password.unwrap_or_default().into_bytes(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            idle_ttl: Duration::from_secs(60),
+            unsupported: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this pool can serve (its server accepted the router's login methods).
+    pub fn usable(&self) -> bool {
+        !self.unsupported.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Takes an idle connection (the most recently used one whose session `SET`s are `sets`,
+    /// else the most recently used) or opens one, waiting at most `timeout` for a free slot
+    /// and for the connect. The caller brings its state to `sets` ([`WireConn::replay`]).
+    ///
+    /// # Errors
+    /// Timeouts, connect and login failures.
+    pub async fn get(&self, timeout: Duration, sets: &[String]) -> Result<WireLease, WireError> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                match tokio::time::timeout(timeout, self.permits.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(WireError::Io(io::Error::other("pool closed"))),
+                    Err(_) => {
+                        return Err(WireError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out waiting for a free backend connection",
+                        )))
+                    }
+                }
+            }
+        };
+        loop {
+            let c = self.idle.lock().ok().and_then(|mut v| {
+                let i = v.iter().rposition(|c| c.state == sets);
+                match i {
+                    Some(i) => Some(v.swap_remove(i)),
+                    None => v.pop(),
+                }
+            });
+            let Some(mut c) = c else { break };
+            if c.idle_since.elapsed() < self.idle_ttl && !c.closed_while_idle() {
+                return Ok(WireLease {
+                    conn: c,
+                    _permit: permit,
+                    clean: false,
+                });
+            }
+        }
+        let connect = WireConn::connect(&self.host, self.port, &self.user, &self.password);
+        let conn = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if matches!(e, WireError::Unsupported(_)) {
+                    self.unsupported.store(true, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(WireError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )))
+            }
+        };
+        Ok(WireLease {
+            conn,
+            _permit: permit,
+            clean: false,
+        })
+    }
+
+    /// Returns a connection, with its session state; closed instead when its last exchange
+    /// was not read to the end.
+    pub fn put(&self, mut lease: WireLease) {
+        if !lease.clean {
+            return;
+        }
+        lease.conn.idle_since = Instant::now();
+        // A huge row or statement does not keep its buffer while idle.
+        if lease.conn.buf.capacity() > 1 << 20 {
+            lease.conn.buf = Vec::new();
+        }
+        if lease.conn.out.capacity() > 1 << 20 {
+            lease.conn.out = Vec::new();
+        }
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(lease.conn);
+        }
+    }
+
+    /// Closes the idle connections.
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.clear();
+        }
+    }
+}
