@@ -983,3 +983,96 @@ async fn malformed_packets_get_errors_and_the_router_keeps_serving() {
         .expect("query after the barrage");
     assert_eq!(rows, vec![(1, "a".to_string()), (2, "b".to_string())]);
 }
+
+/// Single-shard statements outside transactions run on the router's own backend connections,
+/// which carry each session's `SET`s: sessions with different `SET`s never see each other's,
+/// connections the server closed while idle are not handed out, and packets over 16 MiB
+/// cross in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_backend_connections_keep_sessions_apart_and_survive_killed_connections() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    for d in DDL {
+        c.query_drop(*d).await.expect("ddl");
+    }
+    c.query_drop(
+        "INSERT INTO customer (customer_id, name) VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    )
+    .await
+    .expect("insert");
+    let mut a = h.conn(Some("demo")).await;
+    let mut b = h.conn(Some("demo")).await;
+    let mut z = h.conn(Some("demo")).await;
+    a.query_drop("SET time_zone = '+05:00'").await.expect("set");
+    z.query_drop("SET time_zone = '-03:00'").await.expect("set");
+    z.query_drop("SET @tag = 'zed'").await.expect("set");
+    let default_tz = rows(&mut b, "SELECT @@time_zone").await[0][0].clone();
+    assert_ne!(default_tz, "+05:00");
+    let check = |who: &'static str, r: Vec<Vec<String>>, tz: &str| {
+        assert_eq!(r.len(), 1, "{who}: {r:?}");
+        assert_eq!(r[0][1], tz, "{who} sees its own time zone: {r:?}");
+    };
+    for round in 0..3 {
+        for k in 1..=3 {
+            let q = format!("SELECT name, @@time_zone, @tag FROM customer WHERE customer_id = {k}");
+            let ra = rows(&mut a, &q).await;
+            check("a", ra.clone(), "+05:00");
+            assert_eq!(ra[0][2], "NULL", "a does not see z's user variable");
+            check("b", rows(&mut b, &q).await, &default_tz);
+            let rz = rows(&mut z, &q).await;
+            check("z", rz.clone(), "-03:00");
+            assert_eq!(rz[0][2], "zed");
+            assert_eq!(
+                rows(&mut b, "SELECT @@time_zone").await,
+                vec![vec![default_tz.clone()]],
+                "round {round}"
+            );
+        }
+        // The server closes every idle connection (as wait_timeout or a DBA's KILL would);
+        // the next statements must not land on a dead one.
+        for i in 0..2 {
+            let mut d = h.direct(i).await;
+            d.query_drop("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024")
+                .await
+                .expect("max_allowed_packet");
+            let ids: Vec<u64> = d
+                .query(
+                    "SELECT id FROM information_schema.processlist \
+                     WHERE command = 'Sleep' AND id <> CONNECTION_ID()",
+                )
+                .await
+                .expect("processlist");
+            for id in ids {
+                let _ = d.query_drop(format!("KILL {id}")).await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A 17 MiB value: the INSERT and the row each span two protocol packets.
+    let big: String = (0..17 * 1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut c = mysql_async::Conn::new(
+        h.opts(Some("demo"), USER, PASSWORD)
+            .max_allowed_packet(Some(64 * 1024 * 1024)),
+    )
+    .await
+    .expect("connect");
+    c.query_drop("ALTER TABLE customer MODIFY note LONGTEXT")
+        .await
+        .expect("alter");
+    c.query_drop(format!(
+        "UPDATE customer SET note = '{big}' WHERE customer_id = 2"
+    ))
+    .await
+    .expect("17 MiB update");
+    let got: Vec<(i64, Vec<u8>)> = c
+        .query("SELECT customer_id, note FROM customer WHERE customer_id = 2")
+        .await
+        .expect("17 MiB row");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.len(), big.len());
+    assert!(got[0].1 == big.as_bytes(), "the row arrives intact");
+    drop((a, b, z, c));
+    h.stop().await;
+}

@@ -593,3 +593,51 @@ impl WirePool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ok_err_and_eof_packets_parse() {
+        let ok = crate::mysql::resultset::ok(300, 70000, 0x0022, 3, "", false);
+        assert_eq!(
+            parse_ok(&ok).ok(),
+            Some(OkInfo {
+                affected: 300,
+                last_insert_id: 70000,
+                status: 0x0022,
+                warnings: 3,
+                info: String::new(),
+            })
+        );
+        assert!(parse_ok(&[0x00, 0xfc]).is_err(), "truncated");
+        let err = crate::mysql::resultset::err(1146, "42S02", "Table 'x.y' doesn't exist");
+        match parse_err(&err) {
+            WireError::Server {
+                code,
+                state,
+                message,
+            } => {
+                assert_eq!((code, state.as_str()), (1146, "42S02"));
+                assert_eq!(message, "Table 'x.y' doesn't exist");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Pre-4.1 ERR without a SQLSTATE marker.
+        match parse_err(&[0xff, 0x10, 0x04, b'b', b'a', b'd']) {
+            WireError::Server { code, message, .. } => {
+                assert_eq!((code, message.as_str()), (1040, "bad"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let eof = crate::mysql::resultset::eof(0x0008, 2);
+        assert!(is_eof(&eof));
+        assert_eq!(parse_eof(&eof), (2, 0x0008));
+        // A row whose first value is 2^24 bytes long also starts with 0xfe.
+        let mut row = vec![0xfe, 0, 0, 0, 1, 0, 0, 0, 0];
+        row.extend_from_slice(b"x");
+        assert!(!is_eof(&row));
+        assert!(!is_eof(&[]));
+    }
+}
