@@ -315,7 +315,9 @@ async fn accept_loop(
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::info_span!("conn", id, %peer);
+                // A debug-level span: off under the default filter, so polling a connection
+                // does not go through the subscriber on every statement.
+                let span = tracing::debug_span!("conn", id, %peer);
                 conns.spawn(async move {
                     match permit {
                         Ok(_permit) => {
@@ -409,7 +411,7 @@ async fn authenticate(
         io.write_packet(&resultset::err(e.code, e.state, &e.message))
             .await?;
         io.flush().await?;
-        tracing::info!(user = %resp.user, "access denied");
+        tracing::info!(conn = id, %peer, user = %resp.user, "access denied");
         return Ok(None);
     }
     if plugin == auth::CACHING_SHA2 {
@@ -461,15 +463,19 @@ async fn handle(
         }
     };
     let mut buf = Vec::with_capacity(1024);
+    // One shutdown future for the connection's life, not a new waiter per statement.
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
+    let mut series = SeriesCache::default();
     loop {
         io.seq = 0;
         let read = tokio::select! {
             r = io.read_packet(&mut buf) => r,
-            _ = shutdown.changed() => break,
+            _ = &mut stop => break,
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
-                tracing::info!(error = %e, "malformed packet; closing the connection");
+                tracing::info!(conn = id, %peer, error = %e, "malformed packet; closing the connection");
             }
             break;
         }
@@ -480,8 +486,8 @@ async fn handle(
             COM_QUIT => break,
             COM_PING => ok(&mut io, &session).await,
             COM_QUERY => {
-                let sql = String::from_utf8_lossy(body).into_owned();
-                query(&shared, &mut session, &mut io, &sql).await
+                let sql = String::from_utf8_lossy(body);
+                query(&shared, &mut session, &mut io, &sql, &mut series).await
             }
             COM_INIT_DB => {
                 let db = String::from_utf8_lossy(body).trim().to_string();
@@ -507,7 +513,7 @@ async fn handle(
             }
             COM_STMT_PREPARE => prepare(&shared, &mut session, &mut io, body).await,
             COM_STMT_EXECUTE => {
-                let r = execute(&shared, &mut session, &mut io, body).await;
+                let r = execute(&shared, &mut session, &mut io, body, &mut series).await;
                 io.binary_mode = false;
                 io.binary_columns = None;
                 r
@@ -587,11 +593,47 @@ async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
         .map_err(crate::engine::io_err)
 }
 
+/// The metric series of a connection's last statement shape, so a run of statements with the
+/// same route and keyspace does not look its series up every time.
+#[derive(Default)]
+struct SeriesCache {
+    last: Option<(
+        &'static str,
+        String,
+        prometheus::IntCounter,
+        prometheus::Histogram,
+    )>,
+}
+
+impl SeriesCache {
+    /// The `ok` counter and latency histogram of `(route, keyspace)`.
+    fn get(
+        &mut self,
+        m: &crate::metrics::Metrics,
+        route: &'static str,
+        ks: &str,
+    ) -> (&prometheus::IntCounter, &prometheus::Histogram) {
+        if !matches!(&self.last, Some((r, k, _, _)) if *r == route && k == ks) {
+            self.last = None;
+        }
+        let e = self.last.get_or_insert_with(|| {
+            (
+                route,
+                ks.to_string(),
+                m.queries.with_label_values(&[route, ks, "ok"]),
+                m.latency.with_label_values(&[route]),
+            )
+        });
+        (&e.2, &e.3)
+    }
+}
+
 async fn query(
     shared: &Shared,
     session: &mut Session,
     io: &mut PacketIo,
     sql: &str,
+    series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
     let trimmed = sql.trim().trim_end_matches(';').trim_end();
     let rt = shared.engine.topo.table();
@@ -685,17 +727,17 @@ async fn query(
     if rt.candidate.is_some() {
         shared.shadow.observe(trimmed, session.keyspace.as_deref());
     }
-    let outcome = if r.is_ok() { "ok" } else { "error" };
-    shared
-        .metrics
-        .queries
-        .with_label_values(&[route, ks.as_str(), outcome])
-        .inc();
-    shared
-        .metrics
-        .latency
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
+    let (ok, latency) = series.get(&shared.metrics, route, &ks);
+    if r.is_ok() {
+        ok.inc();
+    } else {
+        shared
+            .metrics
+            .queries
+            .with_label_values(&[route, ks.as_str(), "error"])
+            .inc();
+    }
+    latency.observe(started.elapsed().as_secs_f64());
     r
 }
 
@@ -778,6 +820,7 @@ async fn execute(
     session: &mut Session,
     io: &mut PacketIo,
     body: &[u8],
+    series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
     let id = body
         .get(..4)
@@ -796,7 +839,7 @@ async fn execute(
         }
     };
     io.binary_mode = true;
-    query(shared, session, io, &sql).await
+    query(shared, session, io, &sql, series).await
 }
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.
