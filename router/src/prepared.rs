@@ -1,7 +1,11 @@
 //! Prepared statements: the router keeps each statement's text and the places of its `?`
-//! markers; `COM_STMT_EXECUTE` binds the parameters as SQL literals and the statement is then
-//! planned and routed like any query, so parameters route exactly as literals do. Rows go
-//! back in the binary protocol.
+//! markers. When the statement's route does not depend on its parameters (one logical shard
+//! whatever they are, an unsharded keyspace, a reference table) and the session is not in a
+//! transaction, `COM_STMT_EXECUTE` runs it as a server-side prepared statement on that
+//! shard: the client's parameters go on in the binary protocol and the binary rows come back
+//! as the server sent them. Otherwise the parameters are bound as SQL literals and the
+//! statement is planned and routed like any query, so parameters route exactly as literals
+//! do; rows then go back converted to the binary protocol.
 
 use crate::error::SqlError;
 use crate::mysql::binary::{param_literal, quote_bytes};
@@ -22,6 +26,22 @@ pub struct Prepared {
     pub long_data: HashMap<u16, Vec<u8>>,
     /// Columns of the result, as reported at prepare time.
     pub columns: u16,
+    /// The plan of the statement with its markers, when its route does not depend on them,
+    /// for the routing table revision and keyspace it was made for.
+    /// With the statement's fingerprint (as the plan cache makes it, for the statistics).
+    pub forward: Option<(
+        u64,
+        Option<String>,
+        Option<(Box<crate::planner::Exec>, String)>,
+    )>,
+}
+
+/// The parameters of one `COM_STMT_EXECUTE`, as sent.
+pub struct Params<'a> {
+    /// The NULL bitmap.
+    pub nulls: &'a [u8],
+    /// The values, in the binary protocol, after the types.
+    pub values: &'a [u8],
 }
 
 /// Finds the `?` markers of `sql` (not those inside strings or comments).
@@ -57,7 +77,74 @@ impl Prepared {
             param_types: Vec::new(),
             long_data: HashMap::new(),
             columns,
+            forward: None,
         }
+    }
+
+    /// The plan to execute this statement with its markers (see the module doc), or `None`
+    /// when its route depends on the parameters or on session state, or it is not a read on
+    /// one target. Planned once per routing-table revision and keyspace.
+    pub fn forward_plan(
+        &mut self,
+        rt: &crate::topology::RoutingTable,
+        keyspace: Option<&str>,
+    ) -> Option<(&crate::planner::Exec, &str)> {
+        let fresh = matches!(&self.forward, Some((rev, ks, _)) if *rev == rt.revision && ks.as_deref() == keyspace);
+        if !fresh {
+            let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace).map(|e| {
+                let fp = crate::planner::cache::shape(&self.sql)
+                    .map(|s| s.key)
+                    .unwrap_or_else(|| self.sql.clone());
+                (e, fp)
+            });
+            self.forward = Some((rt.revision, keyspace.map(str::to_string), plan));
+        }
+        self.forward
+            .as_ref()
+            .and_then(|(_, _, f)| f.as_ref())
+            .map(|(e, fp)| (e.as_ref(), fp.as_str()))
+    }
+
+    /// Splits a `COM_STMT_EXECUTE` body (after the statement id) into its NULL bitmap and
+    /// values, remembering parameter types when the body carries them.
+    ///
+    /// # Errors
+    /// 1210 for a malformed body; 1235 for cursors.
+    pub fn split_params<'a>(&mut self, body: &'a [u8]) -> Result<Params<'a>, SqlError> {
+        let bad = || SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
+        let mut c = Cursor::new(body);
+        let flags = c.u8().ok_or_else(bad)?;
+        if flags & 0x07 != 0 {
+            return Err(SqlError::unsupported(
+                "server-side cursors (COM_STMT_EXECUTE with a cursor type)",
+            ));
+        }
+        let _iterations = c.u32().ok_or_else(bad)?;
+        let n = self.markers.len();
+        if n == 0 {
+            return Ok(Params {
+                nulls: &[],
+                values: &[],
+            });
+        }
+        let nulls = c.take(n.div_ceil(8)).ok_or_else(bad)?;
+        let bound = c.u8().ok_or_else(bad)?;
+        if bound == 1 {
+            let mut types = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = c.u8().ok_or_else(bad)?;
+                let f = c.u8().ok_or_else(bad)?;
+                types.push((t, f & 0x80 != 0));
+            }
+            self.param_types = types;
+        }
+        if self.param_types.len() != n {
+            return Err(bad());
+        }
+        Ok(Params {
+            nulls,
+            values: c.rest(),
+        })
     }
 
     pub fn params(&self) -> usize {
@@ -71,42 +158,20 @@ impl Prepared {
     /// 1210 for malformed parameters; 1235 for cursors.
     pub fn bind(&mut self, body: &[u8]) -> Result<String, SqlError> {
         let bad = || SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
-        let mut c = Cursor::new(body);
-        let flags = c.u8().ok_or_else(bad)?;
-        if flags & 0x07 != 0 {
-            return Err(SqlError::unsupported(
-                "server-side cursors (COM_STMT_EXECUTE with a cursor type)",
-            ));
-        }
-        let _iterations = c.u32().ok_or_else(bad)?;
-        let n = self.params();
+        let params = self.split_params(body)?;
+        let n = self.markers.len();
+        let mut c = Cursor::new(params.values);
         let mut literals = Vec::with_capacity(n);
-        if n > 0 {
-            let bitmap = c.take(n.div_ceil(8)).ok_or_else(bad)?.to_vec();
-            let bound = c.u8().ok_or_else(bad)?;
-            if bound == 1 {
-                let mut types = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let t = c.u8().ok_or_else(bad)?;
-                    let f = c.u8().ok_or_else(bad)?;
-                    types.push((t, f & 0x80 != 0));
-                }
-                self.param_types = types;
-            }
-            if self.param_types.len() != n {
-                return Err(bad());
-            }
-            for i in 0..n {
-                let is_null = bitmap[i / 8] & (1 << (i % 8)) != 0;
-                let (ty, unsigned) = self.param_types[i];
-                if let Some(data) = self.long_data.get(&(i as u16)) {
-                    let binary = matches!(ty, 249..=252);
-                    literals.push(quote_bytes(data, binary));
-                } else if is_null {
-                    literals.push("NULL".to_string());
-                } else {
-                    literals.push(param_literal(&mut c, ty, unsigned).ok_or_else(bad)?);
-                }
+        for i in 0..n {
+            let is_null = params.nulls[i / 8] & (1 << (i % 8)) != 0;
+            let (ty, unsigned) = self.param_types[i];
+            if let Some(data) = self.long_data.get(&(i as u16)) {
+                let binary = matches!(ty, 249..=252);
+                literals.push(quote_bytes(data, binary));
+            } else if is_null {
+                literals.push("NULL".to_string());
+            } else {
+                literals.push(param_literal(&mut c, ty, unsigned).ok_or_else(bad)?);
             }
         }
         self.long_data.clear();
@@ -119,6 +184,36 @@ impl Prepared {
         }
         out.push_str(&self.sql[pos..]);
         Ok(out)
+    }
+}
+
+/// The plan of `sql` (with its `n` markers) when it can run as a server-side prepared
+/// statement: a read with one target, no merge, no router-side limit, whose plan is the same
+/// whatever the session's `LAST_INSERT_ID()`, and whose backend text keeps all `n` markers.
+fn forwardable(
+    sql: &str,
+    n: usize,
+    rt: &crate::topology::RoutingTable,
+    keyspace: Option<&str>,
+) -> Option<Box<crate::planner::Exec>> {
+    use crate::planner::{plan_session, Plan, StmtKind, Targets};
+    let Ok(Plan::Exec(e)) = plan_session(sql, keyspace, 0, rt) else {
+        return None;
+    };
+    if e.kind != StmtKind::Read || e.merge.is_some() || e.limit.is_some() {
+        return None;
+    }
+    let backend_sql = match &e.targets {
+        Targets::Ls { template, ls } if ls.len() == 1 => template,
+        Targets::Reference { sql } | Targets::Any { sql } => sql,
+        _ => return None,
+    };
+    if markers(backend_sql).ok()?.len() != n {
+        return None;
+    }
+    match plan_session(sql, keyspace, 1, rt) {
+        Ok(Plan::Exec(again)) if again == e => Some(e),
+        _ => None,
     }
 }
 

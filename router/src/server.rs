@@ -709,16 +709,6 @@ async fn query(
     };
     io.rows = 0;
     let r = shared.engine.execute(session, plan, io).await;
-    shared.overview.record(&crate::overview::Finished {
-        fingerprint: &fingerprint,
-        sql: trimmed,
-        route,
-        keyspace: &ks,
-        shards,
-        rows: io.rows,
-        elapsed: started.elapsed(),
-        error: r.as_ref().err().map(|e| e.message.as_str()),
-    });
     if let Some(c) = io.capture.take() {
         if let (Ok(()), Some(spec)) = (&r, spec) {
             shared.results.finish(spec, trimmed.to_string(), c);
@@ -727,18 +717,57 @@ async fn query(
     if rt.candidate.is_some() {
         shared.shadow.observe(trimmed, session.keyspace.as_deref());
     }
-    let (ok, latency) = series.get(&shared.metrics, route, &ks);
+    finished(
+        shared,
+        io,
+        &fingerprint,
+        trimmed,
+        route,
+        &ks,
+        shards,
+        started,
+        &r,
+        series,
+    );
+    r
+}
+
+/// Records a statement that ran: the shape statistics (and query log), the query counter and
+/// the latency histogram.
+#[allow(clippy::too_many_arguments)]
+fn finished(
+    shared: &Shared,
+    io: &PacketIo,
+    fingerprint: &str,
+    sql: &str,
+    route: &'static str,
+    ks: &str,
+    shards: usize,
+    started: std::time::Instant,
+    r: &Result<(), SqlError>,
+    series: &mut SeriesCache,
+) {
+    shared.overview.record(&crate::overview::Finished {
+        fingerprint,
+        sql,
+        route,
+        keyspace: ks,
+        shards,
+        rows: io.rows,
+        elapsed: started.elapsed(),
+        error: r.as_ref().err().map(|e| e.message.as_str()),
+    });
+    let (ok, latency) = series.get(&shared.metrics, route, ks);
     if r.is_ok() {
         ok.inc();
     } else {
         shared
             .metrics
             .queries
-            .with_label_values(&[route, ks.as_str(), "error"])
+            .with_label_values(&[route, ks, "error"])
             .inc();
     }
     latency.observe(started.elapsed().as_secs_f64());
-    r
 }
 
 /// Most prepared statements a session may hold.
@@ -828,17 +857,64 @@ async fn execute(
         .ok_or_else(|| {
             SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
         })?;
-    let sql = match session.prepared.get_mut(&id) {
-        Some(p) => p.bind(&body[4..])?,
-        None => {
-            return Err(SqlError::new(
-                1243,
-                "HY000",
-                format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
-            ))
-        }
+    let in_txn = session.in_transaction();
+    let Some(p) = session.prepared.get_mut(&id) else {
+        return Err(SqlError::new(
+            1243,
+            "HY000",
+            format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+        ));
     };
     io.binary_mode = true;
+    // A read whose route does not depend on the parameters runs as a server-side prepared
+    // statement, outside transactions, result shadows (which compare text rows) and routing
+    // shadows (which must see the values).
+    let rt = shared.engine.topo.table();
+    let keyspace = session.keyspace.clone();
+    let forward = if in_txn || !p.long_data.is_empty() || rt.candidate.is_some() {
+        None
+    } else {
+        p.forward_plan(&rt, keyspace.as_deref())
+            .filter(|(e, _)| {
+                e.keyspace
+                    .as_ref()
+                    .is_none_or(|k| !rt.result_shadows.contains_key(k))
+            })
+            .map(|(e, fp)| (e.clone(), fp.to_string()))
+    };
+    if let Some((e, fingerprint)) = forward {
+        let template = p.sql.clone();
+        let params = p.split_params(&body[4..])?;
+        let types = p.param_types.clone();
+        let started = std::time::Instant::now();
+        let route = e.route.as_str();
+        let ks = e.keyspace.clone().or(keyspace).unwrap_or_default();
+        io.rows = 0;
+        let r = shared
+            .engine
+            .execute_prepared(session, &e, &types, &params, io)
+            .await;
+        if !matches!(r, Ok(false)) {
+            let r = r.map(|_| ());
+            finished(
+                shared,
+                io,
+                &fingerprint,
+                &template,
+                route,
+                &ks,
+                1,
+                started,
+                &r,
+                series,
+            );
+            return r;
+        }
+    }
+    let Some(p) = session.prepared.get_mut(&id) else {
+        return Err(SqlError::router("prepared statement vanished"));
+    };
+    let sql = p.bind(&body[4..])?;
     query(shared, session, io, &sql, series).await
 }
 

@@ -154,7 +154,13 @@ pub struct WireConn {
     idle_since: Instant,
     /// The session `SET`s replayed on this connection since login (or the last reset).
     pub state: Vec<String>,
+    /// Statements prepared on this connection: text → (statement id, parameters).
+    statements: std::collections::HashMap<String, (u32, u16)>,
 }
+
+/// Most server-side prepared statements kept per connection (the server's
+/// `max_prepared_stmt_count` is shared by all its connections).
+const MAX_STATEMENTS: usize = 64;
 
 impl WireConn {
     /// Connects and logs in (`mysql_native_password`, or `caching_sha2_password`'s fast path).
@@ -178,6 +184,7 @@ impl WireConn {
             id: 0,
             idle_since: Instant::now(),
             state: Vec::new(),
+            statements: std::collections::HashMap::new(),
         };
         c.seq = 0;
         c.read_packet().await?;
@@ -422,7 +429,52 @@ impl WireConn {
         self.command(COM_RESET_CONNECTION, &[]).await?;
         self.drain_results().await?;
         self.state.clear();
+        // The reset also closed the server-side prepared statements.
+        self.statements.clear();
         Ok(())
+    }
+
+    /// The id and parameter count of `sql` prepared on this connection, preparing it first
+    /// if needed (closing the others when [`MAX_STATEMENTS`] are kept).
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn prepared(&mut self, sql: &str) -> Result<(u32, u16), WireError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(*s);
+        }
+        if self.statements.len() >= MAX_STATEMENTS {
+            let ids: Vec<u32> = self.statements.drain().map(|(_, (id, _))| id).collect();
+            for id in ids {
+                // COM_STMT_CLOSE has no answer.
+                self.command(COM_STMT_CLOSE, &id.to_le_bytes()).await?;
+            }
+        }
+        self.command(COM_STMT_PREPARE, sql.as_bytes()).await?;
+        let p = self.read_packet().await?;
+        match p.first() {
+            Some(0x00) => {}
+            Some(0xff) => return Err(parse_err(p)),
+            _ => return Err(protocol("unexpected answer to COM_STMT_PREPARE")),
+        }
+        let mut c = Cursor::new(&p[1..]);
+        let (Some(id), Some(cols), Some(params)) = (c.u32(), c.u16(), c.u16()) else {
+            return Err(protocol("short COM_STMT_PREPARE answer"));
+        };
+        // Parameter and column definitions, each list ended by an EOF.
+        for n in [params, cols] {
+            if n == 0 {
+                continue;
+            }
+            for _ in 0..n {
+                self.read_packet().await?;
+            }
+            if !is_eof(self.read_packet().await?) {
+                return Err(protocol("no EOF after prepared statement definitions"));
+            }
+        }
+        self.statements.insert(sql.to_string(), (id, params));
+        Ok((id, params))
     }
 
     /// Brings the session state to `sets`: nothing when it is there already, else a reset

@@ -894,14 +894,136 @@ impl Engine {
         io: &mut PacketIo,
         unq: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<(), SqlError> {
-        use crate::backend::wire::{self, WireError};
-        use crate::mysql::constants::{COM_QUERY, SERVER_MORE_RESULTS_EXISTS};
+        use crate::backend::wire::WireError;
+        use crate::mysql::constants::COM_QUERY;
         let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
         c.command(COM_QUERY, sql.as_bytes())
             .await
             .map_err(|e| map(e.into()))?;
+        self.wire_answer(session, pool, lease, io, unq, false).await
+    }
+
+    /// Executes a prepared statement whose plan `e` does not depend on its parameters
+    /// ([`crate::prepared`]) as a server-side prepared statement on one of the router's own
+    /// connections; binary rows are passed on as they come. `Ok(false)`: not possible here
+    /// (in a transaction, or the shard's server wants a login those connections do not
+    /// speak); the caller binds the parameters as literals instead.
+    ///
+    /// # Errors
+    /// The backend's errors, mapped as for any statement.
+    pub async fn execute_prepared(
+        &self,
+        session: &mut Session,
+        e: &Exec,
+        types: &[(u8, bool)],
+        params: &crate::prepared::Params<'_>,
+        io: &mut PacketIo,
+    ) -> Result<bool, SqlError> {
+        use crate::backend::wire::WireError;
+        use crate::mysql::constants::COM_STMT_EXECUTE;
+        if session.in_transaction() {
+            return Ok(false);
+        }
+        let rt = self.topo.table();
+        let ks = match &e.keyspace {
+            Some(k) => Some(
+                rt.keyspace(k)
+                    .ok_or_else(|| SqlError::unknown_database(k))?,
+            ),
+            None => None,
+        };
+        let (shards, sql) = match (&e.targets, ks) {
+            (Targets::Ls { template, ls }, Some(k)) if ls.len() == 1 => {
+                let ps = k.placement.get(ls[0] as usize).ok_or_else(|| {
+                    SqlError::router(format!("logical shard {} has no placement", ls[0]))
+                })?;
+                let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(ls[0])));
+                (vec![ps.clone()], sql)
+            }
+            (Targets::Reference { sql }, Some(k)) => (k.physical_shards(), sql.clone()),
+            (Targets::Any { sql }, _) => {
+                let mut v: Vec<String> = rt.shards.keys().cloned().collect();
+                v.sort();
+                (v, sql.clone())
+            }
+            _ => return Ok(false),
+        };
+        let unq = |m: &str| match ks {
+            Some(k) => unqualify(m, k),
+            None => m.to_string(),
+        };
+        let mut last = SqlError::router("no physical shard is registered");
+        for ps in &shards {
+            let Some(rec) = rt.shards.get(ps) else {
+                last = SqlError::router(format!("physical shard {ps} is not registered"));
+                continue;
+            };
+            let pool = self.backends.pool(rec);
+            let mut lease = match pool.get_wire(&session.sets).await {
+                Ok(Some(l)) => l,
+                Ok(None) => return Ok(false),
+                Err(err) => {
+                    last = err;
+                    continue;
+                }
+            };
+            let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, &unq);
+            let r = async {
+                let c = &mut lease.conn;
+                c.replay(&session.sets).await.map_err(map)?;
+                let (id, n) = c.prepared(&sql).await.map_err(map)?;
+                if usize::from(n) != types.len() {
+                    return Err(SqlError::router(format!(
+                        "parameter count mismatch: the statement has {} markers, the backend counts {n}",
+                        types.len()
+                    )));
+                }
+                // Always with types: the connection may not be the one that saw them first.
+                let mut body = Vec::with_capacity(16 + params.values.len() + 2 * types.len());
+                body.extend_from_slice(&id.to_le_bytes());
+                body.push(0);
+                body.extend_from_slice(&1u32.to_le_bytes());
+                if !types.is_empty() {
+                    body.extend_from_slice(params.nulls);
+                    body.push(1);
+                    for (t, unsigned) in types {
+                        body.push(*t);
+                        body.push(if *unsigned { 0x80 } else { 0 });
+                    }
+                    body.extend_from_slice(params.values);
+                }
+                c.command(COM_STMT_EXECUTE, &body)
+                    .await
+                    .map_err(|e| map(e.into()))?;
+                self.wire_answer(session, &pool, &mut lease, io, &unq, true)
+                    .await
+            }
+            .await;
+            pool.wire.put(lease);
+            return r.map(|()| true);
+        }
+        Err(last)
+    }
+
+    /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
+    /// passed on as the server sent them (`binary`: already in the binary protocol), column
+    /// definitions with their schema mapped back to the keyspace, the end of the result and
+    /// OK packets with the session's own status.
+    async fn wire_answer(
+        &self,
+        session: &mut Session,
+        pool: &crate::backend::ShardPool,
+        lease: &mut crate::backend::wire::WireLease,
+        io: &mut PacketIo,
+        unq: &(dyn Fn(&str) -> String + Sync),
+        binary: bool,
+    ) -> Result<(), SqlError> {
+        use crate::backend::wire::{self, WireError};
+        use crate::mysql::constants::SERVER_MORE_RESULTS_EXISTS;
+        let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let c = &mut lease.conn;
         let p = c.read_packet().await.map_err(map)?;
         match p.first() {
             Some(0x00) => {
@@ -967,7 +1089,11 @@ impl Engine {
                         lease.clean = true;
                         return Err(map(e));
                     }
-                    io.write_row(p).await.map_err(io_err)?;
+                    if binary {
+                        io.write_binary_row(p).await.map_err(io_err)?;
+                    } else {
+                        io.write_row(p).await.map_err(io_err)?;
+                    }
                 }
             }
         }

@@ -157,6 +157,16 @@ impl PacketIo {
         r
     }
 
+    /// Writes one result row already in the binary encoding (a backend's answer to a
+    /// prepared statement, passed on as it is).
+    ///
+    /// # Errors
+    /// I/O errors of the socket.
+    pub async fn write_binary_row(&mut self, row: &[u8]) -> io::Result<()> {
+        self.rows += 1;
+        self.write_packet(row).await
+    }
+
     /// Sends everything queued.
     ///
     /// # Errors
