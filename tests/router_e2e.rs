@@ -1076,3 +1076,128 @@ async fn own_backend_connections_keep_sessions_apart_and_survive_killed_connecti
     drop((a, b, z, c));
     h.stop().await;
 }
+
+/// Prepared reads whose route does not depend on their parameters (reference tables, no
+/// table at all) run as server-side prepared statements on the shard: values in both
+/// directions match one MariaDB's prepared answers, session SETs stay apart, and inside a
+/// transaction the same statements still answer the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_reads_on_one_target_run_as_server_prepared_statements() {
+    use mysql_async::{Params, Value};
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    let ddl = "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(64), pop BIGINT UNSIGNED, area DOUBLE, founded DATE, updated DATETIME(3), gdp DECIMAL(14,2), flag BLOB)";
+    both(&mut r, &mut o, ddl).await;
+    let ins = "INSERT INTO country VALUES ('FR', 'France', 68000000, 551695.5, '1792-09-22', '2026-11-24 10:00:00.125', 3031000000.75, x'00ff10'), ('IS', 'Ísland', 380000, 103000, '1944-06-17', NULL, 31000000, NULL), ('NZ', 'New Zealand', 18446744073709551615, 268021, NULL, '2000-01-01 00:00:00', -1.5, 'kiwi')";
+    both(&mut r, &mut o, ins).await;
+    let before = stmt_executes(&h).await;
+    let cases: Vec<(&str, Params)> = vec![
+        (
+            "SELECT * FROM country WHERE code = ?",
+            Params::Positional(vec!["FR".into()]),
+        ),
+        (
+            "SELECT * FROM country WHERE code = ?",
+            Params::Positional(vec!["IS".into()]),
+        ),
+        (
+            "SELECT * FROM country WHERE code = ?",
+            Params::Positional(vec!["NZ".into()]),
+        ),
+        (
+            "SELECT * FROM country WHERE code = ?",
+            Params::Positional(vec!["XX".into()]),
+        ),
+        (
+            "SELECT code, pop, area FROM country WHERE pop > ? ORDER BY code",
+            Params::Positional(vec![1000u64.into()]),
+        ),
+        (
+            "SELECT code FROM country WHERE founded < ? ORDER BY code",
+            Params::Positional(vec![Value::Date(1900, 1, 1, 0, 0, 0, 0)]),
+        ),
+        (
+            "SELECT code, name FROM country WHERE name = ?",
+            Params::Positional(vec!["ísland".into()]),
+        ),
+        (
+            "SELECT ?, ? + 1, CONCAT(?, 'x'), ? IS NULL, ?",
+            Params::Positional(vec![
+                42i64.into(),
+                2.5f64.into(),
+                "ab'c".into(),
+                Value::NULL,
+                Value::Bytes(vec![0, 255, 7]),
+            ]),
+        ),
+        (
+            "SELECT CAST(? AS DATE), ? * 2, ?",
+            Params::Positional(vec![
+                Value::Date(2026, 11, 28, 13, 14, 15, 0),
+                (-7i64).into(),
+                u64::MAX.into(),
+            ]),
+        ),
+    ];
+    let mut n = 0u64;
+    for round in 0..2 {
+        for (sql, p) in &cases {
+            let a = fetch(&mut r, sql, p.clone()).await;
+            let b = fetch(&mut o, sql, p.clone()).await;
+            assert_eq!(a, b, "round {round}: {sql}");
+            n += 1;
+        }
+    }
+    let forwarded = stmt_executes(&h).await - before;
+    assert!(
+        forwarded >= n,
+        "each of the {n} executes ran as a server-side prepared statement ({forwarded} seen)"
+    );
+    // Session SETs apart, with statements prepared on shared connections.
+    let mut s = h.conn(Some("demo")).await;
+    s.query_drop("SET time_zone = '+05:00'").await.expect("set");
+    for _ in 0..3 {
+        let tz_s: Option<(String, i64)> = s
+            .exec_first("SELECT @@time_zone, ?", (1i64,))
+            .await
+            .expect("exec");
+        assert_eq!(tz_s.map(|x| x.0).as_deref(), Some("+05:00"));
+        let tz_r: Option<(String, i64)> = r
+            .exec_first("SELECT @@time_zone, ?", (1i64,))
+            .await
+            .expect("exec");
+        assert_ne!(tz_r.map(|x| x.0).as_deref(), Some("+05:00"));
+    }
+    // In a transaction the same statements answer the same (literals on the pinned connection).
+    r.query_drop("BEGIN").await.expect("begin");
+    for (sql, p) in &cases {
+        let a = fetch(&mut r, sql, p.clone()).await;
+        let b = fetch(&mut o, sql, p.clone()).await;
+        assert_eq!(a, b, "in a transaction: {sql}");
+    }
+    r.query_drop("COMMIT").await.expect("commit");
+    let e = r
+        .exec_drop("SELECT nocol FROM country WHERE code = ?", ("FR",))
+        .await;
+    assert!(
+        matches!(e, Err(mysql_async::Error::Server(ref s)) if s.code == 1054),
+        "{e:?}"
+    );
+    drop((r, s));
+    h.stop().await;
+}
+
+/// `Com_stmt_execute` summed over the physical shards (servers 0 and 1).
+async fn stmt_executes(h: &Harness) -> u64 {
+    let mut n = 0u64;
+    for i in [0usize, 1] {
+        let mut d = h.direct(i).await;
+        let v: Option<(String, u64)> = d
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'")
+            .await
+            .expect("status");
+        n += v.map(|x| x.1).unwrap_or(0);
+    }
+    n
+}
