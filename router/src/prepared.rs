@@ -26,15 +26,18 @@ pub struct Prepared {
     pub long_data: HashMap<u16, Vec<u8>>,
     /// Columns of the result, as reported at prepare time.
     pub columns: u16,
-    /// The plan of the statement with its markers, when its route does not depend on them,
-    /// for the routing table revision and keyspace it was made for.
-    /// With the statement's fingerprint (as the plan cache makes it, for the statistics).
-    pub forward: Option<(
-        u64,
-        Option<String>,
-        Option<(Box<crate::planner::Exec>, String)>,
-    )>,
+    /// The plan of the statement with its markers, when its route does not depend on them.
+    pub forward: Option<ForwardPlan>,
 }
+
+/// A statement's plan with its markers, for the routing-table revision and keyspace it was
+/// made for: `None` when it cannot run as a server-side prepared statement, else the plan and
+/// the statement's fingerprint.
+pub type ForwardPlan = (
+    u64,
+    Option<String>,
+    Option<(Box<crate::planner::Exec>, String)>,
+);
 
 /// The parameters of one `COM_STMT_EXECUTE`, as sent.
 pub struct Params<'a> {

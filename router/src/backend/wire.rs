@@ -504,10 +504,7 @@ impl WireConn {
             return true;
         }
         let mut b = [0u8; 1];
-        match self.stream.get_ref().try_read(&mut b) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            _ => true,
-        }
+        !matches!(self.stream.get_ref().try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
