@@ -104,6 +104,13 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// Every registered physical shard's name, in order.
+    pub fn shard_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shards.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Builds the table from a snapshot. Keyspaces without a placement are left out.
     pub fn from_snapshot(s: &TopoSnapshot) -> Self {
         let mut t = Self::from_parts(s);

@@ -710,10 +710,8 @@ impl Engine {
         if let Some(ps) = session.txn_conns.keys().next().cloned() {
             return self.conn(session, rt, &ps).await;
         }
-        let mut names: Vec<&String> = rt.shards.keys().collect();
-        names.sort();
         let mut last = SqlError::router("no physical shard is registered");
-        for ps in names {
+        for ps in &rt.shard_names() {
             match self.conn(session, rt, ps).await {
                 Ok(l) => return Ok(l),
                 Err(e) => last = e,
@@ -759,11 +757,7 @@ impl Engine {
                 // A pinned shard first; else any reachable one.
                 let shards: Vec<String> = match session.txn_conns.keys().next() {
                     Some(ps) => vec![ps.clone()],
-                    None => {
-                        let mut v: Vec<String> = rt.shards.keys().cloned().collect();
-                        v.sort();
-                        v
-                    }
+                    None => rt.shard_names(),
                 };
                 let none = SqlError::router("no physical shard is registered");
                 return self.one_of(session, rt, &shards, sql, io, &unq, none).await;
@@ -943,11 +937,7 @@ impl Engine {
                 (vec![ps.clone()], sql)
             }
             (Targets::Reference { sql }, Some(k)) => (k.physical_shards(), sql.clone()),
-            (Targets::Any { sql }, _) => {
-                let mut v: Vec<String> = rt.shards.keys().cloned().collect();
-                v.sort();
-                (v, sql.clone())
-            }
+            (Targets::Any { sql }, _) => (rt.shard_names(), sql.clone()),
             _ => return Ok(false),
         };
         let unq = |m: &str| match ks {
