@@ -50,6 +50,20 @@ impl KeyspaceRouting {
         ls_schema(&self.name, self.sharded, ls)
     }
 
+    /// `template` with its logical-shard placeholder ([`crate::planner::LS_PLACEHOLDER`]) made
+    /// logical shard `ls`'s schema; a copy when it has none (statements on unsharded
+    /// keyspaces name their schema already).
+    pub fn fill(&self, template: &str, ls: u32) -> String {
+        use crate::planner::LS_PLACEHOLDER;
+        if !template.contains(LS_PLACEHOLDER) {
+            return template.to_string();
+        }
+        template.replace(
+            LS_PLACEHOLDER,
+            &crate::planner::rewrite::quote_ident(&self.schema(ls)),
+        )
+    }
+
     /// Returns the schema of the reference tables.
     pub fn reference_schema(&self) -> String {
         reference_schema(&self.name)

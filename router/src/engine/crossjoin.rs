@@ -7,8 +7,7 @@ use super::{io_err, Engine};
 use crate::error::{from_backend, SqlError};
 use crate::mysql::resultset::{self, ColumnDef};
 use crate::mysql::PacketIo;
-use crate::planner::rewrite::quote_ident;
-use crate::planner::{CrossJoin, Exec, Plan, Targets, LS_PLACEHOLDER};
+use crate::planner::{CrossJoin, Exec, Plan, Targets};
 use crate::session::Session;
 use crate::topology::RoutingTable;
 use mysql_async::prelude::Queryable;
@@ -210,7 +209,7 @@ impl Engine {
                     SqlError::router(format!("logical shard {l} has no placement"))
                 })?;
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(l)));
+            let sql = ks.fill(template, l);
             let mut lease = self.conn(session, rt, &ps).await?;
             let r = async {
                 let map = |x: mysql_async::Error| from_backend(x, &ps, &addr, &unq);

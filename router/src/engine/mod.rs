@@ -20,7 +20,7 @@ use crate::error::{from_backend, SqlError};
 use crate::mysql::resultset::{self, ColumnDef};
 use crate::mysql::PacketIo;
 use crate::planner::rewrite::quote_ident;
-use crate::planner::{Exec, Local, Plan, StmtKind, Targets, LS_PLACEHOLDER};
+use crate::planner::{Exec, Local, Plan, StmtKind, Targets};
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, TopologyCache};
 use mysql_async::prelude::Queryable;
@@ -370,10 +370,7 @@ impl Engine {
                     .get(l as usize)
                     .cloned()
                     .ok_or_else(|| SqlError::router("no placement"))?;
-                (
-                    ps,
-                    template.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(l))),
-                )
+                (ps, ks.fill(template, l))
             }
             Targets::Reference { sql } => (
                 ks.physical_shards()
@@ -510,7 +507,7 @@ impl Engine {
                                 txt(&route),
                                 txt(&schema),
                                 txt(&ps),
-                                txt(&template.replace(LS_PLACEHOLDER, &quote_ident(&schema))),
+                                txt(&k.fill(template, *l)),
                             ]);
                         }
                     }
@@ -522,7 +519,7 @@ impl Engine {
                                 txt(&route),
                                 txt(&schema),
                                 txt(&ps),
-                                txt(&sql.replace(LS_PLACEHOLDER, &quote_ident(&schema))),
+                                txt(&k.fill(sql, *l)),
                             ]);
                         }
                     }
@@ -750,6 +747,17 @@ impl Engine {
             Some(k) => unqualify(m, k),
             None => m.to_string(),
         };
+        // The common case, one logical shard with nothing for the router to merge or limit:
+        // straight to its physical shard.
+        if let (Targets::Ls { template, ls }, Some(k)) = (&e.targets, ks) {
+            if let ([l], None, None) = (ls.as_slice(), &e.merge, &e.limit) {
+                let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                    SqlError::router(format!("logical shard {l} has no placement"))
+                })?;
+                let sql = k.fill(template, *l);
+                return self.run_single(session, rt, ps, &sql, io, &unq).await?;
+            }
+        }
         // Work out (physical shard, statements) pairs.
         let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
         match (&e.targets, ks) {
@@ -780,7 +788,7 @@ impl Engine {
                     })?;
                     work.entry(ps.clone())
                         .or_default()
-                        .push(template.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(*l))));
+                        .push(k.fill(template, *l));
                 }
             }
             (Targets::PerLs(v), Some(k)) => {
@@ -788,9 +796,7 @@ impl Engine {
                     let ps = k.placement.get(*l as usize).ok_or_else(|| {
                         SqlError::router(format!("logical shard {l} has no placement"))
                     })?;
-                    work.entry(ps.clone())
-                        .or_default()
-                        .push(sql.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(*l))));
+                    work.entry(ps.clone()).or_default().push(k.fill(sql, *l));
                 }
             }
             _ => return Err(SqlError::router("plan without a keyspace")),
@@ -933,7 +939,7 @@ impl Engine {
                 let ps = k.placement.get(ls[0] as usize).ok_or_else(|| {
                     SqlError::router(format!("logical shard {} has no placement", ls[0]))
                 })?;
-                let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(ls[0])));
+                let sql = k.fill(template, ls[0]);
                 (vec![ps.clone()], sql)
             }
             (Targets::Reference { sql }, Some(k)) => (k.physical_shards(), sql.clone()),

@@ -6,7 +6,7 @@ use super::{Engine, StmtKind};
 use crate::error::{from_backend, SqlError};
 use crate::mysql::PacketIo;
 use crate::planner::rewrite::quote_ident;
-use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets, LS_PLACEHOLDER};
+use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
@@ -107,7 +107,7 @@ impl Engine {
             let mut lease = self.conn(session, &rt, &ps).await?;
             let r = async {
                 let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, &unq);
-                let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&schema));
+                let sql = ks.fill(template, l);
                 let res = lease.conn.query_iter(sql).await.map_err(map)?;
                 let n = res.affected_rows();
                 res.drop_result().await.map_err(map)?;
