@@ -59,7 +59,9 @@ struct KeyLiteralAt {
 struct Inner {
     /// The routing table the entries were planned with (by address).
     table: usize,
-    map: HashMap<(String, Option<String>), Option<Arc<Bindable>>>,
+    /// By keyspace (`""` for none), then shape: looked up without building a key.
+    map: HashMap<String, HashMap<String, Option<Arc<Bindable>>>>,
+    entries: usize,
 }
 
 /// Plans by normalised statement, shared by a router's connections.
@@ -67,20 +69,25 @@ pub struct PlanCache {
     inner: Mutex<Inner>,
     /// Lookups by result: `hit`, `miss`.
     pub lookups: prometheus::IntCounterVec,
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
 }
 
 impl Default for PlanCache {
     fn default() -> Self {
+        let lookups = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tessera_router_plan_cache_total",
+                "Plan cache lookups by result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         PlanCache {
             inner: Mutex::default(),
-            lookups: prometheus::IntCounterVec::new(
-                prometheus::Opts::new(
-                    "tessera_router_plan_cache_total",
-                    "Plan cache lookups by result (hit, miss)",
-                ),
-                &["result"],
-            )
-            .expect("valid metric"),
+            hits: lookups.with_label_values(&["hit"]),
+            misses: lookups.with_label_values(&["miss"]),
+            lookups,
         }
     }
 }
@@ -92,9 +99,11 @@ impl PlanCache {
     }
 
     fn count(&self, hit: bool) {
-        self.lookups
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
-            .inc();
+        if hit {
+            self.hits.inc();
+        } else {
+            self.misses.inc();
+        }
     }
 
     /// Plans `sql` like [`super::plan_session`], from the cache when its shape is known.
@@ -123,28 +132,32 @@ impl PlanCache {
         let Some(shape) = shape(sql) else {
             return (super::plan_session(sql, keyspace, last_insert_id, rt), None);
         };
-        let fingerprint = shape.key.clone();
-        let r = self.plan_shape(sql, shape, keyspace, last_insert_id, rt);
-        (r, Some(fingerprint))
+        let r = self.plan_shape(sql, &shape, keyspace, last_insert_id, rt);
+        (r, Some(shape.key))
     }
 
     fn plan_shape(
         &self,
         sql: &str,
-        shape: Shape,
+        shape: &Shape,
         keyspace: Option<&str>,
         last_insert_id: u64,
         rt: &Arc<RoutingTable>,
     ) -> Result<Plan, SqlError> {
         let table = Arc::as_ptr(rt) as usize;
-        let k = (shape.key, keyspace.map(str::to_string));
+        let ks = keyspace.unwrap_or("");
         let cached = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if inner.table != table {
                 inner.map.clear();
+                inner.entries = 0;
                 inner.table = table;
             }
-            inner.map.get(&k).cloned()
+            inner
+                .map
+                .get(ks)
+                .and_then(|m| m.get(shape.key.as_str()))
+                .cloned()
         };
         match cached {
             Some(Some(b)) if b.pieces.len() == shape.literals.len() + 1 => {
@@ -192,10 +205,14 @@ impl PlanCache {
         let entry = bindable(&plan, sql, &shape.literals, rt).map(Arc::new);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.table == table {
-            if inner.map.len() >= MAX_ENTRIES {
+            if inner.entries >= MAX_ENTRIES {
                 inner.map.clear();
+                inner.entries = 0;
             }
-            inner.map.insert(k, entry);
+            let m = inner.map.entry(ks.to_string()).or_default();
+            if m.insert(shape.key.clone(), entry).is_none() {
+                inner.entries += 1;
+            }
         }
         Ok(plan)
     }
