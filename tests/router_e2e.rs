@@ -1077,12 +1077,12 @@ async fn own_backend_connections_keep_sessions_apart_and_survive_killed_connecti
     h.stop().await;
 }
 
-/// Prepared reads whose route does not depend on their parameters (reference tables, no
-/// table at all) run as server-side prepared statements on the shard: values in both
-/// directions match one MariaDB's prepared answers, session SETs stay apart, and inside a
-/// transaction the same statements still answer the same.
+/// Prepared reads on one shard — whatever their parameters (reference tables, no table at
+/// all) or by the shard key they bind — run as server-side prepared statements on that shard:
+/// values in both directions match one MariaDB's prepared answers, session SETs stay apart,
+/// and reads over several shards or inside a transaction still answer the same (literals).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prepared_reads_on_one_target_run_as_server_prepared_statements() {
+async fn prepared_reads_on_one_shard_run_as_server_prepared_statements() {
     use mysql_async::{Params, Value};
     let h = Harness::start(2, 1, VSCHEMA).await;
     let mut r = h.conn(Some("demo")).await;
@@ -1153,6 +1153,52 @@ async fn prepared_reads_on_one_target_run_as_server_prepared_statements() {
     assert!(
         forwarded >= n,
         "each of the {n} executes ran as a server-side prepared statement ({forwarded} seen)"
+    );
+    // By shard key: the bound values pick the logical shard, the statement runs there
+    // prepared; several keys (IN) or a range still answer, through literals.
+    both(&mut r, &mut o, DDL[0]).await;
+    let mut vals = Vec::new();
+    for i in 1..=60 {
+        vals.push(format!("({i}, 'n{i}', 'e{i}@x', {}, NULL)", i * 7 % 13));
+    }
+    both(
+        &mut r,
+        &mut o,
+        &format!(
+            "INSERT INTO customer (customer_id, name, email, score, note) VALUES {}",
+            vals.join(",")
+        ),
+    )
+    .await;
+    let before = stmt_executes(&h).await;
+    let mut keyed = 0u64;
+    for k in [1i64, 2, 17, 33, 60, 61, -5] {
+        let sql = "SELECT customer_id, name, score FROM customer WHERE customer_id = ?";
+        let a = fetch(&mut r, sql, Params::Positional(vec![k.into()])).await;
+        let b = fetch(&mut o, sql, Params::Positional(vec![k.into()])).await;
+        assert_eq!(a, b, "{sql} with {k}");
+        keyed += 1;
+    }
+    for (sql, p) in [
+        (
+            "SELECT customer_id, name FROM customer WHERE customer_id IN (?, ?, ?)",
+            Params::Positional(vec![3i64.into(), 30i64.into(), 59i64.into()]),
+        ),
+        (
+            "SELECT customer_id FROM customer WHERE score = ?",
+            Params::Positional(vec![5i64.into()]),
+        ),
+    ] {
+        let mut a = fetch(&mut r, sql, p.clone()).await;
+        let mut b = fetch(&mut o, sql, p).await;
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{sql}");
+    }
+    let forwarded = stmt_executes(&h).await - before;
+    assert!(
+        forwarded >= keyed,
+        "each keyed execute ran prepared on its shard ({forwarded} of {keyed})"
     );
     // Session SETs apart, with statements prepared on shared connections.
     let mut s = h.conn(Some("demo")).await;

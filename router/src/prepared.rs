@@ -33,11 +33,27 @@ pub struct Prepared {
 /// A statement's plan with its markers, for the routing-table revision and keyspace it was
 /// made for: `None` when it cannot run as a server-side prepared statement, else the plan and
 /// the statement's fingerprint.
-pub type ForwardPlan = (
-    u64,
-    Option<String>,
-    Option<(Box<crate::planner::Exec>, String)>,
-);
+pub type ForwardPlan = (u64, Option<String>, Option<(Forward, String)>);
+
+/// How a prepared read can run as a server-side prepared statement.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// On one target whatever the parameters: this plan.
+    Fixed(Box<crate::planner::Exec>),
+    /// Over logical shards chosen by the parameters (a shard key `= ?`): each execute is
+    /// planned with its parameters bound as literals, and when that plan names one logical
+    /// shard, this plan's statement runs there.
+    ByShard(Box<crate::planner::Exec>),
+}
+
+impl Forward {
+    /// The plan with markers.
+    pub fn exec(&self) -> &crate::planner::Exec {
+        match self {
+            Forward::Fixed(e) | Forward::ByShard(e) => e,
+        }
+    }
+}
 
 /// The parameters of one `COM_STMT_EXECUTE`, as sent.
 pub struct Params<'a> {
@@ -91,7 +107,7 @@ impl Prepared {
         &mut self,
         rt: &crate::topology::RoutingTable,
         keyspace: Option<&str>,
-    ) -> Option<(&crate::planner::Exec, &str)> {
+    ) -> Option<(&Forward, &str)> {
         let fresh = matches!(&self.forward, Some((rev, ks, _)) if *rev == rt.revision && ks.as_deref() == keyspace);
         if !fresh {
             let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace).map(|e| {
@@ -105,7 +121,7 @@ impl Prepared {
         self.forward
             .as_ref()
             .and_then(|(_, _, f)| f.as_ref())
-            .map(|(e, fp)| (e.as_ref(), fp.as_str()))
+            .map(|(e, fp)| (e, fp.as_str()))
     }
 
     /// Splits a `COM_STMT_EXECUTE` body (after the statement id) into its NULL bitmap and
@@ -190,15 +206,16 @@ impl Prepared {
     }
 }
 
-/// The plan of `sql` (with its `n` markers) when it can run as a server-side prepared
-/// statement: a read with one target, no merge, no router-side limit, whose plan is the same
-/// whatever the session's `LAST_INSERT_ID()`, and whose backend text keeps all `n` markers.
+/// How `sql` (with its `n` markers) can run as a server-side prepared statement, if it can: a
+/// read with no merge and no router-side limit (so each logical shard's rows are the answer's
+/// rows from that shard), whose plan is the same whatever the session's `LAST_INSERT_ID()`,
+/// and whose backend text keeps all `n` markers.
 fn forwardable(
     sql: &str,
     n: usize,
     rt: &crate::topology::RoutingTable,
     keyspace: Option<&str>,
-) -> Option<Box<crate::planner::Exec>> {
+) -> Option<Forward> {
     use crate::planner::{plan_session, Plan, StmtKind, Targets};
     let Ok(Plan::Exec(e)) = plan_session(sql, keyspace, 0, rt) else {
         return None;
@@ -206,16 +223,20 @@ fn forwardable(
     if e.kind != StmtKind::Read || e.merge.is_some() || e.limit.is_some() {
         return None;
     }
-    let backend_sql = match &e.targets {
-        Targets::Ls { template, ls } if ls.len() == 1 => template,
-        Targets::Reference { sql } | Targets::Any { sql } => sql,
-        _ => return None,
+    let (backend_sql, fixed) = match &e.targets {
+        Targets::Ls { template, ls } => (template, ls.len() == 1),
+        Targets::Reference { sql } | Targets::Any { sql } => (sql, true),
+        Targets::PerLs(_) => return None,
     };
     if markers(backend_sql).ok()?.len() != n {
         return None;
     }
     match plan_session(sql, keyspace, 1, rt) {
-        Ok(Plan::Exec(again)) if again == e => Some(e),
+        Ok(Plan::Exec(again)) if again == e => Some(if fixed {
+            Forward::Fixed(e)
+        } else {
+            Forward::ByShard(e)
+        }),
         _ => None,
     }
 }

@@ -876,14 +876,55 @@ async fn execute(
     } else {
         p.forward_plan(&rt, keyspace.as_deref())
             .filter(|(e, _)| {
-                e.keyspace
+                e.exec()
+                    .keyspace
                     .as_ref()
                     .is_none_or(|k| !rt.result_shadows.contains_key(k))
             })
             .map(|(e, fp)| (e.clone(), fp.to_string()))
     };
-    if let Some((e, fingerprint)) = forward {
-        let template = p.sql.clone();
+    let forward = match forward {
+        Some((crate::prepared::Forward::Fixed(e), fp)) => Some((e, fp, p.sql.clone())),
+        Some((crate::prepared::Forward::ByShard(t), _)) => {
+            // Routed like literals: the bound statement's plan picks the logical shard.
+            let sql = p.bind(&body[4..])?;
+            let (planned, fp) =
+                shared
+                    .plans
+                    .plan_keyed(&sql, keyspace.as_deref(), session.last_insert_id, &rt);
+            let one = match &planned {
+                Ok(planner::Plan::Exec(b))
+                    if b.kind == planner::StmtKind::Read
+                        && b.merge.is_none()
+                        && b.limit.is_none()
+                        && b.keyspace == t.keyspace =>
+                {
+                    match &b.targets {
+                        planner::Targets::Ls { ls, .. } if ls.len() == 1 => Some((ls[0], b.route)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match (one, &t.targets) {
+                (Some((ls, route)), planner::Targets::Ls { template, .. }) => {
+                    let mut e = t.clone();
+                    e.targets = planner::Targets::Ls {
+                        template: template.clone(),
+                        ls: vec![ls],
+                    };
+                    e.route = route;
+                    Some((e, fp.unwrap_or_default(), sql))
+                }
+                _ => return query(shared, session, io, &sql, series).await,
+            }
+        }
+        None => None,
+    };
+    if let Some((e, fingerprint, text)) = forward {
+        let Some(p) = session.prepared.get_mut(&id) else {
+            return Err(SqlError::router("prepared statement vanished"));
+        };
         let params = p.split_params(&body[4..])?;
         let types = p.param_types.clone();
         let started = std::time::Instant::now();
@@ -900,7 +941,7 @@ async fn execute(
                 shared,
                 io,
                 &fingerprint,
-                &template,
+                &text,
                 route,
                 &ks,
                 1,

@@ -871,6 +871,12 @@ impl Engine {
                 let r = self
                     .single_wire(session, &pool, &mut lease, sql, io, unq)
                     .await;
+                // The answer leaves before the connection goes back and the statement is
+                // recorded: that work is off the client's wait.
+                let r = match r {
+                    Ok(()) => io.flush().await.map_err(io_err),
+                    err => err,
+                };
                 pool.wire.put(lease);
                 return Ok(r);
             }
@@ -994,7 +1000,8 @@ impl Engine {
                     .await
                     .map_err(|e| map(e.into()))?;
                 self.wire_answer(session, &pool, &mut lease, io, &unq, true)
-                    .await
+                    .await?;
+                io.flush().await.map_err(io_err)
             }
             .await;
             pool.wire.put(lease);
