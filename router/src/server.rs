@@ -883,9 +883,11 @@ async fn execute(
             })
             .map(|(e, fp)| (e.clone(), fp.to_string()))
     };
+    // The statement with its values bound as literals, once made.
+    let mut bound: Option<String> = None;
     let forward = match forward {
-        Some((crate::prepared::Forward::Fixed(e), fp)) => Some((e, fp, p.sql.clone())),
-        Some((crate::prepared::Forward::ByShard(t), _)) => {
+        Some((crate::prepared::Forward::Fixed(e), fp)) => Some((e, fp, Some(p.sql.clone()))),
+        Some((crate::prepared::Forward::ByShard(mut e), _)) => {
             // Routed like literals: the bound statement's plan picks the logical shard.
             let sql = p.bind(&body[4..])?;
             let (planned, fp) =
@@ -897,7 +899,7 @@ async fn execute(
                     if b.kind == planner::StmtKind::Read
                         && b.merge.is_none()
                         && b.limit.is_none()
-                        && b.keyspace == t.keyspace =>
+                        && b.keyspace == e.keyspace =>
                 {
                     match &b.targets {
                         planner::Targets::Ls { ls, .. } if ls.len() == 1 => Some((ls[0], b.route)),
@@ -906,15 +908,12 @@ async fn execute(
                 }
                 _ => None,
             };
-            match (one, &t.targets) {
-                (Some((ls, route)), planner::Targets::Ls { template, .. }) => {
-                    let mut e = t.clone();
-                    e.targets = planner::Targets::Ls {
-                        template: template.clone(),
-                        ls: vec![ls],
-                    };
+            match (one, &mut e.targets) {
+                (Some((l, route)), planner::Targets::Ls { ls, .. }) => {
+                    *ls = vec![l];
                     e.route = route;
-                    Some((e, fp.unwrap_or_default(), sql))
+                    bound = Some(sql);
+                    Some((e, fp.unwrap_or_default(), None))
                 }
                 _ => return query(shared, session, io, &sql, series).await,
             }
@@ -941,7 +940,7 @@ async fn execute(
                 shared,
                 io,
                 &fingerprint,
-                &text,
+                text.as_deref().or(bound.as_deref()).unwrap_or_default(),
                 route,
                 &ks,
                 1,
@@ -952,10 +951,13 @@ async fn execute(
             return r;
         }
     }
-    let Some(p) = session.prepared.get_mut(&id) else {
-        return Err(SqlError::router("prepared statement vanished"));
+    let sql = match bound {
+        Some(sql) => sql,
+        None => match session.prepared.get_mut(&id) {
+            Some(p) => p.bind(&body[4..])?,
+            None => return Err(SqlError::router("prepared statement vanished")),
+        },
     };
-    let sql = p.bind(&body[4..])?;
     query(shared, session, io, &sql, series).await
 }
 

@@ -747,36 +747,18 @@ impl Engine {
             Some(k) => unqualify(m, k),
             None => m.to_string(),
         };
-        // The common case, one logical shard with nothing for the router to merge or limit:
-        // straight to its physical shard.
-        if let (Targets::Ls { template, ls }, Some(k)) = (&e.targets, ks) {
-            if let ([l], None, None) = (ls.as_slice(), &e.merge, &e.limit) {
-                let ps = k.placement.get(*l as usize).ok_or_else(|| {
-                    SqlError::router(format!("logical shard {l} has no placement"))
-                })?;
-                let sql = k.fill(template, *l);
-                return self.run_single(session, rt, ps, &sql, io, &unq).await?;
-            }
+        // Plans one physical shard answers: straight there.
+        if let Some(t) = single_target(session, rt, &e, ks)? {
+            let text = WireStatement::Text(&t.sql);
+            return self
+                .one_of(session, rt, &t.shards, &text, io, &unq, t.none)
+                .await
+                .map(|_| ());
         }
         // Work out (physical shard, statements) pairs.
         let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
         match (&e.targets, ks) {
-            (Targets::Any { sql }, _) => {
-                // A pinned shard first; else any reachable one.
-                let shards: Vec<String> = match session.txn_conns.keys().next() {
-                    Some(ps) => vec![ps.clone()],
-                    None => rt.shard_names(),
-                };
-                let none = SqlError::router("no physical shard is registered");
-                return self.one_of(session, rt, &shards, sql, io, &unq, none).await;
-            }
             (Targets::Reference { sql }, Some(k)) => {
-                if e.kind == StmtKind::Read {
-                    // Any copy answers; try them in order until one is reachable.
-                    let none = SqlError::router("keyspace has no physical shards");
-                    let shards = k.physical_shards();
-                    return self.one_of(session, rt, &shards, sql, io, &unq, none).await;
-                }
                 for ps in k.physical_shards() {
                     work.entry(ps).or_default().push(sql.clone());
                 }
@@ -810,7 +792,11 @@ impl Engine {
                 .next()
                 .ok_or_else(|| SqlError::router("no target"))?;
             let sql = sqls.pop().unwrap_or_default();
-            return self.run_single(session, rt, &ps, &sql, io, &unq).await?;
+            let text = WireStatement::Text(&sql);
+            return self
+                .run_single(session, rt, &ps, &text, io, &unq)
+                .await?
+                .unwrap_or(Ok(()));
         }
         match e.kind {
             StmtKind::Read => {
@@ -825,23 +811,25 @@ impl Engine {
         }
     }
 
-    /// Runs `sql` on the first of `shards` that can be reached and streams its answer;
-    /// `none` when there are no shards.
+    /// Runs `stmt` on the first of `shards` that can be reached and streams its answer;
+    /// `none` when there are no shards. `Ok(false)`: a prepared statement that cannot run
+    /// server-side here (see [`Engine::run_single`]).
     #[allow(clippy::too_many_arguments)]
     async fn one_of(
         &self,
         session: &mut Session,
         rt: &RoutingTable,
         shards: &[String],
-        sql: &str,
+        stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: &(dyn Fn(&str) -> String + Sync),
         none: SqlError,
-    ) -> Result<(), SqlError> {
+    ) -> Result<bool, SqlError> {
         let mut last = none;
         for ps in shards {
-            match self.run_single(session, rt, ps, sql, io, unq).await {
-                Ok(r) => return r,
+            match self.run_single(session, rt, ps, stmt, io, unq).await {
+                Ok(Some(r)) => return r.map(|()| true),
+                Ok(None) => return Ok(false),
                 Err(unreachable) => last = unreachable,
             }
         }
@@ -852,16 +840,17 @@ impl Engine {
     /// transaction on one of the router's own connections (unless the shard's server wants a
     /// login those do not speak), inside one on the session's pinned connection. The outer
     /// error means no connection could be had (nothing was sent); the inner one is the
-    /// statement's.
+    /// statement's. `None` only for a prepared statement that cannot run server-side here
+    /// (in a transaction, or no own connection): the caller binds literals instead.
     async fn run_single(
         &self,
         session: &mut Session,
         rt: &RoutingTable,
         ps: &str,
-        sql: &str,
+        stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: &(dyn Fn(&str) -> String + Sync),
-    ) -> Result<Result<(), SqlError>, SqlError> {
+    ) -> Result<Option<Result<(), SqlError>>, SqlError> {
         if !session.in_transaction() {
             let rec = rt.shards.get(ps).ok_or_else(|| {
                 SqlError::router(format!("physical shard {ps} is not registered"))
@@ -869,7 +858,7 @@ impl Engine {
             let pool = self.backends.pool(rec);
             if let Some(mut lease) = pool.get_wire(&session.sets).await? {
                 let r = self
-                    .single_wire(session, &pool, &mut lease, sql, io, unq)
+                    .wire_exchange(session, &pool, &mut lease, stmt, io, unq)
                     .await;
                 // The answer leaves before the connection goes back and the statement is
                 // recorded: that work is off the client's wait.
@@ -878,104 +867,45 @@ impl Engine {
                     err => err,
                 };
                 pool.wire.put(lease);
-                return Ok(r);
+                return Ok(Some(r));
             }
         }
+        let WireStatement::Text(sql) = stmt else {
+            return Ok(None);
+        };
         let mut lease = self.conn(session, rt, ps).await?;
         let r = self.single(session, &mut lease, sql, io, unq, rt).await;
         self.give_back(session, lease).await;
-        Ok(r)
+        Ok(Some(r))
     }
 
-    /// Runs one statement on one of the router's own connections: column definitions are
-    /// read (their schema mapped back to the keyspace), rows are passed on as the server sent
-    /// them (converted only for a prepared statement's binary protocol), and the end of the
-    /// result and OK packets carry the session's own status.
-    async fn single_wire(
+    /// Sends `stmt` on one of the router's own connections (after bringing its session
+    /// `SET`s to the session's) and writes the answer: column definitions read (their schema
+    /// mapped back to the keyspace), rows passed on as the server sent them, the end of the
+    /// result and OK packets with the session's own status.
+    async fn wire_exchange(
         &self,
         session: &mut Session,
         pool: &crate::backend::ShardPool,
         lease: &mut crate::backend::wire::WireLease,
-        sql: &str,
+        stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
-        use crate::mysql::constants::COM_QUERY;
+        use crate::mysql::constants::{COM_QUERY, COM_STMT_EXECUTE};
         let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
-        c.command(COM_QUERY, sql.as_bytes())
-            .await
-            .map_err(|e| map(e.into()))?;
-        self.wire_answer(session, pool, lease, io, unq, false).await
-    }
-
-    /// Executes a prepared statement whose plan `e` does not depend on its parameters
-    /// ([`crate::prepared`]) as a server-side prepared statement on one of the router's own
-    /// connections; binary rows are passed on as they come. `Ok(false)`: not possible here
-    /// (in a transaction, or the shard's server wants a login those connections do not
-    /// speak); the caller binds the parameters as literals instead.
-    ///
-    /// # Errors
-    /// The backend's errors, mapped as for any statement.
-    pub async fn execute_prepared(
-        &self,
-        session: &mut Session,
-        e: &Exec,
-        types: &[(u8, bool)],
-        params: &crate::prepared::Params<'_>,
-        io: &mut PacketIo,
-    ) -> Result<bool, SqlError> {
-        use crate::backend::wire::WireError;
-        use crate::mysql::constants::COM_STMT_EXECUTE;
-        if session.in_transaction() {
-            return Ok(false);
-        }
-        let rt = self.topo.table();
-        let ks = match &e.keyspace {
-            Some(k) => Some(
-                rt.keyspace(k)
-                    .ok_or_else(|| SqlError::unknown_database(k))?,
-            ),
-            None => None,
-        };
-        let (shards, sql) = match (&e.targets, ks) {
-            (Targets::Ls { template, ls }, Some(k)) if ls.len() == 1 => {
-                let ps = k.placement.get(ls[0] as usize).ok_or_else(|| {
-                    SqlError::router(format!("logical shard {} has no placement", ls[0]))
-                })?;
-                let sql = k.fill(template, ls[0]);
-                (vec![ps.clone()], sql)
+        let binary = match stmt {
+            WireStatement::Text(sql) => {
+                c.command(COM_QUERY, sql.as_bytes())
+                    .await
+                    .map_err(|e| map(e.into()))?;
+                false
             }
-            (Targets::Reference { sql }, Some(k)) => (k.physical_shards(), sql.clone()),
-            (Targets::Any { sql }, _) => (rt.shard_names(), sql.clone()),
-            _ => return Ok(false),
-        };
-        let unq = |m: &str| match ks {
-            Some(k) => unqualify(m, k),
-            None => m.to_string(),
-        };
-        let mut last = SqlError::router("no physical shard is registered");
-        for ps in &shards {
-            let Some(rec) = rt.shards.get(ps) else {
-                last = SqlError::router(format!("physical shard {ps} is not registered"));
-                continue;
-            };
-            let pool = self.backends.pool(rec);
-            let mut lease = match pool.get_wire(&session.sets).await {
-                Ok(Some(l)) => l,
-                Ok(None) => return Ok(false),
-                Err(err) => {
-                    last = err;
-                    continue;
-                }
-            };
-            let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, &unq);
-            let r = async {
-                let c = &mut lease.conn;
-                c.replay(&session.sets).await.map_err(map)?;
-                let (id, n) = c.prepared(&sql).await.map_err(map)?;
+            WireStatement::Prepared { sql, types, params } => {
+                let (id, n) = c.prepared(sql).await.map_err(map)?;
                 if usize::from(n) != types.len() {
                     return Err(SqlError::router(format!(
                         "parameter count mismatch: the statement has {} markers, the backend counts {n}",
@@ -990,7 +920,7 @@ impl Engine {
                 if !types.is_empty() {
                     body.extend_from_slice(params.nulls);
                     body.push(1);
-                    for (t, unsigned) in types {
+                    for (t, unsigned) in *types {
                         body.push(*t);
                         body.push(if *unsigned { 0x80 } else { 0 });
                     }
@@ -999,15 +929,54 @@ impl Engine {
                 c.command(COM_STMT_EXECUTE, &body)
                     .await
                     .map_err(|e| map(e.into()))?;
-                self.wire_answer(session, &pool, &mut lease, io, &unq, true)
-                    .await?;
-                io.flush().await.map_err(io_err)
+                true
             }
-            .await;
-            pool.wire.put(lease);
-            return r.map(|()| true);
+        };
+        self.wire_answer(session, pool, lease, io, unq, binary)
+            .await
+    }
+
+    /// Executes a prepared read whose plan `e` names one target (see [`crate::prepared`]) as
+    /// a server-side prepared statement there; binary rows are passed on as they come.
+    /// `Ok(false)`: not possible here (in a transaction, a plan of several targets, or the
+    /// shard's server wants a login the router's own connections do not speak); the caller
+    /// binds the parameters as literals instead.
+    ///
+    /// # Errors
+    /// The backend's errors, mapped as for any statement.
+    pub async fn execute_prepared(
+        &self,
+        session: &mut Session,
+        e: &Exec,
+        types: &[(u8, bool)],
+        params: &crate::prepared::Params<'_>,
+        io: &mut PacketIo,
+    ) -> Result<bool, SqlError> {
+        if session.in_transaction() {
+            return Ok(false);
         }
-        Err(last)
+        let rt = self.topo.table();
+        let ks = match &e.keyspace {
+            Some(k) => Some(
+                rt.keyspace(k)
+                    .ok_or_else(|| SqlError::unknown_database(k))?,
+            ),
+            None => None,
+        };
+        let Some(t) = single_target(session, &rt, e, ks)? else {
+            return Ok(false);
+        };
+        let unq = |m: &str| match ks {
+            Some(k) => unqualify(m, k),
+            None => m.to_string(),
+        };
+        let stmt = WireStatement::Prepared {
+            sql: &t.sql,
+            types,
+            params,
+        };
+        self.one_of(session, &rt, &t.shards, &stmt, io, &unq, t.none)
+            .await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
@@ -1618,6 +1587,76 @@ impl Engine {
             first.message
         )))
     }
+}
+
+/// What a statement for one physical shard is sent as.
+enum WireStatement<'a> {
+    /// `COM_QUERY`.
+    Text(&'a str),
+    /// `COM_STMT_EXECUTE` of `sql`, prepared on the connection that runs it, with the
+    /// client's parameters.
+    Prepared {
+        sql: &'a str,
+        types: &'a [(u8, bool)],
+        params: &'a crate::prepared::Params<'a>,
+    },
+}
+
+/// Where a plan that one physical shard answers runs: see [`single_target`].
+struct SingleTarget<'e> {
+    shards: Vec<String>,
+    sql: std::borrow::Cow<'e, str>,
+    none: SqlError,
+}
+
+/// For a plan that one physical shard answers — one logical shard with nothing for the
+/// router to merge or limit, no table (the pinned shard in a transaction, else any), a read of
+/// reference tables (any copy) — the shards that may answer it in the order to try them, its
+/// statement, and the error to give when there are none.
+fn single_target<'e>(
+    session: &Session,
+    rt: &RoutingTable,
+    e: &'e Exec,
+    ks: Option<&KeyspaceRouting>,
+) -> Result<Option<SingleTarget<'e>>, SqlError> {
+    use std::borrow::Cow;
+    Ok(match (&e.targets, ks) {
+        (Targets::Ls { template, ls }, Some(k)) => match (ls.as_slice(), &e.merge, &e.limit) {
+            ([l], None, None) => {
+                let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                    SqlError::router(format!("logical shard {l} has no placement"))
+                })?;
+                let none = SqlError::router(format!("logical shard {l} has no placement"));
+                Some(SingleTarget {
+                    shards: vec![ps.clone()],
+                    sql: Cow::Owned(k.fill(template, *l)),
+                    none,
+                })
+            }
+            _ => None,
+        },
+        (Targets::Any { sql }, _) => {
+            let shards = match session.txn_conns.keys().next() {
+                Some(ps) => vec![ps.clone()],
+                None => rt.shard_names(),
+            };
+            let none = SqlError::router("no physical shard is registered");
+            Some(SingleTarget {
+                shards,
+                sql: Cow::Borrowed(sql.as_str()),
+                none,
+            })
+        }
+        (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => {
+            let none = SqlError::router("keyspace has no physical shards");
+            Some(SingleTarget {
+                shards: k.physical_shards(),
+                sql: Cow::Borrowed(sql.as_str()),
+                none,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// Streams `stmts` from one physical shard into `tx` on a task that owns the connection and
