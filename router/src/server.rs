@@ -747,6 +747,7 @@ fn finished(
     r: &Result<(), SqlError>,
     series: &mut SeriesCache,
 ) {
+    let elapsed = started.elapsed();
     shared.overview.record(&crate::overview::Finished {
         fingerprint,
         sql,
@@ -754,7 +755,7 @@ fn finished(
         keyspace: ks,
         shards,
         rows: io.rows,
-        elapsed: started.elapsed(),
+        elapsed,
         error: r.as_ref().err().map(|e| e.message.as_str()),
     });
     let (ok, latency) = series.get(&shared.metrics, route, ks);
@@ -767,7 +768,7 @@ fn finished(
             .with_label_values(&[route, ks, "error"])
             .inc();
     }
-    latency.observe(started.elapsed().as_secs_f64());
+    latency.observe(elapsed.as_secs_f64());
 }
 
 /// Most prepared statements a session may hold.

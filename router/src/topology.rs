@@ -51,17 +51,17 @@ impl KeyspaceRouting {
     }
 
     /// `template` with its logical-shard placeholder ([`crate::planner::LS_PLACEHOLDER`]) made
-    /// logical shard `ls`'s schema; a copy when it has none (statements on unsharded
-    /// keyspaces name their schema already).
-    pub fn fill(&self, template: &str, ls: u32) -> String {
+    /// logical shard `ls`'s schema; `template` itself when it has none (statements on
+    /// unsharded keyspaces name their schema already).
+    pub fn fill<'t>(&self, template: &'t str, ls: u32) -> std::borrow::Cow<'t, str> {
         use crate::planner::LS_PLACEHOLDER;
         if !template.contains(LS_PLACEHOLDER) {
-            return template.to_string();
+            return std::borrow::Cow::Borrowed(template);
         }
-        template.replace(
+        std::borrow::Cow::Owned(template.replace(
             LS_PLACEHOLDER,
             &crate::planner::rewrite::quote_ident(&self.schema(ls)),
-        )
+        ))
     }
 
     /// Returns the schema of the reference tables.

@@ -370,7 +370,7 @@ impl Engine {
                     .get(l as usize)
                     .cloned()
                     .ok_or_else(|| SqlError::router("no placement"))?;
-                (ps, ks.fill(template, l))
+                (ps, ks.fill(template, l).into_owned())
             }
             Targets::Reference { sql } => (
                 ks.physical_shards()
@@ -770,7 +770,7 @@ impl Engine {
                     })?;
                     work.entry(ps.clone())
                         .or_default()
-                        .push(k.fill(template, *l));
+                        .push(k.fill(template, *l).into_owned());
                 }
             }
             (Targets::PerLs(v), Some(k)) => {
@@ -778,7 +778,9 @@ impl Engine {
                     let ps = k.placement.get(*l as usize).ok_or_else(|| {
                         SqlError::router(format!("logical shard {l} has no placement"))
                     })?;
-                    work.entry(ps.clone()).or_default().push(k.fill(sql, *l));
+                    work.entry(ps.clone())
+                        .or_default()
+                        .push(k.fill(sql, *l).into_owned());
                 }
             }
             _ => return Err(SqlError::router("plan without a keyspace")),
@@ -823,17 +825,17 @@ impl Engine {
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: &(dyn Fn(&str) -> String + Sync),
-        none: SqlError,
+        none: &'static str,
     ) -> Result<bool, SqlError> {
-        let mut last = none;
+        let mut last = None;
         for ps in shards {
             match self.run_single(session, rt, ps, stmt, io, unq).await {
                 Ok(Some(r)) => return r.map(|()| true),
                 Ok(None) => return Ok(false),
-                Err(unreachable) => last = unreachable,
+                Err(unreachable) => last = Some(unreachable),
             }
         }
-        Err(last)
+        Err(last.unwrap_or_else(|| SqlError::router(none)))
     }
 
     /// Runs one statement on physical shard `ps` and streams its answer: outside a
@@ -1029,23 +1031,38 @@ impl Engine {
                 let n = crate::mysql::codec::Cursor::new(p)
                     .lenenc_int()
                     .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
-                let mut defs = Vec::with_capacity(n.min(4096) as usize);
+                let malformed = || map(WireError::Protocol("malformed column definition".into()));
+                // Column definitions pass as the server sent them (schema names mapped back
+                // to the keyspace), unless the router needs them: binary rows made from text
+                // ones, or a result shadow's copy.
+                let passed = !io.binary_mode && io.capture.is_none();
+                let mut defs = Vec::new();
+                if passed {
+                    io.write_packet(p).await.map_err(io_err)?;
+                }
                 for _ in 0..n {
                     let p = c.read_packet().await.map_err(map)?;
-                    let mut d = ColumnDef::decode(p).ok_or_else(|| {
-                        map(WireError::Protocol("malformed column definition".into()))
-                    })?;
-                    if !d.schema.is_empty() {
-                        d.schema = unq(&String::from_utf8_lossy(&d.schema)).into_bytes();
+                    if passed {
+                        let p = ColumnDef::remap_schema(p, unq).ok_or_else(malformed)?;
+                        io.write_packet(&p).await.map_err(io_err)?;
+                    } else {
+                        let mut d = ColumnDef::decode(p).ok_or_else(malformed)?;
+                        if !d.schema.is_empty() {
+                            d.schema = unq(&String::from_utf8_lossy(&d.schema)).into_bytes();
+                        }
+                        defs.push(d);
                     }
-                    defs.push(d);
                 }
                 if !wire::is_eof(c.read_packet().await.map_err(map)?) {
                     return Err(map(WireError::Protocol(
                         "no EOF after column definitions".into(),
                     )));
                 }
-                write_columns(io, session, &defs).await?;
+                if passed {
+                    results::end_columns(io, session).await?;
+                } else {
+                    write_columns(io, session, &defs).await?;
+                }
                 loop {
                     let p = c.read_packet().await.map_err(map)?;
                     if wire::is_eof(p) {
@@ -1603,22 +1620,23 @@ enum WireStatement<'a> {
 }
 
 /// Where a plan that one physical shard answers runs: see [`single_target`].
-struct SingleTarget<'e> {
-    shards: Vec<String>,
+struct SingleTarget<'e, 'r> {
+    shards: std::borrow::Cow<'r, [String]>,
     sql: std::borrow::Cow<'e, str>,
-    none: SqlError,
+    /// The error when none of `shards` can be had because there are none.
+    none: &'static str,
 }
 
 /// For a plan that one physical shard answers — one logical shard with nothing for the
 /// router to merge or limit, no table (the pinned shard in a transaction, else any), a read of
 /// reference tables (any copy) — the shards that may answer it in the order to try them, its
 /// statement, and the error to give when there are none.
-fn single_target<'e>(
+fn single_target<'e, 'r>(
     session: &Session,
-    rt: &RoutingTable,
+    rt: &'r RoutingTable,
     e: &'e Exec,
-    ks: Option<&KeyspaceRouting>,
-) -> Result<Option<SingleTarget<'e>>, SqlError> {
+    ks: Option<&'r KeyspaceRouting>,
+) -> Result<Option<SingleTarget<'e, 'r>>, SqlError> {
     use std::borrow::Cow;
     Ok(match (&e.targets, ks) {
         (Targets::Ls { template, ls }, Some(k)) => match (ls.as_slice(), &e.merge, &e.limit) {
@@ -1626,11 +1644,10 @@ fn single_target<'e>(
                 let ps = k.placement.get(*l as usize).ok_or_else(|| {
                     SqlError::router(format!("logical shard {l} has no placement"))
                 })?;
-                let none = SqlError::router(format!("logical shard {l} has no placement"));
                 Some(SingleTarget {
-                    shards: vec![ps.clone()],
-                    sql: Cow::Owned(k.fill(template, *l)),
-                    none,
+                    shards: Cow::Borrowed(std::slice::from_ref(ps)),
+                    sql: k.fill(template, *l),
+                    none: "logical shard has no placement",
                 })
             }
             _ => None,
@@ -1640,21 +1657,17 @@ fn single_target<'e>(
                 Some(ps) => vec![ps.clone()],
                 None => rt.shard_names(),
             };
-            let none = SqlError::router("no physical shard is registered");
             Some(SingleTarget {
-                shards,
+                shards: Cow::Owned(shards),
                 sql: Cow::Borrowed(sql.as_str()),
-                none,
+                none: "no physical shard is registered",
             })
         }
-        (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => {
-            let none = SqlError::router("keyspace has no physical shards");
-            Some(SingleTarget {
-                shards: k.physical_shards(),
-                sql: Cow::Borrowed(sql.as_str()),
-                none,
-            })
-        }
+        (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => Some(SingleTarget {
+            shards: Cow::Owned(k.physical_shards()),
+            sql: Cow::Borrowed(sql.as_str()),
+            none: "keyspace has no physical shards",
+        }),
         _ => None,
     })
 }

@@ -86,6 +86,11 @@ pub async fn write_columns(
         d.encode(&mut p);
         io.write_packet(&p).await.map_err(io_err)?;
     }
+    end_columns(io, session).await
+}
+
+/// Ends the column definitions: an EOF packet, unless the client dropped them.
+pub async fn end_columns(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
     if !session.deprecate_eof() {
         io.write_packet(&resultset::eof(session.status_flags(), 0))
             .await

@@ -115,6 +115,33 @@ impl ColumnDef {
         })
     }
 
+    /// A `ColumnDefinition41` packet `p` with its schema name mapped by `map`: `p` itself
+    /// when the name stays as it is (the packet is passed on as the server sent it), `None`
+    /// when `p` is malformed.
+    pub fn remap_schema<'p>(
+        p: &'p [u8],
+        map: &dyn Fn(&str) -> String,
+    ) -> Option<std::borrow::Cow<'p, [u8]>> {
+        use std::borrow::Cow;
+        let mut c = super::codec::Cursor::new(p);
+        c.lenenc_str()?;
+        let start = p.len() - c.remaining();
+        let schema = c.lenenc_str()?;
+        let end = p.len() - c.remaining();
+        if schema.is_empty() {
+            return Some(Cow::Borrowed(p));
+        }
+        let mapped = map(&String::from_utf8_lossy(schema));
+        if mapped.as_bytes() == schema {
+            return Some(Cow::Borrowed(p));
+        }
+        let mut out = Vec::with_capacity(p.len() + mapped.len());
+        out.extend_from_slice(&p[..start]);
+        put_lenenc_str(&mut out, mapped.as_bytes());
+        out.extend_from_slice(&p[end..]);
+        Some(Cow::Owned(out))
+    }
+
     /// Appends the `ColumnDefinition41` encoding.
     pub fn encode(&self, p: &mut Vec<u8>) {
         put_lenenc_str(p, b"def");

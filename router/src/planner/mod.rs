@@ -320,7 +320,7 @@ pub fn describe_target(
         return Ok(Some((sql.to_string(), None)));
     };
     let q = p.qualified(&r, Edits::default())?;
-    Ok(Some((ks.fill(&q, 0), Some(ks.name.clone()))))
+    Ok(Some((ks.fill(&q, 0).into_owned(), Some(ks.name.clone()))))
 }
 
 /// Parses exactly one statement.
