@@ -469,7 +469,9 @@ async fn handle(
     let mut series = SeriesCache::default();
     loop {
         io.seq = 0;
+        // `biased`: the read first, without drawing a random number per statement.
         let read = tokio::select! {
+            biased;
             r = io.read_packet(&mut buf) => r,
             _ = &mut stop => break,
         };
