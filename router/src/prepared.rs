@@ -13,15 +13,17 @@ use crate::mysql::codec::Cursor;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One prepared statement of a session.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pub sql: String,
+    /// Shared, so an execute that runs server-side records it without a copy.
+    pub sql: Arc<str>,
     /// Byte offsets of the `?` markers.
     pub markers: Vec<usize>,
     /// Parameter types from the last execute that sent them: (type, unsigned).
-    pub param_types: Vec<(u8, bool)>,
+    pub param_types: Arc<[(u8, bool)]>,
     /// Data sent with `COM_STMT_SEND_LONG_DATA`, by parameter.
     pub long_data: HashMap<u16, Vec<u8>>,
     /// Columns of the result, as reported at prepare time.
@@ -33,17 +35,17 @@ pub struct Prepared {
 /// A statement's plan with its markers, for the routing-table revision and keyspace it was
 /// made for: `None` when it cannot run as a server-side prepared statement, else the plan and
 /// the statement's fingerprint.
-pub type ForwardPlan = (u64, Option<String>, Option<(Forward, String)>);
+pub type ForwardPlan = (u64, Option<String>, Option<(Forward, Arc<str>)>);
 
 /// How a prepared read can run as a server-side prepared statement.
 #[derive(Debug, Clone)]
 pub enum Forward {
     /// On one target whatever the parameters: this plan.
-    Fixed(Box<crate::planner::Exec>),
+    Fixed(Arc<crate::planner::Exec>),
     /// Over logical shards chosen by the parameters (a shard key `= ?`): each execute is
     /// planned with its parameters bound as literals, and when that plan names one logical
     /// shard, this plan's statement runs there.
-    ByShard(Box<crate::planner::Exec>),
+    ByShard(Arc<crate::planner::Exec>),
 }
 
 impl Forward {
@@ -91,9 +93,9 @@ pub fn markers(sql: &str) -> Result<Vec<usize>, SqlError> {
 impl Prepared {
     pub fn new(sql: String, markers: Vec<usize>, columns: u16) -> Self {
         Prepared {
-            sql,
+            sql: sql.into(),
             markers,
-            param_types: Vec::new(),
+            param_types: Arc::new([]),
             long_data: HashMap::new(),
             columns,
             forward: None,
@@ -107,13 +109,12 @@ impl Prepared {
         &mut self,
         rt: &crate::topology::RoutingTable,
         keyspace: Option<&str>,
-    ) -> Option<(&Forward, &str)> {
+    ) -> Option<(&Forward, &Arc<str>)> {
         let fresh = matches!(&self.forward, Some((rev, ks, _)) if *rev == rt.revision && ks.as_deref() == keyspace);
         if !fresh {
             let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace).map(|e| {
                 let fp = crate::planner::cache::shape(&self.sql)
-                    .map(|s| s.key)
-                    .unwrap_or_else(|| self.sql.clone());
+                    .map_or_else(|| self.sql.clone(), |s| s.key.into());
                 (e, fp)
             });
             self.forward = Some((rt.revision, keyspace.map(str::to_string), plan));
@@ -121,7 +122,7 @@ impl Prepared {
         self.forward
             .as_ref()
             .and_then(|(_, _, f)| f.as_ref())
-            .map(|(e, fp)| (e, fp.as_str()))
+            .map(|(e, fp)| (e, fp))
     }
 
     /// Splits a `COM_STMT_EXECUTE` body (after the statement id) into its NULL bitmap and
@@ -155,7 +156,9 @@ impl Prepared {
                 let f = c.u8().ok_or_else(bad)?;
                 types.push((t, f & 0x80 != 0));
             }
-            self.param_types = types;
+            if *self.param_types != *types {
+                self.param_types = types.into();
+            }
         }
         if self.param_types.len() != n {
             return Err(bad());
@@ -233,9 +236,9 @@ fn forwardable(
     }
     match plan_session(sql, keyspace, 1, rt) {
         Ok(Plan::Exec(again)) if again == e => Some(if fixed {
-            Forward::Fixed(e)
+            Forward::Fixed(Arc::from(e))
         } else {
-            Forward::ByShard(e)
+            Forward::ByShard(Arc::from(e))
         }),
         _ => None,
     }

@@ -884,13 +884,14 @@ async fn execute(
                     .as_ref()
                     .is_none_or(|k| !rt.result_shadows.contains_key(k))
             })
-            .map(|(e, fp)| (e.clone(), fp.to_string()))
+            .map(|(e, fp)| (e.clone(), fp.clone()))
     };
     // The statement with its values bound as literals, once made.
     let mut bound: Option<String> = None;
     let forward = match forward {
         Some((crate::prepared::Forward::Fixed(e), fp)) => Some((e, fp, Some(p.sql.clone()))),
-        Some((crate::prepared::Forward::ByShard(mut e), _)) => {
+        Some((crate::prepared::Forward::ByShard(e), _)) => {
+            let mut e = Arc::unwrap_or_clone(e);
             // Routed like literals: the bound statement's plan picks the logical shard.
             let sql = p.bind(&body[4..])?;
             let (planned, fp) =
@@ -916,7 +917,7 @@ async fn execute(
                     *ls = vec![l];
                     e.route = route;
                     bound = Some(sql);
-                    Some((e, fp.unwrap_or_default(), None))
+                    Some((Arc::new(e), fp.unwrap_or_default().into(), None))
                 }
                 _ => return query(shared, session, io, &sql, series).await,
             }
