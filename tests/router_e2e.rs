@@ -1000,6 +1000,23 @@ async fn own_backend_connections_keep_sessions_apart_and_survive_killed_connecti
     )
     .await
     .expect("insert");
+    // Column definitions pass as the server sent them, with the logical shard's schema
+    // named as the keyspace.
+    {
+        let mut r = c
+            .query_iter("SELECT name AS n, customer_id + 1 FROM customer WHERE customer_id = 2")
+            .await
+            .expect("select");
+        let cols = r.columns().expect("a result set");
+        assert_eq!(cols.len(), 2);
+        assert_eq!(cols[0].schema_str(), "demo");
+        assert_eq!(cols[0].org_table_str(), "customer");
+        assert_eq!(cols[0].name_str(), "n");
+        assert_eq!(cols[0].org_name_str(), "name");
+        assert_eq!(cols[1].schema_str(), "");
+        let got: Vec<(String, i64)> = r.collect().await.expect("rows");
+        assert_eq!(got, vec![("two".to_string(), 3)]);
+    }
     let mut a = h.conn(Some("demo")).await;
     let mut b = h.conn(Some("demo")).await;
     let mut z = h.conn(Some("demo")).await;

@@ -193,4 +193,39 @@ mod tests {
             assert_eq!(ColumnDef::decode(&p[..n]), None, "truncated at {n}");
         }
     }
+
+    #[test]
+    fn schema_names_are_mapped_in_passed_on_definitions() {
+        let mut d = ColumnDef {
+            schema: b"shop_0003".to_vec(),
+            table: b"c".to_vec(),
+            org_table: b"customers".to_vec(),
+            name: b"n".to_vec(),
+            org_name: b"name".to_vec(),
+            charset: 45,
+            length: 1020,
+            column_type: TYPE_VAR_STRING,
+            flags: 0x1001,
+            decimals: 0,
+        };
+        let mut p = Vec::new();
+        d.encode(&mut p);
+        let to_keyspace = |s: &str| s.strip_suffix("_0003").unwrap_or(s).to_string();
+        let mapped = ColumnDef::remap_schema(&p, &to_keyspace).expect("well formed");
+        assert!(matches!(mapped, std::borrow::Cow::Owned(_)));
+        d.schema = b"shop".to_vec();
+        assert_eq!(ColumnDef::decode(&mapped), Some(d.clone()));
+        // A schema that stays as it is: the very packet.
+        let same = ColumnDef::remap_schema(&mapped, &to_keyspace).expect("well formed");
+        assert!(matches!(same, std::borrow::Cow::Borrowed(b) if b == &mapped[..]));
+        // No schema (an expression column): as it came.
+        d.schema = Vec::new();
+        p.clear();
+        d.encode(&mut p);
+        let none = ColumnDef::remap_schema(&p, &|_: &str| "x".to_string()).expect("well formed");
+        assert!(matches!(none, std::borrow::Cow::Borrowed(_)));
+        // Truncated before the schema ends: malformed.
+        assert!(ColumnDef::remap_schema(&p[..2], &to_keyspace).is_none());
+        assert!(ColumnDef::remap_schema(&[], &to_keyspace).is_none());
+    }
 }
