@@ -172,9 +172,9 @@ pub fn put_text_value(p: &mut Vec<u8>, v: Option<&[u8]>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn column_definitions_round_trip() {
-        let d = ColumnDef {
+    /// A column of a logical shard's table, as its server describes it.
+    fn sample() -> ColumnDef {
+        ColumnDef {
             schema: b"shop_0003".to_vec(),
             table: b"c".to_vec(),
             org_table: b"customers".to_vec(),
@@ -185,7 +185,12 @@ mod tests {
             column_type: TYPE_VAR_STRING,
             flags: 0x1001,
             decimals: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn column_definitions_round_trip() {
+        let d = sample();
         let mut p = Vec::new();
         d.encode(&mut p);
         assert_eq!(ColumnDef::decode(&p), Some(d));
@@ -196,18 +201,7 @@ mod tests {
 
     #[test]
     fn schema_names_are_mapped_in_passed_on_definitions() {
-        let mut d = ColumnDef {
-            schema: b"shop_0003".to_vec(),
-            table: b"c".to_vec(),
-            org_table: b"customers".to_vec(),
-            name: b"n".to_vec(),
-            org_name: b"name".to_vec(),
-            charset: 45,
-            length: 1020,
-            column_type: TYPE_VAR_STRING,
-            flags: 0x1001,
-            decimals: 0,
-        };
+        let mut d = sample();
         let mut p = Vec::new();
         d.encode(&mut p);
         let to_keyspace = |s: &str| s.strip_suffix("_0003").unwrap_or(s).to_string();
