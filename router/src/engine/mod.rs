@@ -1042,15 +1042,11 @@ impl Engine {
                 }
                 for _ in 0..n {
                     let p = c.read_packet().await.map_err(map)?;
+                    let p = ColumnDef::remap_schema(p, unq).ok_or_else(malformed)?;
                     if passed {
-                        let p = ColumnDef::remap_schema(p, unq).ok_or_else(malformed)?;
                         io.write_packet(&p).await.map_err(io_err)?;
                     } else {
-                        let mut d = ColumnDef::decode(p).ok_or_else(malformed)?;
-                        if !d.schema.is_empty() {
-                            d.schema = unq(&String::from_utf8_lossy(&d.schema)).into_bytes();
-                        }
-                        defs.push(d);
+                        defs.push(ColumnDef::decode(&p).ok_or_else(malformed)?);
                     }
                 }
                 if !wire::is_eof(c.read_packet().await.map_err(map)?) {
