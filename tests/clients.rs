@@ -114,6 +114,12 @@ cur = c.cursor()
 cur.execute("SELECT name FROM item WHERE id = 3")
 got = [tuple(r) for r in cur.fetchall()]
 assert got == [("three",)], got
+# Autocommit is off in both drivers: the first statement's answer says "in a transaction"
+# (the status flag Connector/Python reads; PyMySQL does not keep it from result sets).
+if driver == "connector":
+    assert c.in_transaction, "the first statement with autocommit off opens a transaction"
+    c.commit()
+    assert not c.in_transaction, "COMMIT ends it"
 b = 10 if driver == "pymysql" else 20
 cur.execute("INSERT INTO item (id, name) VALUES (%d, 'ten'), (%d, 'eleven')" % (b, b + 1))
 c.commit()

@@ -75,7 +75,10 @@ impl Session {
         if self.autocommit {
             s |= SERVER_STATUS_AUTOCOMMIT;
         }
-        if self.explicit_txn || !self.txn_conns.is_empty() {
+        // `txn_ps`, not `txn_conns`: a statement that pins a connection answers while that
+        // connection is still out of the session, and its answer already says "in a
+        // transaction" (autocommit off), as the server's would.
+        if self.explicit_txn || !self.txn_ps.is_empty() || !self.txn_conns.is_empty() {
             s |= SERVER_STATUS_IN_TRANS;
         }
         s
@@ -84,5 +87,29 @@ impl Session {
     /// Whether the client wants OK instead of EOF packets.
     pub fn deprecate_eof(&self) -> bool {
         self.client_caps & crate::mysql::constants::CLIENT_DEPRECATE_EOF != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_transaction_status_from_the_first_pinning_statement() {
+        let mut s = Session::new(1, "u".into(), None, 0);
+        assert_eq!(s.status_flags(), SERVER_STATUS_AUTOCOMMIT);
+        s.autocommit = false;
+        // `SET autocommit = 0` itself opens nothing.
+        assert_eq!(s.status_flags(), 0);
+        // The first statement after it pins a connection: its answer is in a transaction.
+        s.txn_ps.insert("ps0".into());
+        assert_eq!(s.status_flags(), SERVER_STATUS_IN_TRANS);
+        s.txn_ps.clear();
+        s.explicit_txn = true;
+        s.autocommit = true;
+        assert_eq!(
+            s.status_flags(),
+            SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_IN_TRANS
+        );
     }
 }
