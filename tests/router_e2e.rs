@@ -446,6 +446,17 @@ async fn bad_input_gets_mysql_errors() {
     assert_eq!(code, 1235);
     assert!(msg.contains("COUNT(DISTINCT"), "{msg}");
     assert_eq!(error_code(&mut c, "USE nosuch").await.0, 1049);
+    // What a pooled backend connection keeps of its own last statement is refused, not
+    // answered with another session's.
+    for q in [
+        "SELECT ROW_COUNT()",
+        "SELECT FOUND_ROWS()",
+        "SELECT @@warning_count",
+    ] {
+        let (code, msg) = error_code(&mut c, q).await;
+        assert_eq!(code, 1235, "{q}: {msg}");
+        assert!(msg.contains("pooled connections"), "{msg}");
+    }
     // A column that does not exist: MariaDB's own error, with the keyspace's name in it.
     let (code, msg) = error_code(&mut c, "SELECT nocol FROM customer WHERE customer_id = 1").await;
     assert_eq!(code, 1054, "{msg}");

@@ -86,6 +86,7 @@ fn plan_parsed(
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
     let stmt = parse_one(sql)?;
+    refuse_last_statement_state(&stmt)?;
     let p = Planner {
         sql,
         offsets: Offsets::new(sql),
@@ -332,6 +333,67 @@ fn parse_one(sql: &str) -> Result<Statement, SqlError> {
     stmts
         .pop()
         .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+}
+
+/// Refuses what reads the state a backend connection keeps of its last statement —
+/// `ROW_COUNT()`, `FOUND_ROWS()`, `@@warning_count`, `@@error_count`: the router runs a
+/// session's statements on pooled connections, so the connection answering need not be the
+/// one that ran the session's last statement, and the answer would be another session's.
+fn refuse_last_statement_state(stmt: &Statement) -> Result<(), SqlError> {
+    let mut found: Option<&'static str> = None;
+    let _ = visit_expressions(stmt, |e| {
+        let what = match e {
+            Expr::Function(f) => {
+                let n = f.name.to_string();
+                if n.eq_ignore_ascii_case("ROW_COUNT") {
+                    Some("ROW_COUNT()")
+                } else if n.eq_ignore_ascii_case("FOUND_ROWS") {
+                    Some("FOUND_ROWS()")
+                } else {
+                    None
+                }
+            }
+            Expr::Identifier(i) => last_statement_variable(&i.value),
+            Expr::CompoundIdentifier(parts) => {
+                let joined = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                last_statement_variable(&joined)
+            }
+            _ => None,
+        };
+        match what {
+            Some(w) => {
+                found = Some(w);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    });
+    match found {
+        Some(w) => Err(SqlError::unsupported(format!(
+            "{w}: it reads the last statement of a backend connection, and the router runs a \
+             session's statements on pooled connections"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `@@warning_count` or `@@error_count` (also `@@session.` and `@@local.` ones).
+fn last_statement_variable(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_prefix("@@")?;
+    let n = n
+        .strip_prefix("session.")
+        .or_else(|| n.strip_prefix("local."))
+        .unwrap_or(n);
+    match n {
+        "warning_count" => Some("@@warning_count"),
+        "error_count" => Some("@@error_count"),
+        _ => None,
+    }
 }
 
 /// Splits a table name into its optional schema and the table.
