@@ -478,6 +478,17 @@ async fn bad_input_gets_mysql_errors() {
         rows(&mut c, "SELECT name FROM customer WHERE customer_id = 1").await,
         vec![vec!["a".to_string()]]
     );
+    // A result set's warning count is its statement's, on the router's own connections
+    // (autocommit) and on a transaction's pinned one.
+    let warned = "SELECT CAST(name AS INT) FROM customer WHERE customer_id = 1";
+    rows(&mut c, warned).await;
+    assert_eq!(c.get_warnings(), 1, "autocommit");
+    rows(&mut c, "SELECT name FROM customer WHERE customer_id = 1").await;
+    assert_eq!(c.get_warnings(), 0);
+    c.query_drop("BEGIN").await.expect("begin");
+    rows(&mut c, warned).await;
+    assert_eq!(c.get_warnings(), 1, "in a transaction");
+    c.query_drop("ROLLBACK").await.expect("rollback");
     drop(c);
     h.stop().await;
 }

@@ -1062,12 +1062,12 @@ impl Engine {
                 loop {
                     let p = c.read_packet().await.map_err(map)?;
                     if wire::is_eof(p) {
-                        let (_warnings, status) = wire::parse_eof(p);
+                        let (warnings, status) = wire::parse_eof(p);
                         if status & SERVER_MORE_RESULTS_EXISTS != 0 {
                             c.drain_results().await.map_err(map)?;
                         }
                         lease.clean = true;
-                        return write_end(io, session).await;
+                        return results::write_end_warned(io, session, warnings).await;
                     }
                     if p.first() == Some(&0xff) {
                         let e = wire::parse_err(p);
@@ -1110,8 +1110,9 @@ impl Engine {
                 while let Some(row) = res.next().await.map_err(map)? {
                     write_row(io, &mut w, row).await?;
                 }
+                let warnings = res.warnings();
                 drop(res);
-                write_end(io, session).await
+                results::write_end_warned(io, session, warnings).await
             }
             _ => {
                 let affected = res.affected_rows();

@@ -107,10 +107,19 @@ pub async fn write_row(io: &mut PacketIo, w: &mut ResultWriter, row: Row) -> Res
 
 /// Writes the end of a result set: EOF, or OK with the EOF header.
 pub async fn write_end(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
+    write_end_warned(io, session, 0).await
+}
+
+/// [`write_end`] for a result set whose statement raised `warnings` warnings.
+pub async fn write_end_warned(
+    io: &mut PacketIo,
+    session: &Session,
+    warnings: u16,
+) -> Result<(), SqlError> {
     let p = if session.deprecate_eof() {
-        resultset::ok(0, 0, session.status_flags(), 0, "", true)
+        resultset::ok(0, 0, session.status_flags(), warnings, "", true)
     } else {
-        resultset::eof(session.status_flags(), 0)
+        resultset::eof(session.status_flags(), warnings)
     };
     io.write_packet(&p).await.map_err(io_err)
 }
