@@ -594,7 +594,8 @@ impl WirePool {
             }
         }
         let connect = WireConn::connect(&self.host, self.port, &self.user, &self.password);
-        let conn = match tokio::time::timeout(timeout, connect).await {
+        // Boxed: the connect is rare, and would otherwise size every statement's future.
+        let conn = match Box::pin(tokio::time::timeout(timeout, connect)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 if matches!(e, WireError::Unsupported(_)) {

@@ -156,7 +156,9 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         match plan {
-            Plan::Local(l) => self.local(session, l, io).await,
+            // Boxed, like the other paths off the single-shard one below: a statement's
+            // future is as large as its largest branch, and it is moved on every call.
+            Plan::Local(l) => Box::pin(self.local(session, l, io)).await,
             Plan::Exec(e) => {
                 // Writes to a logical shard being cut over wait here for the flip.
                 let written = self.moves.guard(session, &e).await?;
@@ -187,7 +189,7 @@ impl Engine {
         // An autocommit write to a moving logical shard is copied before it is acknowledged.
         if !session.copy_after.is_empty() {
             let lss = std::mem::take(&mut session.copy_after);
-            self.moves.copy(&lss).await;
+            Box::pin(self.moves.copy(&lss)).await;
         }
         io.rows = affected;
         let last_id = session.insert_id_override.unwrap_or(last_id);
@@ -741,7 +743,7 @@ impl Engine {
         };
         // DDL commits implicitly in MySQL; do the same for the session's transaction.
         if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
-            self.finish_txn(session, true).await?;
+            Box::pin(self.finish_txn(session, true)).await?;
         }
         let unq = |m: &str| match ks {
             Some(k) => unqualify(m, k),
@@ -786,7 +788,7 @@ impl Engine {
             _ => return Err(SqlError::router("plan without a keyspace")),
         }
         if let (StmtKind::Read, Some(spec)) = (e.kind, e.merge.as_ref()) {
-            return self.merged_read(session, rt, work, spec, io, ks).await;
+            return Box::pin(self.merged_read(session, rt, work, spec, io, ks)).await;
         }
         if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
             let (ps, mut sqls) = work
@@ -802,13 +804,11 @@ impl Engine {
         }
         match e.kind {
             StmtKind::Read => {
-                self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks)
-                    .await
+                Box::pin(self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks)).await
             }
             StmtKind::Write | StmtKind::Ddl => {
                 let copies = matches!(e.targets, Targets::Reference { .. });
-                self.multi_write(session, rt, work, e.kind, io, ks, copies)
-                    .await
+                Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies)).await
             }
         }
     }
@@ -876,8 +876,8 @@ impl Engine {
             return Ok(None);
         };
         let mut lease = self.conn(session, rt, ps).await?;
-        let r = self.single(session, &mut lease, sql, io, unq, rt).await;
-        self.give_back(session, lease).await;
+        let r = Box::pin(self.single(session, &mut lease, sql, io, unq, rt)).await;
+        Box::pin(self.give_back(session, lease)).await;
         Ok(Some(r))
     }
 
