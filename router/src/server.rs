@@ -919,7 +919,7 @@ async fn execute(
                     bound = Some(sql);
                     Some((Arc::new(e), fp.unwrap_or_default().into(), None))
                 }
-                _ => return query(shared, session, io, &sql, series).await,
+                _ => return Box::pin(query(shared, session, io, &sql, series)).await,
             }
         }
         None => None,
@@ -962,7 +962,8 @@ async fn execute(
             None => return Err(SqlError::router("prepared statement vanished")),
         },
     };
-    query(shared, session, io, &sql, series).await
+    // Boxed: statements that run server-side do not carry a text statement's future.
+    Box::pin(query(shared, session, io, &sql, series)).await
 }
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.

@@ -752,8 +752,12 @@ impl Engine {
         // Plans one physical shard answers: straight there.
         if let Some(t) = single_target(session, rt, &e, ks)? {
             let text = WireStatement::Text(&t.sql);
-            return self
-                .one_of(session, rt, &t.shards, &text, io, &unq, t.none)
+            // One shard (a logical shard's): straight to it, one future level fewer.
+            if let [ps] = t.shards.as_ref() {
+                let r = self.run_single(session, rt, ps, &text, io, &unq).await?;
+                return answered(r).map(|_| ());
+            }
+            return Box::pin(self.one_of(session, rt, &t.shards, &text, io, &unq, t.none))
                 .await
                 .map(|_| ());
         }
@@ -830,8 +834,7 @@ impl Engine {
         let mut last = None;
         for ps in shards {
             match self.run_single(session, rt, ps, stmt, io, unq).await {
-                Ok(Some(r)) => return r.map(|()| true),
-                Ok(None) => return Ok(false),
+                Ok(r) => return answered(r),
                 Err(unreachable) => last = Some(unreachable),
             }
         }
@@ -977,8 +980,10 @@ impl Engine {
             types,
             params,
         };
-        self.one_of(session, &rt, &t.shards, &stmt, io, &unq, t.none)
-            .await
+        if let [ps] = t.shards.as_ref() {
+            return answered(self.run_single(session, &rt, ps, &stmt, io, &unq).await?);
+        }
+        Box::pin(self.one_of(session, &rt, &t.shards, &stmt, io, &unq, t.none)).await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
@@ -1622,6 +1627,16 @@ struct SingleTarget<'e, 'r> {
     sql: std::borrow::Cow<'e, str>,
     /// The error when none of `shards` can be had because there are none.
     none: &'static str,
+}
+
+/// What [`Engine::run_single`]'s answer on a reachable shard means to its caller: the
+/// statement's result (`true`: it ran), or `false` for a prepared statement that cannot run
+/// server-side there.
+fn answered(r: Option<Result<(), SqlError>>) -> Result<bool, SqlError> {
+    match r {
+        Some(r) => r.map(|()| true),
+        None => Ok(false),
+    }
 }
 
 /// For a plan that one physical shard answers — one logical shard with nothing for the
