@@ -1039,8 +1039,9 @@ impl Engine {
                 let malformed = || map(WireError::Protocol("malformed column definition".into()));
                 // Column definitions pass as the server sent them (schema names mapped back
                 // to the keyspace), unless the router needs them: binary rows made from text
-                // ones, or a result shadow's copy.
-                let passed = !io.binary_mode && io.capture.is_none();
+                // ones (not when the server answers an execute in binary itself), or a result
+                // shadow's copy.
+                let passed = (binary || !io.binary_mode) && io.capture.is_none();
                 let mut defs = Vec::new();
                 if passed {
                     io.write_packet(p).await.map_err(io_err)?;
