@@ -75,10 +75,11 @@ impl Session {
         if self.autocommit {
             s |= SERVER_STATUS_AUTOCOMMIT;
         }
-        // `txn_ps`, not `txn_conns`: a statement that pins a connection answers while that
-        // connection is still out of the session, and its answer already says "in a
-        // transaction" (autocommit off), as the server's would.
-        if self.explicit_txn || !self.txn_ps.is_empty() || !self.txn_conns.is_empty() {
+        // `txn_ps` (every pinned connection's shard, `txn_conns` only ever holds those): a
+        // statement that pins a connection answers while that connection is still out of the
+        // session, and its answer already says "in a transaction" (autocommit off), as the
+        // server's would.
+        if self.explicit_txn || !self.txn_ps.is_empty() {
             s |= SERVER_STATUS_IN_TRANS;
         }
         s
