@@ -100,7 +100,7 @@ pub fn from_backend(
     e: mysql_async::Error,
     shard: &str,
     addr: &str,
-    unqualify: &(dyn Fn(&str) -> String + Sync),
+    unqualify: crate::engine::Unqualify<'_>,
 ) -> SqlError {
     match e {
         mysql_async::Error::Server(s) => server_error(s.code, &s.state, &s.message, unqualify),
@@ -113,7 +113,7 @@ pub fn from_wire(
     e: crate::backend::wire::WireError,
     shard: &str,
     addr: &str,
-    unqualify: &(dyn Fn(&str) -> String + Sync),
+    unqualify: crate::engine::Unqualify<'_>,
 ) -> SqlError {
     match e {
         crate::backend::wire::WireError::Server {
@@ -130,12 +130,12 @@ fn server_error(
     code: u16,
     state: &str,
     message: &str,
-    unqualify: &(dyn Fn(&str) -> String + Sync),
+    unqualify: crate::engine::Unqualify<'_>,
 ) -> SqlError {
     SqlError {
         code,
         state: leak_state(state),
-        message: unqualify(message),
+        message: unqualify.apply(message).into_owned(),
     }
 }
 

@@ -171,7 +171,7 @@ pub struct Overview {
     topo: Topo,
     cache: Arc<TopologyCache>,
     backends: Arc<Backends>,
-    shapes: Mutex<HashMap<String, ShapeStats>>,
+    shapes: Mutex<crate::FastMap<String, ShapeStats>>,
     /// Measured `(rows, bytes)` per keyspace and logical shard.
     sizes: Mutex<HashMap<String, Sizes>>,
     /// Routers, jobs and topology nodes, read at most once a second.

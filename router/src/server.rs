@@ -608,25 +608,31 @@ struct SeriesCache {
 }
 
 impl SeriesCache {
-    /// The `ok` counter and latency histogram of `(route, keyspace)`.
-    fn get(
-        &mut self,
-        m: &crate::metrics::Metrics,
-        route: &'static str,
-        ks: &str,
-    ) -> (&prometheus::IntCounter, &prometheus::Histogram) {
+    /// Makes `(route, ks)` the series of the statement about to run; the keyspace's name is
+    /// copied only when it changes.
+    fn select(&mut self, m: &crate::metrics::Metrics, route: &'static str, ks: &str) {
         if !matches!(&self.last, Some((r, k, _, _)) if *r == route && k == ks) {
-            self.last = None;
-        }
-        let e = self.last.get_or_insert_with(|| {
-            (
+            self.last = Some((
                 route,
                 ks.to_string(),
                 m.queries.with_label_values(&[route, ks, "ok"]),
                 m.latency.with_label_values(&[route]),
-            )
-        });
-        (&e.2, &e.3)
+            ));
+        }
+    }
+
+    /// The selected series: its route, keyspace, `ok` counter and latency histogram.
+    fn current(
+        &self,
+    ) -> Option<(
+        &'static str,
+        &str,
+        &prometheus::IntCounter,
+        &prometheus::Histogram,
+    )> {
+        self.last
+            .as_ref()
+            .map(|(r, k, c, h)| (*r, k.as_str(), c, h))
     }
 }
 
@@ -678,12 +684,13 @@ async fn query(
     };
     let route = plan.route().as_str();
     let ks = match &plan {
-        planner::Plan::Exec(e) => e.keyspace.clone(),
+        planner::Plan::Exec(e) => e.keyspace.as_deref(),
         planner::Plan::Local(_) => None,
     }
-    .or_else(|| session.keyspace.clone())
+    .or(session.keyspace.as_deref())
     .unwrap_or_default();
     tracing::debug!(route = %route, keyspace = %ks, "planned");
+    series.select(&shared.metrics, route, ks);
     // The result shadow: autocommit reads of a keyspace that has one, sampled.
     let spec = match &plan {
         planner::Plan::Exec(e)
@@ -724,8 +731,6 @@ async fn query(
         io,
         &fingerprint,
         trimmed,
-        route,
-        &ks,
         shards,
         started,
         &r,
@@ -734,22 +739,23 @@ async fn query(
     r
 }
 
-/// Records a statement that ran: the shape statistics (and query log), the query counter and
-/// the latency histogram.
+/// Records a statement that ran (its route and keyspace are `series`' selected ones): the
+/// shape statistics (and query log), the query counter and the latency histogram.
 #[allow(clippy::too_many_arguments)]
 fn finished(
     shared: &Shared,
     io: &PacketIo,
     fingerprint: &str,
     sql: &str,
-    route: &'static str,
-    ks: &str,
     shards: usize,
     started: std::time::Instant,
     r: &Result<(), SqlError>,
-    series: &mut SeriesCache,
+    series: &SeriesCache,
 ) {
     let elapsed = started.elapsed();
+    let Some((route, ks, ok, latency)) = series.current() else {
+        return;
+    };
     shared.overview.record(&crate::overview::Finished {
         fingerprint,
         sql,
@@ -760,7 +766,6 @@ fn finished(
         elapsed,
         error: r.as_ref().err().map(|e| e.message.as_str()),
     });
-    let (ok, latency) = series.get(&shared.metrics, route, ks);
     if r.is_ok() {
         ok.inc();
     } else {
@@ -873,11 +878,10 @@ async fn execute(
     // statement, outside transactions, result shadows (which compare text rows) and routing
     // shadows (which must see the values).
     let rt = shared.engine.topo.table();
-    let keyspace = session.keyspace.clone();
     let forward = if in_txn || !p.long_data.is_empty() || rt.candidate.is_some() {
         None
     } else {
-        p.forward_plan(&rt, keyspace.as_deref())
+        p.forward_plan(&rt, session.keyspace.as_deref())
             .filter(|(e, _)| {
                 e.exec()
                     .keyspace
@@ -894,10 +898,12 @@ async fn execute(
             let mut e = Arc::unwrap_or_clone(e);
             // Routed like literals: the bound statement's plan picks the logical shard.
             let sql = p.bind(&body[4..])?;
-            let (planned, fp) =
-                shared
-                    .plans
-                    .plan_keyed(&sql, keyspace.as_deref(), session.last_insert_id, &rt);
+            let (planned, fp) = shared.plans.plan_keyed(
+                &sql,
+                session.keyspace.as_deref(),
+                session.last_insert_id,
+                &rt,
+            );
             let one = match &planned {
                 Ok(planner::Plan::Exec(b))
                     if b.kind == planner::StmtKind::Read
@@ -931,8 +937,8 @@ async fn execute(
         let params = p.split_params(&body[4..])?;
         let types = p.param_types.clone();
         let started = std::time::Instant::now();
-        let route = e.route.as_str();
-        let ks = e.keyspace.clone().or(keyspace).unwrap_or_default();
+        let ks = e.keyspace.as_deref().or(session.keyspace.as_deref());
+        series.select(&shared.metrics, e.route.as_str(), ks.unwrap_or_default());
         io.rows = 0;
         let r = shared
             .engine
@@ -945,8 +951,6 @@ async fn execute(
                 io,
                 &fingerprint,
                 text.as_deref().or(bound.as_deref()).unwrap_or_default(),
-                route,
-                &ks,
                 1,
                 started,
                 &r,

@@ -108,8 +108,8 @@ impl KeyspaceRouting {
 #[derive(Debug, Clone, Default)]
 pub struct RoutingTable {
     pub revision: u64,
-    pub keyspaces: HashMap<String, KeyspaceRouting>,
-    pub shards: HashMap<String, PhysicalShard>,
+    pub keyspaces: crate::FastMap<String, KeyspaceRouting>,
+    pub shards: crate::FastMap<String, PhysicalShard>,
     /// The candidate layout for the routing shadow (keyspaces from candidate vschemas, on a
     /// placeholder placement: a route's kind does not depend on placement).
     pub candidate: Option<Arc<RoutingTable>>,
@@ -183,7 +183,7 @@ impl RoutingTable {
     }
 
     fn from_parts(s: &TopoSnapshot) -> Self {
-        let mut keyspaces = HashMap::new();
+        let mut keyspaces = crate::FastMap::default();
         for (name, ks) in &s.keyspaces {
             let Some(p) = s.placements.get(name) else {
                 continue;

@@ -107,10 +107,20 @@ impl ShardPool {
         if !self.wire.usable() {
             return Ok(None);
         }
-        let started = std::time::Instant::now();
-        match self.wire.get(self.connect_timeout, sets).await {
-            Ok(l) => {
-                self.acquire.observe(started.elapsed().as_secs_f64());
+        use futures_util::FutureExt;
+        // An idle connection is there at once (recorded as no wait, without reading the
+        // clock); only a wait or a new connection is timed.
+        let mut get = std::pin::pin!(self.wire.get(self.connect_timeout, sets));
+        let got = match (&mut get).now_or_never() {
+            Some(r) => r.map(|l| (l, 0.0)),
+            None => {
+                let started = std::time::Instant::now();
+                get.await.map(|l| (l, started.elapsed().as_secs_f64()))
+            }
+        };
+        match got {
+            Ok((l, waited)) => {
+                self.acquire.observe(waited);
                 Ok(Some(l))
             }
             Err(wire::WireError::Unsupported(m)) => {
@@ -129,7 +139,7 @@ impl ShardPool {
 pub struct Backends {
     pub metrics: PoolMetrics,
     cfg: BackendConfig,
-    pools: Mutex<HashMap<String, Arc<ShardPool>>>,
+    pools: Mutex<crate::FastMap<String, Arc<ShardPool>>>,
 }
 
 impl Backends {
@@ -137,7 +147,7 @@ impl Backends {
         Backends {
             metrics: PoolMetrics::default(),
             cfg,
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::default(),
         }
     }
 

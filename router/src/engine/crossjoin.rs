@@ -200,7 +200,7 @@ impl Engine {
         let Targets::Ls { template, ls } = &e.targets else {
             return Err(SqlError::router("cross-shard join: unexpected targets"));
         };
-        let unq = |m: &str| super::unqualify(m, ks);
+        let unq = super::Unqualify(Some(ks));
         let mut defs = Vec::new();
         let mut rows = Vec::new();
         for &l in ls {
@@ -212,11 +212,11 @@ impl Engine {
             let sql = ks.fill(template, l);
             let mut lease = self.conn(session, rt, &ps).await?;
             let r = async {
-                let map = |x: mysql_async::Error| from_backend(x, &ps, &addr, &unq);
+                let map = |x: mysql_async::Error| from_backend(x, &ps, &addr, unq);
                 let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
                 if defs.is_empty() {
                     if let Some(cols) = res.columns() {
-                        defs = cols.iter().map(|c| column_def(c, &unq)).collect();
+                        defs = cols.iter().map(|c| column_def(c, unq)).collect();
                     }
                 }
                 while let Some(row) = res.next().await.map_err(map)? {

@@ -26,6 +26,7 @@ use crate::topology::{KeyspaceRouting, RoutingTable, TopologyCache};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use results::{write_columns, write_end, write_row, ResultWriter};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -276,12 +277,12 @@ impl Engine {
                 let r = lease.conn.query_drop(sql.as_str()).await;
                 lease.dirty = true;
                 self.give_back(session, lease).await;
-                r.map_err(|e| from_backend(e, "any", "", &|m| m.to_string()))?;
+                r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
                 // Pinned connections of an open transaction get it at once.
                 for c in session.txn_conns.values_mut() {
                     c.query_drop(sql.as_str())
                         .await
-                        .map_err(|e| from_backend(e, "pinned", "", &|m| m.to_string()))?;
+                        .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
                 }
                 session.sets.push(sql);
                 self.ok(session, io, 0, 0, 0, "").await
@@ -324,7 +325,7 @@ impl Engine {
                 let r: Result<Vec<(String, String)>, _> = lease.conn.query(sql).await;
                 self.give_back(session, lease).await;
                 let pool_addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-                let names = r.map_err(|e| from_backend(e, &ps, &pool_addr, &|m| m.to_string()))?;
+                let names = r.map_err(|e| from_backend(e, &ps, &pool_addr, Unqualify(None)))?;
                 let mut cols = vec![ColumnDef::text(&format!("Tables_in_{keyspace}"))];
                 if full {
                     cols.push(ColumnDef::text("Table_type"));
@@ -385,20 +386,20 @@ impl Engine {
         };
         let mut lease = self.conn(session, &rt, &ps).await?;
         let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-        let unq = |m: &str| unqualify(m, ks);
+        let unq = Unqualify(Some(ks));
         let r = async {
             let res = lease
                 .conn
                 .query_iter(sql.as_str())
                 .await
-                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
             let defs: Vec<ColumnDef> = res
                 .columns()
-                .map(|c| c.iter().map(|c| column_def(c, &unq)).collect())
+                .map(|c| c.iter().map(|c| column_def(c, unq)).collect())
                 .unwrap_or_default();
             res.drop_result()
                 .await
-                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
             Ok::<_, SqlError>(defs)
         }
         .await;
@@ -441,23 +442,20 @@ impl Engine {
             .map(|s| s.address())
             .unwrap_or_default();
         let ps = lease.ps.clone();
-        let unq = |m: &str| match k {
-            Some(k) => unqualify(m, k),
-            None => m.to_string(),
-        };
+        let unq = Unqualify(k);
         let r = async {
             let stmt = lease
                 .conn
                 .prep(backend_sql.as_str())
                 .await
-                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
-            let defs: Vec<ColumnDef> = stmt.columns().iter().map(|c| column_def(c, &unq)).collect();
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            let defs: Vec<ColumnDef> = stmt.columns().iter().map(|c| column_def(c, unq)).collect();
             let n = stmt.num_params();
             lease
                 .conn
                 .close(stmt)
                 .await
-                .map_err(|e| from_backend(e, &ps, &addr, &unq))?;
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
             Ok::<_, SqlError>((defs, n))
         }
         .await;
@@ -745,19 +743,16 @@ impl Engine {
         if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
             Box::pin(self.finish_txn(session, true)).await?;
         }
-        let unq = |m: &str| match ks {
-            Some(k) => unqualify(m, k),
-            None => m.to_string(),
-        };
+        let unq = Unqualify(ks);
         // Plans one physical shard answers: straight there.
         if let Some(t) = single_target(session, rt, &e, ks)? {
             let text = WireStatement::Text(&t.sql);
             // One shard (a logical shard's): straight to it, one future level fewer.
             if let [ps] = t.shards.as_ref() {
-                let r = self.run_single(session, rt, ps, &text, io, &unq).await?;
+                let r = self.run_single(session, rt, ps, &text, io, unq).await?;
                 return answered(r).map(|_| ());
             }
-            return Box::pin(self.one_of(session, rt, &t.shards, &text, io, &unq, t.none))
+            return Box::pin(self.one_of(session, rt, &t.shards, &text, io, unq, t.none))
                 .await
                 .map(|_| ());
         }
@@ -802,7 +797,7 @@ impl Engine {
             let sql = sqls.pop().unwrap_or_default();
             let text = WireStatement::Text(&sql);
             return self
-                .run_single(session, rt, &ps, &text, io, &unq)
+                .run_single(session, rt, &ps, &text, io, unq)
                 .await?
                 .unwrap_or(Ok(()));
         }
@@ -828,7 +823,7 @@ impl Engine {
         shards: &[String],
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: &(dyn Fn(&str) -> String + Sync),
+        unq: crate::engine::Unqualify<'_>,
         none: &'static str,
     ) -> Result<bool, SqlError> {
         let mut last = None;
@@ -854,7 +849,7 @@ impl Engine {
         ps: &str,
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: &(dyn Fn(&str) -> String + Sync),
+        unq: crate::engine::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
         if !session.in_transaction() {
             let rec = rt.shards.get(ps).ok_or_else(|| {
@@ -895,7 +890,7 @@ impl Engine {
         lease: &mut crate::backend::wire::WireLease,
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: &(dyn Fn(&str) -> String + Sync),
+        unq: crate::engine::Unqualify<'_>,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
         use crate::mysql::constants::{COM_QUERY, COM_STMT_EXECUTE};
@@ -971,19 +966,16 @@ impl Engine {
         let Some(t) = single_target(session, &rt, e, ks)? else {
             return Ok(false);
         };
-        let unq = |m: &str| match ks {
-            Some(k) => unqualify(m, k),
-            None => m.to_string(),
-        };
+        let unq = Unqualify(ks);
         let stmt = WireStatement::Prepared {
             sql: &t.sql,
             types,
             params,
         };
         if let [ps] = t.shards.as_ref() {
-            return answered(self.run_single(session, &rt, ps, &stmt, io, &unq).await?);
+            return answered(self.run_single(session, &rt, ps, &stmt, io, unq).await?);
         }
-        Box::pin(self.one_of(session, &rt, &t.shards, &stmt, io, &unq, t.none)).await
+        Box::pin(self.one_of(session, &rt, &t.shards, &stmt, io, unq, t.none)).await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
@@ -996,7 +988,7 @@ impl Engine {
         pool: &crate::backend::ShardPool,
         lease: &mut crate::backend::wire::WireLease,
         io: &mut PacketIo,
-        unq: &(dyn Fn(&str) -> String + Sync),
+        unq: crate::engine::Unqualify<'_>,
         binary: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::{self, WireError};
@@ -1048,7 +1040,7 @@ impl Engine {
                 }
                 for _ in 0..n {
                     let p = c.read_packet().await.map_err(map)?;
-                    let p = ColumnDef::remap_schema(p, unq).ok_or_else(malformed)?;
+                    let p = ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?;
                     if passed {
                         io.write_packet(&p).await.map_err(io_err)?;
                     } else {
@@ -1097,7 +1089,7 @@ impl Engine {
         lease: &mut Lease,
         sql: &str,
         io: &mut PacketIo,
-        unq: &(dyn Fn(&str) -> String + Sync),
+        unq: crate::engine::Unqualify<'_>,
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
         let ps = lease.ps.as_str();
@@ -1254,12 +1246,9 @@ impl Engine {
             };
             if probe.is_none() {
                 if let Some(first) = sqls.first() {
-                    let unq = |m: &str| match ks {
-                        Some(k) => unqualify(m, k),
-                        None => m.to_string(),
-                    };
+                    let unq = Unqualify(ks);
                     if let Ok(stmt) = lease.conn.prep(first.as_str()).await {
-                        probe = Some(stmt.columns().iter().map(|c| column_def(c, &unq)).collect());
+                        probe = Some(stmt.columns().iter().map(|c| column_def(c, unq)).collect());
                         let _ = lease.conn.close(stmt).await;
                     }
                 }
@@ -1506,12 +1495,9 @@ impl Engine {
             // Several statements on one physical shard commit together.
             let wrap = !in_txn && kind == StmtKind::Write && sqls.len() > 1;
             tasks.push(tokio::spawn(async move {
-                let unq = |m: &str| match &kscopy {
-                    Some(k) => unqualify(m, k),
-                    None => m.to_string(),
-                };
+                let unq = Unqualify(kscopy.as_ref());
                 let mut r = WriteResult::default();
-                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, &unq);
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
                 let run = async {
                     if wrap {
                         lease
@@ -1696,11 +1682,8 @@ fn spawn_stream(
     ks: Option<KeyspaceRouting>,
 ) -> tokio::task::JoinHandle<Lease> {
     tokio::spawn(async move {
-        let unq = |m: &str| match &ks {
-            Some(k) => unqualify(m, k),
-            None => m.to_string(),
-        };
-        let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, &unq).await;
+        let unq = Unqualify(ks.as_ref());
+        let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, unq).await;
         if let Err(e) = r {
             let _ = tx.send(results::Msg::Error(e)).await;
         }
@@ -1723,14 +1706,30 @@ async fn release(mut conn: Conn, dirty: bool) {
     drop(conn);
 }
 
+/// Maps logical-shard schema names in backend text (messages, column definitions) back to
+/// the keyspace's name; `None`: no keyspace, the text stays as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Unqualify<'k>(pub Option<&'k KeyspaceRouting>);
+
+impl Unqualify<'_> {
+    /// `text` with logical-shard schema names mapped back to the keyspace name (borrowed
+    /// when there are none).
+    pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.0 {
+            Some(k) => unqualify(text, k),
+            None => Cow::Borrowed(text),
+        }
+    }
+}
+
 /// Maps logical-shard schema names in a backend message back to the keyspace name.
-pub fn unqualify(msg: &str, ks: &KeyspaceRouting) -> String {
-    if !ks.sharded {
-        return msg.to_string();
+pub fn unqualify<'a>(msg: &'a str, ks: &KeyspaceRouting) -> Cow<'a, str> {
+    let name = ks.name.as_str();
+    if !ks.sharded || !msg.contains(name) {
+        return Cow::Borrowed(msg);
     }
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    let name = ks.name.as_str();
     while let Some(i) = rest.find(name) {
         out.push_str(&rest[..i]);
         let after = &rest[i + name.len()..];
@@ -1749,7 +1748,7 @@ pub fn unqualify(msg: &str, ks: &KeyspaceRouting) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 pub(crate) fn io_err(e: std::io::Error) -> SqlError {

@@ -82,7 +82,7 @@ impl Engine {
         let ks = rt
             .keyspace(k)
             .ok_or_else(|| SqlError::unknown_database(k))?;
-        let unq = |msg: &str| super::unqualify(msg, ks);
+        let unq = super::Unqualify(Some(ks));
         let ps_of = |l: u32| {
             ks.placement
                 .get(l as usize)
@@ -106,7 +106,7 @@ impl Engine {
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let mut lease = self.conn(session, &rt, &ps).await?;
             let r = async {
-                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, &unq);
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
                 let sql = ks.fill(template, l);
                 let res = lease.conn.query_iter(sql).await.map_err(map)?;
                 let n = res.affected_rows();
@@ -166,7 +166,7 @@ impl Engine {
                 .unwrap_or_default();
             let mut lease = self.conn(session, &rt, &new_ps).await?;
             let r = async {
-                let map = |e: mysql_async::Error| from_backend(e, &new_ps, &addr, &unq);
+                let map = |e: mysql_async::Error| from_backend(e, &new_ps, &addr, unq);
                 let one = format!("({})", vec!["?"; cols.len()].join(", "));
                 for batch in rows.chunks((60_000 / cols.len().max(1)).max(1)) {
                     lease

@@ -24,10 +24,10 @@ pub struct ResultWriter {
 
 /// Builds the client's column definition from a backend column, with logical-shard schema
 /// names mapped back to the keyspace.
-pub fn column_def(c: &Column, unq: &(dyn Fn(&str) -> String + Sync)) -> ColumnDef {
+pub fn column_def(c: &Column, unq: crate::engine::Unqualify<'_>) -> ColumnDef {
     let schema = String::from_utf8_lossy(c.schema_ref());
     ColumnDef {
-        schema: unq(&schema).into_bytes(),
+        schema: unq.apply(&schema).into_owned().into_bytes(),
         table: c.table_ref().to_vec(),
         org_table: c.org_table_ref().to_vec(),
         name: c.name_ref().to_vec(),
@@ -134,7 +134,7 @@ pub async fn stream_statements(
     tx: &tokio::sync::mpsc::Sender<Msg>,
     ps: &str,
     addr: &str,
-    unq: &(dyn Fn(&str) -> String + Sync),
+    unq: crate::engine::Unqualify<'_>,
 ) -> Result<(), SqlError> {
     let map = |e: mysql_async::Error| from_backend(e, ps, addr, unq);
     let mut sent_cols = false;

@@ -2,17 +2,29 @@
 
 /// Appends a length-encoded integer.
 pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
+    let (b, n) = lenenc_int(v);
+    buf.extend_from_slice(&b[..n]);
+}
+
+/// The length-encoded form of `v`: its bytes, and how many of them are used.
+pub fn lenenc_int(v: u64) -> ([u8; 9], usize) {
+    let mut b = [0u8; 9];
+    let le = v.to_le_bytes();
     if v < 251 {
-        buf.push(v as u8);
+        b[0] = v as u8;
+        (b, 1)
     } else if v < 1 << 16 {
-        buf.push(0xfc);
-        buf.extend_from_slice(&(v as u16).to_le_bytes());
+        b[0] = 0xfc;
+        b[1..3].copy_from_slice(&le[..2]);
+        (b, 3)
     } else if v < 1 << 24 {
-        buf.push(0xfd);
-        buf.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+        b[0] = 0xfd;
+        b[1..4].copy_from_slice(&le[..3]);
+        (b, 4)
     } else {
-        buf.push(0xfe);
-        buf.extend_from_slice(&v.to_le_bytes());
+        b[0] = 0xfe;
+        b[1..].copy_from_slice(&le);
+        (b, 9)
     }
 }
 

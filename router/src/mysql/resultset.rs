@@ -1,7 +1,28 @@
 //! Server responses: OK, EOF, ERR, column definitions and text rows.
 
-use super::codec::{put_lenenc_int, put_lenenc_str};
+use super::codec::{lenenc_int, put_lenenc_str};
 use super::constants::*;
+
+/// An OK or EOF packet, built without a heap allocation (they end most statements).
+#[derive(Debug, Clone, Copy)]
+pub struct Short {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Short {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
+impl std::ops::Deref for Short {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
 
 /// Builds an OK packet (or, with `eof_header`, the OK that ends a result set under
 /// `CLIENT_DEPRECATE_EOF`).
@@ -12,13 +33,19 @@ pub fn ok(
     warnings: u16,
     info: &str,
     eof_header: bool,
-) -> Vec<u8> {
-    let mut p = Vec::with_capacity(16 + info.len());
-    p.push(if eof_header { 0xfe } else { 0x00 });
-    put_lenenc_int(&mut p, affected);
-    put_lenenc_int(&mut p, last_insert_id);
-    p.extend_from_slice(&status.to_le_bytes());
-    p.extend_from_slice(&warnings.to_le_bytes());
+) -> Short {
+    // 1 + 9 + 9 + 2 + 2 = 23 bytes at most.
+    let mut p = Short {
+        buf: [0; 24],
+        len: 0,
+    };
+    p.push(&[if eof_header { 0xfe } else { 0x00 }]);
+    for v in [affected, last_insert_id] {
+        let (b, n) = lenenc_int(v);
+        p.push(&b[..n]);
+    }
+    p.push(&status.to_le_bytes());
+    p.push(&warnings.to_le_bytes());
     // The info text ("Records: 3  Duplicates: 0 …") is left out: clients disagree on whether it
     // is length-prefixed when session tracking is off, and a misread fails the whole OK.
     let _ = info;
@@ -26,10 +53,14 @@ pub fn ok(
 }
 
 /// Builds a classic EOF packet.
-pub fn eof(status: u16, warnings: u16) -> Vec<u8> {
-    let mut p = vec![0xfe];
-    p.extend_from_slice(&warnings.to_le_bytes());
-    p.extend_from_slice(&status.to_le_bytes());
+pub fn eof(status: u16, warnings: u16) -> Short {
+    let mut p = Short {
+        buf: [0; 24],
+        len: 0,
+    };
+    p.push(&[0xfe]);
+    p.push(&warnings.to_le_bytes());
+    p.push(&status.to_le_bytes());
     p
 }
 
@@ -120,7 +151,7 @@ impl ColumnDef {
     /// when `p` is malformed.
     pub fn remap_schema<'p>(
         p: &'p [u8],
-        map: &dyn Fn(&str) -> String,
+        map: impl for<'s> Fn(&'s str) -> std::borrow::Cow<'s, str>,
     ) -> Option<std::borrow::Cow<'p, [u8]>> {
         use std::borrow::Cow;
         let mut c = super::codec::Cursor::new(p);
@@ -131,7 +162,8 @@ impl ColumnDef {
         if schema.is_empty() {
             return Some(Cow::Borrowed(p));
         }
-        let mapped = map(&String::from_utf8_lossy(schema));
+        let name = String::from_utf8_lossy(schema);
+        let mapped = map(&name);
         if mapped.as_bytes() == schema {
             return Some(Cow::Borrowed(p));
         }
@@ -204,22 +236,24 @@ mod tests {
         let mut d = sample();
         let mut p = Vec::new();
         d.encode(&mut p);
-        let to_keyspace = |s: &str| s.strip_suffix("_0003").unwrap_or(s).to_string();
-        let mapped = ColumnDef::remap_schema(&p, &to_keyspace).expect("well formed");
+        fn to_keyspace(s: &str) -> std::borrow::Cow<'_, str> {
+            s.strip_suffix("_0003").unwrap_or(s).into()
+        }
+        let mapped = ColumnDef::remap_schema(&p, to_keyspace).expect("well formed");
         assert!(matches!(mapped, std::borrow::Cow::Owned(_)));
         d.schema = b"shop".to_vec();
         assert_eq!(ColumnDef::decode(&mapped), Some(d.clone()));
         // A schema that stays as it is: the very packet.
-        let same = ColumnDef::remap_schema(&mapped, &to_keyspace).expect("well formed");
+        let same = ColumnDef::remap_schema(&mapped, to_keyspace).expect("well formed");
         assert!(matches!(same, std::borrow::Cow::Borrowed(b) if b == &mapped[..]));
         // No schema (an expression column): as it came.
         d.schema = Vec::new();
         p.clear();
         d.encode(&mut p);
-        let none = ColumnDef::remap_schema(&p, &|_: &str| "x".to_string()).expect("well formed");
+        let none = ColumnDef::remap_schema(&p, |_| "x".into()).expect("well formed");
         assert!(matches!(none, std::borrow::Cow::Borrowed(_)));
         // Truncated before the schema ends: malformed.
-        assert!(ColumnDef::remap_schema(&p[..2], &to_keyspace).is_none());
-        assert!(ColumnDef::remap_schema(&[], &to_keyspace).is_none());
+        assert!(ColumnDef::remap_schema(&p[..2], to_keyspace).is_none());
+        assert!(ColumnDef::remap_schema(&[], to_keyspace).is_none());
     }
 }

@@ -22,9 +22,9 @@ use super::plan::{Exec, KeyAt, Plan, RouteKind, Targets};
 use super::rewrite::Offsets;
 use crate::error::SqlError;
 use crate::topology::RoutingTable;
+use crate::FastMap;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Most shapes kept.
@@ -60,7 +60,7 @@ struct Inner {
     /// The routing table the entries were planned with (by address).
     table: usize,
     /// By keyspace (`""` for none), then shape: looked up without building a key.
-    map: HashMap<String, HashMap<String, Option<Arc<Bindable>>>>,
+    map: FastMap<String, FastMap<String, Option<Arc<Bindable>>>>,
     entries: usize,
 }
 
@@ -161,20 +161,14 @@ impl PlanCache {
         };
         match cached {
             Some(Some(b)) if b.pieces.len() == shape.literals.len() + 1 => {
-                let mut exec = b.exec.clone();
+                // The logical shard the key literal names, for a sharded single-shard plan.
+                let mut key = None;
                 if let Some(k) = b.key {
                     let ls = shape.literals.get(k.index).and_then(|&(s, e)| {
                         super::literal_ls(&sql[s..e], k.at.vindex, k.at.key_type, k.logical_shards)
                     });
-                    match (ls, &mut exec.targets) {
-                        (Some(ls), Targets::Ls { ls: targets, .. }) => {
-                            *targets = vec![ls];
-                            if let (Some(a), Some(&(s, _))) =
-                                (exec.key_at.as_mut(), shape.literals.get(k.index))
-                            {
-                                a.at = s;
-                            }
-                        }
+                    match (ls, shape.literals.get(k.index)) {
+                        (Some(ls), Some(&(at, _))) => key = Some((ls, at)),
                         // This value does not name one shard (e.g. '1.5' for an integer key):
                         // plan it in full.
                         _ => {
@@ -191,8 +185,7 @@ impl PlanCache {
                         template.push_str(&sql[s..e]);
                     }
                 }
-                set_template(&mut exec, template);
-                return Ok(Plan::Exec(Box::new(exec)));
+                return Ok(Plan::Exec(Box::new(b.bind(template, key))));
             }
             Some(_) => {
                 self.count(false);
@@ -226,11 +219,39 @@ fn template_of(e: &Exec) -> Option<&str> {
     }
 }
 
-fn set_template(e: &mut Exec, t: String) {
-    match &mut e.targets {
-        Targets::Ls { template, .. } => *template = t,
-        Targets::Reference { sql } | Targets::Any { sql } => *sql = t,
-        Targets::PerLs(_) => {}
+impl Bindable {
+    /// The cached plan for a statement of its shape whose template is `template` (and, for
+    /// a sharded single-shard plan, whose key literal at byte `at` names logical shard `ls`),
+    /// built without copying the cached template.
+    fn bind(&self, template: String, key: Option<(u32, usize)>) -> Exec {
+        let e = &self.exec;
+        let targets = match &e.targets {
+            Targets::Ls { ls, .. } => Targets::Ls {
+                template,
+                ls: match key {
+                    Some((l, _)) => vec![l],
+                    None => ls.clone(),
+                },
+            },
+            Targets::Reference { .. } => Targets::Reference { sql: template },
+            Targets::Any { .. } => Targets::Any { sql: template },
+            Targets::PerLs(v) => Targets::PerLs(v.clone()),
+        };
+        let mut key_at = e.key_at;
+        if let (Some(a), Some((_, at))) = (key_at.as_mut(), key) {
+            a.at = at;
+        }
+        Exec {
+            keyspace: e.keyspace.clone(),
+            kind: e.kind,
+            route: e.route,
+            targets,
+            limit: e.limit,
+            unionable: e.unionable,
+            merge: e.merge.clone(),
+            key_at,
+            aliased_items: e.aliased_items,
+        }
     }
 }
 
@@ -285,9 +306,14 @@ fn bindable(
         at = e;
     }
     pieces.push(template[at..].to_string());
-    let mut exec = (**e).clone();
-    set_template(&mut exec, String::new());
-    Some(Bindable { exec, pieces, key })
+    let mut b = Bindable {
+        exec: Exec::clone(e),
+        pieces,
+        key,
+    };
+    // The template lives on in `pieces`.
+    b.exec = b.bind(String::new(), None);
+    Some(b)
 }
 
 /// Splits `sql` into its normalised key and literal ranges; `None` when it does not tokenise
