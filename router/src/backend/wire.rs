@@ -18,7 +18,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -145,17 +145,21 @@ pub fn parse_eof(p: &[u8]) -> (u16, u16) {
 /// One backend connection.
 pub struct WireConn {
     stream: BufReader<TcpStream>,
-    /// The last packet read.
+    /// The last packet read, when it did not come whole from the read buffer.
     buf: Vec<u8>,
+    /// Bytes of the read buffer the last packet served from it takes (consumed before the
+    /// next read).
+    consumed: usize,
     out: Vec<u8>,
     seq: u8,
     /// The server's connection id.
     pub id: u32,
-    idle_since: Instant,
+    /// When it was last returned to its pool ([`coarse_secs`]).
+    idle_since: u64,
     /// The session `SET`s replayed on this connection since login (or the last reset).
     pub state: Vec<String>,
     /// Statements prepared on this connection: text → (statement id, parameters).
-    statements: std::collections::HashMap<String, (u32, u16)>,
+    statements: crate::FastMap<String, (u32, u16)>,
 }
 
 /// Most server-side prepared statements kept per connection (the server's
@@ -179,16 +183,16 @@ impl WireConn {
         let mut c = WireConn {
             stream: BufReader::with_capacity(16 * 1024, s),
             buf: Vec::with_capacity(256),
+            consumed: 0,
             out: Vec::with_capacity(256),
             seq: 0,
             id: 0,
-            idle_since: Instant::now(),
+            idle_since: coarse_secs(),
             state: Vec::new(),
-            statements: std::collections::HashMap::new(),
+            statements: crate::FastMap::default(),
         };
         c.seq = 0;
-        c.read_packet().await?;
-        let hs = c.buf.clone();
+        let hs = c.read_packet().await?.to_vec();
         if hs.first() == Some(&0xff) {
             return Err(parse_err(&hs));
         }
@@ -254,13 +258,12 @@ impl WireConn {
     /// Reads the answers to a login until OK.
     async fn finish_login(&mut self, password: &[u8]) -> Result<(), WireError> {
         loop {
-            self.read_packet().await?;
-            match self.buf.first() {
+            let p = self.read_packet().await?.to_vec();
+            match p.first() {
                 Some(0x00) => return Ok(()),
-                Some(0xff) => return Err(parse_err(&self.buf)),
+                Some(0xff) => return Err(parse_err(&p)),
                 Some(0xfe) => {
                     // Authentication method switch: plugin name, then its scramble.
-                    let p = self.buf.clone();
                     let mut r = Cursor::new(&p[1..]);
                     let name = String::from_utf8_lossy(r.cstr().unwrap_or_default()).into_owned();
                     let data = r.rest();
@@ -278,7 +281,7 @@ impl WireConn {
                 }
                 // caching_sha2_password: 3 = fast path done (OK follows), 4 = full
                 // authentication wanted (needs TLS or RSA).
-                Some(0x01) if self.buf.get(1) == Some(&3) => {}
+                Some(0x01) if p.get(1) == Some(&3) => {}
                 Some(0x01) => {
                     return Err(WireError::Unsupported(
                         "caching_sha2_password full authentication (TLS or RSA) is not supported"
@@ -342,6 +345,29 @@ impl WireConn {
     /// # Errors
     /// Socket errors, a sequence id out of order, a packet over 1 GiB.
     pub async fn read_packet(&mut self) -> Result<&[u8], WireError> {
+        self.settle();
+        // A whole packet already in the read buffer (an answer's packets usually arrive
+        // together) is served from there, without copying it.
+        loop {
+            let b = self.stream.buffer();
+            if b.is_empty() {
+                self.stream.fill_buf().await?;
+                if self.stream.buffer().is_empty() {
+                    return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                continue;
+            }
+            if b.len() < 4 {
+                break;
+            }
+            let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+            if len >= MAX_PAYLOAD || b.len() < 4 + len || b[3] != self.seq {
+                break;
+            }
+            self.seq = self.seq.wrapping_add(1);
+            self.consumed = 4 + len;
+            return Ok(&self.stream.buffer()[4..4 + len]);
+        }
         self.buf.clear();
         loop {
             let mut hdr = [0u8; 4];
@@ -499,13 +525,45 @@ impl WireConn {
 
     /// Whether the server closed the socket (or sent something unasked) while it was idle.
     /// No system call unless the socket was reported readable.
+    /// Consumes the packet [`WireConn::read_packet`] last served from the read buffer.
+    fn settle(&mut self) {
+        if self.consumed > 0 {
+            self.stream.consume(self.consumed);
+            self.consumed = 0;
+        }
+    }
+
     fn closed_while_idle(&mut self) -> bool {
+        self.settle();
         if !self.stream.buffer().is_empty() {
             return true;
         }
         let mut b = [0u8; 1];
         !matches!(self.stream.get_ref().try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
+}
+
+/// Whole seconds since the first call, from a clock thread that ticks once a second: an idle
+/// connection's age needs no finer clock, and reading an atomic keeps two clock reads off
+/// every statement.
+fn coarse_secs() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Once;
+    static NOW: AtomicU64 = AtomicU64::new(0);
+    static TICKER: Once = Once::new();
+    TICKER.call_once(|| {
+        let start = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name("tessera-clock".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(500));
+                NOW.store(start.elapsed().as_secs(), Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no clock thread ({e}): idle backend connections are kept until closed");
+        }
+    });
+    NOW.load(Ordering::Relaxed)
 }
 
 /// One physical shard's pool of [`WireConn`]s.
@@ -516,7 +574,8 @@ pub struct WirePool {
     password: Vec<u8>,
     idle: Mutex<Vec<WireConn>>,
     permits: Arc<Semaphore>,
-    idle_ttl: Duration,
+    /// Seconds an idle connection is kept for reuse.
+    idle_ttl: u64,
     /// Set when the server asks for an authentication method the router does not speak:
     /// statements then take the `mysql_async` path.
     unsupported: AtomicBool,
@@ -539,7 +598,7 @@ impl WirePool {
             password: password.unwrap_or_default().into_bytes(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max.max(1))),
-            idle_ttl: Duration::from_secs(60),
+            idle_ttl: 60,
             unsupported: AtomicBool::new(false),
         }
     }
@@ -585,7 +644,8 @@ impl WirePool {
                 }
             });
             let Some(mut c) = c else { break };
-            if c.idle_since.elapsed() < self.idle_ttl && !c.closed_while_idle() {
+            let idle = coarse_secs().saturating_sub(c.idle_since);
+            if idle < self.idle_ttl && !c.closed_while_idle() {
                 return Ok(WireLease {
                     conn: c,
                     _permit: permit,
@@ -623,7 +683,7 @@ impl WirePool {
         if !lease.clean {
             return;
         }
-        lease.conn.idle_since = Instant::now();
+        lease.conn.idle_since = coarse_secs();
         // A huge row or statement does not keep its buffer while idle.
         if lease.conn.buf.capacity() > 1 << 20 {
             lease.conn.buf = Vec::new();

@@ -1040,7 +1040,11 @@ impl Engine {
                 }
                 for _ in 0..n {
                     let p = c.read_packet().await.map_err(map)?;
-                    let p = ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?;
+                    let p = if unq.keeps_all() {
+                        std::borrow::Cow::Borrowed(p)
+                    } else {
+                        ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
+                    };
                     if passed {
                         io.write_packet(&p).await.map_err(io_err)?;
                     } else {
@@ -1712,6 +1716,12 @@ async fn release(mut conn: Conn, dirty: bool) {
 pub struct Unqualify<'k>(pub Option<&'k KeyspaceRouting>);
 
 impl Unqualify<'_> {
+    /// Whether every text stays as it is (no keyspace, or an unsharded one: its schema is
+    /// the keyspace's name).
+    pub fn keeps_all(&self) -> bool {
+        self.0.is_none_or(|k| !k.sharded)
+    }
+
     /// `text` with logical-shard schema names mapped back to the keyspace name (borrowed
     /// when there are none).
     pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -1725,7 +1735,7 @@ impl Unqualify<'_> {
 /// Maps logical-shard schema names in a backend message back to the keyspace name.
 pub fn unqualify<'a>(msg: &'a str, ks: &KeyspaceRouting) -> Cow<'a, str> {
     let name = ks.name.as_str();
-    if !ks.sharded || !msg.contains(name) {
+    if Unqualify(Some(ks)).keeps_all() || !msg.contains(name) {
         return Cow::Borrowed(msg);
     }
     let mut out = String::with_capacity(msg.len());

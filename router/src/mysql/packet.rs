@@ -2,7 +2,9 @@
 
 use super::constants::MAX_CLIENT_PACKET;
 use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::TcpStream;
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
@@ -71,6 +73,21 @@ impl PacketIo {
     /// id out of order.
     pub async fn read_packet(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
+        // The common case: the whole packet arrives in one read; it is taken from the read
+        // buffer as a whole rather than header and body through two reads.
+        if self.reader.buffer().is_empty() {
+            self.reader.fill_buf().await?;
+        }
+        let b = self.reader.buffer();
+        if b.len() >= 4 {
+            let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+            if len < MAX_PAYLOAD && b.len() >= 4 + len && b[3] == self.seq {
+                self.seq = self.seq.wrapping_add(1);
+                buf.extend_from_slice(&b[4..4 + len]);
+                self.reader.consume(4 + len);
+                return Ok(());
+            }
+        }
         loop {
             let mut hdr = [0u8; 4];
             self.reader.read_exact(&mut hdr).await?;
