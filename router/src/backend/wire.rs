@@ -298,18 +298,32 @@ impl WireConn {
     /// # Errors
     /// Socket errors.
     pub async fn command(&mut self, cmd: u8, arg: &[u8]) -> io::Result<()> {
-        self.seq = 0;
-        let total = arg.len() + 1;
-        if total >= MAX_PAYLOAD {
-            let mut p = Vec::with_capacity(total);
-            p.push(cmd);
-            p.extend_from_slice(arg);
-            return self.write_packet(&p).await;
-        }
+        self.command_with(cmd, |out| out.extend_from_slice(arg))
+            .await
+    }
+
+    /// [`WireConn::command`] with the argument appended by `arg` straight into the output
+    /// buffer (no buffer of its own).
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub async fn command_with(
+        &mut self,
+        cmd: u8,
+        arg: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        out.extend_from_slice(&[total as u8, (total >> 8) as u8, (total >> 16) as u8, 0, cmd]);
-        out.extend_from_slice(arg);
+        out.extend_from_slice(&[0, 0, 0, 0, cmd]);
+        arg(&mut out);
+        let total = out.len() - 4;
+        self.seq = 0;
+        if total >= MAX_PAYLOAD {
+            let p = out[4..].to_vec();
+            self.out = out;
+            return self.write_packet(&p).await;
+        }
+        out[..3].copy_from_slice(&(total as u32).to_le_bytes()[..3]);
         self.seq = 1;
         let r = self.stream.get_mut().write_all(&out).await;
         self.out = out;

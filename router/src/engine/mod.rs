@@ -913,22 +913,22 @@ impl Engine {
                     )));
                 }
                 // Always with types: the connection may not be the one that saw them first.
-                let mut body = Vec::with_capacity(16 + params.values.len() + 2 * types.len());
-                body.extend_from_slice(&id.to_le_bytes());
-                body.push(0);
-                body.extend_from_slice(&1u32.to_le_bytes());
-                if !types.is_empty() {
-                    body.extend_from_slice(params.nulls);
-                    body.push(1);
-                    for (t, unsigned) in *types {
-                        body.push(*t);
-                        body.push(if *unsigned { 0x80 } else { 0 });
+                c.command_with(COM_STMT_EXECUTE, |body| {
+                    body.extend_from_slice(&id.to_le_bytes());
+                    body.push(0);
+                    body.extend_from_slice(&1u32.to_le_bytes());
+                    if !types.is_empty() {
+                        body.extend_from_slice(params.nulls);
+                        body.push(1);
+                        for (t, unsigned) in *types {
+                            body.push(*t);
+                            body.push(if *unsigned { 0x80 } else { 0 });
+                        }
+                        body.extend_from_slice(params.values);
                     }
-                    body.extend_from_slice(params.values);
-                }
-                c.command(COM_STMT_EXECUTE, &body)
-                    .await
-                    .map_err(|e| map(e.into()))?;
+                })
+                .await
+                .map_err(|e| map(e.into()))?;
                 true
             }
         };
