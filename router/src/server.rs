@@ -717,7 +717,10 @@ async fn query(
         planner::Plan::Local(_) => 0,
     };
     io.rows = 0;
-    let r = shared.engine.execute(session, plan, io).await;
+    let r = shared
+        .engine
+        .execute_planned(session, plan, io, Some(&rt))
+        .await;
     if let Some(c) = io.capture.take() {
         if let (Ok(()), Some(spec)) = (&r, spec) {
             shared.results.finish(spec, trimmed.to_string(), c);
@@ -942,7 +945,7 @@ async fn execute(
         io.rows = 0;
         let r = shared
             .engine
-            .execute_prepared(session, &e, &types, &params, io)
+            .execute_prepared(session, &e, &types, &params, io, &rt)
             .await;
         if !matches!(r, Ok(false)) {
             let r = r.map(|_| ());

@@ -156,6 +156,21 @@ impl Engine {
         plan: Plan,
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
+        self.execute_planned(session, plan, io, None).await
+    }
+
+    /// [`Engine::execute`] for a plan made with routing table `planned_with`: a read runs
+    /// with that same table (writes take the newest, after waiting out a cutover).
+    ///
+    /// # Errors
+    /// Like [`Engine::execute`].
+    pub async fn execute_planned(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+        planned_with: Option<&Arc<RoutingTable>>,
+    ) -> Result<(), SqlError> {
         match plan {
             // Boxed, like the other paths off the single-shard one below: a statement's
             // future is as large as its largest branch, and it is moved on every call.
@@ -170,8 +185,15 @@ impl Engine {
                         session.copy_after = written;
                     }
                 }
-                let rt = self.topo.table();
-                let r = self.exec(session, &rt, *e, io).await;
+                let fresh;
+                let rt = match planned_with {
+                    Some(rt) if e.kind == StmtKind::Read => rt,
+                    _ => {
+                        fresh = self.topo.table();
+                        &fresh
+                    }
+                };
+                let r = self.exec(session, rt, *e, io).await;
                 session.copy_after.clear();
                 r
             }
@@ -951,11 +973,11 @@ impl Engine {
         types: &[(u8, bool)],
         params: &crate::prepared::Params<'_>,
         io: &mut PacketIo,
+        rt: &RoutingTable,
     ) -> Result<bool, SqlError> {
         if session.in_transaction() {
             return Ok(false);
         }
-        let rt = self.topo.table();
         let ks = match &e.keyspace {
             Some(k) => Some(
                 rt.keyspace(k)
@@ -973,9 +995,9 @@ impl Engine {
             params,
         };
         if let [ps] = t.shards.as_ref() {
-            return answered(self.run_single(session, &rt, ps, &stmt, io, unq).await?);
+            return answered(self.run_single(session, rt, ps, &stmt, io, unq).await?);
         }
-        Box::pin(self.one_of(session, &rt, &t.shards, &stmt, io, unq, t.none)).await
+        Box::pin(self.one_of(session, rt, &t.shards, &stmt, io, unq, t.none)).await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
