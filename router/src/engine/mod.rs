@@ -985,7 +985,7 @@ impl Engine {
             ),
             None => None,
         };
-        let Some(t) = single_target(session, &rt, e, ks)? else {
+        let Some(t) = single_target(session, rt, e, ks)? else {
             return Ok(false);
         };
         let unq = Unqualify(ks);
