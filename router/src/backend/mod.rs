@@ -76,25 +76,23 @@ impl ShardPool {
     /// # Errors
     /// 1105 naming the shard when it cannot be reached in time.
     pub async fn get_conn(&self) -> Result<Conn, SqlError> {
-        use futures_util::FutureExt;
-        let started = std::time::Instant::now();
-        let mut get = Box::pin(self.pool.get_conn());
-        // An idle connection is there at once; only a wait (or a new connection) is timed,
-        // which keeps a timer registration off the common path.
-        let got = match (&mut get).now_or_never() {
-            Some(r) => Ok(r),
-            None => tokio::time::timeout(self.connect_timeout, get).await,
-        };
-        let r = match got {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(SqlError::shard(&self.name, &self.addr, e)),
-            Err(_) => Err(SqlError::shard(&self.name, &self.addr, "connect timed out")),
-        };
-        match &r {
-            Ok(_) => self.acquire.observe(started.elapsed().as_secs_f64()),
-            Err(_) => self.failures.inc(),
+        // The timer is armed only for a wait, which keeps its registration off the common path.
+        let (got, waited) =
+            waited(Box::pin(self.pool.get_conn()), Some(self.connect_timeout)).await;
+        match got {
+            Ok(Ok(c)) => {
+                self.acquire.observe(waited);
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                self.failures.inc();
+                Err(SqlError::shard(&self.name, &self.addr, e))
+            }
+            Err(_) => {
+                self.failures.inc();
+                Err(SqlError::shard(&self.name, &self.addr, "connect timed out"))
+            }
         }
-        r
     }
 
     /// Takes a connection from the wire pool (preferring one whose session `SET`s are `sets`),
@@ -107,19 +105,13 @@ impl ShardPool {
         if !self.wire.usable() {
             return Ok(None);
         }
-        use futures_util::FutureExt;
-        // An idle connection is there at once (recorded as no wait, without reading the
-        // clock); only a wait or a new connection is timed.
-        let mut get = std::pin::pin!(self.wire.get(self.connect_timeout, sets));
-        let got = match (&mut get).now_or_never() {
-            Some(r) => r.map(|l| (l, 0.0)),
-            None => {
-                let started = std::time::Instant::now();
-                get.await.map(|l| (l, started.elapsed().as_secs_f64()))
-            }
+        // `get` bounds its own waits.
+        let get = std::pin::pin!(self.wire.get(self.connect_timeout, sets));
+        let (Ok(got), waited) = waited(get, None).await else {
+            return Err(SqlError::shard(&self.name, &self.addr, "connect timed out"));
         };
         match got {
-            Ok((l, waited)) => {
+            Ok(l) => {
                 self.acquire.observe(waited);
                 Ok(Some(l))
             }
@@ -133,6 +125,24 @@ impl ShardPool {
             }
         }
     }
+}
+
+/// Runs `get` and says how many seconds it waited: none, without reading the clock, when it
+/// is ready at once (an idle connection); otherwise it is timed, and bounded by `limit`.
+async fn waited<F: std::future::Future + Unpin>(
+    mut get: F,
+    limit: Option<Duration>,
+) -> (Result<F::Output, tokio::time::error::Elapsed>, f64) {
+    use futures_util::FutureExt;
+    if let Some(r) = (&mut get).now_or_never() {
+        return (Ok(r), 0.0);
+    }
+    let started = std::time::Instant::now();
+    let r = match limit {
+        Some(d) => tokio::time::timeout(d, get).await,
+        None => Ok(get.await),
+    };
+    (r, started.elapsed().as_secs_f64())
 }
 
 /// Every physical shard's pool.

@@ -362,22 +362,12 @@ impl WireConn {
         self.settle();
         // A whole packet already in the read buffer (an answer's packets usually arrive
         // together) is served from there, without copying it.
-        loop {
-            let b = self.stream.buffer();
-            if b.is_empty() {
-                self.stream.fill_buf().await?;
-                if self.stream.buffer().is_empty() {
-                    return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into()));
-                }
-                continue;
-            }
-            if b.len() < 4 {
-                break;
-            }
-            let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
-            if len >= MAX_PAYLOAD || b.len() < 4 + len || b[3] != self.seq {
-                break;
-            }
+        if self.stream.buffer().is_empty() {
+            self.stream.fill_buf().await?;
+        }
+        if let Some(len) =
+            crate::mysql::codec::whole_packet(self.stream.buffer(), self.seq, MAX_PAYLOAD)
+        {
             self.seq = self.seq.wrapping_add(1);
             self.consumed = 4 + len;
             return Ok(&self.stream.buffer()[4..4 + len]);

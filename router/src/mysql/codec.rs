@@ -1,5 +1,13 @@
 //! Length-encoded integers and strings, and a cursor for reading packet payloads.
 
+/// The payload length of the packet at the start of `buf` when the whole packet is there,
+/// carries sequence id `seq` and is no continuation (under `max_payload` bytes).
+pub fn whole_packet(buf: &[u8], seq: u8, max_payload: usize) -> Option<usize> {
+    let h = buf.get(..4)?;
+    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+    (len < max_payload && buf.len() >= 4 + len && h[3] == seq).then_some(len)
+}
+
 /// Appends a length-encoded integer.
 pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
     let (b, n) = lenenc_int(v);
@@ -120,6 +128,17 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_packets_are_told_from_partial_ones() {
+        let p = [3, 0, 0, 7, b'a', b'b', b'c', 9];
+        assert_eq!(whole_packet(&p, 7, 0xff_ffff), Some(3));
+        // Out of sequence, cut short, no header, or a 16 MiB continuation: not whole.
+        assert_eq!(whole_packet(&p, 6, 0xff_ffff), None);
+        assert_eq!(whole_packet(&p[..6], 7, 0xff_ffff), None);
+        assert_eq!(whole_packet(&p[..3], 7, 0xff_ffff), None);
+        assert_eq!(whole_packet(&p, 7, 3), None);
+    }
 
     #[test]
     fn lenenc_round_trips() {

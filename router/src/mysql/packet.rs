@@ -79,14 +79,11 @@ impl PacketIo {
             self.reader.fill_buf().await?;
         }
         let b = self.reader.buffer();
-        if b.len() >= 4 {
-            let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
-            if len < MAX_PAYLOAD && b.len() >= 4 + len && b[3] == self.seq {
-                self.seq = self.seq.wrapping_add(1);
-                buf.extend_from_slice(&b[4..4 + len]);
-                self.reader.consume(4 + len);
-                return Ok(());
-            }
+        if let Some(len) = super::codec::whole_packet(b, self.seq, MAX_PAYLOAD) {
+            self.seq = self.seq.wrapping_add(1);
+            buf.extend_from_slice(&b[4..4 + len]);
+            self.reader.consume(4 + len);
+            return Ok(());
         }
         loop {
             let mut hdr = [0u8; 4];

@@ -185,7 +185,7 @@ impl PlanCache {
                         template.push_str(&sql[s..e]);
                     }
                 }
-                return Ok(Plan::Exec(Box::new(b.bind(template, key))));
+                return Ok(Plan::Exec(Box::new(bound(&b.exec, template, key))));
             }
             Some(_) => {
                 self.count(false);
@@ -219,39 +219,36 @@ fn template_of(e: &Exec) -> Option<&str> {
     }
 }
 
-impl Bindable {
-    /// The cached plan for a statement of its shape whose template is `template` (and, for
-    /// a sharded single-shard plan, whose key literal at byte `at` names logical shard `ls`),
-    /// built without copying the cached template.
-    fn bind(&self, template: String, key: Option<(u32, usize)>) -> Exec {
-        let e = &self.exec;
-        let targets = match &e.targets {
-            Targets::Ls { ls, .. } => Targets::Ls {
-                template,
-                ls: match key {
-                    Some((l, _)) => vec![l],
-                    None => ls.clone(),
-                },
+/// The plan `e` for a statement of its shape whose template is `template` (and, for a sharded
+/// single-shard plan, whose key literal at byte `at` names logical shard `ls`: `key`), built
+/// without copying `e`'s own template.
+fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
+    let targets = match &e.targets {
+        Targets::Ls { ls, .. } => Targets::Ls {
+            template,
+            ls: match key {
+                Some((l, _)) => vec![l],
+                None => ls.clone(),
             },
-            Targets::Reference { .. } => Targets::Reference { sql: template },
-            Targets::Any { .. } => Targets::Any { sql: template },
-            Targets::PerLs(v) => Targets::PerLs(v.clone()),
-        };
-        let mut key_at = e.key_at;
-        if let (Some(a), Some((_, at))) = (key_at.as_mut(), key) {
-            a.at = at;
-        }
-        Exec {
-            keyspace: e.keyspace.clone(),
-            kind: e.kind,
-            route: e.route,
-            targets,
-            limit: e.limit,
-            unionable: e.unionable,
-            merge: e.merge.clone(),
-            key_at,
-            aliased_items: e.aliased_items,
-        }
+        },
+        Targets::Reference { .. } => Targets::Reference { sql: template },
+        Targets::Any { .. } => Targets::Any { sql: template },
+        Targets::PerLs(v) => Targets::PerLs(v.clone()),
+    };
+    let mut key_at = e.key_at;
+    if let (Some(a), Some((_, at))) = (key_at.as_mut(), key) {
+        a.at = at;
+    }
+    Exec {
+        keyspace: e.keyspace.clone(),
+        kind: e.kind,
+        route: e.route,
+        targets,
+        limit: e.limit,
+        unionable: e.unionable,
+        merge: e.merge.clone(),
+        key_at,
+        aliased_items: e.aliased_items,
     }
 }
 
@@ -306,14 +303,12 @@ fn bindable(
         at = e;
     }
     pieces.push(template[at..].to_string());
-    let mut b = Bindable {
-        exec: Exec::clone(e),
+    Some(Bindable {
+        // The template lives on in `pieces`.
+        exec: bound(e, String::new(), None),
         pieces,
         key,
-    };
-    // The template lives on in `pieces`.
-    b.exec = b.bind(String::new(), None);
-    Some(b)
+    })
 }
 
 /// Splits `sql` into its normalised key and literal ranges; `None` when it does not tokenise
