@@ -45,6 +45,8 @@ pub struct Engine {
     moves: crate::moves::Moves,
     /// Bound on each lock wait of a transaction spanning physical shards (s; 0: none).
     multi_shard_lock_wait_s: u64,
+    /// Unique keys of sharded tables, for writes that resolve conflicts on them.
+    unique_keys: crate::unique_keys::UniqueKeyCache,
 }
 
 impl Engine {
@@ -52,6 +54,7 @@ impl Engine {
         Engine {
             moves: crate::moves::Moves::new(topo.clone(), backends.clone()),
             multi_shard_lock_wait_s: 2,
+            unique_keys: Default::default(),
             topo,
             backends,
             sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),
@@ -176,6 +179,10 @@ impl Engine {
             // future is as large as its largest branch, and it is moved on every call.
             Plan::Local(l) => Box::pin(self.local(session, l, io)).await,
             Plan::Exec(e) => {
+                if let (Some(c), Some(ks)) = (&e.conflict, &e.keyspace) {
+                    let rt = self.topo.table();
+                    Box::pin(self.unique_keys.check(&self.backends, &rt, ks, c)).await?;
+                }
                 // Writes to a logical shard being cut over wait here for the flip.
                 let written = self.moves.guard(session, &e).await?;
                 if !written.is_empty() {
@@ -193,8 +200,14 @@ impl Engine {
                         &fresh
                     }
                 };
+                let ddl_in = (e.kind == StmtKind::Ddl)
+                    .then(|| e.keyspace.clone())
+                    .flatten();
                 let r = self.exec(session, rt, *e, io).await;
                 session.copy_after.clear();
+                if let Some(ks) = ddl_in {
+                    self.unique_keys.forget_keyspace(&ks);
+                }
                 r
             }
         }
@@ -240,9 +253,7 @@ impl Engine {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;
                 let ids: Vec<u64> = (first..first + n).collect();
-                let sql = s
-                    .with_ids(&ids)
-                    .ok_or_else(|| SqlError::router("cannot write ids into the INSERT"))?;
+                let sql = s.with_ids(&ids)?;
                 let rt = self.topo.table();
                 let plan = crate::planner::plan_session(
                     &sql,

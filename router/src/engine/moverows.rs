@@ -45,6 +45,7 @@ impl Engine {
             merge: None,
             key_at: None,
             aliased_items: false,
+            conflict: None,
         };
         let mut written = self.moves.guard(session, &m.update).await?;
         written.extend(self.moves.guard(session, &target).await?);

@@ -9,7 +9,7 @@
 //! compare by their bytes. Hidden columns come last and are
 //! cut off before rows reach the client.
 
-use super::rewrite::{Edits, Offsets};
+use super::rewrite::{comments, keywords_before, Edits, Offsets};
 use crate::error::SqlError;
 use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
@@ -643,11 +643,10 @@ impl MergePlanner<'_> {
                 .ok_or_else(|| unsupported("HAVING"))?;
             let text = self.text(h).unwrap_or_default();
             let he = he.max(hs + text.len());
-            let before = self.sql[..hs].trim_end();
-            if !before.to_ascii_uppercase().ends_with("HAVING") {
-                return Err(unsupported("HAVING"));
-            }
-            edits.replace(before.len() - "HAVING".len(), he, "");
+            let cs = comments(self.sql);
+            let kw = keywords_before(self.sql, &cs, hs, &["HAVING"])
+                .ok_or_else(|| unsupported("HAVING"))?;
+            edits.replace(kw, he, "");
         }
         // ORDER BY over merged groups: by output column.
         let mut order_keys = Vec::new();
@@ -695,14 +694,9 @@ impl MergePlanner<'_> {
                     .offsets
                     .range(self.sql, e.span())
                     .ok_or_else(|| unsupported("LIMIT"))?;
-                let before = self.sql[..s].trim_end();
-                let upper = before.to_ascii_uppercase();
-                let kw = if upper.ends_with("LIMIT") {
-                    "LIMIT"
-                } else {
-                    return Err(unsupported("this LIMIT form with GROUP BY"));
-                };
-                let start = before.len() - kw.len();
+                let cs = comments(self.sql);
+                let start = keywords_before(self.sql, &cs, s, &["LIMIT"])
+                    .ok_or_else(|| unsupported("this LIMIT form with GROUP BY"))?;
                 // LIMIT is the statement's last clause here (no locking clause).
                 edits.replace(start, self.sql.len(), "");
             }
@@ -760,20 +754,13 @@ impl MergePlanner<'_> {
                 "COUNT(DISTINCT …) beside plain columns or HAVING, without GROUP BY",
             ));
         }
-        // Where the clauses after WHERE start: the keyword before their first expression.
-        let keyword_before = |e: &Expr, words: &[&str]| -> Option<usize> {
-            let (s, _) = self.offsets.range(self.sql, e.span())?;
-            let mut before = self.sql[..s].trim_end();
-            for w in words.iter().rev() {
-                let upper = before.to_ascii_uppercase();
-                if !upper.ends_with(w) {
-                    return None;
-                }
-                before = before[..before.len() - w.len()].trim_end();
-            }
-            let at = before.len();
-            // Just past the end of what comes before (keep the space).
-            Some(at)
+        // Where the clauses after WHERE start: the first keyword before their first
+        // expression (a comment between the keywords, or one that holds a keyword, is refused
+        // here or by the edits).
+        let cs = comments(self.sql);
+        let keyword_start = |e: &Expr, words: &[&str]| -> Option<usize> {
+            let (at, _) = self.offsets.range(self.sql, e.span())?;
+            keywords_before(self.sql, &cs, at, words)
         };
         let order_first = q.order_by.as_ref().and_then(|ob| match &ob.kind {
             OrderByKind::Expressions(v) => v.first().map(|o| &o.expr),
@@ -785,12 +772,19 @@ impl MergePlanner<'_> {
             }
             LimitClause::OffsetCommaLimit { offset, .. } => Some(offset),
         });
+        // Just before the keyword of the next clause, or past the statement's last token
+        // (never after a trailing comment, which could swallow it).
         let at = match (order_first, limit_first) {
-            (Some(e), _) => keyword_before(e, &["ORDER", "BY"]).ok_or_else(shape)?,
-            (None, Some(e)) => keyword_before(e, &["LIMIT"]).ok_or_else(shape)?,
-            (None, None) => self.sql.len(),
+            (Some(e), _) => keyword_start(e, &["ORDER", "BY"]).ok_or_else(shape)?,
+            (None, Some(e)) => keyword_start(e, &["LIMIT"]).ok_or_else(shape)?,
+            (None, None) => super::rewrite::statement_end(self.sql),
         };
-        edits.insert(at, format!(" GROUP BY {x}"));
+        let space = if self.sql[..at].ends_with(|c: char| c.is_ascii_whitespace()) {
+            ""
+        } else {
+            " "
+        };
+        edits.insert(at, format!("{space}GROUP BY {x} "));
         Ok(())
     }
 
@@ -812,12 +806,8 @@ impl MergePlanner<'_> {
             .offsets
             .range(self.sql, first.relation.span())
             .ok_or_else(|| unsupported("this FROM clause"))?;
-        let before = self.sql[..start].trim_end();
-        let upper = before.to_ascii_uppercase();
-        if !upper.ends_with("FROM") {
-            return Err(unsupported("this FROM clause"));
-        }
-        let at = before.len() - "FROM".len();
+        let at = keywords_before(self.sql, &comments(self.sql), start, &["FROM"])
+            .ok_or_else(|| unsupported("this FROM clause"))?;
         edits.insert(at, format!(", {} ", b.hidden.join(", ")));
         Ok(())
     }

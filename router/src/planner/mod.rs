@@ -12,8 +12,8 @@ pub mod plan;
 pub mod rewrite;
 
 pub use plan::{
-    CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind, Targets,
-    LS_PLACEHOLDER,
+    Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind,
+    Targets, LS_PLACEHOLDER,
 };
 
 use crate::error::SqlError;
@@ -85,6 +85,11 @@ fn plan_parsed(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
+    rewrite::check_executable_comments(sql).map_err(|c| {
+        SqlError::unsupported(format!(
+            "the executable comment {c}… (write it as /*!NNNNN … */ with a five-digit version, or without the comment)"
+        ))
+    })?;
     let stmt = parse_one(sql)?;
     refuse_last_statement_state(&stmt)?;
     let p = Planner {
@@ -907,6 +912,7 @@ impl<'a> Planner<'a> {
                 merge: None,
                 key_at: None,
                 aliased_items: false,
+                conflict: None,
             }))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;
@@ -1097,9 +1103,7 @@ impl<'a> Planner<'a> {
     fn qualified(&self, r: &Resolved<'_>, extra: Edits) -> Result<String, SqlError> {
         let mut edits = extra;
         let Some(ks) = r.ks else {
-            return edits
-                .apply(self.sql)
-                .ok_or_else(|| SqlError::router("cannot rewrite the statement"));
+            return Ok(edits.apply(self.sql)?);
         };
         let schema_of = |routing: &TableRouting| match routing {
             TableRouting::Sharded { .. } => LS_PLACEHOLDER.to_string(),
@@ -1119,9 +1123,7 @@ impl<'a> Planner<'a> {
                 .ok_or_else(|| SqlError::unknown_table(&ks.name, table))?;
             edits.replace(*s, *e, format!("{}.", schema_of(&routing)));
         }
-        edits
-            .apply(self.sql)
-            .ok_or_else(|| SqlError::router("cannot rewrite the statement"))
+        Ok(edits.apply(self.sql)?)
     }
 
     fn any(&self, sql: String, kind: StmtKind) -> Plan {
@@ -1135,6 +1137,7 @@ impl<'a> Planner<'a> {
             merge: None,
             key_at: None,
             aliased_items: false,
+            conflict: None,
         }))
     }
 
@@ -1212,6 +1215,7 @@ impl<'a> Planner<'a> {
                 merge: None,
                 key_at: None,
                 aliased_items: false,
+                conflict: None,
             }));
         }
         let ls = if ks.sharded {
@@ -1234,6 +1238,7 @@ impl<'a> Planner<'a> {
             merge: None,
             key_at: None,
             aliased_items: false,
+            conflict: None,
         }))
     }
 
@@ -1760,10 +1765,33 @@ impl<'a> Planner<'a> {
             }
             row_ranges.push(self.row_range(row)?);
         }
+        let conflict = if ins.replace_into {
+            Some("REPLACE")
+        } else if ins.ignore {
+            Some("INSERT IGNORE")
+        } else if matches!(
+            ins.on,
+            Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(_))
+        ) {
+            Some("INSERT … ON DUPLICATE KEY UPDATE")
+        } else {
+            None
+        }
+        .map(|action| {
+            Box::new(plan::Conflict {
+                table: target.name.to_string(),
+                shard_key: shard_key.to_string(),
+                action,
+            })
+        });
         let sql = self.qualified(&r, Edits::default())?;
         if per_ls.len() == 1 {
             let ls = per_ls.iter().map(|(l, _)| *l).collect();
-            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, Some(ls), None, false));
+            let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, Some(ls), None, false);
+            if let Plan::Exec(e) = &mut plan {
+                e.conflict = conflict;
+            }
+            return Ok(plan);
         }
         // Split: the text before the first row and after the last stays; the rows are picked.
         let (Some(first), Some(last)) = (row_ranges.first(), row_ranges.last()) else {
@@ -1775,8 +1803,7 @@ impl<'a> Planner<'a> {
             let mut e = Edits::default();
             let t = &target;
             e.replace(t.qualify.0, t.qualify.1, format!("{LS_PLACEHOLDER}."));
-            e.apply(head)
-                .ok_or_else(|| SqlError::router("cannot rewrite the INSERT"))?
+            e.apply(head)?
         };
         let mut out = Vec::with_capacity(per_ls.len());
         for (ls, rows) in per_ls {
@@ -1803,6 +1830,7 @@ impl<'a> Planner<'a> {
             merge: None,
             key_at: None,
             aliased_items: false,
+            conflict,
         })))
     }
 

@@ -77,6 +77,19 @@ pub struct Exec {
     /// Whether select items got aliases copied from the statement's text (literals included),
     /// which the plan cache cannot re-bind.
     pub aliased_items: bool,
+    /// For `REPLACE`, `INSERT IGNORE` and `INSERT … ON DUPLICATE KEY UPDATE` on a sharded
+    /// table: the engine checks before running it that every unique key of the table holds
+    /// the shard key (else a conflicting row may live on another logical shard).
+    pub conflict: Option<Box<Conflict>>,
+}
+
+/// A write whose meaning depends on unique keys: see [`Exec::conflict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub table: String,
+    pub shard_key: String,
+    /// The statement kind, as named in a refusal.
+    pub action: &'static str,
 }
 
 /// The literal that decides a statement's logical shard, and how it maps to one.
@@ -172,7 +185,10 @@ pub struct SequenceInsert {
 
 impl SequenceInsert {
     /// Returns the statement with `ids` written in.
-    pub fn with_ids(&self, ids: &[u64]) -> Option<String> {
+    ///
+    /// # Errors
+    /// As [`super::rewrite::Edits::apply`].
+    pub fn with_ids(&self, ids: &[u64]) -> Result<String, super::rewrite::RewriteError> {
         let mut e = super::rewrite::Edits::default();
         e.insert(
             self.column_at,

@@ -1,7 +1,28 @@
 //! Text edits on the original SQL, located by the parser's token spans, so that everything
 //! the planner does not touch (literals, comments, spacing) reaches the backend byte for byte.
 
+use crate::error::SqlError;
 use sqlparser::tokenizer::{Location, Span};
+
+/// Why a set of edits cannot be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteError {
+    /// Two edits overlap, or one lies outside the text (a planner bug).
+    Overlap,
+    /// An edit would fall inside a comment, or touch an executable one.
+    Comment,
+}
+
+impl From<RewriteError> for SqlError {
+    fn from(e: RewriteError) -> Self {
+        match e {
+            RewriteError::Overlap => SqlError::router("cannot rewrite the statement"),
+            RewriteError::Comment => SqlError::unsupported(
+                "a comment at this place of a statement the router rewrites (move the comment before the statement or after its last clause)",
+            ),
+        }
+    }
+}
 
 /// A set of replacements of byte ranges of one SQL string.
 #[derive(Debug, Default)]
@@ -97,22 +118,227 @@ impl Edits {
         self.edits.push((at, at, text.into()));
     }
 
-    /// Returns `sql` with every edit applied, or `None` if two edits overlap.
-    pub fn apply(mut self, sql: &str) -> Option<String> {
+    /// Returns `sql` with every edit applied. An edit inside a comment, or touching an
+    /// executable one (`/*! … */`, whose text MariaDB runs), is refused; text inserted right
+    /// after a line comment that ends the statement without a newline gets one first, so that
+    /// the comment cannot swallow it.
+    ///
+    /// # Errors
+    /// [`RewriteError::Overlap`] if two edits overlap, [`RewriteError::Comment`] for an edit
+    /// that would change what a comment holds.
+    pub fn apply(mut self, sql: &str) -> Result<String, RewriteError> {
         self.edits.sort_by_key(|e| (e.0, e.1));
+        let comments = if self.edits.is_empty() {
+            Vec::new()
+        } else {
+            comments(sql)
+        };
         let mut out = String::with_capacity(sql.len() + 32 * self.edits.len());
         let mut pos = 0;
         for (s, e, text) in &self.edits {
             if *s < pos || *e > sql.len() {
-                return None;
+                return Err(RewriteError::Overlap);
             }
-            out.push_str(sql.get(pos..*s)?);
+            let mut newline = false;
+            for c in &comments {
+                let inside = |p: usize| c.start < p && p < c.end;
+                let at_edge = |p: usize| p == c.start || p == c.end;
+                if inside(*s) || inside(*e) || (c.executable && (at_edge(*s) || at_edge(*e))) {
+                    return Err(RewriteError::Comment);
+                }
+                if c.line && *s == c.end && !sql[..c.end].ends_with('\n') && !text.is_empty() {
+                    newline = true;
+                }
+            }
+            out.push_str(sql.get(pos..*s).ok_or(RewriteError::Overlap)?);
+            if newline {
+                out.push('\n');
+            }
             out.push_str(text);
             pos = *e;
         }
-        out.push_str(sql.get(pos..)?);
-        Some(out)
+        out.push_str(sql.get(pos..).ok_or(RewriteError::Overlap)?);
+        Ok(out)
     }
+}
+
+/// A comment in a statement, as byte offsets (`end` past its last byte, a line comment's
+/// newline included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comment {
+    pub start: usize,
+    pub end: usize,
+    /// `-- ` or `#` to the end of the line.
+    pub line: bool,
+    /// `/*! … */` or `/*M! … */` with text in it: MariaDB runs that text.
+    pub executable: bool,
+}
+
+/// Returns the comments of `sql`, skipping quoted strings and identifiers (backslash escapes
+/// as in MariaDB's default `sql_mode`).
+pub fn comments(sql: &str) -> Vec<Comment> {
+    let b = sql.as_bytes();
+    let n = b.len();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let line_end = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(n, |p| from + p + 1)
+    };
+    while i < n {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < n {
+                    let c = b[i];
+                    if c == b'\\' && q != b'`' {
+                        i += 2;
+                    } else if c == q {
+                        i += 1;
+                        if i < n && b[i] == q {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'#' => {
+                let end = line_end(i);
+                out.push(Comment {
+                    start: i,
+                    end,
+                    line: true,
+                    executable: false,
+                });
+                i = end;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|&c| c <= b' ') => {
+                let end = line_end(i);
+                out.push(Comment {
+                    start: i,
+                    end,
+                    line: true,
+                    executable: false,
+                });
+                i = end;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = b[i + 2..]
+                    .windows(2)
+                    .position(|w| w == b"*/")
+                    .map_or(n, |p| i + 2 + p + 2);
+                let body = &b[i + 2..end.saturating_sub(2).max(i + 2)];
+                let rest = body.strip_prefix(b"M!").or_else(|| body.strip_prefix(b"!"));
+                // Executable when MariaDB has text of it to run (beyond a version number).
+                let executable = rest.is_some_and(|r| {
+                    r.iter()
+                        .skip_while(|c| c.is_ascii_digit())
+                        .any(|c| !c.is_ascii_whitespace())
+                });
+                out.push(Comment {
+                    start: i,
+                    end,
+                    line: false,
+                    executable,
+                });
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Refuses executable comments the SQL parser reads differently from MariaDB: `/*M! … */`
+/// (the parser takes it for a plain comment, MariaDB runs it) and `/*!` with a version that
+/// is not five digits (MariaDB takes five, the parser all of them). Either way the plan would
+/// be made for another statement than the one MariaDB runs.
+///
+/// # Errors
+/// The comment's text, shortened, when it is one of those.
+pub fn check_executable_comments(sql: &str) -> Result<(), String> {
+    if !sql.contains("/*") {
+        return Ok(());
+    }
+    for c in comments(sql) {
+        if !c.executable {
+            continue;
+        }
+        let text = &sql[c.start..c.end];
+        let body = text.trim_start_matches("/*").trim_end_matches("*/");
+        let (mariadb_only, rest) = match body.strip_prefix("M!") {
+            Some(r) => (true, r),
+            None => (false, body.strip_prefix('!').unwrap_or(body)),
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let content = rest[digits..].trim();
+        if content.is_empty() {
+            continue;
+        }
+        if mariadb_only || !(digits == 0 || digits == 5) {
+            let short: String = text.chars().take(40).collect();
+            return Err(short);
+        }
+    }
+    Ok(())
+}
+
+/// Returns the byte offset just past the statement's last token that is not a comment,
+/// whitespace or `;`: where a clause added at the end of the statement goes.
+pub fn statement_end(sql: &str) -> usize {
+    skip_back(sql, &comments(sql), sql.len(), true)
+}
+
+/// Moves `end` back over whitespace and comments that MariaDB does not run (and `;` if
+/// `semicolons`).
+fn skip_back(sql: &str, comments: &[Comment], mut end: usize, semicolons: bool) -> usize {
+    loop {
+        let before =
+            sql[..end].trim_end_matches(|c: char| c.is_whitespace() || semicolons && c == ';');
+        let mut e = before.len();
+        if let Some(c) = comments
+            .iter()
+            .find(|c| c.start < e && e <= c.end && !c.executable)
+        {
+            e = c.start;
+        }
+        if e == end {
+            return end;
+        }
+        end = e;
+    }
+}
+
+/// Returns where keywords `words` start when they stand, in order, just before `at`, with
+/// only whitespace and comments MariaDB does not run around them; `None` otherwise.
+pub fn keywords_before(
+    sql: &str,
+    comments: &[Comment],
+    at: usize,
+    words: &[&str],
+) -> Option<usize> {
+    let mut end = at;
+    for w in words.iter().rev() {
+        end = skip_back(sql, comments, end, false);
+        let start = end.checked_sub(w.len())?;
+        if !sql.get(start..end)?.eq_ignore_ascii_case(w) {
+            return None;
+        }
+        let bounded = sql[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '`'));
+        if !bounded {
+            return None;
+        }
+        end = start;
+    }
+    Some(end)
 }
 
 /// Quotes an identifier with backticks.
@@ -134,11 +360,76 @@ mod tests {
     }
 
     #[test]
+    fn comments_are_found_outside_quotes() {
+        let sql = "SELECT '--x', `#y`, \"/*z*/\" -- one\n# two\n/* three */ /*!40101 four*/--x";
+        let cs = comments(sql);
+        let texts: Vec<&str> = cs.iter().map(|c| &sql[c.start..c.end]).collect();
+        assert_eq!(
+            texts,
+            vec!["-- one\n", "# two\n", "/* three */", "/*!40101 four*/"]
+        );
+        assert!(cs[3].executable && !cs[2].executable && cs[0].line);
+        assert!(!comments("SELECT 1 /*!40101 */")[0].executable);
+        assert_eq!(comments("SELECT 'it\\'s -- no'").len(), 0);
+    }
+
+    #[test]
+    fn edits_never_land_in_comments() {
+        let sql = "SELECT a FROM t -- tail";
+        let mut e = Edits::default();
+        e.insert(sql.len(), " GROUP BY a");
+        assert_eq!(
+            e.apply(sql).as_deref(),
+            Ok("SELECT a FROM t -- tail\n GROUP BY a")
+        );
+        let sql = "SELECT a FROM t -- tail\nORDER BY a";
+        let mut e = Edits::default();
+        e.insert(sql.find('\n').unwrap_or(0), " GROUP BY a");
+        assert_eq!(e.apply(sql), Err(RewriteError::Comment));
+        let sql = "SELECT a FROM /*!40101 t */";
+        let mut e = Edits::default();
+        e.insert(14, "x.");
+        assert_eq!(e.apply(sql), Err(RewriteError::Comment));
+    }
+
+    #[test]
+    fn keywords_are_found_across_comments() {
+        let sql = "SELECT a FROM -- x\n /* y */ t ORDER # z\n BY a";
+        let cs = comments(sql);
+        let t = sql.find(" t ").map(|i| i + 1).unwrap_or(0);
+        assert_eq!(keywords_before(sql, &cs, t, &["FROM"]), sql.find("FROM"));
+        let a = sql.rfind('a').unwrap_or(0);
+        assert_eq!(
+            keywords_before(sql, &cs, a, &["ORDER", "BY"]),
+            sql.find("ORDER")
+        );
+        assert_eq!(keywords_before("SELECT xfrom t", &[], 13, &["FROM"]), None);
+        let sql = "SELECT a /*!40101 FROM */ t";
+        assert_eq!(keywords_before(sql, &comments(sql), 26, &["FROM"]), None);
+    }
+
+    #[test]
+    fn statement_end_skips_trailing_comments() {
+        assert_eq!(statement_end("SELECT 1 -- x"), 8);
+        assert_eq!(statement_end("SELECT 1 /* a */ # b\n ;  "), 8);
+        assert_eq!(statement_end("SELECT 1"), 8);
+        assert_eq!(statement_end("SELECT 1 /*!40101 x */"), 22);
+    }
+
+    #[test]
+    fn executable_comments_the_parser_misreads_are_refused() {
+        assert!(check_executable_comments("SELECT 1 /*!40101 , 2 */").is_ok());
+        assert!(check_executable_comments("SELECT 1 /*M!100100 , 2 */").is_err());
+        assert!(check_executable_comments("SELECT 1 /*!100100 , 2 */").is_err());
+        assert!(check_executable_comments("SELECT 1 /*M!100100 */").is_ok());
+    }
+
+    #[test]
     fn edits_apply_in_order() {
         let mut e = Edits::default();
         e.insert(5, "b.");
         e.replace(0, 1, "X");
-        assert_eq!(e.apply("a c  d").as_deref(), Some("X c  b.d"));
+        assert_eq!(e.apply("a c  d").as_deref(), Ok("X c  b.d"));
     }
 }
 
