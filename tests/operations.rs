@@ -167,3 +167,77 @@ async fn query_log_metrics_and_status() {
     r.shutdown().await;
     h.stop().await;
 }
+
+/// A unique key without the shard key is reported by `tessera vschema apply|show`, and the
+/// router refuses the writes that would resolve a conflict on it in the wrong logical shard,
+/// until DDL through the router makes the key hold the shard key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_keys_without_the_shard_key_are_reported_and_guarded() {
+    let h = Harness::start(
+        2,
+        0,
+        "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  \
+         customer: { shard_key: customer_id }\n  orders: { shard_key: customer_id }\n",
+    )
+    .await;
+    let mut c = h.conn(Some("demo")).await;
+    c.query_drop("CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(20))")
+        .await
+        .expect("create customer");
+    c.query_drop(
+        "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, \
+         ref VARCHAR(8), UNIQUE KEY by_ref (customer_id, ref))",
+    )
+    .await
+    .expect("create orders");
+    let lines = tessera::cli::uncovered_unique_keys(&h.topo, "demo")
+        .await
+        .expect("keys");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("table orders: unique key PRIMARY (order_id)"),
+        "{lines:?}"
+    );
+
+    c.query_drop("INSERT INTO orders (order_id, customer_id) VALUES (1, 10)")
+        .await
+        .expect("insert");
+    for sql in [
+        "REPLACE INTO orders (order_id, customer_id) VALUES (1, 20)",
+        "INSERT IGNORE INTO orders (order_id, customer_id) VALUES (1, 20)",
+        "INSERT INTO orders (order_id, customer_id) VALUES (1, 20) ON DUPLICATE KEY UPDATE ref = 'x'",
+    ] {
+        let e = c.query_drop(sql).await.expect_err(sql);
+        let mysql_async::Error::Server(e) = e else {
+            panic!("{sql}: not a server error: {e}");
+        };
+        assert_eq!(e.code, 1235, "{sql}: {}", e.message);
+        assert!(
+            e.message.contains("PRIMARY (order_id)") && e.message.contains("customer_id"),
+            "{sql}: {}",
+            e.message
+        );
+    }
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(*) FROM orders WHERE order_id = 1")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(1), "a refused write changed nothing");
+    // A table whose keys all hold the shard key takes them.
+    c.query_drop("REPLACE INTO customer (customer_id, name) VALUES (10, 'a'), (20, 'b')")
+        .await
+        .expect("replace on customer");
+    // DDL through the router is seen at once.
+    c.query_drop("ALTER TABLE orders DROP PRIMARY KEY, ADD PRIMARY KEY (customer_id, order_id)")
+        .await
+        .expect("alter");
+    c.query_drop("REPLACE INTO orders (order_id, customer_id, ref) VALUES (1, 10, 'r')")
+        .await
+        .expect("replace after the key holds the shard key");
+    let lines = tessera::cli::uncovered_unique_keys(&h.topo, "demo")
+        .await
+        .expect("keys");
+    assert!(lines.is_empty(), "{lines:?}");
+    drop(c);
+    h.stop().await;
+}

@@ -109,6 +109,53 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Returns, per sharded table of `keyspace` that exists, a line for each unique key that does
+/// not contain the table's shard key: unique within one logical shard only, and the reason
+/// the router refuses `REPLACE`, `INSERT IGNORE` and `ON DUPLICATE KEY UPDATE` there.
+///
+/// # Errors
+/// Topology or backend failures.
+pub async fn uncovered_unique_keys(
+    topo: &tessera_topo::Topo,
+    keyspace: &str,
+) -> anyhow::Result<Vec<String>> {
+    let snap = topo.snapshot().await?;
+    let rt = tessera_router::topology::RoutingTable::from_snapshot(&snap);
+    let Some(ks) = snap.keyspaces.get(keyspace) else {
+        return Ok(Vec::new());
+    };
+    let backends = tessera_router::backend::Backends::new(Default::default());
+    let mut out = Vec::new();
+    let mut failed = None;
+    for (table, spec) in &ks.vschema.tables {
+        let (Some(shard_key), tessera_topo::TableKind::Sharded) = (&spec.shard_key, spec.kind)
+        else {
+            continue;
+        };
+        match tessera_router::unique_keys::read_table(&backends, &rt, keyspace, table).await {
+            Ok(keys) => {
+                for k in tessera_router::unique_keys::uncovered(&keys, shard_key) {
+                    out.push(format!(
+                        "table {table}: unique key {} does not contain the shard key {shard_key}: \
+                         unique within each logical shard only; REPLACE, INSERT IGNORE and \
+                         INSERT … ON DUPLICATE KEY UPDATE are refused on this table",
+                        k.describe()
+                    ));
+                }
+            }
+            Err(e) => {
+                failed = Some(format!("reading the keys of {table}: {}", e.message));
+                break;
+            }
+        }
+    }
+    backends.disconnect_all().await;
+    match failed {
+        Some(f) => Err(anyhow::anyhow!(f)),
+        None => Ok(out),
+    }
+}
+
 /// Applies a vschema through `topo` and creates its schemas on the physical shards.
 ///
 /// # Errors

@@ -35,6 +35,7 @@ pub async fn run(c: VschemaCmd) -> anyhow::Result<()> {
                 v.tables.len(),
                 p.epoch
             );
+            report_keys(&topo.topo()?, &v.keyspace).await;
             Ok(())
         }
         VschemaCmd::Show { keyspace, topo } => {
@@ -54,7 +55,21 @@ pub async fn run(c: VschemaCmd) -> anyhow::Result<()> {
                     println!("# {ps}: {} logical shards {:?}", ls.len(), ls);
                 }
             }
+            report_keys(&t, &keyspace).await;
             Ok(())
         }
+    }
+}
+
+/// Prints the unique keys of the keyspace's tables that lack the shard key (tables created
+/// later are checked by the router when a statement needs it).
+async fn report_keys(topo: &tessera_topo::Topo, keyspace: &str) {
+    match super::uncovered_unique_keys(topo, keyspace).await {
+        Ok(lines) => {
+            for l in lines {
+                println!("# warning: {l}");
+            }
+        }
+        Err(e) => println!("# could not read the tables' unique keys: {e:#}"),
     }
 }
