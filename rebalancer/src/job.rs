@@ -1,7 +1,7 @@
 //! Move jobs: the state machine that takes logical shards from one physical shard to another,
 //! with its phase and checkpoints in topo so that a rebalancer killed at any point resumes.
 
-use crate::copy::{self, qi, Copier, TableMeta};
+use tessera_shardmove::copy::{self, qi, Copier, TableMeta};
 use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};

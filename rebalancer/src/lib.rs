@@ -2,10 +2,10 @@
 //! shards (prepare, journal, dual-write, backfill, verify, cut over, rollback, complete,
 //! abort), as `docs/architecture.md` describes.
 //!
-//! [`Rebalancer`] is the programmatic API the `tessera reshard` commands use; [`copy`] holds
-//! the row-copying primitives that routers use too, for their dual-writes.
+//! [`Rebalancer`] is the programmatic API the `tessera reshard` commands use. The row-copying
+//! primitives, the journal and the fence, which routers use too for their dual-writes, live in
+//! the `tessera-shardmove` crate below both.
 
-pub mod copy;
 mod job;
 mod plan;
 

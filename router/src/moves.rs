@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tessera_rebalancer::copy::{self, Copier, TableMeta};
+use tessera_shardmove::copy::{self, Copier, TableMeta};
 use tessera_topo::LogicalShardState;
 use tokio::sync::Semaphore;
 
