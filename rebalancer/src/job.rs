@@ -1,13 +1,13 @@
 //! Move jobs: the state machine that takes logical shards from one physical shard to another,
 //! with its phase and checkpoints in topo so that a rebalancer killed at any point resumes.
 
-use tessera_shardmove::copy::{self, qi, Copier, TableMeta};
 use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_shardmove::copy::{self, qi, Copier, TableMeta};
 use tessera_topo::records::ls_schema;
 use tessera_topo::{
     Job, LogicalShardState, PhysicalShard, Topo, TopoError, VerifyCounts, VerifyReport,
