@@ -7,7 +7,7 @@ use mysql_async::{Conn, Pool, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessera_shardmove::copy::{self, qi, Copier, TableMeta};
+use tessera_shardmove::{self as shardmove, qi, Copier, TableMeta};
 use tessera_topo::records::ls_schema;
 use tessera_topo::{
     Job, LogicalShardState, PhysicalShard, Topo, TopoError, VerifyCounts, VerifyReport,
@@ -141,7 +141,7 @@ impl Rebalancer {
                 )
             })?
             .with_context(|| format!("connecting to physical shard {ps} ({})", rec.address()))?;
-        c.query_drop(copy::COPY_SESSION).await?;
+        c.query_drop(shardmove::COPY_SESSION).await?;
         Ok(c)
     }
 
@@ -444,7 +444,7 @@ impl Rebalancer {
     async fn tables(&self, job: &Job, ls: u32, ps: &str) -> Result<Vec<TableMeta>> {
         let schema = self.schema_of(job, ls).await?;
         let mut c = self.conn(ps).await?;
-        copy::load_tables(&mut c, &schema).await
+        shardmove::load_tables(&mut c, &schema).await
     }
 
     async fn prepare(&self, cell: &Arc<Mutex<JobCell>>) -> Result<()> {
@@ -455,9 +455,9 @@ impl Rebalancer {
         for (to, member) in self.new_targets(&job).await? {
             let rs = tessera_topo::records::reference_schema(&job.keyspace);
             let mut m = self.conn(&member).await?;
-            let tables = copy::load_tables(&mut m, &rs).await?;
+            let tables = shardmove::load_tables(&mut m, &rs).await?;
             let mut d = self.conn(&to).await?;
-            copy::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
+            shardmove::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
         }
         for (ls, from, to) in &job.moves {
             let schema = self.schema_of(&job, *ls).await?;
@@ -488,20 +488,20 @@ impl Rebalancer {
                     .insert(format!("prepared/{ls}"), "started".into());
                 self.save(&mut c).await?;
             }
-            copy::create_schema_like(&mut src, &mut dst, &schema, &schema, &tables).await?;
+            shardmove::create_schema_like(&mut src, &mut dst, &schema, &schema, &tables).await?;
             // The target never takes writes except copies until it serves; its journal is
             // ready for the reverse direction after cutover.
-            copy::install_fence(
+            shardmove::install_fence(
                 &mut dst,
                 &schema,
                 &tables,
                 &format!("copy of {schema} on {to}"),
             )
             .await?;
-            copy::install_journal(&mut dst, &schema, &tables).await?;
+            shardmove::install_journal(&mut dst, &schema, &tables).await?;
             src.query_drop(format!("SET SESSION lock_wait_timeout = {}", 30))
                 .await?;
-            copy::install_journal(&mut src, &schema, &tables).await?;
+            shardmove::install_journal(&mut src, &schema, &tables).await?;
             self.event(
                 cell,
                 format!(
@@ -546,12 +546,12 @@ impl Rebalancer {
     async fn copy_reference_tables(&self, keyspace: &str, member: &str, to: &str) -> Result<u64> {
         let rs = tessera_topo::records::reference_schema(keyspace);
         let mut m = self.conn(member).await?;
-        let tables = copy::load_tables(&mut m, &rs).await?;
+        let tables = shardmove::load_tables(&mut m, &rs).await?;
         if tables.is_empty() {
             return Ok(0);
         }
         let mut d = self.conn(to).await?;
-        copy::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
+        shardmove::create_schema_like(&mut m, &mut d, &rs, &rs, &tables).await?;
         m.query_drop(format!(
             "SET SESSION lock_wait_timeout = {}",
             self.opts.fence_lock_wait_s
@@ -723,7 +723,7 @@ impl Rebalancer {
                         };
                         loop {
                             cp.drain_all(&tables, 4).await?;
-                            let left = copy::journal_backlog(cp.src, &schema, &tables).await?;
+                            let left = shardmove::journal_backlog(cp.src, &schema, &tables).await?;
                             backlog
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -777,7 +777,7 @@ impl Rebalancer {
             }
             .drain_all(&tables, 100)
             .await?;
-            backlog += copy::journal_backlog(&mut s, &schema, &tables).await?;
+            backlog += shardmove::journal_backlog(&mut s, &schema, &tables).await?;
         }
         {
             let mut c = cell.lock().await;
@@ -808,7 +808,7 @@ impl Rebalancer {
                 continue;
             }
             let mut after: Option<Vec<Value>> = match &start {
-                Some(s) => Some(copy::decode_key(s)?),
+                Some(s) => Some(shardmove::decode_key(s)?),
                 None => None,
             };
             // Estimated rows, for progress.
@@ -880,7 +880,10 @@ impl Rebalancer {
                     let cp = if done {
                         "done".to_string()
                     } else {
-                        after.as_deref().map(copy::encode_key).unwrap_or_default()
+                        after
+                            .as_deref()
+                            .map(shardmove::encode_key)
+                            .unwrap_or_default()
                     };
                     c.job.checkpoints.insert(key.clone(), cp);
                     if done
@@ -934,7 +937,7 @@ impl Rebalancer {
                     Some(s) => {
                         let (k, c) = s.split_once('|').unwrap_or((s, "{}"));
                         (
-                            Some(copy::decode_key(k)?),
+                            Some(shardmove::decode_key(k)?),
                             serde_json::from_str(c).unwrap_or_default(),
                         )
                     }
@@ -943,7 +946,8 @@ impl Rebalancer {
                 let mut last_save = Instant::now();
                 loop {
                     let t0 = Instant::now();
-                    let hi = copy::chunk_end(&mut src, &schema, t, lo.as_deref(), 1000).await?;
+                    let hi =
+                        shardmove::chunk_end(&mut src, &schema, t, lo.as_deref(), 1000).await?;
                     let mut cp = Copier {
                         src: &mut src,
                         dst: &mut dst,
@@ -984,7 +988,7 @@ impl Rebalancer {
                         } else {
                             format!(
                                 "{}|{}",
-                                lo.as_deref().map(copy::encode_key).unwrap_or_default(),
+                                lo.as_deref().map(shardmove::encode_key).unwrap_or_default(),
                                 serde_json::to_string(&counts).unwrap_or_default()
                             )
                         };
@@ -1120,7 +1124,7 @@ impl Rebalancer {
         let result = async {
             let mut ctxs = ctxs;
             let work = ctxs.iter_mut().map(|c| async move {
-                copy::install_fence(
+                shardmove::install_fence(
                     &mut c.s,
                     &c.schema,
                     &c.tables,
@@ -1134,7 +1138,7 @@ impl Rebalancer {
                     dst_schema: &c.schema,
                 };
                 cp.drain_all(&c.tables, 10_000).await?;
-                let left = copy::journal_backlog(&mut c.s, &c.schema, &c.tables).await?;
+                let left = shardmove::journal_backlog(&mut c.s, &c.schema, &c.tables).await?;
                 if left > 0 {
                     bail!(
                         "journal of {} on {} did not drain ({left} rows left)",
@@ -1142,7 +1146,7 @@ impl Rebalancer {
                         c.serving
                     );
                 }
-                copy::remove_fence(&mut c.d, &c.schema, &c.tables).await?;
+                shardmove::remove_fence(&mut c.d, &c.schema, &c.tables).await?;
                 Ok::<(), anyhow::Error>(())
             });
             futures_util::future::try_join_all(work).await?;
@@ -1195,7 +1199,7 @@ impl Rebalancer {
                             self.tables(&job, *ls, serving).await,
                             self.conn(serving).await,
                         ) {
-                            let _ = copy::remove_fence(&mut c, &schema, &tables).await;
+                            let _ = shardmove::remove_fence(&mut c, &schema, &tables).await;
                         }
                     }
                 }
@@ -1254,8 +1258,8 @@ impl Rebalancer {
             let schema = self.schema_of(&job, *ls).await?;
             let tables = self.tables(&job, *ls, &keep).await?;
             let mut k = self.conn(&keep).await?;
-            copy::remove_journal(&mut k, &schema, &tables).await?;
-            copy::remove_fence(&mut k, &schema, &tables).await?;
+            shardmove::remove_journal(&mut k, &schema, &tables).await?;
+            shardmove::remove_fence(&mut k, &schema, &tables).await?;
             if on_target || job.checkpoints.contains_key(&format!("prepared/{ls}")) {
                 let mut o = self.conn(&other).await?;
                 o.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&schema)))

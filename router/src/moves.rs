@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tessera_shardmove::copy::{self, Copier, TableMeta};
+use tessera_shardmove::{self as shardmove, Copier, TableMeta};
 use tessera_topo::LogicalShardState;
 use tokio::sync::Semaphore;
 
@@ -269,10 +269,10 @@ impl Moves {
             .await
             .map_err(|e| e.message)?;
         let r = async {
-            s.query_drop(copy::COPY_SESSION)
+            s.query_drop(shardmove::COPY_SESSION)
                 .await
                 .map_err(|e| e.to_string())?;
-            d.query_drop(copy::COPY_SESSION)
+            d.query_drop(shardmove::COPY_SESSION)
                 .await
                 .map_err(|e| e.to_string())?;
             let key = (ps.to_string(), schema.to_string(), epoch);
@@ -286,7 +286,7 @@ impl Moves {
                 Some(t) => t,
                 None => {
                     let t = Arc::new(
-                        copy::load_tables(&mut s, schema)
+                        shardmove::load_tables(&mut s, schema)
                             .await
                             .map_err(|e| format!("{e:#}"))?,
                     );

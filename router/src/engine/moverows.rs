@@ -116,7 +116,7 @@ impl Engine {
                     return Ok((n, Vec::new(), Vec::new()));
                 }
                 // The updated rows now carry the new key: read them (locked), then delete them.
-                let tables = tessera_shardmove::copy::load_tables(&mut lease.conn, &schema)
+                let tables = tessera_shardmove::load_tables(&mut lease.conn, &schema)
                     .await
                     .map_err(|e| SqlError::router(format!("{e:#}")))?;
                 let t = tables
