@@ -148,7 +148,7 @@ async fn routing_shadow_classifies_every_shape_with_exact_counts() {
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
             total += 1;
             let e = sent
-                .entry(tessera_router::shadow::fingerprint(&sql))
+                .entry(tessera_router::sql::fingerprint(&sql))
                 .or_insert((0, route));
             e.0 += 1;
         }
@@ -345,7 +345,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
         let got = rows(&mut shop, &q).await;
         assert_eq!(got.len(), 1);
         if i == 7 || i == 42 {
-            expected_mismatch.insert(tessera_router::shadow::fingerprint(&q));
+            expected_mismatch.insert(tessera_router::sql::fingerprint(&q));
             assert_eq!(
                 got[0][2],
                 format!("{}.{:02}", i % 50, i % 100),
@@ -366,7 +366,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
         sent += 1;
         if q.contains("SUM(price)") || q.contains("price > 40") {
             // The corrupted prices (7 → 8.07, 42 → 43.42) change these answers.
-            expected_mismatch.insert(tessera_router::shadow::fingerprint(q));
+            expected_mismatch.insert(tessera_router::sql::fingerprint(q));
         }
     }
     // The point selects share one fingerprint: it must appear (ids 7 and 42), nothing else.

@@ -38,6 +38,7 @@ pub mod prepared;
 pub mod server;
 pub mod session;
 pub mod shadow;
+pub mod sql;
 pub mod topology;
 pub mod unique_keys;
 pub mod vindex;

@@ -207,7 +207,7 @@ impl Overview {
                 Some(s) => Some(s),
                 None if n < MAX_SHAPES => {
                     let s = shapes.entry(f.fingerprint.to_string()).or_default();
-                    s.fingerprint = crate::shadow::fingerprint(f.sql);
+                    s.fingerprint = crate::sql::fingerprint(f.sql);
                     Some(s)
                 }
                 None => None,
@@ -226,7 +226,7 @@ impl Overview {
             })
         };
         if let Some(l) = &self.log {
-            let shown = shown.unwrap_or_else(|| crate::shadow::fingerprint(f.sql));
+            let shown = shown.unwrap_or_else(|| crate::sql::fingerprint(f.sql));
             l.record(f, &shown);
         }
     }

@@ -10,8 +10,7 @@
 use crate::error::SqlError;
 use crate::mysql::binary::{param_literal, quote_bytes};
 use crate::mysql::codec::Cursor;
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use crate::sql::markers::markers;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -65,31 +64,6 @@ pub struct Params<'a> {
     pub values: &'a [u8],
 }
 
-/// Finds the `?` markers of `sql` (not those inside strings or comments).
-///
-/// # Errors
-/// 1064 when the statement does not tokenize.
-pub fn markers(sql: &str) -> Result<Vec<usize>, SqlError> {
-    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
-        .tokenize_with_location()
-        .map_err(SqlError::parse)?;
-    let offsets = crate::planner::rewrite::Offsets::new(sql);
-    let mut out = Vec::new();
-    for t in tokens {
-        if let Token::Placeholder(p) = &t.token {
-            if p == "?" {
-                let at = offsets
-                    .byte(sql, t.span.start)
-                    .ok_or_else(|| SqlError::router("cannot locate a parameter marker"))?;
-                out.push(at);
-            } else {
-                return Err(SqlError::parse(format!("unexpected parameter marker {p}")));
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl Prepared {
     pub fn new(sql: String, markers: Vec<usize>, columns: u16) -> Self {
         Prepared {
@@ -113,7 +87,7 @@ impl Prepared {
         let fresh = matches!(&self.forward, Some((rev, ks, _)) if *rev == rt.revision && ks.as_deref() == keyspace);
         if !fresh {
             let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace).map(|e| {
-                let fp = crate::planner::cache::shape(&self.sql)
+                let fp = crate::sql::shape::shape(&self.sql)
                     .map_or_else(|| self.sql.clone(), |s| s.key.into());
                 (e, fp)
             });

@@ -792,7 +792,7 @@ async fn prepare(
 ) -> Result<(), SqlError> {
     let sql = String::from_utf8_lossy(body);
     let sql = sql.trim().trim_end_matches(';').trim_end().to_string();
-    let markers = crate::prepared::markers(&sql)?;
+    let markers = crate::sql::markers::markers(&sql)?;
     let (cols, backend_params) = shared.engine.describe(session, &sql).await?;
     if backend_params != 0 && usize::from(backend_params) != markers.len() {
         return Err(SqlError::router(format!(

@@ -50,18 +50,17 @@ impl KeyspaceRouting {
         ls_schema(&self.name, self.sharded, ls)
     }
 
-    /// `template` with its logical-shard placeholder ([`crate::planner::LS_PLACEHOLDER`]) made
+    /// `template` with its logical-shard placeholder ([`crate::sql::LS_PLACEHOLDER`]) made
     /// logical shard `ls`'s schema; `template` itself when it has none (statements on
     /// unsharded keyspaces name their schema already).
     pub fn fill<'t>(&self, template: &'t str, ls: u32) -> std::borrow::Cow<'t, str> {
-        use crate::planner::LS_PLACEHOLDER;
+        use crate::sql::LS_PLACEHOLDER;
         if !template.contains(LS_PLACEHOLDER) {
             return std::borrow::Cow::Borrowed(template);
         }
-        std::borrow::Cow::Owned(template.replace(
-            LS_PLACEHOLDER,
-            &crate::planner::rewrite::quote_ident(&self.schema(ls)),
-        ))
+        std::borrow::Cow::Owned(
+            template.replace(LS_PLACEHOLDER, &crate::sql::quote_ident(&self.schema(ls))),
+        )
     }
 
     /// Returns the schema of the reference tables.

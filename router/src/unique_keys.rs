@@ -9,8 +9,8 @@
 //! tables; `tessera vschema apply` and `show` report the keys.
 
 use crate::error::SqlError;
-use crate::planner::rewrite::quote_ident;
 use crate::planner::Conflict;
+use crate::sql::quote_ident;
 use crate::topology::RoutingTable;
 use mysql_async::prelude::Queryable;
 use std::collections::HashMap;

@@ -266,7 +266,7 @@ pub async fn create_keyspace_schemas(
         for s in schemas {
             conn.query_drop(format!(
                 "CREATE DATABASE IF NOT EXISTS {}",
-                crate::planner::rewrite::quote_ident(&s)
+                crate::sql::quote_ident(&s)
             ))
             .await
             .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;

@@ -5,9 +5,9 @@
 use super::{Engine, StmtKind};
 use crate::error::{from_backend, SqlError};
 use crate::mysql::PacketIo;
-use crate::planner::rewrite::quote_ident;
 use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
+use crate::sql::quote_ident;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 

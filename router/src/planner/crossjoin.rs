@@ -11,9 +11,9 @@
 
 use super::merge::MergePlanner;
 use super::plan::{CrossJoin, Local, Plan};
-use super::rewrite::quote_ident;
 use super::{column_ref, conjuncts, ident_parts, Planner};
 use crate::error::SqlError;
+use crate::sql::quote_ident;
 use sqlparser::ast::{
     BinaryOperator, Expr, JoinConstraint, JoinOperator, Query, Select, SelectItem, TableFactor,
 };

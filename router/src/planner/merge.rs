@@ -9,8 +9,8 @@
 //! compare by their bytes. Hidden columns come last and are
 //! cut off before rows reach the client.
 
-use super::rewrite::{comments, keywords_before, Edits, Offsets};
 use crate::error::SqlError;
+use crate::sql::rewrite::{comments, keywords_before, statement_end, Edits, Offsets};
 use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
     GroupByExpr, LimitClause, OrderByKind, Query, Select, SelectItem, Spanned, Value,
@@ -777,7 +777,7 @@ impl MergePlanner<'_> {
         let at = match (order_first, limit_first) {
             (Some(e), _) => keyword_start(e, &["ORDER", "BY"]).ok_or_else(shape)?,
             (None, Some(e)) => keyword_start(e, &["LIMIT"]).ok_or_else(shape)?,
-            (None, None) => super::rewrite::statement_end(self.sql),
+            (None, None) => statement_end(self.sql),
         };
         let space = if self.sql[..at].ends_with(|c: char| c.is_ascii_whitespace()) {
             ""

@@ -9,17 +9,17 @@ pub mod cache;
 mod crossjoin;
 pub mod merge;
 pub mod plan;
-pub mod rewrite;
 
 pub use plan::{
     Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind,
-    Targets, LS_PLACEHOLDER,
+    Targets,
 };
 
 use crate::error::SqlError;
+use crate::sql::rewrite::{self, quote_ident, Edits, Offsets};
+use crate::sql::LS_PLACEHOLDER;
 use crate::topology::{KeyspaceRouting, RoutingTable, TableRouting};
 use crate::vindex::{self, KeyValue};
-use rewrite::{quote_ident, Edits, Offsets};
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations, BinaryOperator, Expr,

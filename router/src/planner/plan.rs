@@ -40,9 +40,6 @@ pub enum StmtKind {
     Ddl,
 }
 
-/// The schema placeholder in SQL templates, replaced by each logical shard's schema.
-pub const LS_PLACEHOLDER: &str = "`__tessera_ls__`";
-
 /// The SQL to run and on which logical shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
@@ -187,12 +184,12 @@ impl SequenceInsert {
     /// Returns the statement with `ids` written in.
     ///
     /// # Errors
-    /// As [`super::rewrite::Edits::apply`].
-    pub fn with_ids(&self, ids: &[u64]) -> Result<String, super::rewrite::RewriteError> {
-        let mut e = super::rewrite::Edits::default();
+    /// As [`crate::sql::rewrite::Edits::apply`].
+    pub fn with_ids(&self, ids: &[u64]) -> Result<String, crate::sql::rewrite::RewriteError> {
+        let mut e = crate::sql::rewrite::Edits::default();
         e.insert(
             self.column_at,
-            format!(", {}", super::rewrite::quote_ident(&self.column)),
+            format!(", {}", crate::sql::rewrite::quote_ident(&self.column)),
         );
         for (at, id) in self.row_ends.iter().zip(ids) {
             e.insert(*at, format!(", {id}"));

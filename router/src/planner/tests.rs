@@ -122,7 +122,7 @@ fn plan_cache_rebinds_literals_exactly() {
         serde_yaml::from_str(include_str!("testdata/route_cases.yaml")).expect("cases parse");
     let cache = cache::PlanCache::default();
     let variant = |sql: &str| -> String {
-        let Some(shape) = cache::shape(sql) else {
+        let Some(shape) = crate::sql::shape::shape(sql) else {
             return sql.to_string();
         };
         let mut out = String::new();
@@ -288,9 +288,13 @@ fn scanned_shapes_match_tokenized_shapes() {
     }
     let mut scanned = 0;
     for sql in &statements {
-        if let Some(fast) = cache::scan_shape(sql) {
+        if let Some(fast) = crate::sql::shape::scan_shape(sql) {
             scanned += 1;
-            assert_eq!(Some(fast), cache::tokenized_shape(sql), "{sql:?}");
+            assert_eq!(
+                Some(fast),
+                crate::sql::shape::tokenized_shape(sql),
+                "{sql:?}"
+            );
         }
     }
     assert!(
@@ -299,7 +303,7 @@ fn scanned_shapes_match_tokenized_shapes() {
     );
     let plain = cases
         .iter()
-        .filter(|c| cache::scan_shape(&c.sql).is_some())
+        .filter(|c| crate::sql::shape::scan_shape(&c.sql).is_some())
         .count();
     assert!(
         plain * 10 >= cases.len() * 9,

@@ -7,7 +7,6 @@
 //! timeout. Only autocommit reads outside transactions are shadowed (a transaction's reads
 //! may see its own uncommitted writes, which the copy does not have); writes never are.
 
-use super::fingerprint;
 use crate::backend::Backends;
 use crate::config::BackendConfig;
 use crate::engine::merge::{kind_of, Dec, Kind};
@@ -16,6 +15,7 @@ use crate::mysql::codec::Cursor;
 use crate::mysql::packet::Capture;
 use crate::mysql::PacketIo;
 use crate::session::Session;
+use crate::sql::fingerprint;
 use crate::topology::TopologyCache;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

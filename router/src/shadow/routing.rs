@@ -2,8 +2,8 @@
 //! vschema and the outcome recorded by fingerprint. The client's statement only pays a
 //! non-blocking `try_send`; a full queue drops the observation (counted), never the query.
 
-use super::fingerprint;
 use crate::planner::{self, Plan, RouteKind};
+use crate::sql::fingerprint;
 use crate::topology::TopologyCache;
 use serde::Serialize;
 use std::collections::HashMap;

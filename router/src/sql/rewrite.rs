@@ -24,6 +24,9 @@ impl From<RewriteError> for SqlError {
     }
 }
 
+/// The schema placeholder in SQL templates, replaced by each logical shard's schema.
+pub const LS_PLACEHOLDER: &str = "`__tessera_ls__`";
+
 /// A set of replacements of byte ranges of one SQL string.
 #[derive(Debug, Default)]
 pub struct Edits {
