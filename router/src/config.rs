@@ -50,7 +50,7 @@ pub struct RouterConfig {
     pub multi_shard_lock_wait_s: u64,
     /// The query log (JSON lines), off unless set.
     #[serde(default)]
-    pub query_log: Option<crate::overview::QueryLogConfig>,
+    pub query_log: Option<QueryLogConfig>,
 }
 
 fn default_multi_wait() -> u64 {
@@ -247,4 +247,22 @@ mod tests {
         let ok = RouterConfig::from_yaml("users: [{name: a, password: b}]\n").expect("ok");
         assert_eq!(ok.listen.port(), 15306);
     }
+}
+
+/// The query log's settings.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLogConfig {
+    /// The file JSON lines are appended to.
+    pub path: std::path::PathBuf,
+    /// Share of statements logged, 0.0 to 1.0. Default: 1.0.
+    #[serde(default = "one")]
+    pub sample_rate: f64,
+    /// Statements at least this slow (ms) are always logged. Default: none.
+    #[serde(default)]
+    pub slow_ms: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
 }

@@ -308,8 +308,8 @@ impl Moves {
                 .map_err(|e| format!("{e:#}"))
         }
         .await;
-        crate::engine::release_conn(s, true).await;
-        crate::engine::release_conn(d, true).await;
+        crate::backend::release(s, true).await;
+        crate::backend::release(d, true).await;
         r
     }
 }

@@ -3,6 +3,7 @@
 //! the query log.
 
 use crate::backend::Backends;
+use crate::config::QueryLogConfig;
 use crate::topology::TopologyCache;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
@@ -41,24 +42,6 @@ pub struct Finished<'a> {
     pub rows: u64,
     pub elapsed: Duration,
     pub error: Option<&'a str>,
-}
-
-/// The query log's settings.
-#[derive(Debug, Clone, serde::Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryLogConfig {
-    /// The file JSON lines are appended to.
-    pub path: std::path::PathBuf,
-    /// Share of statements logged, 0.0 to 1.0. Default: 1.0.
-    #[serde(default = "one")]
-    pub sample_rate: f64,
-    /// Statements at least this slow (ms) are always logged. Default: none.
-    #[serde(default)]
-    pub slow_ms: Option<u64>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// The query log: lines go through a bounded channel to a writer thread, so a slow disk

@@ -511,7 +511,7 @@ async fn handle(
                 let s = format!("Uptime: 0  Threads: 1  Tessera router, connection {id}");
                 io.write_packet(s.as_bytes())
                     .await
-                    .map_err(crate::engine::io_err)
+                    .map_err(crate::error::io_err)
             }
             COM_STMT_PREPARE => prepare(&shared, &mut session, &mut io, body).await,
             COM_STMT_EXECUTE => {
@@ -592,7 +592,7 @@ async fn handle(
 async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
         .await
-        .map_err(crate::engine::io_err)
+        .map_err(crate::error::io_err)
 }
 
 /// The metric series of a connection's last statement shape, so a run of statements with the
@@ -820,7 +820,7 @@ async fn prepare(
     p.extend_from_slice(&nparams.to_le_bytes());
     p.push(0);
     p.extend_from_slice(&0u16.to_le_bytes());
-    io.write_packet(&p).await.map_err(crate::engine::io_err)?;
+    io.write_packet(&p).await.map_err(crate::error::io_err)?;
     let eof = |io: &mut PacketIo| {
         let p = if session.deprecate_eof() {
             None
@@ -835,10 +835,10 @@ async fn prepare(
         for _ in 0..nparams {
             b.clear();
             resultset::ColumnDef::text("?").encode(&mut b);
-            io.write_packet(&b).await.map_err(crate::engine::io_err)?;
+            io.write_packet(&b).await.map_err(crate::error::io_err)?;
         }
         if let Some(e) = eof(io) {
-            io.write_packet(&e).await.map_err(crate::engine::io_err)?;
+            io.write_packet(&e).await.map_err(crate::error::io_err)?;
         }
     }
     if ncols > 0 {
@@ -846,10 +846,10 @@ async fn prepare(
         for c in &cols {
             b.clear();
             c.encode(&mut b);
-            io.write_packet(&b).await.map_err(crate::engine::io_err)?;
+            io.write_packet(&b).await.map_err(crate::error::io_err)?;
         }
         if let Some(e) = eof(io) {
-            io.write_packet(&e).await.map_err(crate::engine::io_err)?;
+            io.write_packet(&e).await.map_err(crate::error::io_err)?;
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The router's view of the topology: a routing table built from a topology snapshot, kept
 //! current by a watch, and served from a local cache so that queries never wait on topo.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -390,4 +391,55 @@ impl TopologyCache {
 /// Whether a change to `key` can change routing (router registrations and jobs cannot).
 fn routing_key(key: &str) -> bool {
     !(key.starts_with("/tessera/routers/") || key.starts_with("/tessera/jobs/"))
+}
+
+/// Maps logical-shard schema names in backend text (messages, column definitions) back to
+/// the keyspace's name; `None`: no keyspace, the text stays as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Unqualify<'k>(pub Option<&'k KeyspaceRouting>);
+
+impl Unqualify<'_> {
+    /// Whether every text stays as it is (no keyspace, or an unsharded one: its schema is
+    /// the keyspace's name).
+    pub fn keeps_all(&self) -> bool {
+        self.0.is_none_or(|k| !k.sharded)
+    }
+
+    /// `text` with logical-shard schema names mapped back to the keyspace name (borrowed
+    /// when there are none).
+    pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.0 {
+            Some(k) => unqualify(text, k),
+            None => Cow::Borrowed(text),
+        }
+    }
+}
+
+/// Maps logical-shard schema names in a backend message back to the keyspace name.
+pub fn unqualify<'a>(msg: &'a str, ks: &KeyspaceRouting) -> Cow<'a, str> {
+    let name = ks.name.as_str();
+    if Unqualify(Some(ks)).keeps_all() || !msg.contains(name) {
+        return Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(name) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + name.len()..];
+        if let Some(tail) = after.strip_prefix("_ref") {
+            out.push_str(name);
+            rest = tail;
+        } else if after.len() >= 5
+            && after.as_bytes()[0] == b'_'
+            && after.as_bytes()[1..5].iter().all(u8::is_ascii_digit)
+        {
+            out.push_str(name);
+            rest = &after[5..];
+        } else {
+            out.push_str(name);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }

@@ -180,7 +180,7 @@ async fn serve(
             users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None }],
             default_keyspace: None,
             admin_listen: Some(a.admin_listen),
-            query_log: a.query_log.clone().map(|path| tessera_router::overview::QueryLogConfig {
+            query_log: a.query_log.clone().map(|path| tessera_router::config::QueryLogConfig {
                 path,
                 sample_rate: a.query_log_sample,
                 slow_ms: a.query_log_slow_ms,

@@ -2,6 +2,7 @@
 //! router's own connections for single-shard statements outside transactions ([`wire`]),
 //! created when first needed and rebuilt when the shard's record changes.
 
+pub mod error;
 pub mod wire;
 
 use crate::config::BackendConfig;
@@ -273,4 +274,14 @@ pub async fn create_keyspace_schemas(
         }
     }
     Ok(())
+}
+
+/// Returns a connection to its pool, resetting its session state first if needed.
+pub async fn release(mut conn: Conn, dirty: bool) {
+    if dirty && conn.reset().await.is_err() {
+        // A connection that cannot be reset is closed rather than reused.
+        let _ = conn.disconnect().await;
+        return;
+    }
+    drop(conn);
 }

@@ -3,8 +3,10 @@
 
 use super::merge::{kind_of, Kind};
 use super::results::{column_def, write_columns, write_end};
-use super::{io_err, Engine};
-use crate::error::{from_backend, SqlError};
+use super::Engine;
+use crate::backend::error::from_backend;
+use crate::error::io_err;
+use crate::error::SqlError;
 use crate::mysql::resultset::{self, ColumnDef};
 use crate::mysql::PacketIo;
 use crate::planner::{CrossJoin, Exec, Plan, Targets};
@@ -200,7 +202,7 @@ impl Engine {
         let Targets::Ls { template, ls } = &e.targets else {
             return Err(SqlError::router("cross-shard join: unexpected targets"));
         };
-        let unq = super::Unqualify(Some(ks));
+        let unq = crate::topology::Unqualify(Some(ks));
         let mut defs = Vec::new();
         let mut rows = Vec::new();
         for &l in ls {

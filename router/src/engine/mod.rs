@@ -15,18 +15,18 @@ pub mod merge;
 mod moverows;
 mod results;
 
+use crate::backend::error::from_backend;
 use crate::backend::Backends;
-use crate::error::{from_backend, SqlError};
+use crate::error::{io_err, SqlError};
 use crate::mysql::resultset::{self, ColumnDef};
 use crate::mysql::PacketIo;
 use crate::planner::{Exec, Local, Plan, StmtKind, Targets};
 use crate::session::Session;
 use crate::sql::quote_ident;
-use crate::topology::{KeyspaceRouting, RoutingTable, TopologyCache};
+use crate::topology::{KeyspaceRouting, RoutingTable, TopologyCache, Unqualify};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use results::{write_columns, write_end, write_row, ResultWriter};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -625,7 +625,7 @@ impl Engine {
                         done.push(ps.clone());
                     }
                     let dirty = !session.sets.is_empty() || short_waits.contains(&ps);
-                    release(c, dirty).await;
+                    crate::backend::release(c, dirty).await;
                 }
                 Err(e) => {
                     if failed.is_none() {
@@ -754,7 +754,7 @@ impl Engine {
         if lease.pinned {
             session.txn_conns.insert(lease.ps, lease.conn);
         } else {
-            release(lease.conn, lease.dirty).await;
+            crate::backend::release(lease.conn, lease.dirty).await;
         }
     }
 
@@ -856,7 +856,7 @@ impl Engine {
         shards: &[String],
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: crate::engine::Unqualify<'_>,
+        unq: crate::topology::Unqualify<'_>,
         none: &'static str,
     ) -> Result<bool, SqlError> {
         let mut last = None;
@@ -882,7 +882,7 @@ impl Engine {
         ps: &str,
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: crate::engine::Unqualify<'_>,
+        unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
         if !session.in_transaction() {
             let rec = rt.shards.get(ps).ok_or_else(|| {
@@ -923,11 +923,11 @@ impl Engine {
         lease: &mut crate::backend::wire::WireLease,
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
-        unq: crate::engine::Unqualify<'_>,
+        unq: crate::topology::Unqualify<'_>,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
         use crate::mysql::constants::{COM_QUERY, COM_STMT_EXECUTE};
-        let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
         let binary = match stmt {
@@ -1021,12 +1021,12 @@ impl Engine {
         pool: &crate::backend::ShardPool,
         lease: &mut crate::backend::wire::WireLease,
         io: &mut PacketIo,
-        unq: crate::engine::Unqualify<'_>,
+        unq: crate::topology::Unqualify<'_>,
         binary: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::{self, WireError};
         use crate::mysql::constants::SERVER_MORE_RESULTS_EXISTS;
-        let map = |e: WireError| crate::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         let p = c.read_packet().await.map_err(map)?;
         match p.first() {
@@ -1126,7 +1126,7 @@ impl Engine {
         lease: &mut Lease,
         sql: &str,
         io: &mut PacketIo,
-        unq: crate::engine::Unqualify<'_>,
+        unq: crate::topology::Unqualify<'_>,
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
         let ps = lease.ps.as_str();
@@ -1726,74 +1726,4 @@ fn spawn_stream(
         }
         lease
     })
-}
-
-/// Returns a connection to its pool, resetting its session state first if needed.
-pub(crate) async fn release_conn(conn: Conn, dirty: bool) {
-    release(conn, dirty).await
-}
-
-/// Returns a connection to its pool, resetting its session state first if needed.
-async fn release(mut conn: Conn, dirty: bool) {
-    if dirty && conn.reset().await.is_err() {
-        // A connection that cannot be reset is closed rather than reused.
-        let _ = conn.disconnect().await;
-        return;
-    }
-    drop(conn);
-}
-
-/// Maps logical-shard schema names in backend text (messages, column definitions) back to
-/// the keyspace's name; `None`: no keyspace, the text stays as it is.
-#[derive(Debug, Clone, Copy)]
-pub struct Unqualify<'k>(pub Option<&'k KeyspaceRouting>);
-
-impl Unqualify<'_> {
-    /// Whether every text stays as it is (no keyspace, or an unsharded one: its schema is
-    /// the keyspace's name).
-    pub fn keeps_all(&self) -> bool {
-        self.0.is_none_or(|k| !k.sharded)
-    }
-
-    /// `text` with logical-shard schema names mapped back to the keyspace name (borrowed
-    /// when there are none).
-    pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        match self.0 {
-            Some(k) => unqualify(text, k),
-            None => Cow::Borrowed(text),
-        }
-    }
-}
-
-/// Maps logical-shard schema names in a backend message back to the keyspace name.
-pub fn unqualify<'a>(msg: &'a str, ks: &KeyspaceRouting) -> Cow<'a, str> {
-    let name = ks.name.as_str();
-    if Unqualify(Some(ks)).keeps_all() || !msg.contains(name) {
-        return Cow::Borrowed(msg);
-    }
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find(name) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + name.len()..];
-        if let Some(tail) = after.strip_prefix("_ref") {
-            out.push_str(name);
-            rest = tail;
-        } else if after.len() >= 5
-            && after.as_bytes()[0] == b'_'
-            && after.as_bytes()[1..5].iter().all(u8::is_ascii_digit)
-        {
-            out.push_str(name);
-            rest = &after[5..];
-        } else {
-            out.push_str(name);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Cow::Owned(out)
-}
-
-pub(crate) fn io_err(e: std::io::Error) -> SqlError {
-    SqlError::router(format!("client connection: {e}"))
 }

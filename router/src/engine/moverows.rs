@@ -3,7 +3,8 @@
 //! transaction as the update itself.
 
 use super::{Engine, StmtKind};
-use crate::error::{from_backend, SqlError};
+use crate::backend::error::from_backend;
+use crate::error::SqlError;
 use crate::mysql::PacketIo;
 use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
@@ -83,7 +84,7 @@ impl Engine {
         let ks = rt
             .keyspace(k)
             .ok_or_else(|| SqlError::unknown_database(k))?;
-        let unq = super::Unqualify(Some(ks));
+        let unq = crate::topology::Unqualify(Some(ks));
         let ps_of = |l: u32| {
             ks.placement
                 .get(l as usize)

@@ -1,8 +1,9 @@
 //! Result-set framing: column definitions from backend metadata, rows re-framed from the
 //! backend's text protocol, and the end-of-result marker each client expects.
 
-use super::io_err;
-use crate::error::{from_backend, SqlError};
+use crate::backend::error::from_backend;
+use crate::error::io_err;
+use crate::error::SqlError;
 use crate::mysql::resultset::{self, ColumnDef};
 use crate::mysql::PacketIo;
 use crate::session::Session;
@@ -24,7 +25,7 @@ pub struct ResultWriter {
 
 /// Builds the client's column definition from a backend column, with logical-shard schema
 /// names mapped back to the keyspace.
-pub fn column_def(c: &Column, unq: crate::engine::Unqualify<'_>) -> ColumnDef {
+pub fn column_def(c: &Column, unq: crate::topology::Unqualify<'_>) -> ColumnDef {
     let schema = String::from_utf8_lossy(c.schema_ref());
     ColumnDef {
         schema: unq.apply(&schema).into_owned().into_bytes(),
@@ -134,7 +135,7 @@ pub async fn stream_statements(
     tx: &tokio::sync::mpsc::Sender<Msg>,
     ps: &str,
     addr: &str,
-    unq: crate::engine::Unqualify<'_>,
+    unq: crate::topology::Unqualify<'_>,
 ) -> Result<(), SqlError> {
     let map = |e: mysql_async::Error| from_backend(e, ps, addr, unq);
     let mut sent_cols = false;
