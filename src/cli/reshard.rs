@@ -1,6 +1,6 @@
 //! `tessera reshard …`: plan and run moves of logical shards between physical shards.
 
-use super::TopoFlags;
+use super::flags::TopoFlags;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use mysql_async::prelude::Queryable;

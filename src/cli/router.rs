@@ -25,7 +25,7 @@ pub async fn run(a: RouterArgs) -> anyhow::Result<()> {
     let topo = tessera_topo::Topo::new(Arc::new(store));
     let handle = Router::new(cfg, topo).start().await?;
     println!("ready: router listening on {}", handle.local_addr());
-    super::shutdown_signal().await;
+    super::flags::shutdown_signal().await;
     handle.shutdown().await;
     Ok(())
 }

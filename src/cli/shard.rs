@@ -1,6 +1,6 @@
 //! `tessera shard add|list|remove`: physical shards in the topology.
 
-use super::TopoFlags;
+use super::flags::TopoFlags;
 use anyhow::Context;
 use clap::Subcommand;
 use mysql_async::prelude::Queryable;

@@ -1,6 +1,6 @@
 //! `tessera topo status|get|put|list|watch`: a client of the topology service.
 
-use super::TopoFlags;
+use super::flags::TopoFlags;
 use clap::Subcommand;
 use tessera_topo::{Condition, Store};
 
@@ -101,7 +101,7 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
                 node.local_addr(),
                 data_dir.display()
             );
-            super::shutdown_signal().await;
+            super::flags::shutdown_signal().await;
             node.shutdown().await;
             Ok(())
         }

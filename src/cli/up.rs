@@ -174,7 +174,7 @@ async fn serve(
             })
             .await?;
         }
-        let placement = super::apply_vschema(&topo, vschema).await?;
+        let placement = super::keyspace::apply_vschema(&topo, vschema).await?;
         let cfg = RouterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], a.port)),
             users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None }],
@@ -213,7 +213,7 @@ async fn serve(
             if let Some(admin) = router.admin_addr() {
                 println!("admin: http://{admin}/status and http://{admin}/metrics");
             }
-            super::shutdown_signal().await;
+            super::flags::shutdown_signal().await;
             eprintln!("shutting down…");
             Ok::<(), anyhow::Error>(())
         }

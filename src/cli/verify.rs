@@ -1,7 +1,7 @@
 //! `tessera verify routing|report`: the routing shadow — plan every production statement a
 //! second time against a candidate vschema, and read what would happen.
 
-use super::TopoFlags;
+use super::flags::TopoFlags;
 use anyhow::Context;
 use clap::Subcommand;
 

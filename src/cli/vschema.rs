@@ -1,6 +1,6 @@
 //! `tessera vschema apply|show`.
 
-use super::TopoFlags;
+use super::flags::TopoFlags;
 use anyhow::Context;
 use clap::Subcommand;
 
@@ -27,7 +27,7 @@ pub async fn run(c: VschemaCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let v = tessera_topo::VSchema::from_yaml(&text)
                 .with_context(|| format!("in {}", file.display()))?;
-            let p = super::apply_vschema(&topo.topo()?, &v).await?;
+            let p = super::keyspace::apply_vschema(&topo.topo()?, &v).await?;
             println!(
                 "applied vschema for keyspace {} ({} logical shards, {} tables) at placement epoch {}",
                 v.keyspace,
@@ -64,7 +64,7 @@ pub async fn run(c: VschemaCmd) -> anyhow::Result<()> {
 /// Prints the unique keys of the keyspace's tables that lack the shard key (tables created
 /// later are checked by the router when a statement needs it).
 async fn report_keys(topo: &tessera_topo::Topo, keyspace: &str) {
-    match super::uncovered_unique_keys(topo, keyspace).await {
+    match super::keyspace::uncovered_unique_keys(topo, keyspace).await {
         Ok(lines) => {
             for l in lines {
                 println!("# warning: {l}");

@@ -7,7 +7,6 @@ use crate::error::{Result, TopoError};
 use crate::kv::KvState;
 use crate::memory::MemoryStore;
 use crate::store::{Condition, KeyValue, Store, Watcher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A file-backed single-node store.
@@ -45,28 +44,6 @@ impl FileStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Writes `state` to `path` atomically: temp file, fsync, rename, fsync of the directory.
-///
-/// # Errors
-/// Any I/O failure; the previous file is then left intact.
-pub(crate) fn write_state(path: &Path, state: &KvState) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(state).map_err(|e| TopoError::Corrupt {
-        key: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]

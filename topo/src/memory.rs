@@ -5,7 +5,8 @@ use crate::error::{Result, TopoError};
 use crate::kv::{KvCore, KvState, Op};
 use crate::store::{Condition, KeyValue, Store, Watcher};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ impl Inner {
         let out = self.core.apply(op);
         if let Some(path) = &self.persist {
             if matches!(out, crate::kv::OpOutcome::Written { .. }) {
-                crate::file::write_state(path, self.core.state())?;
+                write_state(path, self.core.state())?;
             }
         }
         Ok(out)
@@ -194,6 +195,28 @@ impl Store for MemoryStore {
     async fn revision(&self) -> Result<u64> {
         Ok(lock(&self.inner).core.revision())
     }
+}
+
+/// Writes `state` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// Any I/O failure; the previous file is then left intact.
+pub(crate) fn write_state(path: &Path, state: &KvState) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(state).map_err(|e| TopoError::Corrupt {
+        key: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

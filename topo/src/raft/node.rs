@@ -14,7 +14,6 @@ use super::lease::LeaseClock;
 use super::logger::logger;
 use super::proposal::{Applied, Cmd, RequestId};
 use super::storage::{DiskStorage, SnapshotData};
-use super::transport::Outbox;
 use crate::error::{Result, TopoError};
 use crate::kv::{KvCore, Op, OpOutcome};
 use protobuf::Message as _;
@@ -45,6 +44,16 @@ const DRAIN: usize = 1024;
 pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 
 /// The sending side of a node's inbox.
+/// Where a node's outgoing messages go. The HTTP transport implements it; the randomized
+/// tests implement it with an in-memory network.
+pub trait Outbox: Send {
+    /// Queues messages for their recipients (`Message::to`); never blocks.
+    fn send(&mut self, msgs: Vec<Message>);
+
+    /// Sets (or with `None` removes) the address of a peer.
+    fn set_peer(&mut self, id: u64, addr: Option<String>);
+}
+
 pub type NodeSender = Sender<NodeMsg>;
 
 /// Everything a node is told.

@@ -3,9 +3,9 @@
 //! from the data dir. Each seed replays the same run. Checked: no two leaders in one term,
 //! no acknowledged write lost, and every replica ends with the same state.
 
+use super::node::Outbox;
 use super::node::{lock, MemberChange, Node, NodeMsg, NodeOptions, ELECTION_TICKS};
 use super::proposal::{Applied, Cmd};
-use super::transport::Outbox;
 use crate::error::Result;
 use crate::kv::{KvState, Op, OpOutcome};
 use crate::store::Condition;

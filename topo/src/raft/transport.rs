@@ -8,7 +8,7 @@
 //! A failed POST reports the peer unreachable to the node (Raft then probes it gently
 //! instead of streaming to it) and drops what was queued: Raft resends whatever matters.
 
-use super::node::{NodeMsg, NodeSender};
+use super::node::{NodeMsg, NodeSender, Outbox};
 use crate::http::server::authorize;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -38,16 +38,6 @@ const BATCH: usize = 512;
 /// How long a POST may take; a snapshot gets longer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where a node's outgoing messages go. The HTTP transport implements it; the randomized
-/// tests implement it with an in-memory network.
-pub trait Outbox: Send {
-    /// Queues messages for their recipients (`Message::to`); never blocks.
-    fn send(&mut self, msgs: Vec<Message>);
-
-    /// Sets (or with `None` removes) the address of a peer.
-    fn set_peer(&mut self, id: u64, addr: Option<String>);
-}
 
 /// Encodes messages as a batch body.
 pub fn encode_batch(msgs: &[Message]) -> Vec<u8> {
