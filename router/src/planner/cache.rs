@@ -155,7 +155,12 @@ impl PlanCache {
                 let mut key = None;
                 if let Some(k) = b.key {
                     let ls = shape.literals.get(k.index).and_then(|&(s, e)| {
-                        super::literal_ls(&sql[s..e], k.at.vindex, k.at.key_type, k.logical_shards)
+                        super::keys::literal_ls(
+                            &sql[s..e],
+                            k.at.vindex,
+                            k.at.key_type,
+                            k.logical_shards,
+                        )
                     });
                     match (ls, shape.literals.get(k.index)) {
                         (Some(ls), Some(&(at, _))) => key = Some((ls, at)),

@@ -9,9 +9,10 @@
 //! [WHERE conditions on one table each]`, select items being qualified columns. Anything else
 //! is refused with its name.
 
+use super::ast::{column_ref, conjuncts, ident_parts};
 use super::merge::MergePlanner;
 use super::plan::{CrossJoin, Local, Plan};
-use super::{column_ref, conjuncts, ident_parts, Planner};
+use super::resolve::Planner;
 use crate::error::SqlError;
 use crate::sql::quote_ident;
 use sqlparser::ast::{

@@ -118,7 +118,7 @@ pub struct MergeSpec {
 fn agg_name(e: &Expr) -> Option<(String, &sqlparser::ast::Function)> {
     if let Expr::Function(f) = e {
         let n = f.name.to_string().to_ascii_uppercase();
-        if super::is_aggregate(&n) {
+        if super::ast::is_aggregate(&n) {
             return Some((n, f));
         }
     }
@@ -129,7 +129,7 @@ fn contains_aggregate(e: &Expr) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(e, |x| {
         if let Expr::Function(f) = x {
-            if super::is_aggregate(&f.name.to_string()) || f.over.is_some() {
+            if super::ast::is_aggregate(&f.name.to_string()) || f.over.is_some() {
                 found = true;
                 return std::ops::ControlFlow::Break(());
             }
@@ -573,7 +573,7 @@ impl MergePlanner<'_> {
         let mut having = Vec::new();
         if let Some(h) = &select.having {
             let mut cs = Vec::new();
-            super::conjuncts(h, &mut cs);
+            super::ast::conjuncts(h, &mut cs);
             for c in cs {
                 let Expr::BinaryOp { left, op, right } = c else {
                     return Err(unsupported("this HAVING condition"));

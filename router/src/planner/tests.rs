@@ -2,6 +2,7 @@
 //! against the vschemas in `testdata/vschemas.yaml`.
 
 use super::*;
+use crate::topology::RoutingTable;
 use serde::Deserialize;
 use tessera_topo::VSchema;
 

@@ -1,0 +1,257 @@
+//! `INSERT` and `REPLACE`: rows routed by their shard key, split per logical shard.
+
+use super::keys::{key_value, lit};
+use super::plan;
+use super::plan::{Exec, Local, Plan, RouteKind, StmtKind, Targets};
+use super::resolve::Planner;
+
+use crate::error::SqlError;
+use crate::sql::rewrite::Edits;
+use crate::sql::LS_PLACEHOLDER;
+use crate::topology::TableRouting;
+use crate::vindex::{self};
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{Expr, SetExpr, Statement, TableObject};
+
+impl<'a> Planner<'a> {
+    pub(super) fn insert(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        let Statement::Insert(ins) = stmt else {
+            return Err(SqlError::router("not an INSERT"));
+        };
+        let r = self.resolve(stmt)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::unsupported("writes to system schemas"));
+        };
+        let TableObject::TableName(_) = &ins.table else {
+            return Err(SqlError::unsupported("INSERT INTO a table function"));
+        };
+        let Some(target) = r.tables.first().cloned() else {
+            return Err(SqlError::router("INSERT without a table"));
+        };
+        if r.sharded().count() > 0 && r.tables.len() > 1 {
+            return Err(SqlError::unsupported(
+                "INSERT ... SELECT with sharded tables",
+            ));
+        }
+        let TableRouting::Sharded {
+            shard_key,
+            vindex,
+            key_type,
+            auto_increment,
+        } = &target.routing
+        else {
+            let sql = self.qualified(&r, Edits::default())?;
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
+        };
+        if !ins.assignments.is_empty() {
+            return Err(SqlError::unsupported(
+                "INSERT ... SET on a sharded table (use VALUES)",
+            ));
+        }
+        if let Some((col, seq_ks, seq_table)) = auto_increment {
+            if !ins
+                .columns
+                .iter()
+                .any(|c| c.value.eq_ignore_ascii_case(col))
+            {
+                // Ids come from the sequence: the engine takes a block, writes them into the
+                // statement, and plans it again.
+                let Some(last) = ins.columns.last() else {
+                    return Err(SqlError::router(format!(
+                        "INSERT into {} needs a column list",
+                        target.name
+                    )));
+                };
+                let col_at = self
+                    .offsets
+                    .range(self.sql, last.span)
+                    .map(|(_, e)| e)
+                    .ok_or_else(|| SqlError::router("cannot locate the column list"))?;
+                let Some(source) = &ins.source else {
+                    return Err(SqlError::unsupported(
+                        "INSERT without VALUES on a sharded table",
+                    ));
+                };
+                let SetExpr::Values(values) = source.body.as_ref() else {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... SELECT into a sharded table",
+                    ));
+                };
+                let mut row_ends = Vec::with_capacity(values.rows.len());
+                for row in &values.rows {
+                    let (_, b) = self.row_range(row)?;
+                    row_ends.push(b - 1);
+                }
+                return Ok(Plan::Local(Local::Sequence(Box::new(
+                    plan::SequenceInsert {
+                        column: col.to_string(),
+                        keyspace: seq_ks.to_string(),
+                        table: seq_table.clone(),
+                        column_at: col_at,
+                        row_ends,
+                        sql: self.sql.to_string(),
+                    },
+                ))));
+            }
+        }
+        let Some(idx) = ins
+            .columns
+            .iter()
+            .position(|c| c.value.eq_ignore_ascii_case(shard_key))
+        else {
+            return Err(SqlError::unsupported(format!(
+                "INSERT into sharded table {} without its shard key column {} in the column list",
+                target.name, shard_key
+            )));
+        };
+        if let Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assigns)) = &ins.on {
+            for a in assigns {
+                if a.target
+                    .to_string()
+                    .trim_matches('`')
+                    .eq_ignore_ascii_case(shard_key)
+                {
+                    return Err(SqlError::unsupported(
+                        "ON DUPLICATE KEY UPDATE of the shard key",
+                    ));
+                }
+            }
+        }
+        let Some(source) = &ins.source else {
+            return Err(SqlError::unsupported(
+                "INSERT without VALUES on a sharded table",
+            ));
+        };
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return Err(SqlError::unsupported(
+                "INSERT ... SELECT into a sharded table",
+            ));
+        };
+        let mut per_ls: Vec<(u32, Vec<usize>)> = Vec::new();
+        let mut row_ranges = Vec::with_capacity(values.rows.len());
+        for (i, row) in values.rows.iter().enumerate() {
+            let Some(v) = row.get(idx) else {
+                return Err(SqlError::new(
+                    1136,
+                    "21S01",
+                    format!("Column count doesn't match value count at row {}", i + 1),
+                ));
+            };
+            let val = lit(v)
+                .and_then(|l| key_value(&l, *key_type, true))
+                .ok_or_else(|| {
+                    SqlError::router(format!(
+                        "the shard key {shard_key} of row {} must be a literal value, got {v}",
+                        i + 1
+                    ))
+                })?;
+            let id = vindex::keyspace_id(*vindex, &val)
+                .map_err(|e| SqlError::router(format!("row {}: {e}", i + 1)))?;
+            let ls = vindex::logical_shard(id, ks.logical_shards);
+            match per_ls.iter_mut().find(|(l, _)| *l == ls) {
+                Some((_, rows)) => rows.push(i),
+                None => per_ls.push((ls, vec![i])),
+            }
+            row_ranges.push(self.row_range(row)?);
+        }
+        let conflict = if ins.replace_into {
+            Some("REPLACE")
+        } else if ins.ignore {
+            Some("INSERT IGNORE")
+        } else if matches!(
+            ins.on,
+            Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(_))
+        ) {
+            Some("INSERT … ON DUPLICATE KEY UPDATE")
+        } else {
+            None
+        }
+        .map(|action| {
+            Box::new(plan::Conflict {
+                table: target.name.to_string(),
+                shard_key: shard_key.to_string(),
+                action,
+            })
+        });
+        let sql = self.qualified(&r, Edits::default())?;
+        if per_ls.len() == 1 {
+            let ls = per_ls.iter().map(|(l, _)| *l).collect();
+            let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, Some(ls), None, false);
+            if let Plan::Exec(e) = &mut plan {
+                e.conflict = conflict;
+            }
+            return Ok(plan);
+        }
+        // Split: the text before the first row and after the last stays; the rows are picked.
+        let (Some(first), Some(last)) = (row_ranges.first(), row_ranges.last()) else {
+            return Err(SqlError::router("INSERT without rows"));
+        };
+        let head = &self.sql[..first.0];
+        let tail = &self.sql[last.1..];
+        let head_q = {
+            let mut e = Edits::default();
+            let t = &target;
+            e.replace(t.qualify.0, t.qualify.1, format!("{LS_PLACEHOLDER}."));
+            e.apply(head)?
+        };
+        let mut out = Vec::with_capacity(per_ls.len());
+        for (ls, rows) in per_ls {
+            let mut s = String::with_capacity(self.sql.len());
+            s.push_str(&head_q);
+            for (n, i) in rows.iter().enumerate() {
+                if n > 0 {
+                    s.push_str(", ");
+                }
+                let (a, b) = row_ranges[*i];
+                s.push_str(&self.sql[a..b]);
+            }
+            s.push_str(tail);
+            out.push((ls, s));
+        }
+        let _ = sql;
+        Ok(Plan::Exec(Box::new(Exec {
+            keyspace: Some(ks.name.clone()),
+            kind: StmtKind::Write,
+            route: RouteKind::Several,
+            targets: Targets::PerLs(out),
+            limit: None,
+            unionable: false,
+            merge: None,
+            key_at: None,
+            aliased_items: false,
+            conflict,
+        })))
+    }
+
+    /// Returns the byte range of one `VALUES` row, parentheses included.
+    pub(super) fn row_range(&self, row: &[Expr]) -> Result<(usize, usize), SqlError> {
+        let err = || SqlError::router("cannot locate a row of the INSERT");
+        let first = row.first().ok_or_else(err)?;
+        let last = row.last().ok_or_else(err)?;
+        let (s, _) = self.offsets.range(self.sql, first.span()).ok_or_else(err)?;
+        let (_, e) = self.offsets.range(self.sql, last.span()).ok_or_else(err)?;
+        let bytes = self.sql.as_bytes();
+        let mut a = s;
+        while a > 0
+            && (bytes[a - 1].is_ascii_whitespace() || bytes[a - 1] == b'-' || bytes[a - 1] == b'+')
+        {
+            a -= 1;
+        }
+        if a == 0 || bytes[a - 1] != b'(' {
+            return Err(err());
+        }
+        a -= 1;
+        let mut b = e;
+        // A closing quote of a string literal may sit just past the span's end.
+        while b < bytes.len()
+            && (bytes[b].is_ascii_whitespace() || bytes[b] == b'\'' || bytes[b] == b'"')
+            && bytes[b] != b')'
+        {
+            b += 1;
+        }
+        if b >= bytes.len() || bytes[b] != b')' {
+            return Err(err());
+        }
+        Ok((a, b + 1))
+    }
+}

@@ -1,0 +1,485 @@
+//! Reads: `SELECT` on one logical shard, several, or all of them (with the merge it needs).
+
+use super::ast::{column_ref, conjuncts, ident_parts, limit_number};
+use super::keys::key_set;
+use super::merge;
+use super::plan::{KeyAt, Plan, RouteKind, StmtKind};
+use super::resolve::{Planner, Resolved, TableRef};
+
+use crate::error::SqlError;
+use crate::sql::rewrite::{quote_ident, Edits, Offsets};
+use crate::topology::TableRouting;
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments,
+    JoinConstraint, JoinOperator, LimitClause, Query, SetExpr, Statement, TableFactor, Value,
+};
+use sqlparser::dialect::MySqlDialect;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
+use tessera_topo::{KeyType, VindexKind};
+
+/// Returns the byte ranges of a plain `SELECT [modifiers] item, … [FROM …]` statement's
+/// items as written, or `None` for any other statement.
+pub(super) fn select_item_ranges(sql: &str) -> Option<Vec<(usize, usize)>> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = Offsets::new(sql);
+    let mut it = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .peekable();
+    match &it.next()?.token {
+        Token::Word(w) if w.keyword == Keyword::SELECT => {}
+        _ => return None,
+    }
+    while let Some(t) = it.peek() {
+        let Token::Word(w) = &t.token else { break };
+        let modifier = matches!(
+            w.keyword,
+            Keyword::ALL
+                | Keyword::DISTINCT
+                | Keyword::DISTINCTROW
+                | Keyword::HIGH_PRIORITY
+                | Keyword::STRAIGHT_JOIN
+                | Keyword::SQL_SMALL_RESULT
+                | Keyword::SQL_BIG_RESULT
+                | Keyword::SQL_BUFFER_RESULT
+                | Keyword::SQL_NO_CACHE
+                | Keyword::SQL_CALC_FOUND_ROWS
+        );
+        if !modifier {
+            break;
+        }
+        it.next();
+    }
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut current: Option<(usize, usize)> = None;
+    for t in it {
+        match &t.token {
+            Token::Comma if depth == 0 => {
+                items.push(current.take()?);
+                continue;
+            }
+            Token::SemiColon => break,
+            Token::Word(w)
+                if depth == 0
+                    && matches!(
+                        w.keyword,
+                        Keyword::FROM
+                            | Keyword::INTO
+                            | Keyword::WHERE
+                            | Keyword::GROUP
+                            | Keyword::HAVING
+                            | Keyword::ORDER
+                            | Keyword::LIMIT
+                            | Keyword::UNION
+                            | Keyword::FOR
+                            | Keyword::LOCK
+                            | Keyword::WINDOW
+                    ) =>
+            {
+                break
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        let (s, e) = offsets.range(sql, t.span)?;
+        current = Some(match current {
+            Some((cs, _)) => (cs, e),
+            None => (s, e),
+        });
+    }
+    items.push(current?);
+    Some(items)
+}
+
+impl<'a> Planner<'a> {
+    pub(super) fn query(&self, stmt: &Statement, q: &Query) -> Result<Plan, SqlError> {
+        let ctes: HashSet<String> = q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let r = self.resolve_skipping(stmt, &ctes)?;
+        let Some(ks) = r.ks else {
+            // No keyspace table: any physical shard answers; DATABASE() is the session's.
+            let mut s = stmt.clone();
+            let mut changed = false;
+            let db = self.session_ks.map(str::to_string);
+            let _ = visit_expressions_mut(&mut s, |e| {
+                if let Expr::Function(f) = e {
+                    let n = f.name.to_string().to_ascii_uppercase();
+                    let no_args = match &f.args {
+                        FunctionArguments::List(l) => l.args.is_empty(),
+                        FunctionArguments::None => true,
+                        FunctionArguments::Subquery(_) => false,
+                    };
+                    if n == "LAST_INSERT_ID" && no_args {
+                        *e = Expr::value(Value::Number(self.last_insert_id.to_string(), false));
+                        changed = true;
+                    } else if (n == "DATABASE" || n == "SCHEMA") && no_args {
+                        *e = Expr::value(match &db {
+                            Some(d) => Value::SingleQuotedString(d.clone()),
+                            None => Value::Null,
+                        });
+                        changed = true;
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            let sql = if changed {
+                s.to_string()
+            } else {
+                self.sql.to_string()
+            };
+            let _ = r.system;
+            return Ok(self.any(sql, StmtKind::Read));
+        };
+        if !ks.sharded || r.sharded().next().is_none() {
+            let mut edits = Edits::default();
+            let aliased = match q.body.as_ref() {
+                SetExpr::Select(select) => self.name_items(select, &r, &mut edits),
+                _ => false,
+            };
+            let sql = self.qualified(&r, edits)?;
+            let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, None, None, false);
+            if let Plan::Exec(e) = &mut plan {
+                e.aliased_items = aliased;
+            }
+            return Ok(plan);
+        }
+        if !ctes.is_empty() {
+            return Err(SqlError::unsupported("WITH clauses over sharded tables"));
+        }
+        self.check_subqueries(stmt)?;
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Err(SqlError::unsupported(
+                "UNION and other set operations over sharded tables",
+            ));
+        };
+        // Aliases: name or alias -> table name, for the sharded tables in FROM.
+        let mut aliases: HashMap<String, String> = HashMap::new();
+        let mut join_eqs: Vec<&Expr> = Vec::new();
+        for twj in &select.from {
+            let mut factors = vec![&twj.relation];
+            for j in &twj.joins {
+                factors.push(&j.relation);
+                let constraint = match &j.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::StraightJoin(c) => Some(c),
+                    _ => None,
+                };
+                match constraint {
+                    Some(JoinConstraint::On(e)) => conjuncts(e, &mut join_eqs),
+                    Some(JoinConstraint::Using(_)) => {
+                        return Err(SqlError::unsupported(
+                            "JOIN ... USING over sharded tables (write the ON condition)",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            for f in factors {
+                if let TableFactor::Table { name, alias, .. } = f {
+                    if let Some(t) =
+                        ident_parts(name).and_then(|p| p.last().map(|i| i.value.clone()))
+                    {
+                        aliases.insert(t.clone(), t.clone());
+                        if let Some(a) = alias {
+                            aliases.insert(a.name.value.clone(), t);
+                        }
+                    }
+                }
+            }
+        }
+        let mut where_conj: Vec<&Expr> = Vec::new();
+        if let Some(w) = &select.selection {
+            conjuncts(w, &mut where_conj);
+        }
+        let key_of = |e: &Expr| -> Option<(String, (VindexKind, KeyType))> {
+            let (qual, col) = column_ref(e)?;
+            let candidates: Vec<&TableRef> = r
+                .sharded()
+                .filter(|t| match &qual {
+                    Some(q) => aliases.get(q).is_some_and(|n| *n == t.name),
+                    None => true,
+                })
+                .filter(|t| matches!(&t.routing, TableRouting::Sharded { shard_key, .. } if shard_key.eq_ignore_ascii_case(&col)))
+                .collect();
+            let names: BTreeSet<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
+            if names.len() != 1 {
+                return None;
+            }
+            match &candidates[0].routing {
+                TableRouting::Sharded {
+                    vindex, key_type, ..
+                } => Some((candidates[0].name.clone(), (*vindex, *key_type))),
+                _ => None,
+            }
+        };
+        // Every sharded table must be joined to the others on equal shard keys.
+        let sharded_names: BTreeSet<String> = r.sharded().map(|t| t.name.clone()).collect();
+        if sharded_names.len() > 1 || r.sharded().count() > 1 {
+            let mut uf: HashMap<String, String> = sharded_names
+                .iter()
+                .map(|n| (n.clone(), n.clone()))
+                .collect();
+            fn find(uf: &HashMap<String, String>, x: &str) -> String {
+                let mut cur = x.to_string();
+                while let Some(p) = uf.get(&cur) {
+                    if *p == cur {
+                        break;
+                    }
+                    cur = p.clone();
+                }
+                cur
+            }
+            for e in join_eqs.iter().chain(where_conj.iter()) {
+                if let Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } = e
+                {
+                    if let (Some((a, va)), Some((b, vb))) = (key_of(left), key_of(right)) {
+                        if va == vb {
+                            let (ra, rb) = (find(&uf, &a), find(&uf, &b));
+                            uf.insert(ra, rb);
+                        }
+                    }
+                }
+            }
+            let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
+            if roots.len() > 1 || r.sharded().count() > sharded_names.len() {
+                return self.cross_join(&ks.name, select, q);
+            }
+        }
+        // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).
+        let key_vindex = |e: &Expr| key_of(e).map(|(_, v)| v);
+        let mut target: Option<BTreeSet<u32>> = match &select.selection {
+            Some(w) => key_set(w, &key_vindex, ks.logical_shards),
+            None => None,
+        };
+        if let Some(t) = &target {
+            if t.is_empty() {
+                // Contradictory keys: no row can match; ask one shard so the columns are right.
+                target = Some(BTreeSet::from([0]));
+            }
+        }
+        let ls: Option<Vec<u32>> = target.map(|t| t.into_iter().collect());
+        let single = ls.as_ref().is_some_and(|l| l.len() == 1);
+        let mut edits = Edits::default();
+        let mut limit = None;
+        let mut merge = None;
+        if !single {
+            if let Some(lc) = &q.limit_clause {
+                let (lim, off) = match lc {
+                    LimitClause::LimitOffset {
+                        limit,
+                        offset,
+                        limit_by,
+                    } => {
+                        if !limit_by.is_empty() {
+                            return Err(SqlError::unsupported("LIMIT BY"));
+                        }
+                        (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                    }
+                    LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+                };
+                let count = match lim {
+                    Some(e) => limit_number(e).ok_or_else(|| {
+                        SqlError::unsupported("a LIMIT that is not a number, across shards")
+                    })?,
+                    None => u64::MAX,
+                };
+                let skip = match off {
+                    Some(e) => limit_number(e).ok_or_else(|| {
+                        SqlError::unsupported("an OFFSET that is not a number, across shards")
+                    })?,
+                    None => 0,
+                };
+                limit = Some((skip, count));
+            }
+            let mp = merge::MergePlanner {
+                sql: self.sql,
+                offsets: &self.offsets,
+            };
+            merge = mp.plan(select, q, limit, &mut edits)?;
+            let aggregate = matches!(
+                merge.as_ref().map(|m| &m.mode),
+                Some(merge::MergeMode::Aggregate { .. })
+            );
+            if let (Some(lc), Some((skip, count)), false) = (&q.limit_clause, limit, aggregate) {
+                // Each shard returns up to offset + count rows; the router skips and cuts.
+                let (lim, off) = match lc {
+                    LimitClause::LimitOffset { limit, offset, .. } => {
+                        (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                    }
+                    LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+                };
+                if let Some(e) = lim {
+                    let (s, en) = self
+                        .offsets
+                        .range(self.sql, e.span())
+                        .ok_or_else(|| SqlError::router("cannot locate LIMIT"))?;
+                    edits.replace(s, en, count.saturating_add(skip).to_string());
+                }
+                if let Some(e) = off {
+                    let (s, en) = self
+                        .offsets
+                        .range(self.sql, e.span())
+                        .ok_or_else(|| SqlError::router("cannot locate OFFSET"))?;
+                    edits.replace(s, en, "0");
+                }
+            }
+        }
+        let unionable = q.locks.is_empty() && select.into.is_none() && q.for_clause.is_none();
+        let aliased = self.name_items(select, &r, &mut edits);
+        let sql = self.qualified(&r, edits)?;
+        let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable);
+        if let Plan::Exec(e) = &mut plan {
+            e.aliased_items = aliased;
+            if e.route != RouteKind::One {
+                e.merge = merge;
+            } else if let Some(w) = &select.selection {
+                e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Keeps the client's column names when a select item's text changes in the rewrite: an
+    /// expression over `keyspace.table.column` (MariaDB names such a column by its text as
+    /// written, which would otherwise show a logical shard's schema) gets its original text
+    /// as an explicit alias.
+    /// Returns whether it added any.
+    pub(super) fn name_items(
+        &self,
+        select: &sqlparser::ast::Select,
+        r: &Resolved<'_>,
+        edits: &mut Edits,
+    ) -> bool {
+        if r.column_quals.is_empty() {
+            return false;
+        }
+        let Some(ranges) = select_item_ranges(self.sql) else {
+            return false;
+        };
+        if ranges.len() != select.projection.len() {
+            return false;
+        }
+        let mut added = false;
+        for (item, &(s, e)) in select.projection.iter().zip(&ranges) {
+            let sqlparser::ast::SelectItem::UnnamedExpr(expr) = item else {
+                continue;
+            };
+            if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                continue;
+            }
+            let text = &self.sql[s..e];
+            let renamed = r.column_quals.iter().any(|q| q.0 >= s && q.0 < e);
+            // MariaDB refuses aliases over 256 characters; such names are left as they come.
+            if renamed && text.chars().count() <= 256 && !edits.touches(s, e) {
+                edits.insert(e, format!(" AS {}", quote_ident(text)));
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// Returns the one `key = literal` term of `w` that decides its logical shard, when
+    /// exactly one term decides it (with several, other values could intersect differently).
+    pub(super) fn key_at(
+        &self,
+        w: &Expr,
+        key: &dyn Fn(&Expr) -> Option<(VindexKind, KeyType)>,
+        count: u32,
+    ) -> Option<KeyAt> {
+        let mut cs = Vec::new();
+        conjuncts(w, &mut cs);
+        let mut deciding = cs.iter().filter(|c| key_set(c, key, count).is_some());
+        let only = deciding.next()?;
+        if deciding.next().is_some() {
+            return None;
+        }
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = only
+        else {
+            return None;
+        };
+        // The same side key_set takes as the key.
+        let ((vindex, key_type), other) = match (key(left), key(right)) {
+            (Some(k), _) => (k, right),
+            (None, Some(k)) => (k, left),
+            (None, None) => return None,
+        };
+        let Expr::Value(v) = other.as_ref() else {
+            return None;
+        };
+        if !matches!(
+            v.value,
+            Value::Number(..) | Value::SingleQuotedString(_) | Value::DoubleQuotedString(_)
+        ) {
+            return None;
+        }
+        let (at, _) = self.offsets.range(self.sql, v.span)?;
+        Some(KeyAt {
+            at,
+            vindex,
+            key_type,
+        })
+    }
+
+    /// Refuses subqueries that read sharded tables: they would see one shard's rows only.
+    pub(super) fn check_subqueries(&self, stmt: &Statement) -> Result<(), SqlError> {
+        let mut subs: Vec<Query> = Vec::new();
+        let _ = visit_expressions(stmt, |e| {
+            match e {
+                Expr::Subquery(q)
+                | Expr::Exists { subquery: q, .. }
+                | Expr::InSubquery { subquery: q, .. } => subs.push((**q).clone()),
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if let Statement::Query(q) = stmt {
+            if let SetExpr::Select(s) = q.body.as_ref() {
+                for twj in &s.from {
+                    let mut fs = vec![&twj.relation];
+                    fs.extend(twj.joins.iter().map(|j| &j.relation));
+                    for f in fs {
+                        if let TableFactor::Derived { subquery, .. } = f {
+                            subs.push((**subquery).clone());
+                        }
+                    }
+                }
+            }
+        }
+        for q in &subs {
+            let r = self.resolve(q)?;
+            if r.sharded().next().is_some() {
+                return Err(SqlError::unsupported("subqueries that read sharded tables"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,350 @@
+//! The planner's entry points: one statement's text in, its [`Plan`] out. Parses the
+//! statement and dispatches it by kind to the file that plans that kind.
+
+use super::ast::ident_parts;
+use super::plan::{Exec, Local, Plan, RouteKind, StmtKind, Targets};
+use super::resolve::Planner;
+use super::standin::StandIn;
+
+use crate::error::SqlError;
+use crate::sql::rewrite::{self, Edits, Offsets};
+use crate::topology::RoutingTable;
+use sqlparser::ast::{visit_expressions, Expr, Statement};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+/// Plans one SQL statement for a session whose current keyspace is `keyspace`.
+///
+/// # Errors
+/// 1064 for SQL that does not parse, 1046/1049/1146 for unknown names, 1235 for shapes the
+/// router does not support, 1105 for statements it cannot route.
+pub fn plan(sql: &str, keyspace: Option<&str>, rt: &RoutingTable) -> Result<Plan, SqlError> {
+    plan_session(sql, keyspace, 0, rt)
+}
+
+/// Plans one statement for a session whose `LAST_INSERT_ID()` is `last_insert_id`.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_session(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
+    if sql.contains("__tessera_") {
+        return Err(SqlError::router(
+            "identifiers starting with __tessera_ are reserved by Tessera",
+        ));
+    }
+    plan_internal(sql, keyspace, last_insert_id, rt)
+}
+
+/// Plans a statement the router wrote itself (it may use `__tessera_` names).
+///
+/// # Errors
+/// Like [`plan_session`].
+pub fn plan_internal(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
+    if let Some(s) = StandIn::find(sql) {
+        let plan = plan_parsed(&s.stand_in_sql, keyspace, last_insert_id, rt)?;
+        return s.restore_plan(plan);
+    }
+    plan_parsed(sql, keyspace, last_insert_id, rt)
+}
+
+pub(super) fn plan_parsed(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &RoutingTable,
+) -> Result<Plan, SqlError> {
+    rewrite::check_executable_comments(sql).map_err(|c| {
+        SqlError::unsupported(format!(
+            "the executable comment {c}… (write it as /*!NNNNN … */ with a five-digit version, or without the comment)"
+        ))
+    })?;
+    let stmt = parse_one(sql)?;
+    refuse_last_statement_state(&stmt)?;
+    let p = Planner {
+        sql,
+        offsets: Offsets::new(sql),
+        session_ks: keyspace,
+        rt,
+        last_insert_id,
+    };
+    p.statement(stmt)
+}
+
+/// Where to describe a statement being prepared: the SQL (tables qualified with the first
+/// logical shard's schema, markers kept) and the keyspace whose first physical shard should
+/// prepare it; `None` for statements without a result set that the router handles itself.
+///
+/// # Errors
+/// The same errors as [`plan`] for names and syntax.
+pub fn describe_target(
+    sql: &str,
+    keyspace: Option<&str>,
+    rt: &RoutingTable,
+) -> Result<Option<(String, Option<String>)>, SqlError> {
+    if let Some(s) = StandIn::find(sql) {
+        return match describe_target(&s.stand_in_sql, keyspace, rt)? {
+            Some((mut text, ks)) => {
+                s.restore(&mut text)?;
+                Ok(Some((text, ks)))
+            }
+            None => Ok(None),
+        };
+    }
+    let stmt = parse_one(sql)?;
+    let p = Planner {
+        sql,
+        offsets: Offsets::new(sql),
+        session_ks: keyspace,
+        rt,
+        last_insert_id: 0,
+    };
+    let ctes: HashSet<String> = match &stmt {
+        Statement::Query(q) => q
+            .with
+            .as_ref()
+            .map(|w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => HashSet::new(),
+    };
+    match &stmt {
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => {}
+        _ => return Ok(None),
+    }
+    let r = p.resolve_skipping(&stmt, &ctes)?;
+    let Some(ks) = r.ks else {
+        return Ok(Some((sql.to_string(), None)));
+    };
+    let q = p.qualified(&r, Edits::default())?;
+    Ok(Some((ks.fill(&q, 0).into_owned(), Some(ks.name.clone()))))
+}
+
+/// Parses exactly one statement.
+pub(super) fn parse_one(sql: &str) -> Result<Statement, SqlError> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
+    if stmts.len() > 1 {
+        return Err(SqlError::unsupported("several statements in one query"));
+    }
+    stmts
+        .pop()
+        .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
+}
+
+/// Refuses what reads the state a backend connection keeps of its last statement —
+/// `ROW_COUNT()`, `FOUND_ROWS()`, `@@warning_count`, `@@error_count`: the router runs a
+/// session's statements on pooled connections, so the connection answering need not be the
+/// one that ran the session's last statement, and the answer would be another session's.
+pub(super) fn refuse_last_statement_state(stmt: &Statement) -> Result<(), SqlError> {
+    let mut found: Option<&'static str> = None;
+    let _ = visit_expressions(stmt, |e| {
+        let what = match e {
+            Expr::Function(f) => {
+                let n = f.name.to_string();
+                if n.eq_ignore_ascii_case("ROW_COUNT") {
+                    Some("ROW_COUNT()")
+                } else if n.eq_ignore_ascii_case("FOUND_ROWS") {
+                    Some("FOUND_ROWS()")
+                } else {
+                    None
+                }
+            }
+            Expr::Identifier(i) => last_statement_variable(&i.value),
+            Expr::CompoundIdentifier(parts) => {
+                let joined = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                last_statement_variable(&joined)
+            }
+            _ => None,
+        };
+        match what {
+            Some(w) => {
+                found = Some(w);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    });
+    match found {
+        Some(w) => Err(SqlError::unsupported(format!(
+            "{w}: it reads the last statement of a backend connection, and the router runs a \
+             session's statements on pooled connections"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `@@warning_count` or `@@error_count` (also `@@session.` and `@@local.` ones).
+pub(super) fn last_statement_variable(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_prefix("@@")?;
+    let n = n
+        .strip_prefix("session.")
+        .or_else(|| n.strip_prefix("local."))
+        .unwrap_or(n);
+    match n {
+        "warning_count" => Some("@@warning_count"),
+        "error_count" => Some("@@error_count"),
+        _ => None,
+    }
+}
+
+impl<'a> Planner<'a> {
+    pub(super) fn statement(&self, stmt: Statement) -> Result<Plan, SqlError> {
+        match &stmt {
+            Statement::Query(q) => self.query(&stmt, q),
+            Statement::Insert(_) => self.insert(&stmt),
+            Statement::Update(_) | Statement::Delete(_) => self.update_delete(&stmt),
+            Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::Truncate(_) => self.ddl(&stmt),
+            Statement::Drop {
+                object_type,
+                names,
+                table,
+                ..
+            } => self.drop(&stmt, *object_type, names, table.as_ref()),
+            Statement::Use(u) => {
+                use sqlparser::ast::Use;
+                let name = match u {
+                    Use::Object(n) | Use::Database(n) | Use::Schema(n) => n,
+                    _ => return Err(SqlError::unsupported("this form of USE")),
+                };
+                let parts =
+                    ident_parts(name).ok_or_else(|| SqlError::parse("bad database name"))?;
+                let Some(last) = parts.last() else {
+                    return Err(SqlError::parse("bad database name"));
+                };
+                Ok(Plan::Local(Local::Use(last.value.clone())))
+            }
+            Statement::StartTransaction { .. } => Ok(Plan::Local(Local::Begin)),
+            Statement::Commit { chain: false, .. } => Ok(Plan::Local(Local::Commit)),
+            Statement::Rollback {
+                savepoint: None,
+                chain: false,
+                ..
+            } => Ok(Plan::Local(Local::Rollback)),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowDatabases { .. } | Statement::ShowSchemas { .. } => {
+                Ok(Plan::Local(Local::ShowDatabases))
+            }
+            Statement::ShowTables {
+                full, show_options, ..
+            } => {
+                let ks = match show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|i| i.parent_name.as_ref())
+                {
+                    Some(n) => ident_parts(n)
+                        .and_then(|p| p.last().map(|i| i.value.clone()))
+                        .ok_or_else(|| SqlError::parse("bad database name"))?,
+                    None => self
+                        .session_ks
+                        .ok_or_else(SqlError::no_database)?
+                        .to_string(),
+                };
+                if show_options.filter_position.is_some() {
+                    return Err(SqlError::unsupported("SHOW TABLES with LIKE or WHERE"));
+                }
+                if self.rt.keyspace(&ks).is_none() {
+                    return Err(SqlError::unknown_database(&ks));
+                }
+                Ok(Plan::Local(Local::ShowTables {
+                    keyspace: ks,
+                    full: *full,
+                }))
+            }
+            Statement::ShowCreate { obj_name, .. } => self.show_on_table(obj_name),
+            Statement::ExplainTable { table_name, .. } => self.show_on_table(table_name),
+            Statement::Explain {
+                statement,
+                analyze: false,
+                ..
+            } => {
+                // MariaDB's EXPLAIN of the statement on the first logical shard it targets. The
+                // inner statement's spans point into this text, so its rewrite keeps `EXPLAIN`.
+                let inner = self.statement((**statement).clone())?;
+                let Plan::Exec(mut e) = inner else {
+                    return Err(SqlError::unsupported("EXPLAIN of this statement"));
+                };
+                match &mut e.targets {
+                    Targets::Ls { ls, .. } => ls.truncate(1),
+                    Targets::PerLs(_) => {
+                        return Err(SqlError::unsupported(
+                            "EXPLAIN of a multi-row INSERT over several shards",
+                        ))
+                    }
+                    Targets::Reference { .. } => {}
+                    Targets::Any { sql } => {
+                        if !sql.trim_start().to_ascii_uppercase().starts_with("EXPLAIN") {
+                            *sql = format!("EXPLAIN {sql}");
+                        }
+                    }
+                }
+                e.kind = StmtKind::Read;
+                e.merge = None;
+                e.limit = None;
+                e.unionable = false;
+                Ok(Plan::Exec(e))
+            }
+            Statement::ShowVariables { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowCollation { .. }
+            | Statement::ShowCharset(_) => Ok(Plan::Exec(Box::new(Exec {
+                keyspace: None,
+                kind: StmtKind::Read,
+                route: RouteKind::Any,
+                targets: Targets::Any {
+                    sql: self.sql.to_string(),
+                },
+                limit: None,
+                unionable: false,
+                merge: None,
+                key_at: None,
+                aliased_items: false,
+                conflict: None,
+            }))),
+            Statement::ShowColumns { .. } => {
+                let r = self.resolve(&stmt)?;
+                self.read_first_shard(r)
+            }
+            Statement::CreateDatabase { .. } | Statement::CreateSchema { .. } => {
+                Err(SqlError::unsupported(
+                    "CREATE DATABASE (create keyspaces with `tessera vschema apply`)",
+                ))
+            }
+            other => {
+                let text = other.to_string();
+                let head: String = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Err(SqlError::unsupported(format!("the statement {head}")))
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `UPDATE` and `DELETE`: routed by the shard key in `WHERE`, or to every logical shard.
+
+use super::ast::{column_ref, conjuncts};
+use super::keys::{key_set, key_value, lit, Lit};
+use super::plan::{KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind};
+use super::resolve::{Planner, TableRef};
+
+use crate::error::SqlError;
+use crate::sql::rewrite::Edits;
+use crate::topology::TableRouting;
+use crate::vindex::{self};
+use sqlparser::ast::{Expr, Statement};
+use std::collections::BTreeSet;
+
+impl<'a> Planner<'a> {
+    pub(super) fn update_delete(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        let r = self.resolve(stmt)?;
+        let Some(ks) = r.ks else {
+            return Err(SqlError::unsupported("writes to system schemas"));
+        };
+        if !ks.sharded || r.sharded().next().is_none() {
+            let sql = self.qualified(&r, Edits::default())?;
+            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
+        }
+        // One sharded table written; other tables may only be reference tables read in
+        // subqueries (each physical shard holds a whole copy of those).
+        let one_target = match stmt {
+            Statement::Update(u) => u.table.joins.is_empty() && u.from.is_none(),
+            Statement::Delete(d) => {
+                d.tables.is_empty()
+                    && d.using.is_none()
+                    && match &d.from {
+                        sqlparser::ast::FromTable::WithFromKeyword(f)
+                        | sqlparser::ast::FromTable::WithoutKeyword(f) => {
+                            f.len() == 1 && f[0].joins.is_empty()
+                        }
+                    }
+            }
+            _ => false,
+        };
+        let others_reference = r.sharded().count() == 1
+            && r.tables.iter().all(|t| {
+                matches!(
+                    t.routing,
+                    TableRouting::Sharded { .. } | TableRouting::Reference
+                )
+            });
+        if r.tables.len() > 1 && !(one_target && others_reference) {
+            return Err(SqlError::unsupported(
+                "multi-table UPDATE or DELETE on sharded tables",
+            ));
+        }
+        self.check_subqueries(stmt)?;
+        let Some(TableRef {
+            routing:
+                TableRouting::Sharded {
+                    shard_key,
+                    vindex,
+                    key_type,
+                    ..
+                },
+            ..
+        }) = r.sharded().next()
+        else {
+            return Err(SqlError::router("no table to write"));
+        };
+        let mut move_to: Option<(u32, KeyLiteral)> = None;
+        let (selection, has_order_or_limit) = match stmt {
+            Statement::Update(u) => {
+                for a in &u.assignments {
+                    let col = a.target.to_string();
+                    let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
+                    if col.eq_ignore_ascii_case(shard_key) {
+                        let l = lit(&a.value).ok_or_else(|| {
+                            SqlError::unsupported(
+                                "UPDATE that sets a row's shard key to an expression (a literal value moves the row)",
+                            )
+                        })?;
+                        let kv = key_value(&l, *key_type, true).ok_or_else(|| {
+                            SqlError::unsupported(format!(
+                                "UPDATE that sets shard key {shard_key} to {} (not a value of its type)",
+                                a.value
+                            ))
+                        })?;
+                        let id = vindex::keyspace_id(*vindex, &kv)
+                            .map_err(|e| SqlError::router(e.to_string()))?;
+                        let new_ls = vindex::logical_shard(id, ks.logical_shards);
+                        let value = match l {
+                            Lit::Int(i) => KeyLiteral::Int(i),
+                            Lit::Num(n) => KeyLiteral::Num(n),
+                            Lit::Str(s) => KeyLiteral::Str(s),
+                        };
+                        move_to = Some((new_ls, value));
+                    }
+                }
+                (u.selection.as_ref(), u.limit.is_some())
+            }
+            Statement::Delete(d) => (
+                d.selection.as_ref(),
+                d.limit.is_some() || !d.order_by.is_empty(),
+            ),
+            _ => (None, false),
+        };
+        let mut cs = Vec::new();
+        if let Some(w) = selection {
+            conjuncts(w, &mut cs);
+        }
+        let key_vindex = |e: &Expr| {
+            column_ref(e)
+                .is_some_and(|(_, c)| c.eq_ignore_ascii_case(shard_key))
+                .then_some((*vindex, *key_type))
+        };
+        let _ = cs;
+        let target: Option<BTreeSet<u32>> =
+            selection.and_then(|w| key_set(w, &key_vindex, ks.logical_shards));
+        let ls: Option<Vec<u32>> = target.map(|t| {
+            if t.is_empty() {
+                vec![0]
+            } else {
+                t.into_iter().collect()
+            }
+        });
+        if has_order_or_limit && ls.as_ref().is_none_or(|l| l.len() > 1) {
+            return Err(SqlError::unsupported(
+                "ORDER BY or LIMIT in an UPDATE or DELETE across logical shards",
+            ));
+        }
+        let sql = self.qualified(&r, Edits::default())?;
+        let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false);
+        if let (Plan::Exec(e), Some(w)) = (&mut plan, selection) {
+            if e.route == RouteKind::One {
+                e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
+            }
+        }
+        if let Some((new_ls, value)) = move_to {
+            if has_order_or_limit {
+                return Err(SqlError::unsupported(
+                    "ORDER BY or LIMIT in an UPDATE that changes the shard key",
+                ));
+            }
+            let Plan::Exec(update) = plan else {
+                return Err(SqlError::router("UPDATE without targets"));
+            };
+            let table = r
+                .sharded()
+                .next()
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            return Ok(Plan::Local(Local::MoveRows(Box::new(MoveRows {
+                update: *update,
+                table,
+                column: shard_key.clone(),
+                value,
+                new_ls,
+            }))));
+        }
+        Ok(plan)
+    }
+}
