@@ -15,7 +15,6 @@
 //! - [`shadow`]: the shadow verifier (the routing shadow plans every statement again
 //!   against a candidate vschema and reports by query fingerprint).
 //! - [`topology`]: the routing table, cached and kept current by a topology watch.
-//! - [`unique_keys`]: unique keys of sharded tables, and which lack the shard key.
 //! - [`server`]: the listener, connection tasks, authentication and shutdown.
 //! - [`admin`], [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`).
 //! - [`config`]: the router's YAML configuration.
@@ -30,7 +29,6 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod metrics;
-pub mod moves;
 pub mod mysql;
 pub mod overview;
 pub mod planner;
@@ -40,7 +38,6 @@ pub mod session;
 pub mod shadow;
 pub mod sql;
 pub mod topology;
-pub mod unique_keys;
 pub mod vindex;
 
 pub use config::RouterConfig;

@@ -24,9 +24,10 @@ pub async fn uncovered_unique_keys(
         else {
             continue;
         };
-        match tessera_router::unique_keys::read_table(&backends, &rt, keyspace, table).await {
+        match tessera_router::engine::unique_keys::read_table(&backends, &rt, keyspace, table).await
+        {
             Ok(keys) => {
-                for k in tessera_router::unique_keys::uncovered(&keys, shard_key) {
+                for k in tessera_router::engine::unique_keys::uncovered(&keys, shard_key) {
                     out.push(format!(
                         "table {table}: unique key {} does not contain the shard key {shard_key}: \
                          unique within each logical shard only; REPLACE, INSERT IGNORE and \

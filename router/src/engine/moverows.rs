@@ -2,10 +2,11 @@
 //! moved there (insert on the new logical shard, delete on the old one) in the same
 //! transaction as the update itself.
 
-use super::{Engine, StmtKind};
+use super::Engine;
 use crate::backend::error::from_backend;
 use crate::error::SqlError;
 use crate::mysql::PacketIo;
+use crate::planner::StmtKind;
 use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
 use crate::sql::quote_ident;

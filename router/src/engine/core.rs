@@ -1,0 +1,69 @@
+//! The engine itself: what every connection of a router shares to run plans, and the
+//! backend connection a statement borrows.
+
+use crate::backend::Backends;
+use crate::topology::TopologyCache;
+use mysql_async::Conn;
+use std::sync::Arc;
+
+/// Runs plans. Shared by every connection of a router.
+pub struct Engine {
+    pub topo: Arc<TopologyCache>,
+    pub backends: Arc<Backends>,
+    /// Blocks of ids taken from sequences: `(keyspace, table) -> [next, end)`.
+    pub sequences: tokio::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
+    /// Dual-writes of moving logical shards.
+    pub(super) moves: super::moves::Moves,
+    /// Bound on each lock wait of a transaction spanning physical shards (s; 0: none).
+    pub(super) multi_shard_lock_wait_s: u64,
+    /// Unique keys of sharded tables, for writes that resolve conflicts on them.
+    pub(super) unique_keys: super::unique_keys::UniqueKeyCache,
+}
+
+/// A backend connection borrowed for one statement.
+pub(super) struct Lease {
+    pub(super) ps: String,
+    pub(super) conn: Conn,
+    /// Pinned by the session's transaction: goes back to the session, not the pool.
+    pub(super) pinned: bool,
+    /// Session `SET`s were replayed on it: reset before it returns to the pool.
+    pub(super) dirty: bool,
+}
+
+/// What a write did.
+#[derive(Default)]
+pub(super) struct WriteResult {
+    pub(super) affected: u64,
+    pub(super) last_insert_id: u64,
+    pub(super) warnings: u16,
+    pub(super) info: String,
+}
+
+impl Engine {
+    pub fn new(topo: Arc<TopologyCache>, backends: Arc<Backends>) -> Self {
+        Engine {
+            moves: super::moves::Moves::new(topo.clone(), backends.clone()),
+            multi_shard_lock_wait_s: 2,
+            unique_keys: Default::default(),
+            topo,
+            backends,
+            sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Sets how long a write waits for a cutover before it fails with a retriable error, and
+    /// how many writes may wait at once.
+    pub fn set_cutover_hold(&mut self, hold: std::time::Duration, max_held: usize) {
+        self.moves.set_hold(hold, max_held);
+    }
+
+    /// The counters of the router's part in moves.
+    pub fn move_metrics(&self) -> &super::moves::MoveMetrics {
+        &self.moves.metrics
+    }
+
+    /// Sets the bound on lock waits of transactions spanning physical shards (0: none).
+    pub fn set_multi_shard_lock_wait(&mut self, seconds: u64) {
+        self.multi_shard_lock_wait_s = seconds;
+    }
+}

@@ -1,0 +1,166 @@
+//! Running one plan: a statement on one physical shard goes straight there, the rest to the
+//! scatter, merge or multi-shard write paths.
+
+use super::core::Engine;
+use super::single::{answered, single_target, WireStatement};
+
+use crate::error::SqlError;
+use crate::mysql::PacketIo;
+use crate::planner::{Exec, Plan, StmtKind, Targets};
+use crate::session::Session;
+use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Engine {
+    /// Executes `plan` for `session`, writing the whole response (result set or OK) to `io`.
+    ///
+    /// # Errors
+    /// A [`SqlError`] to send as an ERR packet (valid before or in place of a row).
+    pub async fn execute(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        self.execute_planned(session, plan, io, None).await
+    }
+
+    /// [`Engine::execute`] for a plan made with routing table `planned_with`: a read runs
+    /// with that same table (writes take the newest, after waiting out a cutover).
+    ///
+    /// # Errors
+    /// Like [`Engine::execute`].
+    pub async fn execute_planned(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+        planned_with: Option<&Arc<RoutingTable>>,
+    ) -> Result<(), SqlError> {
+        match plan {
+            // Boxed, like the other paths off the single-shard one below: a statement's
+            // future is as large as its largest branch, and it is moved on every call.
+            Plan::Local(l) => Box::pin(self.local(session, l, io)).await,
+            Plan::Exec(e) => {
+                if let (Some(c), Some(ks)) = (&e.conflict, &e.keyspace) {
+                    let rt = self.topo.table();
+                    Box::pin(self.unique_keys.check(&self.backends, &rt, ks, c)).await?;
+                }
+                // Writes to a logical shard being cut over wait here for the flip.
+                let written = self.moves.guard(session, &e).await?;
+                if !written.is_empty() {
+                    if session.in_transaction() {
+                        session.txn_ls.extend(written);
+                    } else {
+                        session.copy_after = written;
+                    }
+                }
+                let fresh;
+                let rt = match planned_with {
+                    Some(rt) if e.kind == StmtKind::Read => rt,
+                    _ => {
+                        fresh = self.topo.table();
+                        &fresh
+                    }
+                };
+                let ddl_in = (e.kind == StmtKind::Ddl)
+                    .then(|| e.keyspace.clone())
+                    .flatten();
+                let r = self.exec(session, rt, *e, io).await;
+                session.copy_after.clear();
+                if let Some(ks) = ddl_in {
+                    self.unique_keys.forget_keyspace(&ks);
+                }
+                r
+            }
+        }
+    }
+
+    pub(super) async fn exec(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        e: Exec,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let ks: Option<&KeyspaceRouting> = match &e.keyspace {
+            Some(k) => Some(
+                rt.keyspace(k)
+                    .ok_or_else(|| SqlError::unknown_database(k))?,
+            ),
+            None => None,
+        };
+        // DDL commits implicitly in MySQL; do the same for the session's transaction.
+        if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
+            Box::pin(self.finish_txn(session, true)).await?;
+        }
+        let unq = Unqualify(ks);
+        // Plans one physical shard answers: straight there.
+        if let Some(t) = single_target(session, rt, &e, ks)? {
+            let text = WireStatement::Text(&t.sql);
+            // One shard (a logical shard's): straight to it, one future level fewer.
+            if let [ps] = t.shards.as_ref() {
+                let r = self.run_single(session, rt, ps, &text, io, unq).await?;
+                return answered(r).map(|_| ());
+            }
+            return Box::pin(self.one_of(session, rt, &t.shards, &text, io, unq, t.none))
+                .await
+                .map(|_| ());
+        }
+        // Work out (physical shard, statements) pairs.
+        let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match (&e.targets, ks) {
+            (Targets::Reference { sql }, Some(k)) => {
+                for ps in k.physical_shards() {
+                    work.entry(ps).or_default().push(sql.clone());
+                }
+            }
+            (Targets::Ls { template, ls }, Some(k)) => {
+                for l in ls {
+                    let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                        SqlError::router(format!("logical shard {l} has no placement"))
+                    })?;
+                    work.entry(ps.clone())
+                        .or_default()
+                        .push(k.fill(template, *l).into_owned());
+                }
+            }
+            (Targets::PerLs(v), Some(k)) => {
+                for (l, sql) in v {
+                    let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                        SqlError::router(format!("logical shard {l} has no placement"))
+                    })?;
+                    work.entry(ps.clone())
+                        .or_default()
+                        .push(k.fill(sql, *l).into_owned());
+                }
+            }
+            _ => return Err(SqlError::router("plan without a keyspace")),
+        }
+        if let (StmtKind::Read, Some(spec)) = (e.kind, e.merge.as_ref()) {
+            return Box::pin(self.merged_read(session, rt, work, spec, io, ks)).await;
+        }
+        if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
+            let (ps, mut sqls) = work
+                .into_iter()
+                .next()
+                .ok_or_else(|| SqlError::router("no target"))?;
+            let sql = sqls.pop().unwrap_or_default();
+            let text = WireStatement::Text(&sql);
+            return self
+                .run_single(session, rt, &ps, &text, io, unq)
+                .await?
+                .unwrap_or(Ok(()));
+        }
+        match e.kind {
+            StmtKind::Read => {
+                Box::pin(self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks)).await
+            }
+            StmtKind::Write | StmtKind::Ddl => {
+                let copies = matches!(e.targets, Targets::Reference { .. });
+                Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies)).await
+            }
+        }
+    }
+}

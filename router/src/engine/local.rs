@@ -1,0 +1,404 @@
+//! What the router answers or does itself: session statements, `DESCRIBE`, `VEXPLAIN`,
+//! `COM_FIELD_LIST`, and the OK packet of a statement.
+
+use super::core::Engine;
+
+use super::results::{column_def, write_columns, write_end};
+use crate::backend::error::from_backend;
+use crate::error::{io_err, SqlError};
+use crate::mysql::resultset::{self, ColumnDef};
+use crate::mysql::PacketIo;
+use crate::planner::{Local, Plan, StmtKind, Targets};
+use crate::session::Session;
+use crate::topology::Unqualify;
+use mysql_async::prelude::Queryable;
+
+impl Engine {
+    pub(super) async fn ok(
+        &self,
+        session: &mut Session,
+        io: &mut PacketIo,
+        affected: u64,
+        last_id: u64,
+        warnings: u16,
+        info: &str,
+    ) -> Result<(), SqlError> {
+        // An autocommit write to a moving logical shard is copied before it is acknowledged.
+        if !session.copy_after.is_empty() {
+            let lss = std::mem::take(&mut session.copy_after);
+            Box::pin(self.moves.copy(&lss)).await;
+        }
+        io.rows = affected;
+        let last_id = session.insert_id_override.unwrap_or(last_id);
+        let p = resultset::ok(
+            affected,
+            last_id,
+            session.status_flags(),
+            warnings,
+            info,
+            false,
+        );
+        io.write_packet(&p).await.map_err(io_err)
+    }
+
+    pub(super) async fn local(
+        &self,
+        session: &mut Session,
+        l: Local,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        match l {
+            Local::MoveRows(m) => self.move_rows(session, *m, io).await,
+            Local::CrossJoin(j) => self.cross_join(session, *j, io).await,
+            Local::Sequence(s) => {
+                let n = s.row_ends.len() as u64;
+                let first = self.take_ids(&s.keyspace, &s.table, n).await?;
+                let ids: Vec<u64> = (first..first + n).collect();
+                let sql = s.with_ids(&ids)?;
+                let rt = self.topo.table();
+                let plan = crate::planner::plan_session(
+                    &sql,
+                    session.keyspace.as_deref(),
+                    session.last_insert_id,
+                    &rt,
+                )?;
+                if matches!(plan, Plan::Local(_)) {
+                    return Err(SqlError::router(
+                        "the INSERT still needs ids after they were written in",
+                    ));
+                }
+                session.insert_id_override = Some(first);
+                let r = Box::pin(self.execute(session, plan, io)).await;
+                session.insert_id_override = None;
+                if r.is_ok() {
+                    session.last_insert_id = first;
+                }
+                r
+            }
+            Local::Use(ks) => {
+                let rt = self.topo.table();
+                if rt.keyspace(&ks).is_none() {
+                    return Err(SqlError::unknown_database(&ks));
+                }
+                session.keyspace = Some(ks);
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Begin => {
+                self.finish_txn(session, true).await?;
+                session.explicit_txn = true;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Commit => {
+                self.finish_txn(session, true).await?;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Rollback => {
+                self.finish_txn(session, false).await?;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::SetAutocommit(on) => {
+                if on && !session.autocommit {
+                    // Turning autocommit on commits the open transaction, as MySQL does.
+                    self.finish_txn(session, true).await?;
+                }
+                session.autocommit = on;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Set(sql) => {
+                // Check it on a backend first so a bad SET fails now, not on a later query.
+                let rt = self.topo.table();
+                let mut lease = self.any_conn(session, &rt).await?;
+                let r = lease.conn.query_drop(sql.as_str()).await;
+                lease.dirty = true;
+                self.give_back(session, lease).await;
+                r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
+                // Pinned connections of an open transaction get it at once.
+                for c in session.txn_conns.values_mut() {
+                    c.query_drop(sql.as_str())
+                        .await
+                        .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
+                }
+                session.sets.push(sql);
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::ShowDatabases => {
+                let rt = self.topo.table();
+                let mut names: Vec<String> = rt.keyspaces.keys().cloned().collect();
+                names.push("information_schema".into());
+                names.sort();
+                let rows: Vec<Vec<Option<Vec<u8>>>> = names
+                    .into_iter()
+                    .map(|n| vec![Some(n.into_bytes())])
+                    .collect();
+                self.local_result(session, io, vec![ColumnDef::text("Database")], rows)
+                    .await
+            }
+            Local::ShowTables { keyspace, full } => {
+                let rt = self.topo.table();
+                let ks = rt
+                    .keyspace(&keyspace)
+                    .ok_or_else(|| SqlError::unknown_database(&keyspace))?;
+                let mut schemas = vec![ks.schema(0)];
+                if ks.sharded {
+                    schemas.push(ks.reference_schema());
+                }
+                let list = schemas
+                    .iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let sql = format!(
+                    "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema IN ({list}) ORDER BY table_name"
+                );
+                let ps = ks
+                    .placement
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| SqlError::router("keyspace without placement"))?;
+                let mut lease = self.conn(session, &rt, &ps).await?;
+                let r: Result<Vec<(String, String)>, _> = lease.conn.query(sql).await;
+                self.give_back(session, lease).await;
+                let pool_addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                let names = r.map_err(|e| from_backend(e, &ps, &pool_addr, Unqualify(None)))?;
+                let mut cols = vec![ColumnDef::text(&format!("Tables_in_{keyspace}"))];
+                if full {
+                    cols.push(ColumnDef::text("Table_type"));
+                }
+                let rows = names
+                    .into_iter()
+                    .map(|(n, t)| {
+                        let mut r = vec![Some(n.into_bytes())];
+                        if full {
+                            r.push(Some(t.into_bytes()));
+                        }
+                        r
+                    })
+                    .collect();
+                self.local_result(session, io, cols, rows).await
+            }
+        }
+    }
+
+    /// Answers COM_FIELD_LIST from a `SELECT * … LIMIT 0` plan: the column definitions of
+    /// the table on its first logical shard, then the end marker.
+    ///
+    /// # Errors
+    /// Backend and planning errors.
+    pub async fn field_list(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let Plan::Exec(e) = plan else {
+            return Err(SqlError::router("not a table"));
+        };
+        let rt = self.topo.table();
+        let ks = e
+            .keyspace
+            .as_deref()
+            .and_then(|k| rt.keyspace(k))
+            .ok_or_else(SqlError::no_database)?;
+        let (ps, sql) = match &e.targets {
+            Targets::Ls { template, ls } => {
+                let l = ls.first().copied().unwrap_or(0);
+                let ps = ks
+                    .placement
+                    .get(l as usize)
+                    .cloned()
+                    .ok_or_else(|| SqlError::router("no placement"))?;
+                (ps, ks.fill(template, l).into_owned())
+            }
+            Targets::Reference { sql } => (
+                ks.physical_shards()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SqlError::router("no placement"))?,
+                sql.clone(),
+            ),
+            _ => return Err(SqlError::router("not a table")),
+        };
+        let mut lease = self.conn(session, &rt, &ps).await?;
+        let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+        let unq = Unqualify(Some(ks));
+        let r = async {
+            let res = lease
+                .conn
+                .query_iter(sql.as_str())
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            let defs: Vec<ColumnDef> = res
+                .columns()
+                .map(|c| c.iter().map(|c| column_def(c, unq)).collect())
+                .unwrap_or_default();
+            res.drop_result()
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            Ok::<_, SqlError>(defs)
+        }
+        .await;
+        self.give_back(session, lease).await;
+        let mut p = Vec::new();
+        for d in r? {
+            p.clear();
+            d.encode(&mut p);
+            // COM_FIELD_LIST definitions carry a (here empty) default value.
+            p.push(0xfb);
+            io.write_packet(&p).await.map_err(io_err)?;
+        }
+        write_end(io, session).await
+    }
+
+    /// Describes a statement being prepared: its result columns and parameter count, as the
+    /// first logical shard's MariaDB prepares it.
+    ///
+    /// # Errors
+    /// The backend's error (e.g. a syntax or unknown-column error) for the statement.
+    pub async fn describe(
+        &self,
+        session: &mut Session,
+        sql: &str,
+    ) -> Result<(Vec<ColumnDef>, u16), SqlError> {
+        let rt = self.topo.table();
+        let Some((backend_sql, ks)) =
+            crate::planner::describe_target(sql, session.keyspace.as_deref(), &rt)?
+        else {
+            return Ok((Vec::new(), 0));
+        };
+        let k = ks.as_deref().and_then(|k| rt.keyspace(k));
+        let mut lease = match k.and_then(|k| k.placement.first()) {
+            Some(ps) => self.conn(session, &rt, ps).await?,
+            None => self.any_conn(session, &rt).await?,
+        };
+        let addr = rt
+            .shards
+            .get(&lease.ps)
+            .map(|s| s.address())
+            .unwrap_or_default();
+        let ps = lease.ps.clone();
+        let unq = Unqualify(k);
+        let r = async {
+            let stmt = lease
+                .conn
+                .prep(backend_sql.as_str())
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            let defs: Vec<ColumnDef> = stmt.columns().iter().map(|c| column_def(c, unq)).collect();
+            let n = stmt.num_params();
+            lease
+                .conn
+                .close(stmt)
+                .await
+                .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            Ok::<_, SqlError>((defs, n))
+        }
+        .await;
+        self.give_back(session, lease).await;
+        r
+    }
+
+    /// Answers `VEXPLAIN <statement>`: where the statement would run — one row per
+    /// logical shard (or physical shard, for reference tables) with the SQL sent there.
+    ///
+    /// # Errors
+    /// Planning errors of the statement.
+    pub async fn vexplain(
+        &self,
+        session: &mut Session,
+        plan: Plan,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let rt = self.topo.table();
+        let cols = vec![
+            ColumnDef::text("route"),
+            ColumnDef::text("logical_shard"),
+            ColumnDef::text("physical_shard"),
+            ColumnDef::text("query"),
+        ];
+        let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+        let txt = |s: &str| Some(s.as_bytes().to_vec());
+        match plan {
+            Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
+            Plan::Exec(e) => {
+                let route = e.route.as_str().to_string();
+                let route = match &e.merge {
+                    Some(m) => format!(
+                        "{route} (merged in the router: {})",
+                        match m.mode {
+                            crate::planner::merge::MergeMode::Sorted { .. } => "merge-sort",
+                            crate::planner::merge::MergeMode::Aggregate { .. } => "aggregate",
+                        }
+                    ),
+                    None => route,
+                };
+                let ks = e.keyspace.as_deref().and_then(|k| rt.keyspace(k));
+                match (&e.targets, ks) {
+                    (Targets::Ls { template, ls }, Some(k)) => {
+                        for l in ls {
+                            let ps = k.placement.get(*l as usize).cloned().unwrap_or_default();
+                            let schema = k.schema(*l);
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&schema),
+                                txt(&ps),
+                                txt(&k.fill(template, *l)),
+                            ]);
+                        }
+                    }
+                    (Targets::PerLs(v), Some(k)) => {
+                        for (l, sql) in v {
+                            let ps = k.placement.get(*l as usize).cloned().unwrap_or_default();
+                            let schema = k.schema(*l);
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&schema),
+                                txt(&ps),
+                                txt(&k.fill(sql, *l)),
+                            ]);
+                        }
+                    }
+                    (Targets::Reference { sql }, Some(k)) => {
+                        let pss = if e.kind == StmtKind::Read {
+                            k.physical_shards().into_iter().take(1).collect()
+                        } else {
+                            k.physical_shards()
+                        };
+                        for ps in pss {
+                            rows.push(vec![
+                                txt(&route),
+                                txt(&k.reference_schema()),
+                                txt(&ps),
+                                txt(sql),
+                            ]);
+                        }
+                    }
+                    (Targets::Any { sql }, _) => {
+                        rows.push(vec![txt(&route), None, txt("any"), txt(sql)])
+                    }
+                    _ => return Err(SqlError::router("plan without a keyspace")),
+                }
+            }
+        }
+        self.local_result(session, io, cols, rows).await
+    }
+
+    /// Writes a result set made by the router.
+    pub async fn local_result(
+        &self,
+        session: &Session,
+        io: &mut PacketIo,
+        cols: Vec<ColumnDef>,
+        rows: Vec<Vec<Option<Vec<u8>>>>,
+    ) -> Result<(), SqlError> {
+        write_columns(io, session, &cols).await?;
+        let mut buf = Vec::new();
+        for r in rows {
+            buf.clear();
+            for v in &r {
+                resultset::put_text_value(&mut buf, v.as_deref());
+            }
+            io.write_row(&buf).await.map_err(io_err)?;
+        }
+        write_end(io, session).await
+    }
+}

@@ -1,0 +1,373 @@
+//! Reads over several logical shards: streamed as rows arrive, or merged (sorted, grouped,
+//! aggregated) in the router.
+
+use super::core::{Engine, Lease};
+
+use super::merge;
+use super::results::{self, column_def, write_columns, write_end};
+use crate::error::{io_err, SqlError};
+use crate::mysql::resultset::ColumnDef;
+use crate::mysql::PacketIo;
+use crate::session::Session;
+use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use mysql_async::prelude::Queryable;
+use std::collections::BTreeMap;
+
+/// Rows buffered per physical shard while a scatter read streams.
+pub(super) const SCATTER_CHANNEL: usize = 256;
+
+/// Streams `stmts` from one physical shard into `tx` on a task that owns the connection and
+/// hands it back when done.
+pub(super) fn spawn_stream(
+    mut lease: Lease,
+    stmts: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<results::Msg>,
+    ps: String,
+    addr: String,
+    ks: Option<KeyspaceRouting>,
+) -> tokio::task::JoinHandle<Lease> {
+    tokio::spawn(async move {
+        let unq = Unqualify(ks.as_ref());
+        let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, unq).await;
+        if let Err(e) = r {
+            let _ = tx.send(results::Msg::Error(e)).await;
+        }
+        lease
+    })
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn scatter_read(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        unionable: bool,
+        limit: Option<(u64, u64)>,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+    ) -> Result<(), SqlError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
+        let mut tasks = Vec::new();
+        for (ps, sqls) in work {
+            let lease = self.conn(session, rt, &ps).await;
+            let lease = match lease {
+                Ok(l) => l,
+                Err(err) => {
+                    // Give back what was taken before failing.
+                    drop(tx);
+                    for t in tasks {
+                        if let Ok(l) = t.await {
+                            self.give_back(session, l).await;
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            // The first logical shard's select runs alone, the rest as one `UNION ALL`: the
+            // client's column types come from a plain select (a union widens some, such as
+            // TEXT to MEDIUMTEXT and ENUM to VARCHAR).
+            let stmts: Vec<String> = if unionable && sqls.len() > 2 {
+                let mut it = sqls.into_iter();
+                let first = it.next().unwrap_or_default();
+                let rest = it.map(|s| format!("(\n{s}\n)")).collect::<Vec<_>>();
+                vec![first, rest.join(" UNION ALL ")]
+            } else {
+                sqls
+            };
+            tasks.push(spawn_stream(lease, stmts, tx.clone(), ps, addr, kscopy));
+        }
+        drop(tx);
+        let (skip, take) = limit.unwrap_or((0, u64::MAX));
+        let mut seen: u64 = 0;
+        let mut sent: u64 = 0;
+        let mut header = false;
+        let mut outcome: Result<(), SqlError> = Ok(());
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                results::Msg::Columns(defs) => {
+                    if !header {
+                        if let Err(e) = write_columns(io, session, &defs).await {
+                            outcome = Err(e);
+                            break;
+                        }
+                        header = true;
+                    }
+                }
+                results::Msg::Row(bytes) => {
+                    seen += 1;
+                    if seen <= skip {
+                        continue;
+                    }
+                    if sent >= take {
+                        break;
+                    }
+                    if let Err(e) = io.write_row(&bytes).await.map_err(io_err) {
+                        outcome = Err(e);
+                        break;
+                    }
+                    sent += 1;
+                    if sent >= take {
+                        break;
+                    }
+                }
+                results::Msg::Error(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        self.join_leases(session, tasks).await;
+        outcome?;
+        if !header {
+            return Err(SqlError::router("no shard returned a result set"));
+        }
+        write_end(io, session).await
+    }
+
+    /// Reads from every physical shard on its own stream, then merge-sorts or aggregates.
+    pub(super) async fn merged_read(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        spec: &crate::planner::merge::MergeSpec,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+    ) -> Result<(), SqlError> {
+        use crate::planner::merge::MergeMode;
+        let mut streams = Vec::new();
+        let mut tasks = Vec::new();
+        let mut failed = None;
+        // `UNION ALL` loses column types (ENUM reads as VARCHAR, TEXT as MEDIUMTEXT): the
+        // first logical shard's statement is prepared, not run, for its exact metadata.
+        let mut probe: Option<Vec<ColumnDef>> = None;
+        for (ps, sqls) in work {
+            let mut lease = match self.conn(session, rt, &ps).await {
+                Ok(l) => l,
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            };
+            if probe.is_none() {
+                if let Some(first) = sqls.first() {
+                    let unq = Unqualify(ks);
+                    if let Ok(stmt) = lease.conn.prep(first.as_str()).await {
+                        probe = Some(stmt.columns().iter().map(|c| column_def(c, unq)).collect());
+                        let _ = lease.conn.close(stmt).await;
+                    }
+                }
+            }
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            let stmt = if sqls.len() == 1 {
+                sqls.into_iter().next().unwrap_or_default()
+            } else {
+                let mut u = sqls
+                    .iter()
+                    .map(|s| format!("(\n{s}\n)"))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                if !spec.union_order.is_empty() {
+                    let keys: Vec<String> = spec
+                        .union_order
+                        .iter()
+                        .map(|(c, d)| format!("{c}{}", if *d { " DESC" } else { "" }))
+                        .collect();
+                    u.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+                    if let Some((skip, take)) = spec.limit {
+                        u.push_str(&format!(" LIMIT {}", skip.saturating_add(take)));
+                    }
+                }
+                u
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
+            streams.push(rx);
+            tasks.push(spawn_stream(lease, vec![stmt], tx, ps, addr, kscopy));
+        }
+        let outcome = match failed {
+            Some(e) => Err(e),
+            None => match &spec.mode {
+                MergeMode::Sorted { keys } => {
+                    self.merge_sorted(session, &mut streams, spec, keys, io, probe)
+                        .await
+                }
+                MergeMode::Aggregate { .. } => {
+                    self.merge_aggregate(session, &mut streams, spec, io, probe)
+                        .await
+                }
+            },
+        };
+        drop(streams);
+        self.join_leases(session, tasks).await;
+        outcome?;
+        write_end(io, session).await
+    }
+
+    /// Waits for shard tasks and gives their connections back.
+    pub(super) async fn join_leases(
+        &self,
+        session: &mut Session,
+        tasks: Vec<tokio::task::JoinHandle<Lease>>,
+    ) {
+        for t in tasks {
+            match t.await {
+                Ok(l) => self.give_back(session, l).await,
+                Err(e) => tracing::warn!(error = %e, "shard task failed"),
+            }
+        }
+    }
+
+    /// Takes the next message of one stream: `Ok(None)` at its end.
+    pub(super) async fn next_row(
+        rx: &mut tokio::sync::mpsc::Receiver<results::Msg>,
+        defs: &mut Option<Vec<ColumnDef>>,
+    ) -> Result<Option<Vec<u8>>, SqlError> {
+        loop {
+            match rx.recv().await {
+                None => return Ok(None),
+                Some(results::Msg::Columns(d)) => {
+                    if defs.is_none() {
+                        *defs = Some(d);
+                    }
+                }
+                Some(results::Msg::Row(r)) => return Ok(Some(r)),
+                Some(results::Msg::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    pub(super) async fn merge_sorted(
+        &self,
+        session: &Session,
+        streams: &mut [tokio::sync::mpsc::Receiver<results::Msg>],
+        spec: &crate::planner::merge::MergeSpec,
+        keys: &[crate::planner::merge::SortKey],
+        io: &mut PacketIo,
+        probe: Option<Vec<ColumnDef>>,
+    ) -> Result<(), SqlError> {
+        let mut defs: Option<Vec<ColumnDef>> = None;
+        type Head = Option<(Vec<u8>, merge::Spans)>;
+        let mut heads: Vec<Head> = Vec::with_capacity(streams.len());
+        let mut raw = Vec::with_capacity(streams.len());
+        for rx in streams.iter_mut() {
+            raw.push(Self::next_row(rx, &mut defs).await?);
+        }
+        let defs = defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?;
+        let defs = match probe {
+            Some(p) if p.len() == defs.len() => p,
+            _ => defs,
+        };
+        let layout = merge::Layout::new(&defs, spec)?;
+        merge::check_keys(&defs, &layout, spec)?;
+        let visible = layout.visible();
+        let split = |r: Vec<u8>| -> Result<(Vec<u8>, merge::Spans), SqlError> {
+            let c = merge::split_row(&r, layout.total)
+                .ok_or_else(|| SqlError::router("malformed row from a shard"))?;
+            Ok((r, c))
+        };
+        for r in raw {
+            heads.push(match r {
+                Some(r) => Some(split(r)?),
+                None => None,
+            });
+        }
+        write_columns(io, session, &defs[..visible]).await?;
+        let (skip, take) = spec.limit.unwrap_or((0, u64::MAX));
+        let (mut seen, mut sent) = (0u64, 0u64);
+        while sent < take {
+            let mut best: Option<usize> = None;
+            for (i, h) in heads.iter().enumerate() {
+                let Some((r, c)) = h else { continue };
+                best = match best {
+                    None => Some(i),
+                    Some(b) => {
+                        let (br, bc) = heads[b]
+                            .as_ref()
+                            .map(|(r, c)| (r.as_slice(), c.as_slice()))
+                            .unwrap_or((&[], &[]));
+                        if merge::cmp_rows(&layout, keys, r, c, br, bc) == std::cmp::Ordering::Less
+                        {
+                            Some(i)
+                        } else {
+                            Some(b)
+                        }
+                    }
+                };
+            }
+            let Some(b) = best else { break };
+            if let Some((r, c)) = heads[b].take() {
+                seen += 1;
+                if seen > skip {
+                    let n = merge::prefix_len(&c, &r, visible);
+                    io.write_row(&r[..n]).await.map_err(io_err)?;
+                    sent += 1;
+                }
+            }
+            let mut none = None;
+            heads[b] = match Self::next_row(&mut streams[b], &mut none).await? {
+                Some(r) => Some(split(r)?),
+                None => None,
+            };
+        }
+        Ok(())
+    }
+
+    pub(super) async fn merge_aggregate(
+        &self,
+        session: &Session,
+        streams: &mut [tokio::sync::mpsc::Receiver<results::Msg>],
+        spec: &crate::planner::merge::MergeSpec,
+        io: &mut PacketIo,
+        probe: Option<Vec<ColumnDef>>,
+    ) -> Result<(), SqlError> {
+        let mut defs: Option<Vec<ColumnDef>> = None;
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut agg: Option<merge::Aggregator<'_>> = None;
+        for rx in streams.iter_mut() {
+            while let Some(r) = Self::next_row(rx, &mut defs).await? {
+                match agg.as_mut() {
+                    Some(a) => a.add(r)?,
+                    None => pending.push(r),
+                }
+                if agg.is_none() {
+                    if let Some(d) = &defs {
+                        let d = match &probe {
+                            Some(p) if p.len() == d.len() => p.clone(),
+                            _ => d.clone(),
+                        };
+                        let mut a = merge::Aggregator::new(spec, d)?;
+                        for p in pending.drain(..) {
+                            a.add(p)?;
+                        }
+                        agg = Some(a);
+                    }
+                }
+            }
+        }
+        let agg = match agg {
+            Some(a) => a,
+            None => merge::Aggregator::new(
+                spec,
+                match probe {
+                    Some(p) => p,
+                    None => {
+                        defs.ok_or_else(|| SqlError::router("no shard returned a result set"))?
+                    }
+                },
+            )?,
+        };
+        let cols = agg.columns();
+        let rows = agg.finish()?;
+        write_columns(io, session, &cols).await?;
+        for r in rows {
+            io.write_row(&r).await.map_err(io_err)?;
+        }
+        Ok(())
+    }
+}

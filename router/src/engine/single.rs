@@ -1,0 +1,411 @@
+//! One statement on one physical shard: on the router's own connections outside a
+//! transaction (answers passed on as the server sent them), on the pinned one inside.
+
+use super::core::{Engine, Lease};
+
+use super::results::{self, column_def, write_columns, write_row, ResultWriter};
+use crate::backend::error::from_backend;
+use crate::error::{io_err, SqlError};
+use crate::mysql::resultset::ColumnDef;
+use crate::mysql::PacketIo;
+use crate::planner::{Exec, StmtKind, Targets};
+use crate::session::Session;
+use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use mysql_async::prelude::Queryable;
+
+/// What a statement for one physical shard is sent as.
+pub(super) enum WireStatement<'a> {
+    /// `COM_QUERY`.
+    Text(&'a str),
+    /// `COM_STMT_EXECUTE` of `sql`, prepared on the connection that runs it, with the
+    /// client's parameters.
+    Prepared {
+        sql: &'a str,
+        types: &'a [(u8, bool)],
+        params: &'a crate::prepared::Params<'a>,
+    },
+}
+
+impl Engine {
+    /// Runs `stmt` on the first of `shards` that can be reached and streams its answer;
+    /// `none` when there are no shards. `Ok(false)`: a prepared statement that cannot run
+    /// server-side here (see [`Engine::run_single`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn one_of(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        shards: &[String],
+        stmt: &WireStatement<'_>,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+        none: &'static str,
+    ) -> Result<bool, SqlError> {
+        let mut last = None;
+        for ps in shards {
+            match self.run_single(session, rt, ps, stmt, io, unq).await {
+                Ok(r) => return answered(r),
+                Err(unreachable) => last = Some(unreachable),
+            }
+        }
+        Err(last.unwrap_or_else(|| SqlError::router(none)))
+    }
+
+    /// Runs one statement on physical shard `ps` and streams its answer: outside a
+    /// transaction on one of the router's own connections (unless the shard's server wants a
+    /// login those do not speak), inside one on the session's pinned connection. The outer
+    /// error means no connection could be had (nothing was sent); the inner one is the
+    /// statement's. `None` only for a prepared statement that cannot run server-side here
+    /// (in a transaction, or no own connection): the caller binds literals instead.
+    pub(super) async fn run_single(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+        stmt: &WireStatement<'_>,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+    ) -> Result<Option<Result<(), SqlError>>, SqlError> {
+        if !session.in_transaction() {
+            let rec = rt.shards.get(ps).ok_or_else(|| {
+                SqlError::router(format!("physical shard {ps} is not registered"))
+            })?;
+            let pool = self.backends.pool(rec);
+            if let Some(mut lease) = pool.get_wire(&session.sets).await? {
+                let r = self
+                    .wire_exchange(session, &pool, &mut lease, stmt, io, unq)
+                    .await;
+                // The answer leaves before the connection goes back and the statement is
+                // recorded: that work is off the client's wait.
+                let r = match r {
+                    Ok(()) => io.flush().await.map_err(io_err),
+                    err => err,
+                };
+                pool.wire.put(lease);
+                return Ok(Some(r));
+            }
+        }
+        let WireStatement::Text(sql) = stmt else {
+            return Ok(None);
+        };
+        let mut lease = self.conn(session, rt, ps).await?;
+        let r = Box::pin(self.single(session, &mut lease, sql, io, unq, rt)).await;
+        Box::pin(self.give_back(session, lease)).await;
+        Ok(Some(r))
+    }
+
+    /// Sends `stmt` on one of the router's own connections (after bringing its session
+    /// `SET`s to the session's) and writes the answer: column definitions read (their schema
+    /// mapped back to the keyspace), rows passed on as the server sent them, the end of the
+    /// result and OK packets with the session's own status.
+    pub(super) async fn wire_exchange(
+        &self,
+        session: &mut Session,
+        pool: &crate::backend::ShardPool,
+        lease: &mut crate::backend::wire::WireLease,
+        stmt: &WireStatement<'_>,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+    ) -> Result<(), SqlError> {
+        use crate::backend::wire::WireError;
+        use crate::mysql::constants::{COM_QUERY, COM_STMT_EXECUTE};
+        let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let c = &mut lease.conn;
+        c.replay(&session.sets).await.map_err(map)?;
+        let binary = match stmt {
+            WireStatement::Text(sql) => {
+                c.command(COM_QUERY, sql.as_bytes())
+                    .await
+                    .map_err(|e| map(e.into()))?;
+                false
+            }
+            WireStatement::Prepared { sql, types, params } => {
+                let (id, n) = c.prepared(sql).await.map_err(map)?;
+                if usize::from(n) != types.len() {
+                    return Err(SqlError::router(format!(
+                        "parameter count mismatch: the statement has {} markers, the backend counts {n}",
+                        types.len()
+                    )));
+                }
+                // Always with types: the connection may not be the one that saw them first.
+                c.command_with(COM_STMT_EXECUTE, |body| {
+                    body.extend_from_slice(&id.to_le_bytes());
+                    body.push(0);
+                    body.extend_from_slice(&1u32.to_le_bytes());
+                    if !types.is_empty() {
+                        body.extend_from_slice(params.nulls);
+                        body.push(1);
+                        for (t, unsigned) in *types {
+                            body.push(*t);
+                            body.push(if *unsigned { 0x80 } else { 0 });
+                        }
+                        body.extend_from_slice(params.values);
+                    }
+                })
+                .await
+                .map_err(|e| map(e.into()))?;
+                true
+            }
+        };
+        self.wire_answer(session, pool, lease, io, unq, binary)
+            .await
+    }
+
+    /// Executes a prepared read whose plan `e` names one target (see [`crate::prepared`]) as
+    /// a server-side prepared statement there; binary rows are passed on as they come.
+    /// `Ok(false)`: not possible here (in a transaction, a plan of several targets, or the
+    /// shard's server wants a login the router's own connections do not speak); the caller
+    /// binds the parameters as literals instead.
+    ///
+    /// # Errors
+    /// The backend's errors, mapped as for any statement.
+    pub async fn execute_prepared(
+        &self,
+        session: &mut Session,
+        e: &Exec,
+        types: &[(u8, bool)],
+        params: &crate::prepared::Params<'_>,
+        io: &mut PacketIo,
+        rt: &RoutingTable,
+    ) -> Result<bool, SqlError> {
+        if session.in_transaction() {
+            return Ok(false);
+        }
+        let ks = match &e.keyspace {
+            Some(k) => Some(
+                rt.keyspace(k)
+                    .ok_or_else(|| SqlError::unknown_database(k))?,
+            ),
+            None => None,
+        };
+        let Some(t) = single_target(session, rt, e, ks)? else {
+            return Ok(false);
+        };
+        let unq = Unqualify(ks);
+        let stmt = WireStatement::Prepared {
+            sql: &t.sql,
+            types,
+            params,
+        };
+        if let [ps] = t.shards.as_ref() {
+            return answered(self.run_single(session, rt, ps, &stmt, io, unq).await?);
+        }
+        Box::pin(self.one_of(session, rt, &t.shards, &stmt, io, unq, t.none)).await
+    }
+
+    /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
+    /// passed on as the server sent them (`binary`: already in the binary protocol), column
+    /// definitions with their schema mapped back to the keyspace, the end of the result and
+    /// OK packets with the session's own status.
+    pub(super) async fn wire_answer(
+        &self,
+        session: &mut Session,
+        pool: &crate::backend::ShardPool,
+        lease: &mut crate::backend::wire::WireLease,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+        binary: bool,
+    ) -> Result<(), SqlError> {
+        use crate::backend::wire::{self, WireError};
+        use crate::mysql::constants::SERVER_MORE_RESULTS_EXISTS;
+        let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
+        let c = &mut lease.conn;
+        let p = c.read_packet().await.map_err(map)?;
+        match p.first() {
+            Some(0x00) => {
+                let ok = wire::parse_ok(p).map_err(map)?;
+                if ok.status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                    c.drain_results().await.map_err(map)?;
+                }
+                lease.clean = true;
+                if ok.last_insert_id != 0 {
+                    session.last_insert_id = ok.last_insert_id;
+                }
+                self.ok(
+                    session,
+                    io,
+                    ok.affected,
+                    ok.last_insert_id,
+                    ok.warnings,
+                    &ok.info,
+                )
+                .await
+            }
+            Some(0xff) => {
+                let e = wire::parse_err(p);
+                lease.clean = true;
+                Err(map(e))
+            }
+            Some(0xfb) | None => Err(map(WireError::Protocol(
+                "unexpected answer to a query".into(),
+            ))),
+            Some(_) => {
+                let n = crate::mysql::codec::Cursor::new(p)
+                    .lenenc_int()
+                    .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
+                let malformed = || map(WireError::Protocol("malformed column definition".into()));
+                // Column definitions pass as the server sent them (schema names mapped back
+                // to the keyspace), unless the router needs them: binary rows made from text
+                // ones (not when the server answers an execute in binary itself), or a result
+                // shadow's copy.
+                let passed = (binary || !io.binary_mode) && io.capture.is_none();
+                let mut defs = Vec::new();
+                if passed {
+                    io.write_packet(p).await.map_err(io_err)?;
+                }
+                for _ in 0..n {
+                    let p = c.read_packet().await.map_err(map)?;
+                    let p = if unq.keeps_all() {
+                        std::borrow::Cow::Borrowed(p)
+                    } else {
+                        ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
+                    };
+                    if passed {
+                        io.write_packet(&p).await.map_err(io_err)?;
+                    } else {
+                        defs.push(ColumnDef::decode(&p).ok_or_else(malformed)?);
+                    }
+                }
+                if !wire::is_eof(c.read_packet().await.map_err(map)?) {
+                    return Err(map(WireError::Protocol(
+                        "no EOF after column definitions".into(),
+                    )));
+                }
+                if passed {
+                    results::end_columns(io, session).await?;
+                } else {
+                    write_columns(io, session, &defs).await?;
+                }
+                loop {
+                    let p = c.read_packet().await.map_err(map)?;
+                    if wire::is_eof(p) {
+                        let (warnings, status) = wire::parse_eof(p);
+                        if status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                            c.drain_results().await.map_err(map)?;
+                        }
+                        lease.clean = true;
+                        return results::write_end_warned(io, session, warnings).await;
+                    }
+                    if p.first() == Some(&0xff) {
+                        let e = wire::parse_err(p);
+                        lease.clean = true;
+                        return Err(map(e));
+                    }
+                    if binary {
+                        io.write_binary_row(p).await.map_err(io_err)?;
+                    } else {
+                        io.write_row(p).await.map_err(io_err)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one statement on one connection and streams its answer.
+    pub(super) async fn single(
+        &self,
+        session: &mut Session,
+        lease: &mut Lease,
+        sql: &str,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+        rt: &RoutingTable,
+    ) -> Result<(), SqlError> {
+        let ps = lease.ps.as_str();
+        // The address is formatted only for an error.
+        let map = |e: mysql_async::Error| {
+            let addr = rt.shards.get(ps).map(|s| s.address()).unwrap_or_default();
+            from_backend(e, ps, &addr, unq)
+        };
+        let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
+        let cols = res.columns();
+        match cols {
+            Some(cols) if !cols.is_empty() => {
+                let defs: Vec<ColumnDef> = cols.iter().map(|c| column_def(c, unq)).collect();
+                write_columns(io, session, &defs).await?;
+                let mut w = ResultWriter::default();
+                while let Some(row) = res.next().await.map_err(map)? {
+                    write_row(io, &mut w, row).await?;
+                }
+                let warnings = res.warnings();
+                drop(res);
+                results::write_end_warned(io, session, warnings).await
+            }
+            _ => {
+                let affected = res.affected_rows();
+                let last = res.last_insert_id().unwrap_or(0);
+                let warnings = res.warnings();
+                let info = res.info().into_owned();
+                // Drain anything further (there should be nothing).
+                res.drop_result().await.map_err(map)?;
+                if last != 0 {
+                    session.last_insert_id = last;
+                }
+                self.ok(session, io, affected, last, warnings, &info).await
+            }
+        }
+    }
+}
+
+/// What [`Engine::run_single`]'s answer on a reachable shard means to its caller: the
+/// statement's result (`true`: it ran), or `false` for a prepared statement that cannot run
+/// server-side there.
+pub(super) fn answered(r: Option<Result<(), SqlError>>) -> Result<bool, SqlError> {
+    match r {
+        Some(r) => r.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Where a plan that one physical shard answers runs: see [`single_target`].
+pub(super) struct SingleTarget<'e, 'r> {
+    pub(super) shards: std::borrow::Cow<'r, [String]>,
+    pub(super) sql: std::borrow::Cow<'e, str>,
+    /// The error when none of `shards` can be had because there are none.
+    pub(super) none: &'static str,
+}
+
+/// For a plan that one physical shard answers — one logical shard with nothing for the
+/// router to merge or limit, no table (the pinned shard in a transaction, else any), a read of
+/// reference tables (any copy) — the shards that may answer it in the order to try them, its
+/// statement, and the error to give when there are none.
+pub(super) fn single_target<'e, 'r>(
+    session: &Session,
+    rt: &'r RoutingTable,
+    e: &'e Exec,
+    ks: Option<&'r KeyspaceRouting>,
+) -> Result<Option<SingleTarget<'e, 'r>>, SqlError> {
+    use std::borrow::Cow;
+    Ok(match (&e.targets, ks) {
+        (Targets::Ls { template, ls }, Some(k)) => match (ls.as_slice(), &e.merge, &e.limit) {
+            ([l], None, None) => {
+                let ps = k.placement.get(*l as usize).ok_or_else(|| {
+                    SqlError::router(format!("logical shard {l} has no placement"))
+                })?;
+                Some(SingleTarget {
+                    shards: Cow::Borrowed(std::slice::from_ref(ps)),
+                    sql: k.fill(template, *l),
+                    none: "logical shard has no placement",
+                })
+            }
+            _ => None,
+        },
+        (Targets::Any { sql }, _) => {
+            let shards = match session.txn_conns.keys().next() {
+                Some(ps) => vec![ps.clone()],
+                None => rt.shard_names(),
+            };
+            Some(SingleTarget {
+                shards: Cow::Owned(shards),
+                sql: Cow::Borrowed(sql.as_str()),
+                none: "no physical shard is registered",
+            })
+        }
+        (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => Some(SingleTarget {
+            shards: Cow::Owned(k.physical_shards()),
+            sql: Cow::Borrowed(sql.as_str()),
+            none: "keyspace has no physical shards",
+        }),
+        _ => None,
+    })
+}

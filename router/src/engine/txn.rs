@@ -1,0 +1,163 @@
+//! Transactions: the backend connections a session's transaction pins, commit and rollback
+//! over several physical shards, and borrowing a connection for one statement.
+
+use super::core::{Engine, Lease};
+
+use crate::error::SqlError;
+use crate::session::Session;
+use crate::topology::RoutingTable;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+impl Engine {
+    /// Commits (or rolls back) the session's transaction on every pinned connection.
+    ///
+    /// # Errors
+    /// 1105 naming which shards committed when a commit fails part way.
+    pub async fn finish_txn(&self, session: &mut Session, commit: bool) -> Result<(), SqlError> {
+        session.explicit_txn = false;
+        let conns = std::mem::take(&mut session.txn_conns);
+        let written = std::mem::take(&mut session.txn_ls);
+        session.txn_ps.clear();
+        let short_waits = std::mem::take(&mut session.txn_short_waits);
+        let mut done = Vec::new();
+        let mut failed: Option<(String, String)> = None;
+        for (ps, mut c) in conns {
+            let sql = if commit && failed.is_none() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            match c.query_drop(sql).await {
+                Ok(()) => {
+                    if sql == "COMMIT" {
+                        done.push(ps.clone());
+                    }
+                    let dirty = !session.sets.is_empty() || short_waits.contains(&ps);
+                    crate::backend::release(c, dirty).await;
+                }
+                Err(e) => {
+                    if failed.is_none() {
+                        failed = Some((ps.clone(), e.to_string()));
+                    }
+                }
+            }
+        }
+        if commit && !done.is_empty() {
+            // Committed writes to moving logical shards are copied before the commit is
+            // acknowledged.
+            let lss: Vec<(String, u32)> = written.into_iter().collect();
+            self.moves.copy(&lss).await;
+        }
+        match failed {
+            None => Ok(()),
+            Some((ps, e)) if commit => Err(SqlError::router(format!(
+                "transaction commit failed on physical shard {ps}: {e}; committed on: [{}]; the rest rolled back",
+                done.join(", ")
+            ))),
+            Some((ps, e)) => Err(SqlError::router(format!("rollback failed on physical shard {ps}: {e}"))),
+        }
+    }
+
+    /// Borrows a connection to `ps` for `session`: the pinned one inside a transaction
+    /// (starting the transaction on first use), else one from the pool with the session's
+    /// `SET`s replayed.
+    pub(super) async fn conn(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<Lease, SqlError> {
+        if session.in_transaction() {
+            if let Some(mut c) = session.txn_conns.remove(ps) {
+                self.bound_lock_waits(session, ps, &mut c).await?;
+                return Ok(Lease {
+                    ps: ps.to_string(),
+                    conn: c,
+                    pinned: true,
+                    dirty: false,
+                });
+            }
+        }
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        let pool = self.backends.pool(rec);
+        let mut conn = pool.get_conn().await?;
+        let dirty = !session.sets.is_empty();
+        for s in &session.sets {
+            conn.query_drop(s.as_str())
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
+        let pinned = session.in_transaction();
+        if pinned {
+            conn.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+            session.txn_ps.insert(ps.to_string());
+            self.bound_lock_waits(session, ps, &mut conn).await?;
+        }
+        Ok(Lease {
+            ps: ps.to_string(),
+            conn,
+            pinned,
+            dirty,
+        })
+    }
+
+    /// In a transaction that spans several physical shards, bounds each lock wait on `ps` to
+    /// `multi_shard_lock_wait_s`: two such transactions can wait for each other across two
+    /// servers, a deadlock neither server sees, which would otherwise last the servers' full
+    /// `innodb_lock_wait_timeout`. The waiting statement gets 1205 (retriable), as the
+    /// statement a single server picks in a deadlock gets 1213.
+    pub(super) async fn bound_lock_waits(
+        &self,
+        session: &mut Session,
+        ps: &str,
+        conn: &mut Conn,
+    ) -> Result<(), SqlError> {
+        if self.multi_shard_lock_wait_s == 0
+            || session.txn_ps.len() < 2
+            || session.txn_short_waits.contains(ps)
+        {
+            return Ok(());
+        }
+        conn.query_drop(format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            self.multi_shard_lock_wait_s
+        ))
+        .await
+        .map_err(|e| SqlError::shard(ps, "", e))?;
+        session.txn_short_waits.insert(ps.to_string());
+        Ok(())
+    }
+
+    /// Any reachable physical shard (a pinned one first).
+    pub(super) async fn any_conn(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+    ) -> Result<Lease, SqlError> {
+        if let Some(ps) = session.txn_conns.keys().next().cloned() {
+            return self.conn(session, rt, &ps).await;
+        }
+        let mut last = SqlError::router("no physical shard is registered");
+        for ps in &rt.shard_names() {
+            match self.conn(session, rt, ps).await {
+                Ok(l) => return Ok(l),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    pub(super) async fn give_back(&self, session: &mut Session, lease: Lease) {
+        if lease.pinned {
+            session.txn_conns.insert(lease.ps, lease.conn);
+        } else {
+            crate::backend::release(lease.conn, lease.dirty).await;
+        }
+    }
+}

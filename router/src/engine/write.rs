@@ -1,0 +1,152 @@
+//! Writes and DDL over several physical shards, run concurrently; a partial failure names the
+//! shards that committed.
+
+use super::core::{Engine, WriteResult};
+
+use crate::backend::error::from_backend;
+use crate::error::SqlError;
+use crate::mysql::PacketIo;
+use crate::planner::StmtKind;
+use crate::session::Session;
+use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use mysql_async::prelude::Queryable;
+use std::collections::BTreeMap;
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn multi_write(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        work: BTreeMap<String, Vec<String>>,
+        kind: StmtKind,
+        io: &mut PacketIo,
+        ks: Option<&KeyspaceRouting>,
+        copies: bool,
+    ) -> Result<(), SqlError> {
+        let in_txn = session.in_transaction() && kind == StmtKind::Write;
+        let mut tasks = Vec::new();
+        let mut leases_failed = None;
+        for (ps, sqls) in work {
+            let lease = if kind == StmtKind::Ddl {
+                // DDL never runs on pinned connections.
+                let was = (session.explicit_txn, session.autocommit);
+                session.explicit_txn = false;
+                session.autocommit = true;
+                let l = self.conn(session, rt, &ps).await;
+                (session.explicit_txn, session.autocommit) = was;
+                l
+            } else {
+                self.conn(session, rt, &ps).await
+            };
+            let mut lease = match lease {
+                Ok(l) => l,
+                Err(err) => {
+                    leases_failed = Some((ps.clone(), err));
+                    continue;
+                }
+            };
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let kscopy = ks.cloned();
+            // Several statements on one physical shard commit together.
+            let wrap = !in_txn && kind == StmtKind::Write && sqls.len() > 1;
+            tasks.push(tokio::spawn(async move {
+                let unq = Unqualify(kscopy.as_ref());
+                let mut r = WriteResult::default();
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
+                let run = async {
+                    if wrap {
+                        lease
+                            .conn
+                            .query_drop("START TRANSACTION")
+                            .await
+                            .map_err(map)?;
+                    }
+                    for s in &sqls {
+                        let res = lease.conn.query_iter(s.as_str()).await.map_err(map)?;
+                        r.affected += res.affected_rows();
+                        if let Some(id) = res.last_insert_id() {
+                            r.last_insert_id = id;
+                        }
+                        r.warnings = r.warnings.saturating_add(res.warnings());
+                        r.info = res.info().into_owned();
+                        res.drop_result().await.map_err(map)?;
+                    }
+                    if wrap {
+                        lease.conn.query_drop("COMMIT").await.map_err(map)?;
+                    }
+                    Ok::<(), SqlError>(())
+                };
+                let out = run.await;
+                if out.is_err() && wrap {
+                    let _ = lease.conn.query_drop("ROLLBACK").await;
+                }
+                (lease, out.map(|()| r))
+            }));
+        }
+        let mut total = WriteResult::default();
+        let mut ok_shards = Vec::new();
+        let mut failures: Vec<(String, SqlError)> = Vec::new();
+        if let Some(f) = leases_failed {
+            failures.push(f);
+        }
+        for t in tasks {
+            match t.await {
+                Ok((lease, r)) => {
+                    let ps = lease.ps.clone();
+                    self.give_back(session, lease).await;
+                    match r {
+                        Ok(w) => {
+                            // Copies of a reference table each change the same rows: count once.
+                            total.affected = if copies {
+                                total.affected.max(w.affected)
+                            } else {
+                                total.affected + w.affected
+                            };
+                            total.last_insert_id = total.last_insert_id.max(w.last_insert_id);
+                            total.warnings = total.warnings.saturating_add(w.warnings);
+                            total.info = w.info;
+                            ok_shards.push(ps);
+                        }
+                        Err(e) => failures.push((ps, e)),
+                    }
+                }
+                Err(e) => failures.push((
+                    "?".into(),
+                    SqlError::router(format!("write task failed: {e}")),
+                )),
+            }
+        }
+        if failures.is_empty() {
+            let info = if kind == StmtKind::Write && ok_shards.len() > 1 {
+                String::new()
+            } else {
+                total.info
+            };
+            return self
+                .ok(
+                    session,
+                    io,
+                    total.affected,
+                    total.last_insert_id,
+                    total.warnings,
+                    &info,
+                )
+                .await;
+        }
+        let (ps, first) = failures.remove(0);
+        if ok_shards.is_empty() {
+            return Err(first);
+        }
+        let verb = if in_txn {
+            "applied (uncommitted, in this transaction)"
+        } else {
+            "committed"
+        };
+        Err(SqlError::router(format!(
+            "statement partially applied: {verb} on physical shards [{}]; failed on {ps}: {}",
+            ok_shards.join(", "),
+            first.message
+        )))
+    }
+}
