@@ -32,7 +32,6 @@ pub mod metrics;
 pub mod mysql;
 pub mod overview;
 pub mod planner;
-pub mod prepared;
 pub mod server;
 pub mod session;
 pub mod shadow;

@@ -1,5 +1,7 @@
 //! A client session: what a connection carries from one statement to the next.
 
+pub mod prepared;
+
 use crate::mysql::constants::{SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
 use mysql_async::Conn;
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ pub struct Session {
     /// The first sequence id of the insert being answered, for its OK packet.
     pub insert_id_override: Option<u64>,
     /// Prepared statements, by id.
-    pub prepared: std::collections::HashMap<u32, crate::prepared::Prepared>,
+    pub prepared: std::collections::HashMap<u32, crate::session::prepared::Prepared>,
     pub next_stmt_id: u32,
 }
 

@@ -22,7 +22,7 @@ pub(super) enum WireStatement<'a> {
     Prepared {
         sql: &'a str,
         types: &'a [(u8, bool)],
-        params: &'a crate::prepared::Params<'a>,
+        params: &'a crate::session::prepared::Params<'a>,
     },
 }
 
@@ -164,7 +164,7 @@ impl Engine {
         session: &mut Session,
         e: &Exec,
         types: &[(u8, bool)],
-        params: &crate::prepared::Params<'_>,
+        params: &crate::session::prepared::Params<'_>,
         io: &mut PacketIo,
         rt: &RoutingTable,
     ) -> Result<bool, SqlError> {

@@ -1,0 +1,161 @@
+//! One client connection's command loop.
+
+use super::login::authenticate;
+use super::prepare::{execute, field_list, prepare};
+use super::query::{ok, query, SeriesCache};
+use super::shared::Shared;
+use crate::error::SqlError;
+use crate::mysql::constants::*;
+use crate::mysql::resultset;
+use crate::mysql::PacketIo;
+use crate::planner;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+pub(super) async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut io = PacketIo::new(stream);
+    let mut session = match authenticate(&mut io, peer, id, &shared).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            io.shutdown().await;
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let mut buf = Vec::with_capacity(1024);
+    // One shutdown future for the connection's life, not a new waiter per statement.
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
+    let mut series = SeriesCache::default();
+    loop {
+        io.seq = 0;
+        // `biased`: the read first, without drawing a random number per statement.
+        let read = tokio::select! {
+            biased;
+            r = io.read_packet(&mut buf) => r,
+            _ = &mut stop => break,
+        };
+        if let Err(e) = read {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                tracing::info!(conn = id, %peer, error = %e, "malformed packet; closing the connection");
+            }
+            break;
+        }
+        let Some((&cmd, body)) = buf.split_first() else {
+            break;
+        };
+        let r = match cmd {
+            COM_QUIT => break,
+            COM_PING => ok(&mut io, &session).await,
+            COM_QUERY => {
+                let sql = String::from_utf8_lossy(body);
+                query(&shared, &mut session, &mut io, &sql, &mut series).await
+            }
+            COM_INIT_DB => {
+                let db = String::from_utf8_lossy(body).trim().to_string();
+                let plan = planner::Plan::Local(planner::Local::Use(db));
+                shared.engine.execute(&mut session, plan, &mut io).await
+            }
+            COM_RESET_CONNECTION => {
+                let r = shared.engine.finish_txn(&mut session, false).await;
+                session.sets.clear();
+                session.autocommit = true;
+                session.last_insert_id = 0;
+                match r {
+                    Ok(()) => ok(&mut io, &session).await,
+                    Err(e) => Err(e),
+                }
+            }
+            COM_FIELD_LIST => field_list(&shared, &mut session, &mut io, body).await,
+            COM_STATISTICS => {
+                let s = format!("Uptime: 0  Threads: 1  Tessera router, connection {id}");
+                io.write_packet(s.as_bytes())
+                    .await
+                    .map_err(crate::error::io_err)
+            }
+            COM_STMT_PREPARE => prepare(&shared, &mut session, &mut io, body).await,
+            COM_STMT_EXECUTE => {
+                let r = execute(&shared, &mut session, &mut io, body, &mut series).await;
+                io.binary_mode = false;
+                io.binary_columns = None;
+                r
+            }
+            COM_STMT_CLOSE => {
+                if let Some(id) = body.get(..4) {
+                    session
+                        .prepared
+                        .remove(&u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+                }
+                // COM_STMT_CLOSE has no response.
+                continue;
+            }
+            COM_STMT_SEND_LONG_DATA => {
+                if body.len() >= 6 {
+                    let id = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+                    let param = u16::from_le_bytes([body[4], body[5]]);
+                    if let Some(p) = session.prepared.get_mut(&id) {
+                        p.long_data
+                            .entry(param)
+                            .or_default()
+                            .extend_from_slice(&body[6..]);
+                    }
+                }
+                // COM_STMT_SEND_LONG_DATA has no response.
+                continue;
+            }
+            COM_STMT_RESET => {
+                let id = body
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                match id.and_then(|id| session.prepared.get_mut(&id)) {
+                    Some(p) => {
+                        p.long_data.clear();
+                        ok(&mut io, &session).await
+                    }
+                    None => Err(SqlError::new(
+                        1243,
+                        "HY000",
+                        "Unknown prepared statement handler given to mysqld_stmt_reset",
+                    )),
+                }
+            }
+            COM_STMT_FETCH => Err(SqlError::unsupported(
+                "server-side cursors (COM_STMT_FETCH)",
+            )),
+            COM_CHANGE_USER => Err(SqlError::new(
+                1047,
+                "08S01",
+                "COM_CHANGE_USER is not supported yet; reconnect instead",
+            )),
+            other => Err(SqlError::unknown_command(other)),
+        };
+        if let Err(e) = r {
+            shared
+                .metrics
+                .errors
+                .with_label_values(&[e.code.to_string().as_str()])
+                .inc();
+            let p = resultset::err(e.code, e.state, &e.message);
+            if io.write_packet(&p).await.is_err() {
+                break;
+            }
+        }
+        if io.flush().await.is_err() {
+            break;
+        }
+    }
+    // Whatever the session left open is rolled back.
+    let _ = shared.engine.finish_txn(&mut session, false).await;
+    io.shutdown().await;
+}

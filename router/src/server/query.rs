@@ -1,0 +1,200 @@
+//! `COM_QUERY`: one text statement, planned (through the plan cache), run and recorded.
+
+use super::shared::Shared;
+use crate::error::SqlError;
+use crate::mysql::resultset;
+use crate::mysql::PacketIo;
+use crate::planner;
+use crate::session::Session;
+
+pub(super) async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
+    io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
+        .await
+        .map_err(crate::error::io_err)
+}
+
+/// The metric series of a connection's last statement shape, so a run of statements with the
+/// same route and keyspace does not look its series up every time.
+#[derive(Default)]
+pub(super) struct SeriesCache {
+    pub(super) last: Option<(
+        &'static str,
+        String,
+        prometheus::IntCounter,
+        prometheus::Histogram,
+    )>,
+}
+
+impl SeriesCache {
+    /// Makes `(route, ks)` the series of the statement about to run; the keyspace's name is
+    /// copied only when it changes.
+    pub(super) fn select(&mut self, m: &crate::metrics::Metrics, route: &'static str, ks: &str) {
+        if !matches!(&self.last, Some((r, k, _, _)) if *r == route && k == ks) {
+            self.last = Some((
+                route,
+                ks.to_string(),
+                m.queries.with_label_values(&[route, ks, "ok"]),
+                m.latency.with_label_values(&[route]),
+            ));
+        }
+    }
+
+    /// The selected series: its route, keyspace, `ok` counter and latency histogram.
+    pub(super) fn current(
+        &self,
+    ) -> Option<(
+        &'static str,
+        &str,
+        &prometheus::IntCounter,
+        &prometheus::Histogram,
+    )> {
+        self.last
+            .as_ref()
+            .map(|(r, k, c, h)| (*r, k.as_str(), c, h))
+    }
+}
+
+pub(super) async fn query(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    sql: &str,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    let rt = shared.engine.topo.table();
+    if trimmed.len() > 9 && trimmed[..9].eq_ignore_ascii_case("VEXPLAIN ") {
+        let plan = planner::plan(trimmed[9..].trim_start(), session.keyspace.as_deref(), &rt)?;
+        return shared.engine.vexplain(session, plan, io).await;
+    }
+    let started = std::time::Instant::now();
+    let (planned, fingerprint) = shared.plans.plan_keyed(
+        trimmed,
+        session.keyspace.as_deref(),
+        session.last_insert_id,
+        &rt,
+    );
+    let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
+    let plan = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            shared.overview.record(&crate::overview::Finished {
+                fingerprint: &fingerprint,
+                sql: trimmed,
+                route: "none",
+                keyspace: session.keyspace.as_deref().unwrap_or(""),
+                shards: 0,
+                rows: 0,
+                elapsed: started.elapsed(),
+                error: Some(&e.message),
+            });
+            let ks = session.keyspace.clone().unwrap_or_default();
+            shared
+                .metrics
+                .queries
+                .with_label_values(&["none", ks.as_str(), "error"])
+                .inc();
+            if rt.candidate.is_some() {
+                shared.shadow.observe(trimmed, session.keyspace.as_deref());
+            }
+            return Err(e);
+        }
+    };
+    let route = plan.route().as_str();
+    let ks = match &plan {
+        planner::Plan::Exec(e) => e.keyspace.as_deref(),
+        planner::Plan::Local(_) => None,
+    }
+    .or(session.keyspace.as_deref())
+    .unwrap_or_default();
+    tracing::debug!(route = %route, keyspace = %ks, "planned");
+    series.select(&shared.metrics, route, ks);
+    // The result shadow: autocommit reads of a keyspace that has one, sampled.
+    let spec = match &plan {
+        planner::Plan::Exec(e)
+            if e.kind == planner::StmtKind::Read
+                && !session.in_transaction()
+                && session.txn_conns.is_empty() =>
+        {
+            e.keyspace
+                .as_ref()
+                .and_then(|k| rt.result_shadows.get(k))
+                .cloned()
+        }
+        _ => None,
+    };
+    if let Some(spec) = &spec {
+        io.capture = shared.results.start(spec, trimmed);
+    }
+    let shards = match &plan {
+        planner::Plan::Exec(e) => match &e.targets {
+            planner::Targets::Ls { ls, .. } => ls.len(),
+            planner::Targets::PerLs(v) => v.len(),
+            _ => 1,
+        },
+        planner::Plan::Local(_) => 0,
+    };
+    io.rows = 0;
+    let r = shared
+        .engine
+        .execute_planned(session, plan, io, Some(&rt))
+        .await;
+    if let Some(c) = io.capture.take() {
+        if let (Ok(()), Some(spec)) = (&r, spec) {
+            shared.results.finish(spec, trimmed.to_string(), c);
+        }
+    }
+    if rt.candidate.is_some() {
+        shared.shadow.observe(trimmed, session.keyspace.as_deref());
+    }
+    finished(
+        shared,
+        io,
+        &fingerprint,
+        trimmed,
+        shards,
+        started,
+        &r,
+        series,
+    );
+    r
+}
+
+/// Records a statement that ran (its route and keyspace are `series`' selected ones): the
+/// shape statistics (and query log), the query counter and the latency histogram.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finished(
+    shared: &Shared,
+    io: &PacketIo,
+    fingerprint: &str,
+    sql: &str,
+    shards: usize,
+    started: std::time::Instant,
+    r: &Result<(), SqlError>,
+    series: &SeriesCache,
+) {
+    let elapsed = started.elapsed();
+    let Some((route, ks, ok, latency)) = series.current() else {
+        return;
+    };
+    shared.overview.record(&crate::overview::Finished {
+        fingerprint,
+        sql,
+        route,
+        keyspace: ks,
+        shards,
+        rows: io.rows,
+        elapsed,
+        error: r.as_ref().err().map(|e| e.message.as_str()),
+    });
+    if r.is_ok() {
+        ok.inc();
+    } else {
+        shared
+            .metrics
+            .queries
+            .with_label_values(&[route, ks, "error"])
+            .inc();
+    }
+    latency.observe(elapsed.as_secs_f64());
+}
