@@ -9,12 +9,12 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
-use tessera_router::mysql::binary::text_row_to_binary;
-use tessera_router::mysql::resultset::put_text_value;
 use tessera_router::planner::cache::PlanCache;
 use tessera_router::planner::plan_session;
 use tessera_router::topology::RoutingTable;
 use tessera_router::vindex::{keyspace_id, logical_shard, KeyValue};
+use tessera_router::wire::binary::text_row_to_binary;
+use tessera_router::wire::resultset::put_text_value;
 use tessera_topo::{VSchema, VindexKind};
 
 const VSCHEMAS: &str = "

@@ -136,7 +136,7 @@ fn default_version() -> String {
     "5.5.5-10.11.99-MariaDB-Tessera".into()
 }
 fn default_plugin() -> String {
-    crate::mysql::auth::NATIVE.into()
+    crate::wire::auth::NATIVE.into()
 }
 fn default_max_connections() -> usize {
     2000
@@ -200,8 +200,8 @@ impl RouterConfig {
                 }
             }
         }
-        if self.auth_plugin != crate::mysql::auth::NATIVE
-            && self.auth_plugin != crate::mysql::auth::CACHING_SHA2
+        if self.auth_plugin != crate::wire::auth::NATIVE
+            && self.auth_plugin != crate::wire::auth::CACHING_SHA2
         {
             return bad(
                 "auth_plugin",

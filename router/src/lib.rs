@@ -29,7 +29,6 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod metrics;
-pub mod mysql;
 pub mod overview;
 pub mod planner;
 pub mod server;
@@ -38,6 +37,7 @@ pub mod shadow;
 pub mod sql;
 pub mod topology;
 pub mod vindex;
+pub mod wire;
 
 pub use config::RouterConfig;
 pub use error::SqlError;

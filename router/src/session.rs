@@ -2,7 +2,7 @@
 
 pub mod prepared;
 
-use crate::mysql::constants::{SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
+use crate::wire::constants::{SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
 use mysql_async::Conn;
 use std::collections::BTreeMap;
 
@@ -89,7 +89,7 @@ impl Session {
 
     /// Whether the client wants OK instead of EOF packets.
     pub fn deprecate_eof(&self) -> bool {
-        self.client_caps & crate::mysql::constants::CLIENT_DEPRECATE_EOF != 0
+        self.client_caps & crate::wire::constants::CLIENT_DEPRECATE_EOF != 0
     }
 }
 

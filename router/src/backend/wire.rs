@@ -11,9 +11,9 @@
 //! sets its session up once does not pay a replay and a reset per statement; a connection
 //! with other `SET`s is reset (`COM_RESET_CONNECTION`) before they are replayed.
 
-use crate::mysql::auth;
-use crate::mysql::codec::Cursor;
-use crate::mysql::constants::*;
+use crate::wire::auth;
+use crate::wire::codec::Cursor;
+use crate::wire::constants::*;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -243,7 +243,7 @@ impl WireConn {
         p.extend_from_slice(user.as_bytes());
         p.push(0);
         if caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
-            crate::mysql::codec::put_lenenc_str(&mut p, &token);
+            crate::wire::codec::put_lenenc_str(&mut p, &token);
         } else {
             p.push(token.len() as u8);
             p.extend_from_slice(&token);
@@ -366,7 +366,7 @@ impl WireConn {
             self.stream.fill_buf().await?;
         }
         if let Some(len) =
-            crate::mysql::codec::whole_packet(self.stream.buffer(), self.seq, MAX_PAYLOAD)
+            crate::wire::codec::whole_packet(self.stream.buffer(), self.seq, MAX_PAYLOAD)
         {
             self.seq = self.seq.wrapping_add(1);
             self.consumed = 4 + len;
@@ -714,7 +714,7 @@ mod tests {
 
     #[test]
     fn ok_err_and_eof_packets_parse() {
-        let ok = crate::mysql::resultset::ok(300, 70000, 0x0022, 3, "", false);
+        let ok = crate::wire::resultset::ok(300, 70000, 0x0022, 3, "", false);
         assert_eq!(
             parse_ok(&ok).ok(),
             Some(OkInfo {
@@ -726,7 +726,7 @@ mod tests {
             })
         );
         assert!(parse_ok(&[0x00, 0xfc]).is_err(), "truncated");
-        let err = crate::mysql::resultset::err(1146, "42S02", "Table 'x.y' doesn't exist");
+        let err = crate::wire::resultset::err(1146, "42S02", "Table 'x.y' doesn't exist");
         match parse_err(&err) {
             WireError::Server {
                 code,
@@ -745,7 +745,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let eof = crate::mysql::resultset::eof(0x0008, 2);
+        let eof = crate::wire::resultset::eof(0x0008, 2);
         assert!(is_eof(&eof));
         assert_eq!(parse_eof(&eof), (2, 0x0008));
         // A row whose first value is 2^24 bytes long also starts with 0xfe.

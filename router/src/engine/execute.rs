@@ -5,10 +5,10 @@ use super::core::Engine;
 use super::single::{answered, single_target, WireStatement};
 
 use crate::error::SqlError;
-use crate::mysql::PacketIo;
 use crate::planner::{Exec, Plan, StmtKind, Targets};
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use crate::wire::PacketIo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -6,11 +6,11 @@ use super::core::Engine;
 use super::results::{column_def, write_columns, write_end};
 use crate::backend::error::from_backend;
 use crate::error::{io_err, SqlError};
-use crate::mysql::resultset::{self, ColumnDef};
-use crate::mysql::PacketIo;
 use crate::planner::{Local, Plan, StmtKind, Targets};
 use crate::session::Session;
 use crate::topology::Unqualify;
+use crate::wire::resultset::{self, ColumnDef};
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 
 impl Engine {

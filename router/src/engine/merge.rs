@@ -6,9 +6,9 @@
 //! by its signed length), strings by their collation's `WEIGHT_STRING`, and NULL first.
 
 use crate::error::SqlError;
-use crate::mysql::codec::Cursor;
-use crate::mysql::resultset::ColumnDef;
 use crate::planner::merge::{Agg, Col, HavingCond, MergeMode, MergeSpec, SortKey};
+use crate::wire::codec::Cursor;
+use crate::wire::resultset::ColumnDef;
 use sqlparser::ast::BinaryOperator;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -752,7 +752,7 @@ impl<'s> Aggregator<'s> {
         {
             let mut buf = Vec::new();
             for v in &o.vals {
-                crate::mysql::resultset::put_text_value(&mut buf, v.as_deref());
+                crate::wire::resultset::put_text_value(&mut buf, v.as_deref());
             }
             rows.push(buf);
         }
@@ -794,9 +794,9 @@ mod tests {
     #[test]
     fn rows_split_and_prefix() {
         let mut r = Vec::new();
-        crate::mysql::resultset::put_text_value(&mut r, Some(b"ab"));
-        crate::mysql::resultset::put_text_value(&mut r, None);
-        crate::mysql::resultset::put_text_value(&mut r, Some(b"c"));
+        crate::wire::resultset::put_text_value(&mut r, Some(b"ab"));
+        crate::wire::resultset::put_text_value(&mut r, None);
+        crate::wire::resultset::put_text_value(&mut r, Some(b"c"));
         let cols = split_row(&r, 3).expect("split");
         assert_eq!(cols, vec![Some((1, 3)), None, Some((5, 6))]);
         assert_eq!(prefix_len(&cols, &r, 2), 4);

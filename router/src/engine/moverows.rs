@@ -5,11 +5,11 @@
 use super::Engine;
 use crate::backend::error::from_backend;
 use crate::error::SqlError;
-use crate::mysql::PacketIo;
 use crate::planner::StmtKind;
 use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
 use crate::sql::quote_ident;
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 

@@ -4,9 +4,9 @@
 use crate::backend::error::from_backend;
 use crate::error::io_err;
 use crate::error::SqlError;
-use crate::mysql::resultset::{self, ColumnDef};
-use crate::mysql::PacketIo;
 use crate::session::Session;
+use crate::wire::resultset::{self, ColumnDef};
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, Row, Value};
 
@@ -80,7 +80,7 @@ pub async fn write_columns(
         c.bytes = 0;
     }
     let mut p = Vec::with_capacity(128);
-    crate::mysql::codec::put_lenenc_int(&mut p, defs.len() as u64);
+    crate::wire::codec::put_lenenc_int(&mut p, defs.len() as u64);
     io.write_packet(&p).await.map_err(io_err)?;
     for d in defs {
         p.clear();

@@ -6,10 +6,10 @@ use super::core::{Engine, Lease};
 use super::merge;
 use super::results::{self, column_def, write_columns, write_end};
 use crate::error::{io_err, SqlError};
-use crate::mysql::resultset::ColumnDef;
-use crate::mysql::PacketIo;
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use crate::wire::resultset::ColumnDef;
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeMap;
 

@@ -6,11 +6,11 @@ use super::core::{Engine, Lease};
 use super::results::{self, column_def, write_columns, write_row, ResultWriter};
 use crate::backend::error::from_backend;
 use crate::error::{io_err, SqlError};
-use crate::mysql::resultset::ColumnDef;
-use crate::mysql::PacketIo;
 use crate::planner::{Exec, StmtKind, Targets};
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use crate::wire::resultset::ColumnDef;
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 
 /// What a statement for one physical shard is sent as.
@@ -108,7 +108,7 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
-        use crate::mysql::constants::{COM_QUERY, COM_STMT_EXECUTE};
+        use crate::wire::constants::{COM_QUERY, COM_STMT_EXECUTE};
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
@@ -207,7 +207,7 @@ impl Engine {
         binary: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::{self, WireError};
-        use crate::mysql::constants::SERVER_MORE_RESULTS_EXISTS;
+        use crate::wire::constants::SERVER_MORE_RESULTS_EXISTS;
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         let p = c.read_packet().await.map_err(map)?;
@@ -240,7 +240,7 @@ impl Engine {
                 "unexpected answer to a query".into(),
             ))),
             Some(_) => {
-                let n = crate::mysql::codec::Cursor::new(p)
+                let n = crate::wire::codec::Cursor::new(p)
                     .lenenc_int()
                     .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
                 let malformed = || map(WireError::Protocol("malformed column definition".into()));

@@ -5,10 +5,10 @@ use super::core::{Engine, WriteResult};
 
 use crate::backend::error::from_backend;
 use crate::error::SqlError;
-use crate::mysql::PacketIo;
 use crate::planner::StmtKind;
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeMap;
 

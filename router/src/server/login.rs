@@ -2,12 +2,12 @@
 
 use super::shared::Shared;
 use crate::error::SqlError;
-use crate::mysql::auth;
-use crate::mysql::constants::*;
-use crate::mysql::handshake;
-use crate::mysql::resultset;
-use crate::mysql::PacketIo;
 use crate::session::Session;
+use crate::wire::auth;
+use crate::wire::constants::*;
+use crate::wire::handshake;
+use crate::wire::resultset;
+use crate::wire::PacketIo;
 use rand::Rng;
 use std::net::SocketAddr;
 

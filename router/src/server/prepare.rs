@@ -3,10 +3,10 @@
 use super::query::{finished, query, SeriesCache};
 use super::shared::Shared;
 use crate::error::SqlError;
-use crate::mysql::resultset;
-use crate::mysql::PacketIo;
 use crate::planner;
 use crate::session::Session;
+use crate::wire::resultset;
+use crate::wire::PacketIo;
 use std::sync::Arc;
 
 /// Most prepared statements a session may hold.

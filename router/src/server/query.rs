@@ -2,10 +2,10 @@
 
 use super::shared::Shared;
 use crate::error::SqlError;
-use crate::mysql::resultset;
-use crate::mysql::PacketIo;
 use crate::planner;
 use crate::session::Session;
+use crate::wire::resultset;
+use crate::wire::PacketIo;
 
 pub(super) async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))

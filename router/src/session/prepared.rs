@@ -8,9 +8,9 @@
 //! do; rows then go back converted to the binary protocol.
 
 use crate::error::SqlError;
-use crate::mysql::binary::{param_literal, quote_bytes};
-use crate::mysql::codec::Cursor;
 use crate::sql::markers::markers;
+use crate::wire::binary::{param_literal, quote_bytes};
+use crate::wire::codec::Cursor;
 use std::collections::HashMap;
 use std::sync::Arc;
 

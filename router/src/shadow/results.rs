@@ -11,12 +11,12 @@ use crate::backend::Backends;
 use crate::config::BackendConfig;
 use crate::engine::merge::{kind_of, Dec, Kind};
 use crate::engine::Engine;
-use crate::mysql::codec::Cursor;
-use crate::mysql::packet::Capture;
-use crate::mysql::PacketIo;
 use crate::session::Session;
 use crate::sql::fingerprint;
 use crate::topology::TopologyCache;
+use crate::wire::codec::Cursor;
+use crate::wire::packet::Capture;
+use crate::wire::PacketIo;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,7 +160,7 @@ impl ResultShadow {
             0,
             "shadow".into(),
             Some(spec.target.clone()),
-            crate::mysql::constants::CLIENT_DEPRECATE_EOF,
+            crate::wire::constants::CLIENT_DEPRECATE_EOF,
         );
         let rt = self.engine.topo.table();
         let plan = crate::planner::plan(sql, Some(&spec.target), &rt).map_err(|e| e.to_string())?;
@@ -424,9 +424,9 @@ mod tests {
     #[test]
     fn normalises_and_diffs() {
         let mut r = Vec::new();
-        crate::mysql::resultset::put_text_value(&mut r, Some(b"1.500"));
-        crate::mysql::resultset::put_text_value(&mut r, Some(b"ab  "));
-        crate::mysql::resultset::put_text_value(&mut r, None);
+        crate::wire::resultset::put_text_value(&mut r, Some(b"1.500"));
+        crate::wire::resultset::put_text_value(&mut r, Some(b"ab  "));
+        crate::wire::resultset::put_text_value(&mut r, None);
         let n = normalize(&r, &[Kind::Exact, Kind::Str, Kind::Str]);
         assert_eq!(
             n,

@@ -325,10 +325,10 @@ mod tests {
     #[test]
     fn rows_convert() {
         let mut text = Vec::new();
-        crate::mysql::resultset::put_text_value(&mut text, Some(b"-5"));
-        crate::mysql::resultset::put_text_value(&mut text, None);
-        crate::mysql::resultset::put_text_value(&mut text, Some(b"hi"));
-        crate::mysql::resultset::put_text_value(&mut text, Some(b"2026-11-24 10:00:00"));
+        crate::wire::resultset::put_text_value(&mut text, Some(b"-5"));
+        crate::wire::resultset::put_text_value(&mut text, None);
+        crate::wire::resultset::put_text_value(&mut text, Some(b"hi"));
+        crate::wire::resultset::put_text_value(&mut text, Some(b"2026-11-24 10:00:00"));
         let mut out = Vec::new();
         text_row_to_binary(
             &text,
