@@ -19,8 +19,10 @@
 //! glob imports of sibling names or macros), so every edge it reports comes with the file, line
 //! and path that made it: a wrong one is easy to check.
 //!
-//! Run by cargo, it finds the workspace through `CARGO_MANIFEST_DIR`; compiled on its own
-//! (`rustc --test`), through the `LAYERING_ROOT` environment variable, else `/work/main`.
+//! 4. The router's top-level modules form the layers `docs/architecture.md` draws: each
+//!    imports only modules of layers below its own ([`ROUTER_LAYERS`]).
+//!
+//! It finds the workspace through `CARGO_MANIFEST_DIR`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -55,6 +57,70 @@ fn no_import_cycles_between_modules() {
         "{cycle_count} import cycle(s) between modules; each must be cut so that \
          dependencies point one way (move the shared piece down into its own module, or pass \
          it in as a parameter):\n{report}"
+    );
+}
+
+/// The router's layers, bottom first, as `docs/architecture.md` draws them: a top-level module
+/// may import only modules of lower layers. A new top-level module gets a place here (and in
+/// the picture).
+const ROUTER_LAYERS: &[&[&str]] = &[
+    &["wire", "error", "vindex", "metrics"],
+    &["sql", "config"],
+    &["topology"],
+    &["planner"],
+    &["backend"],
+    &["session"],
+    &["engine"],
+    &["shadow", "overview"],
+    &["admin"],
+    &["server"],
+];
+
+#[test]
+fn router_layers_point_down() {
+    let root = workspace_root();
+    let krate = workspace_crates(&root)
+        .into_iter()
+        .find(|c| c.name == "tessera-router")
+        .expect("the tessera-router crate");
+    let layer_of = |m: &str| ROUTER_LAYERS.iter().position(|l| l.contains(&m));
+    let graph = module_graph(&krate);
+    let mut bad = Vec::new();
+    for m in &graph.modules {
+        if let Some(top) = m.first() {
+            if layer_of(top).is_none() {
+                bad.push(format!(
+                    "router module `{top}` has no layer in ROUTER_LAYERS (tests/layering.rs)"
+                ));
+            }
+        }
+    }
+    for ((from, to), ex) in &graph.edges {
+        let (Some(f), Some(t)) = (from.first(), to.first()) else {
+            continue;
+        };
+        if f == t {
+            continue;
+        }
+        if let (Some(lf), Some(lt)) = (layer_of(f), layer_of(t)) {
+            if lt >= lf {
+                bad.push(format!(
+                    "{} imports {} (layer {lt} is not below layer {lf}): {}:{}: {}",
+                    display(from),
+                    display(to),
+                    relative(&ex.file, &root),
+                    ex.line,
+                    ex.path
+                ));
+            }
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    assert!(
+        bad.is_empty(),
+        "the router's layers must only import downwards:\n{}",
+        bad.join("\n")
     );
 }
 
@@ -202,13 +268,7 @@ struct Crate {
 }
 
 fn workspace_root() -> PathBuf {
-    if let Some(dir) = option_env!("CARGO_MANIFEST_DIR") {
-        return PathBuf::from(dir);
-    }
-    match std::env::var_os("LAYERING_ROOT") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from("/work/main"),
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn read(path: &Path) -> String {
