@@ -4,24 +4,27 @@
 //!
 //! # Layout
 //!
-//! - [`mysql`]: the wire protocol (packets, handshake and authentication, result sets).
-//! - [`planner`]: parse (sqlparser, MySQL dialect), decide the route, rewrite table names
-//!   to logical-shard schemas. Planner tests are data files in `planner/testdata/`.
-//! - [`vindex`]: shard-key value → keyspace id → logical shard.
-//! - [`engine`]: runs plans on backend connections and streams results to the client.
-//! - [`backend`]: one connection pool per physical shard.
-//! - [`session`]: what a client connection carries between statements (keyspace, `SET`s,
-//!   transaction and its pinned connections).
-//! - [`shadow`]: the shadow verifier (the routing shadow plans every statement again
-//!   against a candidate vschema and reports by query fingerprint).
-//! - [`topology`]: the routing table, cached and kept current by a topology watch.
-//! - [`server`]: the listener, connection tasks, authentication and shutdown.
-//! - [`admin`], [`metrics`]: the admin HTTP endpoint (`/status`, `/metrics`).
-//! - [`config`]: the router's YAML configuration.
-//! - [`error`]: client-facing errors with MySQL error numbers.
+//! In layers along a statement's path, bottom first; each imports only layers below it
+//! (`tests/layering.rs` checks it, `docs/architecture.md` draws it):
 //!
-//! A new statement shape goes into `planner/` (with a case in `testdata/route_cases.yaml`)
-//! and, if it needs merging, into `engine/`.
+//! - [`wire`], [`error`], [`vindex`], [`metrics`]: the MySQL protocol (packets, handshake and
+//!   authentication, result sets); client-facing errors; shard-key value → keyspace id →
+//!   logical shard; Prometheus metrics.
+//! - [`sql`], [`config`]: the statement as bytes (comments, edits, shapes, fingerprints,
+//!   markers); the router's YAML configuration.
+//! - [`topology`]: the routing table, cached and kept current by a topology watch.
+//! - [`planner`]: statement → plan, pure; planner tests are data files in
+//!   `planner/testdata/`.
+//! - [`backend`]: connection pools per physical shard, the router's own connections.
+//! - [`session`]: what a client connection carries between statements (keyspace, `SET`s,
+//!   transaction and its pinned connections, prepared statements).
+//! - [`engine`]: runs plans on backend connections and streams results to the client.
+//! - [`shadow`], [`overview`]: the shadow verifier; query statistics and the query log.
+//! - [`admin`]: the admin HTTP endpoint (`/status`, `/metrics`).
+//! - [`server`]: the listener, connection tasks, authentication, the command loop, shutdown.
+//!
+//! A new statement kind goes into `planner/` (with a case in `testdata/route_cases.yaml`)
+//! and, if it needs its own execution, into `engine/`.
 
 pub mod admin;
 pub mod backend;

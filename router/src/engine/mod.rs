@@ -1,4 +1,4 @@
-//! The executor: runs a [`Plan`] on backend connections and streams the answer to the
+//! The executor: runs a [`crate::planner::Plan`] on backend connections and streams the answer to the
 //! client.
 //!
 //! - One target: the backend's rows are re-framed and written as they arrive; memory stays

@@ -151,7 +151,7 @@ impl Engine {
             .await
     }
 
-    /// Executes a prepared read whose plan `e` names one target (see [`crate::prepared`]) as
+    /// Executes a prepared read whose plan `e` names one target (see [`crate::session::prepared`]) as
     /// a server-side prepared statement there; binary rows are passed on as they come.
     /// `Ok(false)`: not possible here (in a transaction, a plan of several targets, or the
     /// shard's server wants a login the router's own connections do not speak); the caller

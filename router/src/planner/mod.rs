@@ -1,6 +1,6 @@
 //! The planner: parses one statement (MySQL dialect) and decides where it runs.
 //!
-//! - [`plan`] is the entry point; [`Plan`] says what to do.
+//! - [`plan()`] is the entry point; [`Plan`] says what to do.
 //! - Table names are qualified with the schema of each logical shard by editing the original
 //!   text at the parser's token spans ([`crate::sql::rewrite`]), so literals reach MariaDB byte
 //!   for byte.
@@ -16,7 +16,7 @@
 //! - `crossjoin`: joins of sharded tables not on their shard keys.
 //! - `standin`: MariaDB syntax the parser does not know, planned through a stand-in.
 //! - `ast`: small questions about the parsed statement.
-//! - [`plan`]: the plans themselves; [`cache`]: the plan cache.
+//! - [`mod@plan`]: the plans themselves; [`cache`]: the plan cache.
 //!
 //! A new statement kind gets its own file here and an arm in `statement`'s dispatch, with
 //! cases in `testdata/route_cases.yaml`.

@@ -1,4 +1,4 @@
-//! The planner's entry points: one statement's text in, its [`Plan`] out. Parses the
+//! The planner's entry points: one statement's text in, its [`super::Plan`] out. Parses the
 //! statement and dispatches it by kind to the file that plans that kind.
 
 use super::ast::ident_parts;

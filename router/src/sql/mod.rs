@@ -1,6 +1,6 @@
 //! The statement as bytes: what the router needs to know or change of a statement's text
 //! without planning it. Comments and where text may be spliced ([`rewrite`]), the plan
-//! cache's shapes ([`shape`]), fingerprints ([`fingerprint`]) and parameter markers
+//! cache's shapes ([`shape`]), fingerprints ([`mod@fingerprint`]) and parameter markers
 //! ([`markers`]). Imports nothing of the router but its errors.
 
 pub mod fingerprint;
