@@ -1,6 +1,7 @@
 -- Sample data for the demo keyspace (see vschema.yaml). Statements end with ';' at a line end.
+-- orders' primary key holds its shard key (customer_id): INSERT IGNORE below is then exact across logical shards.
 CREATE TABLE IF NOT EXISTS customer (customer_id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), country_code CHAR(2), created_at DATETIME);
-CREATE TABLE IF NOT EXISTS orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, amount DECIMAL(10,2), status VARCHAR(16), KEY (customer_id));
+CREATE TABLE IF NOT EXISTS orders (order_id BIGINT NOT NULL, customer_id BIGINT NOT NULL, amount DECIMAL(10,2), status VARCHAR(16), PRIMARY KEY (customer_id, order_id), KEY (order_id));
 CREATE TABLE IF NOT EXISTS country (code CHAR(2) PRIMARY KEY, name VARCHAR(64));
 INSERT IGNORE INTO country (code, name) VALUES ('FR', 'France'), ('DE', 'Germany'), ('JP', 'Japan'), ('BR', 'Brazil'), ('IN', 'India'), ('US', 'United States'), ('NG', 'Nigeria'), ('SE', 'Sweden'), ('MX', 'Mexico'), ('KR', 'South Korea');
 INSERT IGNORE INTO customer (customer_id, name, email, country_code, created_at) VALUES
