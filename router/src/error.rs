@@ -97,3 +97,19 @@ impl SqlError {
 pub fn io_err(e: std::io::Error) -> SqlError {
     SqlError::router(format!("client connection: {e}"))
 }
+
+/// The error for text that is not valid UTF-8. The router reads statements as UTF-8 (the
+/// `utf8mb4` connection character set) and refuses other bytes rather than changing them:
+/// binary values go in hex literals (`X'80FF'`) or as prepared-statement parameters.
+pub fn not_utf8(what: &str, body: &[u8], e: std::str::Utf8Error) -> SqlError {
+    let at = e.valid_up_to();
+    let bad: String = body[at..]
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    SqlError::unsupported(format!(
+        "a {what} whose bytes are not valid UTF-8 (0x{bad} at byte {at}); send text as utf8mb4, \
+         and binary values as hex literals (X'…') or prepared-statement parameters"
+    ))
+}

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub shadow_results: IntCounterVec,
     /// Statements checked by the routing shadow, by candidate route kind.
     pub shadow_routes: IntCounterVec,
+    /// Commands whose handling panicked (each answered with an error, its connection closed).
+    pub panics: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -101,8 +103,14 @@ impl Metrics {
             &["route"],
         )
         .expect("valid metric");
+        let panics = prometheus::IntCounter::new(
+            "tessera_router_panics_total",
+            "Client commands whose handling panicked (answered with an error, connection closed)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(panics.clone()),
             Box::new(latency.clone()),
             Box::new(connections.clone()),
             Box::new(accepted.clone()),
@@ -127,6 +135,7 @@ impl Metrics {
             epoch,
             shadow_results,
             shadow_routes,
+            panics,
         }
     }
 

@@ -2,7 +2,9 @@
 
 pub mod prepared;
 
-use crate::wire::constants::{SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
+use crate::wire::constants::{
+    SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS, SERVER_STATUS_IN_TRANS_READONLY,
+};
 use mysql_async::Conn;
 use std::collections::BTreeMap;
 
@@ -17,6 +19,12 @@ pub struct Session {
     pub autocommit: bool,
     /// Inside `BEGIN … COMMIT`.
     pub explicit_txn: bool,
+    /// How the open (or next) transaction starts on each backend connection it pins.
+    pub txn_start: crate::planner::TxnStart,
+    /// Savepoints of the open transaction, oldest first: set on every pinned connection, and
+    /// on a connection pinned later right after its `START TRANSACTION` (it had done nothing
+    /// before them).
+    pub savepoints: Vec<String>,
     /// Backend connections pinned by the open transaction, one per physical shard.
     pub txn_conns: BTreeMap<String, Conn>,
     /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
@@ -53,6 +61,8 @@ impl Session {
             client_caps,
             autocommit: true,
             explicit_txn: false,
+            txn_start: Default::default(),
+            savepoints: Vec::new(),
             txn_conns: BTreeMap::new(),
             txn_ls: Default::default(),
             copy_after: Vec::new(),
@@ -83,6 +93,9 @@ impl Session {
         // server's would.
         if self.explicit_txn || !self.txn_ps.is_empty() {
             s |= SERVER_STATUS_IN_TRANS;
+            if self.txn_start.read_only {
+                s |= SERVER_STATUS_IN_TRANS_READONLY;
+            }
         }
         s
     }
@@ -113,6 +126,11 @@ mod tests {
         assert_eq!(
             s.status_flags(),
             SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_IN_TRANS
+        );
+        s.txn_start.read_only = true;
+        assert_eq!(
+            s.status_flags(),
+            SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_IN_TRANS | SERVER_STATUS_IN_TRANS_READONLY
         );
     }
 }

@@ -8,6 +8,7 @@ use crate::backend::error::from_backend;
 use crate::error::{io_err, SqlError};
 use crate::planner::{Local, Plan, StmtKind, Targets};
 use crate::session::Session;
+use crate::sql::quote_ident;
 use crate::topology::Unqualify;
 use crate::wire::resultset::{self, ColumnDef};
 use crate::wire::PacketIo;
@@ -83,9 +84,14 @@ impl Engine {
                 session.keyspace = Some(ks);
                 self.ok(session, io, 0, 0, 0, "").await
             }
-            Local::Begin => {
+            Local::Begin(start) => {
                 self.finish_txn(session, true).await?;
                 session.explicit_txn = true;
+                session.txn_start = start;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::Savepoint(op) => {
+                Box::pin(self.savepoint(session, op)).await?;
                 self.ok(session, io, 0, 0, 0, "").await
             }
             Local::Commit => {
@@ -400,5 +406,63 @@ impl Engine {
             io.write_row(&buf).await.map_err(io_err)?;
         }
         write_end(io, session).await
+    }
+}
+
+impl Engine {
+    /// Runs a savepoint statement on every backend connection the transaction holds, and
+    /// keeps the session's list of savepoints as MariaDB keeps its own: `ROLLBACK TO x` keeps
+    /// `x` and forgets later ones, `RELEASE x` forgets `x` and later ones, setting an existing
+    /// name moves it to the end. Outside a transaction `SAVEPOINT` does nothing, and naming an
+    /// unknown savepoint is error 1305, as in MariaDB.
+    async fn savepoint(
+        &self,
+        session: &mut Session,
+        op: crate::planner::SavepointOp,
+    ) -> Result<(), SqlError> {
+        use crate::planner::SavepointOp;
+        let (sql, name) = match &op {
+            SavepointOp::Set(n) => (format!("SAVEPOINT {}", quote_ident(n)), n),
+            SavepointOp::RollbackTo(n) => (format!("ROLLBACK TO SAVEPOINT {}", quote_ident(n)), n),
+            SavepointOp::Release(n) => (format!("RELEASE SAVEPOINT {}", quote_ident(n)), n),
+        };
+        let known = session
+            .savepoints
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(name));
+        if !session.in_transaction() {
+            return match op {
+                SavepointOp::Set(_) => Ok(()),
+                _ => Err(SqlError::new(
+                    1305,
+                    "42000",
+                    format!("SAVEPOINT {name} does not exist"),
+                )),
+            };
+        }
+        if !matches!(op, SavepointOp::Set(_)) && known.is_none() {
+            return Err(SqlError::new(
+                1305,
+                "42000",
+                format!("SAVEPOINT {name} does not exist"),
+            ));
+        }
+        for (ps, conn) in session.txn_conns.iter_mut() {
+            conn.query_drop(sql.as_str()).await.map_err(|e| {
+                crate::backend::error::from_backend(e, ps, "", crate::topology::Unqualify(None))
+            })?;
+        }
+        match (op, known) {
+            (SavepointOp::Set(n), k) => {
+                if let Some(i) = k {
+                    session.savepoints.remove(i);
+                }
+                session.savepoints.push(n);
+            }
+            (SavepointOp::RollbackTo(_), Some(i)) => session.savepoints.truncate(i + 1),
+            (SavepointOp::Release(_), Some(i)) => session.savepoints.truncate(i),
+            _ => {}
+        }
+        Ok(())
     }
 }

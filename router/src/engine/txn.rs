@@ -16,6 +16,8 @@ impl Engine {
     /// 1105 naming which shards committed when a commit fails part way.
     pub async fn finish_txn(&self, session: &mut Session, commit: bool) -> Result<(), SqlError> {
         session.explicit_txn = false;
+        session.txn_start = Default::default();
+        session.savepoints.clear();
         let conns = std::mem::take(&mut session.txn_conns);
         let written = std::mem::take(&mut session.txn_ls);
         session.txn_ps.clear();
@@ -93,9 +95,14 @@ impl Engine {
         }
         let pinned = session.in_transaction();
         if pinned {
-            conn.query_drop("START TRANSACTION")
+            conn.query_drop(session.txn_start.sql.as_str())
                 .await
                 .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+            for sp in &session.savepoints {
+                conn.query_drop(format!("SAVEPOINT {}", crate::sql::quote_ident(sp)))
+                    .await
+                    .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+            }
             session.txn_ps.insert(ps.to_string());
             self.bound_lock_waits(session, ps, &mut conn).await?;
         }

@@ -68,3 +68,62 @@ impl<'a> Planner<'a> {
         }
     }
 }
+
+/// Reads `BEGIN [WORK]` and `START TRANSACTION [option [, option …]]` (options `READ ONLY`,
+/// `READ WRITE`, `WITH CONSISTENT SNAPSHOT`) from the text, so that the options reach every
+/// backend connection the transaction opens as the client wrote them. `None` for anything else
+/// (including these statements with comments, which the parser then reads).
+pub(super) fn transaction_start(sql: &str) -> Option<crate::planner::TxnStart> {
+    let text = sql.trim().trim_end_matches(';').trim_end();
+    if text.contains("/*") || text.contains("--") || text.contains('#') {
+        return None;
+    }
+    let upper = text.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split_ascii_whitespace().collect();
+    match words.as_slice() {
+        ["BEGIN"] | ["BEGIN", "WORK"] | ["START", "TRANSACTION"] => {
+            return Some(crate::planner::TxnStart::default())
+        }
+        ["START", "TRANSACTION", ..] => {}
+        _ => return None,
+    }
+    let rest = words[2..].join(" ");
+    let mut read_only = false;
+    let mut options = Vec::new();
+    for opt in rest.split(',').map(str::trim) {
+        let canonical = opt.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+        match canonical.as_str() {
+            "READ ONLY" => read_only = true,
+            "READ WRITE" | "WITH CONSISTENT SNAPSHOT" => {}
+            _ => return None,
+        }
+        options.push(canonical);
+    }
+    Some(crate::planner::TxnStart {
+        sql: format!("START TRANSACTION {}", options.join(", ")),
+        read_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transaction_start;
+
+    #[test]
+    fn transaction_options_are_read_from_the_text() {
+        let t = transaction_start("start transaction read only , with consistent snapshot;")
+            .expect("read");
+        assert_eq!(
+            t.sql,
+            "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+        );
+        assert!(t.read_only);
+        assert_eq!(
+            transaction_start("BEGIN").map(|t| t.sql).as_deref(),
+            Some("START TRANSACTION")
+        );
+        assert!(transaction_start("START TRANSACTION READ SOMETHING").is_none());
+        assert!(transaction_start("START TRANSACTION /* c */ READ ONLY").is_none());
+        assert!(transaction_start("SELECT 1").is_none());
+    }
+}

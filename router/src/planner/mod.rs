@@ -37,8 +37,8 @@ pub mod statement;
 mod update_delete;
 
 pub use plan::{
-    Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, StmtKind,
-    Targets,
+    Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, SavepointOp,
+    StmtKind, Targets, TxnStart,
 };
 pub use statement::{describe_target, plan, plan_internal, plan_session};
 

@@ -107,9 +107,13 @@ pub enum Local {
         full: bool,
     },
     Use(String),
-    Begin,
+    /// `BEGIN` / `START TRANSACTION [READ ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT]`.
+    Begin(TxnStart),
     Commit,
     Rollback,
+    /// `SAVEPOINT name`, `ROLLBACK TO [SAVEPOINT] name`, `RELEASE SAVEPOINT name`: run on
+    /// every backend connection the transaction holds (and set on those it pins later).
+    Savepoint(SavepointOp),
     SetAutocommit(bool),
     /// A `SET` replayed on every backend connection the session uses (the SQL as sent).
     Set(String),
@@ -120,6 +124,32 @@ pub enum Local {
     MoveRows(Box<MoveRows>),
     /// A join of two sharded tables not on their shard keys: nested loop with batched lookups.
     CrossJoin(Box<CrossJoin>),
+}
+
+/// How a transaction starts on each backend connection it pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnStart {
+    /// The statement each participant runs: `START TRANSACTION` with the client's options.
+    pub sql: String,
+    /// `READ ONLY`: OK packets carry the in-read-only-transaction status flag.
+    pub read_only: bool,
+}
+
+impl Default for TxnStart {
+    fn default() -> Self {
+        TxnStart {
+            sql: "START TRANSACTION".into(),
+            read_only: false,
+        }
+    }
+}
+
+/// A savepoint statement, by kind and savepoint name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavepointOp {
+    Set(String),
+    RollbackTo(String),
+    Release(String),
 }
 
 /// A cross-shard join (see `planner/crossjoin.rs`).

@@ -2,7 +2,7 @@
 //! statement and dispatches it by kind to the file that plans that kind.
 
 use super::ast::ident_parts;
-use super::plan::{Exec, Local, Plan, RouteKind, StmtKind, Targets};
+use super::plan::{Exec, Local, Plan, RouteKind, SavepointOp, StmtKind, Targets};
 use super::resolve::Planner;
 use super::standin::StandIn;
 
@@ -70,6 +70,9 @@ pub(super) fn plan_parsed(
             "the executable comment {c}… (write it as /*!NNNNN … */ with a five-digit version, or without the comment)"
         ))
     })?;
+    if let Some(t) = super::local::transaction_start(sql) {
+        return Ok(Plan::Local(Local::Begin(t)));
+    }
     let stmt = parse_one(sql)?;
     refuse_last_statement_state(&stmt)?;
     let p = Planner {
@@ -239,7 +242,30 @@ impl<'a> Planner<'a> {
                 };
                 Ok(Plan::Local(Local::Use(last.value.clone())))
             }
-            Statement::StartTransaction { .. } => Ok(Plan::Local(Local::Begin)),
+            Statement::StartTransaction {
+                modes, modifier, ..
+            } => {
+                if !modes.is_empty() || modifier.is_some() {
+                    // The plain text form was not recognised (comments, other options).
+                    return Err(SqlError::unsupported(
+                        "START TRANSACTION with these options or comments (write START TRANSACTION READ ONLY, READ WRITE or WITH CONSISTENT SNAPSHOT without comments)",
+                    ));
+                }
+                Ok(Plan::Local(Local::Begin(Default::default())))
+            }
+            Statement::Savepoint { name } => Ok(Plan::Local(Local::Savepoint(SavepointOp::Set(
+                name.value.clone(),
+            )))),
+            Statement::ReleaseSavepoint { name } => Ok(Plan::Local(Local::Savepoint(
+                SavepointOp::Release(name.value.clone()),
+            ))),
+            Statement::Rollback {
+                savepoint: Some(name),
+                chain: false,
+                ..
+            } => Ok(Plan::Local(Local::Savepoint(SavepointOp::RollbackTo(
+                name.value.clone(),
+            )))),
             Statement::Commit { chain: false, .. } => Ok(Plan::Local(Local::Commit)),
             Statement::Rollback {
                 savepoint: None,

@@ -9,7 +9,9 @@ use crate::planner;
 use crate::wire::constants::*;
 use crate::wire::resultset;
 use crate::wire::PacketIo;
+use futures_util::FutureExt;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -57,40 +59,6 @@ pub(super) async fn handle(
         };
         let r = match cmd {
             COM_QUIT => break,
-            COM_PING => ok(&mut io, &session).await,
-            COM_QUERY => {
-                let sql = String::from_utf8_lossy(body);
-                query(&shared, &mut session, &mut io, &sql, &mut series).await
-            }
-            COM_INIT_DB => {
-                let db = String::from_utf8_lossy(body).trim().to_string();
-                let plan = planner::Plan::Local(planner::Local::Use(db));
-                shared.engine.execute(&mut session, plan, &mut io).await
-            }
-            COM_RESET_CONNECTION => {
-                let r = shared.engine.finish_txn(&mut session, false).await;
-                session.sets.clear();
-                session.autocommit = true;
-                session.last_insert_id = 0;
-                match r {
-                    Ok(()) => ok(&mut io, &session).await,
-                    Err(e) => Err(e),
-                }
-            }
-            COM_FIELD_LIST => field_list(&shared, &mut session, &mut io, body).await,
-            COM_STATISTICS => {
-                let s = format!("Uptime: 0  Threads: 1  Tessera router, connection {id}");
-                io.write_packet(s.as_bytes())
-                    .await
-                    .map_err(crate::error::io_err)
-            }
-            COM_STMT_PREPARE => prepare(&shared, &mut session, &mut io, body).await,
-            COM_STMT_EXECUTE => {
-                let r = execute(&shared, &mut session, &mut io, body, &mut series).await;
-                io.binary_mode = false;
-                io.binary_columns = None;
-                r
-            }
             COM_STMT_CLOSE => {
                 if let Some(id) = body.get(..4) {
                     session
@@ -114,31 +82,35 @@ pub(super) async fn handle(
                 // COM_STMT_SEND_LONG_DATA has no response.
                 continue;
             }
-            COM_STMT_RESET => {
-                let id = body
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                match id.and_then(|id| session.prepared.get_mut(&id)) {
-                    Some(p) => {
-                        p.long_data.clear();
-                        ok(&mut io, &session).await
+            _ => {
+                let run = command(cmd, body, id, &shared, &mut session, &mut io, &mut series);
+                match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(panic) => {
+                        // A bug, not the client's fault: say so, count it, and close the
+                        // connection (its state may be half-changed).
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let fingerprint = match cmd {
+                            COM_QUERY => crate::sql::fingerprint(&String::from_utf8_lossy(body)),
+                            other => format!("command {other:#04x}"),
+                        };
+                        tracing::error!(conn = id, %peer, %fingerprint, panic = %what, "a command panicked; closing the connection");
+                        shared.metrics.panics.inc();
+                        let p = resultset::err(
+                            1105,
+                            "HY000",
+                            "internal error in the router (logged); the connection is closed",
+                        );
+                        let _ = io.write_packet(&p).await;
+                        let _ = io.flush().await;
+                        break;
                     }
-                    None => Err(SqlError::new(
-                        1243,
-                        "HY000",
-                        "Unknown prepared statement handler given to mysqld_stmt_reset",
-                    )),
                 }
             }
-            COM_STMT_FETCH => Err(SqlError::unsupported(
-                "server-side cursors (COM_STMT_FETCH)",
-            )),
-            COM_CHANGE_USER => Err(SqlError::new(
-                1047,
-                "08S01",
-                "COM_CHANGE_USER is not supported yet; reconnect instead",
-            )),
-            other => Err(SqlError::unknown_command(other)),
         };
         if let Err(e) = r {
             shared
@@ -158,4 +130,81 @@ pub(super) async fn handle(
     // Whatever the session left open is rolled back.
     let _ = shared.engine.finish_txn(&mut session, false).await;
     io.shutdown().await;
+}
+
+/// Handles one command that has a response (all but `COM_QUIT`, `COM_STMT_CLOSE` and
+/// `COM_STMT_SEND_LONG_DATA`).
+async fn command(
+    cmd: u8,
+    body: &[u8],
+    id: u32,
+    shared: &Shared,
+    session: &mut crate::session::Session,
+    io: &mut PacketIo,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
+    match cmd {
+        COM_PING => ok(io, session).await,
+        COM_QUERY => match std::str::from_utf8(body) {
+            Ok(sql) => query(shared, session, io, sql, series).await,
+            Err(e) => Err(crate::error::not_utf8("statement", body, e)),
+        },
+        COM_INIT_DB => {
+            let db = std::str::from_utf8(body)
+                .map_err(|e| crate::error::not_utf8("database name", body, e))?
+                .trim()
+                .to_string();
+            let plan = planner::Plan::Local(planner::Local::Use(db));
+            shared.engine.execute(session, plan, io).await
+        }
+        COM_RESET_CONNECTION => {
+            let r = shared.engine.finish_txn(session, false).await;
+            session.sets.clear();
+            session.autocommit = true;
+            session.last_insert_id = 0;
+            match r {
+                Ok(()) => ok(io, session).await,
+                Err(e) => Err(e),
+            }
+        }
+        COM_FIELD_LIST => field_list(shared, session, io, body).await,
+        COM_STATISTICS => {
+            let s = format!("Uptime: 0  Threads: 1  Tessera router, connection {id}");
+            io.write_packet(s.as_bytes())
+                .await
+                .map_err(crate::error::io_err)
+        }
+        COM_STMT_PREPARE => prepare(shared, session, io, body).await,
+        COM_STMT_EXECUTE => {
+            let r = execute(shared, session, io, body, series).await;
+            io.binary_mode = false;
+            io.binary_columns = None;
+            r
+        }
+        COM_STMT_RESET => {
+            let id = body
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            match id.and_then(|id| session.prepared.get_mut(&id)) {
+                Some(p) => {
+                    p.long_data.clear();
+                    ok(io, session).await
+                }
+                None => Err(SqlError::new(
+                    1243,
+                    "HY000",
+                    "Unknown prepared statement handler given to mysqld_stmt_reset",
+                )),
+            }
+        }
+        COM_STMT_FETCH => Err(SqlError::unsupported(
+            "server-side cursors (COM_STMT_FETCH)",
+        )),
+        COM_CHANGE_USER => Err(SqlError::new(
+            1047,
+            "08S01",
+            "COM_CHANGE_USER is not supported yet; reconnect instead",
+        )),
+        other => Err(SqlError::unknown_command(other)),
+    }
 }

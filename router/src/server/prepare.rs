@@ -18,7 +18,8 @@ pub(super) async fn prepare(
     io: &mut PacketIo,
     body: &[u8],
 ) -> Result<(), SqlError> {
-    let sql = String::from_utf8_lossy(body);
+    let sql =
+        std::str::from_utf8(body).map_err(|e| crate::error::not_utf8("statement", body, e))?;
     let sql = sql.trim().trim_end_matches(';').trim_end().to_string();
     let markers = crate::sql::markers::markers(&sql)?;
     let (cols, backend_params) = shared.engine.describe(session, &sql).await?;
@@ -212,7 +213,9 @@ pub(super) async fn field_list(
     body: &[u8],
 ) -> Result<(), SqlError> {
     let table = body.split(|b| *b == 0).next().unwrap_or_default();
-    let table = String::from_utf8_lossy(table).replace('`', "``");
+    let table = std::str::from_utf8(table)
+        .map_err(|e| crate::error::not_utf8("table name", table, e))?
+        .replace('`', "``");
     let sql = format!("SELECT * FROM `{table}` LIMIT 0");
     let rt = shared.engine.topo.table();
     let plan = planner::plan(&sql, session.keyspace.as_deref(), &rt)?;

@@ -63,8 +63,14 @@ pub(super) async fn query(
 ) -> Result<(), SqlError> {
     let trimmed = sql.trim().trim_end_matches(';').trim_end();
     let rt = shared.engine.topo.table();
-    if trimmed.len() > 9 && trimmed[..9].eq_ignore_ascii_case("VEXPLAIN ") {
-        let plan = planner::plan(trimmed[9..].trim_start(), session.keyspace.as_deref(), &rt)?;
+    // Compared as bytes: the text may hold a multi-byte character across byte 9.
+    if let Some(inner) = trimmed
+        .as_bytes()
+        .get(..9)
+        .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
+        .and_then(|_| trimmed.get(9..))
+    {
+        let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
         return shared.engine.vexplain(session, plan, io).await;
     }
     let started = std::time::Instant::now();

@@ -146,8 +146,9 @@ pub fn param_literal(c: &mut Cursor<'_>, ty: u8, unsigned: bool) -> Option<Strin
                 "'00:00:00'".to_string()
             } else if n >= 8 {
                 let neg = b[0] == 1;
-                let days = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
-                let h = days * 24 + u32::from(b[5]);
+                // u64: a client may send any day count (MariaDB then judges the value).
+                let days = u64::from(u32::from_le_bytes([b[1], b[2], b[3], b[4]]));
+                let h = days * 24 + u64::from(b[5]);
                 let us = if n >= 12 {
                     u32::from_le_bytes([b[8], b[9], b[10], b[11]])
                 } else {
@@ -300,6 +301,16 @@ pub fn text_row_to_binary(row: &[u8], cols: &[(u8, bool)], out: &mut Vec<u8>) ->
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_time_parameter_of_any_day_count_is_a_literal() {
+        // 8 bytes: not negative, u32::MAX days, 255 hours, 1 minute, 2 seconds.
+        let p = [8u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2];
+        let mut c = Cursor::new(&p);
+        let lit = param_literal(&mut c, 11, false).expect("a literal");
+        assert_eq!(lit, format!("'{}:01:02'", u64::from(u32::MAX) * 24 + 255));
+    }
+
     use super::*;
 
     #[test]
