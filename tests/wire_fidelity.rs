@@ -175,3 +175,56 @@ async fn transaction_options_and_savepoints_like_mariadb() {
     drop(o);
     h.stop().await;
 }
+
+/// Session statements drivers send: autocommit carried to the backend connection (so
+/// `@@autocommit` reads what the session set), Connector/J's first statement, comment-only
+/// and empty queries — each compared with MariaDB direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_statements_drivers_send_like_mariadb() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    let script: &[&str] = &[
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)",
+        "set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')",
+        "SELECT @@autocommit, @@sql_mode LIKE '%STRICT_TRANS_TABLES%'",
+        "SET autocommit = 0",
+        "SELECT @@autocommit",
+        "INSERT INTO t (id, v) VALUES (1, 1), (2, 2), (3, 3)",
+        "SELECT @@autocommit, COUNT(*) FROM t",
+        "ROLLBACK",
+        "SELECT COUNT(*) FROM t",
+        "INSERT INTO t (id, v) VALUES (4, 4)",
+        "COMMIT",
+        "SELECT @@autocommit",
+        "SET autocommit = 1, sql_mode = 'STRICT_ALL_TABLES'",
+        "SELECT @@autocommit, @@sql_mode",
+        "INSERT INTO t (id, v) VALUES (5, 5)",
+        "SELECT id, v FROM t ORDER BY id",
+        "/* a comment only */",
+        "-- a line comment only\n",
+        "SET autocommit = 2, sql_mode = ''",
+        "SET autocommit = 2",
+        "SELECT @@autocommit",
+    ];
+    for sql in script {
+        let want = outcome(&mut o, sql).await;
+        let got = outcome(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    // A second session on the same pools sees none of it.
+    let mut r2 = h.conn(Some("demo")).await;
+    let mut o2 = h.direct(2).await;
+    for sql in [
+        "SELECT @@autocommit",
+        "SELECT @@sql_mode LIKE '%STRICT_ALL_TABLES%'",
+    ] {
+        assert_eq!(
+            outcome(&mut r2, sql).await,
+            outcome(&mut o2, sql).await,
+            "{sql}"
+        );
+    }
+    drop((r, o, r2, o2));
+    h.stop().await;
+}

@@ -84,6 +84,7 @@ impl Engine {
                 session.keyspace = Some(ks);
                 self.ok(session, io, 0, 0, 0, "").await
             }
+            Local::Nothing => self.ok(session, io, 0, 0, 0, "").await,
             Local::Begin(start) => {
                 self.finish_txn(session, true).await?;
                 session.explicit_txn = true;
@@ -103,28 +104,16 @@ impl Engine {
                 self.ok(session, io, 0, 0, 0, "").await
             }
             Local::SetAutocommit(on) => {
-                if on && !session.autocommit {
-                    // Turning autocommit on commits the open transaction, as MySQL does.
-                    self.finish_txn(session, true).await?;
-                }
-                session.autocommit = on;
+                self.set_autocommit(session, on).await?;
+                self.ok(session, io, 0, 0, 0, "").await
+            }
+            Local::SetAutocommitAnd(on, sql) => {
+                self.replay_set(session, sql).await?;
+                self.set_autocommit(session, on).await?;
                 self.ok(session, io, 0, 0, 0, "").await
             }
             Local::Set(sql) => {
-                // Check it on a backend first so a bad SET fails now, not on a later query.
-                let rt = self.topo.table();
-                let mut lease = self.any_conn(session, &rt).await?;
-                let r = lease.conn.query_drop(sql.as_str()).await;
-                lease.dirty = true;
-                self.give_back(session, lease).await;
-                r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
-                // Pinned connections of an open transaction get it at once.
-                for c in session.txn_conns.values_mut() {
-                    c.query_drop(sql.as_str())
-                        .await
-                        .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
-                }
-                session.sets.push(sql);
+                self.replay_set(session, sql).await?;
                 self.ok(session, io, 0, 0, 0, "").await
             }
             Local::ShowDatabases => {
@@ -463,6 +452,37 @@ impl Engine {
             (SavepointOp::Release(_), Some(i)) => session.savepoints.truncate(i),
             _ => {}
         }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Turns the session's autocommit on or off; turning it on commits the open transaction,
+    /// as MariaDB does.
+    async fn set_autocommit(&self, session: &mut Session, on: bool) -> Result<(), SqlError> {
+        if on && !session.autocommit {
+            self.finish_txn(session, true).await?;
+        }
+        session.autocommit = on;
+        Ok(())
+    }
+
+    /// Checks a `SET` on a backend (so that a bad one fails now, not on a later statement),
+    /// applies it to the connections an open transaction holds, and keeps it to replay on
+    /// every backend connection the session uses.
+    async fn replay_set(&self, session: &mut Session, sql: String) -> Result<(), SqlError> {
+        let rt = self.topo.table();
+        let mut lease = self.any_conn(session, &rt).await?;
+        let r = lease.conn.query_drop(sql.as_str()).await;
+        lease.dirty = true;
+        self.give_back(session, lease).await;
+        r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
+        for c in session.txn_conns.values_mut() {
+            c.query_drop(sql.as_str())
+                .await
+                .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
+        }
+        session.sets.push(sql);
         Ok(())
     }
 }

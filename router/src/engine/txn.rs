@@ -35,7 +35,9 @@ impl Engine {
                     if sql == "COMMIT" {
                         done.push(ps.clone());
                     }
-                    let dirty = !session.sets.is_empty() || short_waits.contains(&ps);
+                    let dirty = !session.sets.is_empty()
+                        || !session.autocommit
+                        || short_waits.contains(&ps);
                     crate::backend::release(c, dirty).await;
                 }
                 Err(e) => {
@@ -95,6 +97,13 @@ impl Engine {
         }
         let pinned = session.in_transaction();
         if pinned {
+            if !session.autocommit {
+                // So that the connection says what the session is (`SELECT @@autocommit`);
+                // reset when the transaction gives it back.
+                conn.query_drop("SET autocommit = 0")
+                    .await
+                    .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+            }
             conn.query_drop(session.txn_start.sql.as_str())
                 .await
                 .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;

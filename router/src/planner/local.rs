@@ -4,7 +4,7 @@ use super::plan::{Local, Plan};
 use super::resolve::Planner;
 
 use crate::error::SqlError;
-use sqlparser::ast::{Expr, ObjectName, Value};
+use sqlparser::ast::{Expr, ObjectName, Spanned, Value};
 
 impl<'a> Planner<'a> {
     pub(super) fn set(&self, set: &sqlparser::ast::Set) -> Result<Plan, SqlError> {
@@ -17,7 +17,11 @@ impl<'a> Planner<'a> {
         let truthy = |e: &Expr| -> Option<bool> {
             match e {
                 Expr::Value(v) => match &v.value {
-                    Value::Number(n, _) => Some(n != "0"),
+                    Value::Number(n, _) => match n.as_str() {
+                        "0" => Some(false),
+                        "1" => Some(true),
+                        _ => None,
+                    },
                     Value::Boolean(b) => Some(*b),
                     Value::SingleQuotedString(s) => match s.to_ascii_uppercase().as_str() {
                         "ON" | "1" | "TRUE" => Some(true),
@@ -50,9 +54,64 @@ impl<'a> Planner<'a> {
             Set::MultipleAssignments { assignments }
                 if assignments.iter().any(|a| is_autocommit(&a.name)) =>
             {
-                Err(SqlError::unsupported(
-                    "setting autocommit together with other variables",
-                ))
+                // `SET autocommit = 1, sql_mode = …` (Connector/J's first statement):
+                // autocommit is the router's to keep; the rest is replayed as a `SET` of its
+                // own, cut from the client's text.
+                let mut autocommit = None;
+                let mut rest = Vec::new();
+                let starts: Vec<usize> = assignments
+                    .iter()
+                    .map(|a| {
+                        self.offsets
+                            .range(self.sql, a.name.span())
+                            .map(|(s, _)| s)
+                            .ok_or_else(|| SqlError::unsupported("this SET statement"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let end = crate::sql::rewrite::statement_end(self.sql);
+                for (i, a) in assignments.iter().enumerate() {
+                    if is_autocommit(&a.name) {
+                        let v = truthy(&a.value).ok_or_else(|| {
+                            SqlError::new(
+                                1231,
+                                "42000",
+                                "Variable 'autocommit' can't be set to this value",
+                            )
+                        })?;
+                        autocommit = Some(v);
+                        continue;
+                    }
+                    if a.scope.is_some() {
+                        return Err(SqlError::unsupported(
+                            "setting autocommit together with variables of an explicit scope",
+                        ));
+                    }
+                    // From this assignment's name to the next one's comma (spans of values
+                    // can stop before a closing parenthesis, so they are not used).
+                    let to = starts.get(i + 1).copied().unwrap_or(end);
+                    let text = self
+                        .sql
+                        .get(starts[i]..to)
+                        .ok_or_else(|| SqlError::unsupported("this SET statement"))?
+                        .trim_end();
+                    let text = if i + 1 < starts.len() {
+                        text.strip_suffix(',').map(str::trim_end).ok_or_else(|| {
+                            SqlError::unsupported(
+                                "this SET statement (comments between assignments)",
+                            )
+                        })?
+                    } else {
+                        text
+                    };
+                    rest.push(text.to_string());
+                }
+                let Some(on) = autocommit else {
+                    return Err(SqlError::unsupported("this SET statement"));
+                };
+                Ok(Plan::Local(Local::SetAutocommitAnd(
+                    on,
+                    format!("SET {}", rest.join(", ")),
+                )))
             }
             Set::SingleAssignment { variable, .. }
                 if variable

@@ -107,6 +107,8 @@ pub enum Local {
         full: bool,
     },
     Use(String),
+    /// A statement of comments only: answered with OK, as MariaDB does.
+    Nothing,
     /// `BEGIN` / `START TRANSACTION [READ ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT]`.
     Begin(TxnStart),
     Commit,
@@ -115,6 +117,9 @@ pub enum Local {
     /// every backend connection the transaction holds (and set on those it pins later).
     Savepoint(SavepointOp),
     SetAutocommit(bool),
+    /// `SET autocommit = …, x = …`: autocommit kept by the router, the rest (a `SET` of its
+    /// own) replayed like [`Local::Set`].
+    SetAutocommitAnd(bool, String),
     /// A `SET` replayed on every backend connection the session uses (the SQL as sent).
     Set(String),
     /// An `INSERT` whose auto-increment column is fed by a sequence.

@@ -70,6 +70,13 @@ pub(super) fn plan_parsed(
             "the executable comment {c}… (write it as /*!NNNNN … */ with a five-digit version, or without the comment)"
         ))
     })?;
+    if crate::sql::rewrite::statement_end(sql) == 0 {
+        return if crate::sql::rewrite::comments(sql).is_empty() {
+            Err(SqlError::new(1065, "42000", "Query was empty"))
+        } else {
+            Ok(Plan::Local(Local::Nothing))
+        };
+    }
     if let Some(t) = super::local::transaction_start(sql) {
         return Ok(Plan::Local(Local::Begin(t)));
     }
