@@ -228,3 +228,123 @@ async fn session_statements_drivers_send_like_mariadb() {
     drop((r, o, r2, o2));
     h.stop().await;
 }
+
+/// `CLIENT_FOUND_ROWS`: a client that asks for it gets matched rows as affected rows (an
+/// `UPDATE` to the same value counts), on one logical shard and summed over several; a client
+/// that does not gets changed rows — both as MariaDB answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_as_the_client_asks() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    for found in [true, false] {
+        let mut r = mysql_async::Conn::new(
+            h.opts(Some("demo"), USER, PASSWORD)
+                .client_found_rows(found),
+        )
+        .await
+        .expect("router");
+        let s = &h.cluster.servers()[2];
+        let mut o = mysql_async::Conn::new(
+            mysql_async::OptsBuilder::default()
+                .ip_or_hostname(s.host())
+                .tcp_port(s.port())
+                .user(Some(s.user()))
+                .pass(Some(s.password()))
+                .prefer_socket(false)
+                .client_found_rows(found),
+        )
+        .await
+        .expect("direct");
+        o.query_drop("CREATE DATABASE IF NOT EXISTS demo")
+            .await
+            .expect("db");
+        o.query_drop("USE demo").await.expect("use");
+        for c in [&mut r, &mut o] {
+            c.query_drop("DROP TABLE IF EXISTS t").await.expect("drop");
+        }
+        for sql in [
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)",
+            "INSERT INTO t (id, v) VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)",
+            "UPDATE t SET v = 1 WHERE id = 1",
+            "UPDATE t SET v = 2 WHERE id = 1",
+            "UPDATE t SET v = v WHERE id IN (2, 3, 4)",
+            "UPDATE t SET v = 3 WHERE id > 1",
+            "UPDATE t SET v = 3 WHERE id > 100",
+            "DELETE FROM t WHERE id = 5",
+        ] {
+            r.query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("router {sql}: {e}"));
+            o.query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("direct {sql}: {e}"));
+            assert_eq!(
+                r.affected_rows(),
+                o.affected_rows(),
+                "{sql} (CLIENT_FOUND_ROWS {found})"
+            );
+        }
+    }
+    h.stop().await;
+}
+
+/// The result sets of a multi-statement batch, or the error that ended it.
+async fn batch_outcome(
+    c: &mut mysql_async::Conn,
+    sql: &str,
+) -> (Vec<Vec<Vec<String>>>, Option<u16>) {
+    let mut sets = Vec::new();
+    let mut res = match c.query_iter(sql).await {
+        Ok(r) => r,
+        Err(mysql_async::Error::Server(e)) => return (sets, Some(e.code)),
+        Err(e) => panic!("{sql}: {e}"),
+    };
+    loop {
+        match res.collect::<mysql_async::Row>().await {
+            Ok(rows) => sets.push(
+                rows.into_iter()
+                    .map(|r| r.unwrap().into_iter().map(|v| format!("{v:?}")).collect())
+                    .collect(),
+            ),
+            Err(mysql_async::Error::Server(e)) => return (sets, Some(e.code)),
+            Err(e) => panic!("{sql}: {e}"),
+        }
+        if res.is_empty() {
+            break;
+        }
+    }
+    (sets, None)
+}
+
+/// Multi-statement batches: each statement routed on its own, result sets in order, an error
+/// ends the batch — as MariaDB answers the same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_batches_like_mariadb() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    for sql in [
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)",
+        "INSERT INTO t (id, v) VALUES (1, 10), (2, 20); INSERT INTO t (id, v) VALUES (3, 30)",
+        "SELECT 1; SELECT id, v FROM t ORDER BY id; SELECT COUNT(*) FROM t",
+        "UPDATE t SET v = v + 1 WHERE id = 1; SELECT v FROM t WHERE id = 1;",
+        "SELECT 'a;b' AS x; /* ; */ SELECT `v` FROM t WHERE id = 2 -- ;\n",
+        "SELECT 1; SELECT nope FROM t; SELECT 3",
+        "BEGIN; UPDATE t SET v = 0 WHERE id = 3; ROLLBACK; SELECT v FROM t WHERE id = 3",
+        "SELECT id FROM t WHERE id = 2;",
+        "SELECT v FROM t WHERE id = 2 --",
+        "SELECT 1; SELECT v FROM t WHERE id = 2 --",
+        "SELECT 1; SELECT 2 +; SELECT 3",
+        "SELECT 4",
+    ] {
+        let want = batch_outcome(&mut o, sql).await;
+        let got = batch_outcome(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    // The connection goes on after a batch that failed half way.
+    assert_eq!(
+        batch_outcome(&mut r, "SELECT 7").await.0,
+        batch_outcome(&mut o, "SELECT 7").await.0
+    );
+    drop((r, o));
+    h.stop().await;
+}

@@ -42,6 +42,11 @@ pub struct Session {
     pub last_insert_id: u64,
     /// The first sequence id of the insert being answered, for its OK packet.
     pub insert_id_override: Option<u64>,
+    /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
+    /// then `COM_SET_OPTION`).
+    pub multi_statements: bool,
+    /// A batch's statement is being answered and more follow: end packets say so.
+    pub more_results: bool,
     /// Prepared statements, by id.
     pub prepared: std::collections::HashMap<u32, crate::session::prepared::Prepared>,
     pub next_stmt_id: u32,
@@ -71,6 +76,8 @@ impl Session {
             sets: Vec::new(),
             last_insert_id: 0,
             insert_id_override: None,
+            multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
+            more_results: false,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }
@@ -97,7 +104,16 @@ impl Session {
                 s |= SERVER_STATUS_IN_TRANS_READONLY;
             }
         }
+        if self.more_results {
+            s |= crate::wire::constants::SERVER_MORE_RESULTS_EXISTS;
+        }
         s
+    }
+
+    /// Whether the client asked for matched rather than changed rows in affected-row counts
+    /// (`CLIENT_FOUND_ROWS`).
+    pub fn found_rows(&self) -> bool {
+        self.client_caps & crate::wire::constants::CLIENT_FOUND_ROWS != 0
     }
 
     /// Whether the client wants OK instead of EOF packets.
@@ -106,9 +122,45 @@ impl Session {
     }
 }
 
+/// The affected-row count to report for a backend's OK: the backend's own (changed rows),
+/// or, for a client that asked for `CLIENT_FOUND_ROWS`, the matched rows of an `UPDATE`, which
+/// the backend names in its info text (`Rows matched: 3  Changed: 1  Warnings: 0`). Backend
+/// connections are opened without the flag, so one pool serves both kinds of client.
+pub fn affected_rows(changed: u64, info: &str, found_rows: bool) -> u64 {
+    if !found_rows {
+        return changed;
+    }
+    // The text may come with its length byte in front (MariaDB sends it length-encoded).
+    const MATCHED: &str = "Rows matched: ";
+    info.find(MATCHED)
+        .filter(|&at| at <= 1)
+        .map(|at| &info[at + MATCHED.len()..])
+        .and_then(|r| {
+            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+            r[..digits].parse().ok()
+        })
+        .unwrap_or(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn found_rows_reports_matched_rows_of_updates() {
+        let info = "Rows matched: 3  Changed: 1  Warnings: 0";
+        assert_eq!(affected_rows(1, info, true), 3);
+        assert_eq!(affected_rows(1, info, false), 1);
+        assert_eq!(
+            affected_rows(2, "Records: 2  Duplicates: 0  Warnings: 0", true),
+            2
+        );
+        assert_eq!(affected_rows(0, "", true), 0);
+        assert_eq!(
+            affected_rows(0, "\u{29}Rows matched: 1  Changed: 0  Warnings: 0", true),
+            1
+        );
+    }
 
     #[test]
     fn in_transaction_status_from_the_first_pinning_statement() {

@@ -40,4 +40,4 @@ pub mod unique_keys;
 mod write;
 
 pub use core::Engine;
-pub use results::column_def;
+pub use results::{column_def, write_end};

@@ -221,10 +221,12 @@ impl Engine {
                 if ok.last_insert_id != 0 {
                     session.last_insert_id = ok.last_insert_id;
                 }
+                let affected =
+                    crate::session::affected_rows(ok.affected, &ok.info, session.found_rows());
                 self.ok(
                     session,
                     io,
-                    ok.affected,
+                    affected,
                     ok.last_insert_id,
                     ok.warnings,
                     &ok.info,
@@ -332,10 +334,11 @@ impl Engine {
                 results::write_end_warned(io, session, warnings).await
             }
             _ => {
-                let affected = res.affected_rows();
                 let last = res.last_insert_id().unwrap_or(0);
                 let warnings = res.warnings();
                 let info = res.info().into_owned();
+                let affected =
+                    crate::session::affected_rows(res.affected_rows(), &info, session.found_rows());
                 // Drain anything further (there should be nothing).
                 res.drop_result().await.map_err(map)?;
                 if last != 0 {

@@ -25,6 +25,7 @@ impl Engine {
         copies: bool,
     ) -> Result<(), SqlError> {
         let in_txn = session.in_transaction() && kind == StmtKind::Write;
+        let found_rows = session.found_rows();
         let mut tasks = Vec::new();
         let mut leases_failed = None;
         for (ps, sqls) in work {
@@ -64,7 +65,9 @@ impl Engine {
                     }
                     for s in &sqls {
                         let res = lease.conn.query_iter(s.as_str()).await.map_err(map)?;
-                        r.affected += res.affected_rows();
+                        let info = res.info().into_owned();
+                        r.affected +=
+                            crate::session::affected_rows(res.affected_rows(), &info, found_rows);
                         if let Some(id) = res.last_insert_id() {
                             r.last_insert_id = id;
                         }

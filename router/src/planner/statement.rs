@@ -80,7 +80,9 @@ pub(super) fn plan_parsed(
     if let Some(t) = super::local::transaction_start(sql) {
         return Ok(Plan::Local(Local::Begin(t)));
     }
-    let stmt = parse_one(sql)?;
+    // Parsed up to its last token: a `--` that ends the text is a comment to MariaDB (the
+    // parser would take it for two minus signs); spans stay those of `sql`.
+    let stmt = parse_one(&sql[..crate::sql::rewrite::statement_end(sql)])?;
     refuse_last_statement_state(&stmt)?;
     let p = Planner {
         sql,

@@ -146,8 +146,20 @@ async fn command(
     match cmd {
         COM_PING => ok(io, session).await,
         COM_QUERY => match std::str::from_utf8(body) {
+            Ok(sql) if session.multi_statements => batch(shared, session, io, sql, series).await,
             Ok(sql) => query(shared, session, io, sql, series).await,
             Err(e) => Err(crate::error::not_utf8("statement", body, e)),
+        },
+        COM_SET_OPTION => match body.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+            Some(0) | Some(1) => {
+                session.multi_statements = body[0] == 0;
+                crate::engine::write_end(io, session).await
+            }
+            _ => Err(SqlError::new(
+                1047,
+                "08S01",
+                "Unknown COM_SET_OPTION option",
+            )),
         },
         COM_INIT_DB => {
             let db = std::str::from_utf8(body)
@@ -207,4 +219,41 @@ async fn command(
         )),
         other => Err(SqlError::unknown_command(other)),
     }
+}
+
+/// Runs a `COM_QUERY` that may hold several statements, in order, each planned on its own:
+/// every answer but the last says more follow; an error ends the batch (the statements after
+/// it do not run), as in MariaDB. Stored-program definitions, whose bodies hold `;`, are refused
+/// in a batch of several.
+async fn batch(
+    shared: &Shared,
+    session: &mut crate::session::Session,
+    io: &mut PacketIo,
+    sql: &str,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
+    let parts = crate::sql::split::split_statements(sql);
+    if parts.len() <= 1 {
+        return query(shared, session, io, sql, series).await;
+    }
+    let program = parts.iter().any(|&(s, e)| {
+        let u = sql[s..e].to_ascii_uppercase();
+        u.contains("CREATE")
+            && [" PROCEDURE", " FUNCTION", " TRIGGER", " EVENT"]
+                .iter()
+                .any(|w| u.contains(w))
+    });
+    if program {
+        return Err(SqlError::unsupported(
+            "a stored-program definition inside a multi-statement batch (send it alone)",
+        ));
+    }
+    let last = parts.len() - 1;
+    for (i, &(s, e)) in parts.iter().enumerate() {
+        session.more_results = i < last;
+        let r = query(shared, session, io, sql[s..e].trim(), series).await;
+        session.more_results = false;
+        r?;
+    }
+    Ok(())
 }

@@ -61,7 +61,13 @@ pub(super) async fn query(
     sql: &str,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
-    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    // Without its trailing `;` (never one inside a trailing comment).
+    let end = crate::sql::rewrite::statement_end(sql);
+    let trimmed = if sql[end..].contains(';') {
+        sql[..end].trim()
+    } else {
+        sql.trim()
+    };
     let rt = shared.engine.topo.table();
     // Compared as bytes: the text may hold a multi-byte character across byte 9.
     if let Some(inner) = trimmed

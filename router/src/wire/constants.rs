@@ -21,9 +21,10 @@ pub const CLIENT_CONNECT_ATTRS: u32 = 1 << 20;
 pub const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
 pub const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
 
-/// What the router offers. No SSL (yet), no multi-statements (each statement is planned on
-/// its own), no LOCAL INFILE.
+/// What the router offers. No SSL (yet), no LOCAL INFILE. Multi-statement batches are split
+/// by the router and each statement planned on its own.
 pub const SERVER_CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
+    | CLIENT_MULTI_STATEMENTS
     | CLIENT_FOUND_ROWS
     | CLIENT_LONG_FLAG
     | CLIENT_CONNECT_WITH_DB
@@ -58,6 +59,7 @@ pub const COM_STMT_EXECUTE: u8 = 0x17;
 pub const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
 pub const COM_STMT_CLOSE: u8 = 0x19;
 pub const COM_STMT_RESET: u8 = 0x1a;
+pub const COM_SET_OPTION: u8 = 0x1b;
 pub const COM_STMT_FETCH: u8 = 0x1c;
 pub const COM_RESET_CONNECTION: u8 = 0x1f;
 
