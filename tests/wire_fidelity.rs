@@ -348,3 +348,131 @@ async fn multi_statement_batches_like_mariadb() {
     drop((r, o));
     h.stop().await;
 }
+
+/// `COM_CHANGE_USER`: the new user's password is checked, and the connection gets a new
+/// session (open transaction rolled back, session settings gone), as with MariaDB direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_starts_a_new_session() {
+    use mysql_async::ChangeUserOpts;
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.query_drop("SET sql_mode = 'ANSI_QUOTES'")
+        .await
+        .expect("set");
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("INSERT INTO t (id, v) VALUES (1, 1)")
+        .await
+        .expect("insert");
+    c.change_user(
+        ChangeUserOpts::default()
+            .with_user(Some("nopw".into()))
+            .with_pass(None)
+            .with_db_name(Some("demo".into())),
+    )
+    .await
+    .expect("change user");
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0), "the open transaction was rolled back");
+    let mode: Option<String> = c.query_first("SELECT @@sql_mode").await.expect("mode");
+    assert!(
+        !mode.unwrap_or_default().contains("ANSI_QUOTES"),
+        "the old session's SET is gone"
+    );
+    // Back to the first user, then a wrong password: refused, and the connection is closed.
+    c.change_user(
+        ChangeUserOpts::default()
+            .with_user(Some(USER.into()))
+            .with_pass(Some(PASSWORD.into())),
+    )
+    .await
+    .expect("change back");
+    let one: Option<u8> = c.query_first("SELECT 1").await.expect("select");
+    assert_eq!(one, Some(1));
+    let e = c
+        .change_user(
+            ChangeUserOpts::default()
+                .with_user(Some(USER.into()))
+                .with_pass(Some("wrong".into())),
+        )
+        .await
+        .expect_err("a wrong password is refused");
+    match e {
+        mysql_async::Error::Server(s) => assert_eq!(s.code, 1045, "{}", s.message),
+        other => panic!("expected 1045, got {other}"),
+    }
+    drop(c);
+    h.stop().await;
+}
+
+/// Kills every connection of the router's backend account on server `i` but the caller's.
+async fn kill_backend_connections(h: &Harness, i: usize) -> usize {
+    let mut d = h.direct(i).await;
+    let user = h.cluster.servers()[i].user().to_string();
+    let ids: Vec<u64> = d
+        .exec(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND id <> CONNECTION_ID()",
+            (user,),
+        )
+        .await
+        .expect("processlist");
+    for id in &ids {
+        let _ = d.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    ids.len()
+}
+
+/// A backend connection that dies under a session: the statement fails with 2013 (or runs on
+/// a new connection), the session goes on; inside a transaction the transaction is reported
+/// rolled back and nothing of it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_backend_connections_are_2013_and_roll_back_the_transaction() {
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.query_drop("INSERT INTO t (id, v) VALUES (1, 1)")
+        .await
+        .expect("insert");
+    assert!(kill_backend_connections(&h, 0).await > 0);
+    match c.query_drop("SELECT v FROM t WHERE id = 1").await {
+        Ok(()) => {}
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 2013, "{}", e.message),
+        Err(e) => panic!("the client's connection must stay: {e}"),
+    }
+    let v: Option<i64> = c
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .expect("the session goes on");
+    assert_eq!(v, Some(1));
+
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("INSERT INTO t (id, v) VALUES (10, 10)")
+        .await
+        .expect("insert in the transaction");
+    assert!(kill_backend_connections(&h, 0).await > 0);
+    match c.query_drop("INSERT INTO t (id, v) VALUES (11, 11)").await {
+        Err(mysql_async::Error::Server(e)) => {
+            assert_eq!(e.code, 2013, "{}", e.message);
+            assert!(e.message.contains("rolled back"), "{}", e.message);
+        }
+        other => panic!("expected 2013, got {other:?}"),
+    }
+    // Not in a transaction any more: this commits on its own.
+    c.query_drop("INSERT INTO t (id, v) VALUES (12, 12)")
+        .await
+        .expect("autocommit insert");
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM t WHERE id >= 10 ORDER BY id")
+        .await
+        .expect("read");
+    assert_eq!(ids, vec![12], "nothing of the lost transaction stays");
+    drop(c);
+    h.stop().await;
+}

@@ -1,6 +1,8 @@
 //! Backend errors as the client sees them: a server's error passes through with its number
-//! and SQLSTATE (logical-shard schema names mapped back to the keyspace), anything else is
-//! reported as the physical shard being unavailable.
+//! and SQLSTATE (logical-shard schema names mapped back to the keyspace); a backend connection
+//! that died under the statement (closed, reset, killed, timed out, server going down) is
+//! 2013, which drivers know to retry; anything else is reported as the physical shard being
+//! unavailable.
 
 use crate::error::SqlError;
 use crate::topology::Unqualify;
@@ -15,9 +17,26 @@ pub fn from_backend(
     unqualify: Unqualify<'_>,
 ) -> SqlError {
     match e {
+        mysql_async::Error::Server(s) if CONNECTION_ENDED.contains(&s.code) => {
+            lost(shard, addr, &s.message)
+        }
         mysql_async::Error::Server(s) => server_error(s.code, &s.state, &s.message, unqualify),
+        mysql_async::Error::Io(io) => lost(shard, addr, &io),
         other => SqlError::shard(shard, addr, other),
     }
+}
+
+/// Server errors that end the connection they arrive on: killed (1927), closed for inactivity
+/// (4031), server shutting down (1053).
+const CONNECTION_ENDED: &[u16] = &[1927, 4031, 1053];
+
+/// 2013: the backend connection of the statement was lost.
+pub fn lost(shard: &str, addr: &str, why: &dyn std::fmt::Display) -> SqlError {
+    SqlError::new(
+        2013,
+        "HY000",
+        format!("Lost connection to physical shard {shard} ({addr}) during query: {why}"),
+    )
 }
 
 /// The same for the router's own backend connections ([`super::wire`]).
@@ -28,11 +47,17 @@ pub fn from_wire(
     unqualify: Unqualify<'_>,
 ) -> SqlError {
     match e {
+        super::wire::WireError::Server { code, message, .. }
+            if CONNECTION_ENDED.contains(&code) =>
+        {
+            lost(shard, addr, &message)
+        }
         super::wire::WireError::Server {
             code,
             state,
             message,
         } => server_error(code, &state, &message, unqualify),
+        super::wire::WireError::Io(io) => lost(shard, addr, &io),
         other => SqlError::shard(shard, addr, other),
     }
 }

@@ -72,7 +72,16 @@ impl Engine {
                 if let Some(ks) = ddl_in {
                     self.unique_keys.forget_keyspace(&ks);
                 }
-                r
+                match r {
+                    // A backend connection of the transaction is gone, and its work with it:
+                    // the whole transaction is rolled back and the client told so.
+                    Err(mut err) if err.code == 2013 && session.in_transaction() => {
+                        let _ = Box::pin(self.finish_txn(session, false)).await;
+                        err.message.push_str("; the transaction was rolled back");
+                        Err(err)
+                    }
+                    r => r,
+                }
             }
         }
     }

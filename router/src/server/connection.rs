@@ -1,6 +1,6 @@
 //! One client connection's command loop.
 
-use super::login::authenticate;
+use super::login::{authenticate, change_user};
 use super::prepare::{execute, field_list, prepare};
 use super::query::{ok, query, SeriesCache};
 use super::shared::Shared;
@@ -59,6 +59,12 @@ pub(super) async fn handle(
         };
         let r = match cmd {
             COM_QUIT => break,
+            COM_CHANGE_USER => {
+                match change_user(&mut io, peer, &shared, &mut session, body).await {
+                    Ok(true) => continue,
+                    Ok(false) | Err(_) => break,
+                }
+            }
             COM_STMT_CLOSE => {
                 if let Some(id) = body.get(..4) {
                     session
@@ -211,11 +217,6 @@ async fn command(
         }
         COM_STMT_FETCH => Err(SqlError::unsupported(
             "server-side cursors (COM_STMT_FETCH)",
-        )),
-        COM_CHANGE_USER => Err(SqlError::new(
-            1047,
-            "08S01",
-            "COM_CHANGE_USER is not supported yet; reconnect instead",
         )),
         other => Err(SqlError::unknown_command(other)),
     }

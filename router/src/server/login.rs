@@ -103,3 +103,75 @@ pub(super) async fn authenticate(
     io.flush().await?;
     Ok(Some(session))
 }
+
+/// `COM_CHANGE_USER`: checks the new user's password (always through an auth switch with a
+/// fresh scramble, so no earlier one is reused), then gives the connection a new session as
+/// a new login would: the open transaction rolled back, `SET`s, user variables and prepared
+/// statements gone. Returns `false` after sending the error when the check fails; the caller
+/// then closes the connection (it has no user any more).
+///
+/// # Errors
+/// I/O errors on the client's connection.
+pub(super) async fn change_user(
+    io: &mut PacketIo,
+    peer: SocketAddr,
+    shared: &Shared,
+    session: &mut Session,
+    body: &[u8],
+) -> std::io::Result<bool> {
+    let id = session.connection_id;
+    let refuse = |code: u16, state: &'static str, msg: String| (code, state, msg);
+    let failed = match handshake::parse_change_user(body, session.client_caps) {
+        None => Some(refuse(1043, "08S01", "Bad handshake".into())),
+        Some(req) => {
+            let scramble = scramble();
+            let plugin = shared.cfg.auth_plugin.as_str();
+            io.write_packet(&handshake::auth_switch(plugin, &scramble))
+                .await?;
+            io.flush().await?;
+            let mut token = Vec::new();
+            io.read_packet(&mut token).await?;
+            let user = shared.cfg.users.iter().find(|u| u.name == req.user);
+            let password = user.map(|u| u.resolve_password()).unwrap_or_default();
+            let ok = user.is_some() && auth::check(plugin, password.as_bytes(), &scramble, &token);
+            if !ok {
+                tracing::info!(conn = id, %peer, user = %req.user, "access denied on change user");
+                let e = SqlError::access_denied(&req.user, &peer.ip().to_string());
+                Some(refuse(e.code, e.state, e.message))
+            } else if let Some(ks) = req
+                .database
+                .as_ref()
+                .filter(|ks| shared.engine.topo.table().keyspace(ks).is_none())
+            {
+                let e = SqlError::unknown_database(ks);
+                Some(refuse(e.code, e.state, e.message))
+            } else {
+                // The old session's transaction ends unfinished, as on a new login.
+                let _ = shared.engine.finish_txn(session, false).await;
+                let keyspace = req
+                    .database
+                    .clone()
+                    .or_else(|| shared.cfg.default_keyspace.clone());
+                *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
+                if plugin == auth::CACHING_SHA2 {
+                    // fast_auth_success
+                    io.write_packet(&[0x01, 0x03]).await?;
+                }
+                None
+            }
+        }
+    };
+    match failed {
+        None => {
+            io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
+                .await?;
+            io.flush().await?;
+            Ok(true)
+        }
+        Some((code, state, msg)) => {
+            io.write_packet(&resultset::err(code, state, &msg)).await?;
+            io.flush().await?;
+            Ok(false)
+        }
+    }
+}

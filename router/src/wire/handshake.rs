@@ -83,6 +83,45 @@ pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
     })
 }
 
+/// The fields of a `COM_CHANGE_USER` the router uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeUser {
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    pub auth_plugin: Option<String>,
+}
+
+/// Parses a `COM_CHANGE_USER` body (after the command byte), for a client with capabilities
+/// `caps`. Returns `None` for a malformed packet.
+pub fn parse_change_user(body: &[u8], caps: u32) -> Option<ChangeUser> {
+    let mut c = Cursor::new(body);
+    let user = String::from_utf8_lossy(c.cstr()?).into_owned();
+    let auth_response = if caps & CLIENT_SECURE_CONNECTION != 0 {
+        let n = usize::from(c.u8()?);
+        c.take(n)?.to_vec()
+    } else {
+        c.cstr()?.to_vec()
+    };
+    let db = c.cstr()?;
+    let database = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
+    // The character set (two bytes) follows when the client sends more.
+    if c.remaining() >= 2 {
+        c.u16()?;
+    }
+    let auth_plugin = if caps & CLIENT_PLUGIN_AUTH != 0 && c.remaining() > 0 {
+        Some(String::from_utf8_lossy(c.cstr()?).into_owned())
+    } else {
+        None
+    };
+    Some(ChangeUser {
+        user,
+        auth_response,
+        database,
+        auth_plugin,
+    })
+}
+
 /// Builds an `AuthSwitchRequest` to `plugin` with `scramble`.
 pub fn auth_switch(plugin: &str, scramble: &[u8; 20]) -> Vec<u8> {
     let mut p = Vec::with_capacity(64);
