@@ -476,3 +476,64 @@ async fn lost_backend_connections_are_2013_and_roll_back_the_transaction() {
     drop(c);
     h.stop().await;
 }
+
+/// The character set and collation a client names in its handshake hold through the router
+/// as on MariaDB direct: what `@@character_set_client` says, the bytes results come back in,
+/// how literals compare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_character_sets_hold_like_mariadb() {
+    let has_pymysql = std::process::Command::new("python3")
+        .args(["-c", "import pymysql"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pymysql {
+        println!("skipped: PyMySQL is not installed (scripts/test installs it)");
+        return;
+    }
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    let mut o = h.oracle(1).await;
+    for x in [&mut c, &mut o] {
+        x.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(20))")
+            .await
+            .expect("create");
+        x.query_drop("INSERT INTO t (id, name) VALUES (1, 'café'), (2, 'Straße')")
+            .await
+            .expect("insert");
+    }
+    let s = &h.cluster.servers()[1];
+    let script = r#"
+import sys, pymysql
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+for charset in ["latin1", "utf8mb4"]:
+    c = pymysql.connect(host="127.0.0.1", port=port, user=user, password=pw, database="demo", charset=charset)
+    cur = c.cursor()
+    cur.execute("SELECT @@character_set_client, @@character_set_results, @@collation_connection")
+    print(charset, cur.fetchall())
+    cur.execute("SELECT id, name, HEX(name) FROM t ORDER BY id")
+    print(charset, cur.fetchall())
+    cur.execute("SELECT 'a' = 'A', 'x' = 'x '")
+    print(charset, cur.fetchall())
+"#;
+    let run = |port: u16, user: &str, pw: &str| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script, &port.to_string(), user, pw])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let via_router = run(h.port(), USER, PASSWORD);
+    let direct = run(s.port(), s.user(), s.password());
+    assert_eq!(via_router, direct);
+    assert!(
+        via_router.contains("latin1 (('latin1', 'latin1'"),
+        "{via_router}"
+    );
+    drop((c, o));
+    h.stop().await;
+}

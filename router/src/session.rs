@@ -42,6 +42,9 @@ pub struct Session {
     pub last_insert_id: u64,
     /// The first sequence id of the insert being answered, for its OK packet.
     pub insert_id_override: Option<u64>,
+    /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
+    /// the backends' own).
+    pub handshake_collation: u8,
     /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
     /// then `COM_SET_OPTION`).
     pub multi_statements: bool,
@@ -78,6 +81,7 @@ impl Session {
             insert_id_override: None,
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
+            handshake_collation: 0,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }

@@ -486,3 +486,60 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Collations clients commonly name in their handshake, by id: `(character set, collation)`.
+/// Others are looked up in a backend's `information_schema.COLLATIONS`.
+const KNOWN_COLLATIONS: &[(u8, &str, &str)] = &[
+    (8, "latin1", "latin1_swedish_ci"),
+    (47, "latin1", "latin1_bin"),
+    (48, "latin1", "latin1_general_ci"),
+    (11, "ascii", "ascii_general_ci"),
+    (33, "utf8mb3", "utf8mb3_general_ci"),
+    (83, "utf8mb3", "utf8mb3_bin"),
+    (45, "utf8mb4", "utf8mb4_general_ci"),
+    (46, "utf8mb4", "utf8mb4_bin"),
+    (224, "utf8mb4", "utf8mb4_unicode_ci"),
+    (63, "binary", "binary"),
+    (28, "gbk", "gbk_chinese_ci"),
+    (13, "sjis", "sjis_japanese_ci"),
+    (1, "big5", "big5_chinese_ci"),
+];
+
+impl Engine {
+    /// The `SET NAMES` that gives a backend connection the character set and collation a
+    /// client named in its handshake, or `None` when that is the backend connections' own
+    /// (`utf8mb4_general_ci`) or a collation the servers do not know (which a server answers
+    /// with its default, as the backends' is).
+    pub async fn handshake_names(&self, collation_id: u8) -> Option<String> {
+        if collation_id == crate::wire::constants::UTF8MB4_GENERAL_CI || collation_id == 0 {
+            return None;
+        }
+        let names = match KNOWN_COLLATIONS.iter().find(|c| c.0 == collation_id) {
+            Some(&(_, cs, coll)) => Some((cs.to_string(), coll.to_string())),
+            None => {
+                let rt = self.topo.table();
+                let mut found = None;
+                for ps in rt.shard_names() {
+                    let Some(rec) = rt.shards.get(&ps) else {
+                        continue;
+                    };
+                    let Ok(mut c) = self.backends.pool(rec).get_conn().await else {
+                        continue;
+                    };
+                    found = c
+                        .exec_first::<(String, String), _, _>(
+                            "SELECT CHARACTER_SET_NAME, COLLATION_NAME \
+                             FROM information_schema.COLLATIONS WHERE ID = ?",
+                            (collation_id,),
+                        )
+                        .await
+                        .ok()
+                        .flatten();
+                    break;
+                }
+                found
+            }
+        };
+        names.map(|(cs, coll)| format!("SET NAMES {cs} COLLATE {coll}"))
+    }
+}

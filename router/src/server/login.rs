@@ -92,12 +92,18 @@ pub(super) async fn authenticate(
             return Ok(None);
         }
     }
-    let session = Session::new(
+    let mut session = Session::new(
         id,
         resp.user.clone(),
         keyspace,
         resp.capabilities & SERVER_CAPABILITIES,
     );
+    // The character set and collation of the handshake hold on every backend connection the
+    // session uses, as if the client had said `SET NAMES`.
+    session.handshake_collation = resp.charset;
+    if let Some(names) = shared.engine.handshake_names(resp.charset).await {
+        session.sets.push(names);
+    }
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
         .await?;
     io.flush().await?;
@@ -152,7 +158,12 @@ pub(super) async fn change_user(
                     .database
                     .clone()
                     .or_else(|| shared.cfg.default_keyspace.clone());
+                let collation = session.handshake_collation;
                 *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
+                session.handshake_collation = collation;
+                if let Some(names) = shared.engine.handshake_names(collation).await {
+                    session.sets.push(names);
+                }
                 if plugin == auth::CACHING_SHA2 {
                     // fast_auth_success
                     io.write_packet(&[0x01, 0x03]).await?;
