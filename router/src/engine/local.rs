@@ -419,17 +419,11 @@ impl Engine {
             .savepoints
             .iter()
             .position(|s| s.eq_ignore_ascii_case(name));
-        if !session.in_transaction() {
-            return match op {
-                SavepointOp::Set(_) => Ok(()),
-                _ => Err(SqlError::new(
-                    1305,
-                    "42000",
-                    format!("SAVEPOINT {name} does not exist"),
-                )),
-            };
+        let setting = matches!(op, SavepointOp::Set(_));
+        if !session.in_transaction() && setting {
+            return Ok(());
         }
-        if !matches!(op, SavepointOp::Set(_)) && known.is_none() {
+        if !setting && (known.is_none() || !session.in_transaction()) {
             return Err(SqlError::new(
                 1305,
                 "42000",

@@ -177,12 +177,20 @@ pub struct Comment {
     pub executable: bool,
 }
 
-/// Returns the comments of `sql`, skipping quoted strings and identifiers (backslash escapes
-/// as in MariaDB's default `sql_mode`).
-pub fn comments(sql: &str) -> Vec<Comment> {
+/// What [`scan`] finds outside quoted strings and identifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Comment(Comment),
+    /// A `;` at this byte offset.
+    Semicolon(usize),
+}
+
+/// Walks `sql` once, skipping quoted strings and identifiers (backslash escapes as in
+/// MariaDB's default `sql_mode`), and reports each comment and each `;` outside them: the one
+/// byte-level reading of a statement's text that comments, edits and batch splitting share.
+pub fn scan(sql: &str, mut on: impl FnMut(Mark)) {
     let b = sql.as_bytes();
     let n = b.len();
-    let mut out = Vec::new();
     let mut i = 0;
     let line_end = |from: usize| {
         b[from..]
@@ -191,6 +199,22 @@ pub fn comments(sql: &str) -> Vec<Comment> {
             .map_or(n, |p| from + p + 1)
     };
     while i < n {
+        let line_comment = match b[i] {
+            b'#' => true,
+            b'-' => b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|&c| c <= b' '),
+            _ => false,
+        };
+        if line_comment {
+            let end = line_end(i);
+            on(Mark::Comment(Comment {
+                start: i,
+                end,
+                line: true,
+                executable: false,
+            }));
+            i = end;
+            continue;
+        }
         match b[i] {
             q @ (b'\'' | b'"' | b'`') => {
                 i += 1;
@@ -210,26 +234,6 @@ pub fn comments(sql: &str) -> Vec<Comment> {
                     }
                 }
             }
-            b'#' => {
-                let end = line_end(i);
-                out.push(Comment {
-                    start: i,
-                    end,
-                    line: true,
-                    executable: false,
-                });
-                i = end;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|&c| c <= b' ') => {
-                let end = line_end(i);
-                out.push(Comment {
-                    start: i,
-                    end,
-                    line: true,
-                    executable: false,
-                });
-                i = end;
-            }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let end = b[i + 2..]
                     .windows(2)
@@ -243,17 +247,31 @@ pub fn comments(sql: &str) -> Vec<Comment> {
                         .skip_while(|c| c.is_ascii_digit())
                         .any(|c| !c.is_ascii_whitespace())
                 });
-                out.push(Comment {
+                on(Mark::Comment(Comment {
                     start: i,
                     end,
                     line: false,
                     executable,
-                });
+                }));
                 i = end;
+            }
+            b';' => {
+                on(Mark::Semicolon(i));
+                i += 1;
             }
             _ => i += 1,
         }
     }
+}
+
+/// Returns the comments of `sql` (see [`scan`]).
+pub fn comments(sql: &str) -> Vec<Comment> {
+    let mut out = Vec::new();
+    scan(sql, |m| {
+        if let Mark::Comment(c) = m {
+            out.push(c);
+        }
+    });
     out
 }
 

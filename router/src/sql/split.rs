@@ -5,50 +5,15 @@
 /// that hold only whitespace and comments after the first statement are left out (a batch
 /// ending in `;` has no empty last statement). A batch of one statement is one range.
 pub fn split_statements(sql: &str) -> Vec<(usize, usize)> {
-    let b = sql.as_bytes();
-    let n = b.len();
     let mut out = Vec::new();
     let mut start = 0;
-    let mut i = 0;
-    while i < n {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < n {
-                    let c = b[i];
-                    if c == b'\\' && q != b'`' {
-                        i += 2;
-                    } else if c == q {
-                        i += 1;
-                        if i < n && b[i] == q {
-                            i += 1;
-                        } else {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b'#' => i = line_end(b, i),
-            b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|&c| c <= b' ') => {
-                i = line_end(b, i);
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = b[i + 2..]
-                    .windows(2)
-                    .position(|w| w == b"*/")
-                    .map_or(n, |p| i + 2 + p + 2);
-            }
-            b';' => {
-                out.push((start, i));
-                i += 1;
-                start = i;
-            }
-            _ => i += 1,
+    super::rewrite::scan(sql, |m| {
+        if let super::rewrite::Mark::Semicolon(at) = m {
+            out.push((start, at));
+            start = at + 1;
         }
-    }
-    out.push((start, n.min(i)));
+    });
+    out.push((start, sql.len()));
     let blank = |&(s, e): &(usize, usize)| super::rewrite::statement_end(&sql[s..e]) == 0;
     let first_kept = out.first().copied();
     let mut kept: Vec<(usize, usize)> = out.into_iter().filter(|r| !blank(r)).collect();
@@ -57,13 +22,6 @@ pub fn split_statements(sql: &str) -> Vec<(usize, usize)> {
         kept.extend(first_kept);
     }
     kept
-}
-
-fn line_end(b: &[u8], from: usize) -> usize {
-    b[from..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |p| from + p + 1)
 }
 
 #[cfg(test)]
