@@ -45,6 +45,9 @@ pub struct Session {
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
+    /// Whether the session's `sql_mode` holds `NO_BACKSLASH_ESCAPES` (read back from a backend
+    /// after each `SET` of `sql_mode`): OK and EOF packets say so, as drivers escape by it.
+    pub no_backslash_escapes: bool,
     /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
     /// then `COM_SET_OPTION`).
     pub multi_statements: bool,
@@ -82,6 +85,7 @@ impl Session {
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,
+            no_backslash_escapes: false,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }
@@ -107,6 +111,9 @@ impl Session {
             if self.txn_start.read_only {
                 s |= SERVER_STATUS_IN_TRANS_READONLY;
             }
+        }
+        if self.no_backslash_escapes {
+            s |= crate::wire::constants::SERVER_STATUS_NO_BACKSLASH_ESCAPES;
         }
         if self.more_results {
             s |= crate::wire::constants::SERVER_MORE_RESULTS_EXISTS;

@@ -467,7 +467,21 @@ impl Engine {
     async fn replay_set(&self, session: &mut Session, sql: String) -> Result<(), SqlError> {
         let rt = self.topo.table();
         let mut lease = self.any_conn(session, &rt).await?;
-        let r = lease.conn.query_drop(sql.as_str()).await;
+        let mut r = lease.conn.query_drop(sql.as_str()).await;
+        if r.is_ok() && sql.to_ascii_lowercase().contains("sql_mode") {
+            // What the mode is now, whatever the expression: drivers escape by its flag.
+            match lease
+                .conn
+                .query_first::<String, _>("SELECT @@sql_mode")
+                .await
+            {
+                Ok(mode) => {
+                    session.no_backslash_escapes =
+                        mode.is_some_and(|m| m.contains("NO_BACKSLASH_ESCAPES"));
+                }
+                Err(e) => r = Err(e),
+            }
+        }
         lease.dirty = true;
         self.give_back(session, lease).await;
         r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;

@@ -178,6 +178,7 @@ async fn command(
         COM_RESET_CONNECTION => {
             let r = shared.engine.finish_txn(session, false).await;
             session.sets.clear();
+            session.no_backslash_escapes = false;
             session.autocommit = true;
             session.last_insert_id = 0;
             match r {

@@ -112,6 +112,22 @@ pub(super) async fn query(
             return Err(e);
         }
     };
+    // Under NO_BACKSLASH_ESCAPES a backslash is a plain character to MariaDB but an escape
+    // to the SQL parser, which would read a shard-key literal holding one as another value:
+    // refused where literals route (sharded keyspaces), passed on elsewhere.
+    if session.no_backslash_escapes && trimmed.contains('\\') {
+        if let planner::Plan::Exec(e) = &plan {
+            if e.keyspace
+                .as_deref()
+                .and_then(|k| rt.keyspace(k))
+                .is_some_and(|k| k.sharded)
+            {
+                return Err(SqlError::unsupported(
+                    "a backslash in a statement over a sharded keyspace under NO_BACKSLASH_ESCAPES (send such values as prepared-statement parameters)",
+                ));
+            }
+        }
+    }
     let route = plan.route().as_str();
     let ks = match &plan {
         planner::Plan::Exec(e) => e.keyspace.as_deref(),
