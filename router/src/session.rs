@@ -48,6 +48,11 @@ pub struct Session {
     /// Whether the session's `sql_mode` holds `NO_BACKSLASH_ESCAPES` (read back from a backend
     /// after each `SET` of `sql_mode`): OK and EOF packets say so, as drivers escape by it.
     pub no_backslash_escapes: bool,
+    /// The conditions (level, code, message) of the last statement, for `SHOW WARNINGS`;
+    /// `None` when they were not kept (a statement answered by several physical shards).
+    pub conditions: Option<Vec<(String, u16, String)>>,
+    /// The number of conditions of the last statement (`@@warning_count`).
+    pub warning_count: u16,
     /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
     /// then `COM_SET_OPTION`).
     pub multi_statements: bool,
@@ -86,6 +91,8 @@ impl Session {
             more_results: false,
             handshake_collation: 0,
             no_backslash_escapes: false,
+            conditions: Some(Vec::new()),
+            warning_count: 0,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }

@@ -406,6 +406,54 @@ impl WireConn {
         self.drain_results().await
     }
 
+    /// Runs a statement that answers with one small text result set and returns its rows
+    /// (`None` for NULL); an OK answer is no rows.
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<Vec<u8>>>>, WireError> {
+        self.command(COM_QUERY, sql.as_bytes()).await?;
+        let p = self.read_packet().await?;
+        let n = match p.first() {
+            Some(0x00) => return Ok(Vec::new()),
+            Some(0xff) => return Err(parse_err(p)),
+            _ => Cursor::new(p)
+                .lenenc_int()
+                .ok_or_else(|| protocol("bad column count"))?,
+        };
+        for _ in 0..n {
+            self.read_packet().await?;
+        }
+        if !is_eof(self.read_packet().await?) {
+            return Err(protocol("no EOF after column definitions"));
+        }
+        let mut rows = Vec::new();
+        loop {
+            let p = self.read_packet().await?;
+            if is_eof(p) {
+                return Ok(rows);
+            }
+            if p.first() == Some(&0xff) {
+                return Err(parse_err(p));
+            }
+            let mut c = Cursor::new(p);
+            let mut row = Vec::new();
+            for _ in 0..n {
+                if c.remaining() > 0 && p.get(p.len() - c.remaining()) == Some(&0xfb) {
+                    c.u8();
+                    row.push(None);
+                } else {
+                    row.push(Some(
+                        c.lenenc_str()
+                            .ok_or_else(|| protocol("malformed row"))?
+                            .to_vec(),
+                    ));
+                }
+            }
+            rows.push(row);
+        }
+    }
+
     /// Reads whole answers (OK, ERR or result sets) until one says no more results follow.
     ///
     /// # Errors

@@ -30,6 +30,7 @@ impl Engine {
             Box::pin(self.moves.copy(&lss)).await;
         }
         io.rows = affected;
+        io.warnings = warnings;
         let last_id = session.insert_id_override.unwrap_or(last_id);
         let p = resultset::ok(
             affected,

@@ -117,6 +117,7 @@ pub async fn write_end_warned(
     session: &Session,
     warnings: u16,
 ) -> Result<(), SqlError> {
+    io.warnings = warnings;
     let p = if session.deprecate_eof() {
         resultset::ok(0, 0, session.status_flags(), warnings, "", true)
     } else {

@@ -221,6 +221,9 @@ impl Engine {
                 if ok.last_insert_id != 0 {
                     session.last_insert_id = ok.last_insert_id;
                 }
+                if ok.warnings > 0 {
+                    session.conditions = wire_conditions(c, unq).await;
+                }
                 let affected =
                     crate::session::affected_rows(ok.affected, &ok.info, session.found_rows());
                 self.ok(
@@ -286,6 +289,9 @@ impl Engine {
                             c.drain_results().await.map_err(map)?;
                         }
                         lease.clean = true;
+                        if warnings > 0 {
+                            session.conditions = wire_conditions(c, unq).await;
+                        }
                         return results::write_end_warned(io, session, warnings).await;
                     }
                     if p.first() == Some(&0xff) {
@@ -331,6 +337,9 @@ impl Engine {
                 }
                 let warnings = res.warnings();
                 drop(res);
+                if warnings > 0 {
+                    session.conditions = conditions(&mut lease.conn, unq).await;
+                }
                 results::write_end_warned(io, session, warnings).await
             }
             _ => {
@@ -341,6 +350,9 @@ impl Engine {
                     crate::session::affected_rows(res.affected_rows(), &info, session.found_rows());
                 // Drain anything further (there should be nothing).
                 res.drop_result().await.map_err(map)?;
+                if warnings > 0 {
+                    session.conditions = conditions(&mut lease.conn, unq).await;
+                }
                 if last != 0 {
                     session.last_insert_id = last;
                 }
@@ -411,4 +423,36 @@ pub(super) fn single_target<'e, 'r>(
         }),
         _ => None,
     })
+}
+
+/// The conditions (`SHOW WARNINGS`) a statement left on the router's own connection `c`,
+/// with logical-shard schema names mapped back; `None` when they cannot be read.
+async fn wire_conditions(
+    c: &mut crate::backend::wire::WireConn,
+    unq: Unqualify<'_>,
+) -> Option<Vec<(String, u16, String)>> {
+    let rows = c.text_rows("SHOW WARNINGS").await.ok()?;
+    rows.into_iter()
+        .map(|r| match r.as_slice() {
+            [Some(level), Some(code), Some(msg)] => Some((
+                String::from_utf8(level.clone()).ok()?,
+                std::str::from_utf8(code).ok()?.parse().ok()?,
+                unq.apply(std::str::from_utf8(msg).ok()?).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The same on a `mysql_async` connection.
+async fn conditions(
+    conn: &mut mysql_async::Conn,
+    unq: Unqualify<'_>,
+) -> Option<Vec<(String, u16, String)>> {
+    let rows: Vec<(String, u16, String)> = conn.query("SHOW WARNINGS").await.ok()?;
+    Some(
+        rows.into_iter()
+            .map(|(l, c, m)| (l, c, unq.apply(&m).into_owned()))
+            .collect(),
+    )
 }

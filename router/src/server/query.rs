@@ -54,7 +54,154 @@ impl SeriesCache {
     }
 }
 
+/// Runs one statement and keeps its diagnostics for the next: the conditions its backend
+/// reported (`SHOW WARNINGS`), or its error. Statements that read the diagnostics answer from
+/// them without clearing them, as in MariaDB.
 pub(super) async fn query(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    sql: &str,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
+    if let Some(d) = Diagnostics::of(sql) {
+        return answer_diagnostics(shared, session, io, d).await;
+    }
+    session.conditions = None;
+    io.warnings = 0;
+    let r = statement(shared, session, io, sql, series).await;
+    match &r {
+        Ok(()) => {
+            session.warning_count = io.warnings;
+            if io.warnings == 0 {
+                session.conditions = Some(Vec::new());
+            }
+        }
+        Err(e) => {
+            session.warning_count = 1;
+            session.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+        }
+    }
+    r
+}
+
+/// Statements that read the last statement's diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Diagnostics {
+    ShowWarnings,
+    ShowErrors,
+    CountWarnings,
+    CountErrors,
+    WarningCount,
+    ErrorCount,
+}
+
+impl Diagnostics {
+    /// Recognises `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS|ERRORS` and
+    /// `SELECT @@warning_count|@@error_count` (with `session.`), alone.
+    fn of(sql: &str) -> Option<Diagnostics> {
+        // Cheap first: most statements are neither `SHOW …` nor `SELECT @@…`.
+        let head = sql.trim_start().as_bytes();
+        let starts = |w: &[u8]| {
+            head.get(..w.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(w))
+        };
+        if !(starts(b"SHOW") || starts(b"SELECT") && sql.contains("@@")) {
+            return None;
+        }
+        let end = crate::sql::rewrite::statement_end(sql);
+        if !crate::sql::rewrite::comments(&sql[..end]).is_empty() {
+            return None;
+        }
+        let words: Vec<String> = sql[..end]
+            .split_ascii_whitespace()
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        Some(match w.as_slice() {
+            ["SHOW", "WARNINGS"] => Diagnostics::ShowWarnings,
+            ["SHOW", "ERRORS"] => Diagnostics::ShowErrors,
+            ["SHOW", "COUNT(*)", "WARNINGS"] => Diagnostics::CountWarnings,
+            ["SHOW", "COUNT(*)", "ERRORS"] => Diagnostics::CountErrors,
+            ["SELECT", "@@WARNING_COUNT"] | ["SELECT", "@@SESSION.WARNING_COUNT"] => {
+                Diagnostics::WarningCount
+            }
+            ["SELECT", "@@ERROR_COUNT"] | ["SELECT", "@@SESSION.ERROR_COUNT"] => {
+                Diagnostics::ErrorCount
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Answers a diagnostics statement from the session.
+async fn answer_diagnostics(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    d: Diagnostics,
+) -> Result<(), SqlError> {
+    use crate::wire::resultset::ColumnDef;
+    let errors = session
+        .conditions
+        .as_ref()
+        .map(|c| c.iter().filter(|x| x.0 == "Error").count());
+    let one = |name: &str, v: u64| {
+        (
+            vec![ColumnDef::bigint(name)],
+            vec![vec![Some(v.to_string().into_bytes())]],
+        )
+    };
+    let (defs, rows) = match d {
+        Diagnostics::ShowWarnings | Diagnostics::ShowErrors => {
+            let Some(list) = &session.conditions else {
+                return Err(SqlError::unsupported(
+                    "SHOW WARNINGS after a statement answered by several physical shards (its warnings were not kept)",
+                ));
+            };
+            let rows = list
+                .iter()
+                .filter(|c| d == Diagnostics::ShowWarnings || c.0 == "Error")
+                .map(|(l, c, m)| {
+                    vec![
+                        Some(l.clone().into_bytes()),
+                        Some(c.to_string().into_bytes()),
+                        Some(m.clone().into_bytes()),
+                    ]
+                })
+                .collect();
+            (
+                vec![
+                    ColumnDef::text("Level"),
+                    ColumnDef::bigint("Code"),
+                    ColumnDef::text("Message"),
+                ],
+                rows,
+            )
+        }
+        Diagnostics::CountWarnings => {
+            one("@@session.warning_count", u64::from(session.warning_count))
+        }
+        Diagnostics::WarningCount => one("@@warning_count", u64::from(session.warning_count)),
+        Diagnostics::CountErrors | Diagnostics::ErrorCount => {
+            let Some(n) = errors else {
+                return Err(SqlError::unsupported(
+                    "@@error_count after a statement answered by several physical shards",
+                ));
+            };
+            let name = if d == Diagnostics::CountErrors {
+                "@@session.error_count"
+            } else {
+                "@@error_count"
+            };
+            one(name, n as u64)
+        }
+    };
+    shared.engine.local_result(session, io, defs, rows).await
+}
+
+/// Plans and runs one statement.
+async fn statement(
     shared: &Shared,
     session: &mut Session,
     io: &mut PacketIo,

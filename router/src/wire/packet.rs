@@ -43,6 +43,8 @@ pub struct PacketIo {
     pub capture: Option<Capture>,
     /// Rows sent (result sets) or affected (writes) by the current statement.
     pub rows: u64,
+    /// The warning count of the last OK or end-of-result packet written.
+    pub warnings: u16,
 }
 
 impl PacketIo {
@@ -63,6 +65,7 @@ impl PacketIo {
             row_buf: Vec::new(),
             capture: None,
             rows: 0,
+            warnings: 0,
         }
     }
 
