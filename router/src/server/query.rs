@@ -208,12 +208,17 @@ async fn statement(
     sql: &str,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
-    // Without its trailing `;` (never one inside a trailing comment).
-    let end = crate::sql::rewrite::statement_end(sql);
-    let trimmed = if sql[end..].contains(';') {
-        sql[..end].trim()
+    // Without its trailing `;` (never one inside a trailing comment: the text is scanned only
+    // when it ends in `;` and may hold a comment).
+    let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
+        let end = crate::sql::rewrite::statement_end(sql);
+        if sql[end..].contains(';') {
+            sql[..end].trim()
+        } else {
+            sql.trim()
+        }
     } else {
-        sql.trim()
+        sql.trim().trim_end_matches(';').trim_end()
     };
     let rt = shared.engine.topo.table();
     // Compared as bytes: the text may hold a multi-byte character across byte 9.
