@@ -246,6 +246,10 @@ async fn batch(
     sql: &str,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
+    // Most statements hold no `;` at all: no scan for them.
+    if !sql.contains(';') {
+        return query(shared, session, io, sql, series).await;
+    }
     let parts = crate::sql::split::split_statements(sql);
     if parts.len() <= 1 {
         return query(shared, session, io, sql, series).await;
