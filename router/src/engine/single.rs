@@ -222,7 +222,7 @@ impl Engine {
                     session.last_insert_id = ok.last_insert_id;
                 }
                 if ok.warnings > 0 {
-                    session.conditions = wire_conditions(c, unq).await;
+                    session.conditions = Box::pin(wire_conditions(c, unq)).await;
                 }
                 let affected =
                     crate::session::affected_rows(ok.affected, &ok.info, session.found_rows());
@@ -290,7 +290,7 @@ impl Engine {
                         }
                         lease.clean = true;
                         if warnings > 0 {
-                            session.conditions = wire_conditions(c, unq).await;
+                            session.conditions = Box::pin(wire_conditions(c, unq)).await;
                         }
                         return results::write_end_warned(io, session, warnings).await;
                     }
@@ -338,7 +338,7 @@ impl Engine {
                 let warnings = res.warnings();
                 drop(res);
                 if warnings > 0 {
-                    session.conditions = conditions(&mut lease.conn, unq).await;
+                    session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
                 }
                 results::write_end_warned(io, session, warnings).await
             }
@@ -351,7 +351,7 @@ impl Engine {
                 // Drain anything further (there should be nothing).
                 res.drop_result().await.map_err(map)?;
                 if warnings > 0 {
-                    session.conditions = conditions(&mut lease.conn, unq).await;
+                    session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
                 }
                 if last != 0 {
                     session.last_insert_id = last;

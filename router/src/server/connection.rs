@@ -250,6 +250,18 @@ async fn batch(
     if !sql.contains(';') {
         return query(shared, session, io, sql, series).await;
     }
+    // Boxed: a cold path kept out of every statement's future.
+    Box::pin(batch_of_several(shared, session, io, sql, series)).await
+}
+
+/// [`batch`] for a text that holds a `;`.
+async fn batch_of_several(
+    shared: &Shared,
+    session: &mut crate::session::Session,
+    io: &mut PacketIo,
+    sql: &str,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
     let parts = crate::sql::split::split_statements(sql);
     if parts.len() <= 1 {
         return query(shared, session, io, sql, series).await;

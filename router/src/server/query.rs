@@ -65,7 +65,8 @@ pub(super) async fn query(
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
     if let Some(d) = Diagnostics::of(sql) {
-        return answer_diagnostics(shared, session, io, d).await;
+        // Boxed: a cold path kept out of every statement's future.
+        return Box::pin(answer_diagnostics(shared, session, io, d)).await;
     }
     session.conditions = None;
     io.warnings = 0;
