@@ -101,7 +101,9 @@ pub(super) async fn handle(
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
                         let fingerprint = match cmd {
-                            COM_QUERY => crate::sql::fingerprint(&String::from_utf8_lossy(body)),
+                            COM_QUERY => std::str::from_utf8(body)
+                                .map(crate::sql::fingerprint)
+                                .unwrap_or_else(|_| "(not UTF-8)".to_string()),
                             other => format!("command {other:#04x}"),
                         };
                         tracing::error!(conn = id, %peer, %fingerprint, panic = %what, "a command panicked; closing the connection");

@@ -43,7 +43,8 @@ pub fn greeting(
 
 /// Parses the client's handshake response.
 ///
-/// Returns `None` for a malformed packet or a client without `CLIENT_PROTOCOL_41`.
+/// Returns `None` for a malformed packet (names that are not UTF-8 included) or a client
+/// without `CLIENT_PROTOCOL_41`.
 pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
     let mut c = Cursor::new(payload);
     let capabilities = c.u32()?;
@@ -53,7 +54,7 @@ pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
     let _max_packet = c.u32()?;
     let charset = c.u8()?;
     c.take(23)?;
-    let user = String::from_utf8_lossy(c.cstr()?).into_owned();
+    let user = String::from_utf8(c.cstr()?.to_vec()).ok()?;
     let auth_response = if capabilities & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
         c.lenenc_str()?.to_vec()
     } else if capabilities & CLIENT_SECURE_CONNECTION != 0 {
@@ -63,13 +64,13 @@ pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
         c.cstr()?.to_vec()
     };
     let database = if capabilities & CLIENT_CONNECT_WITH_DB != 0 && c.remaining() > 0 {
-        let d = String::from_utf8_lossy(c.cstr()?).into_owned();
+        let d = String::from_utf8(c.cstr()?.to_vec()).ok()?;
         (!d.is_empty()).then_some(d)
     } else {
         None
     };
     let auth_plugin = if capabilities & CLIENT_PLUGIN_AUTH != 0 && c.remaining() > 0 {
-        Some(String::from_utf8_lossy(c.cstr()?).into_owned())
+        Some(String::from_utf8(c.cstr()?.to_vec()).ok()?)
     } else {
         None
     };
@@ -93,10 +94,10 @@ pub struct ChangeUser {
 }
 
 /// Parses a `COM_CHANGE_USER` body (after the command byte), for a client with capabilities
-/// `caps`. Returns `None` for a malformed packet.
+/// `caps`. Returns `None` for a malformed packet (names that are not UTF-8 included).
 pub fn parse_change_user(body: &[u8], caps: u32) -> Option<ChangeUser> {
     let mut c = Cursor::new(body);
-    let user = String::from_utf8_lossy(c.cstr()?).into_owned();
+    let user = String::from_utf8(c.cstr()?.to_vec()).ok()?;
     let auth_response = if caps & CLIENT_SECURE_CONNECTION != 0 {
         let n = usize::from(c.u8()?);
         c.take(n)?.to_vec()
@@ -104,13 +105,17 @@ pub fn parse_change_user(body: &[u8], caps: u32) -> Option<ChangeUser> {
         c.cstr()?.to_vec()
     };
     let db = c.cstr()?;
-    let database = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
+    let database = if db.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8(db.to_vec()).ok()?)
+    };
     // The character set (two bytes) follows when the client sends more.
     if c.remaining() >= 2 {
         c.u16()?;
     }
     let auth_plugin = if caps & CLIENT_PLUGIN_AUTH != 0 && c.remaining() > 0 {
-        Some(String::from_utf8_lossy(c.cstr()?).into_owned())
+        Some(String::from_utf8(c.cstr()?.to_vec()).ok()?)
     } else {
         None
     };
