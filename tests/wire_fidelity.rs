@@ -122,6 +122,15 @@ async fn outcome(c: &mut mysql_async::Conn, sql: &str) -> Result<Vec<Vec<String>
     }
 }
 
+/// Runs each statement on the router and on MariaDB direct; their outcomes must be equal.
+async fn same_as_mariadb(r: &mut mysql_async::Conn, o: &mut mysql_async::Conn, script: &[&str]) {
+    for sql in script {
+        let want = outcome(o, sql).await;
+        let got = outcome(r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+}
+
 /// `START TRANSACTION READ ONLY | WITH CONSISTENT SNAPSHOT` and savepoints behave as in
 /// MariaDB, over one logical shard and over several physical shards: the same rows and the
 /// same errors (the read-only status flag is checked in `session.rs`'s unit tests).
@@ -166,11 +175,7 @@ async fn transaction_options_and_savepoints_like_mariadb() {
         "SET autocommit = 1",
         "SELECT id, v FROM t ORDER BY id",
     ];
-    for sql in script {
-        let want = outcome(&mut o, sql).await;
-        let got = outcome(&mut r, sql).await;
-        assert_eq!(got, want, "{sql}");
-    }
+    same_as_mariadb(&mut r, &mut o, script).await;
     drop(r);
     drop(o);
     h.stop().await;
@@ -207,11 +212,7 @@ async fn session_statements_drivers_send_like_mariadb() {
         "SET autocommit = 2",
         "SELECT @@autocommit",
     ];
-    for sql in script {
-        let want = outcome(&mut o, sql).await;
-        let got = outcome(&mut r, sql).await;
-        assert_eq!(got, want, "{sql}");
-    }
+    same_as_mariadb(&mut r, &mut o, script).await;
     // A second session on the same pools sees none of it.
     let mut r2 = h.conn(Some("demo")).await;
     let mut o2 = h.direct(2).await;
@@ -477,16 +478,34 @@ async fn lost_backend_connections_are_2013_and_roll_back_the_transaction() {
     h.stop().await;
 }
 
+/// Whether PyMySQL can be imported (`scripts/test` installs it).
+fn has_pymysql() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import pymysql"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs a Python `script` with the port, user and password as arguments; returns its output.
+fn run_python(script: &str, port: u16, user: &str, pw: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), user, pw])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The character set and collation a client names in its handshake hold through the router
 /// as on MariaDB direct: what `@@character_set_client` says, the bytes results come back in,
 /// how literals compare.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_character_sets_hold_like_mariadb() {
-    let has_pymysql = std::process::Command::new("python3")
-        .args(["-c", "import pymysql"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_pymysql {
+    if !has_pymysql() {
         println!("skipped: PyMySQL is not installed (scripts/test installs it)");
         return;
     }
@@ -515,20 +534,8 @@ for charset in ["latin1", "utf8mb4"]:
     cur.execute("SELECT 'a' = 'A', 'x' = 'x '")
     print(charset, cur.fetchall())
 "#;
-    let run = |port: u16, user: &str, pw: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script, &port.to_string(), user, pw])
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let via_router = run(h.port(), USER, PASSWORD);
-    let direct = run(s.port(), s.user(), s.password());
+    let via_router = run_python(script, h.port(), USER, PASSWORD);
+    let direct = run_python(script, s.port(), s.user(), s.password());
     assert_eq!(via_router, direct);
     assert!(
         via_router.contains("latin1 (('latin1', 'latin1'"),
@@ -545,10 +552,7 @@ for charset in ["latin1", "utf8mb4"]:
 /// whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_backslash_escapes_is_carried() {
-    let has_pymysql = std::process::Command::new("python3")
-        .args(["-c", "import pymysql"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let has_pymysql = has_pymysql();
     let h = Harness::start(1, 1, VSCHEMA).await;
     let plain = tessera_topo::VSchema::from_yaml("keyspace: plain\n").expect("vschema");
     tessera::cli::apply_vschema(&h.topo, &plain)
@@ -598,20 +602,8 @@ cur.execute("SELECT s, HEX(s) FROM nb")
 print(cur.fetchall())
 "#;
     let s = &h.cluster.servers()[1];
-    let run = |port: u16, user: &str, pw: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script, &port.to_string(), user, pw])
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let via_router = run(h.port(), USER, PASSWORD);
-    let direct = run(s.port(), s.user(), s.password());
+    let via_router = run_python(script, h.port(), USER, PASSWORD);
+    let direct = run_python(script, s.port(), s.user(), s.password());
     assert_eq!(via_router, direct);
     assert!(via_router.contains("flag after True"), "{via_router}");
     assert!(via_router.contains("'615C62'"), "{via_router}");
