@@ -448,18 +448,23 @@ async fn bad_input_gets_mysql_errors() {
     assert_eq!(error_code(&mut c, "USE nosuch").await.0, 1049);
     // What a pooled backend connection keeps of its own last statement is refused, not
     // answered with another session's.
-    for q in ["SELECT ROW_COUNT()", "SELECT FOUND_ROWS()"] {
+    for q in ["SELECT FOUND_ROWS()", "SELECT ROW_COUNT() + 0"] {
         let (code, msg) = error_code(&mut c, q).await;
         assert_eq!(code, 1235, "{q}: {msg}");
         assert!(msg.contains("pooled connections"), "{msg}");
     }
-    // The session's own diagnostics answer `@@warning_count`: the refusal above is its one
-    // condition.
+    // The session's own diagnostics answer `@@warning_count` and `ROW_COUNT()` alone: the
+    // refusal above is the one condition, and a failed statement leaves -1.
     let n: Option<u64> = c
         .query_first("SELECT @@warning_count")
         .await
         .expect("@@warning_count");
     assert_eq!(n, Some(1));
+    let rc: Option<i64> = c
+        .query_first("SELECT ROW_COUNT()")
+        .await
+        .expect("ROW_COUNT()");
+    assert_eq!(rc, Some(-1));
     // A column that does not exist: MariaDB's own error, with the keyspace's name in it.
     let (code, msg) = error_code(&mut c, "SELECT nocol FROM customer WHERE customer_id = 1").await;
     assert_eq!(code, 1054, "{msg}");

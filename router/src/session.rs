@@ -53,6 +53,9 @@ pub struct Session {
     pub conditions: Option<Vec<(String, u16, String)>>,
     /// The number of conditions of the last statement (`@@warning_count`).
     pub warning_count: u16,
+    /// `ROW_COUNT()` after the last statement: its affected rows, -1 after a result set or
+    /// an error.
+    pub row_count: i64,
     /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
     /// then `COM_SET_OPTION`).
     pub multi_statements: bool,
@@ -93,6 +96,7 @@ impl Session {
             no_backslash_escapes: false,
             conditions: Some(Vec::new()),
             warning_count: 0,
+            row_count: -1,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }

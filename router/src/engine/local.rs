@@ -31,6 +31,7 @@ impl Engine {
         }
         io.rows = affected;
         io.warnings = warnings;
+        io.result_set = false;
         let last_id = session.insert_id_override.unwrap_or(last_id);
         let p = resultset::ok(
             affected,

@@ -118,6 +118,7 @@ pub async fn write_end_warned(
     warnings: u16,
 ) -> Result<(), SqlError> {
     io.warnings = warnings;
+    io.result_set = true;
     let p = if session.deprecate_eof() {
         resultset::ok(0, 0, session.status_flags(), warnings, "", true)
     } else {

@@ -206,10 +206,16 @@ async fn command(
                 Ok(()) => {
                     session.warning_count = io.warnings;
                     session.conditions = (io.warnings == 0).then(Vec::new);
+                    session.row_count = if io.result_set {
+                        -1
+                    } else {
+                        i64::try_from(io.rows).unwrap_or(i64::MAX)
+                    };
                 }
                 Err(e) => {
                     session.warning_count = 1;
                     session.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+                    session.row_count = -1;
                 }
             }
             r

@@ -66,7 +66,7 @@ pub(super) async fn query(
 ) -> Result<(), SqlError> {
     if let Some(d) = Diagnostics::of(sql) {
         // Boxed: a cold path kept out of every statement's future.
-        return Box::pin(answer_diagnostics(shared, session, io, d)).await;
+        return Box::pin(answer_diagnostics(shared, session, io, d, sql)).await;
     }
     session.conditions = None;
     io.warnings = 0;
@@ -77,10 +77,16 @@ pub(super) async fn query(
             if io.warnings == 0 {
                 session.conditions = Some(Vec::new());
             }
+            session.row_count = if io.result_set {
+                -1
+            } else {
+                i64::try_from(io.rows).unwrap_or(i64::MAX)
+            };
         }
         Err(e) => {
             session.warning_count = 1;
             session.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+            session.row_count = -1;
         }
     }
     r
@@ -95,6 +101,8 @@ enum Diagnostics {
     CountErrors,
     WarningCount,
     ErrorCount,
+    /// `SELECT ROW_COUNT()`.
+    RowCount,
 }
 
 impl Diagnostics {
@@ -107,7 +115,12 @@ impl Diagnostics {
             head.get(..w.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(w))
         };
-        if !(starts(b"SHOW") || starts(b"SELECT") && sql.contains("@@")) {
+        let row_count = || {
+            sql.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"ROW_COUNT"))
+        };
+        if !(starts(b"SHOW") || starts(b"SELECT") && (sql.contains("@@") || row_count())) {
             return None;
         }
         let end = crate::sql::rewrite::statement_end(sql);
@@ -130,6 +143,7 @@ impl Diagnostics {
             ["SELECT", "@@ERROR_COUNT"] | ["SELECT", "@@SESSION.ERROR_COUNT"] => {
                 Diagnostics::ErrorCount
             }
+            ["SELECT", "ROW_COUNT()"] => Diagnostics::RowCount,
             _ => return None,
         })
     }
@@ -141,6 +155,7 @@ async fn answer_diagnostics(
     session: &mut Session,
     io: &mut PacketIo,
     d: Diagnostics,
+    sql: &str,
 ) -> Result<(), SqlError> {
     use crate::wire::resultset::ColumnDef;
     let errors = session
@@ -180,6 +195,14 @@ async fn answer_diagnostics(
                 rows,
             )
         }
+        Diagnostics::RowCount => {
+            let v = session.row_count;
+            (
+                // Named as the client wrote it, as MariaDB names the column.
+                vec![ColumnDef::bigint(sql_text_after_select(sql))],
+                vec![vec![Some(v.to_string().into_bytes())]],
+            )
+        }
         Diagnostics::CountWarnings => {
             one("@@session.warning_count", u64::from(session.warning_count))
         }
@@ -198,7 +221,16 @@ async fn answer_diagnostics(
             one(name, n as u64)
         }
     };
+    // Each answers with a result set: the next ROW_COUNT() is -1, as in MariaDB.
+    session.row_count = -1;
     shared.engine.local_result(session, io, defs, rows).await
+}
+
+/// The text of a `SELECT x` after its `SELECT`, as the client wrote it.
+fn sql_text_after_select(sql: &str) -> &str {
+    let end = crate::sql::rewrite::statement_end(sql);
+    let text = sql[..end].trim();
+    text.get(6..).map(str::trim_start).unwrap_or(text)
 }
 
 /// Plans and runs one statement.

@@ -45,6 +45,8 @@ pub struct PacketIo {
     pub rows: u64,
     /// The warning count of the last OK or end-of-result packet written.
     pub warnings: u16,
+    /// Whether the last answer written was a result set (else an OK).
+    pub result_set: bool,
 }
 
 impl PacketIo {
@@ -66,6 +68,7 @@ impl PacketIo {
             capture: None,
             rows: 0,
             warnings: 0,
+            result_set: false,
         }
     }
 
