@@ -138,6 +138,41 @@ impl Session {
         self.client_caps & crate::wire::constants::CLIENT_FOUND_ROWS != 0
     }
 
+    /// Starts a statement's diagnostics: none known until it has answered.
+    pub fn start_statement(&mut self, io: &mut crate::wire::PacketIo) {
+        self.conditions = None;
+        io.warnings = 0;
+    }
+
+    /// Keeps a statement's diagnostics for the next one (`SHOW WARNINGS`, `@@warning_count`,
+    /// `ROW_COUNT()`): its error, or the warning count and affected rows of its answer in
+    /// `io`. Warning texts a path read from its backend stay; with warnings and no texts,
+    /// `conditions` stays unknown.
+    pub fn record_statement(
+        &mut self,
+        r: &Result<(), crate::error::SqlError>,
+        io: &crate::wire::PacketIo,
+    ) {
+        match r {
+            Ok(()) => {
+                self.warning_count = io.warnings;
+                if io.warnings == 0 {
+                    self.conditions = Some(Vec::new());
+                }
+                self.row_count = if io.result_set {
+                    -1
+                } else {
+                    i64::try_from(io.rows).unwrap_or(i64::MAX)
+                };
+            }
+            Err(e) => {
+                self.warning_count = 1;
+                self.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+                self.row_count = -1;
+            }
+        }
+    }
+
     /// Whether the client wants OK instead of EOF packets.
     pub fn deprecate_eof(&self) -> bool {
         self.client_caps & crate::wire::constants::CLIENT_DEPRECATE_EOF != 0

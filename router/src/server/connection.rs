@@ -197,27 +197,11 @@ async fn command(
         }
         COM_STMT_PREPARE => prepare(shared, session, io, body).await,
         COM_STMT_EXECUTE => {
-            io.warnings = 0;
+            session.start_statement(io);
             let r = execute(shared, session, io, body, series).await;
             io.binary_mode = false;
             io.binary_columns = None;
-            // Diagnostics: the count from the answer; the texts are not kept on this path.
-            match &r {
-                Ok(()) => {
-                    session.warning_count = io.warnings;
-                    session.conditions = (io.warnings == 0).then(Vec::new);
-                    session.row_count = if io.result_set {
-                        -1
-                    } else {
-                        i64::try_from(io.rows).unwrap_or(i64::MAX)
-                    };
-                }
-                Err(e) => {
-                    session.warning_count = 1;
-                    session.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
-                    session.row_count = -1;
-                }
-            }
+            session.record_statement(&r, io);
             r
         }
         COM_STMT_RESET => {

@@ -68,27 +68,9 @@ pub(super) async fn query(
         // Boxed: a cold path kept out of every statement's future.
         return Box::pin(answer_diagnostics(shared, session, io, d, sql)).await;
     }
-    session.conditions = None;
-    io.warnings = 0;
+    session.start_statement(io);
     let r = statement(shared, session, io, sql, series).await;
-    match &r {
-        Ok(()) => {
-            session.warning_count = io.warnings;
-            if io.warnings == 0 {
-                session.conditions = Some(Vec::new());
-            }
-            session.row_count = if io.result_set {
-                -1
-            } else {
-                i64::try_from(io.rows).unwrap_or(i64::MAX)
-            };
-        }
-        Err(e) => {
-            session.warning_count = 1;
-            session.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
-            session.row_count = -1;
-        }
-    }
+    session.record_statement(&r, io);
     r
 }
 
