@@ -4,6 +4,7 @@
 //! ([`markers`]) and multi-statement batches ([`split`]). Imports nothing of the router but its errors.
 
 pub mod fingerprint;
+pub mod lex;
 pub mod markers;
 pub mod rewrite;
 pub mod shape;

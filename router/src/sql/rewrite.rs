@@ -185,81 +185,56 @@ pub enum Mark {
     Semicolon(usize),
 }
 
-/// Walks `sql` once, skipping quoted strings and identifiers (backslash escapes as in
-/// MariaDB's default `sql_mode`), and reports each comment and each `;` outside them: the one
-/// byte-level reading of a statement's text that comments, edits and batch splitting share.
-pub fn scan(sql: &str, mut on: impl FnMut(Mark)) {
-    let b = sql.as_bytes();
-    let n = b.len();
-    let mut i = 0;
-    let line_end = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(n, |p| from + p + 1)
-    };
-    while i < n {
-        let line_comment = match b[i] {
-            b'#' => true,
-            b'-' => b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|&c| c <= b' '),
-            _ => false,
+/// Walks `sql` once with the [`lex`](super::lex) lexer (backslash escapes as in MariaDB's
+/// default `sql_mode`) and reports each comment and each `;` outside quoted strings and
+/// identifiers: an executable comment is reported whole, and a `;` inside one is not.
+pub fn scan(sql: &str, on: impl FnMut(Mark)) {
+    scan_bytes(sql.as_bytes(), &super::lex::Mode::default(), on)
+}
+
+/// [`scan`] of bytes, lexed as `mode` says.
+pub fn scan_bytes(sql: &[u8], mode: &super::lex::Mode, mut on: impl FnMut(Mark)) {
+    use super::lex::{Kind, Lexer};
+    let mut exec_start = None;
+    for t in Lexer::new(sql, *mode) {
+        let comment = |line, executable| {
+            Mark::Comment(Comment {
+                start: t.start,
+                end: t.end,
+                line,
+                executable,
+            })
         };
-        if line_comment {
-            let end = line_end(i);
-            on(Mark::Comment(Comment {
-                start: i,
-                end,
-                line: true,
-                executable: false,
-            }));
-            i = end;
-            continue;
-        }
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < n {
-                    let c = b[i];
-                    if c == b'\\' && q != b'`' {
-                        i += 2;
-                    } else if c == q {
-                        i += 1;
-                        if i < n && b[i] == q {
-                            i += 1;
-                        } else {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = b[i + 2..]
-                    .windows(2)
-                    .position(|w| w == b"*/")
-                    .map_or(n, |p| i + 2 + p + 2);
-                let body = &b[i + 2..end.saturating_sub(2).max(i + 2)];
+        match t.kind {
+            Kind::LineComment => on(comment(true, false)),
+            Kind::BlockComment => {
+                // A versioned comment the server version skips still holds text to run on
+                // another server: reported as executable, so nothing is spliced into it.
+                let body = &sql[t.start + 2..t.end.saturating_sub(2).max(t.start + 2)];
                 let rest = body.strip_prefix(b"M!").or_else(|| body.strip_prefix(b"!"));
-                // Executable when MariaDB has text of it to run (beyond a version number).
                 let executable = rest.is_some_and(|r| {
                     r.iter()
                         .skip_while(|c| c.is_ascii_digit())
                         .any(|c| !c.is_ascii_whitespace())
                 });
-                on(Mark::Comment(Comment {
-                    start: i,
-                    end,
-                    line: false,
-                    executable,
-                }));
-                i = end;
+                on(comment(false, executable));
             }
-            b';' => {
-                on(Mark::Semicolon(i));
-                i += 1;
+            Kind::Unterminated if sql[t.start..].starts_with(b"/*") => {
+                on(comment(false, false));
             }
-            _ => i += 1,
+            Kind::ExecOpen => exec_start = Some(t.start),
+            Kind::ExecClose => {
+                if let Some(start) = exec_start.take() {
+                    on(Mark::Comment(Comment {
+                        start,
+                        end: t.end,
+                        line: false,
+                        executable: true,
+                    }));
+                }
+            }
+            Kind::Semicolon if exec_start.is_none() => on(Mark::Semicolon(t.start)),
+            _ => {}
         }
     }
 }
