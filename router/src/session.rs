@@ -45,9 +45,11 @@ pub struct Session {
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
-    /// Whether the session's `sql_mode` holds `NO_BACKSLASH_ESCAPES` (read back from a backend
-    /// after each `SET` of `sql_mode`): OK and EOF packets say so, as drivers escape by it.
-    pub no_backslash_escapes: bool,
+    /// How the session's statements lex: the client's character set, and whether `sql_mode`
+    /// holds `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` (read back from a backend after each
+    /// `SET` that may change them). OK and EOF packets carry the NO_BACKSLASH_ESCAPES flag, as
+    /// drivers escape by it.
+    pub lex: crate::sql::lex::Mode,
     /// The conditions (level, code, message) of the last statement, for `SHOW WARNINGS`;
     /// `None` when they were not kept (a statement answered by several physical shards).
     pub conditions: Option<Vec<(String, u16, String)>>,
@@ -93,7 +95,7 @@ impl Session {
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,
-            no_backslash_escapes: false,
+            lex: crate::sql::lex::Mode::default(),
             conditions: Some(Vec::new()),
             warning_count: 0,
             row_count: -1,
@@ -123,7 +125,7 @@ impl Session {
                 s |= SERVER_STATUS_IN_TRANS_READONLY;
             }
         }
-        if self.no_backslash_escapes {
+        if self.lex.no_backslash_escapes {
             s |= crate::wire::constants::SERVER_STATUS_NO_BACKSLASH_ESCAPES;
         }
         if self.more_results {

@@ -160,6 +160,8 @@ pub struct WireConn {
     pub state: Vec<String>,
     /// Statements prepared on this connection: text → (statement id, parameters).
     statements: crate::FastMap<String, (u32, u16)>,
+    /// The default database set with `COM_INIT_DB` (`None`: none set, or not known).
+    db: Option<String>,
 }
 
 /// Most server-side prepared statements kept per connection (the server's
@@ -190,6 +192,7 @@ impl WireConn {
             idle_since: coarse_secs(),
             state: Vec::new(),
             statements: crate::FastMap::default(),
+            db: None,
         };
         c.seq = 0;
         let hs = c.read_packet().await?.to_vec();
@@ -509,6 +512,22 @@ impl WireConn {
         self.state.clear();
         // The reset also closed the server-side prepared statements.
         self.statements.clear();
+        self.db = None;
+        Ok(())
+    }
+
+    /// Makes `db` the connection's default database (`COM_INIT_DB`), unless it is already.
+    ///
+    /// # Errors
+    /// The server's error (an unknown database), or the connection's.
+    pub async fn use_db(&mut self, db: &str) -> Result<(), WireError> {
+        if self.db.as_deref() == Some(db) {
+            return Ok(());
+        }
+        self.db = None;
+        self.command(COM_INIT_DB, db.as_bytes()).await?;
+        self.drain_results().await?;
+        self.db = Some(db.to_string());
         Ok(())
     }
 

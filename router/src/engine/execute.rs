@@ -107,7 +107,7 @@ impl Engine {
         let unq = Unqualify(ks);
         // Plans one physical shard answers: straight there.
         if let Some(t) = single_target(session, rt, &e, ks)? {
-            let text = WireStatement::Text(&t.sql);
+            let text = t.statement();
             // One shard (a logical shard's): straight to it, one future level fewer.
             if let [ps] = t.shards.as_ref() {
                 let r = self.run_single(session, rt, ps, &text, io, unq).await?;
@@ -156,7 +156,10 @@ impl Engine {
                 .next()
                 .ok_or_else(|| SqlError::router("no target"))?;
             let sql = sqls.pop().unwrap_or_default();
-            let text = WireStatement::Text(&sql);
+            let text = WireStatement::Text {
+                sql: sql.as_bytes(),
+                db: None,
+            };
             return self
                 .run_single(session, rt, &ps, &text, io, unq)
                 .await?

@@ -372,6 +372,15 @@ impl Engine {
                     (Targets::Any { sql }, _) => {
                         rows.push(vec![txt(&route), None, txt("any"), txt(sql)])
                     }
+                    (Targets::Verbatim { sql }, Some(k)) => {
+                        let ps = k.placement.first().cloned().unwrap_or_default();
+                        rows.push(vec![
+                            txt("verbatim"),
+                            txt(&k.schema(0)),
+                            txt(&ps),
+                            Some(sql.clone()),
+                        ]);
+                    }
                     _ => return Err(SqlError::router("plan without a keyspace")),
                 }
             }
@@ -470,17 +479,25 @@ impl Engine {
         let rt = self.topo.table();
         let mut lease = self.any_conn(session, &rt).await?;
         let mut r = lease.conn.query_drop(sql.as_str()).await;
-        if r.is_ok() && sql.to_ascii_lowercase().contains("sql_mode") {
-            // What the mode is now, whatever the expression: drivers escape by its flag.
+        let lower = sql.to_ascii_lowercase();
+        if r.is_ok()
+            && ["sql_mode", "names", "character"]
+                .iter()
+                .any(|w| lower.contains(w))
+        {
+            // What the mode and character set are now, whatever the expression: drivers
+            // escape by the mode's flag, and the router lexes by both.
             match lease
                 .conn
-                .query_first::<String, _>("SELECT @@sql_mode")
+                .query_first::<(String, String), _>("SELECT @@sql_mode, @@character_set_client")
                 .await
             {
-                Ok(mode) => {
-                    session.no_backslash_escapes =
-                        mode.is_some_and(|m| m.contains("NO_BACKSLASH_ESCAPES"));
+                Ok(Some((mode, charset))) => {
+                    session.lex.no_backslash_escapes = mode.contains("NO_BACKSLASH_ESCAPES");
+                    session.lex.ansi_quotes = mode.contains("ANSI_QUOTES");
+                    session.lex.charset = crate::sql::lex::Charset::of(&charset);
                 }
+                Ok(None) => {}
                 Err(e) => r = Err(e),
             }
         }

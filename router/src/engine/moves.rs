@@ -111,6 +111,7 @@ impl Moves {
         let lss: Vec<u32> = match &e.targets {
             Targets::Ls { ls, .. } => ls.clone(),
             Targets::PerLs(v) => v.iter().map(|(l, _)| *l).collect(),
+            Targets::Verbatim { .. } => vec![0],
             _ => Vec::new(),
         };
         let mut changed = self.topo.subscribe();

@@ -15,8 +15,8 @@ use mysql_async::prelude::Queryable;
 
 /// What a statement for one physical shard is sent as.
 pub(super) enum WireStatement<'a> {
-    /// `COM_QUERY`.
-    Text(&'a str),
+    /// `COM_QUERY`, with the default database it needs (`None`: its names are qualified).
+    Text { sql: &'a [u8], db: Option<&'a str> },
     /// `COM_STMT_EXECUTE` of `sql`, prepared on the connection that runs it, with the
     /// client's parameters.
     Prepared {
@@ -85,11 +85,11 @@ impl Engine {
                 return Ok(Some(r));
             }
         }
-        let WireStatement::Text(sql) = stmt else {
+        let WireStatement::Text { sql, db } = *stmt else {
             return Ok(None);
         };
         let mut lease = self.conn(session, rt, ps).await?;
-        let r = Box::pin(self.single(session, &mut lease, sql, io, unq, rt)).await;
+        let r = Box::pin(self.single(session, &mut lease, sql, db, io, unq, rt)).await;
         Box::pin(self.give_back(session, lease)).await;
         Ok(Some(r))
     }
@@ -113,10 +113,11 @@ impl Engine {
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
         let binary = match stmt {
-            WireStatement::Text(sql) => {
-                c.command(COM_QUERY, sql.as_bytes())
-                    .await
-                    .map_err(|e| map(e.into()))?;
+            WireStatement::Text { sql, db } => {
+                if let Some(db) = db {
+                    c.use_db(db).await.map_err(map)?;
+                }
+                c.command(COM_QUERY, sql).await.map_err(|e| map(e.into()))?;
                 false
             }
             WireStatement::Prepared { sql, types, params } => {
@@ -181,6 +182,9 @@ impl Engine {
         let Some(t) = single_target(session, rt, e, ks)? else {
             return Ok(false);
         };
+        if t.raw.is_some() {
+            return Ok(false);
+        }
         let unq = Unqualify(ks);
         let stmt = WireStatement::Prepared {
             sql: &t.sql,
@@ -206,105 +210,142 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
         binary: bool,
     ) -> Result<(), SqlError> {
+        // A `CALL` answers with several results: each but the last says more follow, as the
+        // server's did (the client's own status otherwise).
+        let outer_more = session.more_results;
+        let r = self
+            .wire_results(session, pool, lease, io, unq, binary, outer_more)
+            .await;
+        session.more_results = outer_more;
+        r
+    }
+
+    /// [`Engine::wire_answer`]'s results, in order.
+    #[allow(clippy::too_many_arguments)]
+    async fn wire_results(
+        &self,
+        session: &mut Session,
+        pool: &crate::backend::ShardPool,
+        lease: &mut crate::backend::wire::WireLease,
+        io: &mut PacketIo,
+        unq: crate::topology::Unqualify<'_>,
+        binary: bool,
+        outer_more: bool,
+    ) -> Result<(), SqlError> {
         use crate::backend::wire::{self, WireError};
         use crate::wire::constants::SERVER_MORE_RESULTS_EXISTS;
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
-        let c = &mut lease.conn;
-        let p = c.read_packet().await.map_err(map)?;
-        match p.first() {
-            Some(0x00) => {
-                let ok = wire::parse_ok(p).map_err(map)?;
-                if ok.status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                    c.drain_results().await.map_err(map)?;
+        'results: loop {
+            let c = &mut lease.conn;
+            let p = c.read_packet().await.map_err(map)?;
+            let more = match p.first() {
+                Some(0x00) => {
+                    let ok = wire::parse_ok(p).map_err(map)?;
+                    let more = ok.status & SERVER_MORE_RESULTS_EXISTS != 0;
+                    lease.clean = !more;
+                    session.more_results = outer_more || more;
+                    if ok.last_insert_id != 0 {
+                        session.last_insert_id = ok.last_insert_id;
+                    }
+                    if ok.warnings > 0 {
+                        session.conditions = Box::pin(wire_conditions(c, unq)).await;
+                    }
+                    let affected =
+                        crate::session::affected_rows(ok.affected, &ok.info, session.found_rows());
+                    if let Err(e) = self
+                        .ok(
+                            session,
+                            io,
+                            affected,
+                            ok.last_insert_id,
+                            ok.warnings,
+                            &ok.info,
+                        )
+                        .await
+                    {
+                        break Err(e);
+                    }
+                    more
                 }
-                lease.clean = true;
-                if ok.last_insert_id != 0 {
-                    session.last_insert_id = ok.last_insert_id;
+                Some(0xff) => {
+                    let e = wire::parse_err(p);
+                    lease.clean = true;
+                    break Err(map(e));
                 }
-                if ok.warnings > 0 {
-                    session.conditions = Box::pin(wire_conditions(c, unq)).await;
+                Some(0xfb) | None => {
+                    break Err(map(WireError::Protocol(
+                        "unexpected answer to a query".into(),
+                    )))
                 }
-                let affected =
-                    crate::session::affected_rows(ok.affected, &ok.info, session.found_rows());
-                self.ok(
-                    session,
-                    io,
-                    affected,
-                    ok.last_insert_id,
-                    ok.warnings,
-                    &ok.info,
-                )
-                .await
-            }
-            Some(0xff) => {
-                let e = wire::parse_err(p);
-                lease.clean = true;
-                Err(map(e))
-            }
-            Some(0xfb) | None => Err(map(WireError::Protocol(
-                "unexpected answer to a query".into(),
-            ))),
-            Some(_) => {
-                let n = crate::wire::codec::Cursor::new(p)
-                    .lenenc_int()
-                    .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
-                let malformed = || map(WireError::Protocol("malformed column definition".into()));
-                // Column definitions pass as the server sent them (schema names mapped back
-                // to the keyspace), unless the router needs them: binary rows made from text
-                // ones (not when the server answers an execute in binary itself), or a result
-                // shadow's copy.
-                let passed = (binary || !io.binary_mode) && io.capture.is_none();
-                let mut defs = Vec::new();
-                if passed {
-                    io.write_packet(p).await.map_err(io_err)?;
-                }
-                for _ in 0..n {
-                    let p = c.read_packet().await.map_err(map)?;
-                    let p = if unq.keeps_all() {
-                        std::borrow::Cow::Borrowed(p)
-                    } else {
-                        ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
-                    };
+                Some(_) => {
+                    let n = crate::wire::codec::Cursor::new(p)
+                        .lenenc_int()
+                        .ok_or_else(|| map(WireError::Protocol("bad column count".into())))?;
+                    let malformed =
+                        || map(WireError::Protocol("malformed column definition".into()));
+                    // Column definitions pass as the server sent them (schema names mapped back
+                    // to the keyspace), unless the router needs them: binary rows made from text
+                    // ones (not when the server answers an execute in binary itself), or a result
+                    // shadow's copy.
+                    let passed = (binary || !io.binary_mode) && io.capture.is_none();
+                    let mut defs = Vec::new();
                     if passed {
-                        io.write_packet(&p).await.map_err(io_err)?;
-                    } else {
-                        defs.push(ColumnDef::decode(&p).ok_or_else(malformed)?);
+                        io.write_packet(p).await.map_err(io_err)?;
                     }
-                }
-                if !wire::is_eof(c.read_packet().await.map_err(map)?) {
-                    return Err(map(WireError::Protocol(
-                        "no EOF after column definitions".into(),
-                    )));
-                }
-                if passed {
-                    results::end_columns(io, session).await?;
-                } else {
-                    write_columns(io, session, &defs).await?;
-                }
-                loop {
-                    let p = c.read_packet().await.map_err(map)?;
-                    if wire::is_eof(p) {
-                        let (warnings, status) = wire::parse_eof(p);
-                        if status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                            c.drain_results().await.map_err(map)?;
+                    for _ in 0..n {
+                        let p = c.read_packet().await.map_err(map)?;
+                        let p = if unq.keeps_all() {
+                            std::borrow::Cow::Borrowed(p)
+                        } else {
+                            ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
+                        };
+                        if passed {
+                            io.write_packet(&p).await.map_err(io_err)?;
+                        } else {
+                            defs.push(ColumnDef::decode(&p).ok_or_else(malformed)?);
                         }
-                        lease.clean = true;
-                        if warnings > 0 {
-                            session.conditions = Box::pin(wire_conditions(c, unq)).await;
-                        }
-                        return results::write_end_warned(io, session, warnings).await;
                     }
-                    if p.first() == Some(&0xff) {
-                        let e = wire::parse_err(p);
-                        lease.clean = true;
-                        return Err(map(e));
+                    if !wire::is_eof(c.read_packet().await.map_err(map)?) {
+                        return Err(map(WireError::Protocol(
+                            "no EOF after column definitions".into(),
+                        )));
                     }
-                    if binary {
-                        io.write_binary_row(p).await.map_err(io_err)?;
+                    if passed {
+                        results::end_columns(io, session).await?;
                     } else {
-                        io.write_row(p).await.map_err(io_err)?;
+                        write_columns(io, session, &defs).await?;
+                    }
+                    loop {
+                        let p = c.read_packet().await.map_err(map)?;
+                        if wire::is_eof(p) {
+                            let (warnings, status) = wire::parse_eof(p);
+                            let more = status & SERVER_MORE_RESULTS_EXISTS != 0;
+                            lease.clean = !more;
+                            if warnings > 0 && !more {
+                                session.conditions = Box::pin(wire_conditions(c, unq)).await;
+                            }
+                            session.more_results = outer_more || more;
+                            if let Err(e) = results::write_end_warned(io, session, warnings).await {
+                                break 'results Err(e);
+                            }
+                            break more;
+                        }
+                        if p.first() == Some(&0xff) {
+                            let e = wire::parse_err(p);
+                            lease.clean = true;
+                            return Err(map(e));
+                        }
+                        if binary {
+                            io.write_binary_row(p).await.map_err(io_err)?;
+                        } else {
+                            io.write_row(p).await.map_err(io_err)?;
+                        }
                     }
                 }
+            };
+            session.more_results = outer_more;
+            if !more {
+                break Ok(());
             }
         }
     }
@@ -314,7 +355,8 @@ impl Engine {
         &self,
         session: &mut Session,
         lease: &mut Lease,
-        sql: &str,
+        sql: &[u8],
+        db: Option<&str>,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
         rt: &RoutingTable,
@@ -325,6 +367,11 @@ impl Engine {
             let addr = rt.shards.get(ps).map(|s| s.address()).unwrap_or_default();
             from_backend(e, ps, &addr, unq)
         };
+        if let Some(db) = db {
+            // The pinned connection's default database is not tracked: set each time.
+            let use_db = format!("USE {}", crate::sql::quote_ident(db));
+            lease.conn.query_drop(use_db).await.map_err(map)?;
+        }
         let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
         let cols = res.columns();
         match cols {
@@ -376,8 +423,27 @@ pub(super) fn answered(r: Option<Result<(), SqlError>>) -> Result<bool, SqlError
 pub(super) struct SingleTarget<'e, 'r> {
     pub(super) shards: std::borrow::Cow<'r, [String]>,
     pub(super) sql: std::borrow::Cow<'e, str>,
+    /// For a verbatim statement: the client's bytes (sent instead of `sql`), and the
+    /// keyspace's schema as the default database.
+    pub(super) raw: Option<(&'e [u8], String)>,
     /// The error when none of `shards` can be had because there are none.
     pub(super) none: &'static str,
+}
+
+impl SingleTarget<'_, '_> {
+    /// The statement to send.
+    pub(super) fn statement(&self) -> WireStatement<'_> {
+        match &self.raw {
+            Some((sql, db)) => WireStatement::Text {
+                sql,
+                db: Some(db.as_str()),
+            },
+            None => WireStatement::Text {
+                sql: self.sql.as_bytes(),
+                db: None,
+            },
+        }
+    }
 }
 
 /// For a plan that one physical shard answers — one logical shard with nothing for the
@@ -400,6 +466,7 @@ pub(super) fn single_target<'e, 'r>(
                 Some(SingleTarget {
                     shards: Cow::Borrowed(std::slice::from_ref(ps)),
                     sql: k.fill(template, *l),
+                    raw: None,
                     none: "logical shard has no placement",
                 })
             }
@@ -413,14 +480,28 @@ pub(super) fn single_target<'e, 'r>(
             Some(SingleTarget {
                 shards: Cow::Owned(shards),
                 sql: Cow::Borrowed(sql.as_str()),
+                raw: None,
                 none: "no physical shard is registered",
             })
         }
         (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => Some(SingleTarget {
             shards: Cow::Owned(k.physical_shards()),
             sql: Cow::Borrowed(sql.as_str()),
+            raw: None,
             none: "keyspace has no physical shards",
         }),
+        (Targets::Verbatim { sql }, Some(k)) if !k.sharded => {
+            let ps = k
+                .placement
+                .first()
+                .ok_or_else(|| SqlError::router("the keyspace has no placement"))?;
+            Some(SingleTarget {
+                shards: Cow::Borrowed(std::slice::from_ref(ps)),
+                sql: Cow::Borrowed(""),
+                raw: Some((sql.as_slice(), k.schema(0))),
+                none: "the keyspace has no placement",
+            })
+        }
         _ => None,
     })
 }

@@ -210,7 +210,7 @@ fn template_of(e: &Exec) -> Option<&str> {
     match &e.targets {
         Targets::Ls { template, .. } => Some(template),
         Targets::Reference { sql } | Targets::Any { sql } => Some(sql),
-        Targets::PerLs(_) => None,
+        Targets::PerLs(_) | Targets::Verbatim { .. } => None,
     }
 }
 
@@ -229,6 +229,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         Targets::Reference { .. } => Targets::Reference { sql: template },
         Targets::Any { .. } => Targets::Any { sql: template },
         Targets::PerLs(v) => Targets::PerLs(v.clone()),
+        Targets::Verbatim { sql } => Targets::Verbatim { sql: sql.clone() },
     };
     let mut key_at = e.key_at;
     if let (Some(a), Some((_, at))) = (key_at.as_mut(), key) {

@@ -12,6 +12,8 @@
 //!   `select` (reads), `insert`, `update_delete`, `ddl` and `local` (session statements).
 //! - `resolve`: which keyspace and table each name means, and qualifying them.
 //! - `keys`: shard-key values from literals, and the logical shards a `WHERE` pins.
+//! - [`passthrough`]: statements on an unsharded keyspace sent as the client's bytes, and the
+//!   scope every statement must stay in.
 //! - [`merge`]: what a read over several logical shards needs merged in the router.
 //! - `crossjoin`: joins of sharded tables not on their shard keys.
 //! - `standin`: MariaDB syntax the parser does not know, planned through a stand-in.
@@ -29,6 +31,7 @@ mod insert;
 mod keys;
 mod local;
 pub mod merge;
+pub mod passthrough;
 pub mod plan;
 mod resolve;
 mod select;

@@ -52,6 +52,9 @@ pub enum Targets {
     Reference { sql: String },
     /// No keyspace table: any physical shard, SQL as is.
     Any { sql: String },
+    /// A statement on an unsharded keyspace, sent as the client's own bytes to the keyspace's
+    /// physical shard with the keyspace's schema as the connection's default database.
+    Verbatim { sql: Vec<u8> },
 }
 
 /// A statement the backends run.

@@ -173,6 +173,7 @@ impl StandIn {
                 }
             }
             Targets::Reference { sql } | Targets::Any { sql } => self.restore(sql)?,
+            Targets::Verbatim { .. } => {}
         }
         Ok(Plan::Exec(e))
     }

@@ -332,7 +332,7 @@ impl<'a> Planner<'a> {
                             "EXPLAIN of a multi-row INSERT over several shards",
                         ))
                     }
-                    Targets::Reference { .. } => {}
+                    Targets::Reference { .. } | Targets::Verbatim { .. } => {}
                     Targets::Any { sql } => {
                         if !sql.trim_start().to_ascii_uppercase().starts_with("EXPLAIN") {
                             *sql = format!("EXPLAIN {sql}");

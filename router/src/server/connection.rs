@@ -153,11 +153,8 @@ async fn command(
 ) -> Result<(), SqlError> {
     match cmd {
         COM_PING => ok(io, session).await,
-        COM_QUERY => match std::str::from_utf8(body) {
-            Ok(sql) if session.multi_statements => batch(shared, session, io, sql, series).await,
-            Ok(sql) => query(shared, session, io, sql, series).await,
-            Err(e) => Err(crate::error::not_utf8("statement", body, e)),
-        },
+        COM_QUERY if session.multi_statements => batch(shared, session, io, body, series).await,
+        COM_QUERY => query(shared, session, io, body, series).await,
         COM_SET_OPTION => match body.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) {
             Some(0) | Some(1) => {
                 session.multi_statements = body[0] == 0;
@@ -180,7 +177,8 @@ async fn command(
         COM_RESET_CONNECTION => {
             let r = shared.engine.finish_txn(session, false).await;
             session.sets.clear();
-            session.no_backslash_escapes = false;
+            session.lex.no_backslash_escapes = false;
+            session.lex.ansi_quotes = false;
             session.autocommit = true;
             session.last_insert_id = 0;
             match r {
@@ -229,17 +227,17 @@ async fn command(
 
 /// Runs a `COM_QUERY` that may hold several statements, in order, each planned on its own:
 /// every answer but the last says more follow; an error ends the batch (the statements after
-/// it do not run), as in MariaDB. Stored-program definitions, whose bodies hold `;`, are refused
-/// in a batch of several.
+/// it do not run), as in MariaDB. A stored-program definition is one statement, its body's
+/// `;` included.
 async fn batch(
     shared: &Shared,
     session: &mut crate::session::Session,
     io: &mut PacketIo,
-    sql: &str,
+    sql: &[u8],
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
     // Most statements hold no `;` at all: no scan for them.
-    if !sql.contains(';') {
+    if !sql.contains(&b';') {
         return query(shared, session, io, sql, series).await;
     }
     // Boxed: a cold path kept out of every statement's future.
@@ -251,29 +249,17 @@ async fn batch_of_several(
     shared: &Shared,
     session: &mut crate::session::Session,
     io: &mut PacketIo,
-    sql: &str,
+    sql: &[u8],
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
-    let parts = crate::sql::split::split_statements(sql);
+    let parts = crate::sql::split::split_bytes(sql, &session.lex);
     if parts.len() <= 1 {
         return query(shared, session, io, sql, series).await;
-    }
-    let program = parts.iter().any(|&(s, e)| {
-        let u = sql[s..e].to_ascii_uppercase();
-        u.contains("CREATE")
-            && [" PROCEDURE", " FUNCTION", " TRIGGER", " EVENT"]
-                .iter()
-                .any(|w| u.contains(w))
-    });
-    if program {
-        return Err(SqlError::unsupported(
-            "a stored-program definition inside a multi-statement batch (send it alone)",
-        ));
     }
     let last = parts.len() - 1;
     for (i, &(s, e)) in parts.iter().enumerate() {
         session.more_results = i < last;
-        let r = query(shared, session, io, sql[s..e].trim(), series).await;
+        let r = query(shared, session, io, sql[s..e].trim_ascii(), series).await;
         session.more_results = false;
         r?;
     }

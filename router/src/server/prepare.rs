@@ -18,6 +18,10 @@ pub(super) async fn prepare(
     io: &mut PacketIo,
     body: &[u8],
 ) -> Result<(), SqlError> {
+    // The scope holds for prepared statements as for any other.
+    let class = crate::sql::classify::classify(body, &session.lex);
+    let rt = shared.engine.topo.table();
+    crate::planner::passthrough::check_scope(&class, &session.user, &rt)?;
     let sql =
         std::str::from_utf8(body).map_err(|e| crate::error::not_utf8("statement", body, e))?;
     let sql = sql.trim().trim_end_matches(';').trim_end().to_string();
@@ -160,7 +164,7 @@ pub(super) async fn execute(
                     bound = Some(sql);
                     Some((Arc::new(e), fp.unwrap_or_default().into(), None))
                 }
-                _ => return Box::pin(query(shared, session, io, &sql, series)).await,
+                _ => return Box::pin(query(shared, session, io, sql.as_bytes(), series)).await,
             }
         }
         None => None,
@@ -202,7 +206,7 @@ pub(super) async fn execute(
         },
     };
     // Boxed: statements that run server-side do not carry a text statement's future.
-    Box::pin(query(shared, session, io, &sql, series)).await
+    Box::pin(query(shared, session, io, sql.as_bytes(), series)).await
 }
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.

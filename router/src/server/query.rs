@@ -61,15 +61,23 @@ pub(super) async fn query(
     shared: &Shared,
     session: &mut Session,
     io: &mut PacketIo,
-    sql: &str,
+    sql: &[u8],
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
-    if let Some(d) = Diagnostics::of(sql) {
+    let text = std::str::from_utf8(sql);
+    if let Some(d) = text.ok().and_then(Diagnostics::of) {
         // Boxed: a cold path kept out of every statement's future.
-        return Box::pin(answer_diagnostics(shared, session, io, d, sql)).await;
+        return Box::pin(answer_diagnostics(
+            shared,
+            session,
+            io,
+            d,
+            text.unwrap_or(""),
+        ))
+        .await;
     }
     session.start_statement(io);
-    let r = statement(shared, session, io, sql, series).await;
+    let r = statement(shared, session, io, sql, text, series).await;
     session.record_statement(&r, io);
     r
 }
@@ -215,14 +223,40 @@ fn sql_text_after_select(sql: &str) -> &str {
     text.get(6..).map(str::trim_start).unwrap_or(text)
 }
 
-/// Plans and runs one statement.
+/// Plans and runs one statement: first what its tokens say (the scope it must stay in, and
+/// whether it goes to an unsharded keyspace as sent), then, for the rest, the planner.
 async fn statement(
     shared: &Shared,
     session: &mut Session,
     io: &mut PacketIo,
-    sql: &str,
+    bytes: &[u8],
+    text: Result<&str, std::str::Utf8Error>,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
+    let rt = shared.engine.topo.table();
+    let class = crate::sql::classify::classify(bytes, &session.lex);
+    planner::passthrough::check_scope(&class, &session.user, &rt)?;
+    if let Some(plan) =
+        planner::passthrough::verbatim(bytes, &class, session.keyspace.as_deref(), &rt)
+    {
+        let started = std::time::Instant::now();
+        let shown = String::from_utf8_lossy(bytes);
+        let shown = shown.trim();
+        let fingerprint = crate::sql::fingerprint(shown);
+        return run(
+            shared,
+            session,
+            io,
+            plan,
+            shown,
+            &fingerprint,
+            started,
+            &rt,
+            series,
+        )
+        .await;
+    }
+    let sql = text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?;
     // Without its trailing `;` (never one inside a trailing comment: the text is scanned only
     // when it ends in `;` and may hold a comment).
     let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
@@ -235,7 +269,6 @@ async fn statement(
     } else {
         sql.trim().trim_end_matches(';').trim_end()
     };
-    let rt = shared.engine.topo.table();
     // Compared as bytes: the text may hold a multi-byte character across byte 9.
     if let Some(inner) = trimmed
         .as_bytes()
@@ -282,7 +315,7 @@ async fn statement(
     // Under NO_BACKSLASH_ESCAPES a backslash is a plain character to MariaDB but an escape
     // to the SQL parser, which would read a shard-key literal holding one as another value:
     // refused where literals route (sharded keyspaces), passed on elsewhere.
-    if session.no_backslash_escapes && trimmed.contains('\\') {
+    if session.lex.no_backslash_escapes && trimmed.contains('\\') {
         if let planner::Plan::Exec(e) = &plan {
             if e.keyspace
                 .as_deref()
@@ -295,6 +328,33 @@ async fn statement(
             }
         }
     }
+    run(
+        shared,
+        session,
+        io,
+        plan,
+        trimmed,
+        &fingerprint,
+        started,
+        &rt,
+        series,
+    )
+    .await
+}
+
+/// Runs a planned statement and records it: `trimmed` is its text as logs and shadows show it.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    plan: planner::Plan,
+    trimmed: &str,
+    fingerprint: &str,
+    started: std::time::Instant,
+    rt: &std::sync::Arc<crate::topology::RoutingTable>,
+    series: &mut SeriesCache,
+) -> Result<(), SqlError> {
     let route = plan.route().as_str();
     let ks = match &plan {
         planner::Plan::Exec(e) => e.keyspace.as_deref(),
@@ -332,7 +392,7 @@ async fn statement(
     io.rows = 0;
     let r = shared
         .engine
-        .execute_planned(session, plan, io, Some(&rt))
+        .execute_planned(session, plan, io, Some(rt))
         .await;
     if let Some(c) = io.capture.take() {
         if let (Ok(()), Some(spec)) = (&r, spec) {
@@ -345,7 +405,7 @@ async fn statement(
     finished(
         shared,
         io,
-        &fingerprint,
+        fingerprint,
         trimmed,
         shards,
         started,

@@ -203,7 +203,7 @@ fn forwardable(
     let (backend_sql, fixed) = match &e.targets {
         Targets::Ls { template, ls } => (template, ls.len() == 1),
         Targets::Reference { sql } | Targets::Any { sql } => (sql, true),
-        Targets::PerLs(_) => return None,
+        Targets::PerLs(_) | Targets::Verbatim { .. } => return None,
     };
     if markers(backend_sql).ok()?.len() != n {
         return None;

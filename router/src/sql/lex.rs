@@ -45,9 +45,7 @@ impl Charset {
             Charset::Gbk => {
                 matches!(lead, 0x81..=0xfe) && matches!(s, 0x30..=0x39 | 0x40..=0x7e | 0x80..=0xfe)
             }
-            Charset::Big5 => {
-                matches!(lead, 0xa1..=0xf9) && matches!(s, 0x40..=0x7e | 0xa1..=0xfe)
-            }
+            Charset::Big5 => matches!(lead, 0xa1..=0xf9) && matches!(s, 0x40..=0x7e | 0xa1..=0xfe),
         };
         if two {
             2
@@ -203,10 +201,6 @@ impl<'s> Lexer<'s> {
             in_exec: false,
             prev: None,
         }
-    }
-
-    fn at(&self, i: usize) -> Option<u8> {
-        self.b.get(i).copied()
     }
 
     /// Past a quoted run that starts at `self.i` with quote `q`; `false` when the text ends
@@ -434,8 +428,7 @@ impl<'s> Lexer<'s> {
                         }
                         _ => {
                             let from = self.i;
-                            while self.i < b.len() && (word_byte(b[self.i]) || b[self.i] == b'.')
-                            {
+                            while self.i < b.len() && (word_byte(b[self.i]) || b[self.i] == b'.') {
                                 self.i += self.mode.charset.char_len(b, self.i);
                             }
                             self.i = self.i.min(b.len()).max(from);

@@ -1,0 +1,106 @@
+//! Statements that go to an unsharded keyspace as the client sent them, byte for byte: no
+//! parse, no rewrite. The keyspace's schema is the keyspace's name, so a statement whose
+//! names are unqualified or qualified with that name means the same there; it runs with that
+//! schema as the backend connection's default database.
+
+use super::plan::{Exec, Plan, RouteKind, StmtKind, Targets};
+use crate::error::SqlError;
+use crate::sql::classify::{Classified, VerbatimKind};
+use crate::topology::RoutingTable;
+
+/// The verbatim plan for `sql` in a session whose keyspace is `keyspace`, when it may have
+/// one: the keyspace is unsharded, the statement's kind may run verbatim
+/// ([`Classified::verbatim`]), and no name in it may be another keyspace's schema,
+/// `information_schema` (answered per keyspace by the planner), or a physical schema.
+pub fn verbatim(
+    sql: &[u8],
+    c: &Classified,
+    keyspace: Option<&str>,
+    rt: &RoutingTable,
+) -> Option<Plan> {
+    let kind = c.verbatim?;
+    let ks = rt.keyspace(keyspace?)?;
+    if ks.sharded {
+        return None;
+    }
+    let own = ks.name.as_bytes();
+    let foreign = c.qualifiers.iter().any(|q| {
+        q.as_slice() != own
+            && (q.eq_ignore_ascii_case(b"information_schema")
+                || std::str::from_utf8(q).map_or(true, |q| {
+                    rt.keyspace(q).is_some() || physical_schema_of(q, rt).is_some()
+                }))
+    });
+    // Names the router reserves are refused by the planner.
+    let reserved = sql
+        .windows(10)
+        .any(|w| w.eq_ignore_ascii_case(b"__tessera_"));
+    if foreign || reserved {
+        return None;
+    }
+    Some(Plan::Exec(Box::new(Exec {
+        keyspace: Some(ks.name.clone()),
+        kind: match kind {
+            VerbatimKind::Read => StmtKind::Read,
+            VerbatimKind::Write => StmtKind::Write,
+            VerbatimKind::Ddl => StmtKind::Ddl,
+        },
+        route: RouteKind::One,
+        targets: Targets::Verbatim { sql: sql.to_vec() },
+        limit: None,
+        unionable: false,
+        merge: None,
+        key_at: None,
+        aliased_items: false,
+        conflict: None,
+    })))
+}
+
+/// The sharded keyspace whose physical schema `name` is (`demo_0007`, `demo_ref`), if any.
+fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r str> {
+    let (ks, suffix) = name.rsplit_once('_')?;
+    let physical =
+        suffix == "ref" || suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit());
+    let k = rt.keyspace(ks)?;
+    (physical && k.sharded).then_some(k.name.as_str())
+}
+
+/// Refuses a statement that reaches past the session's keyspaces ([`Classified::reach`], and
+/// physical schema names): 1227 for what needs a server-wide privilege, 1044 for a schema.
+///
+/// # Errors
+/// The refusal.
+pub fn check_scope(c: &Classified, user: &str, rt: &RoutingTable) -> Result<(), SqlError> {
+    use crate::sql::classify::Reach;
+    let denied_db = |db: &str| {
+        SqlError::new(
+            1044,
+            "42000",
+            format!(
+                "Access denied for user '{user}' to database '{db}' (the router's clients reach only their keyspaces)"
+            ),
+        )
+    };
+    match &c.reach {
+        Some(Reach::Privilege { what, privilege }) => {
+            return Err(SqlError::new(
+                1227,
+                "42000",
+                format!(
+                    "Access denied; you need (at least one of) the {privilege} privilege(s) for this operation ({what} acts on a whole database server, which the router's clients may not do)"
+                ),
+            ))
+        }
+        Some(Reach::Schema(s)) => return Err(denied_db(s)),
+        None => {}
+    }
+    for q in &c.qualifiers {
+        if let Some(name) = std::str::from_utf8(q)
+            .ok()
+            .filter(|q| physical_schema_of(q, rt).is_some())
+        {
+            return Err(denied_db(name));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! What the router must know of a statement before deciding whether to plan it, read from
+//! its tokens alone (no parse): its kind, whether it may go to an unsharded keyspace byte for
+//! byte ([`Classified::verbatim`]), the names that may be schemas, and whether it reaches past
+//! the session's keyspaces into the physical shard ([`Reach`]: refused for every statement,
+//! whatever path it would take).
+
+use super::lex::{Kind, Lexer, Mode, Token};
+
+/// Something a statement does that acts on a whole physical shard or outside the session's
+/// keyspaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// A statement that needs a server-wide privilege (`SET GLOBAL`, `GRANT`, `LOAD_FILE`, …):
+    /// what it is, and the privilege MariaDB would ask for.
+    Privilege {
+        what: String,
+        privilege: &'static str,
+    },
+    /// A system schema named (`mysql`, `performance_schema`, `sys`).
+    Schema(String),
+}
+
+/// How a statement that may run verbatim changes things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerbatimKind {
+    Read,
+    Write,
+    Ddl,
+}
+
+/// A statement's classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// `Some` when the statement may run on an unsharded keyspace's schema as the client sent
+    /// it: it holds no session or transaction control, no connection-local state (user
+    /// variables assigned, temporary tables, named locks, `LAST_INSERT_ID()`), and nothing the
+    /// router answers itself.
+    pub verbatim: Option<VerbatimKind>,
+    /// Names that may be schemas: each `x` of `x.y` and `x.y.z`, and the names `SHOW … FROM|IN`
+    /// and `USE` take.
+    pub qualifiers: Vec<Vec<u8>>,
+    /// What reaches past the session's keyspaces, if anything.
+    pub reach: Option<Reach>,
+}
+
+/// Schemas of the server itself, never reachable through the router.
+pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "performance_schema", "sys"];
+
+/// Words that, leading a statement, act on the whole server.
+const SERVER_VERBS: &[(&str, &str)] = &[
+    ("SHUTDOWN", "SHUTDOWN"),
+    ("GRANT", "GRANT OPTION"),
+    ("REVOKE", "GRANT OPTION"),
+    ("KILL", "CONNECTION ADMIN"),
+    ("FLUSH", "RELOAD"),
+    ("RESET", "RELOAD"),
+    ("PURGE", "BINLOG ADMIN"),
+    ("INSTALL", "INSERT on mysql.plugin"),
+    ("UNINSTALL", "DELETE on mysql.plugin"),
+    ("BINLOG", "BINLOG REPLAY"),
+    ("CHANGE", "REPLICATION SLAVE ADMIN"),
+    ("CACHE", "SUPER"),
+];
+
+/// Objects that `CREATE`/`ALTER`/`DROP`/`RENAME` of which act on the whole server.
+const SERVER_OBJECTS: &[&str] = &["USER", "ROLE", "SERVER", "TABLESPACE", "LOGFILE"];
+
+/// Objects of a keyspace's schema whose DDL may run verbatim.
+const SCHEMA_OBJECTS: &[&str] = &[
+    "TABLE",
+    "VIEW",
+    "INDEX",
+    "PROCEDURE",
+    "FUNCTION",
+    "TRIGGER",
+    "EVENT",
+    "SEQUENCE",
+    "PACKAGE",
+];
+
+/// `SHOW` forms answered from the current schema alone.
+const SHOW_VERBATIM: &[&str] = &[
+    "TABLES", "TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS", "CREATE", "TRIGGERS",
+    "EVENTS",
+];
+
+/// Functions whose answer is the backend connection's, not the client session's.
+const CONNECTION_FUNCTIONS: &[&str] = &[
+    "LAST_INSERT_ID",
+    "FOUND_ROWS",
+    "ROW_COUNT",
+    "CONNECTION_ID",
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_USED_LOCK",
+    "IS_FREE_LOCK",
+];
+
+/// Classifies `sql`, lexed as `mode` says.
+pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
+    let toks: Vec<Token> = Lexer::new(sql, *mode)
+        .filter(|t| !t.is_blank() && !matches!(t.kind, Kind::ExecOpen | Kind::ExecClose))
+        .collect();
+    let word = |i: usize| -> Option<String> {
+        toks.get(i)
+            .filter(|t| t.kind == Kind::Word)
+            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
+    };
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let punct = |i: usize, c: u8| {
+        toks.get(i)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+    };
+
+    // Names before a `.`: schema candidates.
+    let mut qualifiers = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        if matches!(t.kind, Kind::Word | Kind::QuotedIdent)
+            && punct(i + 1, b'.')
+            && toks
+                .get(i + 2)
+                .is_some_and(|n| matches!(n.kind, Kind::Word | Kind::QuotedIdent) || punct(i + 2, b'*'))
+            // `@@session.x` and `t.col` after a `.` are not qualifiers of their own.
+            && !(i > 0 && punct(i - 1, b'.'))
+        {
+            if let Some(q) = t.ident(sql) {
+                qualifiers.push(q);
+            }
+        }
+    }
+
+    // The statement proper: past `SET STATEMENT … FOR`.
+    let mut s = 0;
+    if is(0, "SET") && is(1, "STATEMENT") {
+        if let Some(f) = (2..toks.len()).find(|&i| is(i, "FOR")) {
+            s = f + 1;
+        }
+    }
+    let verb = word(s).unwrap_or_default();
+    let mut reach = None;
+    let privilege = |what: &str, privilege: &'static str| {
+        Some(Reach::Privilege {
+            what: what.to_string(),
+            privilege,
+        })
+    };
+    if let Some((w, p)) = SERVER_VERBS.iter().find(|(w, _)| *w == verb) {
+        reach = privilege(w, p);
+    }
+    // The object of CREATE / ALTER / DROP / RENAME, past its options.
+    let object = || -> Option<(usize, String)> {
+        (s + 1..toks.len().min(s + 16)).find_map(|i| {
+            let w = word(i)?;
+            (SCHEMA_OBJECTS.contains(&w.as_str())
+                || SERVER_OBJECTS.contains(&w.as_str())
+                || matches!(w.as_str(), "DATABASE" | "SCHEMA" | "TEMPORARY"))
+            .then_some((i, w))
+        })
+    };
+    let ddl = matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP" | "RENAME");
+    let ddl_object = if ddl { object() } else { None };
+    if let Some((_, o)) = &ddl_object {
+        if SERVER_OBJECTS.contains(&o.as_str()) {
+            reach = privilege(&format!("{verb} {o}"), "CREATE USER");
+        }
+    }
+    if verb == "SET" {
+        let global = toks.iter().enumerate().skip(s + 1).any(|(i, t)| {
+            (t.kind == Kind::Word
+                && ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
+                    .iter()
+                    .any(|g| t.is_word(sql, g))
+                && !punct(i + 1, b'.'))
+                || t.kind == Kind::SysVar && {
+                    let v = t.bytes(sql)[2..].to_ascii_uppercase();
+                    matches!(v.as_slice(), b"GLOBAL" | b"PERSIST" | b"PERSIST_ONLY")
+                }
+        });
+        if global {
+            reach = privilege("SET GLOBAL", "SUPER");
+        } else if ["PASSWORD", "ROLE", "DEFAULT"].iter().any(|w| is(s + 1, w)) {
+            reach = privilege(
+                &format!("SET {}", word(s + 1).unwrap_or_default()),
+                "CREATE USER",
+            );
+        }
+    }
+    if (verb == "START" || verb == "STOP")
+        && ["SLAVE", "REPLICA", "ALL"].iter().any(|w| is(s + 1, w))
+    {
+        reach = privilege(&format!("{verb} REPLICA"), "REPLICATION SLAVE ADMIN");
+    }
+    if verb == "LOAD" {
+        let local = is(s + 2, "LOCAL") || is(s + 3, "LOCAL");
+        if is(s + 1, "INDEX") {
+            reach = privilege("LOAD INDEX", "SUPER");
+        } else if !local {
+            reach = privilege("LOAD DATA INFILE of a file on the database server", "FILE");
+        }
+    }
+    if verb == "SHOW" && is(s + 1, "GRANTS") {
+        reach = privilege(
+            "SHOW GRANTS of the router's backend account",
+            "GRANT OPTION",
+        );
+    }
+    let mut assigns_variable = false;
+    let mut connection_state = false;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is_word(sql, "LOAD_FILE") && punct(i + 1, b'(') {
+            reach = privilege("LOAD_FILE()", "FILE");
+        }
+        if t.is_word(sql, "INTO") {
+            if is(i + 1, "OUTFILE") || is(i + 1, "DUMPFILE") {
+                reach = privilege("SELECT … INTO OUTFILE", "FILE");
+            }
+            if toks.get(i + 1).is_some_and(|n| n.kind == Kind::UserVar) {
+                assigns_variable = true;
+            }
+        }
+        if t.is_word(sql, "SONAME") {
+            reach = privilege(
+                "a function from a shared library (SONAME)",
+                "INSERT on mysql.func",
+            );
+        }
+        if t.kind == Kind::UserVar && punct(i + 1, b':') && punct(i + 2, b'=') {
+            assigns_variable = true;
+        }
+        if t.kind == Kind::Word && punct(i + 1, b'(') {
+            let w = t.bytes(sql);
+            if CONNECTION_FUNCTIONS
+                .iter()
+                .any(|f| w.eq_ignore_ascii_case(f.as_bytes()))
+            {
+                connection_state = true;
+            }
+        }
+    }
+    // `USE x`, and `SHOW … FROM|IN x`: schema names.
+    if verb == "USE" {
+        if let Some(n) = toks.get(s + 1).and_then(|t| t.ident(sql)) {
+            qualifiers.push(n);
+        }
+    }
+    if verb == "SHOW" {
+        for i in s + 1..toks.len() {
+            if (is(i, "FROM") || is(i, "IN")) && !punct(i + 2, b'.') {
+                if let Some(n) = toks.get(i + 1).and_then(|t| t.ident(sql)) {
+                    qualifiers.push(n);
+                }
+            }
+        }
+    }
+    if reach.is_none() {
+        if let Some(q) = qualifiers.iter().find(|q| {
+            SYSTEM_SCHEMAS
+                .iter()
+                .any(|s| q.eq_ignore_ascii_case(s.as_bytes()))
+        }) {
+            reach = Some(Reach::Schema(
+                String::from_utf8_lossy(q).to_ascii_lowercase(),
+            ));
+        }
+    }
+
+    let verbatim = if reach.is_some() || assigns_variable || connection_state {
+        None
+    } else {
+        verbatim_kind(
+            &verb,
+            s,
+            &toks,
+            sql,
+            ddl_object.as_ref().map(|(_, o)| o.as_str()),
+        )
+    };
+    Classified {
+        verbatim,
+        qualifiers,
+        reach,
+    }
+}
+
+/// The kind of a statement that may run verbatim, from its leading word at `s`.
+fn verbatim_kind(
+    verb: &str,
+    s: usize,
+    toks: &[Token],
+    sql: &[u8],
+    ddl_object: Option<&str>,
+) -> Option<VerbatimKind> {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let any_word = |w: &str| toks.iter().any(|t| t.is_word(sql, w));
+    Some(match verb {
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => VerbatimKind::Read,
+        "" if toks
+            .get(s)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == b'(') =>
+        {
+            VerbatimKind::Read
+        }
+        "DESCRIBE" | "DESC" | "EXPLAIN" | "HELP" => {
+            // EXPLAIN FOR CONNECTION names a backend connection.
+            if any_word("CONNECTION") {
+                return None;
+            }
+            VerbatimKind::Read
+        }
+        "SHOW" => {
+            let mut i = s + 1;
+            if is(i, "FULL") || is(i, "EXTENDED") {
+                i += 1;
+            }
+            if is(i, "FULL") {
+                i += 1;
+            }
+            let form = toks
+                .get(i)
+                .filter(|t| t.kind == Kind::Word)
+                .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())?;
+            if !SHOW_VERBATIM.contains(&form.as_str()) {
+                return None;
+            }
+            if form == "TABLE" && !is(i + 1, "STATUS") {
+                return None;
+            }
+            if form == "CREATE" {
+                let o = toks
+                    .get(i + 1)
+                    .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())?;
+                if !SCHEMA_OBJECTS.contains(&o.as_str()) {
+                    return None;
+                }
+            }
+            VerbatimKind::Read
+        }
+        "INSERT" | "REPLACE" | "UPDATE" | "DELETE" | "CALL" | "DO" => VerbatimKind::Write,
+        "CHECK" | "CHECKSUM" | "ANALYZE" | "OPTIMIZE" | "REPAIR" => {
+            // `ANALYZE SELECT …` runs the select; the others take TABLE.
+            if !(is(s + 1, "TABLE") || is(s + 1, "TABLES") || verb == "ANALYZE") {
+                return None;
+            }
+            VerbatimKind::Write
+        }
+        "BEGIN" if is(s + 1, "NOT") => VerbatimKind::Write,
+        "TRUNCATE" => VerbatimKind::Ddl,
+        "CREATE" | "ALTER" | "DROP" | "RENAME" => {
+            let o = ddl_object?;
+            if !SCHEMA_OBJECTS.contains(&o) {
+                return None;
+            }
+            VerbatimKind::Ddl
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(sql: &str) -> Classified {
+        classify(sql.as_bytes(), &Mode::default())
+    }
+
+    #[test]
+    fn verbatim_kinds() {
+        for (sql, k) in [
+            ("SELECT 1", Some(VerbatimKind::Read)),
+            ("(SELECT 1) UNION (SELECT 2)", Some(VerbatimKind::Read)),
+            ("/*!40101 SELECT 1 */", Some(VerbatimKind::Read)),
+            ("SHOW FULL TABLES", Some(VerbatimKind::Read)),
+            ("SHOW TABLE STATUS LIKE 't%'", Some(VerbatimKind::Read)),
+            ("SHOW CREATE TABLE t", Some(VerbatimKind::Read)),
+            ("SHOW CREATE DATABASE d", None),
+            ("SHOW PROCESSLIST", None),
+            ("SHOW VARIABLES", None),
+            (
+                "CREATE OR REPLACE DEFINER=`a`@`%` VIEW v AS SELECT 1",
+                Some(VerbatimKind::Ddl),
+            ),
+            ("CREATE TEMPORARY TABLE t (a int)", None),
+            ("CREATE DATABASE d", None),
+            ("DROP TABLE IF EXISTS t", Some(VerbatimKind::Ddl)),
+            ("CALL p(1)", Some(VerbatimKind::Write)),
+            (
+                "SET STATEMENT max_statement_time=1 FOR SELECT 1",
+                Some(VerbatimKind::Read),
+            ),
+            ("SET @a = 1", None),
+            ("BEGIN", None),
+            ("BEGIN NOT ATOMIC SELECT 1; END", Some(VerbatimKind::Write)),
+            ("SELECT 1 INTO @x", None),
+            ("SELECT @x := 1", None),
+            ("SELECT LAST_INSERT_ID()", None),
+            ("SELECT GET_LOCK('a', 1)", None),
+            ("LOCK TABLES t WRITE", None),
+            ("PREPARE s FROM 'SELECT 1'", None),
+            ("EXPLAIN FOR CONNECTION 5", None),
+            (
+                "ANALYZE TABLE t PERSISTENT FOR ALL",
+                Some(VerbatimKind::Write),
+            ),
+        ] {
+            assert_eq!(c(sql).verbatim, k, "{sql}");
+        }
+    }
+
+    #[test]
+    fn reach_past_the_keyspace() {
+        for sql in [
+            "SET GLOBAL max_connections = 5",
+            "SET @@global.read_only = 1",
+            "set session x = 1, global y = 2",
+            "SET STATEMENT x=1 FOR SET GLOBAL y=1",
+            "SELECT LOAD_FILE('/etc/hostname')",
+            "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+            "SELECT user, authentication_string FROM mysql.user",
+            "SELECT * FROM `performance_schema`.threads",
+            "USE mysql",
+            "SHOW TABLES FROM mysql",
+            "GRANT ALL ON *.* TO x",
+            "CREATE USER x",
+            "DROP ROLE r",
+            "SHUTDOWN",
+            "KILL 5",
+            "FLUSH PRIVILEGES",
+            "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+            "CREATE FUNCTION f RETURNS STRING SONAME 'x.so'",
+            "SET PASSWORD = PASSWORD('x')",
+            "/*!40101 SET GLOBAL x=1 */",
+        ] {
+            assert!(c(sql).reach.is_some(), "{sql}");
+        }
+        for sql in [
+            "SET SESSION sql_mode = ''",
+            "SET @@session.x = 1",
+            "SELECT @@global.max_connections",
+            "LOAD DATA LOCAL INFILE 'x' INTO TABLE t",
+            "SELECT 'mysql.user', `mysql`",
+            "SELECT a.global FROM a",
+            "SELECT * FROM t -- mysql.user",
+        ] {
+            assert_eq!(c(sql).reach, None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn qualifiers() {
+        let q = c("SELECT a.b, `d`.`t`.c, x.* FROM d.t AS a JOIN e.u ON 1.5 > @@session.x");
+        let names: Vec<String> = q
+            .qualifiers
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        assert_eq!(names, vec!["a", "d", "x", "d", "e"]);
+        let q = c("SHOW COLUMNS FROM t FROM other");
+        assert_eq!(q.qualifiers, vec![b"t".to_vec(), b"other".to_vec()]);
+    }
+}
