@@ -1,0 +1,306 @@
+//! Passthrough: an unsharded keyspace behaves like the MariaDB behind it — the same result
+//! sets (column names included), the same errors, the same bytes — and no statement reaches
+//! past the session's keyspaces, whatever path it takes.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+
+const VSCHEMA: &str = "keyspace: app\nsharded: false\n";
+
+/// One result set as the client sees it: column names and rows.
+type Set = (Vec<String>, Vec<Vec<String>>);
+
+/// Every result set of one statement, or its error number.
+async fn results(c: &mut mysql_async::Conn, sql: &[u8]) -> Result<Vec<Set>, u16> {
+    let shown = String::from_utf8_lossy(sql).into_owned();
+    let mut res = match c.query_iter(sql).await {
+        Ok(r) => r,
+        Err(mysql_async::Error::Server(e)) => return Err(e.code),
+        Err(other) => panic!("{shown}: {other}"),
+    };
+    let mut sets = Vec::new();
+    loop {
+        let names: Vec<String> = res
+            .columns()
+            .map(|cs| cs.iter().map(|c| c.name_str().into_owned()).collect())
+            .unwrap_or_default();
+        let rows: Vec<mysql_async::Row> = match res.collect().await {
+            Ok(r) => r,
+            Err(mysql_async::Error::Server(e)) => return Err(e.code),
+            Err(other) => panic!("{shown}: {other}"),
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => "NULL".to_string(),
+                        mysql_async::Value::Bytes(b) => {
+                            b.iter().map(|x| format!("{x:02x}")).collect()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .collect();
+        if !names.is_empty() {
+            sets.push((names, rows));
+        }
+        if res.is_empty() {
+            break;
+        }
+    }
+    Ok(sets)
+}
+
+/// Runs each statement through the router and on MariaDB direct: the same result sets with
+/// the same column names, or the same error.
+async fn same_as_mariadb(r: &mut mysql_async::Conn, o: &mut mysql_async::Conn, script: &[&str]) {
+    for sql in script {
+        let want = results(o, sql.as_bytes()).await;
+        let got = results(r, sql.as_bytes()).await;
+        assert_eq!(got, want, "{sql}");
+    }
+}
+
+/// What MariaDB accepts in one schema, the router accepts in an unsharded keyspace, and
+/// answers the same: syntax the router's parser does not know, views, stored programs with
+/// their several result sets, table maintenance, `SHOW` of the schema, sequences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsharded_keyspace_answers_like_mariadb() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("app")).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE app")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE app").await.expect("use");
+    same_as_mariadb(
+        &mut r,
+        &mut o,
+        &[
+            "CREATE TABLE t1 (id int KEY, a varchar(20), b blob) ENGINE=InnoDB",
+            "INSERT INTO t1 VALUES (1, 'one', x'00ff'), (2, 'two', NULL), (3, 'three', '')",
+            "SELECT id AS `Id`, UPPER(a), a /* a comment */ , 1+1 FROM t1 ORDER BY id",
+            "SELECT * FROM app.t1 WHERE id IN (SELECT id FROM t1 WHERE a LIKE 't%') ORDER BY 1",
+            "SELECT POSITION('b' IN 'abc'), INTERVAL(5, 1, 10), HEX(WEIGHT_STRING('a'))",
+            "SELECT 1 FROM DUAL",
+            "SELECT DATABASE(), SCHEMA()",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT * FROM r",
+            "(SELECT id FROM t1 WHERE id = 1) UNION ALL (SELECT id FROM t1 WHERE id = 3)",
+            "CREATE VIEW v1 AS SELECT id, a FROM t1 WHERE id > 1",
+            "SELECT * FROM v1 ORDER BY id",
+            "SHOW FULL TABLES",
+            "SHOW CREATE TABLE t1",
+            "SHOW INDEX FROM t1",
+            "SHOW COLUMNS FROM t1 FROM app",
+            "CREATE TABLE t2 LIKE t1",
+            "CREATE TABLE t3 AS SELECT id, a FROM t1",
+            "SELECT COUNT(*) FROM t3",
+            "CREATE PROCEDURE p1(IN x INT) BEGIN SELECT x AS first; SELECT id, a FROM t1 WHERE id <= x ORDER BY id; END",
+            "CALL p1(2)",
+            "CREATE FUNCTION f1(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
+            "SELECT f1(21)",
+            "CREATE TRIGGER tr1 BEFORE INSERT ON t2 FOR EACH ROW SET NEW.a = UPPER(NEW.a)",
+            "INSERT INTO t2 (id, a) VALUES (7, 'seven')",
+            "SELECT id, a FROM t2",
+            "CREATE SEQUENCE s1 START WITH 10",
+            "SELECT NEXTVAL(s1), NEXTVAL(s1)",
+            "CHECK TABLE t1 EXTENDED",
+            "CHECKSUM TABLE t1",
+            "OPTIMIZE TABLE t3",
+            "DELETE m1 FROM t3 m1, t3 m2 WHERE m1.id = m2.id AND m1.id = 3",
+            "DELETE FROM m1 USING t3 m1, t3 m2 WHERE m1.id = m2.id AND m1.id = 2",
+            "SELECT id FROM t3 ORDER BY id",
+            "UPDATE t1 SET a = CONCAT(a, '!') WHERE id >= 2",
+            "SELECT a FROM t1 ORDER BY id",
+            "DESCRIBE t1",
+            "EXPLAIN SELECT * FROM t1 WHERE id = 1",
+            "SELECT nosuch FROM t1",
+            "SELECT * FROM missing",
+            "SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(*) FROM t1",
+            "DO 1 + 1",
+            "DROP VIEW v1",
+            "DROP PROCEDURE p1",
+            "DROP FUNCTION f1",
+            "DROP SEQUENCE s1",
+            "DROP TABLE t2, t3",
+            "SHOW TABLES",
+        ],
+    )
+    .await;
+    // A multi-statement batch that defines a stored program is one statement, as MariaDB
+    // reads it; after it the batch goes on statement by statement.
+    let program = b"CREATE PROCEDURE p2() BEGIN SELECT 1 AS a; SELECT 2 AS b; END";
+    assert_eq!(
+        results(&mut r, program).await,
+        results(&mut o, program).await
+    );
+    let call = b"CALL p2(); SELECT 3 AS c";
+    let want = results(&mut o, call).await;
+    assert_eq!(results(&mut r, call).await, want);
+    assert_eq!(want.map(|s| s.len()), Ok(3), "three result sets");
+    drop(r);
+    drop(o);
+    h.stop().await;
+}
+
+/// Every byte value reaches an unsharded keyspace as the client sent it, in each client
+/// character set — also when it is not valid UTF-8, and when a multi-byte character's second
+/// byte is `\` — and comes back the same as from MariaDB direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_round_trip_like_mariadb_in_every_charset() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("app")).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE app")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE app").await.expect("use");
+    let create = "CREATE TABLE b (id int PRIMARY KEY, v blob, t varchar(300))";
+    r.query_drop(create).await.expect("router create");
+    o.query_drop(create).await.expect("direct create");
+    let all: Vec<u8> = (0u8..=255).collect();
+    for (i, cs) in ["binary", "latin1", "utf8mb4", "gbk", "sjis"]
+        .iter()
+        .enumerate()
+    {
+        for c in [&mut r, &mut o] {
+            c.query_drop(format!("SET NAMES {cs}"))
+                .await
+                .expect("set names");
+        }
+        // Every byte in a binary string literal, escaped as a driver escapes for latin1.
+        let mut lit = Vec::new();
+        for &b in &all {
+            match b {
+                0 => lit.extend_from_slice(b"\\0"),
+                b'\'' => lit.extend_from_slice(b"\\'"),
+                b'\\' => lit.extend_from_slice(b"\\\\"),
+                _ => lit.push(b),
+            }
+        }
+        let id = i * 10;
+        let mut insert = format!("INSERT INTO b (id, v) VALUES ({id}, _binary'").into_bytes();
+        insert.extend_from_slice(&lit);
+        insert.extend_from_slice(b"')");
+        // A character whose second byte is `\` (sjis 0x95 0x5C, gbk 0xBF 0x5C), then a quote.
+        let mut tricky = format!("INSERT INTO b (id, t) VALUES ({}, '", id + 1).into_bytes();
+        tricky.extend_from_slice(&[0x95, 0x5c, 0xbf, 0x5c]);
+        tricky.extend_from_slice(b"'); SELECT 'after'");
+        let mut hex = b"SELECT HEX(_binary'".to_vec();
+        hex.extend_from_slice(&[0x80, 0xff, 0xc3, 0x28]);
+        hex.extend_from_slice(b"') AS h, HEX('");
+        hex.extend_from_slice(&[0xe9, 0x95, 0x5c]);
+        hex.extend_from_slice(b"') AS h2");
+        for sql in [insert.as_slice(), tricky.as_slice(), hex.as_slice()] {
+            let want = results(&mut o, sql).await;
+            let got = results(&mut r, sql).await;
+            assert_eq!(got, want, "{cs}: {}", String::from_utf8_lossy(sql));
+        }
+        let read = format!(
+            "SELECT id, HEX(v), HEX(t), LENGTH(v) FROM b WHERE id IN ({id}, {})",
+            id + 1
+        );
+        assert_eq!(
+            results(&mut r, read.as_bytes()).await,
+            results(&mut o, read.as_bytes()).await,
+            "{cs}"
+        );
+    }
+    // The binary string came back whole (not as 512 bytes of replacement characters).
+    r.query_drop("SET NAMES utf8mb4").await.expect("names");
+    let v: Option<Vec<u8>> = r
+        .query_first("SELECT v FROM b WHERE id = 0")
+        .await
+        .expect("read");
+    assert_eq!(v.as_deref(), Some(all.as_slice()));
+    drop(r);
+    drop(o);
+    h.stop().await;
+}
+
+/// Statements that act on a whole physical shard or outside the session's keyspaces are
+/// refused on every path (an unsharded keyspace, a sharded one, prepared), and the physical
+/// shard does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_reaching_past_the_keyspace_are_refused() {
+    let vschema =
+        "keyspace: demo\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n";
+    let h = Harness::start(1, 0, vschema).await;
+    let app = tessera_topo::VSchema::from_yaml(VSCHEMA).expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &app)
+        .await
+        .expect("apply");
+    let mut probe = h.conn(None).await;
+    for _ in 0..100 {
+        if probe.query_drop("USE app").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(probe);
+    let mut d = h.direct(0).await;
+    let before: Option<(u64, u64)> = d
+        .query_first("SELECT @@global.max_connections, @@global.read_only")
+        .await
+        .expect("globals");
+    for db in ["app", "demo"] {
+        let mut c = h.conn(Some(db)).await;
+        for (sql, code) in [
+            ("SET GLOBAL max_connections = 5", 1227),
+            ("SET @@global.read_only = 1", 1227),
+            (
+                "SET SESSION sql_mode = '', GLOBAL max_connections = 6",
+                1227,
+            ),
+            ("/*!40101 SET GLOBAL max_connections = 7 */", 1227),
+            ("SELECT user, authentication_string FROM mysql.user", 1044),
+            ("SELECT * FROM `mysql`.`db`", 1044),
+            ("SELECT * FROM performance_schema.threads", 1044),
+            ("USE mysql", 1044),
+            ("SHOW TABLES FROM mysql", 1044),
+            ("SELECT * FROM demo_0001.t", 1044),
+            ("SELECT LOAD_FILE('/etc/hostname')", 1227),
+            ("SELECT 1 INTO OUTFILE '/tmp/tessera-outfile'", 1227),
+            ("LOAD DATA INFILE '/etc/hostname' INTO TABLE t", 1227),
+            ("CREATE USER intruder IDENTIFIED BY 'x'", 1227),
+            ("GRANT ALL ON *.* TO intruder", 1227),
+            ("SET PASSWORD = PASSWORD('x')", 1227),
+            ("SHUTDOWN", 1227),
+            ("FLUSH PRIVILEGES", 1227),
+            ("KILL 1", 1227),
+            ("INSTALL SONAME 'ha_blackhole'", 1227),
+        ] {
+            let (got, msg) = error_code(&mut c, sql).await;
+            assert_eq!(got, code, "{db}: {sql}: {msg}");
+        }
+        // Prepared, the same.
+        match c.prep("SELECT * FROM mysql.user").await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1044),
+            other => panic!("prepare of mysql.user: {other:?}"),
+        }
+        // Names that only look like them are fine.
+        let ok: Option<String> = c
+            .query_first("SELECT 'mysql.user' AS `mysql` -- LOAD_FILE(x)")
+            .await
+            .expect("a string is not a schema");
+        assert_eq!(ok.as_deref(), Some("mysql.user"));
+    }
+    let after: Option<(u64, u64)> = d
+        .query_first("SELECT @@global.max_connections, @@global.read_only")
+        .await
+        .expect("globals");
+    assert_eq!(before, after, "the physical shard did not change");
+    let users: Option<u64> = d
+        .query_first("SELECT COUNT(*) FROM mysql.user WHERE user = 'intruder'")
+        .await
+        .expect("users");
+    assert_eq!(users, Some(0));
+    assert!(!std::path::Path::new("/tmp/tessera-outfile").exists());
+    drop(d);
+    h.stop().await;
+}
