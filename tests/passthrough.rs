@@ -304,3 +304,88 @@ async fn statements_reaching_past_the_keyspace_are_refused() {
     drop(d);
     h.stop().await;
 }
+
+/// State that lives on one backend connection — temporary tables, user variables a statement
+/// assigns, table locks, SQL-level prepared statements, `HANDLER`, named locks,
+/// `FOUND_ROWS()` — holds for the session that made it (on a connection reserved for it, in
+/// and out of transactions) and for no other, as on MariaDB direct; a reset ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_local_state_holds_for_its_session() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("app")).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE app")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE app").await.expect("use");
+    same_as_mariadb(
+        &mut r,
+        &mut o,
+        &[
+            "CREATE TABLE t (id int PRIMARY KEY, a varchar(10))",
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+            "SELECT COUNT(*) INTO @n FROM t",
+            "SELECT @n, @m := @n + 1, @m",
+            "CREATE TEMPORARY TABLE tmp (x int)",
+            "INSERT INTO tmp SELECT id FROM t",
+            "SELECT SUM(x) FROM tmp",
+            "BEGIN",
+            "INSERT INTO tmp VALUES (10)",
+            "SELECT SUM(x) FROM tmp",
+            "ROLLBACK",
+            "SELECT SUM(x) FROM tmp",
+            "SELECT SQL_CALC_FOUND_ROWS id FROM t ORDER BY id LIMIT 1",
+            "SELECT FOUND_ROWS()",
+            "PREPARE s FROM 'SELECT a FROM t WHERE id = ?'",
+            "SET @id = 2",
+            "EXECUTE s USING @id",
+            "DEALLOCATE PREPARE s",
+            "EXECUTE IMMEDIATE 'SELECT COUNT(*) FROM t'",
+            "HANDLER t OPEN",
+            "HANDLER t READ `PRIMARY` FIRST",
+            "HANDLER t CLOSE",
+            "SELECT GET_LOCK('tessera-test', 0)",
+            "SELECT IS_USED_LOCK('tessera-test') IS NOT NULL",
+            "SELECT RELEASE_LOCK('tessera-test')",
+            "LOCK TABLES t WRITE",
+            "INSERT INTO t VALUES (4, 'd')",
+            "UNLOCK TABLES",
+            "SELECT COUNT(*) FROM t",
+            "DROP TEMPORARY TABLE tmp",
+            "SELECT * FROM tmp",
+        ],
+    )
+    .await;
+    // Another session does not see this one's temporary table or variables.
+    r.query_drop("CREATE TEMPORARY TABLE mine (x int)")
+        .await
+        .expect("temporary table");
+    let mut other = h.conn(Some("app")).await;
+    let (code, _) = error_code(&mut other, "SELECT * FROM mine").await;
+    assert_eq!(
+        code, 1146,
+        "another session's temporary table is not visible"
+    );
+    let v: Option<Option<i64>> = other.query_first("SELECT @n").await.expect("@n");
+    assert_eq!(v, Some(None), "another session's variable is not set");
+    // A reset ends the session's connection-local state, as on MariaDB.
+    r.reset().await.expect("reset");
+    let (code, _) = error_code(&mut r, "SELECT * FROM mine").await;
+    assert_eq!(code, 1146, "the reset dropped the temporary table");
+    // Dynamic SQL stays inside the keyspace too.
+    for (sql, code) in [
+        ("PREPARE s FROM 'SELECT * FROM mysql.user'", 1044),
+        ("EXECUTE IMMEDIATE 'SET GLOBAL max_connections = 3'", 1227),
+        ("PREPARE s FROM @q", 1227),
+        ("EXECUTE IMMEDIATE CONCAT('SELECT ', '1')", 1227),
+    ] {
+        let (got, msg) = error_code(&mut r, sql).await;
+        assert_eq!(got, code, "{sql}: {msg}");
+    }
+    // UNLOCK TABLES with nothing locked is fine, as on MariaDB.
+    r.query_drop("UNLOCK TABLES").await.expect("unlock");
+    drop(other);
+    drop(r);
+    drop(o);
+    h.stop().await;
+}

@@ -27,6 +27,13 @@ pub struct Session {
     pub savepoints: Vec<String>,
     /// Backend connections pinned by the open transaction, one per physical shard.
     pub txn_conns: BTreeMap<String, Conn>,
+    /// Backend connections the session holds for its life, one per physical shard where it
+    /// made connection-local state (temporary tables, table locks, SQL-level prepared
+    /// statements, named locks, user variables assigned by a statement): every statement of
+    /// the session for that shard runs on it. Out of this map while a transaction pins it.
+    pub reserved: BTreeMap<String, Conn>,
+    /// The physical shards where the session holds a reserved connection.
+    pub reserved_ps: std::collections::BTreeSet<String>,
     /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
     /// copied to a move's other side after commit, and cutover does not hold them.
     pub txn_ls: std::collections::BTreeSet<(String, u32)>,
@@ -85,6 +92,8 @@ impl Session {
             txn_start: Default::default(),
             savepoints: Vec::new(),
             txn_conns: BTreeMap::new(),
+            reserved: BTreeMap::new(),
+            reserved_ps: Default::default(),
             txn_ls: Default::default(),
             copy_after: Vec::new(),
             txn_ps: Default::default(),

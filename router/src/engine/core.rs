@@ -28,6 +28,8 @@ pub(super) struct Lease {
     pub(super) pinned: bool,
     /// Session `SET`s were replayed on it: reset before it returns to the pool.
     pub(super) dirty: bool,
+    /// The session's reserved connection: goes back to the session, not the pool.
+    pub(super) reserved: bool,
 }
 
 /// What a write did.

@@ -105,6 +105,11 @@ impl Engine {
             Box::pin(self.finish_txn(session, true)).await?;
         }
         let unq = Unqualify(ks);
+        if let (Targets::Verbatim { reserve: true, .. }, Some(k)) = (&e.targets, ks) {
+            if let Some(ps) = k.placement.first() {
+                self.reserve(session, rt, ps).await?;
+            }
+        }
         // Plans one physical shard answers: straight there.
         if let Some(t) = single_target(session, rt, &e, ks)? {
             let text = t.statement();

@@ -372,7 +372,7 @@ impl Engine {
                     (Targets::Any { sql }, _) => {
                         rows.push(vec![txt(&route), None, txt("any"), txt(sql)])
                     }
-                    (Targets::Verbatim { sql }, Some(k)) => {
+                    (Targets::Verbatim { sql, .. }, Some(k)) => {
                         let ps = k.placement.first().cloned().unwrap_or_default();
                         rows.push(vec![
                             txt("verbatim"),
@@ -502,9 +502,18 @@ impl Engine {
             }
         }
         lease.dirty = true;
+        // Held by the session: the `SET` ran there once already.
+        let ran_on = (lease.pinned || lease.reserved).then(|| lease.ps.clone());
         self.give_back(session, lease).await;
         r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
-        for c in session.txn_conns.values_mut() {
+        for (ps, c) in session
+            .txn_conns
+            .iter_mut()
+            .chain(session.reserved.iter_mut())
+        {
+            if ran_on.as_ref() == Some(ps) {
+                continue;
+            }
             c.query_drop(sql.as_str())
                 .await
                 .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;

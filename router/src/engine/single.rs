@@ -66,7 +66,7 @@ impl Engine {
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
-        if !session.in_transaction() {
+        if !session.in_transaction() && !session.reserved_ps.contains(ps) {
             let rec = rt.shards.get(ps).ok_or_else(|| {
                 SqlError::router(format!("physical shard {ps} is not registered"))
             })?;
@@ -372,10 +372,38 @@ impl Engine {
             let use_db = format!("USE {}", crate::sql::quote_ident(db));
             lease.conn.query_drop(use_db).await.map_err(map)?;
         }
-        let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
-        let cols = res.columns();
-        match cols {
-            Some(cols) if !cols.is_empty() => {
+        // Every result of a `CALL`: each but the last says more follow.
+        let outer_more = session.more_results;
+        let r = async {
+            let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
+            loop {
+                let cols = res.columns().filter(|c| !c.is_empty());
+                let Some(cols) = cols else {
+                    let last = res.last_insert_id().unwrap_or(0);
+                    let warnings = res.warnings();
+                    let info = res.info().into_owned();
+                    let affected = crate::session::affected_rows(
+                        res.affected_rows(),
+                        &info,
+                        session.found_rows(),
+                    );
+                    if last != 0 {
+                        session.last_insert_id = last;
+                    }
+                    if !res.is_empty() {
+                        session.more_results = true;
+                        self.ok(session, io, affected, last, warnings, &info)
+                            .await?;
+                        session.more_results = outer_more;
+                        continue;
+                    }
+                    // Drain anything further (there should be nothing).
+                    res.drop_result().await.map_err(map)?;
+                    if warnings > 0 {
+                        session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
+                    }
+                    return self.ok(session, io, affected, last, warnings, &info).await;
+                };
                 let defs: Vec<ColumnDef> = cols.iter().map(|c| column_def(c, unq)).collect();
                 write_columns(io, session, &defs).await?;
                 let mut w = ResultWriter::default();
@@ -383,29 +411,22 @@ impl Engine {
                     write_row(io, &mut w, row).await?;
                 }
                 let warnings = res.warnings();
+                if !res.is_empty() {
+                    session.more_results = true;
+                    results::write_end_warned(io, session, warnings).await?;
+                    session.more_results = outer_more;
+                    continue;
+                }
                 drop(res);
                 if warnings > 0 {
                     session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
                 }
-                results::write_end_warned(io, session, warnings).await
-            }
-            _ => {
-                let last = res.last_insert_id().unwrap_or(0);
-                let warnings = res.warnings();
-                let info = res.info().into_owned();
-                let affected =
-                    crate::session::affected_rows(res.affected_rows(), &info, session.found_rows());
-                // Drain anything further (there should be nothing).
-                res.drop_result().await.map_err(map)?;
-                if warnings > 0 {
-                    session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
-                }
-                if last != 0 {
-                    session.last_insert_id = last;
-                }
-                self.ok(session, io, affected, last, warnings, &info).await
+                return results::write_end_warned(io, session, warnings).await;
             }
         }
+        .await;
+        session.more_results = outer_more;
+        r
     }
 }
 
@@ -490,7 +511,7 @@ pub(super) fn single_target<'e, 'r>(
             raw: None,
             none: "keyspace has no physical shards",
         }),
-        (Targets::Verbatim { sql }, Some(k)) if !k.sharded => {
+        (Targets::Verbatim { sql, .. }, Some(k)) if !k.sharded => {
             let ps = k
                 .placement
                 .first()

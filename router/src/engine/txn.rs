@@ -35,6 +35,11 @@ impl Engine {
                     if sql == "COMMIT" {
                         done.push(ps.clone());
                     }
+                    if session.reserved_ps.contains(&ps) {
+                        // The session's own connection stays with it.
+                        session.reserved.insert(ps, c);
+                        continue;
+                    }
                     let dirty = !session.sets.is_empty()
                         || !session.autocommit
                         || short_waits.contains(&ps);
@@ -80,6 +85,7 @@ impl Engine {
                     conn: c,
                     pinned: true,
                     dirty: false,
+                    reserved: false,
                 });
             }
         }
@@ -88,13 +94,22 @@ impl Engine {
             .get(ps)
             .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
         let pool = self.backends.pool(rec);
-        let mut conn = pool.get_conn().await?;
-        let dirty = !session.sets.is_empty();
-        for s in &session.sets {
-            conn.query_drop(s.as_str())
-                .await
-                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
-        }
+        let reserved = session.reserved.remove(ps);
+        let is_reserved = reserved.is_some();
+        let (mut conn, dirty) = match reserved {
+            // The session's own: its `SET`s were replayed when it was reserved, and later
+            // ones as they came.
+            Some(c) => (c, false),
+            None => {
+                let mut conn = pool.get_conn().await?;
+                for s in &session.sets {
+                    conn.query_drop(s.as_str())
+                        .await
+                        .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+                }
+                (conn, !session.sets.is_empty())
+            }
+        };
         let pinned = session.in_transaction();
         if pinned {
             if !session.autocommit {
@@ -120,7 +135,45 @@ impl Engine {
             conn,
             pinned,
             dirty,
+            reserved: is_reserved && !pinned,
         })
+    }
+
+    /// Makes the session hold a connection to `ps` for its life (see
+    /// [`Session::reserved`]): the one its transaction pins there, or a new one with the
+    /// session's `SET`s replayed.
+    ///
+    /// # Errors
+    /// When no connection can be had.
+    pub(super) async fn reserve(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<(), SqlError> {
+        if session.reserved_ps.contains(ps) {
+            return Ok(());
+        }
+        if !session.txn_conns.contains_key(ps) {
+            let lease = self.conn(session, rt, ps).await?;
+            if lease.pinned {
+                session.txn_conns.insert(lease.ps, lease.conn);
+            } else {
+                session.reserved.insert(lease.ps, lease.conn);
+            }
+        }
+        session.reserved_ps.insert(ps.to_string());
+        Ok(())
+    }
+
+    /// Gives the session's reserved connections back, reset (their temporary tables, locks and
+    /// prepared statements go with them): at the end of a session, `COM_RESET_CONNECTION`,
+    /// `COM_CHANGE_USER`.
+    pub async fn release_reserved(&self, session: &mut Session) {
+        session.reserved_ps.clear();
+        for (_, c) in std::mem::take(&mut session.reserved) {
+            crate::backend::release(c, true).await;
+        }
     }
 
     /// In a transaction that spans several physical shards, bounds each lock wait on `ps` to
@@ -172,6 +225,8 @@ impl Engine {
     pub(super) async fn give_back(&self, session: &mut Session, lease: Lease) {
         if lease.pinned {
             session.txn_conns.insert(lease.ps, lease.conn);
+        } else if lease.reserved {
+            session.reserved.insert(lease.ps, lease.conn);
         } else {
             crate::backend::release(lease.conn, lease.dirty).await;
         }

@@ -229,7 +229,10 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         Targets::Reference { .. } => Targets::Reference { sql: template },
         Targets::Any { .. } => Targets::Any { sql: template },
         Targets::PerLs(v) => Targets::PerLs(v.clone()),
-        Targets::Verbatim { sql } => Targets::Verbatim { sql: sql.clone() },
+        Targets::Verbatim { sql, reserve } => Targets::Verbatim {
+            sql: sql.clone(),
+            reserve: *reserve,
+        },
     };
     let mut key_at = e.key_at;
     if let (Some(a), Some((_, at))) = (key_at.as_mut(), key) {

@@ -12,17 +12,39 @@ use crate::topology::RoutingTable;
 /// one: the keyspace is unsharded, the statement's kind may run verbatim
 /// ([`Classified::verbatim`]), and no name in it may be another keyspace's schema,
 /// `information_schema` (answered per keyspace by the planner), or a physical schema.
+///
+/// A statement about connection-local state ([`Classified::local_state`]) runs verbatim on the
+/// session's reserved connection: one that makes such state reserves it; one that only reads
+/// or ends it needs one already (`reserved_ps`: the physical shards where the session holds
+/// one), except `UNLOCK TABLES` without one, which has nothing to do.
 pub fn verbatim(
     sql: &[u8],
     c: &Classified,
     keyspace: Option<&str>,
+    reserved_ps: &std::collections::BTreeSet<String>,
     rt: &RoutingTable,
 ) -> Option<Plan> {
-    let kind = c.verbatim?;
     let ks = rt.keyspace(keyspace?)?;
     if ks.sharded {
         return None;
     }
+    let (kind, reserve) = match (c.verbatim, c.local_state) {
+        (Some(k), _) => (k, false),
+        (None, Some(l)) => {
+            let held = ks
+                .placement
+                .first()
+                .is_some_and(|ps| reserved_ps.contains(ps));
+            if !held && !l.reserves {
+                let unlock = crate::sql::lex::significant(sql, &Default::default())
+                    .first()
+                    .is_some_and(|t| t.is_word(sql, "UNLOCK"));
+                return unlock.then_some(Plan::Local(super::plan::Local::Nothing));
+            }
+            (l.kind, l.reserves && !held)
+        }
+        (None, None) => return None,
+    };
     let own = ks.name.as_bytes();
     let foreign = c.qualifiers.iter().any(|q| {
         q.as_slice() != own
@@ -46,7 +68,10 @@ pub fn verbatim(
             VerbatimKind::Ddl => StmtKind::Ddl,
         },
         route: RouteKind::One,
-        targets: Targets::Verbatim { sql: sql.to_vec() },
+        targets: Targets::Verbatim {
+            sql: sql.to_vec(),
+            reserve,
+        },
         limit: None,
         unionable: false,
         merge: None,

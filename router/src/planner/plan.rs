@@ -53,8 +53,10 @@ pub enum Targets {
     /// No keyspace table: any physical shard, SQL as is.
     Any { sql: String },
     /// A statement on an unsharded keyspace, sent as the client's own bytes to the keyspace's
-    /// physical shard with the keyspace's schema as the connection's default database.
-    Verbatim { sql: Vec<u8> },
+    /// physical shard with the keyspace's schema as the connection's default database;
+    /// `reserve`: it makes connection-local state, so the session first reserves a connection
+    /// there for its life.
+    Verbatim { sql: Vec<u8>, reserve: bool },
 }
 
 /// A statement the backends run.

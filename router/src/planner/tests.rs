@@ -93,7 +93,9 @@ fn planner_cases() {
                                 .collect::<Vec<_>>()
                                 .join(" ;; "),
                             Targets::Reference { sql } | Targets::Any { sql } => sql.clone(),
-                            Targets::Verbatim { sql } => String::from_utf8_lossy(sql).into_owned(),
+                            Targets::Verbatim { sql, .. } => {
+                                String::from_utf8_lossy(sql).into_owned()
+                            }
                         };
                         if &got_sql != s {
                             fail(format!("sql {s:?} expected, got {got_sql:?}"));

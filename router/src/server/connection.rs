@@ -135,8 +135,9 @@ pub(super) async fn handle(
             break;
         }
     }
-    // Whatever the session left open is rolled back.
+    // Whatever the session left open is rolled back, and what it reserved given back reset.
     let _ = shared.engine.finish_txn(&mut session, false).await;
+    shared.engine.release_reserved(&mut session).await;
     io.shutdown().await;
 }
 
@@ -176,6 +177,7 @@ async fn command(
         }
         COM_RESET_CONNECTION => {
             let r = shared.engine.finish_txn(session, false).await;
+            shared.engine.release_reserved(session).await;
             session.sets.clear();
             session.lex.no_backslash_escapes = false;
             session.lex.ansi_quotes = false;

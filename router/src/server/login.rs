@@ -155,6 +155,7 @@ pub(super) async fn change_user(
             } else {
                 // The old session's transaction ends unfinished, as on a new login.
                 let _ = shared.engine.finish_txn(session, false).await;
+                shared.engine.release_reserved(session).await;
                 let keyspace = req
                     .database
                     .clone()

@@ -236,9 +236,13 @@ async fn statement(
     let rt = shared.engine.topo.table();
     let class = crate::sql::classify::classify(bytes, &session.lex);
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
-    if let Some(plan) =
-        planner::passthrough::verbatim(bytes, &class, session.keyspace.as_deref(), &rt)
-    {
+    if let Some(plan) = planner::passthrough::verbatim(
+        bytes,
+        &class,
+        session.keyspace.as_deref(),
+        &session.reserved_ps,
+        &rt,
+    ) {
         let started = std::time::Instant::now();
         let shown = String::from_utf8_lossy(bytes);
         let shown = shown.trim();

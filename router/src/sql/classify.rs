@@ -36,11 +36,25 @@ pub struct Classified {
     /// variables assigned, temporary tables, named locks, `LAST_INSERT_ID()`), and nothing the
     /// router answers itself.
     pub verbatim: Option<VerbatimKind>,
+    /// `Some` when the statement makes or reads state that lives on one backend connection
+    /// (temporary tables, table locks, SQL-level prepared statements, `HANDLER`, named locks,
+    /// user variables assigned, `SQL_CALC_FOUND_ROWS` and `FOUND_ROWS()`): it may run verbatim
+    /// on a connection the session holds for its life (a reserved one).
+    pub local_state: Option<LocalState>,
     /// Names that may be schemas: each `x` of `x.y` and `x.y.z`, and the names `SHOW … FROM|IN`
     /// and `USE` take.
     pub qualifiers: Vec<Vec<u8>>,
     /// What reaches past the session's keyspaces, if anything.
     pub reach: Option<Reach>,
+}
+
+/// A statement about connection-local state: see [`Classified::local_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalState {
+    pub kind: VerbatimKind,
+    /// It makes such state (a session that has no reserved connection gets one for it);
+    /// otherwise it only reads or ends it.
+    pub reserves: bool,
 }
 
 /// Schemas of the server itself, never reachable through the router.
@@ -85,16 +99,17 @@ const SHOW_VERBATIM: &[&str] = &[
 ];
 
 /// Functions whose answer is the backend connection's, not the client session's.
-const CONNECTION_FUNCTIONS: &[&str] = &[
-    "LAST_INSERT_ID",
-    "FOUND_ROWS",
-    "ROW_COUNT",
-    "CONNECTION_ID",
-    "GET_LOCK",
-    "RELEASE_LOCK",
-    "RELEASE_ALL_LOCKS",
-    "IS_USED_LOCK",
-    "IS_FREE_LOCK",
+const CONNECTION_FUNCTIONS: &[&str] = &["LAST_INSERT_ID", "ROW_COUNT", "CONNECTION_ID"];
+
+/// Functions of named locks and of the last select's row count: state of one backend
+/// connection, kept on a reserved one.
+const LOCAL_FUNCTIONS: &[(&str, bool)] = &[
+    ("GET_LOCK", true),
+    ("RELEASE_LOCK", false),
+    ("RELEASE_ALL_LOCKS", false),
+    ("IS_USED_LOCK", false),
+    ("IS_FREE_LOCK", false),
+    ("FOUND_ROWS", false),
 ];
 
 /// Classifies `sql`, lexed as `mode` says.
@@ -207,6 +222,9 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
     }
     let mut assigns_variable = false;
     let mut connection_state = false;
+    // Connection-local state made (`Some(true)`) or read (`Some(false)`).
+    let mut local: Option<bool> = None;
+    let mut local_is = |makes: bool| local = Some(local.unwrap_or(false) || makes);
     for (i, t) in toks.iter().enumerate() {
         if t.is_word(sql, "LOAD_FILE") && punct(i + 1, b'(') {
             reach = privilege("LOAD_FILE()", "FILE");
@@ -235,6 +253,75 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
                 .any(|f| w.eq_ignore_ascii_case(f.as_bytes()))
             {
                 connection_state = true;
+            }
+            if let Some((_, makes)) = LOCAL_FUNCTIONS
+                .iter()
+                .find(|(f, _)| w.eq_ignore_ascii_case(f.as_bytes()))
+            {
+                local_is(*makes);
+            }
+        }
+        if t.is_word(sql, "SQL_CALC_FOUND_ROWS") {
+            local_is(true);
+        }
+    }
+    if assigns_variable {
+        local_is(true);
+    }
+    // Statements about connection-local state, with the kind they run as.
+    let mut local_kind = None;
+    match verb.as_str() {
+        "CREATE" | "DROP" if ddl_object.as_ref().is_some_and(|(_, o)| o == "TEMPORARY") => {
+            local_is(verb == "CREATE");
+            local_kind = Some(VerbatimKind::Write);
+        }
+        // Both commit an open transaction, as DDL does.
+        "LOCK" if is(s + 1, "TABLE") || is(s + 1, "TABLES") => {
+            local_is(true);
+            local_kind = Some(VerbatimKind::Ddl);
+        }
+        "UNLOCK" if is(s + 1, "TABLE") || is(s + 1, "TABLES") => {
+            local_is(false);
+            local_kind = Some(VerbatimKind::Ddl);
+        }
+        "PREPARE" | "HANDLER" => {
+            local_is(true);
+            local_kind = Some(VerbatimKind::Write);
+        }
+        "EXECUTE" | "DEALLOCATE" => {
+            local_is(is(s + 1, "IMMEDIATE"));
+            local_kind = Some(VerbatimKind::Write);
+        }
+        "DROP" if is(s + 1, "PREPARE") => {
+            local_is(false);
+            local_kind = Some(VerbatimKind::Write);
+        }
+        _ => {}
+    }
+    // Dynamic SQL: its text is checked like any statement's, so it must be a literal.
+    for (i, t) in toks.iter().enumerate() {
+        let text_at = if t.is_word(sql, "PREPARE") && is(i + 2, "FROM") {
+            Some(i + 3)
+        } else if t.is_word(sql, "EXECUTE") && is(i + 1, "IMMEDIATE") {
+            Some(i + 2)
+        } else {
+            None
+        };
+        let Some(at) = text_at else { continue };
+        match toks.get(at) {
+            Some(lit) if lit.kind == Kind::String => {
+                let inner = unquote(lit.bytes(sql), mode);
+                let c = classify(&inner, mode);
+                if c.reach.is_some() {
+                    reach = c.reach;
+                }
+                qualifiers.extend(c.qualifiers);
+            }
+            _ => {
+                reach = privilege(
+                    "dynamic SQL from an expression (the router checks the text of PREPARE and EXECUTE IMMEDIATE only when it is a string literal)",
+                    "SUPER",
+                );
             }
         }
     }
@@ -265,22 +352,63 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
         }
     }
 
-    let verbatim = if reach.is_some() || assigns_variable || connection_state {
-        None
+    let plain = verbatim_kind(
+        &verb,
+        s,
+        &toks,
+        sql,
+        ddl_object.as_ref().map(|(_, o)| o.as_str()),
+    );
+    let (verbatim, local_state) = if reach.is_some() || connection_state {
+        (None, None)
     } else {
-        verbatim_kind(
-            &verb,
-            s,
-            &toks,
-            sql,
-            ddl_object.as_ref().map(|(_, o)| o.as_str()),
-        )
+        match local {
+            Some(reserves) => (
+                None,
+                local_kind
+                    .or(plain)
+                    .map(|kind| LocalState { kind, reserves }),
+            ),
+            None => (plain, None),
+        }
     };
     Classified {
         verbatim,
+        local_state,
         qualifiers,
         reach,
     }
+}
+
+/// The text of a quoted string literal, its quotes and escapes undone.
+fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
+    let Some((&q, rest)) = lit.split_first() else {
+        return Vec::new();
+    };
+    let body = rest.strip_suffix(&[q]).unwrap_or(rest);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        if c == b'\\' && !mode.no_backslash_escapes && i + 1 < body.len() {
+            out.push(match body[i + 1] {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'r' => b'\r',
+                b'0' => 0,
+                b'Z' => 0x1a,
+                other => other,
+            });
+            i += 2;
+        } else if c == q && body.get(i + 1) == Some(&q) {
+            out.push(q);
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The kind of a statement that may run verbatim, from its leading word at `s`.
@@ -445,6 +573,51 @@ mod tests {
         ] {
             assert_eq!(c(sql).reach, None, "{sql}");
         }
+    }
+
+    #[test]
+    fn connection_local_state() {
+        let l = |sql: &str| c(sql).local_state.map(|l| (l.kind, l.reserves));
+        assert_eq!(l("SELECT 1"), None);
+        assert_eq!(
+            l("CREATE TEMPORARY TABLE t (a int)"),
+            Some((VerbatimKind::Write, true))
+        );
+        assert_eq!(
+            l("DROP TEMPORARY TABLE t"),
+            Some((VerbatimKind::Write, false))
+        );
+        assert_eq!(l("LOCK TABLES t WRITE"), Some((VerbatimKind::Ddl, true)));
+        assert_eq!(l("UNLOCK TABLES"), Some((VerbatimKind::Ddl, false)));
+        assert_eq!(
+            l("SELECT a INTO @x FROM t"),
+            Some((VerbatimKind::Read, true))
+        );
+        assert_eq!(
+            l("SELECT SQL_CALC_FOUND_ROWS a FROM t"),
+            Some((VerbatimKind::Read, true))
+        );
+        assert_eq!(l("SELECT FOUND_ROWS()"), Some((VerbatimKind::Read, false)));
+        assert_eq!(
+            l("PREPARE s FROM 'SELECT 1'"),
+            Some((VerbatimKind::Write, true))
+        );
+        assert_eq!(l("EXECUTE s"), Some((VerbatimKind::Write, false)));
+        assert_eq!(l("HANDLER t OPEN"), Some((VerbatimKind::Write, true)));
+        // LAST_INSERT_ID() is the router's to answer.
+        assert_eq!(c("SELECT LAST_INSERT_ID()").local_state, None);
+        // Dynamic SQL is checked as a statement of its own, and only as a literal.
+        assert!(c("PREPARE s FROM 'SELECT * FROM mysql.user'")
+            .reach
+            .is_some());
+        assert!(c("PREPARE s FROM 'SET GLOBAL x = 1'").reach.is_some());
+        assert!(c("EXECUTE IMMEDIATE @q").reach.is_some());
+        assert!(
+            c("CREATE PROCEDURE p() BEGIN PREPARE s FROM @q; EXECUTE s; END")
+                .reach
+                .is_some()
+        );
+        assert_eq!(c("PREPARE s FROM 'SELECT ''a'''").reach, None);
     }
 
     #[test]
