@@ -351,6 +351,7 @@ impl Engine {
     }
 
     /// Runs one statement on one connection and streams its answer.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn single(
         &self,
         session: &mut Session,
