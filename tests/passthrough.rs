@@ -389,3 +389,88 @@ async fn connection_local_state_holds_for_its_session() {
     drop(o);
     h.stop().await;
 }
+
+/// Runs the `mariadb` CLI against `port` with `args`, returning (success, stdout, stderr).
+fn cli(port: u16, user: &str, pw: &str, db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            &format!("-u{user}"),
+            &format!("-p{pw}"),
+            "--skip-ssl",
+            db,
+        ])
+        .args(args)
+        .output()
+        .expect("run mariadb");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `LOAD DATA LOCAL INFILE` into an unsharded keyspace: the client's file reaches MariaDB
+/// through the router, with the same rows, counts and warnings as direct; a client that did
+/// not enable it gets MariaDB's 1148.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_local_infile_like_mariadb() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE app")
+        .await
+        .expect("oracle db");
+    let s = &h.cluster.servers()[1];
+    let dir = std::env::temp_dir().join(format!("tessera-infile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("rows.csv");
+    let mut text = String::new();
+    for i in 0..50_000 {
+        text.push_str(&format!("{i},name {i}\n"));
+    }
+    // A row with too many fields and one with a bad number: warnings, as direct.
+    text.push_str("50000,x,extra\nabc,y\n");
+    std::fs::write(&file, &text).expect("write file");
+    let load = format!(
+        "CREATE TABLE l (id int PRIMARY KEY, n varchar(20)); \
+         LOAD DATA LOCAL INFILE '{}' INTO TABLE l FIELDS TERMINATED BY ','; \
+         SHOW WARNINGS; SELECT COUNT(*), SUM(id), MAX(n) FROM l",
+        file.display()
+    );
+    let routed = cli(
+        h.port(),
+        USER,
+        PASSWORD,
+        "app",
+        &["--local-infile=1", "-e", &load],
+    );
+    let direct = cli(
+        s.port(),
+        s.user(),
+        s.password(),
+        "app",
+        &["--local-infile=1", "-e", &load],
+    );
+    assert!(direct.0, "direct: {}", direct.2);
+    assert!(routed.0, "router: {}", routed.2);
+    assert_eq!(routed.1, direct.1);
+    assert!(routed.1.contains("50002"), "{}", routed.1);
+    // Without LOCAL INFILE on the client: 1148, nothing loaded.
+    let refused = cli(
+        h.port(),
+        USER,
+        PASSWORD,
+        "app",
+        &[
+            "--local-infile=0",
+            "-e",
+            &format!("LOAD DATA LOCAL INFILE '{}' INTO TABLE l", file.display()),
+        ],
+    );
+    assert!(!refused.0);
+    assert!(refused.2.contains("1148"), "{}", refused.2);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(o);
+    h.stop().await;
+}

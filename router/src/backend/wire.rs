@@ -29,8 +29,10 @@ const MAX_BACKEND_PACKET: usize = 1 << 30;
 
 /// What the router asks of a backend connection: 4.1 protocol, multi-results (`CALL`), classic
 /// EOF packets (the router writes each client's own end-of-result marker), no multi-statements,
-/// no `LOCAL INFILE`, no `FOUND_ROWS` (affected rows are changed rows, as with the pools).
-const CLIENT_CAPS: u32 = CLIENT_LONG_PASSWORD
+/// `LOCAL INFILE` (a file the client sends, relayed), no `FOUND_ROWS` (affected rows are
+/// changed rows, as with the pools).
+const CLIENT_CAPS: u32 = CLIENT_LOCAL_FILES
+    | CLIENT_LONG_PASSWORD
     | CLIENT_LONG_FLAG
     | CLIENT_PROTOCOL_41
     | CLIENT_TRANSACTIONS
@@ -331,6 +333,16 @@ impl WireConn {
         let r = self.stream.get_mut().write_all(&out).await;
         self.out = out;
         r
+    }
+
+    /// Sends one packet of data in the middle of an exchange (a `LOAD DATA LOCAL` file's
+    /// packets), its sequence id following the last one read.
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub async fn write_data(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.settle();
+        self.write_packet(payload).await
     }
 
     async fn write_packet(&mut self, payload: &[u8]) -> io::Result<()> {

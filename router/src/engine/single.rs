@@ -272,7 +272,19 @@ impl Engine {
                     lease.clean = true;
                     break Err(map(e));
                 }
-                Some(0xfb) | None => {
+                Some(0xfb) => {
+                    // `LOAD DATA LOCAL INFILE`: the server asks for the client's file.
+                    let request = p.to_vec();
+                    if let Err(e) = Box::pin(relay_local_infile(session, c, io, &request)).await {
+                        break Err(match e {
+                            InfileError::Client(e) => io_err(e),
+                            InfileError::Backend(e) => map(e),
+                            InfileError::Refused(e) => e,
+                        });
+                    }
+                    continue 'results;
+                }
+                None => {
                     break Err(map(WireError::Protocol(
                         "unexpected answer to a query".into(),
                     )))
@@ -558,4 +570,52 @@ async fn conditions(
             .map(|(l, c, m)| (l, c, unq.apply(&m).into_owned()))
             .collect(),
     )
+}
+
+/// Why relaying a `LOAD DATA LOCAL INFILE` file failed.
+enum InfileError {
+    Client(std::io::Error),
+    Backend(crate::backend::wire::WireError),
+    /// The client may not send files; the server was told there is none.
+    Refused(SqlError),
+}
+
+/// Relays a backend's request for a local file (`request`, the `0xFB` packet) to the client,
+/// and the file's packets the client sends back, up to its empty packet, to the backend; the
+/// backend's answer follows. A client that did not offer `CLIENT_LOCAL_FILES` is not asked:
+/// the backend gets no data, and the client error 1148, as MariaDB gives it.
+async fn relay_local_infile(
+    session: &Session,
+    c: &mut crate::backend::wire::WireConn,
+    io: &mut PacketIo,
+    request: &[u8],
+) -> Result<(), InfileError> {
+    use crate::wire::constants::CLIENT_LOCAL_FILES;
+    if session.client_caps & CLIENT_LOCAL_FILES == 0 {
+        c.write_data(&[])
+            .await
+            .map_err(|e| InfileError::Backend(e.into()))?;
+        c.drain_results().await.map_err(InfileError::Backend)?;
+        return Err(InfileError::Refused(SqlError::new(
+            1148,
+            "42000",
+            "The used command is not allowed with this MariaDB version (the client did not enable LOCAL INFILE)",
+        )));
+    }
+    io.write_packet(request)
+        .await
+        .map_err(InfileError::Client)?;
+    io.flush().await.map_err(InfileError::Client)?;
+    let mut buf = Vec::new();
+    loop {
+        io.read_packet(&mut buf)
+            .await
+            .map_err(InfileError::Client)?;
+        c.write_data(&buf)
+            .await
+            .map_err(|e| InfileError::Backend(e.into()))?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+    }
 }

@@ -465,6 +465,8 @@ fn verbatim_kind(
             VerbatimKind::Read
         }
         "INSERT" | "REPLACE" | "UPDATE" | "DELETE" | "CALL" | "DO" => VerbatimKind::Write,
+        // The client's own file, relayed (a server file is refused as a reach).
+        "LOAD" if is(s + 2, "LOCAL") || is(s + 3, "LOCAL") => VerbatimKind::Write,
         "CHECK" | "CHECKSUM" | "ANALYZE" | "OPTIMIZE" | "REPAIR" => {
             // `ANALYZE SELECT …` runs the select; the others take TABLE.
             if !(is(s + 1, "TABLE") || is(s + 1, "TABLES") || verb == "ANALYZE") {

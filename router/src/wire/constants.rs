@@ -21,9 +21,11 @@ pub const CLIENT_CONNECT_ATTRS: u32 = 1 << 20;
 pub const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
 pub const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
 
-/// What the router offers. No SSL (yet), no LOCAL INFILE. Multi-statement batches are split
-/// by the router and each statement planned on its own.
+/// What the router offers. No SSL (yet). Multi-statement batches are split by the router and
+/// each statement planned on its own. `LOCAL INFILE` files are relayed to the backend for
+/// statements that go to an unsharded keyspace verbatim.
 pub const SERVER_CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
+    | CLIENT_LOCAL_FILES
     | CLIENT_MULTI_STATEMENTS
     | CLIENT_FOUND_ROWS
     | CLIENT_LONG_FLAG
