@@ -474,3 +474,109 @@ async fn load_data_local_infile_like_mariadb() {
     drop(o);
     h.stop().await;
 }
+
+/// `mariadb-dump` through the router of an unsharded keyspace gives the dump MariaDB direct
+/// gives of the same schema (tables, rows, views, routines, triggers), in the default mode and
+/// with `--single-transaction`; restored through the router into another keyspace, it holds
+/// the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_and_restore_through_the_router_like_mariadb() {
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    let copy =
+        tessera_topo::VSchema::from_yaml("keyspace: copy\nsharded: false\n").expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &copy)
+        .await
+        .expect("apply");
+    let mut r = h.conn(Some("app")).await;
+    for sql in [
+        "CREATE TABLE t (id int PRIMARY KEY, a varchar(20), b blob)",
+        "INSERT INTO t VALUES (1, 'one', x'00ff'), (2, 'it''s', NULL), (3, 'été', '')",
+        "CREATE VIEW v AS SELECT id, a FROM t WHERE id > 1",
+        "CREATE PROCEDURE p(x int) SELECT x * 2",
+        "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = UPPER(NEW.a)",
+    ] {
+        r.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let s = &h.cluster.servers()[0];
+    let dump = |port: u16, user: &str, pw: &str, extra: &[&str]| {
+        let out = std::process::Command::new("mariadb-dump")
+            .args([
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                &format!("-u{user}"),
+                &format!("-p{pw}"),
+                "--skip-ssl",
+                "--routines",
+                "--triggers",
+                "--skip-dump-date",
+            ])
+            .args(extra)
+            .arg("app")
+            .output()
+            .expect("run mariadb-dump");
+        assert!(
+            out.status.success(),
+            "mariadb-dump {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Without the header lines that name the host and server version; as bytes (a blob's
+        // bytes are written as they are).
+        out.stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.starts_with(b"-- Host:") && !l.starts_with(b"-- Server version"))
+            .collect::<Vec<_>>()
+            .join(&b'\n')
+    };
+    for extra in [&[][..], &["--single-transaction"][..]] {
+        let routed = dump(h.port(), USER, PASSWORD, extra);
+        let direct = dump(s.port(), s.user(), s.password(), extra);
+        assert!(routed == direct, "dump {extra:?} differs");
+        let shown = String::from_utf8_lossy(&routed);
+        assert!(shown.contains("INSERT INTO `t` VALUES"), "{shown}");
+    }
+    // Restore through the router into the other keyspace.
+    let text = dump(h.port(), USER, PASSWORD, &[]);
+    let mut child = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{}", h.port()),
+            &format!("-u{USER}"),
+            &format!("-p{PASSWORD}"),
+            "--skip-ssl",
+            "copy",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mariadb");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&text).expect("write dump");
+    }
+    let out = child.wait_with_output().expect("restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = h.conn(Some("copy")).await;
+    for sql in [
+        "SELECT id, a, HEX(b) FROM t ORDER BY id",
+        "SELECT * FROM v ORDER BY id",
+    ] {
+        let want: Vec<mysql_async::Row> = r.query(sql).await.expect("app");
+        let got: Vec<mysql_async::Row> = c.query(sql).await.expect("copy");
+        let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
+            v.into_iter().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(rows(got), rows(want), "{sql}");
+    }
+    let n: Option<i64> = c.query_first("CALL p(21)").await.expect("call");
+    assert_eq!(n, Some(42));
+    drop(c);
+    drop(r);
+    h.stop().await;
+}

@@ -133,20 +133,30 @@ impl<'a> Planner<'a> {
 /// backend connection the transaction opens as the client wrote them. `None` for anything else
 /// (including these statements with comments, which the parser then reads).
 pub(super) fn transaction_start(sql: &str) -> Option<crate::planner::TxnStart> {
-    let text = sql.trim().trim_end_matches(';').trim_end();
-    if text.contains("/*") || text.contains("--") || text.contains('#') {
-        return None;
+    // Read by the lexer: comments are skipped, and the text of executable comments the server
+    // runs counts (`START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */`, as dumps send).
+    let b = sql.as_bytes();
+    let toks = crate::sql::lex::significant(b, &Default::default());
+    let mut words: Vec<String> = Vec::with_capacity(toks.len());
+    for (i, t) in toks.iter().enumerate() {
+        match t.kind {
+            crate::sql::lex::Kind::Word => {
+                words.push(String::from_utf8_lossy(t.bytes(b)).to_ascii_uppercase())
+            }
+            crate::sql::lex::Kind::Punct if b[t.start] == b',' => words.push(",".into()),
+            crate::sql::lex::Kind::Semicolon if i + 1 == toks.len() => {}
+            _ => return None,
+        }
     }
-    let upper = text.to_ascii_uppercase();
-    let words: Vec<&str> = upper.split_ascii_whitespace().collect();
-    match words.as_slice() {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
         ["BEGIN"] | ["BEGIN", "WORK"] | ["START", "TRANSACTION"] => {
             return Some(crate::planner::TxnStart::default())
         }
         ["START", "TRANSACTION", ..] => {}
         _ => return None,
     }
-    let rest = words[2..].join(" ");
+    let rest = w[2..].join(" ");
     let mut read_only = false;
     let mut options = Vec::new();
     for opt in rest.split(',').map(str::trim) {
@@ -182,7 +192,16 @@ mod tests {
             Some("START TRANSACTION")
         );
         assert!(transaction_start("START TRANSACTION READ SOMETHING").is_none());
-        assert!(transaction_start("START TRANSACTION /* c */ READ ONLY").is_none());
+        assert!(
+            transaction_start("START TRANSACTION /* c */ READ ONLY").is_some_and(|t| t.read_only)
+        );
+        assert_eq!(
+            transaction_start("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */")
+                .map(|t| t.sql)
+                .as_deref(),
+            Some("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        );
+        assert!(transaction_start("START TRANSACTION /*M!999999 nonsense */").is_some());
         assert!(transaction_start("SELECT 1").is_none());
     }
 }

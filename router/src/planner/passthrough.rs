@@ -24,25 +24,23 @@ pub fn verbatim(
     reserved_ps: &std::collections::BTreeSet<String>,
     rt: &RoutingTable,
 ) -> Option<Plan> {
-    let ks = rt.keyspace(keyspace?)?;
-    if ks.sharded {
-        return None;
+    let unsharded = keyspace.and_then(|k| rt.keyspace(k)).filter(|k| !k.sharded);
+    let held = |ks: &crate::topology::KeyspaceRouting| {
+        ks.placement
+            .first()
+            .is_some_and(|ps| reserved_ps.contains(ps))
+    };
+    // Ends state that was never made (no reserved connection there): nothing to do.
+    if c.local_state.is_some_and(|l| !l.reserves) && !unsharded.is_some_and(held) {
+        let unlock = crate::sql::lex::significant(sql, &Default::default())
+            .first()
+            .is_some_and(|t| t.is_word(sql, "UNLOCK"));
+        return unlock.then_some(Plan::Local(super::plan::Local::Nothing));
     }
+    let ks = unsharded?;
     let (kind, reserve) = match (c.verbatim, c.local_state) {
         (Some(k), _) => (k, false),
-        (None, Some(l)) => {
-            let held = ks
-                .placement
-                .first()
-                .is_some_and(|ps| reserved_ps.contains(ps));
-            if !held && !l.reserves {
-                let unlock = crate::sql::lex::significant(sql, &Default::default())
-                    .first()
-                    .is_some_and(|t| t.is_word(sql, "UNLOCK"));
-                return unlock.then_some(Plan::Local(super::plan::Local::Nothing));
-            }
-            (l.kind, l.reserves && !held)
-        }
+        (None, Some(l)) => (l.kind, l.reserves && !held(ks)),
         (None, None) => return None,
     };
     let own = ks.name.as_bytes();
@@ -69,7 +67,10 @@ pub fn verbatim(
         },
         route: RouteKind::One,
         targets: Targets::Verbatim {
-            sql: sql.to_vec(),
+            sql: match c.routine_status {
+                Some(f) => scoped_routine_status(sql, f, &ks.name),
+                None => sql.to_vec(),
+            },
             reserve,
         },
         limit: None,
@@ -128,4 +129,64 @@ pub fn check_scope(c: &Classified, user: &str, rt: &RoutingTable) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// `SHOW … STATUS` of routines limited to keyspace `ks`'s schema (the server's answer lists
+/// every schema it has): the client's text with a `Db` condition added at token boundaries.
+fn scoped_routine_status(sql: &[u8], f: crate::sql::classify::DbFilter, ks: &str) -> Vec<u8> {
+    use crate::sql::classify::DbFilter;
+    let db = format!("Db = '{}'", ks.replace('\\', "\\\\").replace('\'', "''"));
+    let mut out = Vec::with_capacity(sql.len() + db.len() + 16);
+    match f {
+        DbFilter::None(at) => {
+            out.extend_from_slice(&sql[..at]);
+            out.extend_from_slice(format!(" WHERE {db}").as_bytes());
+            out.extend_from_slice(&sql[at..]);
+        }
+        DbFilter::Like(at) => {
+            out.extend_from_slice(&sql[..at]);
+            out.extend_from_slice(format!("WHERE {db} AND Name ").as_bytes());
+            out.extend_from_slice(&sql[at..]);
+        }
+        DbFilter::Where(start, end) => {
+            out.extend_from_slice(&sql[..start]);
+            out.extend_from_slice(format!("{db} AND (").as_bytes());
+            out.extend_from_slice(&sql[start..end]);
+            out.push(b')');
+            out.extend_from_slice(&sql[end..]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scoped_routine_status;
+    use crate::sql::classify::classify;
+
+    fn scoped(sql: &str) -> String {
+        let c = classify(sql.as_bytes(), &Default::default());
+        let f = c.routine_status.expect("a routine status statement");
+        String::from_utf8(scoped_routine_status(sql.as_bytes(), f, "app")).expect("utf8")
+    }
+
+    #[test]
+    fn routine_status_is_limited_to_the_keyspace() {
+        assert_eq!(
+            scoped("SHOW FUNCTION STATUS"),
+            "SHOW FUNCTION STATUS WHERE Db = 'app'"
+        );
+        assert_eq!(
+            scoped("show procedure status like 'p%' -- x"),
+            "show procedure status WHERE Db = 'app' AND Name like 'p%' -- x"
+        );
+        assert_eq!(
+            scoped("SHOW FUNCTION STATUS WHERE Db = 'test' OR 1;"),
+            "SHOW FUNCTION STATUS WHERE Db = 'app' AND (Db = 'test' OR 1);"
+        );
+        assert_eq!(
+            scoped("SHOW PACKAGE BODY STATUS"),
+            "SHOW PACKAGE BODY STATUS WHERE Db = 'app'"
+        );
+    }
 }

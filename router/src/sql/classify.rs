@@ -41,6 +41,9 @@ pub struct Classified {
     /// user variables assigned, `SQL_CALC_FOUND_ROWS` and `FOUND_ROWS()`): it may run verbatim
     /// on a connection the session holds for its life (a reserved one).
     pub local_state: Option<LocalState>,
+    /// For `SHOW PROCEDURE|FUNCTION|PACKAGE [BODY] STATUS`, which lists every schema of the
+    /// server: where a filter on the `Db` column goes.
+    pub routine_status: Option<DbFilter>,
     /// Names that may be schemas: each `x` of `x.y` and `x.y.z`, and the names `SHOW … FROM|IN`
     /// and `USE` take.
     pub qualifiers: Vec<Vec<u8>>,
@@ -55,6 +58,17 @@ pub struct LocalState {
     /// It makes such state (a session that has no reserved connection gets one for it);
     /// otherwise it only reads or ends it.
     pub reserves: bool,
+}
+
+/// Where a `Db = '…'` condition goes in a `SHOW … STATUS` statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFilter {
+    /// No filter: a `WHERE` goes at this byte offset (after `STATUS`).
+    None(usize),
+    /// `LIKE pattern`, whose `LIKE` starts here: it becomes `WHERE Db = … AND Name LIKE pattern`.
+    Like(usize),
+    /// `WHERE expr`: `expr` spans these bytes, and becomes `Db = … AND (expr)`.
+    Where(usize, usize),
 }
 
 /// Schemas of the server itself, never reachable through the router.
@@ -94,8 +108,19 @@ const SCHEMA_OBJECTS: &[&str] = &[
 
 /// `SHOW` forms answered from the current schema alone.
 const SHOW_VERBATIM: &[&str] = &[
-    "TABLES", "TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS", "CREATE", "TRIGGERS",
+    "TABLES",
+    "TABLE",
+    "COLUMNS",
+    "FIELDS",
+    "INDEX",
+    "INDEXES",
+    "KEYS",
+    "CREATE",
+    "TRIGGERS",
     "EVENTS",
+    "PROCEDURE",
+    "FUNCTION",
+    "PACKAGE",
 ];
 
 /// Functions whose answer is the backend connection's, not the client session's.
@@ -372,12 +397,45 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
             None => (plain, None),
         }
     };
+    let routine_status = if verb == "SHOW" && verbatim.is_some() {
+        routine_status(s, &toks, sql)
+    } else {
+        None
+    };
     Classified {
         verbatim,
         local_state,
+        routine_status,
         qualifiers,
         reach,
     }
+}
+
+/// The filter place of `SHOW PROCEDURE|FUNCTION|PACKAGE [BODY] STATUS …` starting at token `s`.
+fn routine_status(s: usize, toks: &[Token], sql: &[u8]) -> Option<DbFilter> {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !(is(s + 1, "PROCEDURE") || is(s + 1, "FUNCTION") || is(s + 1, "PACKAGE")) {
+        return None;
+    }
+    let status = if is(s + 2, "STATUS") {
+        s + 2
+    } else if is(s + 2, "BODY") && is(s + 3, "STATUS") {
+        s + 3
+    } else {
+        return None;
+    };
+    let last = toks
+        .iter()
+        .rev()
+        .find(|t| t.kind != Kind::Semicolon)
+        .map_or(0, |t| t.end);
+    Some(match toks.get(status + 1) {
+        None => DbFilter::None(toks[status].end),
+        Some(t) if t.kind == Kind::Semicolon => DbFilter::None(toks[status].end),
+        Some(t) if t.is_word(sql, "LIKE") => DbFilter::Like(t.start),
+        Some(t) if t.is_word(sql, "WHERE") => DbFilter::Where(toks.get(status + 2)?.start, last),
+        Some(_) => return None,
+    })
 }
 
 /// The text of a quoted string literal, its quotes and escapes undone.
@@ -452,6 +510,11 @@ fn verbatim_kind(
                 return None;
             }
             if form == "TABLE" && !is(i + 1, "STATUS") {
+                return None;
+            }
+            if matches!(form.as_str(), "PROCEDURE" | "FUNCTION" | "PACKAGE")
+                && routine_status(s, toks, sql).is_none()
+            {
                 return None;
             }
             if form == "CREATE" {

@@ -261,23 +261,21 @@ pub fn check_executable_comments(sql: &str) -> Result<(), String> {
     if !sql.contains("/*") {
         return Ok(());
     }
-    for c in comments(sql) {
-        if !c.executable {
+    // Only comments the server runs: one whose version is newer than the server's is a plain
+    // comment to both.
+    for t in super::lex::Lexer::new(sql.as_bytes(), super::lex::Mode::default()) {
+        if t.kind != super::lex::Kind::ExecOpen {
             continue;
         }
-        let text = &sql[c.start..c.end];
-        let body = text.trim_start_matches("/*").trim_end_matches("*/");
-        let (mariadb_only, rest) = match body.strip_prefix("M!") {
+        let open = &sql[t.start..t.end];
+        let (mariadb_only, rest) = match open.strip_prefix("/*M!") {
             Some(r) => (true, r),
-            None => (false, body.strip_prefix('!').unwrap_or(body)),
+            None => (false, open.strip_prefix("/*!").unwrap_or(open)),
         };
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let content = rest[digits..].trim();
-        if content.is_empty() {
-            continue;
-        }
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count()
+            + sql[t.end..].bytes().take_while(u8::is_ascii_digit).count();
         if mariadb_only || !(digits == 0 || digits == 5) {
-            let short: String = text.chars().take(40).collect();
+            let short: String = sql[t.start..].chars().take(40).collect();
             return Err(short);
         }
     }
