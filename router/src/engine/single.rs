@@ -385,8 +385,13 @@ impl Engine {
             let use_db = format!("USE {}", crate::sql::quote_ident(db));
             lease.conn.query_drop(use_db).await.map_err(map)?;
         }
-        // Every result of a `CALL`: each but the last says more follow.
+        // Every result of a `CALL`: each but the last says more follow. The `CALL`'s own final
+        // OK (its status) is read by the driver with the last result set; it is written after
+        // it, as the server sent it.
         let outer_more = session.more_results;
+        let call = crate::sql::lex::significant(sql, &session.lex)
+            .first()
+            .is_some_and(|t| t.is_word(sql, "CALL"));
         let r = async {
             let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
             loop {
@@ -429,6 +434,22 @@ impl Engine {
                     results::write_end_warned(io, session, warnings).await?;
                     session.more_results = outer_more;
                     continue;
+                }
+                if call {
+                    session.more_results = true;
+                    results::write_end_warned(io, session, 0).await?;
+                    session.more_results = outer_more;
+                    let info = res.info().into_owned();
+                    let affected = crate::session::affected_rows(
+                        res.affected_rows(),
+                        &info,
+                        session.found_rows(),
+                    );
+                    drop(res);
+                    if warnings > 0 {
+                        session.conditions = Box::pin(conditions(&mut lease.conn, unq)).await;
+                    }
+                    return self.ok(session, io, affected, 0, warnings, &info).await;
                 }
                 drop(res);
                 if warnings > 0 {

@@ -8,21 +8,78 @@ pub fn split_statements(sql: &str) -> Vec<(usize, usize)> {
     split_bytes(sql.as_bytes(), &super::lex::Mode::default())
 }
 
-/// [`split_statements`] of bytes lexed as `mode` says. A stored-program definition (its body
-/// holds `;`) is one statement to its end, as MariaDB reads it.
+/// [`split_statements`] of bytes lexed as `mode` says. A stored-program definition is one
+/// statement to the end of its body, whose `;` do not split it, as MariaDB reads it: the body
+/// ends at the first `;` after its compound statements (`BEGIN … END`, `IF … END IF`, `CASE …
+/// END [CASE]`, `LOOP`, `WHILE`, `REPEAT`) are all closed.
 pub fn split_bytes(sql: &[u8], mode: &super::lex::Mode) -> Vec<(usize, usize)> {
-    use super::lex::Lexer;
-    if is_program(sql, mode) {
-        return vec![(0, sql.len())];
-    }
+    use super::lex::{Kind, Lexer};
+    let toks: Vec<super::lex::Token> = Lexer::new(sql, *mode).collect();
     let mut out = Vec::new();
     let mut start = 0;
-    super::rewrite::scan_bytes(sql, mode, |m| {
-        if let super::rewrite::Mark::Semicolon(at) = m {
-            out.push((start, at));
-            start = at + 1;
+    // Per statement: its significant tokens so far, whether it defines a program, the depth
+    // of open compound statements.
+    let mut words: Vec<usize> = Vec::new();
+    let mut program = false;
+    let mut depth: usize = 0;
+    let mut in_exec = false;
+    let is = |i: usize, w: &str| toks[i].is_word(sql, w);
+    for (i, t) in toks.iter().enumerate() {
+        match t.kind {
+            Kind::ExecOpen => in_exec = true,
+            Kind::ExecClose => in_exec = false,
+            Kind::Semicolon if !in_exec => {
+                if program && depth > 0 {
+                    words.push(i);
+                    continue;
+                }
+                out.push((start, t.start));
+                start = t.end;
+                words.clear();
+                program = false;
+                depth = 0;
+            }
+            _ if t.is_blank() => {}
+            _ => {
+                let n = words.len();
+                words.push(i);
+                if n < 16 && !program && n >= 1 {
+                    let first = words[0];
+                    program = is(first, "BEGIN") && n == 1 && is(i, "NOT")
+                        || is(first, "CREATE")
+                            && ["PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"]
+                                .iter()
+                                .any(|w| is(i, w));
+                    if program && is(first, "BEGIN") {
+                        depth = 1;
+                    }
+                    continue;
+                }
+                if !program || t.kind != Kind::Word {
+                    continue;
+                }
+                let prev = n.checked_sub(1).map(|p| words[p]);
+                let after_end = prev.is_some_and(|p| is(p, "END"));
+                let statement_start = prev.is_none_or(|p| {
+                    toks[p].kind == Kind::Semicolon
+                        || toks[p].kind == Kind::Punct && sql[toks[p].start] == b':'
+                        || ["BEGIN", "THEN", "ELSE", "DO", "LOOP", "REPEAT", "ATOMIC"]
+                            .iter()
+                            .any(|w| is(p, w))
+                });
+                if is(i, "END") {
+                    depth = depth.saturating_sub(1);
+                } else if after_end {
+                    // `END IF`, `END LOOP`, …: closed by the `END`.
+                } else if is(i, "BEGIN")
+                    || is(i, "CASE")
+                    || statement_start && ["IF", "LOOP", "WHILE", "REPEAT"].iter().any(|w| is(i, w))
+                {
+                    depth += 1;
+                }
+            }
         }
-    });
+    }
     out.push((start, sql.len()));
     let blank = |&(s, e): &(usize, usize)| Lexer::new(&sql[s..e], *mode).all(|t| t.is_blank());
     let first_kept = out.first().copied();
@@ -32,24 +89,6 @@ pub fn split_bytes(sql: &[u8], mode: &super::lex::Mode) -> Vec<(usize, usize)> {
         kept.extend(first_kept);
     }
     kept
-}
-
-/// Whether `sql` starts with a stored-program definition: `CREATE [OR REPLACE] [DEFINER = …]
-/// [AGGREGATE] PROCEDURE|FUNCTION|TRIGGER|EVENT|PACKAGE`, or `BEGIN NOT ATOMIC`.
-pub fn is_program(sql: &[u8], mode: &super::lex::Mode) -> bool {
-    let toks = super::lex::significant(sql, mode);
-    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
-    if is(0, "BEGIN") && is(1, "NOT") {
-        return true;
-    }
-    if !is(0, "CREATE") {
-        return false;
-    }
-    toks.iter().take(16).skip(1).any(|t| {
-        ["PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"]
-            .iter()
-            .any(|w| t.is_word(sql, w))
-    })
 }
 
 #[cfg(test)]
@@ -89,5 +128,31 @@ mod tests {
         assert_eq!(pieces("SELECT 1; -- trailing"), vec!["SELECT 1"]);
         let program = "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END";
         assert_eq!(pieces(program), vec![program]);
+        assert_eq!(
+            pieces("DROP PROCEDURE IF EXISTS p; CREATE PROCEDURE p() BEGIN DO 1; END; SELECT 1;"),
+            vec![
+                "DROP PROCEDURE IF EXISTS p",
+                " CREATE PROCEDURE p() BEGIN DO 1; END",
+                " SELECT 1"
+            ]
+        );
+        let nested = "CREATE PROCEDURE q(x INT) BEGIN IF x > 0 THEN SELECT CASE WHEN x > 1 THEN 2 ELSE 1 END; \
+                      ELSE WHILE x < 0 DO SET x = x + 1; END WHILE; END IF; lbl: LOOP LEAVE lbl; END LOOP; \
+                      SELECT IF(x, 1, 2); DROP TABLE IF EXISTS t; END";
+        assert_eq!(
+            pieces(&format!("{nested}; SELECT 3")),
+            vec![nested, " SELECT 3"]
+        );
+        assert_eq!(
+            pieces("CREATE FUNCTION f() RETURNS INT RETURN 1; SELECT f()"),
+            vec!["CREATE FUNCTION f() RETURNS INT RETURN 1", " SELECT f()"]
+        );
+        assert_eq!(
+            pieces("CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET NEW.a = 1; SELECT 2"),
+            vec![
+                "CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET NEW.a = 1",
+                " SELECT 2"
+            ]
+        );
     }
 }
