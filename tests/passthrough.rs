@@ -127,6 +127,8 @@ async fn unsharded_keyspace_answers_like_mariadb() {
             "SELECT * FROM missing",
             "SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(*) FROM t1",
             "DO 1 + 1",
+            "SHOW PLUGINS",
+            "SHOW ENGINES",
             "DROP VIEW v1",
             "DROP PROCEDURE p1",
             "DROP FUNCTION f1",

@@ -91,9 +91,25 @@ impl ShardPool {
             }
             Err(_) => {
                 self.failures.inc();
-                Err(SqlError::shard(&self.name, &self.addr, "connect timed out"))
+                Err(self.busy())
             }
         }
+    }
+
+    /// 1040, as MariaDB says when it has no connection to give: no backend connection to this
+    /// shard could be had in time (the pool's connections are all in use, or the server does
+    /// not answer).
+    fn busy(&self) -> SqlError {
+        SqlError::new(
+            1040,
+            "08004",
+            format!(
+                "Too many connections: no backend connection to physical shard {} ({}) within {} ms (the router's connections to it are all in use, or the server does not answer)",
+                self.name,
+                self.addr,
+                self.connect_timeout.as_millis()
+            ),
+        )
     }
 
     /// Takes a connection from the wire pool (preferring one whose session `SET`s are `sets`),
@@ -109,7 +125,7 @@ impl ShardPool {
         // `get` bounds its own waits.
         let get = std::pin::pin!(self.wire.get(self.connect_timeout, sets));
         let (Ok(got), waited) = waited(get, None).await else {
-            return Err(SqlError::shard(&self.name, &self.addr, "connect timed out"));
+            return Err(self.busy());
         };
         match got {
             Ok(l) => {
@@ -119,6 +135,10 @@ impl ShardPool {
             Err(wire::WireError::Unsupported(m)) => {
                 tracing::warn!(shard = %self.name, "single-shard connections fall back to the pool: {m}");
                 Ok(None)
+            }
+            Err(wire::WireError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.failures.inc();
+                Err(self.busy())
             }
             Err(e) => {
                 self.failures.inc();

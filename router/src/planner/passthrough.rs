@@ -82,6 +82,27 @@ pub fn verbatim(
     })))
 }
 
+/// The plan of a `SHOW` of what the server offers ([`Classified::server_info`]): any physical
+/// shard, as sent.
+pub fn server_info(sql: &[u8], c: &Classified) -> Option<Plan> {
+    if !c.server_info {
+        return None;
+    }
+    let sql = std::str::from_utf8(sql).ok()?.to_string();
+    Some(Plan::Exec(Box::new(Exec {
+        keyspace: None,
+        kind: StmtKind::Read,
+        route: RouteKind::Any,
+        targets: Targets::Any { sql },
+        limit: None,
+        unionable: false,
+        merge: None,
+        key_at: None,
+        aliased_items: false,
+        conflict: None,
+    })))
+}
+
 /// The sharded keyspace whose physical schema `name` is (`demo_0007`, `demo_ref`), if any.
 fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r str> {
     let (ks, suffix) = name.rsplit_once('_')?;

@@ -242,7 +242,9 @@ async fn statement(
         session.keyspace.as_deref(),
         &session.reserved_ps,
         &rt,
-    ) {
+    )
+    .or_else(|| planner::passthrough::server_info(bytes, &class))
+    {
         let started = std::time::Instant::now();
         let shown = String::from_utf8_lossy(bytes);
         let shown = shown.trim();

@@ -41,6 +41,10 @@ pub struct Classified {
     /// user variables assigned, `SQL_CALC_FOUND_ROWS` and `FOUND_ROWS()`): it may run verbatim
     /// on a connection the session holds for its life (a reserved one).
     pub local_state: Option<LocalState>,
+    /// A `SHOW` of what the server offers, the same for every schema and session (`SHOW
+    /// PLUGINS`, `SHOW ENGINES`, `SHOW PRIVILEGES`, `SHOW AUTHORS`, `SHOW CONTRIBUTORS`): any
+    /// physical shard answers it, as sent.
+    pub server_info: bool,
     /// For `SHOW PROCEDURE|FUNCTION|PACKAGE [BODY] STATUS`, which lists every schema of the
     /// server: where a filter on the `Db` column goes.
     pub routine_status: Option<DbFilter>,
@@ -402,9 +406,22 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
     } else {
         None
     };
+    let server_info = verb == "SHOW"
+        && reach.is_none()
+        && [
+            "PLUGINS",
+            "ENGINES",
+            "STORAGE",
+            "PRIVILEGES",
+            "AUTHORS",
+            "CONTRIBUTORS",
+        ]
+        .iter()
+        .any(|w| is(s + 1, w));
     Classified {
         verbatim,
         local_state,
+        server_info,
         routine_status,
         qualifiers,
         reach,
