@@ -182,72 +182,41 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
         }
     }
     let verb = word(s).unwrap_or_default();
-    let mut reach = None;
     let privilege = |what: &str, privilege: &'static str| {
         Some(Reach::Privilege {
             what: what.to_string(),
             privilege,
         })
     };
-    if let Some((w, p)) = SERVER_VERBS.iter().find(|(w, _)| *w == verb) {
-        reach = privilege(w, p);
-    }
     // The object of CREATE / ALTER / DROP / RENAME, past its options.
-    let object = || -> Option<(usize, String)> {
-        (s + 1..toks.len().min(s + 16)).find_map(|i| {
-            let w = word(i)?;
-            (SCHEMA_OBJECTS.contains(&w.as_str())
-                || SERVER_OBJECTS.contains(&w.as_str())
-                || matches!(w.as_str(), "DATABASE" | "SCHEMA" | "TEMPORARY"))
-            .then_some((i, w))
-        })
-    };
-    let ddl = matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP" | "RENAME");
-    let ddl_object = if ddl { object() } else { None };
-    if let Some((_, o)) = &ddl_object {
-        if SERVER_OBJECTS.contains(&o.as_str()) {
-            reach = privilege(&format!("{verb} {o}"), "CREATE USER");
-        }
-    }
-    if verb == "SET" {
-        let global = toks.iter().enumerate().skip(s + 1).any(|(i, t)| {
-            (t.kind == Kind::Word
-                && ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
-                    .iter()
-                    .any(|g| t.is_word(sql, g))
-                && !punct(i + 1, b'.'))
-                || t.kind == Kind::SysVar && {
-                    let v = t.bytes(sql)[2..].to_ascii_uppercase();
-                    matches!(v.as_slice(), b"GLOBAL" | b"PERSIST" | b"PERSIST_ONLY")
+    let ddl_object = ddl_object(s, &toks, sql);
+    let mut reach = statement_reach(s, &toks, sql);
+    // A stored program's body: each statement in it is checked as one.
+    let program = is(s, "BEGIN") && is(s + 1, "NOT")
+        || verb == "CREATE"
+            && ddl_object.as_ref().is_some_and(|(_, o)| {
+                matches!(
+                    o.as_str(),
+                    "PROCEDURE" | "FUNCTION" | "TRIGGER" | "EVENT" | "PACKAGE"
+                )
+            });
+    if program && reach.is_none() {
+        for i in s + 1..toks.len() {
+            let starts = toks[i - 1].kind == Kind::Semicolon
+                || punct(i - 1, b':')
+                || punct(i - 1, b')')
+                || [
+                    "BEGIN", "THEN", "ELSE", "DO", "LOOP", "REPEAT", "ATOMIC", "ROW",
+                ]
+                .iter()
+                .any(|w| is(i - 1, w));
+            if starts {
+                if let Some(r) = statement_reach(i, &toks, sql) {
+                    reach = Some(r);
+                    break;
                 }
-        });
-        if global {
-            reach = privilege("SET GLOBAL", "SUPER");
-        } else if ["PASSWORD", "ROLE", "DEFAULT"].iter().any(|w| is(s + 1, w)) {
-            reach = privilege(
-                &format!("SET {}", word(s + 1).unwrap_or_default()),
-                "CREATE USER",
-            );
+            }
         }
-    }
-    if (verb == "START" || verb == "STOP")
-        && ["SLAVE", "REPLICA", "ALL"].iter().any(|w| is(s + 1, w))
-    {
-        reach = privilege(&format!("{verb} REPLICA"), "REPLICATION SLAVE ADMIN");
-    }
-    if verb == "LOAD" {
-        let local = is(s + 2, "LOCAL") || is(s + 3, "LOCAL");
-        if is(s + 1, "INDEX") {
-            reach = privilege("LOAD INDEX", "SUPER");
-        } else if !local {
-            reach = privilege("LOAD DATA INFILE of a file on the database server", "FILE");
-        }
-    }
-    if verb == "SHOW" && is(s + 1, "GRANTS") {
-        reach = privilege(
-            "SHOW GRANTS of the router's backend account",
-            "GRANT OPTION",
-        );
     }
     let mut assigns_variable = false;
     let mut connection_state = false;
@@ -453,6 +422,114 @@ fn routine_status(s: usize, toks: &[Token], sql: &[u8]) -> Option<DbFilter> {
         Some(t) if t.is_word(sql, "WHERE") => DbFilter::Where(toks.get(status + 2)?.start, last),
         Some(_) => return None,
     })
+}
+
+/// The object of a `CREATE` / `ALTER` / `DROP` / `RENAME` at token `s`, past its options.
+fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
+    let verb = toks.get(s)?;
+    if !["CREATE", "ALTER", "DROP", "RENAME"]
+        .iter()
+        .any(|w| verb.is_word(sql, w))
+    {
+        return None;
+    }
+    (s + 1..toks.len().min(s + 16)).find_map(|i| {
+        let t = toks.get(i).filter(|t| t.kind == Kind::Word)?;
+        let w = String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase();
+        (SCHEMA_OBJECTS.contains(&w.as_str())
+            || SERVER_OBJECTS.contains(&w.as_str())
+            || matches!(w.as_str(), "DATABASE" | "SCHEMA" | "TEMPORARY"))
+        .then_some((i, w))
+    })
+}
+
+/// What the statement starting at token `s` reaches past the session's keyspaces by its kind
+/// (server-wide statements, `SET GLOBAL`, user management, server files), if anything.
+fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
+    let word = |i: usize| -> Option<String> {
+        toks.get(i)
+            .filter(|t| t.kind == Kind::Word)
+            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
+    };
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let punct = |i: usize, c: u8| {
+        toks.get(i)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+    };
+    let verb = word(s).unwrap_or_default();
+    let mut reach = None;
+    let privilege = |what: &str, privilege: &'static str| {
+        Some(Reach::Privilege {
+            what: what.to_string(),
+            privilege,
+        })
+    };
+    if let Some((w, p)) = SERVER_VERBS.iter().find(|(w, _)| *w == verb) {
+        reach = privilege(w, p);
+    }
+    // The object of CREATE / ALTER / DROP / RENAME, past its options.
+    let object = || -> Option<(usize, String)> {
+        (s + 1..toks.len().min(s + 16)).find_map(|i| {
+            let w = word(i)?;
+            (SCHEMA_OBJECTS.contains(&w.as_str())
+                || SERVER_OBJECTS.contains(&w.as_str())
+                || matches!(w.as_str(), "DATABASE" | "SCHEMA" | "TEMPORARY"))
+            .then_some((i, w))
+        })
+    };
+    let ddl = matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP" | "RENAME");
+    let ddl_object = if ddl { object() } else { None };
+    if let Some((_, o)) = &ddl_object {
+        if SERVER_OBJECTS.contains(&o.as_str()) {
+            reach = privilege(&format!("{verb} {o}"), "CREATE USER");
+        }
+    }
+    if verb == "SET" {
+        let global = toks
+            .iter()
+            .enumerate()
+            .skip(s + 1)
+            .take_while(|(_, t)| t.kind != Kind::Semicolon)
+            .any(|(i, t)| {
+                (t.kind == Kind::Word
+                    && ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
+                        .iter()
+                        .any(|g| t.is_word(sql, g))
+                    && !punct(i + 1, b'.'))
+                    || t.kind == Kind::SysVar && {
+                        let v = t.bytes(sql)[2..].to_ascii_uppercase();
+                        matches!(v.as_slice(), b"GLOBAL" | b"PERSIST" | b"PERSIST_ONLY")
+                    }
+            });
+        if global {
+            reach = privilege("SET GLOBAL", "SUPER");
+        } else if ["PASSWORD", "ROLE", "DEFAULT"].iter().any(|w| is(s + 1, w)) {
+            reach = privilege(
+                &format!("SET {}", word(s + 1).unwrap_or_default()),
+                "CREATE USER",
+            );
+        }
+    }
+    if (verb == "START" || verb == "STOP")
+        && ["SLAVE", "REPLICA", "ALL"].iter().any(|w| is(s + 1, w))
+    {
+        reach = privilege(&format!("{verb} REPLICA"), "REPLICATION SLAVE ADMIN");
+    }
+    if verb == "LOAD" {
+        let local = is(s + 2, "LOCAL") || is(s + 3, "LOCAL");
+        if is(s + 1, "INDEX") {
+            reach = privilege("LOAD INDEX", "SUPER");
+        } else if !local {
+            reach = privilege("LOAD DATA INFILE of a file on the database server", "FILE");
+        }
+    }
+    if verb == "SHOW" && is(s + 1, "GRANTS") {
+        reach = privilege(
+            "SHOW GRANTS of the router's backend account",
+            "GRANT OPTION",
+        );
+    }
+    reach
 }
 
 /// The text of a quoted string literal, its quotes and escapes undone.
@@ -700,6 +777,24 @@ mod tests {
                 .is_some()
         );
         assert_eq!(c("PREPARE s FROM 'SELECT ''a'''").reach, None);
+    }
+
+    #[test]
+    fn stored_program_bodies_are_checked() {
+        for sql in [
+            "CREATE PROCEDURE p() KILL 5",
+            "CREATE PROCEDURE p() BEGIN SELECT 1; SET GLOBAL max_connections = 1; END",
+            "CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO FLUSH PRIVILEGES",
+            "CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW BEGIN IF 1 THEN GRANT ALL ON *.* TO u; END IF; END",
+            "BEGIN NOT ATOMIC DROP USER u; END",
+        ] {
+            assert!(c(sql).reach.is_some(), "{sql}");
+        }
+        assert_eq!(
+            c("CREATE PROCEDURE p() BEGIN SET @x = 1; SET SESSION sql_mode = ''; SELECT 1; END")
+                .reach,
+            None
+        );
     }
 
     #[test]
