@@ -586,3 +586,78 @@ async fn dump_and_restore_through_the_router_like_mariadb() {
     drop(r);
     h.stop().await;
 }
+
+/// The router's sessions as one database shows its connections: `CONNECTION_ID()` is the
+/// id `SHOW PROCESSLIST` lists, `KILL QUERY id` interrupts that session's statement on its
+/// backend, `KILL id` ends the session; a user sees and kills only its own sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_list_and_kill_act_on_router_sessions() {
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    let mut a = h.conn(Some("app")).await;
+    let mut b = h.conn(Some("app")).await;
+    let id: Option<u32> = a.query_first("SELECT CONNECTION_ID()").await.expect("id");
+    let id = id.expect("an id");
+    let list: Vec<mysql_async::Row> = b.query("SHOW FULL PROCESSLIST").await.expect("list");
+    let row = list
+        .iter()
+        .find(|r| r.get::<u32, _>(0) == Some(id))
+        .expect("the other session is listed");
+    assert_eq!(row.get::<String, _>("User").as_deref(), Some(USER));
+    assert_eq!(row.get::<String, _>("db").as_deref(), Some("app"));
+    assert_eq!(row.get::<String, _>("Command").as_deref(), Some("Sleep"));
+    // A long statement, interrupted by KILL QUERY from the other session.
+    let started = std::time::Instant::now();
+    let long = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = a.query_first("SELECT SLEEP(20)").await;
+        (r.map_err(|e| e.to_string()), a)
+    });
+    let mut seen = false;
+    for _ in 0..100 {
+        let list: Vec<mysql_async::Row> = b.query("SHOW PROCESSLIST").await.expect("list");
+        seen = list.iter().any(|r| {
+            r.get::<u32, _>(0) == Some(id)
+                && r.get::<String, _>("Command").as_deref() == Some("Query")
+                && r.get::<String, _>("Info")
+                    .is_some_and(|i| i.contains("SLEEP"))
+        });
+        if seen {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the running statement is listed");
+    b.query_drop(format!("KILL QUERY {id}"))
+        .await
+        .expect("kill query");
+    let (r, mut a) = long.await.expect("task");
+    // MariaDB ends an interrupted SLEEP() with 1 (or the statement with 1317).
+    assert!(
+        matches!(r, Ok(Some(1))) || r.as_ref().is_err_and(|e| e.contains("1317")),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let one: Option<u8> = a
+        .query_first("SELECT 1")
+        .await
+        .expect("the session goes on");
+    assert_eq!(one, Some(1));
+    // Another user may not kill it; an unknown id is 1094.
+    let mut other = mysql_async::Conn::new(h.opts(Some("app"), "nopw", ""))
+        .await
+        .expect("other user");
+    let (code, _) = error_code(&mut other, &format!("KILL {id}")).await;
+    assert_eq!(code, 1095);
+    let listed: Vec<mysql_async::Row> = other.query("SHOW PROCESSLIST").await.expect("list");
+    assert!(listed.iter().all(|r| r.get::<u32, _>(0) != Some(id)));
+    let (code, _) = error_code(&mut b, "KILL 4000000000").await;
+    assert_eq!(code, 1094);
+    // KILL ends the session.
+    b.query_drop(format!("KILL {id}")).await.expect("kill");
+    assert!(
+        a.query_drop("SELECT 1").await.is_err(),
+        "the killed session is closed"
+    );
+    drop(other);
+    drop(b);
+    h.stop().await;
+}

@@ -1,6 +1,7 @@
 //! A client session: what a connection carries from one statement to the next.
 
 pub mod prepared;
+pub mod registry;
 
 use crate::wire::constants::{
     SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS, SERVER_STATUS_IN_TRANS_READONLY,
@@ -34,6 +35,8 @@ pub struct Session {
     pub reserved: BTreeMap<String, Conn>,
     /// The physical shards where the session holds a reserved connection.
     pub reserved_ps: std::collections::BTreeSet<String>,
+    /// The session's entry in the router's process list (`SHOW PROCESSLIST`, `KILL`).
+    pub slot: Option<std::sync::Arc<registry::Slot>>,
     /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
     /// copied to a move's other side after commit, and cutover does not hold them.
     pub txn_ls: std::collections::BTreeSet<(String, u32)>,
@@ -94,6 +97,7 @@ impl Session {
             txn_conns: BTreeMap::new(),
             reserved: BTreeMap::new(),
             reserved_ps: Default::default(),
+            slot: None,
             txn_ls: Default::default(),
             copy_after: Vec::new(),
             txn_ps: Default::default(),

@@ -18,6 +18,8 @@ pub struct Engine {
     pub(super) multi_shard_lock_wait_s: u64,
     /// Unique keys of sharded tables, for writes that resolve conflicts on them.
     pub(super) unique_keys: super::unique_keys::UniqueKeyCache,
+    /// The router's client sessions (`SHOW PROCESSLIST`, `KILL`).
+    pub sessions: Arc<crate::session::registry::Registry>,
 }
 
 /// A backend connection borrowed for one statement.
@@ -47,6 +49,7 @@ impl Engine {
             moves: super::moves::Moves::new(topo.clone(), backends.clone()),
             multi_shard_lock_wait_s: 2,
             unique_keys: Default::default(),
+            sessions: Default::default(),
             topo,
             backends,
             sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),

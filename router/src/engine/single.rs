@@ -72,6 +72,9 @@ impl Engine {
             })?;
             let pool = self.backends.pool(rec);
             if let Some(mut lease) = pool.get_wire(&session.sets).await? {
+                if let Some(s) = &session.slot {
+                    s.on_backend(Some((ps, lease.conn.id)));
+                }
                 let r = self
                     .wire_exchange(session, &pool, &mut lease, stmt, io, unq)
                     .await;
@@ -89,6 +92,9 @@ impl Engine {
             return Ok(None);
         };
         let mut lease = self.conn(session, rt, ps).await?;
+        if let Some(s) = &session.slot {
+            s.on_backend(Some((ps, lease.conn.id())));
+        }
         let r = Box::pin(self.single(session, &mut lease, sql, db, io, unq, rt)).await;
         Box::pin(self.give_back(session, lease)).await;
         Ok(Some(r))

@@ -232,3 +232,28 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Interrupts the statement a backend connection runs (`KILL QUERY` of the server's
+    /// connection id `id` on physical shard `ps`), on a connection of the router's own.
+    ///
+    /// # Errors
+    /// When the shard cannot be reached, or the server refuses.
+    pub async fn kill_backend_query(&self, ps: &str, id: u32) -> Result<(), SqlError> {
+        let rt = self.topo.table();
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        let pool = self.backends.pool(rec);
+        let mut conn = pool.get_conn().await?;
+        let r = conn.query_drop(format!("KILL QUERY {id}")).await;
+        crate::backend::release(conn, false).await;
+        match r {
+            // The statement ended meanwhile: nothing to interrupt.
+            Err(mysql_async::Error::Server(e)) if e.code == 1094 => Ok(()),
+            Err(e) => Err(SqlError::shard(&pool.name, &pool.addr, e)),
+            Ok(()) => Ok(()),
+        }
+    }
+}

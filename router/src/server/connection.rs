@@ -39,14 +39,20 @@ pub(super) async fn handle(
     // One shutdown future for the connection's life, not a new waiter per statement.
     let stop = shutdown.changed();
     tokio::pin!(stop);
+    // The session's place in the process list (`SHOW PROCESSLIST`, `KILL`).
+    let host = peer.to_string();
+    let mut entry = shared.engine.sessions.enter(id, &session.user, &host);
+    session.slot = Some(entry.slot.clone());
     let mut series = SeriesCache::default();
     loop {
         io.seq = 0;
         // `biased`: the read first, without drawing a random number per statement.
+        let slot = entry.slot.clone();
         let read = tokio::select! {
             biased;
             r = io.read_packet(&mut buf) => r,
             _ = &mut stop => break,
+            _ = slot.killed() => break,
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
@@ -61,7 +67,13 @@ pub(super) async fn handle(
             COM_QUIT => break,
             COM_CHANGE_USER => {
                 match change_user(&mut io, peer, &shared, &mut session, body).await {
-                    Ok(true) => continue,
+                    Ok(true) => {
+                        // A new session, under the new user.
+                        drop(entry);
+                        entry = shared.engine.sessions.enter(id, &session.user, &host);
+                        session.slot = Some(entry.slot.clone());
+                        continue;
+                    }
                     Ok(false) | Err(_) => break,
                 }
             }
@@ -131,7 +143,7 @@ pub(super) async fn handle(
                 break;
             }
         }
-        if io.flush().await.is_err() {
+        if io.flush().await.is_err() || entry.slot.is_killed() {
             break;
         }
     }
@@ -154,6 +166,17 @@ async fn command(
 ) -> Result<(), SqlError> {
     match cmd {
         COM_PING => ok(io, session).await,
+        COM_PROCESS_KILL => match body.get(..4) {
+            Some(b) => {
+                let k = super::processes::Kill {
+                    id: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    query_only: false,
+                };
+                super::processes::kill(shared, session, k).await?;
+                ok(io, session).await
+            }
+            None => Err(SqlError::new(1047, "08S01", "Malformed COM_PROCESS_KILL")),
+        },
         COM_QUERY if session.multi_statements => batch(shared, session, io, body, series).await,
         COM_QUERY => query(shared, session, io, body, series).await,
         COM_SET_OPTION => match body.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) {

@@ -14,6 +14,7 @@ mod connection;
 mod listener;
 mod login;
 mod prepare;
+mod processes;
 mod query;
 mod shared;
 

@@ -77,7 +77,13 @@ pub(super) async fn query(
         .await;
     }
     session.start_statement(io);
+    if let Some(s) = &session.slot {
+        s.running(&String::from_utf8_lossy(sql), session.keyspace.as_deref());
+    }
     let r = statement(shared, session, io, sql, text, series).await;
+    if let Some(s) = &session.slot {
+        s.idle();
+    }
     session.record_statement(&r, io);
     r
 }
@@ -233,6 +239,27 @@ async fn statement(
     text: Result<&str, std::str::Utf8Error>,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
+    // The router's own sessions: `SHOW PROCESSLIST`, `KILL id` (the cheap test first).
+    let mentions = |w: &[u8]| bytes.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    if mentions(b"KILL") || mentions(b"PROCESSLIST") {
+        let toks = crate::sql::lex::significant(bytes, &session.lex);
+        if let Some(p) = super::processes::ProcessStatement::of(bytes, &toks) {
+            return Box::pin(super::processes::run(shared, session, io, p?)).await;
+        }
+    }
+    // `CONNECTION_ID()` is the router's connection id, as the process list shows it.
+    let substituted;
+    let (bytes, text) = if mentions(b"CONNECTION_ID") {
+        match crate::sql::rewrite::connection_id(bytes, &session.lex, session.connection_id) {
+            Some(b) => {
+                substituted = b;
+                (substituted.as_slice(), std::str::from_utf8(&substituted))
+            }
+            None => (bytes, text),
+        }
+    } else {
+        (bytes, text)
+    };
     let rt = shared.engine.topo.table();
     let class = crate::sql::classify::classify(bytes, &session.lex);
     planner::passthrough::check_scope(&class, &session.user, &rt)?;

@@ -335,6 +335,45 @@ pub fn keywords_before(
     Some(end)
 }
 
+/// `sql` with each `CONNECTION_ID()` replaced by `id` (the router's own connection id, which
+/// the process list and `KILL` know), or `None` when it has none. A select item that is just
+/// the call keeps its column name with an alias of the client's text.
+pub fn connection_id(sql: &[u8], mode: &super::lex::Mode, id: u32) -> Option<Vec<u8>> {
+    use super::lex::Kind;
+    let toks = super::lex::significant(sql, mode);
+    let punct = |i: usize, c: u8| {
+        toks.get(i)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+    };
+    let mut out = Vec::with_capacity(sql.len());
+    let mut from = 0;
+    for (i, t) in toks.iter().enumerate() {
+        if !(t.is_word(sql, "CONNECTION_ID") && punct(i + 1, b'(') && punct(i + 2, b')')) {
+            continue;
+        }
+        let end = toks[i + 2].end;
+        let item_start = i > 0 && (toks[i - 1].is_word(sql, "SELECT") || punct(i - 1, b','));
+        let item_end = toks.get(i + 3).is_none_or(|n| {
+            n.kind == Kind::Semicolon
+                || n.is_word(sql, "FROM")
+                || n.kind == Kind::Punct && sql[n.start] == b','
+        });
+        out.extend_from_slice(&sql[from..t.start]);
+        out.extend_from_slice(id.to_string().as_bytes());
+        if item_start && item_end {
+            out.extend_from_slice(b" AS `");
+            out.extend_from_slice(&sql[t.start..end]);
+            out.push(b'`');
+        }
+        from = end;
+    }
+    if from == 0 {
+        return None;
+    }
+    out.extend_from_slice(&sql[from..]);
+    Some(out)
+}
+
 /// Quotes an identifier with backticks.
 pub fn quote_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
@@ -343,6 +382,23 @@ pub fn quote_ident(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_id_is_the_routers() {
+        let m = crate::sql::lex::Mode::default();
+        let r = |sql: &str| {
+            connection_id(sql.as_bytes(), &m, 42).map(|v| String::from_utf8(v).unwrap_or_default())
+        };
+        assert_eq!(
+            r("SELECT CONNECTION_ID()").as_deref(),
+            Some("SELECT 42 AS `CONNECTION_ID()`")
+        );
+        assert_eq!(
+            r("select connection_id() , 1 from t where a = CONNECTION_ID ( )").as_deref(),
+            Some("select 42 AS `connection_id()` , 1 from t where a = 42")
+        );
+        assert_eq!(r("SELECT 'CONNECTION_ID()'"), None);
+    }
 
     #[test]
     fn offsets_count_characters() {
