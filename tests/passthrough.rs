@@ -138,6 +138,15 @@ async fn unsharded_keyspace_answers_like_mariadb() {
         ],
     )
     .await;
+    // Prepared, statements the router does not parse are described and run as sent.
+    for c in [&mut r, &mut o] {
+        c.exec_drop("DO ?", (1,)).await.expect("prepared DO");
+        let got: Option<(i64, String)> = c
+            .exec_first("SELECT POSITION(? IN 'abc'), DATABASE()", ("b",))
+            .await
+            .expect("prepared select");
+        assert_eq!(got, Some((2, "app".to_string())));
+    }
     // A multi-statement batch that defines a stored program is one statement, as MariaDB
     // reads it; after it the batch goes on statement by statement.
     let program = b"CREATE PROCEDURE p2() BEGIN SELECT 1 AS a; SELECT 2 AS b; END";
@@ -278,7 +287,7 @@ async fn statements_reaching_past_the_keyspace_are_refused() {
             ("SET PASSWORD = PASSWORD('x')", 1227),
             ("SHUTDOWN", 1227),
             ("FLUSH PRIVILEGES", 1227),
-            ("KILL 1", 1227),
+            ("EXECUTE IMMEDIATE 'KILL 5'", 1227),
             ("INSTALL SONAME 'ha_blackhole'", 1227),
         ] {
             let (got, msg) = error_code(&mut c, sql).await;
@@ -462,6 +471,32 @@ async fn load_data_local_infile_like_mariadb() {
     assert!(routed.0, "router: {}", routed.2);
     assert_eq!(routed.1, direct.1);
     assert!(routed.1.contains("50002"), "{}", routed.1);
+    // Inside a transaction (a connection the transaction pins): rolled back, then committed.
+    let txn = format!(
+        "CREATE TABLE l2 (id int PRIMARY KEY, n varchar(20)); \
+         BEGIN; LOAD DATA LOCAL INFILE '{f}' INTO TABLE l2 FIELDS TERMINATED BY ','; \
+         SELECT COUNT(*) FROM l2; ROLLBACK; SELECT COUNT(*) FROM l2; \
+         SET autocommit = 0; LOAD DATA LOCAL INFILE '{f}' INTO TABLE l2 FIELDS TERMINATED BY ','; \
+         SHOW WARNINGS; COMMIT; SELECT COUNT(*), SUM(id) FROM l2",
+        f = file.display()
+    );
+    let routed = cli(
+        h.port(),
+        USER,
+        PASSWORD,
+        "app",
+        &["--local-infile=1", "-e", &txn],
+    );
+    let direct = cli(
+        s.port(),
+        s.user(),
+        s.password(),
+        "app",
+        &["--local-infile=1", "-e", &txn],
+    );
+    assert!(direct.0, "direct: {}", direct.2);
+    assert!(routed.0, "router: {}", routed.2);
+    assert_eq!(routed.1, direct.1);
     // Without LOCAL INFILE on the client: 1148, nothing loaded.
     let refused = cli(
         h.port(),

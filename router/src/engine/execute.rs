@@ -105,17 +105,10 @@ impl Engine {
             Box::pin(self.finish_txn(session, true)).await?;
         }
         let unq = Unqualify(ks);
-        if let (Targets::Verbatim { sql, reserve }, Some(k)) = (&e.targets, ks) {
+        if let (Targets::Verbatim { reserve, .. }, Some(k)) = (&e.targets, ks) {
             if let Some(ps) = k.placement.first() {
                 if *reserve {
                     self.reserve(session, rt, ps).await?;
-                }
-                // A client's file is relayed on the router's own connections only.
-                let held = session.in_transaction() || session.reserved_ps.contains(ps);
-                if held && starts_with_word(sql, "LOAD") {
-                    return Err(SqlError::unsupported(
-                        "LOAD DATA LOCAL INFILE inside a transaction or after connection-local state (temporary tables, locks, SQL PREPARE) in the session",
-                    ));
                 }
             }
         }
@@ -189,11 +182,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// Whether the statement's first significant word is `w`.
-fn starts_with_word(sql: &[u8], w: &str) -> bool {
-    crate::sql::lex::significant(sql, &Default::default())
-        .first()
-        .is_some_and(|t| t.is_word(sql, w))
 }

@@ -257,9 +257,27 @@ impl Engine {
         sql: &str,
     ) -> Result<(Vec<ColumnDef>, u16), SqlError> {
         let rt = self.topo.table();
-        let Some((backend_sql, ks)) =
-            crate::planner::describe_target(sql, session.keyspace.as_deref(), &rt)?
-        else {
+        // A statement an unsharded keyspace runs as sent is described there as sent.
+        let class = crate::sql::classify::classify(sql.as_bytes(), &session.lex);
+        let verbatim = crate::planner::passthrough::verbatim(
+            sql.as_bytes(),
+            &class,
+            session.keyspace.as_deref(),
+            &session.reserved_ps,
+            &rt,
+        );
+        let target = match verbatim {
+            Some(Plan::Exec(e)) if matches!(e.targets, Targets::Verbatim { .. }) => {
+                e.keyspace.map(|k| (sql.to_string(), Some(k), true))
+            }
+            _ => None,
+        };
+        let target = match target {
+            Some(t) => Some(t),
+            None => crate::planner::describe_target(sql, session.keyspace.as_deref(), &rt)?
+                .map(|(s, k)| (s, k, false)),
+        };
+        let Some((backend_sql, ks, in_schema)) = target else {
             return Ok((Vec::new(), 0));
         };
         let k = ks.as_deref().and_then(|k| rt.keyspace(k));
@@ -275,6 +293,14 @@ impl Engine {
         let ps = lease.ps.clone();
         let unq = Unqualify(k);
         let r = async {
+            if let (true, Some(k)) = (in_schema, k) {
+                let use_db = format!("USE {}", crate::sql::quote_ident(&k.schema(0)));
+                lease
+                    .conn
+                    .query_drop(use_db)
+                    .await
+                    .map_err(|e| from_backend(e, &ps, &addr, unq))?;
+            }
             let stmt = lease
                 .conn
                 .prep(backend_sql.as_str())

@@ -380,7 +380,8 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
-        let ps = lease.ps.as_str();
+        let ps_name = lease.ps.clone();
+        let ps = ps_name.as_str();
         // The address is formatted only for an error.
         let map = |e: mysql_async::Error| {
             let addr = rt.shards.get(ps).map(|s| s.address()).unwrap_or_default();
@@ -395,9 +396,13 @@ impl Engine {
         // OK (its status) is read by the driver with the last result set; it is written after
         // it, as the server sent it.
         let outer_more = session.more_results;
-        let call = crate::sql::lex::significant(sql, &session.lex)
-            .first()
-            .is_some_and(|t| t.is_word(sql, "CALL"));
+        let toks = crate::sql::lex::significant(sql, &session.lex);
+        let call = toks.first().is_some_and(|t| t.is_word(sql, "CALL"));
+        if toks.first().is_some_and(|t| t.is_word(sql, "LOAD"))
+            && toks.iter().take(4).any(|t| t.is_word(sql, "LOCAL"))
+        {
+            return Box::pin(self.load_local_pinned(session, lease, sql, &toks, io, &map)).await;
+        }
         let r = async {
             let mut res = lease.conn.query_iter(sql).await.map_err(map)?;
             loop {
@@ -467,6 +472,94 @@ impl Engine {
         .await;
         session.more_results = outer_more;
         r
+    }
+}
+
+impl Engine {
+    /// `LOAD DATA LOCAL INFILE` on a transaction's or a reserved `mysql_async` connection: the
+    /// router asks the client for the file itself (as the server would), and feeds the packets
+    /// it sends to the connection's file handler as they come, while the statement runs.
+    async fn load_local_pinned(
+        &self,
+        session: &mut Session,
+        lease: &mut Lease,
+        sql: &[u8],
+        toks: &[crate::sql::lex::Token],
+        io: &mut PacketIo,
+        map: &(dyn Fn(mysql_async::Error) -> SqlError + Sync),
+    ) -> Result<(), SqlError> {
+        use crate::wire::constants::CLIENT_LOCAL_FILES;
+        use futures_util::StreamExt;
+        if session.client_caps & CLIENT_LOCAL_FILES == 0 {
+            return Err(SqlError::new(
+                1148,
+                "42000",
+                "The used command is not allowed with this MariaDB version (the client did not enable LOCAL INFILE)",
+            ));
+        }
+        let name = toks
+            .iter()
+            .position(|t| t.is_word(sql, "INFILE"))
+            .and_then(|i| toks.get(i + 1))
+            .filter(|t| t.kind == crate::sql::lex::Kind::String)
+            .map(|t| crate::sql::classify::unquote(t.bytes(sql), &session.lex))
+            .ok_or_else(|| SqlError::parse("LOAD DATA LOCAL INFILE needs a file name"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        lease.conn.set_infile_handler(async move {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
+            Ok(stream.boxed())
+        });
+        let conn = &mut lease.conn;
+        let run = async {
+            let r = conn.query_drop(sql).await;
+            if r.is_err() {
+                // The file is not wanted: the handler (and its channel) goes, so the client's
+                // packets are read and dropped.
+                conn.set_infile_handler(async {
+                    Err(mysql_async::Error::Other("no file wanted".into()))
+                });
+            }
+            r.map(|()| {
+                (
+                    conn.affected_rows(),
+                    conn.last_insert_id().unwrap_or(0),
+                    conn.get_warnings(),
+                    conn.info().into_owned(),
+                )
+            })
+        };
+        let pump = async {
+            let mut request = vec![0xfb];
+            request.extend_from_slice(&name);
+            io.write_packet(&request).await?;
+            io.flush().await?;
+            let mut buf = Vec::new();
+            let mut tx = Some(tx);
+            loop {
+                io.read_packet(&mut buf).await?;
+                if buf.is_empty() {
+                    return Ok::<(), std::io::Error>(());
+                }
+                if let Some(t) = &tx {
+                    if t.send(Ok(bytes::Bytes::copy_from_slice(&buf)))
+                        .await
+                        .is_err()
+                    {
+                        tx = None;
+                    }
+                }
+            }
+        };
+        let (ran, pumped) = tokio::join!(run, pump);
+        pumped.map_err(io_err)?;
+        let (affected, last, warnings, info) = ran.map_err(map)?;
+        if warnings > 0 {
+            session.conditions = Box::pin(conditions(&mut lease.conn, Unqualify(None))).await;
+        }
+        let affected = crate::session::affected_rows(affected, &info, session.found_rows());
+        self.ok(session, io, affected, last, warnings, &info).await
     }
 }
 

@@ -2,7 +2,8 @@
 
 use super::login::{authenticate, change_user};
 use super::prepare::{execute, field_list, prepare};
-use super::query::{ok, query, SeriesCache};
+use super::query::{query, SeriesCache};
+use super::shared::ok;
 use super::shared::Shared;
 use crate::error::SqlError;
 use crate::planner;

@@ -73,7 +73,7 @@ pub(super) async fn run(
         ProcessStatement::Show { full } => show(shared, session, io, full).await,
         ProcessStatement::Kill(k) => {
             kill(shared, session, k).await?;
-            super::query::ok(io, session).await
+            super::shared::ok(io, session).await
         }
     }
 }

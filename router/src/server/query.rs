@@ -4,14 +4,7 @@ use super::shared::Shared;
 use crate::error::SqlError;
 use crate::planner;
 use crate::session::Session;
-use crate::wire::resultset;
 use crate::wire::PacketIo;
-
-pub(super) async fn ok(io: &mut PacketIo, session: &Session) -> Result<(), SqlError> {
-    io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
-        .await
-        .map_err(crate::error::io_err)
-}
 
 /// The metric series of a connection's last statement shape, so a run of statements with the
 /// same route and keyspace does not look its series up every time.

@@ -15,3 +15,20 @@ pub(super) struct Shared {
     pub(super) shadow: Arc<crate::shadow::routing::RoutingShadow>,
     pub(super) results: Arc<crate::shadow::results::ResultShadow>,
 }
+
+/// Answers OK with the session's status.
+pub(super) async fn ok(
+    io: &mut crate::wire::PacketIo,
+    session: &crate::session::Session,
+) -> Result<(), crate::error::SqlError> {
+    io.write_packet(&crate::wire::resultset::ok(
+        0,
+        0,
+        session.status_flags(),
+        0,
+        "",
+        false,
+    ))
+    .await
+    .map_err(crate::error::io_err)
+}

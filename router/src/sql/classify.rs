@@ -533,7 +533,7 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
 }
 
 /// The text of a quoted string literal, its quotes and escapes undone.
-fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
+pub fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
     let Some((&q, rest)) = lit.split_first() else {
         return Vec::new();
     };
