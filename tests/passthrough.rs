@@ -94,6 +94,8 @@ async fn unsharded_keyspace_answers_like_mariadb() {
             "CREATE VIEW v1 AS SELECT id, a FROM t1 WHERE id > 1",
             "SELECT * FROM v1 ORDER BY id",
             "SHOW FULL TABLES",
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1",
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't1' ORDER BY ORDINAL_POSITION",
             "SHOW CREATE TABLE t1",
             "SHOW INDEX FROM t1",
             "SHOW COLUMNS FROM t1 FROM app",
@@ -288,6 +290,7 @@ async fn statements_reaching_past_the_keyspace_are_refused() {
             ("SHUTDOWN", 1227),
             ("FLUSH PRIVILEGES", 1227),
             ("EXECUTE IMMEDIATE 'KILL 5'", 1227),
+            ("SELECT * FROM information_schema.PROCESSLIST", 1227),
             ("INSTALL SONAME 'ha_blackhole'", 1227),
         ] {
             let (got, msg) = error_code(&mut c, sql).await;

@@ -10,8 +10,9 @@ use crate::topology::RoutingTable;
 
 /// The verbatim plan for `sql` in a session whose keyspace is `keyspace`, when it may have
 /// one: the keyspace is unsharded, the statement's kind may run verbatim
-/// ([`Classified::verbatim`]), and no name in it may be another keyspace's schema,
-/// `information_schema` (answered per keyspace by the planner), or a physical schema.
+/// ([`Classified::verbatim`]), and no name in it may be another keyspace's schema or a
+/// physical schema. `information_schema` is read on the keyspace's own physical shard (its
+/// other schemas are visible there too: see docs/sql-support.md).
 ///
 /// A statement about connection-local state ([`Classified::local_state`]) runs verbatim on the
 /// session's reserved connection: one that makes such state reserves it; one that only reads
@@ -46,10 +47,10 @@ pub fn verbatim(
     let own = ks.name.as_bytes();
     let foreign = c.qualifiers.iter().any(|q| {
         q.as_slice() != own
-            && (q.eq_ignore_ascii_case(b"information_schema")
-                || std::str::from_utf8(q).map_or(true, |q| {
-                    rt.keyspace(q).is_some() || physical_schema_of(q, rt).is_some()
-                }))
+            && !q.eq_ignore_ascii_case(b"information_schema")
+            && (std::str::from_utf8(q).map_or(true, |q| {
+                rt.keyspace(q).is_some() || physical_schema_of(q, rt).is_some()
+            }))
     });
     // Names the router reserves are refused by the planner.
     let reserved = sql

@@ -338,6 +338,22 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
             }
         }
     }
+    // The physical shard's connections, not the router's sessions.
+    for (i, t) in toks.iter().enumerate() {
+        if t.ident(sql)
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"information_schema"))
+            && punct(i + 1, b'.')
+            && toks
+                .get(i + 2)
+                .and_then(|n| n.ident(sql))
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"processlist"))
+        {
+            reach = privilege(
+                "information_schema.PROCESSLIST of a physical shard (SHOW PROCESSLIST lists the router's sessions)",
+                "PROCESS",
+            );
+        }
+    }
     if reach.is_none() {
         if let Some(q) = qualifiers.iter().find(|q| {
             SYSTEM_SCHEMAS
