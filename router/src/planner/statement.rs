@@ -52,6 +52,13 @@ pub fn plan_internal(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
+    // What MariaDB runs: executable comments the server runs are read as plain text (unwrapped
+    // in place, so spans stay those of the statement).
+    if let Some(u) = crate::sql::lex::unwrap_executable(sql.as_bytes(), &Default::default()) {
+        if let Ok(u) = String::from_utf8(u) {
+            return plan_internal(&u, keyspace, last_insert_id, rt);
+        }
+    }
     if let Some(s) = StandIn::find(sql) {
         let plan = plan_parsed(&s.stand_in_sql, keyspace, last_insert_id, rt)?;
         return s.restore_plan(plan);

@@ -282,6 +282,16 @@ async fn statement(
         )
         .await;
     }
+    // The planner reads the text MariaDB runs: executable comments the server runs unwrapped
+    // in place (the same offsets, so what is spliced lands where it would have).
+    let unwrapped;
+    let (bytes, text) = match crate::sql::lex::unwrap_executable(bytes, &session.lex) {
+        Some(u) => {
+            unwrapped = u;
+            (unwrapped.as_slice(), std::str::from_utf8(&unwrapped))
+        }
+        None => (bytes, text),
+    };
     let sql = text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?;
     // Without its trailing `;` (never one inside a trailing comment: the text is scanned only
     // when it ends in `;` and may hold a comment).

@@ -514,6 +514,23 @@ pub fn significant(sql: &[u8], mode: &Mode) -> Vec<Token> {
         .collect()
 }
 
+/// `sql` with the markers of every executable comment the server runs (`/*!NNNNN`, `/*M!NNNNNN`
+/// and their `*/`) blanked out with spaces, so that a reader that does not know them (the SQL
+/// parser) sees the text MariaDB runs, at the same byte offsets; `None` when there are none.
+pub fn unwrap_executable(sql: &[u8], mode: &Mode) -> Option<Vec<u8>> {
+    if !sql.windows(3).any(|w| w == b"/*!" || w == b"/*M") {
+        return None;
+    }
+    let mut out: Option<Vec<u8>> = None;
+    for t in Lexer::new(sql, *mode) {
+        if matches!(t.kind, Kind::ExecOpen | Kind::ExecClose) {
+            let o = out.get_or_insert_with(|| sql.to_vec());
+            o[t.start..t.end].fill(b' ');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +659,19 @@ mod tests {
         );
         assert_eq!(k("/*!*/")[0].0, Kind::BlockComment);
         assert_eq!(k("/*! SELECT 1 */")[0].0, Kind::ExecOpen);
+    }
+
+    #[test]
+    fn executable_comments_unwrap_in_place() {
+        let m = Mode::default();
+        let sql = b"/*!40101 SET x=1 */ /*M!999999 no */ /*M!100100 SET y=2*/";
+        let u = unwrap_executable(sql, &m).expect("unwrapped");
+        assert_eq!(u.len(), sql.len());
+        assert_eq!(
+            String::from_utf8_lossy(&u),
+            "         SET x=1    /*M!999999 no */            SET y=2  "
+        );
+        assert_eq!(unwrap_executable(b"SELECT 1 /* c */", &m), None);
     }
 
     #[test]
