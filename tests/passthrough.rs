@@ -699,3 +699,98 @@ async fn process_list_and_kill_act_on_router_sessions() {
     drop(b);
     h.stop().await;
 }
+
+/// `mariadb-dump --single-transaction` (and `--skip-lock-tables`) of a sharded keyspace
+/// through the router: exit 0, each logical table described once under the keyspace's name
+/// (no physical schema names), and every row of every logical shard — restored into one
+/// MariaDB, the rows equal the router's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_of_a_sharded_keyspace_holds_every_row() {
+    let vschema = "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  \
+                   customer: { shard_key: customer_id }\n  country: { type: reference }\n";
+    let h = Harness::start(2, 1, vschema).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop(
+        "CREATE TABLE customer (customer_id bigint PRIMARY KEY, name varchar(40), note blob)",
+    )
+    .await
+    .expect("create");
+    r.query_drop("CREATE TABLE country (code char(2) PRIMARY KEY, name varchar(40))")
+        .await
+        .expect("create reference");
+    r.query_drop("INSERT INTO country (code, name) VALUES ('fr', 'France'), ('jp', 'Japan')")
+        .await
+        .expect("insert reference");
+    let mut values = Vec::new();
+    for i in 0..300 {
+        values.push(format!("({i}, 'name {i}', x'00ff{:02x}')", i % 256));
+    }
+    r.query_drop(format!(
+        "INSERT INTO customer (customer_id, name, note) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .expect("insert");
+    // Metadata answers under the keyspace's name.
+    let schemas: Vec<(String, String)> = r
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 2")
+        .await
+        .expect("metadata");
+    assert_eq!(schemas, vec![("demo".to_string(), "customer".to_string())]);
+    let engine: Option<String> = r
+        .query_first("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'demo' AND TABLE_NAME = 'country'")
+        .await
+        .expect("reference metadata");
+    assert_eq!(engine.as_deref(), Some("InnoDB"));
+    let mut o = h.oracle(2).await;
+    for mode in ["--single-transaction", "--skip-lock-tables"] {
+        let out = std::process::Command::new("mariadb-dump")
+            .args([
+                "-h127.0.0.1",
+                &format!("-P{}", h.port()),
+                &format!("-u{USER}"),
+                &format!("-p{PASSWORD}"),
+                "--skip-ssl",
+                "--hex-blob",
+                mode,
+                "demo",
+            ])
+            .output()
+            .expect("run mariadb-dump");
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !text.contains("demo_0"),
+            "{mode}: a physical schema name in the dump"
+        );
+        assert_eq!(text.matches("CREATE TABLE `customer`").count(), 1, "{mode}");
+        assert_eq!(text.matches("CREATE TABLE `country`").count(), 1, "{mode}");
+        // Restored into one MariaDB: the same rows.
+        o.query_drop("DROP TABLE IF EXISTS customer, country")
+            .await
+            .expect("drop");
+        o.query_drop(text.as_str())
+            .await
+            .expect("restore into MariaDB");
+        for sql in [
+            "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id",
+            "SELECT code, name FROM country ORDER BY code",
+        ] {
+            let want: Vec<mysql_async::Row> = r.query(sql).await.expect("router");
+            let got: Vec<mysql_async::Row> = o.query(sql).await.expect("restored");
+            let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
+                v.into_iter().map(|r| r.unwrap()).collect()
+            };
+            let (got, want) = (rows(got), rows(want));
+            assert_eq!(got.len(), want.len(), "{mode}: {sql}");
+            assert_eq!(got, want, "{mode}: {sql}");
+        }
+    }
+    drop(o);
+    drop(r);
+    h.stop().await;
+}

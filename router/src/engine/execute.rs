@@ -166,6 +166,7 @@ impl Engine {
             let text = WireStatement::Text {
                 sql: sql.as_bytes(),
                 db: None,
+                remap: false,
             };
             return self
                 .run_single(session, rt, &ps, &text, io, unq)

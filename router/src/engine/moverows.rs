@@ -48,6 +48,7 @@ impl Engine {
             key_at: None,
             aliased_items: false,
             conflict: None,
+            metadata: false,
         };
         let mut written = self.moves.guard(session, &m.update).await?;
         written.extend(self.moves.guard(session, &target).await?);

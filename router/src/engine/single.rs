@@ -15,8 +15,14 @@ use mysql_async::prelude::Queryable;
 
 /// What a statement for one physical shard is sent as.
 pub(super) enum WireStatement<'a> {
-    /// `COM_QUERY`, with the default database it needs (`None`: its names are qualified).
-    Text { sql: &'a [u8], db: Option<&'a str> },
+    /// `COM_QUERY`, with the default database it needs (`None`: its names are qualified);
+    /// `remap`: values naming physical schemas in its answer are mapped back to the keyspace
+    /// (a metadata question about a sharded keyspace).
+    Text {
+        sql: &'a [u8],
+        db: Option<&'a str>,
+        remap: bool,
+    },
     /// `COM_STMT_EXECUTE` of `sql`, prepared on the connection that runs it, with the
     /// client's parameters.
     Prepared {
@@ -88,14 +94,14 @@ impl Engine {
                 return Ok(Some(r));
             }
         }
-        let WireStatement::Text { sql, db } = *stmt else {
+        if !matches!(stmt, WireStatement::Text { .. }) {
             return Ok(None);
-        };
+        }
         let mut lease = self.conn(session, rt, ps).await?;
         if let Some(s) = &session.slot {
             s.on_backend(Some((ps, lease.conn.id())));
         }
-        let r = Box::pin(self.single(session, &mut lease, sql, db, io, unq, rt)).await;
+        let r = Box::pin(self.single(session, &mut lease, stmt, io, unq, rt)).await;
         Box::pin(self.give_back(session, lease)).await;
         Ok(Some(r))
     }
@@ -118,8 +124,10 @@ impl Engine {
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
         c.replay(&session.sets).await.map_err(map)?;
+        let mut remap = false;
         let binary = match stmt {
-            WireStatement::Text { sql, db } => {
+            WireStatement::Text { sql, db, remap: r } => {
+                remap = *r;
                 if let Some(db) = db {
                     c.use_db(db).await.map_err(map)?;
                 }
@@ -154,7 +162,7 @@ impl Engine {
                 true
             }
         };
-        self.wire_answer(session, pool, lease, io, unq, binary)
+        self.wire_answer(session, pool, lease, io, unq, (binary, remap))
             .await
     }
 
@@ -214,13 +222,13 @@ impl Engine {
         lease: &mut crate::backend::wire::WireLease,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
-        binary: bool,
+        (binary, remap): (bool, bool),
     ) -> Result<(), SqlError> {
         // A `CALL` answers with several results: each but the last says more follow, as the
         // server's did (the client's own status otherwise).
         let outer_more = session.more_results;
         let r = self
-            .wire_results(session, pool, lease, io, unq, binary, outer_more)
+            .wire_results(session, pool, lease, io, unq, (binary, remap), outer_more)
             .await;
         session.more_results = outer_more;
         r
@@ -235,7 +243,7 @@ impl Engine {
         lease: &mut crate::backend::wire::WireLease,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
-        binary: bool,
+        (binary, remap): (bool, bool),
         outer_more: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::{self, WireError};
@@ -355,6 +363,10 @@ impl Engine {
                         }
                         if binary {
                             io.write_binary_row(p).await.map_err(io_err)?;
+                        } else if remap {
+                            let row = remap_text_row(p, unq)
+                                .ok_or_else(|| map(WireError::Protocol("malformed row".into())))?;
+                            io.write_row(&row).await.map_err(io_err)?;
                         } else {
                             io.write_row(p).await.map_err(io_err)?;
                         }
@@ -374,12 +386,16 @@ impl Engine {
         &self,
         session: &mut Session,
         lease: &mut Lease,
-        sql: &[u8],
-        db: Option<&str>,
+        stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
+        let WireStatement::Text { sql, db, remap } = *stmt else {
+            return Err(SqlError::router(
+                "a prepared statement on a pinned connection",
+            ));
+        };
         let ps_name = lease.ps.clone();
         let ps = ps_name.as_str();
         // The address is formatted only for an error.
@@ -436,7 +452,10 @@ impl Engine {
                 let defs: Vec<ColumnDef> = cols.iter().map(|c| column_def(c, unq)).collect();
                 write_columns(io, session, &defs).await?;
                 let mut w = ResultWriter::default();
-                while let Some(row) = res.next().await.map_err(map)? {
+                while let Some(mut row) = res.next().await.map_err(map)? {
+                    if remap {
+                        remap_row(&mut row, unq);
+                    }
                     write_row(io, &mut w, row).await?;
                 }
                 let warnings = res.warnings();
@@ -582,6 +601,8 @@ pub(super) struct SingleTarget<'e, 'r> {
     pub(super) raw: Option<(&'e [u8], String)>,
     /// The error when none of `shards` can be had because there are none.
     pub(super) none: &'static str,
+    /// See [`WireStatement::Text`].
+    pub(super) remap: bool,
 }
 
 impl SingleTarget<'_, '_> {
@@ -591,10 +612,12 @@ impl SingleTarget<'_, '_> {
             Some((sql, db)) => WireStatement::Text {
                 sql,
                 db: Some(db.as_str()),
+                remap: false,
             },
             None => WireStatement::Text {
                 sql: self.sql.as_bytes(),
                 db: None,
+                remap: self.remap,
             },
         }
     }
@@ -622,6 +645,7 @@ pub(super) fn single_target<'e, 'r>(
                     sql: k.fill(template, *l),
                     raw: None,
                     none: "logical shard has no placement",
+                    remap: e.metadata,
                 })
             }
             _ => None,
@@ -636,6 +660,7 @@ pub(super) fn single_target<'e, 'r>(
                 sql: Cow::Borrowed(sql.as_str()),
                 raw: None,
                 none: "no physical shard is registered",
+                remap: false,
             })
         }
         (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => Some(SingleTarget {
@@ -643,6 +668,7 @@ pub(super) fn single_target<'e, 'r>(
             sql: Cow::Borrowed(sql.as_str()),
             raw: None,
             none: "keyspace has no physical shards",
+            remap: e.metadata,
         }),
         (Targets::Verbatim { sql, .. }, Some(k)) if !k.sharded => {
             let ps = k
@@ -654,6 +680,7 @@ pub(super) fn single_target<'e, 'r>(
                 sql: Cow::Borrowed(""),
                 raw: Some((sql.as_slice(), k.schema(0))),
                 none: "the keyspace has no placement",
+                remap: false,
             })
         }
         _ => None,
@@ -736,6 +763,39 @@ async fn relay_local_infile(
             .map_err(|e| InfileError::Backend(e.into()))?;
         if buf.is_empty() {
             return Ok(());
+        }
+    }
+}
+
+/// A text-protocol row with each value that names a physical schema of the keyspace mapped
+/// back to the keyspace's name; `None` for a malformed row.
+fn remap_text_row(p: &[u8], unq: Unqualify<'_>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut c = crate::wire::codec::Cursor::new(p);
+    while c.remaining() > 0 {
+        if c.peek() == Some(0xfb) {
+            c.u8();
+            out.push(0xfb);
+            continue;
+        }
+        let cell = c.lenenc_str()?;
+        match std::str::from_utf8(cell) {
+            Ok(text) => crate::wire::codec::put_lenenc_str(&mut out, unq.apply(text).as_bytes()),
+            Err(_) => crate::wire::codec::put_lenenc_str(&mut out, cell),
+        }
+    }
+    Some(out)
+}
+
+/// The same for a decoded row.
+fn remap_row(row: &mut mysql_async::Row, unq: Unqualify<'_>) {
+    for i in 0..row.len() {
+        if let Some(mysql_async::Value::Bytes(b)) = row.as_ref(i) {
+            if let Ok(text) = std::str::from_utf8(b) {
+                if let std::borrow::Cow::Owned(mapped) = unq.apply(text) {
+                    row.place(i, mysql_async::Value::Bytes(mapped.into_bytes()));
+                }
+            }
         }
     }
 }

@@ -249,6 +249,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         key_at,
         aliased_items: e.aliased_items,
         conflict: e.conflict.clone(),
+        metadata: e.metadata,
     }
 }
 

@@ -220,6 +220,7 @@ impl<'a> Planner<'a> {
             key_at: None,
             aliased_items: false,
             conflict,
+            metadata: false,
         })))
     }
 

@@ -80,6 +80,7 @@ pub fn verbatim(
         key_at: None,
         aliased_items: false,
         conflict: None,
+        metadata: false,
     })))
 }
 
@@ -101,6 +102,7 @@ pub fn server_info(sql: &[u8], c: &Classified) -> Option<Plan> {
         key_at: None,
         aliased_items: false,
         conflict: None,
+        metadata: false,
     })))
 }
 

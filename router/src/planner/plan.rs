@@ -83,6 +83,10 @@ pub struct Exec {
     /// table: the engine checks before running it that every unique key of the table holds
     /// the shard key (else a conflicting row may live on another logical shard).
     pub conflict: Option<Box<Conflict>>,
+    /// A metadata question (`information_schema`) about a sharded keyspace, asked of one of
+    /// its physical schemas: values in the answer that name a physical schema are mapped back
+    /// to the keyspace's name.
+    pub metadata: bool,
 }
 
 /// A write whose meaning depends on unique keys: see [`Exec::conflict`].

@@ -207,6 +207,7 @@ impl<'a> Planner<'a> {
             key_at: None,
             aliased_items: false,
             conflict: None,
+            metadata: false,
         }))
     }
 
@@ -285,6 +286,7 @@ impl<'a> Planner<'a> {
                 key_at: None,
                 aliased_items: false,
                 conflict: None,
+                metadata: false,
             }));
         }
         let ls = if ks.sharded {
@@ -308,6 +310,7 @@ impl<'a> Planner<'a> {
             key_at: None,
             aliased_items: false,
             conflict: None,
+            metadata: false,
         }))
     }
 }

@@ -138,12 +138,16 @@ impl<'a> Planner<'a> {
                 }
                 ControlFlow::<()>::Continue(())
             });
+            if r.system {
+                if let Some(plan) = self.sharded_metadata(&mut s) {
+                    return Ok(plan);
+                }
+            }
             let sql = if changed {
                 s.to_string()
             } else {
                 self.sql.to_string()
             };
-            let _ = r.system;
             return Ok(self.any(sql, StmtKind::Read));
         };
         if !ks.sharded || r.sharded().next().is_none() {
@@ -349,7 +353,27 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let unionable = q.locks.is_empty() && select.into.is_none() && q.for_clause.is_none();
+        // Select options that MariaDB allows only in a union's first select (`SQL_NO_CACHE`,
+        // `SQL_CALC_FOUND_ROWS`, …) keep the per-shard selects apart.
+        let options_first_only =
+            crate::sql::lex::significant(self.sql.as_bytes(), &Default::default())
+                .iter()
+                .any(|t| {
+                    [
+                        "SQL_NO_CACHE",
+                        "SQL_CACHE",
+                        "SQL_CALC_FOUND_ROWS",
+                        "HIGH_PRIORITY",
+                        "SQL_BUFFER_RESULT",
+                        "STRAIGHT_JOIN",
+                    ]
+                    .iter()
+                    .any(|w| t.is_word(self.sql.as_bytes(), w))
+                });
+        let unionable = q.locks.is_empty()
+            && select.into.is_none()
+            && q.for_clause.is_none()
+            && !options_first_only;
         let aliased = self.name_items(select, &r, &mut edits);
         let sql = self.qualified(&r, edits)?;
         let mut plan = self.exec_for(ks, &r, sql, StmtKind::Read, ls, limit, unionable);
@@ -481,5 +505,74 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Planner<'_> {
+    /// A question about system schemas (`information_schema`) that names a sharded keyspace in
+    /// a string (`TABLE_SCHEMA = 'demo'`, or `DATABASE()` in a session of it): asked of one of
+    /// its physical schemas instead — its reference schema when a string names one of its
+    /// reference tables, else logical shard 0's (every logical shard holds the same tables) —
+    /// on the physical shard that holds it; values naming physical schemas in the answer are
+    /// mapped back to the keyspace's name. `None` when the statement names no sharded keyspace.
+    fn sharded_metadata(&self, s: &mut Statement) -> Option<Plan> {
+        let mut strings: Vec<String> = Vec::new();
+        let _ = visit_expressions(&*s, |e| {
+            if let Expr::Value(v) = e {
+                if let Value::SingleQuotedString(x) = &v.value {
+                    strings.push(x.clone());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let ks = strings
+            .iter()
+            .find_map(|x| self.rt.keyspace(x).filter(|k| k.sharded))?;
+        let reference = strings.iter().any(|x| {
+            matches!(
+                ks.tables.get(x),
+                Some(crate::topology::TableRouting::Reference)
+            )
+        });
+        let physical = if reference {
+            ks.reference_schema()
+        } else {
+            ks.schema(0)
+        };
+        let _ = visit_expressions_mut(s, |e| {
+            if let Expr::Value(v) = e {
+                if let Value::SingleQuotedString(x) = &mut v.value {
+                    if *x == ks.name {
+                        *x = physical.clone();
+                    }
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let sql = s.to_string();
+        Some(Plan::Exec(Box::new(super::plan::Exec {
+            keyspace: Some(ks.name.clone()),
+            kind: StmtKind::Read,
+            route: if reference {
+                RouteKind::Reference
+            } else {
+                RouteKind::One
+            },
+            targets: if reference {
+                super::plan::Targets::Reference { sql }
+            } else {
+                super::plan::Targets::Ls {
+                    template: sql,
+                    ls: vec![0],
+                }
+            },
+            limit: None,
+            unionable: false,
+            merge: None,
+            key_at: None,
+            aliased_items: false,
+            conflict: None,
+            metadata: true,
+        })))
     }
 }

@@ -368,6 +368,7 @@ impl<'a> Planner<'a> {
                 key_at: None,
                 aliased_items: false,
                 conflict: None,
+                metadata: false,
             }))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;

@@ -58,6 +58,11 @@ impl<'a> Cursor<'a> {
         self.buf.len() - self.pos
     }
 
+    /// The next byte, not consumed.
+    pub fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     pub fn u8(&mut self) -> Option<u8> {
         let v = *self.buf.get(self.pos)?;
         self.pos += 1;
