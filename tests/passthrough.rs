@@ -700,10 +700,13 @@ async fn process_list_and_kill_act_on_router_sessions() {
     h.stop().await;
 }
 
-/// `mariadb-dump --single-transaction` (and `--skip-lock-tables`) of a sharded keyspace
-/// through the router: exit 0, each logical table described once under the keyspace's name
-/// (no physical schema names), and every row of every logical shard — restored into one
-/// MariaDB, the rows equal the router's.
+/// `mariadb-dump` of a sharded keyspace through the router, in the default mode (`LOCK
+/// TABLES`), `--single-transaction` and `--skip-lock-tables`: exit 0, each logical table
+/// described once under the keyspace's name (no physical schema names), and every row of
+/// every logical shard — restored into one MariaDB, the rows equal the router's; and the
+/// default dump, restored through the router into another sharded keyspace as `mariadb`
+/// sends it (`LOCK TABLES … WRITE`, `DISABLE KEYS`, extended inserts without a column list),
+/// holds the same rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_of_a_sharded_keyspace_holds_every_row() {
     let vschema = "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  \
@@ -742,8 +745,15 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
         .await
         .expect("reference metadata");
     assert_eq!(engine.as_deref(), Some("InnoDB"));
+    let copy =
+        tessera_topo::VSchema::from_yaml(&vschema.replace("keyspace: demo", "keyspace: copy"))
+            .expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &copy)
+        .await
+        .expect("apply");
     let mut o = h.oracle(2).await;
-    for mode in ["--single-transaction", "--skip-lock-tables"] {
+    let mut default_dump = Vec::new();
+    for mode in ["--opt", "--single-transaction", "--skip-lock-tables"] {
         let out = std::process::Command::new("mariadb-dump")
             .args([
                 "-h127.0.0.1",
@@ -763,6 +773,10 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if mode == "--opt" {
+            default_dump = out.stdout.clone();
+            assert!(text.contains("LOCK TABLES `customer` WRITE"), "{text}");
+        }
         assert!(
             !text.contains("demo_0"),
             "{mode}: a physical schema name in the dump"
@@ -790,6 +804,50 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
             assert_eq!(got, want, "{mode}: {sql}");
         }
     }
+    // The default dump restored through the router into the other sharded keyspace.
+    let mut child = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{}", h.port()),
+            &format!("-u{USER}"),
+            &format!("-p{PASSWORD}"),
+            "--skip-ssl",
+            "copy",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mariadb");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&default_dump).expect("write dump");
+    }
+    let out = child.wait_with_output().expect("restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = h.conn(Some("copy")).await;
+    for sql in [
+        "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id",
+        "SELECT code, name FROM country ORDER BY code",
+    ] {
+        let want: Vec<mysql_async::Row> = r.query(sql).await.expect("demo");
+        let got: Vec<mysql_async::Row> = c.query(sql).await.expect("copy");
+        let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
+            v.into_iter().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(rows(got), rows(want), "restored: {sql}");
+    }
+    // Each row on the logical shard its key names (the router finds it by its key).
+    let one: Option<String> = c
+        .query_first("SELECT name FROM customer WHERE customer_id = 137")
+        .await
+        .expect("point read");
+    assert_eq!(one.as_deref(), Some("name 137"));
+    drop(c);
     drop(o);
     drop(r);
     h.stop().await;

@@ -35,6 +35,9 @@ pub struct Session {
     pub reserved: BTreeMap<String, Conn>,
     /// The physical shards where the session holds a reserved connection.
     pub reserved_ps: std::collections::BTreeSet<String>,
+    /// The physical shards where the session's reserved connection holds `LOCK TABLES` of a
+    /// sharded keyspace.
+    pub locked_ps: std::collections::BTreeSet<String>,
     /// The session's entry in the router's process list (`SHOW PROCESSLIST`, `KILL`).
     pub slot: Option<std::sync::Arc<registry::Slot>>,
     /// Logical shards `(keyspace, ls)` written by the open transaction: their writes are
@@ -97,6 +100,7 @@ impl Session {
             txn_conns: BTreeMap::new(),
             reserved: BTreeMap::new(),
             reserved_ps: Default::default(),
+            locked_ps: Default::default(),
             slot: None,
             txn_ls: Default::default(),
             copy_after: Vec::new(),

@@ -20,6 +20,8 @@ pub struct Engine {
     pub(super) unique_keys: super::unique_keys::UniqueKeyCache,
     /// The router's client sessions (`SHOW PROCESSLIST`, `KILL`).
     pub sessions: Arc<crate::session::registry::Registry>,
+    /// Column lists of sharded and reference tables (`INSERT … VALUES` without one).
+    pub columns: super::columns::ColumnCache,
 }
 
 /// A backend connection borrowed for one statement.
@@ -50,6 +52,7 @@ impl Engine {
             multi_shard_lock_wait_s: 2,
             unique_keys: Default::default(),
             sessions: Default::default(),
+            columns: Default::default(),
             topo,
             backends,
             sequences: tokio::sync::Mutex::new(std::collections::HashMap::new()),

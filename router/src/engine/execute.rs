@@ -71,6 +71,7 @@ impl Engine {
                 session.copy_after.clear();
                 if let Some(ks) = ddl_in {
                     self.unique_keys.forget_keyspace(&ks);
+                    self.columns.forget_keyspace(&ks);
                 }
                 match r {
                     // A backend connection of the transaction is gone, and its work with it:

@@ -24,6 +24,7 @@
 //! - [`moves`]: the dual-write of moving logical shards; [`unique_keys`]: unique keys of
 //!   sharded tables, for writes that resolve conflicts on them.
 
+pub mod columns;
 mod core;
 mod crossjoin;
 mod execute;

@@ -171,6 +171,7 @@ impl Engine {
     /// `COM_CHANGE_USER`.
     pub async fn release_reserved(&self, session: &mut Session) {
         session.reserved_ps.clear();
+        session.locked_ps.clear();
         for (_, c) in std::mem::take(&mut session.reserved) {
             crate::backend::release(c, true).await;
         }
@@ -255,5 +256,86 @@ impl Engine {
             Err(e) => Err(SqlError::shard(&pool.name, &pool.addr, e)),
             Ok(()) => Ok(()),
         }
+    }
+}
+
+impl Engine {
+    /// `LOCK TABLES` over a sharded keyspace: on every physical shard of the keyspace, a
+    /// connection reserved for the session locks each named table in every logical shard
+    /// placed there (a reference table in the reference schema), with the lock type as
+    /// written. As in MariaDB, it first commits the open transaction and releases the
+    /// session's earlier locks. The session's statements on those shards then run on those
+    /// connections, under the locks, until `UNLOCK TABLES`.
+    ///
+    /// # Errors
+    /// 1146 for a table the keyspace does not have, the server's error for a lock.
+    pub async fn lock_tables(
+        &self,
+        session: &mut Session,
+        keyspace: &str,
+        items: &[(String, String)],
+    ) -> Result<(), SqlError> {
+        use crate::sql::quote_ident;
+        use crate::topology::TableRouting;
+        let rt = self.topo.table();
+        let ks = rt
+            .keyspace(keyspace)
+            .ok_or_else(|| SqlError::unknown_database(keyspace))?;
+        self.finish_txn(session, true).await?;
+        self.unlock_tables(session).await?;
+        for ps in ks.physical_shards() {
+            let mut list = Vec::new();
+            for (table, mode) in items {
+                match ks.table(table) {
+                    Some(TableRouting::Reference) => list.push(format!(
+                        "{}.{} {mode}",
+                        quote_ident(&ks.reference_schema()),
+                        quote_ident(table)
+                    )),
+                    Some(_) => {
+                        for (l, p) in ks.placement.iter().enumerate() {
+                            if *p == ps {
+                                list.push(format!(
+                                    "{}.{} {mode}",
+                                    quote_ident(&ks.schema(l as u32)),
+                                    quote_ident(table)
+                                ));
+                            }
+                        }
+                    }
+                    None => return Err(SqlError::unknown_table(keyspace, table)),
+                }
+            }
+            if list.is_empty() {
+                continue;
+            }
+            self.reserve(session, &rt, &ps).await?;
+            let mut lease = self.conn(session, &rt, &ps).await?;
+            let r = lease
+                .conn
+                .query_drop(format!("LOCK TABLES {}", list.join(", ")))
+                .await;
+            self.give_back(session, lease).await;
+            r.map_err(|e| SqlError::shard(&ps, "", e))?;
+            session.locked_ps.insert(ps);
+        }
+        Ok(())
+    }
+
+    /// `UNLOCK TABLES` on every connection where the session holds locks of a sharded
+    /// keyspace.
+    ///
+    /// # Errors
+    /// The server's error.
+    pub async fn unlock_tables(&self, session: &mut Session) -> Result<(), SqlError> {
+        let locked = std::mem::take(&mut session.locked_ps);
+        for ps in locked {
+            if let Some(c) = session.reserved.get_mut(&ps) {
+                c.query_drop("UNLOCK TABLES")
+                    .await
+                    .map_err(|e| SqlError::shard(&ps, "", e))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -161,16 +161,7 @@ pub async fn read_table(
     let ks = rt
         .keyspace(keyspace)
         .ok_or_else(|| SqlError::unknown_database(keyspace))?;
-    let ps = ks
-        .placement
-        .first()
-        .ok_or_else(|| SqlError::router(format!("keyspace {keyspace} has no placement")))?;
-    let rec = rt
-        .shards
-        .get(ps)
-        .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-    let pool = backends.pool(rec);
-    let mut conn = pool.get_conn().await?;
+    let (pool, mut conn) = shard0_conn(backends, rt, ks).await?;
     read(&mut conn, &ks.schema(0), table).await.map_err(|e| {
         SqlError::shard(
             &pool.name,
@@ -182,6 +173,29 @@ pub async fn read_table(
             ),
         )
     })
+}
+
+/// A control-plane connection to the physical shard of `ks`'s logical shard 0 (which holds
+/// its reference schema too), for reading its schema.
+///
+/// # Errors
+/// 1105 when the keyspace has no placement or its physical shard cannot be reached.
+pub async fn shard0_conn(
+    backends: &crate::backend::Backends,
+    rt: &RoutingTable,
+    ks: &crate::topology::KeyspaceRouting,
+) -> Result<(std::sync::Arc<crate::backend::ShardPool>, mysql_async::Conn), SqlError> {
+    let ps = ks
+        .placement
+        .first()
+        .ok_or_else(|| SqlError::router(format!("keyspace {} has no placement", ks.name)))?;
+    let rec = rt
+        .shards
+        .get(ps)
+        .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+    let pool = backends.pool(rec);
+    let conn = pool.get_conn().await?;
+    Ok((pool, conn))
 }
 
 #[cfg(test)]

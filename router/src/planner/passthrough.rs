@@ -106,6 +106,82 @@ pub fn server_info(sql: &[u8], c: &Classified) -> Option<Plan> {
     })))
 }
 
+/// `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS` (what dumps wrap their inserts in) on a
+/// table of a sharded keyspace: run on the table in every logical shard's schema (a
+/// reference table in every physical shard's reference schema). `None` for other statements.
+pub fn keys_toggle(sql: &[u8], keyspace: Option<&str>, rt: &RoutingTable) -> Option<Plan> {
+    use crate::sql::quote_ident;
+    use crate::topology::TableRouting;
+    let toks = crate::sql::lex::significant(sql, &Default::default());
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !(is(0, "ALTER") && is(1, "TABLE")) {
+        return None;
+    }
+    let dotted = toks
+        .get(3)
+        .is_some_and(|t| t.kind == crate::sql::lex::Kind::Punct && sql[t.start] == b'.');
+    let (ks, table, next) = if dotted {
+        let s = String::from_utf8(toks.get(2)?.ident(sql)?).ok()?;
+        (Some(s), toks.get(4)?.ident(sql)?, 5)
+    } else {
+        (keyspace.map(str::to_string), toks.get(2)?.ident(sql)?, 3)
+    };
+    let verb = if is(next, "DISABLE") {
+        "DISABLE"
+    } else if is(next, "ENABLE") {
+        "ENABLE"
+    } else {
+        return None;
+    };
+    let rest_is_end = toks
+        .get(next + 2)
+        .is_none_or(|t| t.kind == crate::sql::lex::Kind::Semicolon);
+    if !is(next + 1, "KEYS") || !rest_is_end {
+        return None;
+    }
+    let ks = rt.keyspace(&ks?)?;
+    let table = String::from_utf8(table).ok()?;
+    if !ks.sharded {
+        return None;
+    }
+    let (route, targets) = match ks.table(&table)? {
+        TableRouting::Reference => (
+            RouteKind::Reference,
+            Targets::Reference {
+                sql: format!(
+                    "ALTER TABLE {}.{} {verb} KEYS",
+                    quote_ident(&ks.reference_schema()),
+                    quote_ident(&table)
+                ),
+            },
+        ),
+        _ => (
+            RouteKind::Scatter,
+            Targets::Ls {
+                template: format!(
+                    "ALTER TABLE {}.{} {verb} KEYS",
+                    crate::sql::LS_PLACEHOLDER,
+                    quote_ident(&table)
+                ),
+                ls: (0..ks.logical_shards).collect(),
+            },
+        ),
+    };
+    Some(Plan::Exec(Box::new(Exec {
+        keyspace: Some(ks.name.clone()),
+        kind: StmtKind::Ddl,
+        route,
+        targets,
+        limit: None,
+        unionable: false,
+        merge: None,
+        key_at: None,
+        aliased_items: false,
+        conflict: None,
+        metadata: false,
+    })))
+}
+
 /// The sharded keyspace whose physical schema `name` is (`demo_0007`, `demo_ref`), if any.
 fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r str> {
     let (ks, suffix) = name.rsplit_once('_')?;

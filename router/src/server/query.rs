@@ -254,6 +254,11 @@ async fn statement(
         (bytes, text)
     };
     let rt = shared.engine.topo.table();
+    if mentions(b"LOCK") {
+        if let Some(r) = Box::pin(sharded_locks(shared, session, io, &rt, bytes)).await {
+            return r;
+        }
+    }
     let class = crate::sql::classify::classify(bytes, &session.lex);
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     if let Some(plan) = planner::passthrough::verbatim(
@@ -264,6 +269,7 @@ async fn statement(
         &rt,
     )
     .or_else(|| planner::passthrough::server_info(bytes, &class))
+    .or_else(|| planner::passthrough::keys_toggle(bytes, session.keyspace.as_deref(), &rt))
     {
         let started = std::time::Instant::now();
         let shown = String::from_utf8_lossy(bytes);
@@ -282,6 +288,16 @@ async fn statement(
         )
         .await;
     }
+    // `INSERT … VALUES` without a column list into a sharded or reference table (what dumps
+    // write): the table's columns, in order, spliced in so that the shard key can be found.
+    let with_columns;
+    let (bytes, text) = match Box::pin(add_column_list(shared, session, &rt, bytes)).await? {
+        Some(b) => {
+            with_columns = b;
+            (with_columns.as_slice(), std::str::from_utf8(&with_columns))
+        }
+        None => (bytes, text),
+    };
     // The planner reads the text MariaDB runs: executable comments the server runs unwrapped
     // in place (the same offsets, so what is spliced lands where it would have).
     let unwrapped;
@@ -376,6 +392,104 @@ async fn statement(
         series,
     )
     .await
+}
+
+/// `LOCK TABLES` and `UNLOCK TABLES` in a session of a sharded keyspace (see
+/// [`crate::engine::Engine::lock_tables`]); `None` for other statements and sessions.
+async fn sharded_locks(
+    shared: &Shared,
+    session: &mut Session,
+    io: &mut PacketIo,
+    rt: &crate::topology::RoutingTable,
+    bytes: &[u8],
+) -> Option<Result<(), SqlError>> {
+    let toks = crate::sql::lex::significant(bytes, &session.lex);
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(bytes, w));
+    if is(0, "UNLOCK") && (is(1, "TABLES") || is(1, "TABLE")) && !session.locked_ps.is_empty() {
+        let r = shared.engine.unlock_tables(session).await;
+        return Some(match r {
+            Ok(()) => super::shared::ok(io, session).await,
+            Err(e) => Err(e),
+        });
+    }
+    let items = crate::sql::rewrite::lock_tables(bytes, &session.lex)?;
+    let mut ks: Option<String> = None;
+    let mut list = Vec::new();
+    for it in &items {
+        let k = match &it.schema {
+            Some(s) => String::from_utf8_lossy(s).into_owned(),
+            None => session.keyspace.clone()?,
+        };
+        if !rt.keyspace(&k).is_some_and(|k| k.sharded) {
+            return None;
+        }
+        if ks.as_ref().is_some_and(|prev| *prev != k) {
+            return Some(Err(SqlError::unsupported(
+                "LOCK TABLES over several keyspaces",
+            )));
+        }
+        if it.alias {
+            return Some(Err(SqlError::unsupported(
+                "LOCK TABLES with an alias on a sharded keyspace",
+            )));
+        }
+        ks = Some(k);
+        list.push((
+            String::from_utf8_lossy(&it.table).into_owned(),
+            it.mode.clone(),
+        ));
+    }
+    let ks = ks?;
+    let r = shared.engine.lock_tables(session, &ks, &list).await;
+    Some(match r {
+        Ok(()) => super::shared::ok(io, session).await,
+        Err(e) => Err(e),
+    })
+}
+
+/// `bytes` with the column list of an `INSERT … VALUES` that has none, when its table is a
+/// sharded keyspace's (sharded or reference); `None` otherwise.
+async fn add_column_list(
+    shared: &Shared,
+    session: &Session,
+    rt: &crate::topology::RoutingTable,
+    bytes: &[u8],
+) -> Result<Option<Vec<u8>>, SqlError> {
+    let head = bytes.trim_ascii_start();
+    let starts = |w: &[u8]| {
+        head.get(..w.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(w))
+    };
+    if !(starts(b"INSERT") || starts(b"REPLACE")) {
+        return Ok(None);
+    }
+    let Some(t) = crate::sql::rewrite::insert_without_columns(bytes, &session.lex) else {
+        return Ok(None);
+    };
+    let ks = match &t.schema {
+        Some(s) => std::str::from_utf8(s).ok(),
+        None => session.keyspace.as_deref(),
+    };
+    let (Some(ks), Ok(table)) = (
+        ks.and_then(|k| rt.keyspace(k)),
+        std::str::from_utf8(&t.table),
+    ) else {
+        return Ok(None);
+    };
+    if !ks.sharded || ks.table(table).is_none() {
+        return Ok(None);
+    }
+    let cols = shared
+        .engine
+        .columns
+        .columns(&shared.engine.backends, rt, &ks.name, table)
+        .await?;
+    let list: Vec<String> = cols.iter().map(|c| crate::sql::quote_ident(c)).collect();
+    let mut out = Vec::with_capacity(bytes.len() + 16 * cols.len());
+    out.extend_from_slice(&bytes[..t.at]);
+    out.extend_from_slice(format!(" ({})", list.join(", ")).as_bytes());
+    out.extend_from_slice(&bytes[t.at..]);
+    Ok(Some(out))
 }
 
 /// Runs a planned statement and records it: `trimmed` is its text as logs and shadows show it.

@@ -374,6 +374,127 @@ pub fn connection_id(sql: &[u8], mode: &super::lex::Mode, id: u32) -> Option<Vec
     Some(out)
 }
 
+/// The table of an `INSERT`/`REPLACE … VALUES` that has no column list, and the byte offset
+/// just past its name (where a column list goes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertWithoutColumns {
+    pub schema: Option<Vec<u8>>,
+    pub table: Vec<u8>,
+    pub at: usize,
+}
+
+/// Finds `INSERT [LOW_PRIORITY | DELAYED | HIGH_PRIORITY] [IGNORE] [INTO] [schema.]table
+/// VALUES|VALUE …` (or `REPLACE …`) without a column list.
+pub fn insert_without_columns(sql: &[u8], mode: &super::lex::Mode) -> Option<InsertWithoutColumns> {
+    use super::lex::Kind;
+    let toks = super::lex::significant(sql, mode);
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !(is(0, "INSERT") || is(0, "REPLACE")) {
+        return None;
+    }
+    let mut i = 1;
+    for w in ["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"] {
+        if is(i, w) {
+            i += 1;
+        }
+    }
+    let first = toks.get(i).and_then(|t| t.ident(sql))?;
+    let dotted = toks
+        .get(i + 1)
+        .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == b'.');
+    let (schema, table, last) = if dotted {
+        (
+            Some(first),
+            toks.get(i + 2).and_then(|t| t.ident(sql))?,
+            i + 2,
+        )
+    } else {
+        (None, first, i)
+    };
+    if !(is(last + 1, "VALUES") || is(last + 1, "VALUE")) {
+        return None;
+    }
+    Some(InsertWithoutColumns {
+        schema,
+        table,
+        at: toks[last].end,
+    })
+}
+
+/// One table of a `LOCK TABLES` statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockItem {
+    pub schema: Option<Vec<u8>>,
+    pub table: Vec<u8>,
+    /// An alias, which the router does not carry to logical shards.
+    pub alias: bool,
+    /// The lock type as written (`READ LOCAL`, `WRITE`, …).
+    pub mode: String,
+}
+
+/// The tables of `LOCK TABLE[S] t [[AS] a] lock_type, …`; `None` for another statement or a
+/// list it cannot read.
+pub fn lock_tables(sql: &[u8], mode: &super::lex::Mode) -> Option<Vec<LockItem>> {
+    use super::lex::Kind;
+    let toks = super::lex::significant(sql, mode);
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !(is(0, "LOCK") && (is(1, "TABLES") || is(1, "TABLE"))) {
+        return None;
+    }
+    let mut items = Vec::new();
+    let mut i = 2;
+    loop {
+        let first = toks.get(i).and_then(|t| t.ident(sql))?;
+        let dotted = toks
+            .get(i + 1)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == b'.');
+        let (schema, table) = if dotted {
+            i += 2;
+            (Some(first), toks.get(i).and_then(|t| t.ident(sql))?)
+        } else {
+            (None, first)
+        };
+        i += 1;
+        let mut alias = false;
+        if is(i, "AS") {
+            i += 1;
+        }
+        if !(is(i, "READ") || is(i, "WRITE") || is(i, "LOW_PRIORITY")) {
+            toks.get(i).and_then(|t| t.ident(sql))?;
+            alias = true;
+            i += 1;
+        }
+        let start = i;
+        while i < toks.len()
+            && !(toks[i].kind == Kind::Punct && sql[toks[i].start] == b',')
+            && toks[i].kind != Kind::Semicolon
+        {
+            if toks[i].kind != Kind::Word {
+                return None;
+            }
+            i += 1;
+        }
+        if start == i {
+            return None;
+        }
+        let mode = toks[start..i]
+            .iter()
+            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        items.push(LockItem {
+            schema,
+            table,
+            alias,
+            mode,
+        });
+        match toks.get(i) {
+            Some(t) if t.kind == Kind::Punct => i += 1,
+            _ => return Some(items),
+        }
+    }
+}
+
 /// Quotes an identifier with backticks.
 pub fn quote_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
@@ -382,6 +503,40 @@ pub fn quote_ident(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserts_without_a_column_list_are_found() {
+        let m = crate::sql::lex::Mode::default();
+        let f = |sql: &str| insert_without_columns(sql.as_bytes(), &m);
+        let t = f("INSERT INTO `customer` VALUES (1,'a'),(2,'b')").expect("found");
+        assert_eq!((t.table.as_slice(), t.at), (&b"customer"[..], 22));
+        let t = f("replace low_priority demo.t value (1)").expect("found");
+        assert_eq!(t.schema.as_deref(), Some(&b"demo"[..]));
+        assert!(f("INSERT INTO t (a) VALUES (1)").is_none());
+        assert!(f("INSERT INTO t SET a = 1").is_none());
+        assert!(f("SELECT 1").is_none());
+    }
+
+    #[test]
+    fn lock_lists_are_read() {
+        let m = crate::sql::lex::Mode::default();
+        let l = lock_tables(
+            b"LOCK TABLES `t` READ /*!32311 LOCAL */, demo.u AS x WRITE;",
+            &m,
+        )
+        .expect("read");
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].table.as_slice(), l[0].mode.as_str(), l[0].alias),
+            (&b"t"[..], "READ LOCAL", false)
+        );
+        assert_eq!(
+            (l[1].schema.as_deref(), l[1].mode.as_str(), l[1].alias),
+            (Some(&b"demo"[..]), "WRITE", true)
+        );
+        assert!(lock_tables(b"LOCK TABLES", &m).is_none());
+        assert!(lock_tables(b"SELECT 1", &m).is_none());
+    }
 
     #[test]
     fn connection_id_is_the_routers() {
