@@ -109,10 +109,14 @@ pub fn server_info(sql: &[u8], c: &Classified) -> Option<Plan> {
 /// `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS` (what dumps wrap their inserts in) on a
 /// table of a sharded keyspace: run on the table in every logical shard's schema (a
 /// reference table in every physical shard's reference schema). `None` for other statements.
-pub fn keys_toggle(sql: &[u8], keyspace: Option<&str>, rt: &RoutingTable) -> Option<Plan> {
+pub fn keys_toggle(
+    sql: &[u8],
+    toks: &[crate::sql::lex::Token],
+    keyspace: Option<&str>,
+    rt: &RoutingTable,
+) -> Option<Plan> {
     use crate::sql::quote_ident;
     use crate::topology::TableRouting;
-    let toks = crate::sql::lex::significant(sql, &Default::default());
     let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
     if !(is(0, "ALTER") && is(1, "TABLE")) {
         return None;

@@ -232,20 +232,28 @@ async fn statement(
     text: Result<&str, std::str::Utf8Error>,
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
-    // The router's own sessions: `SHOW PROCESSLIST`, `KILL id` (the cheap test first).
-    let mentions = |w: &[u8]| bytes.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
-    if mentions(b"KILL") || mentions(b"PROCESSLIST") {
-        let toks = crate::sql::lex::significant(bytes, &session.lex);
+    // One lexing of the statement serves every check below.
+    let mut toks = crate::sql::lex::significant(bytes, &session.lex);
+    let first = |w: &str| toks.first().is_some_and(|t| t.is_word(bytes, w));
+    // The router's own sessions: `SHOW PROCESSLIST`, `KILL id`.
+    if first("KILL") || first("SHOW") {
         if let Some(p) = super::processes::ProcessStatement::of(bytes, &toks) {
             return Box::pin(super::processes::run(shared, session, io, p?)).await;
         }
     }
+    let rt = shared.engine.topo.table();
+    if first("LOCK") || first("UNLOCK") {
+        if let Some(r) = Box::pin(sharded_locks(shared, session, io, &rt, bytes)).await {
+            return r;
+        }
+    }
     // `CONNECTION_ID()` is the router's connection id, as the process list shows it.
     let substituted;
-    let (bytes, text) = if mentions(b"CONNECTION_ID") {
+    let (bytes, text) = if toks.iter().any(|t| t.is_word(bytes, "CONNECTION_ID")) {
         match crate::sql::rewrite::connection_id(bytes, &session.lex, session.connection_id) {
             Some(b) => {
                 substituted = b;
+                toks = crate::sql::lex::significant(&substituted, &session.lex);
                 (substituted.as_slice(), std::str::from_utf8(&substituted))
             }
             None => (bytes, text),
@@ -253,13 +261,7 @@ async fn statement(
     } else {
         (bytes, text)
     };
-    let rt = shared.engine.topo.table();
-    if mentions(b"LOCK") {
-        if let Some(r) = Box::pin(sharded_locks(shared, session, io, &rt, bytes)).await {
-            return r;
-        }
-    }
-    let class = crate::sql::classify::classify(bytes, &session.lex);
+    let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     if let Some(plan) = planner::passthrough::verbatim(
         bytes,
@@ -269,7 +271,7 @@ async fn statement(
         &rt,
     )
     .or_else(|| planner::passthrough::server_info(bytes, &class))
-    .or_else(|| planner::passthrough::keys_toggle(bytes, session.keyspace.as_deref(), &rt))
+    .or_else(|| planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt))
     {
         let started = std::time::Instant::now();
         let shown = String::from_utf8_lossy(bytes);

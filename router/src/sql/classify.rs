@@ -4,7 +4,7 @@
 //! the session's keyspaces into the physical shard ([`Reach`]: refused for every statement,
 //! whatever path it would take).
 
-use super::lex::{Kind, Lexer, Mode, Token};
+use super::lex::{Kind, Mode, Token};
 
 /// Something a statement does that acts on a whole physical shard or outside the session's
 /// keyspaces.
@@ -143,9 +143,11 @@ const LOCAL_FUNCTIONS: &[(&str, bool)] = &[
 
 /// Classifies `sql`, lexed as `mode` says.
 pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
-    let toks: Vec<Token> = Lexer::new(sql, *mode)
-        .filter(|t| !t.is_blank() && !matches!(t.kind, Kind::ExecOpen | Kind::ExecClose))
-        .collect();
+    classify_tokens(sql, &super::lex::significant(sql, mode), mode)
+}
+
+/// [`classify`] of a statement already lexed into its significant tokens.
+pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
     let word = |i: usize| -> Option<String> {
         toks.get(i)
             .filter(|t| t.kind == Kind::Word)
@@ -340,13 +342,11 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
     }
     // The physical shard's connections, not the router's sessions.
     for (i, t) in toks.iter().enumerate() {
-        if t.ident(sql)
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"information_schema"))
+        if t.ident_is(sql, "information_schema")
             && punct(i + 1, b'.')
             && toks
                 .get(i + 2)
-                .and_then(|n| n.ident(sql))
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"processlist"))
+                .is_some_and(|n| n.ident_is(sql, "processlist"))
         {
             reach = privilege(
                 "information_schema.PROCESSLIST of a physical shard (SHOW PROCESSLIST lists the router's sessions)",

@@ -151,6 +151,19 @@ impl Token {
         )
     }
 
+    /// Whether this token names identifier `name` (ASCII case-insensitively; a quoted one
+    /// without doubled quotes inside), without allocating.
+    pub fn ident_is(&self, sql: &[u8], name: &str) -> bool {
+        let b = self.bytes(sql);
+        match self.kind {
+            Kind::Word => b.eq_ignore_ascii_case(name.as_bytes()),
+            Kind::QuotedIdent => {
+                b.len() >= 2 && b[1..b.len() - 1].eq_ignore_ascii_case(name.as_bytes())
+            }
+            _ => false,
+        }
+    }
+
     /// The identifier this token names (a word, or a quoted identifier unquoted), as bytes.
     pub fn ident(&self, sql: &[u8]) -> Option<Vec<u8>> {
         match self.kind {
