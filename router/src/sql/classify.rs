@@ -191,8 +191,8 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         })
     };
     // The object of CREATE / ALTER / DROP / RENAME, past its options.
-    let ddl_object = ddl_object(s, &toks, sql);
-    let mut reach = statement_reach(s, &toks, sql);
+    let ddl_object = ddl_object(s, toks, sql);
+    let mut reach = statement_reach(s, toks, sql);
     // A stored program's body: each statement in it is checked as one.
     let program = is(s, "BEGIN") && is(s + 1, "NOT")
         || verb == "CREATE"
@@ -213,7 +213,7 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
                 .iter()
                 .any(|w| is(i - 1, w));
             if starts {
-                if let Some(r) = statement_reach(i, &toks, sql) {
+                if let Some(r) = statement_reach(i, toks, sql) {
                     reach = Some(r);
                     break;
                 }
@@ -369,7 +369,7 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
     let plain = verbatim_kind(
         &verb,
         s,
-        &toks,
+        toks,
         sql,
         ddl_object.as_ref().map(|(_, o)| o.as_str()),
     );
@@ -387,7 +387,7 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         }
     };
     let routine_status = if verb == "SHOW" && verbatim.is_some() {
-        routine_status(s, &toks, sql)
+        routine_status(s, toks, sql)
     } else {
         None
     };
