@@ -135,11 +135,31 @@ async fn unsharded_keyspace_answers_like_mariadb() {
             "DROP PROCEDURE p1",
             "DROP FUNCTION f1",
             "DROP SEQUENCE s1",
-            "DROP TABLE t2, t3",
+            "DROP TABLES t2, t3",
+            "FLUSH TABLES t1",
+            "SET @b := 5",
+            "SELECT @b",
+            "IF (SELECT COUNT(*) FROM t1) > 0 THEN SELECT 'some' AS answer; ELSE SELECT 'none' AS answer; END IF",
+            "FOR i IN 1..2 DO SELECT i; END FOR",
             "SHOW TABLES",
         ],
     )
     .await;
+    // A condition a program signals keeps its SQLSTATE.
+    for c in [&mut r, &mut o] {
+        match c
+            .query_drop("BEGIN NOT ATOMIC SIGNAL SQLSTATE '45001' SET MESSAGE_TEXT = 'no'; END")
+            .await
+        {
+            Err(mysql_async::Error::Server(e)) => {
+                assert_eq!(
+                    (e.code, e.state.as_str(), e.message.as_str()),
+                    (1644, "45001", "no")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     // Prepared, statements the router does not parse are described and run as sent.
     for c in [&mut r, &mut o] {
         c.exec_drop("DO ?", (1,)).await.expect("prepared DO");

@@ -78,5 +78,50 @@ fn leak_state(s: &str) -> &'static str {
         "21S01", "40001", "XA000", "25000", "3D000", "08S01", "28000", "01000", "22004", "HY001",
         "42S21", "21000", "22023", "70100", "24000", "0A000", "40000", "23001",
     ];
-    KNOWN.iter().find(|k| **k == s).copied().unwrap_or("HY000")
+    if let Some(k) = KNOWN.iter().find(|k| **k == s) {
+        return k;
+    }
+    intern_state(s)
+}
+
+/// Most SQLSTATEs kept besides the common ones (those of `SIGNAL SQLSTATE '45000'` and the
+/// like); beyond it a new one is reported as HY000, so that a client cannot grow the table
+/// without bound.
+const MAX_INTERNED_STATES: usize = 1024;
+
+/// A SQLSTATE not in the common set, kept for the process's life.
+fn intern_state(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static STATES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let valid = s.len() == 5 && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        return "HY000";
+    }
+    let Ok(mut set) = STATES.get_or_init(Default::default).lock() else {
+        return "HY000";
+    };
+    if let Some(k) = set.get(s) {
+        return k;
+    }
+    if set.len() >= MAX_INTERNED_STATES {
+        return "HY000";
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlstates_pass_through() {
+        assert_eq!(super::leak_state("42S02"), "42S02");
+        assert_eq!(super::leak_state("45000"), "45000");
+        assert_eq!(
+            super::leak_state("45000").as_ptr(),
+            super::leak_state("45000").as_ptr()
+        );
+        assert_eq!(super::leak_state("bad"), "HY000");
+    }
 }

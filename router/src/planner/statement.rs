@@ -89,7 +89,10 @@ pub(super) fn plan_parsed(
     }
     // Parsed up to its last token: a `--` that ends the text is a comment to MariaDB (the
     // parser would take it for two minus signs); spans stay those of `sql`.
-    let stmt = parse_one(&sql[..crate::sql::rewrite::statement_end(sql)])?;
+    let stmt = match parse_one(&sql[..crate::sql::rewrite::statement_end(sql)]) {
+        Ok(s) => s,
+        Err(e) => return set_unparsed(sql).ok_or(e),
+    };
     refuse_last_statement_state(&stmt)?;
     let p = Planner {
         sql,
@@ -99,6 +102,30 @@ pub(super) fn plan_parsed(
         last_insert_id,
     };
     p.statement(stmt)
+}
+
+/// A session `SET` the SQL parser does not read (`SET @a := 1`, `SET CHARACTER SET x`, `SET
+/// NAMES DEFAULT`, …): replayed as written, like any `SET`, unless it touches what the router
+/// keeps itself (`autocommit`, `sql_select_limit`, transaction characteristics) or is `SET
+/// STATEMENT` (which the router does not carry). The scope check (no `GLOBAL`) ran before.
+fn set_unparsed(sql: &str) -> Option<Plan> {
+    let b = sql.as_bytes();
+    let toks = crate::sql::lex::significant(b, &Default::default());
+    if !toks.first()?.is_word(b, "SET") || toks.get(1).is_some_and(|t| t.is_word(b, "STATEMENT")) {
+        return None;
+    }
+    let kept = ["AUTOCOMMIT", "SQL_SELECT_LIMIT", "TRANSACTION"];
+    let names = |t: &crate::sql::lex::Token| {
+        let n = t.bytes(b);
+        let n = n.strip_prefix(b"@@").unwrap_or(n);
+        kept.iter().any(|w| n.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if toks.iter().any(names) {
+        return None;
+    }
+    Some(Plan::Local(Local::Set(
+        sql.trim().trim_end_matches(';').to_string(),
+    )))
 }
 
 /// Where to describe a statement being prepared: the SQL (tables qualified with the first

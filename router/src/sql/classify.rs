@@ -100,6 +100,7 @@ const SERVER_OBJECTS: &[&str] = &["USER", "ROLE", "SERVER", "TABLESPACE", "LOGFI
 /// Objects of a keyspace's schema whose DDL may run verbatim.
 const SCHEMA_OBJECTS: &[&str] = &[
     "TABLE",
+    "TABLES",
     "VIEW",
     "INDEX",
     "PROCEDURE",
@@ -195,6 +196,10 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
     let mut reach = statement_reach(s, toks, sql);
     // A stored program's body: each statement in it is checked as one.
     let program = is(s, "BEGIN") && is(s + 1, "NOT")
+        || matches!(
+            verb.as_str(),
+            "IF" | "CASE" | "LOOP" | "WHILE" | "REPEAT" | "FOR"
+        )
         || verb == "CREATE"
             && ddl_object.as_ref().is_some_and(|(_, o)| {
                 matches!(
@@ -440,6 +445,31 @@ fn routine_status(s: usize, toks: &[Token], sql: &[u8]) -> Option<DbFilter> {
     })
 }
 
+/// `FLUSH [LOCAL | NO_WRITE_TO_BINLOG] TABLE[S] t [, t …]`: named tables only (not the whole
+/// server's, nor `WITH READ LOCK` / `FOR EXPORT`, which lock).
+fn flushes_named_tables(s: usize, toks: &[Token], sql: &[u8]) -> bool {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !is(s, "FLUSH") {
+        return false;
+    }
+    let mut i = s + 1;
+    if is(i, "LOCAL") || is(i, "NO_WRITE_TO_BINLOG") {
+        i += 1;
+    }
+    if !(is(i, "TABLE") || is(i, "TABLES")) {
+        return false;
+    }
+    let rest = &toks[(i + 1).min(toks.len())..];
+    !rest.is_empty()
+        && rest.iter().all(|t| {
+            matches!(t.kind, Kind::Word | Kind::QuotedIdent | Kind::Semicolon)
+                || t.kind == Kind::Punct && matches!(sql[t.start], b',' | b'.')
+        })
+        && !rest
+            .iter()
+            .any(|t| t.is_word(sql, "WITH") || t.is_word(sql, "FOR"))
+}
+
 /// The object of a `CREATE` / `ALTER` / `DROP` / `RENAME` at token `s`, past its options.
 fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
     let verb = toks.get(s)?;
@@ -480,7 +510,11 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
             privilege,
         })
     };
-    if let Some((w, p)) = SERVER_VERBS.iter().find(|(w, _)| *w == verb) {
+    if let Some((w, p)) = SERVER_VERBS
+        .iter()
+        .find(|(w, _)| *w == verb)
+        .filter(|_| !flushes_named_tables(s, toks, sql))
+    {
         reach = privilege(w, p);
     }
     // The object of CREATE / ALTER / DROP / RENAME, past its options.
@@ -648,6 +682,9 @@ fn verbatim_kind(
             VerbatimKind::Write
         }
         "BEGIN" if is(s + 1, "NOT") => VerbatimKind::Write,
+        // Compound statements outside a stored program.
+        "IF" | "CASE" | "LOOP" | "WHILE" | "REPEAT" | "FOR" => VerbatimKind::Write,
+        "FLUSH" if flushes_named_tables(s, toks, sql) => VerbatimKind::Write,
         "TRUNCATE" => VerbatimKind::Ddl,
         "CREATE" | "ALTER" | "DROP" | "RENAME" => {
             let o = ddl_object?;

@@ -43,6 +43,16 @@ pub fn split_bytes(sql: &[u8], mode: &super::lex::Mode) -> Vec<(usize, usize)> {
             _ => {
                 let n = words.len();
                 words.push(i);
+                // A compound statement outside a stored program opens its own block.
+                if n == 0
+                    && ["IF", "CASE", "LOOP", "WHILE", "REPEAT", "FOR"]
+                        .iter()
+                        .any(|w| is(i, w))
+                {
+                    program = true;
+                    depth = 1;
+                    continue;
+                }
                 if n < 16 && !program && n >= 1 {
                     let first = words[0];
                     program = is(first, "BEGIN") && n == 1 && is(i, "NOT")
