@@ -276,7 +276,11 @@ async fn statement(
         let started = std::time::Instant::now();
         let shown = String::from_utf8_lossy(bytes);
         let shown = shown.trim();
-        let fingerprint = crate::sql::fingerprint(shown);
+        // The plan cache's normalised text (a direct scan for common statements), as for
+        // planned statements.
+        let fingerprint = crate::sql::shape::shape(shown)
+            .map(|s| s.key)
+            .unwrap_or_else(|| crate::sql::fingerprint(shown));
         return run(
             shared,
             session,
