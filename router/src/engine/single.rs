@@ -598,7 +598,7 @@ pub(super) struct SingleTarget<'e, 'r> {
     pub(super) sql: std::borrow::Cow<'e, str>,
     /// For a verbatim statement: the client's bytes (sent instead of `sql`), and the
     /// keyspace's schema as the default database.
-    pub(super) raw: Option<(&'e [u8], String)>,
+    pub(super) raw: Option<(&'e [u8], &'r str)>,
     /// The error when none of `shards` can be had because there are none.
     pub(super) none: &'static str,
     /// See [`WireStatement::Text`].
@@ -611,7 +611,7 @@ impl SingleTarget<'_, '_> {
         match &self.raw {
             Some((sql, db)) => WireStatement::Text {
                 sql,
-                db: Some(db.as_str()),
+                db: Some(db),
                 remap: false,
             },
             None => WireStatement::Text {
@@ -678,7 +678,8 @@ pub(super) fn single_target<'e, 'r>(
             Some(SingleTarget {
                 shards: Cow::Borrowed(std::slice::from_ref(ps)),
                 sql: Cow::Borrowed(""),
-                raw: Some((sql.as_slice(), k.schema(0))),
+                // An unsharded keyspace's schema is its name.
+                raw: Some((sql.as_slice(), k.name.as_str())),
                 none: "the keyspace has no placement",
                 remap: false,
             })

@@ -71,7 +71,10 @@ pub(super) async fn query(
     }
     session.start_statement(io);
     if let Some(s) = &session.slot {
-        s.running(&String::from_utf8_lossy(sql), session.keyspace.as_deref());
+        match text {
+            Ok(t) => s.running(t, session.keyspace.as_deref()),
+            Err(_) => s.running(&String::from_utf8_lossy(sql), session.keyspace.as_deref()),
+        }
     }
     let r = statement(shared, session, io, sql, text, series).await;
     if let Some(s) = &session.slot {

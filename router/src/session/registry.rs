@@ -25,10 +25,14 @@ pub struct Slot {
 #[derive(Default, Clone)]
 struct SlotState {
     keyspace: Option<String>,
-    /// The statement running, and since when.
-    running: Option<(String, Instant)>,
-    /// The backend connection running it: physical shard and the server's connection id.
-    backend: Option<(String, u32)>,
+    /// The statement running (its buffer reused from statement to statement), and since when
+    /// (`None`: idle).
+    text: String,
+    started: Option<Instant>,
+    /// The backend connection running it: physical shard (buffer reused) and the server's
+    /// connection id (`None`: none).
+    backend_ps: String,
+    backend_id: Option<u32>,
     /// Since when the session has been idle (or connected).
     idle_since: Option<Instant>,
 }
@@ -83,8 +87,8 @@ impl Registry {
             .iter()
             .map(|s| {
                 let st = s.state.lock().map(|g| g.clone()).unwrap_or_default();
-                let (command, since, info) = match st.running {
-                    Some((sql, at)) => ("Query", Some(at), Some(sql)),
+                let (command, since, info) = match st.started {
+                    Some(at) => ("Query", Some(at), Some(st.text)),
                     None => ("Sleep", st.idle_since, None),
                 };
                 Process {
@@ -107,7 +111,9 @@ impl Slot {
     /// A statement starts (its text as the process list shows it).
     pub fn running(&self, sql: &str, keyspace: Option<&str>) {
         if let Ok(mut s) = self.state.lock() {
-            s.running = Some((sql.to_string(), Instant::now()));
+            s.text.clear();
+            s.text.push_str(sql);
+            s.started = Some(Instant::now());
             if s.keyspace.as_deref() != keyspace {
                 s.keyspace = keyspace.map(str::to_string);
             }
@@ -117,8 +123,8 @@ impl Slot {
     /// The statement ended.
     pub fn idle(&self) {
         if let Ok(mut s) = self.state.lock() {
-            s.running = None;
-            s.backend = None;
+            s.started = None;
+            s.backend_id = None;
             s.idle_since = Some(Instant::now());
         }
     }
@@ -126,13 +132,23 @@ impl Slot {
     /// The backend connection the statement runs on (`None`: none any more).
     pub fn on_backend(&self, backend: Option<(&str, u32)>) {
         if let Ok(mut s) = self.state.lock() {
-            s.backend = backend.map(|(ps, id)| (ps.to_string(), id));
+            match backend {
+                Some((ps, id)) => {
+                    if s.backend_ps != ps {
+                        s.backend_ps.clear();
+                        s.backend_ps.push_str(ps);
+                    }
+                    s.backend_id = Some(id);
+                }
+                None => s.backend_id = None,
+            }
         }
     }
 
     /// The backend connection running the session's statement, if one does.
     pub fn backend(&self) -> Option<(String, u32)> {
-        self.state.lock().ok()?.backend.clone()
+        let s = self.state.lock().ok()?;
+        s.backend_id.map(|id| (s.backend_ps.clone(), id))
     }
 
     /// Asks the session to end (`KILL CONNECTION`): its connection closes after the statement

@@ -522,9 +522,12 @@ impl Iterator for Lexer<'_> {
 /// The tokens of `sql` that mean something to the server: blanks, and the markers of executable
 /// comments, left out.
 pub fn significant(sql: &[u8], mode: &Mode) -> Vec<Token> {
-    Lexer::new(sql, *mode)
-        .filter(|t| !t.is_blank() && !matches!(t.kind, Kind::ExecOpen | Kind::ExecClose))
-        .collect()
+    let mut out = Vec::with_capacity(sql.len() / 4 + 4);
+    out.extend(
+        Lexer::new(sql, *mode)
+            .filter(|t| !t.is_blank() && !matches!(t.kind, Kind::ExecOpen | Kind::ExecClose)),
+    );
+    out
 }
 
 /// `sql` with the markers of every executable comment the server runs (`/*!NNNNN`, `/*M!NNNNNN`
