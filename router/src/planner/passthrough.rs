@@ -53,9 +53,10 @@ pub fn verbatim(
             }))
     });
     // Names the router reserves are refused by the planner.
-    let reserved = sql
-        .windows(10)
-        .any(|w| w.eq_ignore_ascii_case(b"__tessera_"));
+    let reserved = sql.windows(2).any(|w| w == b"__")
+        && sql
+            .windows(10)
+            .any(|w| w.eq_ignore_ascii_case(b"__tessera_"));
     if foreign || reserved {
         return None;
     }

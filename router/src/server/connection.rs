@@ -48,12 +48,11 @@ pub(super) async fn handle(
     loop {
         io.seq = 0;
         // `biased`: the read first, without drawing a random number per statement.
-        let slot = entry.slot.clone();
         let read = tokio::select! {
             biased;
             r = io.read_packet(&mut buf) => r,
             _ = &mut stop => break,
-            _ = slot.killed() => break,
+            _ = entry.slot.killed() => break,
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
