@@ -55,6 +55,42 @@ fn planning(c: &mut Criterion) {
             })
         });
     }
+    // The byte front end every statement passes: one lexing, the classification, the scope
+    // check, and the verbatim plan of an unsharded keyspace with its fingerprint.
+    let mode = tessera_router::sql::lex::Mode::default();
+    let mut i = 0;
+    c.bench_function("front end: lex + classify + scope, point select", |b| {
+        b.iter(|| {
+            i = (i + 1) % statements.len();
+            let sql = statements[i].as_bytes();
+            let toks = tessera_router::sql::lex::significant(sql, &mode);
+            let class = tessera_router::sql::classify::classify_tokens(sql, &toks, &mode);
+            black_box(tessera_router::planner::passthrough::check_scope(
+                &class, "u", &rt,
+            ))
+            .ok();
+            black_box(class)
+        })
+    });
+    let mut i = 0;
+    let none = std::collections::BTreeSet::new();
+    c.bench_function("front end: verbatim plan + fingerprint, unsharded", |b| {
+        b.iter(|| {
+            i = (i + 1) % statements.len();
+            let sql = statements[i].as_bytes();
+            let toks = tessera_router::sql::lex::significant(sql, &mode);
+            let class = tessera_router::sql::classify::classify_tokens(sql, &toks, &mode);
+            let plan = tessera_router::planner::passthrough::verbatim(
+                sql,
+                &class,
+                Some("sbtest"),
+                &none,
+                &rt,
+            );
+            let fp = tessera_router::sql::shape::shape(&statements[i]).map(|s| s.key);
+            black_box((plan, fp))
+        })
+    });
     let range = "SELECT c FROM sbtest1 WHERE id BETWEEN 5000 AND 5099 ORDER BY c";
     c.bench_function("plan scatter ORDER BY (merge), sharded", |b| {
         b.iter(|| black_box(cache.plan(range, Some("sharded"), 0, &rt)).ok())
