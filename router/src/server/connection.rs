@@ -44,6 +44,9 @@ pub(super) async fn handle(
     let host = peer.to_string();
     let mut entry = shared.engine.sessions.enter(id, &session.user, &host);
     session.slot = Some(entry.slot.clone());
+    // One kill watch for the session's life (renewed with the session on a change of user),
+    // not a new waiter per statement.
+    let mut killed = Box::pin(kill_watch(entry.slot.clone()));
     let mut series = SeriesCache::default();
     loop {
         io.seq = 0;
@@ -52,7 +55,7 @@ pub(super) async fn handle(
             biased;
             r = io.read_packet(&mut buf) => r,
             _ = &mut stop => break,
-            _ = entry.slot.killed() => break,
+            _ = &mut killed => break,
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
@@ -72,6 +75,7 @@ pub(super) async fn handle(
                         drop(entry);
                         entry = shared.engine.sessions.enter(id, &session.user, &host);
                         session.slot = Some(entry.slot.clone());
+                        killed = Box::pin(kill_watch(entry.slot.clone()));
                         continue;
                     }
                     Ok(false) | Err(_) => break,
@@ -289,4 +293,9 @@ async fn batch_of_several(
         r?;
     }
     Ok(())
+}
+
+/// Resolves when `KILL CONNECTION` asks the session of `slot` to end.
+async fn kill_watch(slot: std::sync::Arc<crate::session::registry::Slot>) {
+    slot.killed().await
 }

@@ -85,7 +85,7 @@ pub(super) async fn authenticate(
         .or_else(|| shared.cfg.default_keyspace.clone());
     if let Some(ks) = &resp.database {
         if shared.engine.topo.table().keyspace(ks).is_none() {
-            let e = SqlError::unknown_database(ks);
+            let e = database_refused(ks, &resp.user);
             io.write_packet(&resultset::err(e.code, e.state, &e.message))
                 .await?;
             io.flush().await?;
@@ -150,7 +150,7 @@ pub(super) async fn change_user(
                 .as_ref()
                 .filter(|ks| shared.engine.topo.table().keyspace(ks).is_none())
             {
-                let e = SqlError::unknown_database(ks);
+                let e = database_refused(ks, &req.user);
                 Some(refuse(e.code, e.state, e.message))
             } else {
                 // The old session's transaction ends unfinished, as on a new login.
@@ -193,4 +193,22 @@ pub(super) async fn change_user(
 /// The lexing class of the character set a `SET NAMES cs COLLATE …` names.
 fn names_charset(names: &str) -> crate::sql::lex::Charset {
     crate::sql::lex::Charset::of(names.split_whitespace().nth(2).unwrap_or_default())
+}
+
+/// The error for a login naming a database that is not a keyspace: 1044 for the server's own
+/// schemas (the router's clients reach only their keyspaces), 1049 otherwise.
+fn database_refused(db: &str, user: &str) -> SqlError {
+    if crate::sql::classify::SYSTEM_SCHEMAS
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(db))
+    {
+        return SqlError::new(
+            1044,
+            "42000",
+            format!(
+                "Access denied for user '{user}' to database '{db}' (the router's clients reach only their keyspaces)"
+            ),
+        );
+    }
+    SqlError::unknown_database(db)
 }

@@ -97,7 +97,6 @@ async fn show(
         ColumnDef::text("Info"),
         ColumnDef::text("Progress"),
     ];
-    let own = session.connection_id;
     let rows = shared
         .engine
         .sessions
@@ -112,22 +111,7 @@ async fn show(
                     i.chars().take(100).collect()
                 }
             });
-            // This statement itself is what its own session runs.
-            let (command, info) = if p.id == own {
-                (
-                    "Query",
-                    Some(
-                        if full {
-                            "SHOW FULL PROCESSLIST"
-                        } else {
-                            "SHOW PROCESSLIST"
-                        }
-                        .to_string(),
-                    ),
-                )
-            } else {
-                (p.command, info)
-            };
+            let command = p.command;
             let state = if command == "Query" { "executing" } else { "" };
             vec![
                 Some(p.id.to_string().into_bytes()),

@@ -83,7 +83,10 @@ pub fn split_bytes(sql: &[u8], mode: &super::lex::Mode) -> Vec<(usize, usize)> {
                     // `END IF`, `END LOOP`, …: closed by the `END`.
                 } else if is(i, "BEGIN")
                     || is(i, "CASE")
-                    || statement_start && ["IF", "LOOP", "WHILE", "REPEAT"].iter().any(|w| is(i, w))
+                    || statement_start
+                        && ["IF", "LOOP", "WHILE", "REPEAT", "FOR"]
+                            .iter()
+                            .any(|w| is(i, w))
                 {
                     depth += 1;
                 }
@@ -152,6 +155,11 @@ mod tests {
         assert_eq!(
             pieces(&format!("{nested}; SELECT 3")),
             vec![nested, " SELECT 3"]
+        );
+        let for_loop = "BEGIN NOT ATOMIC FOR i IN 0..2 DO SELECT i; END FOR; END";
+        assert_eq!(
+            pieces(&format!("{for_loop}; SELECT 4")),
+            vec![for_loop, " SELECT 4"]
         );
         assert_eq!(
             pieces("CREATE FUNCTION f() RETURNS INT RETURN 1; SELECT f()"),
