@@ -602,42 +602,17 @@ async fn dump_and_restore_through_the_router_like_mariadb() {
     }
     // Restore through the router into the other keyspace.
     let text = dump(h.port(), USER, PASSWORD, &[]);
-    let mut child = std::process::Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            &format!("-P{}", h.port()),
-            &format!("-u{USER}"),
-            &format!("-p{PASSWORD}"),
-            "--skip-ssl",
-            "copy",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run mariadb");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(&text).expect("write dump");
-    }
-    let out = child.wait_with_output().expect("restore");
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore_through_router(h.port(), "copy", &text);
     let mut c = h.conn(Some("copy")).await;
-    for sql in [
-        "SELECT id, a, HEX(b) FROM t ORDER BY id",
-        "SELECT * FROM v ORDER BY id",
-    ] {
-        let want: Vec<mysql_async::Row> = r.query(sql).await.expect("app");
-        let got: Vec<mysql_async::Row> = c.query(sql).await.expect("copy");
-        let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
-            v.into_iter().map(|r| r.unwrap()).collect()
-        };
-        assert_eq!(rows(got), rows(want), "{sql}");
-    }
+    same_rows(
+        &mut r,
+        &mut c,
+        &[
+            "SELECT id, a, HEX(b) FROM t ORDER BY id",
+            "SELECT * FROM v ORDER BY id",
+        ],
+    )
+    .await;
     let n: Option<i64> = c.query_first("CALL p(21)").await.expect("call");
     assert_eq!(n, Some(42));
     drop(c);
@@ -825,42 +800,17 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
         }
     }
     // The default dump restored through the router into the other sharded keyspace.
-    let mut child = std::process::Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            &format!("-P{}", h.port()),
-            &format!("-u{USER}"),
-            &format!("-p{PASSWORD}"),
-            "--skip-ssl",
-            "copy",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run mariadb");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(&default_dump).expect("write dump");
-    }
-    let out = child.wait_with_output().expect("restore");
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore_through_router(h.port(), "copy", &default_dump);
     let mut c = h.conn(Some("copy")).await;
-    for sql in [
-        "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id",
-        "SELECT code, name FROM country ORDER BY code",
-    ] {
-        let want: Vec<mysql_async::Row> = r.query(sql).await.expect("demo");
-        let got: Vec<mysql_async::Row> = c.query(sql).await.expect("copy");
-        let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
-            v.into_iter().map(|r| r.unwrap()).collect()
-        };
-        assert_eq!(rows(got), rows(want), "restored: {sql}");
-    }
+    same_rows(
+        &mut r,
+        &mut c,
+        &[
+            "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id",
+            "SELECT code, name FROM country ORDER BY code",
+        ],
+    )
+    .await;
     // Each row on the logical shard its key names (the router finds it by its key).
     let one: Option<String> = c
         .query_first("SELECT name FROM customer WHERE customer_id = 137")
@@ -871,4 +821,45 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
     drop(o);
     drop(r);
     h.stop().await;
+}
+
+/// Pipes `dump` into the `mariadb` CLI connected through the router to keyspace `db`; it must
+/// succeed.
+fn restore_through_router(port: u16, db: &str, dump: &[u8]) {
+    let mut child = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            &format!("-u{USER}"),
+            &format!("-p{PASSWORD}"),
+            "--skip-ssl",
+            db,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mariadb");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(dump).expect("write dump");
+    }
+    let out = child.wait_with_output().expect("restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Each query gives the same rows on `want` and `got`.
+async fn same_rows(want: &mut mysql_async::Conn, got: &mut mysql_async::Conn, queries: &[&str]) {
+    let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
+        v.into_iter().map(|r| r.unwrap()).collect()
+    };
+    for sql in queries {
+        let w: Vec<mysql_async::Row> = want.query(*sql).await.expect("source");
+        let g: Vec<mysql_async::Row> = got.query(*sql).await.expect("copy");
+        assert_eq!(rows(g), rows(w), "{sql}");
+    }
 }

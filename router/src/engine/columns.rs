@@ -2,23 +2,16 @@
 //! an `INSERT … VALUES` without a column list (what `mariadb-dump` writes) needs them to find
 //! the shard key among its values.
 
-use super::unique_keys::UNIQUE_KEYS_TTL;
+use super::unique_keys::TableCache;
 use crate::error::SqlError;
 use crate::sql::quote_ident;
 use crate::topology::{RoutingTable, TableRouting};
 use mysql_async::prelude::Queryable;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
 
-/// The columns of each `(keyspace, table)` read so far, with when they were read.
-type Entries = HashMap<(String, String), (Instant, Vec<String>)>;
-
-/// Column lists of the tables the router has needed them for; trusted for
-/// [`UNIQUE_KEYS_TTL`], forgotten for a keyspace after DDL through the router.
+/// Column lists of the tables the router has needed them for (see [`TableCache`]).
 #[derive(Default)]
 pub struct ColumnCache {
-    entries: Mutex<Entries>,
+    cols: TableCache<Vec<String>>,
 }
 
 impl ColumnCache {
@@ -34,11 +27,8 @@ impl ColumnCache {
         keyspace: &str,
         table: &str,
     ) -> Result<Vec<String>, SqlError> {
-        let key = (keyspace.to_string(), table.to_ascii_lowercase());
-        if let Some((at, cols)) = self.lock().get(&key) {
-            if at.elapsed() < UNIQUE_KEYS_TTL {
-                return Ok(cols.clone());
-            }
+        if let Some(cols) = self.cols.fresh(keyspace, table) {
+            return Ok(cols);
         }
         let ks = rt
             .keyspace(keyspace)
@@ -69,18 +59,12 @@ impl ColumnCache {
         if cols.is_empty() {
             return Err(SqlError::unknown_table(keyspace, table));
         }
-        self.lock().insert(key, (Instant::now(), cols.clone()));
+        self.cols.put(keyspace, table, cols.clone());
         Ok(cols)
     }
 
     /// Forgets the columns of every table of `keyspace` (after DDL there).
     pub fn forget_keyspace(&self, keyspace: &str) {
-        self.lock().retain(|(ks, _), _| ks != keyspace);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cols.forget_keyspace(keyspace);
     }
 }

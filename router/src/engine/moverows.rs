@@ -34,22 +34,15 @@ impl Engine {
             ));
         };
         // Writes to moving logical shards wait for cutovers like any write.
-        let target = Exec {
-            keyspace: Some(k.clone()),
-            kind: StmtKind::Write,
-            route: RouteKind::One,
-            targets: Targets::Ls {
+        let target = Exec::plain(
+            Some(k.clone()),
+            StmtKind::Write,
+            RouteKind::One,
+            Targets::Ls {
                 template: String::new(),
                 ls: vec![m.new_ls],
             },
-            limit: None,
-            unionable: false,
-            merge: None,
-            key_at: None,
-            aliased_items: false,
-            conflict: None,
-            metadata: false,
-        };
+        );
         let mut written = self.moves.guard(session, &m.update).await?;
         written.extend(self.moves.guard(session, &target).await?);
         let own_txn = !session.in_transaction();

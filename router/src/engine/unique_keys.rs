@@ -80,13 +80,52 @@ pub fn uncovered(keys: &[UniqueKey], shard_key: &str) -> Vec<UniqueKey> {
         .collect()
 }
 
-/// The unique keys of each `(keyspace, table)` read so far, with when they were read.
-type Entries = HashMap<(String, String), (Instant, Vec<UniqueKey>)>;
+/// What the router read of each `(keyspace, table)`'s schema, with when: trusted for
+/// [`UNIQUE_KEYS_TTL`], forgotten for a keyspace after DDL through the router.
+pub struct TableCache<T> {
+    entries: Mutex<HashMap<(String, String), (Instant, T)>>,
+}
+
+impl<T> Default for TableCache<T> {
+    fn default() -> Self {
+        TableCache {
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone> TableCache<T> {
+    /// What was read of `table` less than [`UNIQUE_KEYS_TTL`] ago.
+    pub fn fresh(&self, keyspace: &str, table: &str) -> Option<T> {
+        let key = (keyspace.to_string(), table.to_ascii_lowercase());
+        self.lock()
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < UNIQUE_KEYS_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps what was just read of `table`.
+    pub fn put(&self, keyspace: &str, table: &str, v: T) {
+        let key = (keyspace.to_string(), table.to_ascii_lowercase());
+        self.lock().insert(key, (Instant::now(), v));
+    }
+
+    /// Forgets every table of `keyspace` (after DDL there).
+    pub fn forget_keyspace(&self, keyspace: &str) {
+        self.lock().retain(|(ks, _), _| ks != keyspace);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, T)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// The unique keys of the tables the router has checked.
 #[derive(Default)]
 pub struct UniqueKeyCache {
-    entries: Mutex<Entries>,
+    keys: TableCache<Vec<UniqueKey>>,
 }
 
 impl UniqueKeyCache {
@@ -103,16 +142,16 @@ impl UniqueKeyCache {
         keyspace: &str,
         c: &Conflict,
     ) -> Result<(), SqlError> {
-        let key = (keyspace.to_string(), c.table.to_ascii_lowercase());
-        let known = self.lock().get(&key).and_then(|(at, keys)| {
-            (at.elapsed() < UNIQUE_KEYS_TTL).then(|| uncovered(keys, &c.shard_key))
-        });
+        let known = self
+            .keys
+            .fresh(keyspace, &c.table)
+            .map(|keys| uncovered(&keys, &c.shard_key));
         let bad = match known {
             Some(bad) => bad,
             None => {
                 let keys = read_table(backends, rt, keyspace, &c.table).await?;
                 let bad = uncovered(&keys, &c.shard_key);
-                self.lock().insert(key, (Instant::now(), keys));
+                self.keys.put(keyspace, &c.table, keys);
                 bad
             }
         };
@@ -124,13 +163,7 @@ impl UniqueKeyCache {
 
     /// Forgets the keys of every table of `keyspace` (after DDL there).
     pub fn forget_keyspace(&self, keyspace: &str) {
-        self.lock().retain(|(ks, _), _| ks != keyspace);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.keys.forget_keyspace(keyspace);
     }
 }
 

@@ -60,29 +60,21 @@ pub fn verbatim(
     if foreign || reserved {
         return None;
     }
-    Some(Plan::Exec(Box::new(Exec {
-        keyspace: Some(ks.name.clone()),
-        kind: match kind {
-            VerbatimKind::Read => StmtKind::Read,
-            VerbatimKind::Write => StmtKind::Write,
-            VerbatimKind::Ddl => StmtKind::Ddl,
-        },
-        route: RouteKind::One,
-        targets: Targets::Verbatim {
-            sql: match c.routine_status {
-                Some(f) => scoped_routine_status(sql, f, &ks.name),
-                None => sql.to_vec(),
-            },
-            reserve,
-        },
-        limit: None,
-        unionable: false,
-        merge: None,
-        key_at: None,
-        aliased_items: false,
-        conflict: None,
-        metadata: false,
-    })))
+    let kind = match kind {
+        VerbatimKind::Read => StmtKind::Read,
+        VerbatimKind::Write => StmtKind::Write,
+        VerbatimKind::Ddl => StmtKind::Ddl,
+    };
+    let sql = match c.routine_status {
+        Some(f) => scoped_routine_status(sql, f, &ks.name),
+        None => sql.to_vec(),
+    };
+    Some(Plan::Exec(Box::new(Exec::plain(
+        Some(ks.name.clone()),
+        kind,
+        RouteKind::One,
+        Targets::Verbatim { sql, reserve },
+    ))))
 }
 
 /// The plan of a `SHOW` of what the server offers ([`Classified::server_info`]): any physical
@@ -92,19 +84,12 @@ pub fn server_info(sql: &[u8], c: &Classified) -> Option<Plan> {
         return None;
     }
     let sql = std::str::from_utf8(sql).ok()?.to_string();
-    Some(Plan::Exec(Box::new(Exec {
-        keyspace: None,
-        kind: StmtKind::Read,
-        route: RouteKind::Any,
-        targets: Targets::Any { sql },
-        limit: None,
-        unionable: false,
-        merge: None,
-        key_at: None,
-        aliased_items: false,
-        conflict: None,
-        metadata: false,
-    })))
+    Some(Plan::Exec(Box::new(Exec::plain(
+        None,
+        StmtKind::Read,
+        RouteKind::Any,
+        Targets::Any { sql },
+    ))))
 }
 
 /// `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS` (what dumps wrap their inserts in) on a
@@ -172,19 +157,12 @@ pub fn keys_toggle(
             },
         ),
     };
-    Some(Plan::Exec(Box::new(Exec {
-        keyspace: Some(ks.name.clone()),
-        kind: StmtKind::Ddl,
+    Some(Plan::Exec(Box::new(Exec::plain(
+        Some(ks.name.clone()),
+        StmtKind::Ddl,
         route,
         targets,
-        limit: None,
-        unionable: false,
-        merge: None,
-        key_at: None,
-        aliased_items: false,
-        conflict: None,
-        metadata: false,
-    })))
+    ))))
 }
 
 /// The sharded keyspace whose physical schema `name` is (`demo_0007`, `demo_ref`), if any.

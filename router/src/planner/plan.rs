@@ -89,6 +89,31 @@ pub struct Exec {
     pub metadata: bool,
 }
 
+impl Exec {
+    /// A statement sent as it is planned: no router-side merge or limit, no union of
+    /// per-shard selects, no key literal, conflict check or metadata mapping.
+    pub fn plain(
+        keyspace: Option<String>,
+        kind: StmtKind,
+        route: RouteKind,
+        targets: Targets,
+    ) -> Exec {
+        Exec {
+            keyspace,
+            kind,
+            route,
+            targets,
+            limit: None,
+            unionable: false,
+            merge: None,
+            key_at: None,
+            aliased_items: false,
+            conflict: None,
+            metadata: false,
+        }
+    }
+}
+
 /// A write whose meaning depends on unique keys: see [`Exec::conflict`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {

@@ -196,19 +196,12 @@ impl<'a> Planner<'a> {
     }
 
     pub(super) fn any(&self, sql: String, kind: StmtKind) -> Plan {
-        Plan::Exec(Box::new(Exec {
-            keyspace: None,
+        Plan::Exec(Box::new(Exec::plain(
+            None,
             kind,
-            route: RouteKind::Any,
-            targets: Targets::Any { sql },
-            limit: None,
-            unionable: false,
-            merge: None,
-            key_at: None,
-            aliased_items: false,
-            conflict: None,
-            metadata: false,
-        }))
+            RouteKind::Any,
+            Targets::Any { sql },
+        )))
     }
 
     /// Plans a statement that reads one table's metadata: the first logical shard holds it.

@@ -550,15 +550,15 @@ impl Planner<'_> {
             ControlFlow::<()>::Continue(())
         });
         let sql = s.to_string();
-        Some(Plan::Exec(Box::new(super::plan::Exec {
-            keyspace: Some(ks.name.clone()),
-            kind: StmtKind::Read,
-            route: if reference {
+        let mut e = super::plan::Exec::plain(
+            Some(ks.name.clone()),
+            StmtKind::Read,
+            if reference {
                 RouteKind::Reference
             } else {
                 RouteKind::One
             },
-            targets: if reference {
+            if reference {
                 super::plan::Targets::Reference { sql }
             } else {
                 super::plan::Targets::Ls {
@@ -566,13 +566,8 @@ impl Planner<'_> {
                     ls: vec![0],
                 }
             },
-            limit: None,
-            unionable: false,
-            merge: None,
-            key_at: None,
-            aliased_items: false,
-            conflict: None,
-            metadata: true,
-        })))
+        );
+        e.metadata = true;
+        Some(Plan::Exec(Box::new(e)))
     }
 }

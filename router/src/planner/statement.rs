@@ -382,21 +382,14 @@ impl<'a> Planner<'a> {
             Statement::ShowVariables { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowCollation { .. }
-            | Statement::ShowCharset(_) => Ok(Plan::Exec(Box::new(Exec {
-                keyspace: None,
-                kind: StmtKind::Read,
-                route: RouteKind::Any,
-                targets: Targets::Any {
+            | Statement::ShowCharset(_) => Ok(Plan::Exec(Box::new(Exec::plain(
+                None,
+                StmtKind::Read,
+                RouteKind::Any,
+                Targets::Any {
                     sql: self.sql.to_string(),
                 },
-                limit: None,
-                unionable: false,
-                merge: None,
-                key_at: None,
-                aliased_items: false,
-                conflict: None,
-                metadata: false,
-            }))),
+            )))),
             Statement::ShowColumns { .. } => {
                 let r = self.resolve(&stmt)?;
                 self.read_first_shard(r)

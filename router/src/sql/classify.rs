@@ -149,11 +149,7 @@ pub fn classify(sql: &[u8], mode: &Mode) -> Classified {
 
 /// [`classify`] of a statement already lexed into its significant tokens.
 pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
-    let word = |i: usize| -> Option<String> {
-        toks.get(i)
-            .filter(|t| t.kind == Kind::Word)
-            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
-    };
+    let word = |i: usize| upper_word(toks, sql, i);
     let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
     let punct = |i: usize, c: u8| {
         toks.get(i)
@@ -470,6 +466,13 @@ fn flushes_named_tables(s: usize, toks: &[Token], sql: &[u8]) -> bool {
             .any(|t| t.is_word(sql, "WITH") || t.is_word(sql, "FOR"))
 }
 
+/// Token `i` upper-cased, when it is a word.
+fn upper_word(toks: &[Token], sql: &[u8], i: usize) -> Option<String> {
+    toks.get(i)
+        .filter(|t| t.kind == Kind::Word)
+        .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
+}
+
 /// The object of a `CREATE` / `ALTER` / `DROP` / `RENAME` at token `s`, past its options.
 fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
     let verb = toks.get(s)?;
@@ -492,11 +495,7 @@ fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
 /// What the statement starting at token `s` reaches past the session's keyspaces by its kind
 /// (server-wide statements, `SET GLOBAL`, user management, server files), if anything.
 fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
-    let word = |i: usize| -> Option<String> {
-        toks.get(i)
-            .filter(|t| t.kind == Kind::Word)
-            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
-    };
+    let word = |i: usize| upper_word(toks, sql, i);
     let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
     let punct = |i: usize, c: u8| {
         toks.get(i)
