@@ -449,6 +449,22 @@ fn cli(port: u16, user: &str, pw: &str, db: &str, args: &[&str]) -> (bool, Strin
     )
 }
 
+/// Runs the `mariadb` CLI with `args` through the router and against server `s` directly:
+/// both succeed with the same output, which is returned.
+fn same_output_as_direct(
+    h: &Harness,
+    s: &tessera::localcluster::MariaDbServer,
+    db: &str,
+    args: &[&str],
+) -> String {
+    let routed = cli(h.port(), USER, PASSWORD, db, args);
+    let direct = cli(s.port(), s.user(), s.password(), db, args);
+    assert!(direct.0, "direct: {}", direct.2);
+    assert!(routed.0, "router: {}", routed.2);
+    assert_eq!(routed.1, direct.1);
+    routed.1
+}
+
 /// `LOAD DATA LOCAL INFILE` into an unsharded keyspace: the client's file reaches MariaDB
 /// through the router, with the same rows, counts and warnings as direct; a client that did
 /// not enable it gets MariaDB's 1148.
@@ -476,24 +492,8 @@ async fn load_data_local_infile_like_mariadb() {
          SHOW WARNINGS; SELECT COUNT(*), SUM(id), MAX(n) FROM l",
         file.display()
     );
-    let routed = cli(
-        h.port(),
-        USER,
-        PASSWORD,
-        "app",
-        &["--local-infile=1", "-e", &load],
-    );
-    let direct = cli(
-        s.port(),
-        s.user(),
-        s.password(),
-        "app",
-        &["--local-infile=1", "-e", &load],
-    );
-    assert!(direct.0, "direct: {}", direct.2);
-    assert!(routed.0, "router: {}", routed.2);
-    assert_eq!(routed.1, direct.1);
-    assert!(routed.1.contains("50002"), "{}", routed.1);
+    let routed = same_output_as_direct(&h, s, "app", &["--local-infile=1", "-e", &load]);
+    assert!(routed.contains("50002"), "{routed}");
     // Inside a transaction (a connection the transaction pins): rolled back, then committed.
     let txn = format!(
         "CREATE TABLE l2 (id int PRIMARY KEY, n varchar(20)); \
@@ -503,23 +503,7 @@ async fn load_data_local_infile_like_mariadb() {
          SHOW WARNINGS; COMMIT; SELECT COUNT(*), SUM(id) FROM l2",
         f = file.display()
     );
-    let routed = cli(
-        h.port(),
-        USER,
-        PASSWORD,
-        "app",
-        &["--local-infile=1", "-e", &txn],
-    );
-    let direct = cli(
-        s.port(),
-        s.user(),
-        s.password(),
-        "app",
-        &["--local-infile=1", "-e", &txn],
-    );
-    assert!(direct.0, "direct: {}", direct.2);
-    assert!(routed.0, "router: {}", routed.2);
-    assert_eq!(routed.1, direct.1);
+    same_output_as_direct(&h, s, "app", &["--local-infile=1", "-e", &txn]);
     // Without LOCAL INFILE on the client: 1148, nothing loaded.
     let refused = cli(
         h.port(),
