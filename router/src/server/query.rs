@@ -266,135 +266,137 @@ async fn statement(
     };
     let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
-    if let Some(plan) = planner::passthrough::verbatim(
-        bytes,
-        &class,
-        session.keyspace.as_deref(),
-        &session.reserved_ps,
-        &rt,
-    )
-    .or_else(|| planner::passthrough::server_info(bytes, &class))
-    .or_else(|| planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt))
-    {
-        let started = std::time::Instant::now();
-        let shown = String::from_utf8_lossy(bytes);
-        let shown = shown.trim();
-        // The plan cache's normalised text (a direct scan for common statements), as for
-        // planned statements.
-        let fingerprint = crate::sql::shape::shape(shown)
-            .map(|s| s.key)
-            .unwrap_or_else(|| crate::sql::fingerprint(shown));
-        return run(
-            shared,
-            session,
-            io,
-            plan,
-            shown,
-            &fingerprint,
-            started,
-            &rt,
-            series,
-        )
-        .await;
-    }
-    // `INSERT … VALUES` without a column list into a sharded or reference table (what dumps
-    // write): the table's columns, in order, spliced in so that the shard key can be found.
+    // One `run` for both paths (one copy of its future in this one's).
+    let lossy;
     let with_columns;
-    let (bytes, text) = match Box::pin(add_column_list(shared, session, &rt, bytes)).await? {
-        Some(b) => {
-            with_columns = b;
-            (with_columns.as_slice(), std::str::from_utf8(&with_columns))
-        }
-        None => (bytes, text),
-    };
-    // The planner reads the text MariaDB runs: executable comments the server runs unwrapped
-    // in place (the same offsets, so what is spliced lands where it would have).
     let unwrapped;
-    let (bytes, text) = match crate::sql::lex::unwrap_executable(bytes, &session.lex) {
-        Some(u) => {
-            unwrapped = u;
-            (unwrapped.as_slice(), std::str::from_utf8(&unwrapped))
-        }
-        None => (bytes, text),
-    };
-    let sql = text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?;
-    // Without its trailing `;` (never one inside a trailing comment: the text is scanned only
-    // when it ends in `;` and may hold a comment).
-    let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
-        let end = crate::sql::rewrite::statement_end(sql);
-        if sql[end..].contains(';') {
-            sql[..end].trim()
-        } else {
-            sql.trim()
-        }
-    } else {
-        sql.trim().trim_end_matches(';').trim_end()
-    };
-    // Compared as bytes: the text may hold a multi-byte character across byte 9.
-    if let Some(inner) = trimmed
-        .as_bytes()
-        .get(..9)
-        .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
-        .and_then(|_| trimmed.get(9..))
-    {
-        let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
-        return shared.engine.vexplain(session, plan, io).await;
-    }
-    let started = std::time::Instant::now();
-    let (planned, fingerprint) = shared.plans.plan_keyed(
-        trimmed,
-        session.keyspace.as_deref(),
-        session.last_insert_id,
-        &rt,
-    );
-    let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
-    let plan = match planned {
-        Ok(p) => p,
-        Err(e) => {
-            shared.overview.record(&crate::overview::Finished {
-                fingerprint: &fingerprint,
-                sql: trimmed,
-                route: "none",
-                keyspace: session.keyspace.as_deref().unwrap_or(""),
-                shards: 0,
-                rows: 0,
-                elapsed: started.elapsed(),
-                error: Some(&e.message),
-            });
-            let ks = session.keyspace.clone().unwrap_or_default();
-            shared
-                .metrics
-                .queries
-                .with_label_values(&["none", ks.as_str(), "error"])
-                .inc();
-            if rt.candidate.is_some() {
-                shared.shadow.observe(trimmed, session.keyspace.as_deref());
+    let (plan, shown, fingerprint, started): (planner::Plan, &str, String, std::time::Instant) =
+        match planner::passthrough::verbatim(
+            bytes,
+            &class,
+            session.keyspace.as_deref(),
+            &session.reserved_ps,
+            &rt,
+        )
+        .or_else(|| planner::passthrough::server_info(bytes, &class))
+        .or_else(|| {
+            planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt)
+        }) {
+            Some(plan) => {
+                let started = std::time::Instant::now();
+                lossy = String::from_utf8_lossy(bytes);
+                let shown = lossy.trim();
+                // The plan cache's normalised text (a direct scan for common statements), as
+                // for planned statements.
+                let fingerprint = crate::sql::shape::shape(shown)
+                    .map(|s| s.key)
+                    .unwrap_or_else(|| crate::sql::fingerprint(shown));
+                (plan, shown, fingerprint, started)
             }
-            return Err(e);
-        }
-    };
-    // Under NO_BACKSLASH_ESCAPES a backslash is a plain character to MariaDB but an escape
-    // to the SQL parser, which would read a shard-key literal holding one as another value:
-    // refused where literals route (sharded keyspaces), passed on elsewhere.
-    if session.lex.no_backslash_escapes && trimmed.contains('\\') {
-        if let planner::Plan::Exec(e) = &plan {
-            if e.keyspace
-                .as_deref()
-                .and_then(|k| rt.keyspace(k))
-                .is_some_and(|k| k.sharded)
-            {
-                return Err(SqlError::unsupported(
-                    "a backslash in a statement over a sharded keyspace under NO_BACKSLASH_ESCAPES (send such values as prepared-statement parameters)",
-                ));
+            None => {
+                // `INSERT … VALUES` without a column list into a sharded or reference table
+                // (what dumps write): the table's columns, in order, spliced in so that the
+                // shard key can be found.
+                let (bytes, text) =
+                    match Box::pin(add_column_list(shared, session, &rt, bytes)).await? {
+                        Some(b) => {
+                            with_columns = b;
+                            (with_columns.as_slice(), std::str::from_utf8(&with_columns))
+                        }
+                        None => (bytes, text),
+                    };
+                // The planner reads the text MariaDB runs: executable comments the server runs
+                // unwrapped in place (the same offsets, so what is spliced lands where it
+                // would have).
+                let (bytes, text) = match crate::sql::lex::unwrap_executable(bytes, &session.lex) {
+                    Some(u) => {
+                        unwrapped = u;
+                        (unwrapped.as_slice(), std::str::from_utf8(&unwrapped))
+                    }
+                    None => (bytes, text),
+                };
+                let sql = text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?;
+                // Without its trailing `;` (never one inside a trailing comment: the text is
+                // scanned only when it ends in `;` and may hold a comment).
+                let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
+                    let end = crate::sql::rewrite::statement_end(sql);
+                    if sql[end..].contains(';') {
+                        sql[..end].trim()
+                    } else {
+                        sql.trim()
+                    }
+                } else {
+                    sql.trim().trim_end_matches(';').trim_end()
+                };
+                // Compared as bytes: the text may hold a multi-byte character across byte 9.
+                if let Some(inner) = trimmed
+                    .as_bytes()
+                    .get(..9)
+                    .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
+                    .and_then(|_| trimmed.get(9..))
+                {
+                    let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
+                    return shared.engine.vexplain(session, plan, io).await;
+                }
+                let started = std::time::Instant::now();
+                let (planned, fingerprint) = shared.plans.plan_keyed(
+                    trimmed,
+                    session.keyspace.as_deref(),
+                    session.last_insert_id,
+                    &rt,
+                );
+                let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
+                let plan = match planned {
+                    Ok(p) => p,
+                    Err(e) => {
+                        shared.overview.record(&crate::overview::Finished {
+                            fingerprint: &fingerprint,
+                            sql: trimmed,
+                            route: "none",
+                            keyspace: session.keyspace.as_deref().unwrap_or(""),
+                            shards: 0,
+                            rows: 0,
+                            elapsed: started.elapsed(),
+                            error: Some(&e.message),
+                        });
+                        let ks = session.keyspace.clone().unwrap_or_default();
+                        shared
+                            .metrics
+                            .queries
+                            .with_label_values(&["none", ks.as_str(), "error"])
+                            .inc();
+                        if rt.candidate.is_some() {
+                            shared.shadow.observe(trimmed, session.keyspace.as_deref());
+                        }
+                        return Err(e);
+                    }
+                };
+                // Under NO_BACKSLASH_ESCAPES a backslash is a plain character to MariaDB but
+                // an escape to the SQL parser, which would read a shard-key literal holding one
+                // as another value: refused where literals route (sharded keyspaces), passed on
+                // elsewhere.
+                if session.lex.no_backslash_escapes && trimmed.contains('\\') {
+                    if let planner::Plan::Exec(e) = &plan {
+                        if e.keyspace
+                            .as_deref()
+                            .and_then(|k| rt.keyspace(k))
+                            .is_some_and(|k| k.sharded)
+                        {
+                            return Err(SqlError::unsupported(
+                            "a backslash in a statement over a sharded keyspace under NO_BACKSLASH_ESCAPES (send such values as prepared-statement parameters)",
+                        ));
+                        }
+                    }
+                }
+                (plan, trimmed, fingerprint, started)
             }
-        }
-    }
+        };
     run(
         shared,
         session,
         io,
         plan,
-        trimmed,
+        shown,
         &fingerprint,
         started,
         &rt,
