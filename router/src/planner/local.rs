@@ -140,9 +140,7 @@ pub(super) fn transaction_start(sql: &str) -> Option<crate::planner::TxnStart> {
     let mut words: Vec<String> = Vec::with_capacity(toks.len());
     for (i, t) in toks.iter().enumerate() {
         match t.kind {
-            crate::sql::lex::Kind::Word => {
-                words.push(String::from_utf8_lossy(t.bytes(b)).to_ascii_uppercase())
-            }
+            crate::sql::lex::Kind::Word => words.push(t.upper_word(b)?),
             crate::sql::lex::Kind::Punct if b[t.start] == b',' => words.push(",".into()),
             crate::sql::lex::Kind::Semicolon if i + 1 == toks.len() => {}
             _ => return None,

@@ -104,12 +104,17 @@ async fn show(
         .into_iter()
         .filter(|p| p.user == session.user)
         .map(|p| {
-            let info = p.info.map(|i| {
-                if full {
-                    i
-                } else {
-                    i.chars().take(100).collect()
+            // The statement's bytes as sent; without FULL its first 100 characters (of a
+            // UTF-8 text; of bytes otherwise).
+            let info = p.info.map(|mut i| {
+                if !full {
+                    let cut = match std::str::from_utf8(&i) {
+                        Ok(t) => t.char_indices().nth(100).map_or(t.len(), |(at, _)| at),
+                        Err(_) => i.len().min(100),
+                    };
+                    i.truncate(cut);
                 }
+                i
             });
             let command = p.command;
             let state = if command == "Query" { "executing" } else { "" };
@@ -121,7 +126,7 @@ async fn show(
                 Some(command.as_bytes().to_vec()),
                 Some(p.seconds.to_string().into_bytes()),
                 Some(state.as_bytes().to_vec()),
-                info.map(String::into_bytes),
+                info,
                 Some(b"0.000".to_vec()),
             ]
         })

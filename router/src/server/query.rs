@@ -71,10 +71,7 @@ pub(super) async fn query(
     }
     session.start_statement(io);
     if let Some(s) = &session.slot {
-        match text {
-            Ok(t) => s.running(t, session.keyspace.as_deref()),
-            Err(_) => s.running(&String::from_utf8_lossy(sql), session.keyspace.as_deref()),
-        }
+        s.running(sql, session.keyspace.as_deref());
     }
     let r = statement(shared, session, io, sql, text, series).await;
     if let Some(s) = &session.slot {
@@ -284,6 +281,8 @@ async fn statement(
         }) {
             Some(plan) => {
                 let started = std::time::Instant::now();
+                // For the query log, statistics and shadows only (which take text): what is
+                // sent is `bytes`, in the plan.
                 lossy = String::from_utf8_lossy(bytes);
                 let shown = lossy.trim();
                 // The plan cache's normalised text (a direct scan for common statements), as
@@ -428,7 +427,7 @@ async fn sharded_locks(
     let mut list = Vec::new();
     for it in &items {
         let k = match &it.schema {
-            Some(s) => String::from_utf8_lossy(s).into_owned(),
+            Some(s) => s.clone(),
             None => session.keyspace.clone()?,
         };
         if !rt.keyspace(&k).is_some_and(|k| k.sharded) {
@@ -445,10 +444,7 @@ async fn sharded_locks(
             )));
         }
         ks = Some(k);
-        list.push((
-            String::from_utf8_lossy(&it.table).into_owned(),
-            it.mode.clone(),
-        ));
+        list.push((it.table.clone(), it.mode.clone()));
     }
     let ks = ks?;
     let r = shared.engine.lock_tables(session, &ks, &list).await;

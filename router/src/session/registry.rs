@@ -25,9 +25,9 @@ pub struct Slot {
 #[derive(Default, Clone)]
 struct SlotState {
     keyspace: Option<String>,
-    /// The statement running (its buffer reused from statement to statement), and since when
-    /// (`None`: idle).
-    text: String,
+    /// The statement running, as the client sent it (its buffer reused from statement to
+    /// statement), and since when (`None`: idle).
+    text: Vec<u8>,
     started: Option<Instant>,
     /// The backend connection running it: physical shard (buffer reused) and the server's
     /// connection id (`None`: none).
@@ -46,7 +46,8 @@ pub struct Process {
     /// `Query` or `Sleep`.
     pub command: &'static str,
     pub seconds: u64,
-    pub info: Option<String>,
+    /// The statement's bytes as the client sent them.
+    pub info: Option<Vec<u8>>,
 }
 
 impl Registry {
@@ -108,11 +109,11 @@ impl Registry {
 }
 
 impl Slot {
-    /// A statement starts (its text as the process list shows it).
-    pub fn running(&self, sql: &str, keyspace: Option<&str>) {
+    /// A statement starts (its bytes, as the process list shows them).
+    pub fn running(&self, sql: &[u8], keyspace: Option<&str>) {
         if let Ok(mut s) = self.state.lock() {
             s.text.clear();
-            s.text.push_str(sql);
+            s.text.extend_from_slice(sql);
             s.started = Some(Instant::now());
             if s.keyspace.as_deref() != keyspace {
                 s.keyspace = keyspace.map(str::to_string);
@@ -183,5 +184,25 @@ impl Drop for SlotGuard {
         if let Ok(mut m) = self.registry.slots.lock() {
             m.remove(&self.slot.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_list_keeps_a_statements_bytes() {
+        let r = Arc::new(Registry::default());
+        let g = r.enter(7, "u", "h");
+        let sql = b"SELECT '\xff\x80' FROM t";
+        g.slot.running(sql, Some("app"));
+        let p = r.list();
+        assert_eq!(p[0].info.as_deref(), Some(&sql[..]));
+        assert_eq!(p[0].command, "Query");
+        g.slot.idle();
+        assert_eq!(r.list()[0].info, None);
+        drop(g);
+        assert!(r.list().is_empty());
     }
 }

@@ -361,8 +361,9 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
                 .iter()
                 .any(|s| q.eq_ignore_ascii_case(s.as_bytes()))
         }) {
+            // `q` is one of the system schemas' (ASCII) names, in any case.
             reach = Some(Reach::Schema(
-                String::from_utf8_lossy(q).to_ascii_lowercase(),
+                String::from_utf8(q.to_ascii_lowercase()).unwrap_or_default(),
             ));
         }
     }
@@ -468,9 +469,7 @@ fn flushes_named_tables(s: usize, toks: &[Token], sql: &[u8]) -> bool {
 
 /// Token `i` upper-cased, when it is a word.
 fn upper_word(toks: &[Token], sql: &[u8], i: usize) -> Option<String> {
-    toks.get(i)
-        .filter(|t| t.kind == Kind::Word)
-        .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
+    toks.get(i)?.upper_word(sql)
 }
 
 /// The object of a `CREATE` / `ALTER` / `DROP` / `RENAME` at token `s`, past its options.
@@ -483,8 +482,7 @@ fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
         return None;
     }
     (s + 1..toks.len().min(s + 16)).find_map(|i| {
-        let t = toks.get(i).filter(|t| t.kind == Kind::Word)?;
-        let w = String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase();
+        let w = toks.get(i)?.upper_word(sql)?;
         (SCHEMA_OBJECTS.contains(&w.as_str())
             || SERVER_OBJECTS.contains(&w.as_str())
             || matches!(w.as_str(), "DATABASE" | "SCHEMA" | "TEMPORARY"))
@@ -645,10 +643,7 @@ fn verbatim_kind(
             if is(i, "FULL") {
                 i += 1;
             }
-            let form = toks
-                .get(i)
-                .filter(|t| t.kind == Kind::Word)
-                .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())?;
+            let form = toks.get(i)?.upper_word(sql)?;
             if !SHOW_VERBATIM.contains(&form.as_str()) {
                 return None;
             }
@@ -661,9 +656,7 @@ fn verbatim_kind(
                 return None;
             }
             if form == "CREATE" {
-                let o = toks
-                    .get(i + 1)
-                    .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())?;
+                let o = toks.get(i + 1)?.upper_word(sql)?;
                 if !SCHEMA_OBJECTS.contains(&o.as_str()) {
                     return None;
                 }

@@ -151,6 +151,17 @@ impl Token {
         )
     }
 
+    /// The word upper-cased (keywords are compared this way); `None` for another kind of token,
+    /// or a word that is not valid UTF-8 (it is no keyword, and its bytes are never rewritten).
+    pub fn upper_word(&self, sql: &[u8]) -> Option<String> {
+        if self.kind != Kind::Word {
+            return None;
+        }
+        std::str::from_utf8(self.bytes(sql))
+            .ok()
+            .map(str::to_ascii_uppercase)
+    }
+
     /// Whether this token names identifier `name` (ASCII case-insensitively; a quoted one
     /// without doubled quotes inside), without allocating.
     pub fn ident_is(&self, sql: &[u8], name: &str) -> bool {

@@ -424,8 +424,8 @@ pub fn insert_without_columns(sql: &[u8], mode: &super::lex::Mode) -> Option<Ins
 /// One table of a `LOCK TABLES` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockItem {
-    pub schema: Option<Vec<u8>>,
-    pub table: Vec<u8>,
+    pub schema: Option<String>,
+    pub table: String,
     /// An alias, which the router does not carry to logical shards.
     pub alias: bool,
     /// The lock type as written (`READ LOCAL`, `WRITE`, …).
@@ -433,7 +433,8 @@ pub struct LockItem {
 }
 
 /// The tables of `LOCK TABLE[S] t [[AS] a] lock_type, …`; `None` for another statement or a
-/// list it cannot read.
+/// list it cannot read (names that are not UTF-8 included: the router writes these names into
+/// statements of its own, and never changes a client's bytes).
 pub fn lock_tables(sql: &[u8], mode: &super::lex::Mode) -> Option<Vec<LockItem>> {
     use super::lex::Kind;
     let toks = super::lex::significant(sql, mode);
@@ -444,13 +445,14 @@ pub fn lock_tables(sql: &[u8], mode: &super::lex::Mode) -> Option<Vec<LockItem>>
     let mut items = Vec::new();
     let mut i = 2;
     loop {
-        let first = toks.get(i).and_then(|t| t.ident(sql))?;
+        let name = |t: Option<&super::lex::Token>| String::from_utf8(t?.ident(sql)?).ok();
+        let first = name(toks.get(i))?;
         let dotted = toks
             .get(i + 1)
             .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == b'.');
         let (schema, table) = if dotted {
             i += 2;
-            (Some(first), toks.get(i).and_then(|t| t.ident(sql))?)
+            (Some(first), name(toks.get(i))?)
         } else {
             (None, first)
         };
@@ -477,11 +479,16 @@ pub fn lock_tables(sql: &[u8], mode: &super::lex::Mode) -> Option<Vec<LockItem>>
         if start == i {
             return None;
         }
-        let mode = toks[start..i]
+        // The lock type's words, each one MariaDB knows.
+        let words: Option<Vec<String>> = toks[start..i]
             .iter()
-            .map(|t| String::from_utf8_lossy(t.bytes(sql)).to_ascii_uppercase())
-            .collect::<Vec<_>>()
-            .join(" ");
+            .map(|t| {
+                t.upper_word(sql).filter(|w| {
+                    ["READ", "LOCAL", "WRITE", "LOW_PRIORITY", "CONCURRENT"].contains(&w.as_str())
+                })
+            })
+            .collect();
+        let mode = words?.join(" ");
         items.push(LockItem {
             schema,
             table,
@@ -527,13 +534,15 @@ mod tests {
         .expect("read");
         assert_eq!(l.len(), 2);
         assert_eq!(
-            (l[0].table.as_slice(), l[0].mode.as_str(), l[0].alias),
-            (&b"t"[..], "READ LOCAL", false)
+            (l[0].table.as_str(), l[0].mode.as_str(), l[0].alias),
+            ("t", "READ LOCAL", false)
         );
         assert_eq!(
             (l[1].schema.as_deref(), l[1].mode.as_str(), l[1].alias),
-            (Some(&b"demo"[..]), "WRITE", true)
+            (Some("demo"), "WRITE", true)
         );
+        assert!(lock_tables(b"LOCK TABLES t READ NONSENSE", &m).is_none());
+        assert!(lock_tables(b"LOCK TABLES `t\xff` WRITE", &m).is_none());
         assert!(lock_tables(b"LOCK TABLES", &m).is_none());
         assert!(lock_tables(b"SELECT 1", &m).is_none());
     }
