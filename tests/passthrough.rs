@@ -56,6 +56,19 @@ async fn results(c: &mut mysql_async::Conn, sql: &[u8]) -> Result<Vec<Set>, u16>
     Ok(sets)
 }
 
+/// A router over the unsharded keyspace `app` on one physical shard, a connection to it, and
+/// a connection to a second MariaDB with a database `app` (the direct answer).
+async fn app_and_oracle() -> (Harness, mysql_async::Conn, mysql_async::Conn) {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let r = h.conn(Some("app")).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE app")
+        .await
+        .expect("oracle db");
+    o.query_drop("USE app").await.expect("use");
+    (h, r, o)
+}
+
 /// Runs each statement through the router and on MariaDB direct: the same result sets with
 /// the same column names, or the same error.
 async fn same_as_mariadb(r: &mut mysql_async::Conn, o: &mut mysql_async::Conn, script: &[&str]) {
@@ -71,13 +84,7 @@ async fn same_as_mariadb(r: &mut mysql_async::Conn, o: &mut mysql_async::Conn, s
 /// their several result sets, table maintenance, `SHOW` of the schema, sequences.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsharded_keyspace_answers_like_mariadb() {
-    let h = Harness::start(1, 1, VSCHEMA).await;
-    let mut r = h.conn(Some("app")).await;
-    let mut o = h.direct(1).await;
-    o.query_drop("CREATE DATABASE app")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE app").await.expect("use");
+    let (h, mut r, mut o) = app_and_oracle().await;
     same_as_mariadb(
         &mut r,
         &mut o,
@@ -190,13 +197,7 @@ async fn unsharded_keyspace_answers_like_mariadb() {
 /// byte is `\` — and comes back the same as from MariaDB direct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_round_trip_like_mariadb_in_every_charset() {
-    let h = Harness::start(1, 1, VSCHEMA).await;
-    let mut r = h.conn(Some("app")).await;
-    let mut o = h.direct(1).await;
-    o.query_drop("CREATE DATABASE app")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE app").await.expect("use");
+    let (h, mut r, mut o) = app_and_oracle().await;
     let create = "CREATE TABLE b (id int PRIMARY KEY, v blob, t varchar(300))";
     r.query_drop(create).await.expect("router create");
     o.query_drop(create).await.expect("direct create");
@@ -349,13 +350,7 @@ async fn statements_reaching_past_the_keyspace_are_refused() {
 /// and out of transactions) and for no other, as on MariaDB direct; a reset ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_local_state_holds_for_its_session() {
-    let h = Harness::start(1, 1, VSCHEMA).await;
-    let mut r = h.conn(Some("app")).await;
-    let mut o = h.direct(1).await;
-    o.query_drop("CREATE DATABASE app")
-        .await
-        .expect("oracle db");
-    o.query_drop("USE app").await.expect("use");
+    let (h, mut r, mut o) = app_and_oracle().await;
     same_as_mariadb(
         &mut r,
         &mut o,

@@ -412,7 +412,12 @@ impl Engine {
         // OK (its status) is read by the driver with the last result set; it is written after
         // it, as the server sent it.
         let outer_more = session.more_results;
-        let toks = crate::sql::lex::significant(sql, &session.lex);
+        // Only statements sent as the client's bytes (with a default database) can be `CALL`
+        // or `LOAD DATA LOCAL`: the planner plans neither. Planned ones are not lexed again.
+        let toks = match db {
+            Some(_) => crate::sql::lex::significant(sql, &session.lex),
+            None => Vec::new(),
+        };
         let call = toks.first().is_some_and(|t| t.is_word(sql, "CALL"));
         if toks.first().is_some_and(|t| t.is_word(sql, "LOAD"))
             && toks.iter().take(4).any(|t| t.is_word(sql, "LOCAL"))

@@ -72,6 +72,8 @@ pub(super) fn plan_parsed(
     last_insert_id: u64,
     rt: &RoutingTable,
 ) -> Result<Plan, SqlError> {
+    // A guard: the entry points unwrap the executable comments the server runs, so the parser
+    // never sees one it would read otherwise than MariaDB.
     rewrite::check_executable_comments(sql).map_err(|c| {
         SqlError::unsupported(format!(
             "the executable comment {c}… (write it as /*!NNNNN … */ with a five-digit version, or without the comment)"
@@ -139,6 +141,12 @@ pub fn describe_target(
     keyspace: Option<&str>,
     rt: &RoutingTable,
 ) -> Result<Option<(String, Option<String>)>, SqlError> {
+    // As in planning: the text MariaDB runs, executable comments unwrapped in place.
+    if let Some(u) = crate::sql::lex::unwrap_executable(sql.as_bytes(), &Default::default()) {
+        if let Ok(u) = String::from_utf8(u) {
+            return describe_target(&u, keyspace, rt);
+        }
+    }
     if let Some(s) = StandIn::find(sql) {
         return match describe_target(&s.stand_in_sql, keyspace, rt)? {
             Some((mut text, ks)) => {

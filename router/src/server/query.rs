@@ -296,14 +296,21 @@ async fn statement(
                 // `INSERT … VALUES` without a column list into a sharded or reference table
                 // (what dumps write): the table's columns, in order, spliced in so that the
                 // shard key can be found.
-                let (bytes, text) =
-                    match Box::pin(add_column_list(shared, session, &rt, bytes)).await? {
-                        Some(b) => {
-                            with_columns = b;
-                            (with_columns.as_slice(), std::str::from_utf8(&with_columns))
-                        }
-                        None => (bytes, text),
-                    };
+                let inserts = toks
+                    .first()
+                    .is_some_and(|t| t.is_word(bytes, "INSERT") || t.is_word(bytes, "REPLACE"));
+                let added = if inserts {
+                    Box::pin(add_column_list(shared, session, &rt, bytes)).await?
+                } else {
+                    None
+                };
+                let (bytes, text) = match added {
+                    Some(b) => {
+                        with_columns = b;
+                        (with_columns.as_slice(), std::str::from_utf8(&with_columns))
+                    }
+                    None => (bytes, text),
+                };
                 // The planner reads the text MariaDB runs: executable comments the server runs
                 // unwrapped in place (the same offsets, so what is spliced lands where it
                 // would have).
@@ -462,14 +469,6 @@ async fn add_column_list(
     rt: &crate::topology::RoutingTable,
     bytes: &[u8],
 ) -> Result<Option<Vec<u8>>, SqlError> {
-    let head = bytes.trim_ascii_start();
-    let starts = |w: &[u8]| {
-        head.get(..w.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(w))
-    };
-    if !(starts(b"INSERT") || starts(b"REPLACE")) {
-        return Ok(None);
-    }
     let Some(t) = crate::sql::rewrite::insert_without_columns(bytes, &session.lex) else {
         return Ok(None);
     };
