@@ -182,6 +182,22 @@ impl Backends {
         }
     }
 
+    /// The pool of physical shard `ps` as the routing table `rt` names it.
+    ///
+    /// # Errors
+    /// 1105 when the shard is not registered.
+    pub fn pool_of(
+        &self,
+        rt: &crate::topology::RoutingTable,
+        ps: &str,
+    ) -> Result<Arc<ShardPool>, SqlError> {
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        Ok(self.pool(rec))
+    }
+
     /// Returns the pool of `ps`, creating (or re-creating, if the record changed) it.
     ///
     /// # Errors
@@ -278,11 +294,7 @@ pub async fn create_keyspace_schemas(
         }
     }
     for (ps, schemas) in per_ps {
-        let rec = rt
-            .shards
-            .get(&ps)
-            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-        let pool = backends.pool(rec);
+        let pool = backends.pool_of(rt, &ps)?;
         let mut conn = pool.get_conn().await?;
         for s in schemas {
             conn.query_drop(format!(

@@ -30,11 +30,7 @@ impl Engine {
             .placement
             .first()
             .ok_or_else(|| SqlError::router("sequence keyspace without placement"))?;
-        let rec = rt
-            .shards
-            .get(ps)
-            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-        let pool = self.backends.pool(rec);
+        let pool = self.backends.pool_of(&rt, ps)?;
         let mut conn = pool.get_conn().await?;
         let name = format!("{}.{}", quote_ident(&ks.schema(0)), quote_ident(table));
         let map = |e: mysql_async::Error| {

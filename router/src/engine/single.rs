@@ -73,10 +73,7 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
         if !session.in_transaction() && !session.reserved_ps.contains(ps) {
-            let rec = rt.shards.get(ps).ok_or_else(|| {
-                SqlError::router(format!("physical shard {ps} is not registered"))
-            })?;
-            let pool = self.backends.pool(rec);
+            let pool = self.backends.pool_of(rt, ps)?;
             if let Some(mut lease) = pool.get_wire(&session.sets).await? {
                 if let Some(s) = &session.slot {
                     s.on_backend(Some((ps, lease.conn.id)));

@@ -89,11 +89,7 @@ impl Engine {
                 });
             }
         }
-        let rec = rt
-            .shards
-            .get(ps)
-            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-        let pool = self.backends.pool(rec);
+        let pool = self.backends.pool_of(rt, ps)?;
         let reserved = session.reserved.remove(ps);
         let is_reserved = reserved.is_some();
         let (mut conn, dirty) = match reserved {
@@ -242,11 +238,7 @@ impl Engine {
     /// When the shard cannot be reached, or the server refuses.
     pub async fn kill_backend_query(&self, ps: &str, id: u32) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let rec = rt
-            .shards
-            .get(ps)
-            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-        let pool = self.backends.pool(rec);
+        let pool = self.backends.pool_of(&rt, ps)?;
         let mut conn = pool.get_conn().await?;
         let r = conn.query_drop(format!("KILL QUERY {id}")).await;
         crate::backend::release(conn, false).await;

@@ -222,11 +222,7 @@ pub async fn shard0_conn(
         .placement
         .first()
         .ok_or_else(|| SqlError::router(format!("keyspace {} has no placement", ks.name)))?;
-    let rec = rt
-        .shards
-        .get(ps)
-        .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
-    let pool = backends.pool(rec);
+    let pool = backends.pool_of(rt, ps)?;
     let conn = pool.get_conn().await?;
     Ok((pool, conn))
 }

@@ -268,19 +268,12 @@ impl<'a> Planner<'a> {
             .iter()
             .all(|t| matches!(t.routing, TableRouting::Reference));
         if ks.sharded && only_reference && !r.tables.is_empty() {
-            return Plan::Exec(Box::new(Exec {
-                keyspace: Some(ks.name.clone()),
+            return Plan::Exec(Box::new(Exec::plain(
+                Some(ks.name.clone()),
                 kind,
-                route: RouteKind::Reference,
-                targets: Targets::Reference { sql },
-                limit: None,
-                unionable: false,
-                merge: None,
-                key_at: None,
-                aliased_items: false,
-                conflict: None,
-                metadata: false,
-            }));
+                RouteKind::Reference,
+                Targets::Reference { sql },
+            )));
         }
         let ls = if ks.sharded {
             ls.unwrap_or_else(|| (0..ks.logical_shards).collect())
