@@ -8,61 +8,143 @@ use common::*;
 use mysql_async::prelude::Queryable;
 
 const VSCHEMA: &str = "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  \
-                       t: { shard_key: id }\n";
+                       t: { shard_key: id }\n  u: { shard_key: k }\n";
 
-/// Bytes that are not valid UTF-8 are refused, not replaced by U+FFFD and stored.
+/// A statement's bytes reach a sharded keyspace as the client sent them — binary strings,
+/// every byte value, text in the client's own character set — and a shard key routes by the
+/// value the client meant in that set: the same rows, errors and hex as MariaDB direct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statement_bytes_that_are_not_utf8_are_refused_not_changed() {
-    let h = Harness::start(2, 0, VSCHEMA).await;
-    let mut c = h.conn(Some("demo")).await;
-    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, b BLOB)")
+async fn sharded_statements_carry_the_clients_bytes_like_mariadb() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.direct(1).await;
+    o.query_drop("CREATE DATABASE demo")
         .await
-        .expect("create");
-    let mut raw: Vec<u8> = b"SELECT HEX(_binary'".to_vec();
-    raw.extend_from_slice(&[0x80, 0xff]);
-    raw.extend_from_slice(b"')");
-    match c.query_drop(raw.as_slice()).await {
-        Err(mysql_async::Error::Server(e)) => {
-            assert_eq!(e.code, 1235, "{}", e.message);
-            assert!(e.message.contains("not valid UTF-8"), "{}", e.message);
-            assert!(e.message.contains("0x80FF"), "{}", e.message);
+        .expect("oracle db");
+    o.query_drop("USE demo").await.expect("use");
+    for c in [&mut r, &mut o] {
+        c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, b BLOB, s VARCHAR(300))")
+            .await
+            .expect("create t");
+        c.query_drop("CREATE TABLE u (k VARCHAR(20) PRIMARY KEY, n INT)")
+            .await
+            .expect("create u");
+    }
+    let all: Vec<u8> = (0u8..=255).collect();
+    // Every byte, escaped as a driver escapes for a single-byte set.
+    let mut lit = Vec::new();
+    for &b in &all {
+        match b {
+            0 => lit.extend_from_slice(b"\\0"),
+            b'\'' => lit.extend_from_slice(b"\\'"),
+            b'\\' => lit.extend_from_slice(b"\\\\"),
+            _ => lit.push(b),
         }
+    }
+    let cat = |parts: &[&[u8]]| parts.concat();
+    for (i, cs) in ["binary", "latin1", "utf8mb4", "gbk", "sjis"]
+        .iter()
+        .enumerate()
+    {
+        for c in [&mut r, &mut o] {
+            c.query_drop(format!("SET NAMES {cs}"))
+                .await
+                .expect("names");
+        }
+        let id = (i * 10).to_string();
+        let id1 = (i * 10 + 1).to_string();
+        let script: Vec<Vec<u8>> = vec![
+            cat(&[
+                b"INSERT INTO t (id, b) VALUES (",
+                id.as_bytes(),
+                b", _binary'",
+                &lit,
+                b"')",
+            ]),
+            cat(&[
+                b"INSERT INTO t (id, s) VALUES (",
+                id1.as_bytes(),
+                b", 'caf\xe9 \x95\x5c \xbf\x5c')",
+            ]),
+            cat(&[
+                b"SELECT HEX(_binary'\x80\xff\xc3\x28') AS h FROM t WHERE id = ",
+                id.as_bytes(),
+            ]),
+            cat(&[
+                b"SELECT id, HEX(b), HEX(s), LENGTH(b) FROM t WHERE id IN (",
+                id.as_bytes(),
+                b", ",
+                id1.as_bytes(),
+                b") ORDER BY id",
+            ]),
+            cat(&[b"SELECT id FROM t WHERE b = _binary'", &lit, b"' ORDER BY id"]),
+            cat(&[
+                b"UPDATE t SET s = '\xe9\xe8' WHERE id = ",
+                id1.as_bytes(),
+                b" AND s <> _binary'\xff'",
+            ]),
+            cat(&[b"SELECT id, HEX(s) FROM t WHERE s = '\xe9\xe8' ORDER BY id"]),
+        ];
+        for sql in &script {
+            let want = outcome_bytes(&mut o, sql).await;
+            let got = outcome_bytes(&mut r, sql).await;
+            assert_eq!(got, want, "{cs}: {}", String::from_utf8_lossy(sql));
+        }
+    }
+    // A latin1 client's key: `café` (0xE9), and bytes that would read as UTF-8 `é` but are
+    // `Ã©` to it. Each lands where a utf8mb4 client's same value routes.
+    for c in [&mut r, &mut o] {
+        c.query_drop("SET NAMES latin1").await.expect("latin1");
+        c.query_drop(
+            b"INSERT INTO u (k, n) VALUES ('caf\xe9', 1), ('\xc3\xa9', 2), ('\x80', 3)".as_slice(),
+        )
+        .await
+        .expect("insert latin1 keys");
+    }
+    for sql in [
+        b"SELECT n FROM u WHERE k = 'caf\xe9'".as_slice(),
+        b"SELECT n FROM u WHERE k = '\xc3\xa9'",
+        b"SELECT n FROM u WHERE k = _utf8mb4'\xe2\x82\xac'",
+        b"UPDATE u SET n = n + 10 WHERE k = 'caf\xe9'",
+    ] {
+        assert_eq!(
+            outcome_bytes(&mut r, sql).await,
+            outcome_bytes(&mut o, sql).await,
+            "{}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+    for c in [&mut r, &mut o] {
+        c.query_drop("SET NAMES utf8mb4").await.expect("utf8mb4");
+    }
+    for (k, n) in [("café", 11), ("Ã©", 2), ("€", 3)] {
+        let got: Option<i32> = r
+            .exec_first("SELECT n FROM u WHERE k = ?", (k,))
+            .await
+            .expect("read by a utf8mb4 client");
+        assert_eq!(got, Some(n), "{k}");
+    }
+    let all_rows = "SELECT k, n, HEX(k) FROM u ORDER BY n";
+    assert_eq!(
+        outcome(&mut r, all_rows).await,
+        outcome(&mut o, all_rows).await
+    );
+    // A literal spelled like another's stand-in is refused, not confused with it.
+    match r
+        .query_drop(b"SELECT _binary'\x80' = X'80'".as_slice())
+        .await
+    {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{}", e.message),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let mut raw: Vec<u8> = b"INSERT INTO t (id, b) VALUES (1, '".to_vec();
-    raw.extend((0u8..=255).filter(|b| *b != b'\'' && *b != b'\\'));
-    raw.extend_from_slice(b"')");
-    assert!(c.query_drop(raw.as_slice()).await.is_err());
-    let n: Option<u64> = c
-        .query_first("SELECT COUNT(*) FROM t")
+    // The binary string came back whole (not as 512 bytes of replacement characters).
+    let v: Option<Vec<u8>> = r
+        .query_first("SELECT b FROM t WHERE id = 0")
         .await
-        .expect("count");
-    assert_eq!(n, Some(0), "nothing was stored");
-    // The same bytes as a hex literal and as a prepared-statement parameter go through whole.
-    let all: Vec<u8> = (0u8..=255).collect();
-    let hex: String = all.iter().map(|b| format!("{b:02X}")).collect();
-    c.query_drop(format!("INSERT INTO t (id, b) VALUES (2, X'{hex}')"))
-        .await
-        .expect("hex literal");
-    c.exec_drop("INSERT INTO t (id, b) VALUES (?, ?)", (3, all.clone()))
-        .await
-        .expect("parameter");
-    for id in [2, 3] {
-        let got: Option<Vec<u8>> = c
-            .exec_first("SELECT b FROM t WHERE id = ?", (id,))
-            .await
-            .expect("read back");
-        assert_eq!(got.as_deref(), Some(all.as_slice()), "row {id}");
-        let h: Option<String> = c
-            .query_first(format!("SELECT HEX(b) FROM t WHERE id = {id}"))
-            .await
-            .expect("hex");
-        assert_eq!(h.as_deref(), Some(hex.as_str()), "row {id}");
-    }
-    // The connection is still usable after the refusals.
-    let one: Option<u8> = c.query_first("SELECT 1").await.expect("select 1");
-    assert_eq!(one, Some(1));
-    drop(c);
+        .expect("read");
+    assert_eq!(v.as_deref(), Some(all.as_slice()));
+    drop(r);
+    drop(o);
     h.stop().await;
 }
 
@@ -103,6 +185,13 @@ async fn multibyte_patterns_are_answered_like_mariadb() {
 
 /// Outcome of one statement as the client sees it: rows, or the error number.
 async fn outcome(c: &mut mysql_async::Conn, sql: &str) -> Result<Vec<Vec<String>>, u16> {
+    outcome_bytes(c, sql.as_bytes()).await
+}
+
+/// [`outcome`] of a statement that need not be UTF-8.
+async fn outcome_bytes(c: &mut mysql_async::Conn, sql: &[u8]) -> Result<Vec<Vec<String>>, u16> {
+    let shown = String::from_utf8_lossy(sql).into_owned();
+    let sql = sql.to_vec();
     match c.query::<mysql_async::Row, _>(sql).await {
         Ok(rows) => Ok(rows
             .into_iter()
@@ -118,7 +207,7 @@ async fn outcome(c: &mut mysql_async::Conn, sql: &str) -> Result<Vec<Vec<String>
             })
             .collect()),
         Err(mysql_async::Error::Server(e)) => Err(e.code),
-        Err(other) => panic!("{sql}: {other}"),
+        Err(other) => panic!("{shown}: {other}"),
     }
 }
 
@@ -567,13 +656,15 @@ async fn no_backslash_escapes_is_carried() {
     c.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
         .await
         .expect("set");
-    match c
-        .query_drop("INSERT INTO t (id, name) VALUES (1, 'a\\b')")
+    // A backslash is a plain character: stored as is, and a key holding one routes by it.
+    c.query_drop("INSERT INTO t (id, name) VALUES (1, 'a\\b')")
         .await
-    {
-        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{}", e.message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+        .expect("literal with a backslash");
+    let got: Option<String> = c
+        .query_first("SELECT HEX(name) FROM t WHERE id = 1 AND name = 'a\\b'")
+        .await
+        .expect("read");
+    assert_eq!(got.as_deref(), Some("615C62"));
     c.exec_drop("INSERT INTO t (id, name) VALUES (?, ?)", (2, "a\\b"))
         .await
         .expect("parameter");

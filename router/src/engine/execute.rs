@@ -12,6 +12,9 @@ use crate::wire::PacketIo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Statements to run, by physical shard: as bytes, for literals that are the client's own.
+pub(super) type Work = BTreeMap<String, Vec<Vec<u8>>>;
+
 impl Engine {
     /// Executes `plan` for `session`, writing the whole response (result set or OK) to `io`.
     ///
@@ -115,7 +118,19 @@ impl Engine {
         }
         // Plans one physical shard answers: straight there.
         if let Some(t) = single_target(session, rt, &e, ks)? {
-            let text = t.statement();
+            // Literals the planner read as stand-ins go back as the client's bytes.
+            let restored;
+            let text = match &e.held {
+                Some(h) if t.raw.is_none() => {
+                    restored = h.restore(&t.sql)?;
+                    WireStatement::Text {
+                        sql: &restored,
+                        db: None,
+                        remap: t.remap,
+                    }
+                }
+                _ => t.statement(),
+            };
             // One shard (a logical shard's): straight to it, one future level fewer.
             if let [ps] = t.shards.as_ref() {
                 let r = self.run_single(session, rt, ps, &text, io, unq).await?;
@@ -126,9 +141,14 @@ impl Engine {
                 .map(|_| ());
         }
         // Work out (physical shard, statements) pairs.
-        let mut work: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut work: Work = BTreeMap::new();
+        let bytes = |sql: &str| match &e.held {
+            Some(h) => h.restore(sql),
+            None => Ok(sql.as_bytes().to_vec()),
+        };
         match (&e.targets, ks) {
             (Targets::Reference { sql }, Some(k)) => {
+                let sql = bytes(sql)?;
                 for ps in k.physical_shards() {
                     work.entry(ps).or_default().push(sql.clone());
                 }
@@ -140,7 +160,7 @@ impl Engine {
                     })?;
                     work.entry(ps.clone())
                         .or_default()
-                        .push(k.fill(template, *l).into_owned());
+                        .push(bytes(&k.fill(template, *l))?);
                 }
             }
             (Targets::PerLs(v), Some(k)) => {
@@ -150,7 +170,7 @@ impl Engine {
                     })?;
                     work.entry(ps.clone())
                         .or_default()
-                        .push(k.fill(sql, *l).into_owned());
+                        .push(bytes(&k.fill(sql, *l))?);
                 }
             }
             _ => return Err(SqlError::router("plan without a keyspace")),
@@ -165,7 +185,7 @@ impl Engine {
                 .ok_or_else(|| SqlError::router("no target"))?;
             let sql = sqls.pop().unwrap_or_default();
             let text = WireStatement::Text {
-                sql: sql.as_bytes(),
+                sql: &sql,
                 db: None,
                 remap: false,
             };

@@ -521,7 +521,7 @@ impl Engine {
                 Ok(Some((mode, charset))) => {
                     session.lex.no_backslash_escapes = mode.contains("NO_BACKSLASH_ESCAPES");
                     session.lex.ansi_quotes = mode.contains("ANSI_QUOTES");
-                    session.lex.charset = crate::sql::lex::Charset::of(&charset);
+                    session.lex.set_charset(&charset);
                 }
                 Ok(None) => {}
                 Err(e) => r = Err(e),

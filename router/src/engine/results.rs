@@ -133,7 +133,7 @@ pub async fn write_end_warned(
 /// Backend errors, mapped with the shard's name.
 pub async fn stream_statements(
     conn: &mut Conn,
-    stmts: &[String],
+    stmts: &[Vec<u8>],
     tx: &tokio::sync::mpsc::Sender<Msg>,
     ps: &str,
     addr: &str,
@@ -143,7 +143,7 @@ pub async fn stream_statements(
     let mut sent_cols = false;
     let mut buf = Vec::new();
     for s in stmts {
-        let mut res = conn.query_iter(s.as_str()).await.map_err(map)?;
+        let mut res = conn.query_iter(s.as_slice()).await.map_err(map)?;
         if !sent_cols {
             if let Some(cols) = res.columns() {
                 let defs = cols.iter().map(|c| column_def(c, unq)).collect();

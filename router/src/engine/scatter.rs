@@ -11,7 +11,20 @@ use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::resultset::ColumnDef;
 use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
-use std::collections::BTreeMap;
+
+/// Selects joined as `(…) UNION ALL (…)`.
+fn union_all(sqls: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut u = Vec::new();
+    for (i, s) in sqls.enumerate() {
+        if i > 0 {
+            u.extend_from_slice(b" UNION ALL ");
+        }
+        u.extend_from_slice(b"(\n");
+        u.extend_from_slice(&s);
+        u.extend_from_slice(b"\n)");
+    }
+    u
+}
 
 /// Rows buffered per physical shard while a scatter read streams.
 pub(super) const SCATTER_CHANNEL: usize = 256;
@@ -20,7 +33,7 @@ pub(super) const SCATTER_CHANNEL: usize = 256;
 /// hands it back when done.
 pub(super) fn spawn_stream(
     mut lease: Lease,
-    stmts: Vec<String>,
+    stmts: Vec<Vec<u8>>,
     tx: tokio::sync::mpsc::Sender<results::Msg>,
     ps: String,
     addr: String,
@@ -42,7 +55,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: BTreeMap<String, Vec<String>>,
+        work: super::execute::Work,
         unionable: bool,
         limit: Option<(u64, u64)>,
         io: &mut PacketIo,
@@ -70,11 +83,10 @@ impl Engine {
             // The first logical shard's select runs alone, the rest as one `UNION ALL`: the
             // client's column types come from a plain select (a union widens some, such as
             // TEXT to MEDIUMTEXT and ENUM to VARCHAR).
-            let stmts: Vec<String> = if unionable && sqls.len() > 2 {
+            let stmts: Vec<Vec<u8>> = if unionable && sqls.len() > 2 {
                 let mut it = sqls.into_iter();
                 let first = it.next().unwrap_or_default();
-                let rest = it.map(|s| format!("(\n{s}\n)")).collect::<Vec<_>>();
-                vec![first, rest.join(" UNION ALL ")]
+                vec![first, union_all(it)]
             } else {
                 sqls
             };
@@ -134,7 +146,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: BTreeMap<String, Vec<String>>,
+        work: super::execute::Work,
         spec: &crate::planner::merge::MergeSpec,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
@@ -155,9 +167,10 @@ impl Engine {
                 }
             };
             if probe.is_none() {
-                if let Some(first) = sqls.first() {
+                // (A statement that is not UTF-8 is not probed: mysql_async prepares text.)
+                if let Some(first) = sqls.first().and_then(|s| std::str::from_utf8(s).ok()) {
                     let unq = Unqualify(ks);
-                    if let Ok(stmt) = lease.conn.prep(first.as_str()).await {
+                    if let Ok(stmt) = lease.conn.prep(first).await {
                         probe = Some(stmt.columns().iter().map(|c| column_def(c, unq)).collect());
                         let _ = lease.conn.close(stmt).await;
                     }
@@ -168,20 +181,18 @@ impl Engine {
             let stmt = if sqls.len() == 1 {
                 sqls.into_iter().next().unwrap_or_default()
             } else {
-                let mut u = sqls
-                    .iter()
-                    .map(|s| format!("(\n{s}\n)"))
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ");
+                let mut u = union_all(sqls.into_iter());
                 if !spec.union_order.is_empty() {
                     let keys: Vec<String> = spec
                         .union_order
                         .iter()
                         .map(|(c, d)| format!("{c}{}", if *d { " DESC" } else { "" }))
                         .collect();
-                    u.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+                    u.extend_from_slice(format!(" ORDER BY {}", keys.join(", ")).as_bytes());
                     if let Some((skip, take)) = spec.limit {
-                        u.push_str(&format!(" LIMIT {}", skip.saturating_add(take)));
+                        u.extend_from_slice(
+                            format!(" LIMIT {}", skip.saturating_add(take)).as_bytes(),
+                        );
                     }
                 }
                 u

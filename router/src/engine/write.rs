@@ -10,7 +10,6 @@ use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
-use std::collections::BTreeMap;
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
@@ -18,7 +17,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: BTreeMap<String, Vec<String>>,
+        work: super::execute::Work,
         kind: StmtKind,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
@@ -64,7 +63,7 @@ impl Engine {
                             .map_err(map)?;
                     }
                     for s in &sqls {
-                        let res = lease.conn.query_iter(s.as_str()).await.map_err(map)?;
+                        let res = lease.conn.query_iter(s.as_slice()).await.map_err(map)?;
                         let info = res.info().into_owned();
                         r.affected +=
                             crate::session::affected_rows(res.affected_rows(), &info, found_rows);

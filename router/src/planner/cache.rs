@@ -250,6 +250,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         aliased_items: e.aliased_items,
         conflict: e.conflict.clone(),
         metadata: e.metadata,
+        held: None,
     }
 }
 

@@ -221,6 +221,7 @@ impl<'a> Planner<'a> {
             aliased_items: false,
             conflict,
             metadata: false,
+            held: None,
         })))
     }
 

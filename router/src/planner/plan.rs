@@ -87,6 +87,9 @@ pub struct Exec {
     /// its physical schemas: values in the answer that name a physical schema are mapped back
     /// to the keyspace's name.
     pub metadata: bool,
+    /// String literals the planner read as stand-ins (see `sql::carry`), put back as the
+    /// client's bytes in every statement sent.
+    pub held: Option<std::sync::Arc<crate::sql::carry::Held>>,
 }
 
 impl Exec {
@@ -110,6 +113,7 @@ impl Exec {
             aliased_items: false,
             conflict: None,
             metadata: false,
+            held: None,
         }
     }
 }

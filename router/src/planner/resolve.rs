@@ -297,6 +297,7 @@ impl<'a> Planner<'a> {
             aliased_items: false,
             conflict: None,
             metadata: false,
+            held: None,
         }))
     }
 }

@@ -208,6 +208,8 @@ async fn command(
             session.sets.clear();
             session.lex.no_backslash_escapes = false;
             session.lex.ansi_quotes = false;
+            // The pools' own character set, now that no `SET NAMES` is replayed.
+            session.lex.set_charset("utf8mb4");
             session.autocommit = true;
             session.last_insert_id = 0;
             match r {

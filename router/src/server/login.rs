@@ -102,7 +102,7 @@ pub(super) async fn authenticate(
     // session uses, as if the client had said `SET NAMES`.
     session.handshake_collation = resp.charset;
     if let Some(names) = shared.engine.handshake_names(resp.charset).await {
-        session.lex.charset = names_charset(&names);
+        session.lex.set_charset(names_charset(&names));
         session.sets.push(names);
     }
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
@@ -164,7 +164,7 @@ pub(super) async fn change_user(
                 *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
                 session.handshake_collation = collation;
                 if let Some(names) = shared.engine.handshake_names(collation).await {
-                    session.lex.charset = names_charset(&names);
+                    session.lex.set_charset(names_charset(&names));
                     session.sets.push(names);
                 }
                 if plugin == auth::CACHING_SHA2 {
@@ -190,9 +190,9 @@ pub(super) async fn change_user(
     }
 }
 
-/// The lexing class of the character set a `SET NAMES cs COLLATE …` names.
-fn names_charset(names: &str) -> crate::sql::lex::Charset {
-    crate::sql::lex::Charset::of(names.split_whitespace().nth(2).unwrap_or_default())
+/// The character set a `SET NAMES cs COLLATE …` names.
+fn names_charset(names: &str) -> &str {
+    names.split_whitespace().nth(2).unwrap_or_default()
 }
 
 /// The error for a login naming a database that is not a keyspace: 1044 for the server's own

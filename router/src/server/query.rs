@@ -265,6 +265,7 @@ async fn statement(
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     // One `run` for both paths (one copy of its future in this one's).
     let lossy;
+    let carried;
     let with_columns;
     let unwrapped;
     let (plan, shown, fingerprint, started): (planner::Plan, &str, String, std::time::Instant) =
@@ -321,7 +322,14 @@ async fn statement(
                     }
                     None => (bytes, text),
                 };
-                let sql = text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?;
+                // String literals the parser would misread (not UTF-8, another character set,
+                // a backslash under NO_BACKSLASH_ESCAPES) are read as stand-ins and put back as
+                // the client's bytes in what is sent.
+                carried = crate::sql::carry::carry(bytes, &session.lex)?;
+                let sql = match &carried {
+                    Some(c) => c.text.as_str(),
+                    None => text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?,
+                };
                 // Without its trailing `;` (never one inside a trailing comment: the text is
                 // scanned only when it ends in `;` and may hold a comment).
                 let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
@@ -377,23 +385,18 @@ async fn statement(
                         return Err(e);
                     }
                 };
-                // Under NO_BACKSLASH_ESCAPES a backslash is a plain character to MariaDB but
-                // an escape to the SQL parser, which would read a shard-key literal holding one
-                // as another value: refused where literals route (sharded keyspaces), passed on
-                // elsewhere.
-                if session.lex.no_backslash_escapes && trimmed.contains('\\') {
-                    if let planner::Plan::Exec(e) = &plan {
-                        if e.keyspace
-                            .as_deref()
-                            .and_then(|k| rt.keyspace(k))
-                            .is_some_and(|k| k.sharded)
-                        {
-                            return Err(SqlError::unsupported(
-                            "a backslash in a statement over a sharded keyspace under NO_BACKSLASH_ESCAPES (send such values as prepared-statement parameters)",
-                        ));
-                        }
+                let plan = match (plan, carried.as_ref().map(|c| &c.held)) {
+                    (planner::Plan::Exec(mut e), Some(held)) => {
+                        e.held = Some(std::sync::Arc::new(held.clone()));
+                        planner::Plan::Exec(e)
                     }
-                }
+                    (planner::Plan::Local(_), Some(held)) if !held.is_empty() => {
+                        return Err(SqlError::unsupported(
+                            "a string literal that is not UTF-8 text, or holds a backslash under NO_BACKSLASH_ESCAPES, in a statement the router answers itself",
+                        ));
+                    }
+                    (plan, _) => plan,
+                };
                 (plan, trimmed, fingerprint, started)
             }
         };

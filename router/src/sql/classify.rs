@@ -589,15 +589,23 @@ pub fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
     let mut i = 0;
     while i < body.len() {
         let c = body[i];
-        if c == b'\\' && !mode.no_backslash_escapes && i + 1 < body.len() {
-            out.push(match body[i + 1] {
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'r' => b'\r',
-                b'0' => 0,
-                b'Z' => 0x1a,
-                other => other,
-            });
+        // A multi-byte character whole: its second byte may be `\\` or a quote.
+        let n = mode.charset.char_len(body, i);
+        if n > 1 {
+            out.extend_from_slice(&body[i..i + n]);
+            i += n;
+        } else if c == b'\\' && !mode.no_backslash_escapes && i + 1 < body.len() {
+            match body[i + 1] {
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'r' => out.push(b'\r'),
+                b'b' => out.push(0x08),
+                b'0' => out.push(0),
+                b'Z' => out.push(0x1a),
+                // Kept with their backslash, for `LIKE` patterns.
+                b'%' | b'_' => out.extend_from_slice(&body[i..i + 2]),
+                other => out.push(other),
+            }
             i += 2;
         } else if c == q && body.get(i + 1) == Some(&q) {
             out.push(q);

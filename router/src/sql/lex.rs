@@ -34,7 +34,7 @@ impl Charset {
 
     /// The length of the character starting at `b[i]`: 2 for a lead byte followed by a valid
     /// second byte, 1 otherwise.
-    fn char_len(self, b: &[u8], i: usize) -> usize {
+    pub(crate) fn char_len(self, b: &[u8], i: usize) -> usize {
         let (lead, second) = (b[i], b.get(i + 1).copied());
         let Some(s) = second else { return 1 };
         let two = match self {
@@ -55,10 +55,42 @@ impl Charset {
     }
 }
 
+/// How the router reads the text of the client's string literals (`character_set_client`),
+/// when it must know their values (a shard key's): only sets it decodes exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Text {
+    /// `utf8mb4`, `utf8mb3`, `utf8`.
+    #[default]
+    Utf8,
+    /// `latin1` (MariaDB's is cp1252, with the five bytes cp1252 leaves out as C1 controls).
+    Latin1,
+    /// `ascii`.
+    Ascii,
+    /// `binary`: a literal is its bytes.
+    Binary,
+    /// Any other set: its literals' values are not read by the router.
+    Other,
+}
+
+impl Text {
+    /// The reading of a MariaDB character set name.
+    pub fn of(name: &str) -> Text {
+        match name.to_ascii_lowercase().as_str() {
+            "utf8mb4" | "utf8mb3" | "utf8" => Text::Utf8,
+            "latin1" => Text::Latin1,
+            "ascii" => Text::Ascii,
+            "binary" => Text::Binary,
+            _ => Text::Other,
+        }
+    }
+}
+
 /// What the session's settings make of the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
     pub charset: Charset,
+    /// How the values of string literals read (see [`Text`]).
+    pub text: Text,
     /// `sql_mode` has `NO_BACKSLASH_ESCAPES`.
     pub no_backslash_escapes: bool,
     /// `sql_mode` has `ANSI_QUOTES`.
@@ -71,10 +103,20 @@ pub struct Mode {
 /// plain comments, as that server reads them.
 pub const SERVER_VERSION: u32 = 101100;
 
+impl Mode {
+    /// Takes the client's character set (`character_set_client`, or the one `SET NAMES`
+    /// names).
+    pub fn set_charset(&mut self, name: &str) {
+        self.charset = Charset::of(name);
+        self.text = Text::of(name);
+    }
+}
+
 impl Default for Mode {
     fn default() -> Self {
         Mode {
             charset: Charset::Plain,
+            text: Text::Utf8,
             no_backslash_escapes: false,
             ansi_quotes: false,
             server_version: SERVER_VERSION,

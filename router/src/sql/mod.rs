@@ -3,6 +3,7 @@
 //! cache's shapes ([`shape`]), fingerprints ([`mod@fingerprint`]), parameter markers
 //! ([`markers`]) and multi-statement batches ([`split`]). Imports nothing of the router but its errors.
 
+pub mod carry;
 pub mod classify;
 pub mod fingerprint;
 pub mod lex;
