@@ -77,7 +77,11 @@ async fn sharded_statements_carry_the_clients_bytes_like_mariadb() {
                 id1.as_bytes(),
                 b") ORDER BY id",
             ]),
-            cat(&[b"SELECT id FROM t WHERE b = _binary'", &lit, b"' ORDER BY id"]),
+            cat(&[
+                b"SELECT id FROM t WHERE b = _binary'",
+                &lit,
+                b"' ORDER BY id",
+            ]),
             cat(&[
                 b"UPDATE t SET s = '\xe9\xe8' WHERE id = ",
                 id1.as_bytes(),
@@ -776,6 +780,95 @@ async fn diagnostics_of_the_last_statement_like_mariadb() {
             continue;
         }
         assert_eq!(got, want, "{sql}");
+    }
+    drop((r, o));
+    h.stop().await;
+}
+
+/// The column names of one statement's result.
+async fn column_names(c: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
+    let res = c.query_iter(sql).await.expect("statement");
+    let names = res
+        .columns()
+        .map(|cs| cs.iter().map(|c| c.name_str().into_owned()).collect())
+        .unwrap_or_default();
+    res.drop_result().await.expect("drop");
+    names
+}
+
+/// `FOUND_ROWS()` after a read over one logical shard, several, reference tables and no
+/// table, with and without `SQL_CALC_FOUND_ROWS`, in and out of a transaction: what MariaDB
+/// direct answers with the same rows (the sum of each logical shard's found rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_like_mariadb() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    for c in [&mut r, &mut o] {
+        c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)")
+            .await
+            .expect("create");
+        let rows: Vec<String> = (1..=40).map(|i| format!("({i}, {})", i % 13)).collect();
+        c.query_drop(format!("INSERT INTO t (id, v) VALUES {}", rows.join(", ")))
+            .await
+            .expect("rows");
+    }
+    // Reads whose rows come back in no defined order: only their count is compared.
+    let unordered = |sql: &str| !sql.contains("ORDER BY") && sql.contains("FROM t");
+    let script: &[&str] = &[
+        "SELECT FOUND_ROWS()",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t ORDER BY id LIMIT 5",
+        "SELECT FOUND_ROWS()",
+        "SELECT FOUND_ROWS()",
+        "SELECT SQL_CALC_FOUND_ROWS id, v FROM t WHERE v > 3 ORDER BY v DESC, id LIMIT 3, 4",
+        "SELECT FOUND_ROWS() AS total",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE v >= 2 LIMIT 3",
+        "SELECT FOUND_ROWS()",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE id = 7 LIMIT 0",
+        "SELECT FOUND_ROWS()",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE id IN (1, 2, 3, 30) ORDER BY id LIMIT 1",
+        "SELECT FOUND_ROWS()",
+        "SELECT id FROM t WHERE v < 4 ORDER BY id",
+        "SELECT FOUND_ROWS()",
+        "SELECT id FROM t ORDER BY id LIMIT 6",
+        "SELECT FOUND_ROWS() n",
+        "INSERT INTO t (id, v) VALUES (41, 1)",
+        "SELECT FOUND_ROWS()",
+        "SELECT SQL_CALC_FOUND_ROWS 1 LIMIT 0",
+        "SELECT FOUND_ROWS()",
+        "BEGIN",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE v = 1 ORDER BY id LIMIT 1",
+        "SELECT FOUND_ROWS()",
+        "COMMIT",
+    ];
+    for sql in script {
+        let want = outcome(&mut o, sql).await;
+        let got = outcome(&mut r, sql).await;
+        if unordered(sql) {
+            assert_eq!(
+                got.as_ref().map(Vec::len),
+                want.as_ref().map(Vec::len),
+                "{sql}"
+            );
+        } else {
+            assert_eq!(got, want, "{sql}");
+        }
+        if sql.starts_with("SELECT FOUND_ROWS()") {
+            // Asked again, each answers 1 (the last select's one row); the names are compared.
+            assert_eq!(
+                column_names(&mut r, sql).await,
+                column_names(&mut o, sql).await,
+                "{sql}"
+            );
+        }
+    }
+    // What the router cannot count exactly is refused, never guessed.
+    match r
+        .query_drop("SELECT SQL_CALC_FOUND_ROWS v, COUNT(*) FROM t GROUP BY v LIMIT 2")
+        .await
+    {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{}", e.message),
+        other => panic!("expected a refusal, got {other:?}"),
     }
     drop((r, o));
     h.stop().await;

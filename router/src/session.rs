@@ -71,6 +71,13 @@ pub struct Session {
     /// `ROW_COUNT()` after the last statement: its affected rows, -1 after a result set or
     /// an error.
     pub row_count: i64,
+    /// `FOUND_ROWS()` as of the last result set: its row count, or the total a
+    /// `SQL_CALC_FOUND_ROWS` read found; `None` when only the backend connection that ran such
+    /// a read knows it (the session's reserved one: the question goes there).
+    pub last_found_rows: Option<u64>,
+    /// What the running statement's result set makes `FOUND_ROWS()`, when it is not its row
+    /// count (a `SQL_CALC_FOUND_ROWS` read): set by the path that ran it.
+    pub calc_found: Option<Option<u64>>,
     /// Whether a `COM_QUERY` may hold several statements (`CLIENT_MULTI_STATEMENTS` at login,
     /// then `COM_SET_OPTION`).
     pub multi_statements: bool,
@@ -116,6 +123,8 @@ impl Session {
             conditions: Some(Vec::new()),
             warning_count: 0,
             row_count: -1,
+            last_found_rows: Some(0),
+            calc_found: None,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
         }
@@ -160,6 +169,7 @@ impl Session {
     /// Starts a statement's diagnostics: none known until it has answered.
     pub fn start_statement(&mut self, io: &mut crate::wire::PacketIo) {
         self.conditions = None;
+        self.calc_found = None;
         io.warnings = 0;
     }
 
@@ -183,6 +193,9 @@ impl Session {
                 } else {
                     i64::try_from(io.rows).unwrap_or(i64::MAX)
                 };
+                if io.result_set {
+                    self.last_found_rows = self.calc_found.take().unwrap_or(Some(io.rows));
+                }
             }
             Err(e) => {
                 self.warning_count = 1;

@@ -116,8 +116,15 @@ impl Engine {
                 }
             }
         }
+        // A `SQL_CALC_FOUND_ROWS` read runs on the scatter path, which reads each statement's
+        // `FOUND_ROWS()` after it.
+        let found = e.found_rows && e.kind == StmtKind::Read;
+        let single = match found {
+            true => None,
+            false => single_target(session, rt, &e, ks)?,
+        };
         // Plans one physical shard answers: straight there.
-        if let Some(t) = single_target(session, rt, &e, ks)? {
+        if let Some(t) = single {
             // Literals the planner read as stand-ins go back as the client's bytes.
             let restored;
             let text = match &e.held {
@@ -147,6 +154,26 @@ impl Engine {
             None => Ok(sql.as_bytes().to_vec()),
         };
         match (&e.targets, ks) {
+            // A found-rows read of reference tables or of no table: one copy answers.
+            (Targets::Reference { sql }, Some(k)) if found => {
+                let ps = k
+                    .physical_shards()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SqlError::router("keyspace has no physical shards"))?;
+                work.insert(ps, vec![bytes(sql)?]);
+            }
+            (Targets::Any { sql }, _) if found => {
+                let ps = match session.txn_conns.keys().next() {
+                    Some(ps) => ps.clone(),
+                    None => rt
+                        .shard_names()
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| SqlError::router("no physical shard is registered"))?,
+                };
+                work.insert(ps, vec![bytes(sql)?]);
+            }
             (Targets::Reference { sql }, Some(k)) => {
                 let sql = bytes(sql)?;
                 for ps in k.physical_shards() {
@@ -175,8 +202,33 @@ impl Engine {
             }
             _ => return Err(SqlError::router("plan without a keyspace")),
         }
+        if found {
+            let total = super::scatter::Found::default();
+            let r = match e.merge.as_ref() {
+                Some(spec) => {
+                    Box::pin(self.merged_read(session, rt, work, spec, io, ks, Some(&total))).await
+                }
+                None => {
+                    Box::pin(self.scatter_read(
+                        session,
+                        rt,
+                        work,
+                        false,
+                        e.limit,
+                        io,
+                        ks,
+                        Some(&total),
+                    ))
+                    .await
+                }
+            };
+            if r.is_ok() {
+                session.calc_found = Some(Some(total.load(std::sync::atomic::Ordering::Relaxed)));
+            }
+            return r;
+        }
         if let (StmtKind::Read, Some(spec)) = (e.kind, e.merge.as_ref()) {
-            return Box::pin(self.merged_read(session, rt, work, spec, io, ks)).await;
+            return Box::pin(self.merged_read(session, rt, work, spec, io, ks, None)).await;
         }
         if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
             let (ps, mut sqls) = work
@@ -196,7 +248,8 @@ impl Engine {
         }
         match e.kind {
             StmtKind::Read => {
-                Box::pin(self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks)).await
+                Box::pin(self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks, None))
+                    .await
             }
             StmtKind::Write | StmtKind::Ddl => {
                 let copies = matches!(e.targets, Targets::Reference { .. });

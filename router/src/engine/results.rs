@@ -138,6 +138,7 @@ pub async fn stream_statements(
     ps: &str,
     addr: &str,
     unq: crate::topology::Unqualify<'_>,
+    found: Option<&std::sync::atomic::AtomicU64>,
 ) -> Result<(), SqlError> {
     let map = |e: mysql_async::Error| from_backend(e, ps, addr, unq);
     let mut sent_cols = false;
@@ -158,6 +159,10 @@ pub async fn stream_statements(
             if tx.send(Msg::Row(std::mem::take(&mut buf))).await.is_err() {
                 return Ok(());
             }
+        }
+        if let Some(f) = found {
+            let n: Option<u64> = conn.query_first("SELECT FOUND_ROWS()").await.map_err(map)?;
+            f.fetch_add(n.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         }
     }
     Ok(())

@@ -29,21 +29,41 @@ fn union_all(sqls: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
 /// Rows buffered per physical shard while a scatter read streams.
 pub(super) const SCATTER_CHANNEL: usize = 256;
 
-/// Streams `stmts` from one physical shard into `tx` on a task that owns the connection and
-/// hands it back when done.
+/// A `SQL_CALC_FOUND_ROWS` read's total so far: each statement's `FOUND_ROWS()` is added.
+pub(super) type Found = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// The most rows a `SQL_CALC_FOUND_ROWS` read merged across logical shards may ask for
+/// (`LIMIT` offset plus count): each logical shard's rows are held apart until merged.
+pub(super) const FOUND_ROWS_LIMIT: u64 = 100_000;
+
+/// Streams statements from one physical shard on a task that owns the connection and hands
+/// it back when done: each batch's statements, in order, into its channel (after each, its
+/// `FOUND_ROWS()` added to `found`, when given).
 pub(super) fn spawn_stream(
     mut lease: Lease,
-    stmts: Vec<Vec<u8>>,
-    tx: tokio::sync::mpsc::Sender<results::Msg>,
+    batches: Vec<(Vec<Vec<u8>>, tokio::sync::mpsc::Sender<results::Msg>)>,
     ps: String,
     addr: String,
     ks: Option<KeyspaceRouting>,
+    found: Option<Found>,
 ) -> tokio::task::JoinHandle<Lease> {
     tokio::spawn(async move {
         let unq = Unqualify(ks.as_ref());
-        let r = results::stream_statements(&mut lease.conn, &stmts, &tx, &ps, &addr, unq).await;
-        if let Err(e) = r {
-            let _ = tx.send(results::Msg::Error(e)).await;
+        for (stmts, tx) in batches {
+            let r = results::stream_statements(
+                &mut lease.conn,
+                &stmts,
+                &tx,
+                &ps,
+                &addr,
+                unq,
+                found.as_deref(),
+            )
+            .await;
+            if let Err(e) = r {
+                let _ = tx.send(results::Msg::Error(e)).await;
+                break;
+            }
         }
         lease
     })
@@ -60,6 +80,7 @@ impl Engine {
         limit: Option<(u64, u64)>,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
+        found: Option<&Found>,
     ) -> Result<(), SqlError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
         let mut tasks = Vec::new();
@@ -90,7 +111,14 @@ impl Engine {
             } else {
                 sqls
             };
-            tasks.push(spawn_stream(lease, stmts, tx.clone(), ps, addr, kscopy));
+            tasks.push(spawn_stream(
+                lease,
+                vec![(stmts, tx.clone())],
+                ps,
+                addr,
+                kscopy,
+                found.cloned(),
+            ));
         }
         drop(tx);
         let (skip, take) = limit.unwrap_or((0, u64::MAX));
@@ -114,7 +142,13 @@ impl Engine {
                     if seen <= skip {
                         continue;
                     }
+                    // Past the limit, a found-rows read still runs every statement to its
+                    // end (each one's `FOUND_ROWS()` follows it); its rows are bounded by the
+                    // limit pushed down to each.
                     if sent >= take {
+                        if found.is_some() {
+                            continue;
+                        }
                         break;
                     }
                     if let Err(e) = io.write_row(&bytes).await.map_err(io_err) {
@@ -122,7 +156,7 @@ impl Engine {
                         break;
                     }
                     sent += 1;
-                    if sent >= take {
+                    if sent >= take && found.is_none() {
                         break;
                     }
                 }
@@ -150,8 +184,25 @@ impl Engine {
         spec: &crate::planner::merge::MergeSpec,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
+        found: Option<&Found>,
     ) -> Result<(), SqlError> {
         use crate::planner::merge::MergeMode;
+        // A found-rows read keeps each logical shard's select apart (its `FOUND_ROWS()` is
+        // its own): one stream each, run in turn on the physical shard's connection, so each
+        // stream must hold all its rows — at most the limit.
+        let apart = match (found, &spec.mode, spec.limit) {
+            (None, _, _) => None,
+            (Some(_), MergeMode::Sorted { .. }, Some((skip, take)))
+                if skip.saturating_add(take) <= FOUND_ROWS_LIMIT =>
+            {
+                Some(usize::try_from(skip + take).unwrap_or(usize::MAX) + 4)
+            }
+            (Some(_), _, _) => {
+                return Err(SqlError::unsupported(&format!(
+                    "SQL_CALC_FOUND_ROWS over several logical shards with GROUP BY, DISTINCT, aggregates, or ORDER BY without a LIMIT of at most {FOUND_ROWS_LIMIT} rows"
+                )))
+            }
+        };
         let mut streams = Vec::new();
         let mut tasks = Vec::new();
         let mut failed = None;
@@ -178,6 +229,23 @@ impl Engine {
             }
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let kscopy = ks.cloned();
+            if let Some(cap) = apart {
+                let mut batches = Vec::new();
+                for s in sqls {
+                    let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(cap);
+                    streams.push(rx);
+                    batches.push((vec![s], tx));
+                }
+                tasks.push(spawn_stream(
+                    lease,
+                    batches,
+                    ps,
+                    addr,
+                    kscopy,
+                    found.cloned(),
+                ));
+                continue;
+            }
             let stmt = if sqls.len() == 1 {
                 sqls.into_iter().next().unwrap_or_default()
             } else {
@@ -199,7 +267,14 @@ impl Engine {
             };
             let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
             streams.push(rx);
-            tasks.push(spawn_stream(lease, vec![stmt], tx, ps, addr, kscopy));
+            tasks.push(spawn_stream(
+                lease,
+                vec![(vec![stmt], tx)],
+                ps,
+                addr,
+                kscopy,
+                None,
+            ));
         }
         let outcome = match failed {
             Some(e) => Err(e),
@@ -214,6 +289,12 @@ impl Engine {
                 }
             },
         };
+        // Every statement of a found-rows read runs to its end, for its `FOUND_ROWS()`.
+        if found.is_some() {
+            for s in &mut streams {
+                while s.recv().await.is_some() {}
+            }
+        }
         drop(streams);
         self.join_leases(session, tasks).await;
         outcome?;

@@ -251,6 +251,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         conflict: e.conflict.clone(),
         metadata: e.metadata,
         held: None,
+        found_rows: false,
     }
 }
 

@@ -222,6 +222,7 @@ impl<'a> Planner<'a> {
             conflict,
             metadata: false,
             held: None,
+            found_rows: false,
         })))
     }
 

@@ -90,6 +90,9 @@ pub struct Exec {
     /// String literals the planner read as stand-ins (see `sql::carry`), put back as the
     /// client's bytes in every statement sent.
     pub held: Option<std::sync::Arc<crate::sql::carry::Held>>,
+    /// A `SQL_CALC_FOUND_ROWS` read: each logical shard's `FOUND_ROWS()` is read after its
+    /// select, and their sum is what the session's `FOUND_ROWS()` answers next.
+    pub found_rows: bool,
 }
 
 impl Exec {
@@ -114,6 +117,7 @@ impl Exec {
             conflict: None,
             metadata: false,
             held: None,
+            found_rows: false,
         }
     }
 }

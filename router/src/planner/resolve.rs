@@ -298,6 +298,7 @@ impl<'a> Planner<'a> {
             conflict: None,
             metadata: false,
             held: None,
+            found_rows: false,
         }))
     }
 }

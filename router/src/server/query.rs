@@ -58,7 +58,12 @@ pub(super) async fn query(
     series: &mut SeriesCache,
 ) -> Result<(), SqlError> {
     let text = std::str::from_utf8(sql);
-    if let Some(d) = text.ok().and_then(Diagnostics::of) {
+    if let Some(d) = text
+        .ok()
+        .and_then(Diagnostics::of)
+        // Known only to a reserved backend connection: asked there.
+        .filter(|d| *d != Diagnostics::FoundRows || session.last_found_rows.is_some())
+    {
         // Boxed: a cold path kept out of every statement's future.
         return Box::pin(answer_diagnostics(
             shared,
@@ -92,6 +97,8 @@ enum Diagnostics {
     ErrorCount,
     /// `SELECT ROW_COUNT()`.
     RowCount,
+    /// `SELECT FOUND_ROWS() [[AS] alias]`.
+    FoundRows,
 }
 
 impl Diagnostics {
@@ -109,7 +116,14 @@ impl Diagnostics {
                 .windows(9)
                 .any(|w| w.eq_ignore_ascii_case(b"ROW_COUNT"))
         };
-        if !(starts(b"SHOW") || starts(b"SELECT") && (sql.contains("@@") || row_count())) {
+        let found_rows = || {
+            sql.as_bytes()
+                .windows(10)
+                .any(|w| w.eq_ignore_ascii_case(b"FOUND_ROWS"))
+        };
+        if !(starts(b"SHOW")
+            || starts(b"SELECT") && (sql.contains("@@") || row_count() || found_rows()))
+        {
             return None;
         }
         let end = crate::sql::rewrite::statement_end(sql);
@@ -133,6 +147,12 @@ impl Diagnostics {
                 Diagnostics::ErrorCount
             }
             ["SELECT", "ROW_COUNT()"] => Diagnostics::RowCount,
+            ["SELECT", "FOUND_ROWS()"] => Diagnostics::FoundRows,
+            ["SELECT", "FOUND_ROWS()", "AS", a] | ["SELECT", "FOUND_ROWS()", a]
+                if !is_clause_word(a) =>
+            {
+                Diagnostics::FoundRows
+            }
             _ => return None,
         })
     }
@@ -192,6 +212,23 @@ async fn answer_diagnostics(
                 vec![vec![Some(v.to_string().into_bytes())]],
             )
         }
+        Diagnostics::FoundRows => {
+            let v = session.last_found_rows.unwrap_or(0);
+            // A one-row result set: the next `FOUND_ROWS()` is 1, as in MariaDB.
+            session.last_found_rows = Some(1);
+            session.row_count = -1;
+            let text = sql_text_after_select(sql);
+            let name = match text.split_ascii_whitespace().collect::<Vec<_>>().as_slice() {
+                [_, "AS" | "as" | "As" | "aS", alias] | [_, alias] if !is_clause_word(alias) => {
+                    alias.trim_matches(|c| c == '`' || c == '"' || c == '\'')
+                }
+                _ => text,
+            };
+            (
+                vec![ColumnDef::bigint(name)],
+                vec![vec![Some(v.to_string().into_bytes())]],
+            )
+        }
         Diagnostics::CountWarnings => {
             one("@@session.warning_count", u64::from(session.warning_count))
         }
@@ -213,6 +250,15 @@ async fn answer_diagnostics(
     // Each answers with a result set: the next ROW_COUNT() is -1, as in MariaDB.
     session.row_count = -1;
     shared.engine.local_result(session, io, defs, rows).await
+}
+
+/// A word that starts a clause, which cannot be an alias.
+fn is_clause_word(w: &str) -> bool {
+    [
+        "FROM", "WHERE", "LIMIT", "INTO", "FOR", "UNION", "ORDER", "GROUP", "HAVING", "AS",
+    ]
+    .iter()
+    .any(|c| c.eq_ignore_ascii_case(w))
 }
 
 /// The text of a `SELECT x` after its `SELECT`, as the client wrote it.
@@ -262,6 +308,7 @@ async fn statement(
         (bytes, text)
     };
     let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
+    let calc = toks.iter().any(|t| t.is_word(bytes, "SQL_CALC_FOUND_ROWS"));
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     // One `run` for both paths (one copy of its future in this one's).
     let lossy;
@@ -282,6 +329,10 @@ async fn statement(
         }) {
             Some(plan) => {
                 let started = std::time::Instant::now();
+                // Only the backend connection that runs it knows what such a read found.
+                if calc {
+                    session.calc_found = Some(None);
+                }
                 // For the query log, statistics and shadows only (which take text): what is
                 // sent is `bytes`, in the plan.
                 lossy = String::from_utf8_lossy(bytes);
@@ -384,6 +435,13 @@ async fn statement(
                         }
                         return Err(e);
                     }
+                };
+                let plan = match plan {
+                    planner::Plan::Exec(mut e) if calc && e.kind == planner::StmtKind::Read => {
+                        e.found_rows = true;
+                        planner::Plan::Exec(e)
+                    }
+                    plan => plan,
                 };
                 let plan = match (plan, carried.as_ref().map(|c| &c.held)) {
                     (planner::Plan::Exec(mut e), Some(held)) => {
