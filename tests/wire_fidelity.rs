@@ -873,3 +873,88 @@ async fn found_rows_like_mariadb() {
     drop((r, o));
     h.stop().await;
 }
+
+/// One integer (or NULL) answered by `sql`.
+async fn q(c: &mut mysql_async::Conn, sql: &str) -> Option<i64> {
+    c.query_first::<Option<i64>, _>(sql)
+        .await
+        .expect("statement")
+        .flatten()
+}
+
+/// User variables reach every backend connection of a session as the values they were given
+/// (not as expressions computed again elsewhere), whether set by `SET` or by `@v := …`, and
+/// named locks live on one connection the session holds: the same answers as MariaDB direct
+/// over logical shards on two physical shards, and another session sees the locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_variables_and_named_locks_hold_for_the_session() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    let script: &[&str] = &[
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, s VARCHAR(64))",
+        "INSERT INTO t (id, s) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f'), (7, 'g'), (8, 'h')",
+        "SET @x = 5",
+        "SELECT id, s FROM t WHERE id = @x",
+        "SELECT @y := 7, @z := 'two'",
+        "SELECT id FROM t WHERE id = @y",
+        "SELECT id FROM t WHERE s = 'g' AND id IN (@y, 8) ORDER BY id",
+        "SELECT @y, @z, CHARSET(@z), COLLATION(@z)",
+        "SET @n = 0",
+        "SET @n = @n + 1",
+        "SET @n = @n + 1",
+        "SET @n = @n + 1",
+        "SELECT id FROM t WHERE id = @n",
+        "SELECT id FROM t WHERE id IN (@n, @n + 1) ORDER BY id",
+        "SET @f = 0.1e0 + 0.2e0, @d = 1.50, @nul = NULL, @b = _binary'\\x01\\x02'",
+        "SELECT id FROM t WHERE @f = 0.30000000000000004e0 AND id IN (1, 2, 3, 4, 5, 6, 7, 8) ORDER BY id",
+        "SELECT @d, @nul IS NULL, HEX(@b), CHARSET(@b)",
+        "UPDATE t SET s = CONCAT(s, @z) WHERE id IN (1, 6)",
+        "SELECT id, s FROM t ORDER BY id",
+    ];
+    for sql in script {
+        let want = outcome(&mut o, sql).await;
+        let got = outcome(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    // A value that is different each time it is computed is the same on every connection.
+    r.query_drop("SET @u = UUID()").await.expect("set uuid");
+    r.query_drop("INSERT INTO t (id, s) VALUES (11, @u), (12, @u), (13, @u), (14, @u), (15, @u)")
+        .await
+        .expect("insert uuid");
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(DISTINCT s) FROM t WHERE id > 10")
+        .await
+        .expect("distinct");
+    assert_eq!(n, Some(1));
+    // Assigned alongside a sharded table's rows: refused, never left on a pooled connection.
+    match r.query_drop("SELECT @v := s FROM t WHERE id = 1").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{}", e.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Named locks: held by the session that took them, seen by another, freed when released
+    // and when the holder goes away.
+    let mut other = h.conn(Some("demo")).await;
+    assert_eq!(q(&mut r, "SELECT GET_LOCK('tessera_l', 0)").await, Some(1));
+    assert_eq!(q(&mut other, "SELECT IS_FREE_LOCK('tessera_l')").await, Some(0));
+    assert_eq!(q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await, Some(0));
+    // Other statements of the holder, on any logical shard, do not lose it.
+    let _ = outcome(&mut r, "SELECT id FROM t WHERE id = 2").await;
+    assert_eq!(q(&mut r, "SELECT IS_USED_LOCK('tessera_l') IS NOT NULL").await, Some(1));
+    assert_eq!(q(&mut r, "SELECT RELEASE_LOCK('tessera_l')").await, Some(1));
+    assert_eq!(q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await, Some(1));
+    assert_eq!(q(&mut other, "SELECT RELEASE_LOCK('tessera_l')").await, Some(1));
+    assert_eq!(q(&mut r, "SELECT GET_LOCK('tessera_m', 0)").await, Some(1));
+    drop(r);
+    let mut freed = false;
+    for _ in 0..50 {
+        if q(&mut other, "SELECT IS_FREE_LOCK('tessera_m')").await == Some(1) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a lock outlived the session that took it");
+    drop((other, o));
+    h.stop().await;
+}

@@ -17,6 +17,9 @@ host, port, user, password, database = sys.argv[1:6]
 UNICODE = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600"
 DOC = '{"a": 1, "b": [true, null], "s": "\u00fc"}'
 BLOB = bytes(range(256))
+# A batch of three statements has three results; a bound keeps a wrong "more results" flag
+# from looping forever.
+MAX_SETS = 5
 
 
 def out(step, text):
@@ -134,8 +137,9 @@ def warn_select():
 
 def warn_insert():
     n = cur.execute("INSERT IGNORE INTO drv_t (id, name) VALUES (1, 'dup')")
+    text = f"rowcount={n} {warnings(conn)}"
     conn.commit()
-    return f"rowcount={n} {warnings(conn)}"
+    return text
 
 
 def show_warnings_sql():
@@ -157,6 +161,9 @@ def multi():
     while True:
         sets.append(f"[rowcount={cur.rowcount} rows={rows(cur)}]")
         if not cur.nextset():
+            break
+        if len(sets) == MAX_SETS:
+            sets.append(f"(more than {MAX_SETS} results)")
             break
     conn.commit()
     return " ".join(sets)

@@ -527,6 +527,18 @@ impl Engine {
                 Err(e) => r = Err(e),
             }
         }
+        // User variables it assigned are carried as their values (`engine/uservars.rs`).
+        let (vars, only_user) =
+            crate::sql::classify::assigned_user_variables(sql.as_bytes(), &session.lex);
+        let mut carried = Vec::new();
+        if r.is_ok() && !vars.is_empty() {
+            match super::uservars::capture(&mut lease.conn, &vars).await {
+                Ok(c) => carried = c,
+                Err(e) => r = Err(e),
+            }
+        }
+        // Nothing but variables, all carried: their values replace the statement.
+        let replaced = only_user && carried.len() == vars.len();
         lease.dirty = true;
         // Held by the session: the `SET` ran there once already.
         let ran_on = (lease.pinned || lease.reserved).then(|| lease.ps.clone());
@@ -540,11 +552,17 @@ impl Engine {
             if ran_on.as_ref() == Some(ps) {
                 continue;
             }
-            c.query_drop(sql.as_str())
-                .await
-                .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
+            let own = (!replaced).then_some(sql.as_str());
+            for s in own.into_iter().chain(carried.iter().map(|(_, s)| s.as_str())) {
+                c.query_drop(s)
+                    .await
+                    .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;
+            }
         }
-        session.sets.push(sql);
+        if !replaced {
+            session.sets.push(sql);
+        }
+        super::uservars::keep(session, carried);
         Ok(())
     }
 }

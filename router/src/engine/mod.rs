@@ -19,6 +19,7 @@
 //! - `write`: writes and DDL over several physical shards.
 //! - `txn`: transactions and the connections they pin.
 //! - `local`: what the router answers itself (session statements, `DESCRIBE`, `VEXPLAIN`).
+//! - `uservars`: user variables carried to every backend connection as values.
 //! - `sequence`: ids from sequences; `moverows`: shard-key updates; `crossjoin`: cross-shard
 //!   joins; `results`: result sets the router writes itself.
 //! - [`moves`]: the dual-write of moving logical shards; [`unique_keys`]: unique keys of
@@ -38,6 +39,7 @@ mod sequence;
 mod single;
 mod txn;
 pub mod unique_keys;
+mod uservars;
 mod write;
 
 pub use core::Engine;

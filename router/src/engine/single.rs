@@ -653,9 +653,13 @@ pub(super) fn single_target<'e, 'r>(
             _ => None,
         },
         (Targets::Any { sql }, _) => {
-            let shards = match session.txn_conns.keys().next() {
-                Some(ps) => vec![ps.clone()],
-                None => rt.shard_names(),
+            // Where the session keeps its named locks and user variables, if it reserved a
+            // connection there; else its transaction's shard; else any.
+            let home = super::txn::home_shard(session, rt).filter(|h| session.reserved_ps.contains(h));
+            let shards = match (home, session.txn_conns.keys().next()) {
+                (Some(h), _) => vec![h],
+                (None, Some(ps)) => vec![ps.clone()],
+                (None, None) => rt.shard_names(),
             };
             Some(SingleTarget {
                 shards: Cow::Owned(shards),

@@ -5,7 +5,8 @@ use super::core::{Engine, Lease};
 
 use crate::error::SqlError;
 use crate::session::Session;
-use crate::topology::RoutingTable;
+use crate::backend::error::from_backend;
+use crate::topology::{RoutingTable, Unqualify};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
@@ -162,6 +163,47 @@ impl Engine {
         Ok(())
     }
 
+    /// Reserves a connection on the session's home shard ([`home_shard`]) for state a
+    /// statement without tables makes (named locks, user variables), and returns its name.
+    ///
+    /// # Errors
+    /// When no physical shard is registered or no connection can be had.
+    pub async fn reserve_home(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+    ) -> Result<String, SqlError> {
+        let ps = home_shard(session, rt)
+            .ok_or_else(|| SqlError::router("no physical shard is registered"))?;
+        self.reserve(session, rt, &ps).await?;
+        Ok(ps)
+    }
+
+    /// Carries user variables `names`, just assigned on the session's connection on `ps`, to
+    /// every backend connection the session uses (`engine/uservars.rs`).
+    ///
+    /// # Errors
+    /// The backend's, reading them back.
+    pub async fn carry_user_variables(
+        &self,
+        session: &mut Session,
+        ps: &str,
+        names: &[Vec<u8>],
+    ) -> Result<(), SqlError> {
+        let conn = match session.txn_conns.get_mut(ps) {
+            Some(c) => c,
+            None => session
+                .reserved
+                .get_mut(ps)
+                .ok_or_else(|| SqlError::router("the session's reserved connection is gone"))?,
+        };
+        let carried = super::uservars::capture(conn, names)
+            .await
+            .map_err(|e| from_backend(e, ps, "", Unqualify(None)))?;
+        super::uservars::keep(session, carried);
+        Ok(())
+    }
+
     /// Gives the session's reserved connections back, reset (their temporary tables, locks and
     /// prepared statements go with them): at the end of a session, `COM_RESET_CONNECTION`,
     /// `COM_CHANGE_USER`.
@@ -228,6 +270,18 @@ impl Engine {
             crate::backend::release(lease.conn, lease.dirty).await;
         }
     }
+}
+
+/// Where a session's statements without tables keep connection-local state (named locks,
+/// user variables): its keyspace's first physical shard (so the sessions of one keyspace
+/// share one server's named locks), else the first physical shard by name.
+pub(super) fn home_shard(session: &Session, rt: &RoutingTable) -> Option<String> {
+    session
+        .keyspace
+        .as_deref()
+        .and_then(|k| rt.keyspace(k))
+        .and_then(|k| k.placement.first().cloned())
+        .or_else(|| rt.shard_names().into_iter().next())
 }
 
 impl Engine {

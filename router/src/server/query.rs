@@ -309,13 +309,34 @@ async fn statement(
     };
     let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
     let calc = toks.iter().any(|t| t.is_word(bytes, "SQL_CALC_FOUND_ROWS"));
+    // Connection-local state a statement makes that the planned path must keep on one
+    // connection: named locks, and user variables assigned other than by `SET` (whose
+    // values are carried like a `SET`'s).
+    let (local_vars, named_locks) = match class.local_state {
+        Some(_) if !toks.first().is_some_and(|t| t.is_word(bytes, "SET")) => (
+            crate::sql::classify::assigned_user_variables(bytes, &session.lex).0,
+            toks.windows(2).any(|w| {
+                w[1].kind == crate::sql::lex::Kind::Punct
+                    && bytes[w[1].start] == b'('
+                    && NAMED_LOCK_FUNCTIONS.iter().any(|f| w[0].is_word(bytes, f))
+            }),
+        ),
+        _ => (Vec::new(), false),
+    };
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     // One `run` for both paths (one copy of its future in this one's).
     let lossy;
     let carried;
     let with_columns;
     let unwrapped;
-    let (plan, shown, fingerprint, started): (planner::Plan, &str, String, std::time::Instant) =
+    #[allow(clippy::type_complexity)]
+    let (plan, shown, fingerprint, started, home): (
+        planner::Plan,
+        &str,
+        String,
+        std::time::Instant,
+        Option<String>,
+    ) =
         match planner::passthrough::verbatim(
             bytes,
             &class,
@@ -342,7 +363,7 @@ async fn statement(
                 let fingerprint = crate::sql::shape::shape(shown)
                     .map(|s| s.key)
                     .unwrap_or_else(|| crate::sql::fingerprint(shown));
-                (plan, shown, fingerprint, started)
+                (plan, shown, fingerprint, started, None)
             }
             None => {
                 // `INSERT … VALUES` without a column list into a sharded or reference table
@@ -455,10 +476,25 @@ async fn statement(
                     }
                     (plan, _) => plan,
                 };
-                (plan, trimmed, fingerprint, started)
+                // Named locks and user variables from a statement without tables live on the
+                // session's reserved connection at home; with tables they would be left on
+                // pooled connections of the logical shards: refused.
+                let home = match &plan {
+                    _ if !named_locks && local_vars.is_empty() => None,
+                    planner::Plan::Exec(e) if matches!(e.targets, planner::Targets::Any { .. }) => {
+                        Some(shared.engine.reserve_home(session, &rt).await?)
+                    }
+                    planner::Plan::Exec(_) => {
+                        return Err(SqlError::unsupported(
+                            "assigning user variables (other than by SET) or taking named locks in a statement over a sharded keyspace's tables (do it in a statement without tables)",
+                        ));
+                    }
+                    planner::Plan::Local(_) => None,
+                };
+                (plan, trimmed, fingerprint, started, home)
             }
         };
-    run(
+    let r = run(
         shared,
         session,
         io,
@@ -469,8 +505,26 @@ async fn statement(
         &rt,
         series,
     )
-    .await
+    .await;
+    match home {
+        Some(ps) if r.is_ok() && !local_vars.is_empty() => {
+            shared
+                .engine
+                .carry_user_variables(session, &ps, &local_vars)
+                .await
+        }
+        _ => r,
+    }
 }
+
+/// Functions of named locks: state of the backend connection that takes them.
+const NAMED_LOCK_FUNCTIONS: &[&str] = &[
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_USED_LOCK",
+    "IS_FREE_LOCK",
+];
 
 /// `LOCK TABLES` and `UNLOCK TABLES` in a session of a sharded keyspace (see
 /// [`crate::engine::Engine::lock_tables`]); `None` for other statements and sessions.

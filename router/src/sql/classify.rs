@@ -579,6 +579,73 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
     reach
 }
 
+/// The name of a user variable token (`@v`, `@'v'`, `` @`v` ``, `@"v"`), lower-cased (MariaDB
+/// compares them so).
+pub fn user_variable_name(t: &Token, sql: &[u8], mode: &Mode) -> Vec<u8> {
+    let b = &t.bytes(sql)[1..];
+    let name = match b.first() {
+        Some(b'\'' | b'"' | b'`') => unquote(b, mode),
+        _ => b.to_vec(),
+    };
+    name.to_ascii_lowercase()
+}
+
+/// The user variables a statement assigns: `SET @v = …` items, `@v := …` anywhere,
+/// `INTO @v, @w`; and, for a `SET`, whether it sets nothing else.
+pub fn assigned_user_variables(sql: &[u8], mode: &Mode) -> (Vec<Vec<u8>>, bool) {
+    let toks = super::lex::significant(sql, mode);
+    let punct = |i: usize, c: u8| {
+        toks.get(i)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+    };
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let add = |names: &mut Vec<Vec<u8>>, n: Vec<u8>| {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    let set = toks.first().is_some_and(|t| t.is_word(sql, "SET"));
+    let mut only_user = set;
+    let mut depth = 0usize;
+    let mut item_start = set;
+    let mut into = false;
+    for (i, t) in toks.iter().enumerate().skip(usize::from(set)) {
+        if t.kind == Kind::Punct {
+            match sql[t.start] {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    item_start = set;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if item_start {
+            item_start = false;
+            if t.kind == Kind::UserVar && (punct(i + 1, b'=') || punct(i + 1, b':')) {
+                add(&mut names, user_variable_name(t, sql, mode));
+                continue;
+            }
+            only_user = false;
+        }
+        if t.kind == Kind::UserVar && punct(i + 1, b':') && punct(i + 2, b'=') {
+            add(&mut names, user_variable_name(t, sql, mode));
+        }
+        if t.is_word(sql, "INTO") {
+            into = toks.get(i + 1).is_some_and(|n| n.kind == Kind::UserVar);
+        } else if into {
+            match t.kind {
+                Kind::UserVar => add(&mut names, user_variable_name(t, sql, mode)),
+                Kind::Punct if sql[t.start] == b',' => {}
+                _ => into = false,
+            }
+        }
+    }
+    let only_user = only_user && !names.is_empty();
+    (names, only_user)
+}
+
 /// The text of a quoted string literal, its quotes and escapes undone.
 pub fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
     let Some((&q, rest)) = lit.split_first() else {
@@ -703,6 +770,28 @@ mod tests {
 
     fn c(sql: &str) -> Classified {
         classify(sql.as_bytes(), &Mode::default())
+    }
+
+    #[test]
+    fn assigned_user_variables_are_named() {
+        let m = Mode::default();
+        let names = |sql: &str| {
+            let (n, only) = assigned_user_variables(sql.as_bytes(), &m);
+            let n: Vec<String> = n
+                .into_iter()
+                .map(|v| String::from_utf8(v).expect("utf8"))
+                .collect();
+            (n, only)
+        };
+        assert_eq!(names("SET @a = 1, @`B` := (SELECT 2)"), (vec!["a".into(), "b".into()], true));
+        assert_eq!(names("SET @a = 1, sql_mode = ''"), (vec!["a".into()], false));
+        assert_eq!(names("SET sql_mode = @m"), (vec![], false));
+        assert_eq!(names("SELECT @x := 1, f(@y)"), (vec!["x".into()], false));
+        assert_eq!(
+            names("SELECT 1, 2 INTO @p, @q FROM t"),
+            (vec!["p".into(), "q".into()], false)
+        );
+        assert_eq!(names("SET @'u v' = 1"), (vec!["u v".into()], true));
     }
 
     #[test]

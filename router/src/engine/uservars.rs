@@ -1,0 +1,182 @@
+//! User variables carried to every backend connection of a session as values, not as the
+//! expressions that made them.
+//!
+//! A session's `SET`s are replayed on each backend connection it uses. Replaying `SET @t =
+//! NOW()` or `SET @n = @n + 1` would compute the variable again, later, on another server;
+//! and `SELECT @v := …` or `… INTO @v` is no `SET` at all. So after any statement that
+//! assigns user variables, the router reads their values back from the connection that ran
+//! it and keeps, per variable, one `SET` of that value with its type: `NULL`, an integer, a
+//! decimal or a double as the server wrote it (doubles print with every digit they need), a
+//! string as its bytes in its own character set and collation.
+
+use crate::session::Session;
+use mysql_async::consts::ColumnType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+
+/// The prefix of the `SET` that carries variable `name` (see [`set_of`]).
+fn prefix(name: &str) -> String {
+    format!("SET @`{}` = ", name.replace('`', "``"))
+}
+
+/// The `SET` that gives another connection variable `name` with the value `v` of type `ty`
+/// (`charset`, `collation`: of a string value).
+fn set_of(name: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[u8]) -> String {
+    let text = match v {
+        Value::NULL => return format!("{}NULL", prefix(name)),
+        Value::Bytes(b) => b.as_slice(),
+        other => return format!("{}{}", prefix(name), other.as_sql(false)),
+    };
+    let numeric = !text.is_empty()
+        && text
+            .iter()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'));
+    let hex: String = text.iter().map(|b| format!("{b:02X}")).collect();
+    let literal = match ty {
+        ColumnType::MYSQL_TYPE_LONGLONG
+        | ColumnType::MYSQL_TYPE_LONG
+        | ColumnType::MYSQL_TYPE_INT24
+        | ColumnType::MYSQL_TYPE_SHORT
+        | ColumnType::MYSQL_TYPE_TINY
+        | ColumnType::MYSQL_TYPE_NEWDECIMAL
+        | ColumnType::MYSQL_TYPE_DECIMAL
+            if numeric =>
+        {
+            String::from_utf8_lossy(text).into_owned()
+        }
+        // A literal with an exponent is a double.
+        ColumnType::MYSQL_TYPE_DOUBLE | ColumnType::MYSQL_TYPE_FLOAT if numeric => {
+            let t = String::from_utf8_lossy(text);
+            if t.contains(['e', 'E']) {
+                t.into_owned()
+            } else {
+                format!("{t}e0")
+            }
+        }
+        _ if charset.eq_ignore_ascii_case(b"binary") || charset.is_empty() => {
+            format!("_binary X'{hex}'")
+        }
+        _ => format!(
+            "CONVERT(X'{hex}' USING {}) COLLATE {}",
+            String::from_utf8_lossy(charset),
+            String::from_utf8_lossy(collation)
+        ),
+    };
+    format!("{}{literal}", prefix(name))
+}
+
+/// Reads user variables `names` on `conn`: for each, the `SET` that carries its value.
+///
+/// # Errors
+/// The backend's, reading them.
+pub(super) async fn capture(
+    conn: &mut Conn,
+    names: &[Vec<u8>],
+) -> Result<Vec<(String, String)>, mysql_async::Error> {
+    // Names that are not UTF-8 cannot be written into the router's own statements: their
+    // variables stay where they were made (as `SET`s, replayed as written).
+    let names: Vec<&str> = names
+        .iter()
+        .filter_map(|n| std::str::from_utf8(n).ok())
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let v = format!("@`{}`", n.replace('`', "``"));
+            format!("{v}, CHARSET({v}), COLLATION({v})")
+        })
+        .collect();
+    let mut res = conn
+        .query_iter(format!("SELECT {}", items.join(", ")))
+        .await?;
+    let types: Vec<ColumnType> = res
+        .columns()
+        .map(|c| c.iter().map(|c| c.column_type()).collect())
+        .unwrap_or_default();
+    let row: Option<mysql_async::Row> = res.next().await?;
+    res.drop_result().await?;
+    let Some(row) = row else {
+        return Ok(Vec::new());
+    };
+    let values = row.unwrap();
+    let bytes = |v: Option<&Value>| match v {
+        Some(Value::Bytes(b)) => b.clone(),
+        _ => Vec::new(),
+    };
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let v = values.get(3 * i).cloned().unwrap_or(Value::NULL);
+            let ty = types
+                .get(3 * i)
+                .copied()
+                .unwrap_or(ColumnType::MYSQL_TYPE_NULL);
+            let cs = bytes(values.get(3 * i + 1));
+            let coll = bytes(values.get(3 * i + 2));
+            ((*n).to_string(), set_of(n, &v, ty, &cs, &coll))
+        })
+        .collect())
+}
+
+/// Keeps the carried `SET`s in the session's list: each variable's newest value replaces the
+/// `SET` that carried its last one, unless a later entry may read it (one that names a user
+/// variable), which must replay after the value it saw; then the new one is added after.
+pub(super) fn keep(session: &mut Session, carried: Vec<(String, String)>) {
+    for (name, set) in carried {
+        let p = prefix(&name);
+        if let Some(i) = session.sets.iter().rposition(|s| s.starts_with(&p)) {
+            if !session.sets[i + 1..].iter().any(|s| s.contains('@')) {
+                session.sets.remove(i);
+            }
+        }
+        session.sets.push(set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_with_their_types() {
+        let b = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        let int = ColumnType::MYSQL_TYPE_LONGLONG;
+        assert_eq!(set_of("n", &b("-5"), int, b"binary", b"binary"), "SET @`n` = -5");
+        assert_eq!(
+            set_of("d", &b("0.30000000000000004"), ColumnType::MYSQL_TYPE_DOUBLE, b"binary", b""),
+            "SET @`d` = 0.30000000000000004e0"
+        );
+        assert_eq!(
+            set_of("d", &b("1e301"), ColumnType::MYSQL_TYPE_DOUBLE, b"binary", b""),
+            "SET @`d` = 1e301"
+        );
+        assert_eq!(
+            set_of("m", &b("1.50"), ColumnType::MYSQL_TYPE_NEWDECIMAL, b"binary", b""),
+            "SET @`m` = 1.50"
+        );
+        assert_eq!(
+            set_of(
+                "s",
+                &b("é'"),
+                ColumnType::MYSQL_TYPE_VAR_STRING,
+                b"utf8mb4",
+                b"utf8mb4_general_ci"
+            ),
+            "SET @`s` = CONVERT(X'C3A927' USING utf8mb4) COLLATE utf8mb4_general_ci"
+        );
+        assert_eq!(
+            set_of("s", &b("x"), ColumnType::MYSQL_TYPE_BLOB, b"binary", b"binary"),
+            "SET @`s` = _binary X'78'"
+        );
+        assert_eq!(set_of("a`b", &Value::NULL, int, b"", b""), "SET @`a``b` = NULL");
+        // Text that is not a number is never written bare.
+        assert_eq!(
+            set_of("x", &b("1; DROP"), int, b"binary", b"binary"),
+            "SET @`x` = _binary X'313B2044524F50'"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+"""The driver scenario for mysql-connector-python, with the driver's default options.
+
+    python3 connector.py HOST PORT USER PASSWORD DATABASE
+
+Prints one line per step (values, row counts, error codes), the same text whichever server
+it talks to, so that a run through the router can be compared with a run on MariaDB direct.
+Defaults that matter here: autocommit off, multi-statements on, FOUND_ROWS off, warnings not
+fetched by the driver (get_warnings False: the count is in the cursor, the rows come from
+SHOW WARNINGS), text protocol unless a cursor is asked to prepare.
+"""
+
+import sys
+
+import mysql.connector
+
+host, port, user, password, database = sys.argv[1:6]
+
+UNICODE = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600"
+DOC = '{"a": 1, "b": [true, null], "s": "\u00fc"}'
+BLOB = bytes(range(256))
+# A batch of three statements has three results; a bound keeps a wrong "more results" flag
+# from looping forever.
+MAX_SETS = 5
+
+
+def out(step, text):
+    print(f"{step}: {text}", flush=True)
+
+
+def error(e):
+    if isinstance(e, mysql.connector.Error):
+        return f"error {e.errno} {e.sqlstate} {e.msg}"
+    return f"error {type(e).__name__} {e}"
+
+
+def step(name, fn):
+    """Runs one step, printing what it returns, or the error it raises."""
+    try:
+        out(name, fn())
+    except Exception as e:  # every failure is part of the comparison
+        out(name, error(e))
+
+
+def value(v):
+    if isinstance(v, (bytes, bytearray)):
+        return f"{type(v).__name__}:{bytes(v).hex()}"
+    return f"{type(v).__name__}:{v!r}"
+
+
+def rows(cur):
+    return " | ".join(", ".join(value(v) for v in r) for r in cur.fetchall())
+
+
+conn = None
+try:
+    conn = mysql.connector.connect(host=host, port=int(port), user=user, password=password, database=database)
+    out(
+        "connect",
+        f"ok {type(conn).__name__} autocommit={conn.autocommit} charset={conn.charset} "
+        f"collation={conn.collation} in_transaction={conn.in_transaction}",
+    )
+except Exception as e:
+    out("connect", error(e))
+    sys.exit(0)
+cur = conn.cursor()
+
+
+def run(sql, args=None):
+    cur.execute(sql, args)
+    return (
+        f"rowcount={cur.rowcount} lastrowid={cur.lastrowid} warning_count={cur.warning_count} "
+        f"in_transaction={conn.in_transaction}"
+    )
+
+
+step("drop", lambda: run("DROP TABLE IF EXISTS drv_t"))
+step(
+    "create",
+    lambda: run("CREATE TABLE drv_t (id BIGINT PRIMARY KEY, name VARCHAR(50), doc JSON, b BLOB)"),
+)
+step(
+    "insert_params",
+    lambda: run("INSERT INTO drv_t (id, name, doc, b) VALUES (%s, %s, %s, %s)", (1, UNICODE, DOC, BLOB)),
+)
+
+
+def executemany():
+    # The driver rewrites INSERT … VALUES with executemany into one multi-row statement.
+    cur.executemany(
+        "INSERT INTO drv_t (id, name, doc, b) VALUES (%s, %s, %s, %s)",
+        [(2, "two", '{"n": 2}', b"\x00\x01"), (3, "three", None, None), (4, "four", "[]", b"")],
+    )
+    return f"rowcount={cur.rowcount} in_transaction={conn.in_transaction}"
+
+
+step("insert_multi", executemany)
+step("commit", lambda: conn.commit() or f"ok in_transaction={conn.in_transaction}")
+step("update_unchanged_one", lambda: run("UPDATE drv_t SET name = 'two' WHERE id = 2"))
+step("update_unchanged_all", lambda: run("UPDATE drv_t SET name = name"))
+step("commit", lambda: conn.commit() or f"ok in_transaction={conn.in_transaction}")
+
+
+def select():
+    cur.execute("SELECT id, name, doc, b, HEX(name) FROM drv_t ORDER BY id")
+    desc = [tuple(d) for d in cur.description]
+    return f"description={desc} rows={rows(cur)}"
+
+
+step("select", select)
+
+
+def prepared():
+    # A prepared cursor: the binary protocol (COM_STMT_PREPARE / EXECUTE).
+    pc = conn.cursor(prepared=True)
+    try:
+        pc.execute("SELECT id, name, doc, b FROM drv_t WHERE id = %s", (1,))
+        desc = [tuple(d) for d in pc.description]
+        return f"description={desc} rows={rows(pc)}"
+    finally:
+        pc.close()
+
+
+step("select_prepared", prepared)
+
+
+def txn(finish):
+    cur.execute("INSERT INTO drv_t (id, name) VALUES (%s, %s)", (10 if finish == "commit" else 11, finish))
+    before = conn.in_transaction
+    getattr(conn, finish)()
+    cur.execute("SELECT id, name FROM drv_t WHERE id IN (10, 11) ORDER BY id")
+    return f"in_transaction={before} rows={rows(cur)}"
+
+
+step("txn_commit", lambda: txn("commit"))
+step("txn_rollback", lambda: txn("rollback"))
+
+
+def savepoint():
+    cur.execute("INSERT INTO drv_t (id, name) VALUES (20, 'kept')")
+    cur.execute("SAVEPOINT sp1")
+    cur.execute("INSERT INTO drv_t (id, name) VALUES (21, 'undone')")
+    cur.execute("ROLLBACK TO SAVEPOINT sp1")
+    conn.commit()
+    cur.execute("SELECT id, name FROM drv_t WHERE id IN (20, 21) ORDER BY id")
+    return rows(cur)
+
+
+step("savepoint", savepoint)
+
+
+def show_warnings():
+    w = conn.cursor()
+    w.execute("SHOW WARNINGS")
+    return rows(w)
+
+
+def warn_select():
+    cur.execute("SELECT CAST('12abc' AS SIGNED)")
+    got = rows(cur)
+    return f"{got} warning_count={cur.warning_count} show_warnings={show_warnings()}"
+
+
+def warn_insert():
+    cur.execute("INSERT IGNORE INTO drv_t (id, name) VALUES (1, 'dup')")
+    text = f"rowcount={cur.rowcount} warning_count={cur.warning_count} show_warnings={show_warnings()}"
+    conn.commit()
+    return text
+
+
+step("warning_select", warn_select)
+step("warning_insert_ignore", warn_insert)
+
+
+def multi():
+    # Multi-statements are on by default: every result set, in order.
+    cur.execute("SELECT 1 AS a; UPDATE drv_t SET name = 'multi' WHERE id = 3; SELECT name FROM drv_t WHERE id = 3")
+    sets = []
+    while True:
+        got = rows(cur) if cur.description else "-"
+        sets.append(f"[rowcount={cur.rowcount} rows={got}]")
+        if not cur.nextset():
+            break
+        if len(sets) == MAX_SETS:
+            sets.append(f"(more than {MAX_SETS} results)")
+            break
+    conn.commit()
+    return " ".join(sets)
+
+
+step("multi_statement", multi)
+
+
+def duplicate():
+    try:
+        cur.execute("INSERT INTO drv_t (id, name) VALUES (2, 'again')")
+        return "no error"
+    finally:
+        conn.rollback()
+
+
+step("duplicate_key", duplicate)
+
+
+def session():
+    cur.execute("SELECT @@autocommit, @@character_set_client, @@sql_mode")
+    return rows(cur)
+
+
+step("session", session)
+step("close", lambda: conn.close() or "ok")
