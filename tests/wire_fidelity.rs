@@ -936,14 +936,29 @@ async fn user_variables_and_named_locks_hold_for_the_session() {
     // and when the holder goes away.
     let mut other = h.conn(Some("demo")).await;
     assert_eq!(q(&mut r, "SELECT GET_LOCK('tessera_l', 0)").await, Some(1));
-    assert_eq!(q(&mut other, "SELECT IS_FREE_LOCK('tessera_l')").await, Some(0));
-    assert_eq!(q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await, Some(0));
+    assert_eq!(
+        q(&mut other, "SELECT IS_FREE_LOCK('tessera_l')").await,
+        Some(0)
+    );
+    assert_eq!(
+        q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await,
+        Some(0)
+    );
     // Other statements of the holder, on any logical shard, do not lose it.
     let _ = outcome(&mut r, "SELECT id FROM t WHERE id = 2").await;
-    assert_eq!(q(&mut r, "SELECT IS_USED_LOCK('tessera_l') IS NOT NULL").await, Some(1));
+    assert_eq!(
+        q(&mut r, "SELECT IS_USED_LOCK('tessera_l') IS NOT NULL").await,
+        Some(1)
+    );
     assert_eq!(q(&mut r, "SELECT RELEASE_LOCK('tessera_l')").await, Some(1));
-    assert_eq!(q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await, Some(1));
-    assert_eq!(q(&mut other, "SELECT RELEASE_LOCK('tessera_l')").await, Some(1));
+    assert_eq!(
+        q(&mut other, "SELECT GET_LOCK('tessera_l', 0)").await,
+        Some(1)
+    );
+    assert_eq!(
+        q(&mut other, "SELECT RELEASE_LOCK('tessera_l')").await,
+        Some(1)
+    );
     assert_eq!(q(&mut r, "SELECT GET_LOCK('tessera_m', 0)").await, Some(1));
     drop(r);
     let mut freed = false;
@@ -956,5 +971,55 @@ async fn user_variables_and_named_locks_hold_for_the_session() {
     }
     assert!(freed, "a lock outlived the session that took it");
     drop((other, o));
+    h.stop().await;
+}
+
+/// `SET STATEMENT … FOR` and `DO` over a sharded keyspace: the variables hold for every
+/// statement sent for one (one logical shard, several, merged, a split insert, reference
+/// tables), as MariaDB direct answers them; multi-row inserts whose rows hold calls and
+/// parentheses split by shard key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_statement_and_do_like_mariadb() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    let script: &[&str] = &[
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, s VARCHAR(64), d DATE)",
+        "INSERT INTO t (id, s, d) VALUES (1, CONCAT('a', ')'), DATE('2024-01-02')), (2, '(', NULL), (3, 'c', DATE(CONCAT('2024-', '02-03'))), (4, (SELECT 'x'), NULL)",
+        "SELECT ROW_COUNT()",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT id, s FROM t WHERE id = 1",
+        "SET STATEMENT max_statement_time = 10, sql_mode = 'STRICT_ALL_TABLES' FOR SELECT COUNT(*) FROM t",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT id FROM t ORDER BY id DESC LIMIT 2",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT s, COUNT(*) FROM t GROUP BY s ORDER BY s",
+        "SET STATEMENT max_statement_time = 0.000001 FOR SELECT SLEEP(1) FROM t WHERE id = 2",
+        "SET STATEMENT sql_mode = '' FOR INSERT INTO t (id, s, d) VALUES (5, 'e', '2024-13-45'), (6, 'f', NULL)",
+        "SELECT ROW_COUNT()",
+        "SET STATEMENT sql_mode = 'STRICT_ALL_TABLES' FOR INSERT INTO t (id, s, d) VALUES (7, 'g', '2024-13-45')",
+        "SELECT id, s, d FROM t ORDER BY id",
+        "SET STATEMENT max_statement_time = 10 FOR UPDATE t SET s = CONCAT(s, '!') WHERE id IN (1, 2, 3, 4)",
+        "SELECT ROW_COUNT()",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT 1 + 1",
+        "DO 1 + 1",
+        "DO @v := 3, SLEEP(0)",
+        "SELECT id, s FROM t WHERE id = @v",
+        "SELECT id, s FROM t ORDER BY id",
+    ];
+    for sql in script {
+        let want = outcome(&mut o, sql).await;
+        let got = outcome(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    // What the router itself must read differently, or would cap per logical shard: refused.
+    for sql in [
+        "SET STATEMENT sql_select_limit = 1 FOR SELECT id FROM t",
+        "SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT id FROM t WHERE s = 'a\\\\'",
+        "DO (SELECT COUNT(*) FROM t)",
+    ] {
+        match r.query_drop(sql).await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{sql}: {}", e.message),
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    drop((r, o));
     h.stop().await;
 }

@@ -12,6 +12,16 @@ use crate::wire::PacketIo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// `statement` after `prefix` (`SET STATEMENT vars FOR`), if there is one.
+pub(super) fn prefixed(prefix: &[u8], statement: Vec<u8>) -> Vec<u8> {
+    if prefix.is_empty() {
+        return statement;
+    }
+    let mut b = prefix.to_vec();
+    b.extend_from_slice(&statement);
+    b
+}
+
 /// Statements to run, by physical shard: as bytes, for literals that are the client's own.
 pub(super) type Work = BTreeMap<String, Vec<Vec<u8>>>;
 
@@ -123,20 +133,32 @@ impl Engine {
             true => None,
             false => single_target(session, rt, &e, ks)?,
         };
+        // `SET STATEMENT vars FOR`, before each statement sent (after any union of them).
+        let prefix: Vec<u8> = match (&e.statement_prefix, &e.held) {
+            (Some(p), Some(h)) => h.restore(p)?,
+            (Some(p), None) => p.as_bytes().to_vec(),
+            (None, _) => Vec::new(),
+        };
         // Plans one physical shard answers: straight there.
         if let Some(t) = single {
             // Literals the planner read as stand-ins go back as the client's bytes.
             let restored;
             let text = match &e.held {
-                Some(h) if t.raw.is_none() => {
-                    restored = h.restore(&t.sql)?;
+                _ if t.raw.is_some() => t.statement(),
+                None if prefix.is_empty() => t.statement(),
+                held => {
+                    let mut b = prefix.clone();
+                    match held {
+                        Some(h) => b.extend_from_slice(&h.restore(&t.sql)?),
+                        None => b.extend_from_slice(t.sql.as_bytes()),
+                    }
+                    restored = b;
                     WireStatement::Text {
                         sql: &restored,
                         db: None,
                         remap: t.remap,
                     }
                 }
-                _ => t.statement(),
             };
             // One shard (a logical shard's): straight to it, one future level fewer.
             if let [ps] = t.shards.as_ref() {
@@ -206,7 +228,17 @@ impl Engine {
             let total = super::scatter::Found::default();
             let r = match e.merge.as_ref() {
                 Some(spec) => {
-                    Box::pin(self.merged_read(session, rt, work, spec, io, ks, Some(&total))).await
+                    Box::pin(self.merged_read(
+                        session,
+                        rt,
+                        work,
+                        spec,
+                        io,
+                        ks,
+                        Some(&total),
+                        &prefix,
+                    ))
+                    .await
                 }
                 None => {
                     Box::pin(self.scatter_read(
@@ -218,6 +250,7 @@ impl Engine {
                         io,
                         ks,
                         Some(&total),
+                        &prefix,
                     ))
                     .await
                 }
@@ -228,14 +261,15 @@ impl Engine {
             return r;
         }
         if let (StmtKind::Read, Some(spec)) = (e.kind, e.merge.as_ref()) {
-            return Box::pin(self.merged_read(session, rt, work, spec, io, ks, None)).await;
+            return Box::pin(self.merged_read(session, rt, work, spec, io, ks, None, &prefix))
+                .await;
         }
         if work.len() == 1 && work.values().all(|v| v.len() == 1) && e.limit.is_none() {
             let (ps, mut sqls) = work
                 .into_iter()
                 .next()
                 .ok_or_else(|| SqlError::router("no target"))?;
-            let sql = sqls.pop().unwrap_or_default();
+            let sql = prefixed(&prefix, sqls.pop().unwrap_or_default());
             let text = WireStatement::Text {
                 sql: &sql,
                 db: None,
@@ -248,11 +282,25 @@ impl Engine {
         }
         match e.kind {
             StmtKind::Read => {
-                Box::pin(self.scatter_read(session, rt, work, e.unionable, e.limit, io, ks, None))
-                    .await
+                Box::pin(self.scatter_read(
+                    session,
+                    rt,
+                    work,
+                    e.unionable,
+                    e.limit,
+                    io,
+                    ks,
+                    None,
+                    &prefix,
+                ))
+                .await
             }
             StmtKind::Write | StmtKind::Ddl => {
                 let copies = matches!(e.targets, Targets::Reference { .. });
+                let work = work
+                    .into_iter()
+                    .map(|(ps, v)| (ps, v.into_iter().map(|s| prefixed(&prefix, s)).collect()))
+                    .collect();
                 Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies)).await
             }
         }

@@ -553,7 +553,10 @@ impl Engine {
                 continue;
             }
             let own = (!replaced).then_some(sql.as_str());
-            for s in own.into_iter().chain(carried.iter().map(|(_, s)| s.as_str())) {
+            for s in own
+                .into_iter()
+                .chain(carried.iter().map(|(_, s)| s.as_str()))
+            {
                 c.query_drop(s)
                     .await
                     .map_err(|e| from_backend(e, "pinned", "", Unqualify(None)))?;

@@ -81,6 +81,7 @@ impl Engine {
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
         found: Option<&Found>,
+        prefix: &[u8],
     ) -> Result<(), SqlError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
         let mut tasks = Vec::new();
@@ -111,6 +112,10 @@ impl Engine {
             } else {
                 sqls
             };
+            let stmts = stmts
+                .into_iter()
+                .map(|s| super::execute::prefixed(prefix, s))
+                .collect();
             tasks.push(spawn_stream(
                 lease,
                 vec![(stmts, tx.clone())],
@@ -185,6 +190,7 @@ impl Engine {
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
         found: Option<&Found>,
+        prefix: &[u8],
     ) -> Result<(), SqlError> {
         use crate::planner::merge::MergeMode;
         // A found-rows read keeps each logical shard's select apart (its `FOUND_ROWS()` is
@@ -234,7 +240,7 @@ impl Engine {
                 for s in sqls {
                     let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(cap);
                     streams.push(rx);
-                    batches.push((vec![s], tx));
+                    batches.push((vec![super::execute::prefixed(prefix, s)], tx));
                 }
                 tasks.push(spawn_stream(
                     lease,
@@ -267,6 +273,7 @@ impl Engine {
             };
             let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
             streams.push(rx);
+            let stmt = super::execute::prefixed(prefix, stmt);
             tasks.push(spawn_stream(
                 lease,
                 vec![(vec![stmt], tx)],

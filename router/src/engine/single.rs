@@ -655,7 +655,8 @@ pub(super) fn single_target<'e, 'r>(
         (Targets::Any { sql }, _) => {
             // Where the session keeps its named locks and user variables, if it reserved a
             // connection there; else its transaction's shard; else any.
-            let home = super::txn::home_shard(session, rt).filter(|h| session.reserved_ps.contains(h));
+            let home =
+                super::txn::home_shard(session, rt).filter(|h| session.reserved_ps.contains(h));
             let shards = match (home, session.txn_conns.keys().next()) {
                 (Some(h), _) => vec![h],
                 (None, Some(ps)) => vec![ps.clone()],

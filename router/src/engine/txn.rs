@@ -3,9 +3,9 @@
 
 use super::core::{Engine, Lease};
 
+use crate::backend::error::from_backend;
 use crate::error::SqlError;
 use crate::session::Session;
-use crate::backend::error::from_backend;
 use crate::topology::{RoutingTable, Unqualify};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

@@ -145,17 +145,38 @@ mod tests {
     fn values_are_written_with_their_types() {
         let b = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         let int = ColumnType::MYSQL_TYPE_LONGLONG;
-        assert_eq!(set_of("n", &b("-5"), int, b"binary", b"binary"), "SET @`n` = -5");
         assert_eq!(
-            set_of("d", &b("0.30000000000000004"), ColumnType::MYSQL_TYPE_DOUBLE, b"binary", b""),
+            set_of("n", &b("-5"), int, b"binary", b"binary"),
+            "SET @`n` = -5"
+        );
+        assert_eq!(
+            set_of(
+                "d",
+                &b("0.30000000000000004"),
+                ColumnType::MYSQL_TYPE_DOUBLE,
+                b"binary",
+                b""
+            ),
             "SET @`d` = 0.30000000000000004e0"
         );
         assert_eq!(
-            set_of("d", &b("1e301"), ColumnType::MYSQL_TYPE_DOUBLE, b"binary", b""),
+            set_of(
+                "d",
+                &b("1e301"),
+                ColumnType::MYSQL_TYPE_DOUBLE,
+                b"binary",
+                b""
+            ),
             "SET @`d` = 1e301"
         );
         assert_eq!(
-            set_of("m", &b("1.50"), ColumnType::MYSQL_TYPE_NEWDECIMAL, b"binary", b""),
+            set_of(
+                "m",
+                &b("1.50"),
+                ColumnType::MYSQL_TYPE_NEWDECIMAL,
+                b"binary",
+                b""
+            ),
             "SET @`m` = 1.50"
         );
         assert_eq!(
@@ -169,10 +190,19 @@ mod tests {
             "SET @`s` = CONVERT(X'C3A927' USING utf8mb4) COLLATE utf8mb4_general_ci"
         );
         assert_eq!(
-            set_of("s", &b("x"), ColumnType::MYSQL_TYPE_BLOB, b"binary", b"binary"),
+            set_of(
+                "s",
+                &b("x"),
+                ColumnType::MYSQL_TYPE_BLOB,
+                b"binary",
+                b"binary"
+            ),
             "SET @`s` = _binary X'78'"
         );
-        assert_eq!(set_of("a`b", &Value::NULL, int, b"", b""), "SET @`a``b` = NULL");
+        assert_eq!(
+            set_of("a`b", &Value::NULL, int, b"", b""),
+            "SET @`a``b` = NULL"
+        );
         // Text that is not a number is never written bare.
         assert_eq!(
             set_of("x", &b("1; DROP"), int, b"binary", b"binary"),

@@ -252,6 +252,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         metadata: e.metadata,
         held: None,
         found_rows: false,
+        statement_prefix: None,
     }
 }
 

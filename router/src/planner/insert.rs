@@ -78,8 +78,9 @@ impl<'a> Planner<'a> {
                     ));
                 };
                 let mut row_ends = Vec::with_capacity(values.rows.len());
+                let closers = paren_closers(self.sql);
                 for row in &values.rows {
-                    let (_, b) = self.row_range(row)?;
+                    let (_, b) = self.row_range(row, &closers)?;
                     row_ends.push(b - 1);
                 }
                 return Ok(Plan::Local(Local::Sequence(Box::new(
@@ -129,6 +130,7 @@ impl<'a> Planner<'a> {
         };
         let mut per_ls: Vec<(u32, Vec<usize>)> = Vec::new();
         let mut row_ranges = Vec::with_capacity(values.rows.len());
+        let closers = paren_closers(self.sql);
         for (i, row) in values.rows.iter().enumerate() {
             let Some(v) = row.get(idx) else {
                 return Err(SqlError::new(
@@ -152,7 +154,7 @@ impl<'a> Planner<'a> {
                 Some((_, rows)) => rows.push(i),
                 None => per_ls.push((ls, vec![i])),
             }
-            row_ranges.push(self.row_range(row)?);
+            row_ranges.push(self.row_range(row, &closers)?);
         }
         let conflict = if ins.replace_into {
             Some("REPLACE")
@@ -223,16 +225,19 @@ impl<'a> Planner<'a> {
             metadata: false,
             held: None,
             found_rows: false,
+            statement_prefix: None,
         })))
     }
 
     /// Returns the byte range of one `VALUES` row, parentheses included.
-    pub(super) fn row_range(&self, row: &[Expr]) -> Result<(usize, usize), SqlError> {
+    pub(super) fn row_range(
+        &self,
+        row: &[Expr],
+        closers: &crate::FastMap<usize, usize>,
+    ) -> Result<(usize, usize), SqlError> {
         let err = || SqlError::router("cannot locate a row of the INSERT");
         let first = row.first().ok_or_else(err)?;
-        let last = row.last().ok_or_else(err)?;
         let (s, _) = self.offsets.range(self.sql, first.span()).ok_or_else(err)?;
-        let (_, e) = self.offsets.range(self.sql, last.span()).ok_or_else(err)?;
         let bytes = self.sql.as_bytes();
         let mut a = s;
         while a > 0
@@ -244,17 +249,32 @@ impl<'a> Planner<'a> {
             return Err(err());
         }
         a -= 1;
-        let mut b = e;
-        // A closing quote of a string literal may sit just past the span's end.
-        while b < bytes.len()
-            && (bytes[b].is_ascii_whitespace() || bytes[b] == b'\'' || bytes[b] == b'"')
-            && bytes[b] != b')'
-        {
-            b += 1;
-        }
-        if b >= bytes.len() || bytes[b] != b')' {
-            return Err(err());
-        }
-        Ok((a, b + 1))
+        // The row ends at the `)` that closes its `(`, as the lexer pairs them (expressions'
+        // own parentheses, quotes and comments inside skipped whole).
+        let b = *closers.get(&a).ok_or_else(err)?;
+        Ok((a, b))
     }
+}
+
+/// For each `(` of `sql` (its byte offset), the offset just past its matching `)`.
+pub(super) fn paren_closers(sql: &str) -> crate::FastMap<usize, usize> {
+    use crate::sql::lex::Kind;
+    let b = sql.as_bytes();
+    let mut open = Vec::new();
+    let mut out = crate::FastMap::default();
+    for t in crate::sql::lex::significant(b, &Default::default()) {
+        if t.kind != Kind::Punct {
+            continue;
+        }
+        match b[t.start] {
+            b'(' => open.push(t.start),
+            b')' => {
+                if let Some(o) = open.pop() {
+                    out.insert(o, t.end);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }

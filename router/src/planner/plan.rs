@@ -93,6 +93,8 @@ pub struct Exec {
     /// A `SQL_CALC_FOUND_ROWS` read: each logical shard's `FOUND_ROWS()` is read after its
     /// select, and their sum is what the session's `FOUND_ROWS()` answers next.
     pub found_rows: bool,
+    /// `SET STATEMENT vars FOR`, written before every statement sent for this one.
+    pub statement_prefix: Option<String>,
 }
 
 impl Exec {
@@ -118,6 +120,7 @@ impl Exec {
             metadata: false,
             held: None,
             found_rows: false,
+            statement_prefix: None,
         }
     }
 }

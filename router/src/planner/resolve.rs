@@ -299,6 +299,7 @@ impl<'a> Planner<'a> {
             metadata: false,
             held: None,
             found_rows: false,
+            statement_prefix: None,
         }))
     }
 }

@@ -93,7 +93,12 @@ pub(super) fn plan_parsed(
     // parser would take it for two minus signs); spans stay those of `sql`.
     let stmt = match parse_one(&sql[..crate::sql::rewrite::statement_end(sql)]) {
         Ok(s) => s,
-        Err(e) => return set_unparsed(sql).ok_or(e),
+        Err(e) => {
+            return match do_unparsed(sql) {
+                Some(p) => p,
+                None => set_unparsed(sql).ok_or(e),
+            }
+        }
     };
     refuse_last_statement_state(&stmt)?;
     let p = Planner {
@@ -104,6 +109,33 @@ pub(super) fn plan_parsed(
         last_insert_id,
     };
     p.statement(stmt)
+}
+
+/// `DO expr, …`, which the SQL parser does not read: without tables it runs on any physical
+/// shard as written (or the session's own connection there, for named locks), with them it is
+/// refused — its subqueries would run on one physical shard without the keyspace.
+fn do_unparsed(sql: &str) -> Option<Result<Plan, SqlError>> {
+    let b = sql.as_bytes();
+    let toks = crate::sql::lex::significant(b, &Default::default());
+    if !toks.first()?.is_word(b, "DO") {
+        return None;
+    }
+    if toks
+        .iter()
+        .any(|t| t.is_word(b, "SELECT") || t.is_word(b, "FROM"))
+    {
+        return Some(Err(SqlError::unsupported(
+            "DO with a subquery outside an unsharded keyspace",
+        )));
+    }
+    Some(Ok(Plan::Exec(Box::new(super::plan::Exec::plain(
+        None,
+        super::plan::StmtKind::Write,
+        super::plan::RouteKind::Any,
+        super::plan::Targets::Any {
+            sql: sql.trim().trim_end_matches(';').to_string(),
+        },
+    )))))
 }
 
 /// A session `SET` the SQL parser does not read (`SET @a := 1`, `SET CHARACTER SET x`, `SET

@@ -336,164 +336,185 @@ async fn statement(
         String,
         std::time::Instant,
         Option<String>,
-    ) =
-        match planner::passthrough::verbatim(
-            bytes,
-            &class,
-            session.keyspace.as_deref(),
-            &session.reserved_ps,
-            &rt,
-        )
-        .or_else(|| planner::passthrough::server_info(bytes, &class))
-        .or_else(|| {
-            planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt)
-        }) {
-            Some(plan) => {
-                let started = std::time::Instant::now();
-                // Only the backend connection that runs it knows what such a read found.
-                if calc {
-                    session.calc_found = Some(None);
-                }
-                // For the query log, statistics and shadows only (which take text): what is
-                // sent is `bytes`, in the plan.
-                lossy = String::from_utf8_lossy(bytes);
-                let shown = lossy.trim();
-                // The plan cache's normalised text (a direct scan for common statements), as
-                // for planned statements.
-                let fingerprint = crate::sql::shape::shape(shown)
-                    .map(|s| s.key)
-                    .unwrap_or_else(|| crate::sql::fingerprint(shown));
-                (plan, shown, fingerprint, started, None)
+    ) = match planner::passthrough::verbatim(
+        bytes,
+        &class,
+        session.keyspace.as_deref(),
+        &session.reserved_ps,
+        &rt,
+    )
+    .or_else(|| planner::passthrough::server_info(bytes, &class))
+    .or_else(|| planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt))
+    {
+        Some(plan) => {
+            let started = std::time::Instant::now();
+            // Only the backend connection that runs it knows what such a read found.
+            if calc {
+                session.calc_found = Some(None);
             }
-            None => {
-                // `INSERT … VALUES` without a column list into a sharded or reference table
-                // (what dumps write): the table's columns, in order, spliced in so that the
-                // shard key can be found.
-                let inserts = toks
-                    .first()
-                    .is_some_and(|t| t.is_word(bytes, "INSERT") || t.is_word(bytes, "REPLACE"));
-                let added = if inserts {
-                    Box::pin(add_column_list(shared, session, &rt, bytes)).await?
-                } else {
-                    None
-                };
-                let (bytes, text) = match added {
-                    Some(b) => {
-                        with_columns = b;
-                        (with_columns.as_slice(), std::str::from_utf8(&with_columns))
-                    }
-                    None => (bytes, text),
-                };
-                // The planner reads the text MariaDB runs: executable comments the server runs
-                // unwrapped in place (the same offsets, so what is spliced lands where it
-                // would have).
-                let (bytes, text) = match crate::sql::lex::unwrap_executable(bytes, &session.lex) {
-                    Some(u) => {
-                        unwrapped = u;
-                        (unwrapped.as_slice(), std::str::from_utf8(&unwrapped))
-                    }
-                    None => (bytes, text),
-                };
-                // String literals the parser would misread (not UTF-8, another character set,
-                // a backslash under NO_BACKSLASH_ESCAPES) are read as stand-ins and put back as
-                // the client's bytes in what is sent.
-                carried = crate::sql::carry::carry(bytes, &session.lex)?;
-                let sql = match &carried {
-                    Some(c) => c.text.as_str(),
-                    None => text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?,
-                };
-                // Without its trailing `;` (never one inside a trailing comment: the text is
-                // scanned only when it ends in `;` and may hold a comment).
-                let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
-                    let end = crate::sql::rewrite::statement_end(sql);
-                    if sql[end..].contains(';') {
-                        sql[..end].trim()
-                    } else {
-                        sql.trim()
-                    }
-                } else {
-                    sql.trim().trim_end_matches(';').trim_end()
-                };
-                // Compared as bytes: the text may hold a multi-byte character across byte 9.
-                if let Some(inner) = trimmed
-                    .as_bytes()
-                    .get(..9)
-                    .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
-                    .and_then(|_| trimmed.get(9..))
-                {
-                    let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
-                    return shared.engine.vexplain(session, plan, io).await;
+            // For the query log, statistics and shadows only (which take text): what is
+            // sent is `bytes`, in the plan.
+            lossy = String::from_utf8_lossy(bytes);
+            let shown = lossy.trim();
+            // The plan cache's normalised text (a direct scan for common statements), as
+            // for planned statements.
+            let fingerprint = crate::sql::shape::shape(shown)
+                .map(|s| s.key)
+                .unwrap_or_else(|| crate::sql::fingerprint(shown));
+            (plan, shown, fingerprint, started, None)
+        }
+        None => {
+            // `INSERT … VALUES` without a column list into a sharded or reference table
+            // (what dumps write): the table's columns, in order, spliced in so that the
+            // shard key can be found.
+            let inserts = toks
+                .first()
+                .is_some_and(|t| t.is_word(bytes, "INSERT") || t.is_word(bytes, "REPLACE"));
+            let added = if inserts {
+                Box::pin(add_column_list(shared, session, &rt, bytes)).await?
+            } else {
+                None
+            };
+            let (bytes, text) = match added {
+                Some(b) => {
+                    with_columns = b;
+                    (with_columns.as_slice(), std::str::from_utf8(&with_columns))
                 }
-                let started = std::time::Instant::now();
-                let (planned, fingerprint) = shared.plans.plan_keyed(
-                    trimmed,
-                    session.keyspace.as_deref(),
-                    session.last_insert_id,
-                    &rt,
-                );
-                let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
-                let plan = match planned {
-                    Ok(p) => p,
-                    Err(e) => {
-                        shared.overview.record(&crate::overview::Finished {
-                            fingerprint: &fingerprint,
-                            sql: trimmed,
-                            route: "none",
-                            keyspace: session.keyspace.as_deref().unwrap_or(""),
-                            shards: 0,
-                            rows: 0,
-                            elapsed: started.elapsed(),
-                            error: Some(&e.message),
-                        });
-                        let ks = session.keyspace.clone().unwrap_or_default();
-                        shared
-                            .metrics
-                            .queries
-                            .with_label_values(&["none", ks.as_str(), "error"])
-                            .inc();
-                        if rt.candidate.is_some() {
-                            shared.shadow.observe(trimmed, session.keyspace.as_deref());
-                        }
-                        return Err(e);
+                None => (bytes, text),
+            };
+            // The planner reads the text MariaDB runs: executable comments the server runs
+            // unwrapped in place (the same offsets, so what is spliced lands where it
+            // would have).
+            let (bytes, text) = match crate::sql::lex::unwrap_executable(bytes, &session.lex) {
+                Some(u) => {
+                    unwrapped = u;
+                    (unwrapped.as_slice(), std::str::from_utf8(&unwrapped))
+                }
+                None => (bytes, text),
+            };
+            // String literals the parser would misread (not UTF-8, another character set,
+            // a backslash under NO_BACKSLASH_ESCAPES) are read as stand-ins and put back as
+            // the client's bytes in what is sent.
+            carried = crate::sql::carry::carry(bytes, &session.lex)?;
+            let sql = match &carried {
+                Some(c) => c.text.as_str(),
+                None => text.map_err(|e| crate::error::not_utf8("statement", bytes, e))?,
+            };
+            // Without its trailing `;` (never one inside a trailing comment: the text is
+            // scanned only when it ends in `;` and may hold a comment).
+            let trimmed = if sql.trim_end().ends_with(';') && sql.contains(['#', '-', '/']) {
+                let end = crate::sql::rewrite::statement_end(sql);
+                if sql[end..].contains(';') {
+                    sql[..end].trim()
+                } else {
+                    sql.trim()
+                }
+            } else {
+                sql.trim().trim_end_matches(';').trim_end()
+            };
+            // `SET STATEMENT vars FOR s`: `s` is planned, and every statement sent for it
+            // starts with `SET STATEMENT vars FOR`.
+            let (trimmed, statement_prefix) =
+                match crate::sql::rewrite::set_statement_body(trimmed.as_bytes(), &session.lex) {
+                    Some(at) => {
+                        let (prefix, body) = trimmed.split_at(at);
+                        check_statement_prefix(prefix)?;
+                        (body, Some(prefix.to_string()))
                     }
+                    None => (trimmed, None),
                 };
-                let plan = match plan {
-                    planner::Plan::Exec(mut e) if calc && e.kind == planner::StmtKind::Read => {
-                        e.found_rows = true;
-                        planner::Plan::Exec(e)
+            // Compared as bytes: the text may hold a multi-byte character across byte 9.
+            if let Some(inner) = trimmed
+                .as_bytes()
+                .get(..9)
+                .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
+                .and_then(|_| trimmed.get(9..))
+            {
+                let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
+                return shared.engine.vexplain(session, plan, io).await;
+            }
+            let started = std::time::Instant::now();
+            let (planned, fingerprint) = shared.plans.plan_keyed(
+                trimmed,
+                session.keyspace.as_deref(),
+                session.last_insert_id,
+                &rt,
+            );
+            let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
+            let plan = match planned {
+                Ok(p) => p,
+                Err(e) => {
+                    shared.overview.record(&crate::overview::Finished {
+                        fingerprint: &fingerprint,
+                        sql: trimmed,
+                        route: "none",
+                        keyspace: session.keyspace.as_deref().unwrap_or(""),
+                        shards: 0,
+                        rows: 0,
+                        elapsed: started.elapsed(),
+                        error: Some(&e.message),
+                    });
+                    let ks = session.keyspace.clone().unwrap_or_default();
+                    shared
+                        .metrics
+                        .queries
+                        .with_label_values(&["none", ks.as_str(), "error"])
+                        .inc();
+                    if rt.candidate.is_some() {
+                        shared.shadow.observe(trimmed, session.keyspace.as_deref());
                     }
-                    plan => plan,
-                };
-                let plan = match (plan, carried.as_ref().map(|c| &c.held)) {
-                    (planner::Plan::Exec(mut e), Some(held)) => {
-                        e.held = Some(std::sync::Arc::new(held.clone()));
-                        planner::Plan::Exec(e)
-                    }
-                    (planner::Plan::Local(_), Some(held)) if !held.is_empty() => {
-                        return Err(SqlError::unsupported(
+                    return Err(e);
+                }
+            };
+            let plan = match plan {
+                planner::Plan::Exec(mut e) if calc && e.kind == planner::StmtKind::Read => {
+                    e.found_rows = true;
+                    planner::Plan::Exec(e)
+                }
+                plan => plan,
+            };
+            let plan = match (plan, statement_prefix) {
+                (planner::Plan::Exec(mut e), Some(p)) => {
+                    e.statement_prefix = Some(p);
+                    planner::Plan::Exec(e)
+                }
+                (planner::Plan::Local(_), Some(_)) => {
+                    return Err(SqlError::unsupported(
+                        "SET STATEMENT … FOR a statement the router answers itself",
+                    ));
+                }
+                (plan, None) => plan,
+            };
+            let plan = match (plan, carried.as_ref().map(|c| &c.held)) {
+                (planner::Plan::Exec(mut e), Some(held)) => {
+                    e.held = Some(std::sync::Arc::new(held.clone()));
+                    planner::Plan::Exec(e)
+                }
+                (planner::Plan::Local(_), Some(held)) if !held.is_empty() => {
+                    return Err(SqlError::unsupported(
                             "a string literal that is not UTF-8 text, or holds a backslash under NO_BACKSLASH_ESCAPES, in a statement the router answers itself",
                         ));
-                    }
-                    (plan, _) => plan,
-                };
-                // Named locks and user variables from a statement without tables live on the
-                // session's reserved connection at home; with tables they would be left on
-                // pooled connections of the logical shards: refused.
-                let home = match &plan {
-                    _ if !named_locks && local_vars.is_empty() => None,
-                    planner::Plan::Exec(e) if matches!(e.targets, planner::Targets::Any { .. }) => {
-                        Some(shared.engine.reserve_home(session, &rt).await?)
-                    }
-                    planner::Plan::Exec(_) => {
-                        return Err(SqlError::unsupported(
+                }
+                (plan, _) => plan,
+            };
+            // Named locks and user variables from a statement without tables live on the
+            // session's reserved connection at home; with tables they would be left on
+            // pooled connections of the logical shards: refused.
+            let home = match &plan {
+                _ if !named_locks && local_vars.is_empty() => None,
+                planner::Plan::Exec(e) if matches!(e.targets, planner::Targets::Any { .. }) => {
+                    Some(shared.engine.reserve_home(session, &rt).await?)
+                }
+                planner::Plan::Exec(_) => {
+                    return Err(SqlError::unsupported(
                             "assigning user variables (other than by SET) or taking named locks in a statement over a sharded keyspace's tables (do it in a statement without tables)",
                         ));
-                    }
-                    planner::Plan::Local(_) => None,
-                };
-                (plan, trimmed, fingerprint, started, home)
-            }
-        };
+                }
+                planner::Plan::Local(_) => None,
+            };
+            (plan, trimmed, fingerprint, started, home)
+        }
+    };
     let r = run(
         shared,
         session,
@@ -515,6 +536,23 @@ async fn statement(
         }
         _ => r,
     }
+}
+
+/// Refuses `SET STATEMENT` variables that would change how the router itself must read or
+/// limit the statement: `sql_mode` with `NO_BACKSLASH_ESCAPES` or `ANSI_QUOTES` (the router
+/// lexes by the session's mode), `sql_select_limit` (it would cap each logical shard, not the
+/// result).
+fn check_statement_prefix(prefix: &str) -> Result<(), SqlError> {
+    let upper = prefix.to_ascii_uppercase();
+    if upper.contains("SQL_SELECT_LIMIT")
+        || upper.contains("NO_BACKSLASH_ESCAPES")
+        || upper.contains("ANSI")
+    {
+        return Err(SqlError::unsupported(
+            "SET STATEMENT of sql_select_limit, or of an sql_mode with ANSI_QUOTES, ANSI or NO_BACKSLASH_ESCAPES, outside an unsharded keyspace",
+        ));
+    }
+    Ok(())
 }
 
 /// Functions of named locks: state of the backend connection that takes them.

@@ -783,8 +783,14 @@ mod tests {
                 .collect();
             (n, only)
         };
-        assert_eq!(names("SET @a = 1, @`B` := (SELECT 2)"), (vec!["a".into(), "b".into()], true));
-        assert_eq!(names("SET @a = 1, sql_mode = ''"), (vec!["a".into()], false));
+        assert_eq!(
+            names("SET @a = 1, @`B` := (SELECT 2)"),
+            (vec!["a".into(), "b".into()], true)
+        );
+        assert_eq!(
+            names("SET @a = 1, sql_mode = ''"),
+            (vec!["a".into()], false)
+        );
         assert_eq!(names("SET sql_mode = @m"), (vec![], false));
         assert_eq!(names("SELECT @x := 1, f(@y)"), (vec!["x".into()], false));
         assert_eq!(

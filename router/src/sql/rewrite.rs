@@ -502,6 +502,30 @@ pub fn lock_tables(sql: &[u8], mode: &super::lex::Mode) -> Option<Vec<LockItem>>
     }
 }
 
+/// For `SET STATEMENT var = value [, …] FOR statement`: the byte offset where `statement`
+/// starts (after the `FOR` at the top level).
+pub fn set_statement_body(sql: &[u8], mode: &super::lex::Mode) -> Option<usize> {
+    use super::lex::Kind;
+    let toks = super::lex::significant(sql, mode);
+    if !(toks.first()?.is_word(sql, "SET") && toks.get(1)?.is_word(sql, "STATEMENT")) {
+        return None;
+    }
+    let mut depth = 0usize;
+    for (i, t) in toks.iter().enumerate().skip(2) {
+        if t.kind == Kind::Punct {
+            match sql[t.start] {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if depth == 0 && t.is_word(sql, "FOR") {
+            return Some(toks.get(i + 1)?.start);
+        }
+    }
+    None
+}
+
 /// Quotes an identifier with backticks.
 pub fn quote_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
