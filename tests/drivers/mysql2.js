@@ -57,9 +57,15 @@ function result(r) {
   return header(r);
 }
 
+// Column definitions; extendedFormat is MariaDB's extended metadata ('json' for a JSON
+// column, which mysql2 then parses into an object).
 function fields(fs) {
   return fs
-    .map((f) => `${f.name}:${f.columnType}/${f.characterSet}/${f.columnLength}/${f.flags}/${f.decimals}`)
+    .map(
+      (f) =>
+        `${f.name}:${f.columnType}/${f.characterSet}/${f.columnLength}/${f.flags}/${f.decimals}` +
+        `/${f.extendedTypeName || ''}/${f.extendedFormat || ''}`,
+    )
     .join(' ');
 }
 
