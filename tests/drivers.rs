@@ -233,49 +233,43 @@ async fn same_as_mariadb(driver: Driver, ks: Keyspace) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: with autocommit off, a batch from a client without CLIENT_MULTI_STATEMENTS is run and its results relayed (driver: 2014, then hangs); OK packets lose their info text"]
 async fn mysqlclient_unsharded() {
     same_as_mariadb(Driver::Mysqlclient, UNSHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: OK packets lose their info text; DROP TABLE IF EXISTS warns once per logical shard (8); a batch without CLIENT_MULTI_STATEMENTS gets 1235, not 1064"]
 async fn mysqlclient_sharded() {
     same_as_mariadb(Driver::Mysqlclient, SHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: SERVER_STATUS_IN_TRANS set with no transaction open (after SET autocommit=0 and after DDL)"]
 async fn connector_python_unsharded() {
     same_as_mariadb(Driver::Connector, UNSHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: SERVER_STATUS_IN_TRANS set after SET autocommit=0 with no transaction open; DROP TABLE IF EXISTS warns once per logical shard (8)"]
 async fn connector_python_sharded() {
     same_as_mariadb(Driver::Connector, SHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: OK packets lose their info text; MariaDB's extended column metadata is dropped (JSON read as a string); CLIENT_IGNORE_SPACE not applied to sql_mode; NO_INDEX_USED status dropped"]
+#[ignore = "router: MariaDB's extended column metadata is not carried (a JSON column reads as a string)"]
 async fn mysql2_unsharded() {
     same_as_mariadb(Driver::Mysql2, UNSHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: OK info text, extended column metadata (JSON), CLIENT_IGNORE_SPACE and NO_INDEX_USED lost; 8 warnings for one DROP IF EXISTS; 1235 not 1064 for a batch"]
+#[ignore = "router: MariaDB's extended column metadata is not carried (a JSON column reads as a string); NO_INDEX_USED status of a statement over several logical shards is not known"]
 async fn mysql2_sharded() {
     same_as_mariadb(Driver::Mysql2, SHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: the client's CLIENT_IGNORE_SPACE is not applied (sql_mode lacks IGNORE_SPACE)"]
 async fn connector_j_unsharded() {
     same_as_mariadb(Driver::ConnectorJ, UNSHARDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router: SHOW WARNINGS after DROP TABLE IF EXISTS over 8 logical shards fails (1235); 1235 not 1064 for a batch; CLIENT_IGNORE_SPACE not applied"]
 async fn connector_j_sharded() {
     same_as_mariadb(Driver::ConnectorJ, SHARDED).await;
 }

@@ -75,6 +75,12 @@ pub struct Session {
     /// `SQL_CALC_FOUND_ROWS` read found; `None` when only the backend connection that ran such
     /// a read knows it (the session's reserved one: the question goes there).
     pub last_found_rows: Option<u64>,
+    /// The running statement names no table: with autocommit off it opens no transaction
+    /// (no connection is pinned for it), as on one server.
+    pub opens_no_txn: bool,
+    /// What the backend said of the running statement's plan in its status flags
+    /// (`SERVER_QUERY_NO_INDEX_USED`, `SERVER_QUERY_NO_GOOD_INDEX_USED`), passed on.
+    pub query_status: u16,
     /// What the running statement's result set makes `FOUND_ROWS()`, when it is not its row
     /// count (a `SQL_CALC_FOUND_ROWS` read): set by the path that ran it.
     pub calc_found: Option<Option<u64>>,
@@ -124,6 +130,8 @@ impl Session {
             warning_count: 0,
             row_count: -1,
             last_found_rows: Some(0),
+            opens_no_txn: false,
+            query_status: 0,
             calc_found: None,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
@@ -157,7 +165,19 @@ impl Session {
         if self.more_results {
             s |= crate::wire::constants::SERVER_MORE_RESULTS_EXISTS;
         }
-        s
+        s | self.query_status
+    }
+
+    /// The `SET`s a backend connection outside the session's transaction replays: the
+    /// session's, and, with autocommit off, `autocommit = 0` (so `SELECT @@autocommit` reads
+    /// what the session has).
+    pub fn backend_sets(&self) -> std::borrow::Cow<'_, [String]> {
+        if self.autocommit {
+            return std::borrow::Cow::Borrowed(&self.sets);
+        }
+        let mut v = self.sets.clone();
+        v.push("SET autocommit = 0".to_string());
+        std::borrow::Cow::Owned(v)
     }
 
     /// Whether the client asked for matched rather than changed rows in affected-row counts
@@ -170,6 +190,8 @@ impl Session {
     pub fn start_statement(&mut self, io: &mut crate::wire::PacketIo) {
         self.conditions = None;
         self.calc_found = None;
+        self.opens_no_txn = false;
+        self.query_status = 0;
         io.warnings = 0;
     }
 

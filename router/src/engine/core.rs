@@ -42,7 +42,11 @@ pub(super) struct WriteResult {
     pub(super) affected: u64,
     pub(super) last_insert_id: u64,
     pub(super) warnings: u16,
-    pub(super) info: String,
+    /// Each statement's info text, affected rows and warnings.
+    pub(super) infos: Vec<(String, u64, u16)>,
+    /// The conditions its statements left (`SHOW WARNINGS`), when it had warnings and they
+    /// were read.
+    pub(super) conditions: Option<Vec<(String, u16, String)>>,
 }
 
 impl Engine {

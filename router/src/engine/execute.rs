@@ -81,6 +81,7 @@ impl Engine {
                     .then(|| e.keyspace.clone())
                     .flatten();
                 let r = self.exec(session, rt, *e, io).await;
+                session.opens_no_txn = false;
                 session.copy_after.clear();
                 if let Some(ks) = ddl_in {
                     self.unique_keys.forget_keyspace(&ks);
@@ -118,6 +119,13 @@ impl Engine {
         if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
             Box::pin(self.finish_txn(session, true)).await?;
         }
+        // Without a table, a statement opens no transaction (autocommit off); nor does DDL,
+        // which ends one.
+        session.opens_no_txn = (session.opens_no_txn
+            || e.kind == StmtKind::Ddl
+            || matches!(e.targets, Targets::Any { .. }))
+            && !session.explicit_txn
+            && session.txn_ps.is_empty();
         let unq = Unqualify(ks);
         if let (Targets::Verbatim { reserve, .. }, Some(k)) = (&e.targets, ks) {
             if let Some(ps) = k.placement.first() {
@@ -301,7 +309,8 @@ impl Engine {
                     .into_iter()
                     .map(|(ps, v)| (ps, v.into_iter().map(|s| prefixed(&prefix, s)).collect()))
                     .collect();
-                Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies)).await
+                let split = matches!(e.targets, Targets::PerLs(_));
+                Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies, split)).await
             }
         }
     }

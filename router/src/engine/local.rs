@@ -41,7 +41,13 @@ impl Engine {
             info,
             false,
         );
-        io.write_packet(&p).await.map_err(io_err)
+        let info = resultset::info_text(info);
+        if info.is_empty() {
+            return io.write_packet(&p).await.map_err(io_err);
+        }
+        io.write_packet(&resultset::with_info(&p, info))
+            .await
+            .map_err(io_err)
     }
 
     pub(super) async fn local(
@@ -282,7 +288,7 @@ impl Engine {
         };
         let k = ks.as_deref().and_then(|k| rt.keyspace(k));
         let mut lease = match k.and_then(|k| k.placement.first()) {
-            Some(ps) => self.conn(session, &rt, ps).await?,
+            Some(ps) => self.conn_outside_txn(session, &rt, ps).await?,
             None => self.any_conn(session, &rt).await?,
         };
         let addr = rt
@@ -318,6 +324,34 @@ impl Engine {
         .await;
         self.give_back(session, lease).await;
         r
+    }
+
+    /// The error MariaDB gives `sql` as one statement (several statements from a client that
+    /// did not ask for multi-statements: its syntax error), found by preparing it on a backend
+    /// connection outside any transaction (preparing runs nothing); `None` when it prepares.
+    pub async fn syntax_error(&self, session: &mut Session, sql: &[u8]) -> Option<SqlError> {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Some(SqlError::new(
+                1064,
+                "42000",
+                "You have an error in your SQL syntax: several statements in one query from a client that did not enable multi-statements",
+            ));
+        };
+        let rt = self.topo.table();
+        let mut lease = match self.any_conn(session, &rt).await {
+            Ok(l) => l,
+            Err(e) => return Some(e),
+        };
+        let r = lease.conn.prep(text).await;
+        let out = match r {
+            Ok(stmt) => {
+                let _ = lease.conn.close(stmt).await;
+                None
+            }
+            Err(e) => Some(from_backend(e, &lease.ps.clone(), "", Unqualify(None))),
+        };
+        self.give_back(session, lease).await;
+        out
     }
 
     /// Answers `VEXPLAIN <statement>`: where the statement would run — one row per

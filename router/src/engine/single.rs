@@ -72,9 +72,11 @@ impl Engine {
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
-        if !session.in_transaction() && !session.reserved_ps.contains(ps) {
+        let outside = !session.in_transaction()
+            || (session.opens_no_txn && !session.txn_conns.contains_key(ps));
+        if outside && !session.reserved_ps.contains(ps) {
             let pool = self.backends.pool_of(rt, ps)?;
-            if let Some(mut lease) = pool.get_wire(&session.sets).await? {
+            if let Some(mut lease) = pool.get_wire(&session.backend_sets()).await? {
                 if let Some(s) = &session.slot {
                     s.on_backend(Some((ps, lease.conn.id)));
                 }
@@ -120,7 +122,7 @@ impl Engine {
         use crate::wire::constants::{COM_QUERY, COM_STMT_EXECUTE};
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
-        c.replay(&session.sets).await.map_err(map)?;
+        c.replay(&session.backend_sets()).await.map_err(map)?;
         let mut remap = false;
         let binary = match stmt {
             WireStatement::Text { sql, db, remap: r } => {
@@ -252,6 +254,7 @@ impl Engine {
             let more = match p.first() {
                 Some(0x00) => {
                     let ok = wire::parse_ok(p).map_err(map)?;
+                    session.query_status = ok.status & QUERY_STATUS;
                     let more = ok.status & SERVER_MORE_RESULTS_EXISTS != 0;
                     lease.clean = !more;
                     session.more_results = outer_more || more;
@@ -342,6 +345,7 @@ impl Engine {
                         let p = c.read_packet().await.map_err(map)?;
                         if wire::is_eof(p) {
                             let (warnings, status) = wire::parse_eof(p);
+                            session.query_status = status & QUERY_STATUS;
                             let more = status & SERVER_MORE_RESULTS_EXISTS != 0;
                             lease.clean = !more;
                             if warnings > 0 && !more {
@@ -584,6 +588,9 @@ impl Engine {
     }
 }
 
+/// The status flags that describe how the backend ran a statement (no index, no good index).
+const QUERY_STATUS: u16 = 0x10 | 0x20;
+
 /// What [`Engine::run_single`]'s answer on a reachable shard means to its caller: the
 /// statement's result (`true`: it ran), or `false` for a prepared statement that cannot run
 /// server-side there.
@@ -715,7 +722,7 @@ async fn wire_conditions(
 }
 
 /// The same on a `mysql_async` connection.
-async fn conditions(
+pub(super) async fn conditions(
     conn: &mut mysql_async::Conn,
     unq: Unqualify<'_>,
 ) -> Option<Vec<(String, u16, String)>> {

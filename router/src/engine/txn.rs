@@ -78,6 +78,30 @@ impl Engine {
         rt: &RoutingTable,
         ps: &str,
     ) -> Result<Lease, SqlError> {
+        let may_pin = !session.opens_no_txn;
+        self.conn_to(session, rt, ps, may_pin).await
+    }
+
+    /// [`Engine::conn`] for a statement that opens no transaction (a session `SET`, a
+    /// statement being prepared): the transaction's connection if it holds one on `ps`, else
+    /// one that is not pinned, even with autocommit off (as on one server, where such a
+    /// statement leaves the session outside a transaction).
+    pub(super) async fn conn_outside_txn(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<Lease, SqlError> {
+        self.conn_to(session, rt, ps, false).await
+    }
+
+    async fn conn_to(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+        may_pin: bool,
+    ) -> Result<Lease, SqlError> {
         if session.in_transaction() {
             if let Some(mut c) = session.txn_conns.remove(ps) {
                 self.bound_lock_waits(session, ps, &mut c).await?;
@@ -99,15 +123,21 @@ impl Engine {
             Some(c) => (c, false),
             None => {
                 let mut conn = pool.get_conn().await?;
-                for s in &session.sets {
+                let pinned = may_pin && session.in_transaction();
+                let sets = match pinned {
+                    // A pinned one is set to autocommit off below.
+                    true => std::borrow::Cow::Borrowed(session.sets.as_slice()),
+                    false => session.backend_sets(),
+                };
+                for s in sets.iter() {
                     conn.query_drop(s.as_str())
                         .await
                         .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
                 }
-                (conn, !session.sets.is_empty())
+                (conn, !sets.is_empty())
             }
         };
-        let pinned = session.in_transaction();
+        let pinned = may_pin && session.in_transaction();
         if pinned {
             if !session.autocommit {
                 // So that the connection says what the session is (`SELECT @@autocommit`);
@@ -253,7 +283,7 @@ impl Engine {
         }
         let mut last = SqlError::router("no physical shard is registered");
         for ps in &rt.shard_names() {
-            match self.conn(session, rt, ps).await {
+            match self.conn_outside_txn(session, rt, ps).await {
                 Ok(l) => return Ok(l),
                 Err(e) => last = e,
             }

@@ -22,6 +22,7 @@ impl Engine {
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
         copies: bool,
+        split_insert: bool,
     ) -> Result<(), SqlError> {
         let in_txn = session.in_transaction() && kind == StmtKind::Write;
         let found_rows = session.found_rows();
@@ -70,9 +71,22 @@ impl Engine {
                         if let Some(id) = res.last_insert_id() {
                             r.last_insert_id = id;
                         }
-                        r.warnings = r.warnings.saturating_add(res.warnings());
-                        r.info = res.info().into_owned();
+                        let warnings = res.warnings();
+                        r.warnings = r.warnings.saturating_add(warnings);
+                        r.infos
+                            .push((res.info().into_owned(), res.affected_rows(), warnings));
                         res.drop_result().await.map_err(map)?;
+                        // Read after each statement: the next one clears them.
+                        if warnings > 0 {
+                            let c = super::single::conditions(&mut lease.conn, unq).await;
+                            match (&mut r.conditions, c) {
+                                (Some(all), Some(c)) => all.extend(c),
+                                (None, Some(c)) if r.warnings == warnings => r.conditions = Some(c),
+                                (all, _) => *all = None,
+                            }
+                        } else if r.conditions.is_none() && r.warnings == 0 {
+                            r.conditions = Some(Vec::new());
+                        }
                     }
                     if wrap {
                         lease.conn.query_drop("COMMIT").await.map_err(map)?;
@@ -87,6 +101,8 @@ impl Engine {
             }));
         }
         let mut total = WriteResult::default();
+        let mut infos: Vec<(String, u64, u16)> = Vec::new();
+        let mut conditions: Option<Vec<(String, u16, String)>> = Some(Vec::new());
         let mut ok_shards = Vec::new();
         let mut failures: Vec<(String, SqlError)> = Vec::new();
         if let Some(f) = leases_failed {
@@ -107,7 +123,11 @@ impl Engine {
                             };
                             total.last_insert_id = total.last_insert_id.max(w.last_insert_id);
                             total.warnings = total.warnings.saturating_add(w.warnings);
-                            total.info = w.info;
+                            infos.extend(w.infos);
+                            match (&mut conditions, w.conditions) {
+                                (Some(all), Some(c)) => all.extend(c),
+                                (all, _) => *all = None,
+                            }
                             ok_shards.push(ps);
                         }
                         Err(e) => failures.push((ps, e)),
@@ -120,11 +140,22 @@ impl Engine {
             }
         }
         if failures.is_empty() {
-            let info = if kind == StmtKind::Write && ok_shards.len() > 1 {
-                String::new()
+            // Copies of a reference table each say the same; logical shards' counts add up.
+            let info = if copies {
+                infos.first().map(|i| i.0.clone()).unwrap_or_default()
             } else {
-                total.info
+                merged_insert_info(&infos, split_insert)
             };
+            // DDL on every logical shard's copy of one table (or every copy of a reference
+            // table) warns once per copy of the same thing: one server would warn once.
+            if let Some(c) = conditions.as_mut() {
+                if kind == StmtKind::Ddl || copies {
+                    let mut seen = std::collections::HashSet::new();
+                    c.retain(|x| seen.insert(x.clone()));
+                    total.warnings = u16::try_from(c.len()).unwrap_or(u16::MAX);
+                }
+            }
+            session.conditions = conditions;
             return self
                 .ok(
                     session,
@@ -151,4 +182,27 @@ impl Engine {
             first.message
         )))
     }
+}
+
+/// The info text of one statement split over logical shards, as MariaDB writes it for the
+/// whole: the parts' counts summed (`split_insert`: the parts are one multi-row `INSERT`'s
+/// rows). A part of a split multi-row `INSERT` that got one row has
+/// no info text of its own (MariaDB writes none for one row): it counts as `Records: 1`, a
+/// duplicate when it did not insert exactly one row, and its warnings.
+fn merged_insert_info(infos: &[(String, u64, u16)], split_insert: bool) -> String {
+    let records = split_insert
+        || infos
+            .iter()
+            .any(|(i, _, _)| crate::wire::resultset::info_text(i).starts_with("Records: "));
+    let filled: Vec<String> = infos
+        .iter()
+        .map(|(i, affected, warnings)| match (records, i.is_empty()) {
+            (true, true) => format!(
+                "Records: 1  Duplicates: {}  Warnings: {warnings}",
+                u64::from(*affected != 1)
+            ),
+            _ => i.clone(),
+        })
+        .collect();
+    crate::wire::resultset::merged_info(filled.iter().map(String::as_str))
 }

@@ -182,6 +182,17 @@ async fn command(
             None => Err(SqlError::new(1047, "08S01", "Malformed COM_PROCESS_KILL")),
         },
         COM_QUERY if session.multi_statements => batch(shared, session, io, body, series).await,
+        // Several statements from a client that did not ask for them: MariaDB's syntax error,
+        // never several answers the client does not expect.
+        COM_QUERY
+            if body.contains(&b';')
+                && crate::sql::split::split_bytes(body, &session.lex).len() > 1 =>
+        {
+            match Box::pin(shared.engine.syntax_error(session, body)).await {
+                Some(e) => Err(e),
+                None => query(shared, session, io, body, series).await,
+            }
+        }
         COM_QUERY => query(shared, session, io, body, series).await,
         COM_SET_OPTION => match body.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) {
             Some(0) | Some(1) => {

@@ -105,6 +105,7 @@ pub(super) async fn authenticate(
         session.lex.set_charset(names_charset(&names));
         session.sets.push(names);
     }
+    capability_modes(&mut session);
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
         .await?;
     io.flush().await?;
@@ -167,6 +168,7 @@ pub(super) async fn change_user(
                     session.lex.set_charset(names_charset(&names));
                     session.sets.push(names);
                 }
+                capability_modes(session);
                 if plugin == auth::CACHING_SHA2 {
                     // fast_auth_success
                     io.write_packet(&[0x01, 0x03]).await?;
@@ -187,6 +189,16 @@ pub(super) async fn change_user(
             io.flush().await?;
             Ok(false)
         }
+    }
+}
+
+/// What a client's capability flags set in its session, as MariaDB sets it at login:
+/// `CLIENT_IGNORE_SPACE` adds `IGNORE_SPACE` to `sql_mode`.
+fn capability_modes(session: &mut Session) {
+    if session.client_caps & crate::wire::constants::CLIENT_IGNORE_SPACE != 0 {
+        session.sets.push(
+            "SET sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'IGNORE_SPACE')".to_string(),
+        );
     }
 }
 

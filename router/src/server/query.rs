@@ -181,7 +181,7 @@ async fn answer_diagnostics(
         Diagnostics::ShowWarnings | Diagnostics::ShowErrors => {
             let Some(list) = &session.conditions else {
                 return Err(SqlError::unsupported(
-                    "SHOW WARNINGS after a statement answered by several physical shards (its warnings were not kept)",
+                    "SHOW WARNINGS after a statement whose warnings were not kept (several logical shards answered it)",
                 ));
             };
             let rows = list
@@ -236,7 +236,7 @@ async fn answer_diagnostics(
         Diagnostics::CountErrors | Diagnostics::ErrorCount => {
             let Some(n) = errors else {
                 return Err(SqlError::unsupported(
-                    "@@error_count after a statement answered by several physical shards",
+                    "@@error_count after a statement whose warnings were not kept (several logical shards answered it)",
                 ));
             };
             let name = if d == Diagnostics::CountErrors {
@@ -309,6 +309,12 @@ async fn statement(
     };
     let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
     let calc = toks.iter().any(|t| t.is_word(bytes, "SQL_CALC_FOUND_ROWS"));
+    // A `SELECT` or `SHOW` that reads no table (`SELECT @@autocommit`) opens no transaction
+    // when autocommit is off, as on one server.
+    session.opens_no_txn = toks
+        .first()
+        .is_some_and(|t| t.is_word(bytes, "SELECT") || t.is_word(bytes, "SHOW"))
+        && !toks.iter().any(|t| t.is_word(bytes, "FROM"));
     // Connection-local state a statement makes that the planned path must keep on one
     // connection: named locks, and user variables assigned other than by `SET` (whose
     // values are carried like a `SET`'s).

@@ -19,9 +19,13 @@ pub const CLIENT_PS_MULTI_RESULTS: u32 = 1 << 18;
 pub const CLIENT_PLUGIN_AUTH: u32 = 1 << 19;
 pub const CLIENT_CONNECT_ATTRS: u32 = 1 << 20;
 pub const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
+pub const CLIENT_SESSION_TRACK: u32 = 1 << 23;
 pub const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
 
-/// What the router offers. No SSL (yet). Multi-statement batches are split by the router and
+/// What the router offers. No SSL (yet). `CLIENT_SESSION_TRACK`: OK packets carry their info
+/// text length-encoded, as a tracking client reads it; the router reports no session state
+/// changes (the `SERVER_SESSION_STATE_CHANGED` flag is never set), which such a client must
+/// take as "nothing tracked changed". Multi-statement batches are split by the router and
 /// each statement planned on its own. `LOCAL INFILE` files are relayed to the backend for
 /// statements that go to an unsharded keyspace verbatim.
 pub const SERVER_CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
@@ -42,6 +46,7 @@ pub const SERVER_CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_PLUGIN_AUTH
     | CLIENT_CONNECT_ATTRS
     | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | CLIENT_SESSION_TRACK
     | CLIENT_DEPRECATE_EOF;
 
 pub const SERVER_STATUS_IN_TRANS: u16 = 1;

@@ -46,10 +46,90 @@ pub fn ok(
     }
     p.push(&status.to_le_bytes());
     p.push(&warnings.to_le_bytes());
-    // The info text ("Records: 3  Duplicates: 0 …") is left out: clients disagree on whether it
-    // is length-prefixed when session tracking is off, and a misread fails the whole OK.
+    // The info text ("Records: 3  Duplicates: 0 …") follows: see [`with_info`].
     let _ = info;
     p
+}
+
+/// An OK packet with its info text after it, length-encoded as MariaDB writes it (only when
+/// there is one: an empty text is left out, as MariaDB leaves it out).
+pub fn with_info(ok: &[u8], info: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(ok.len() + info.len() + 9);
+    p.extend_from_slice(ok);
+    let (n, len) = super::codec::lenenc_int(info.len() as u64);
+    p.extend_from_slice(&n[..len]);
+    p.extend_from_slice(info.as_bytes());
+    p
+}
+
+/// The info text of a backend's OK packet read to the packet's end: MariaDB writes it
+/// length-encoded, so a leading length that matches the rest is dropped.
+pub fn info_text(raw: &str) -> &str {
+    match raw.as_bytes().first() {
+        Some(&n) if usize::from(n) == raw.len() - 1 && n < 251 => &raw[1..],
+        _ => raw,
+    }
+}
+
+/// The info texts of one statement run on several logical shards, as one server would have
+/// written it for all their rows: each count summed (`Records: 5  Duplicates: 0  Warnings:
+/// 0`, `Rows matched: 4  Changed: 2  Warnings: 0`). Empty when the texts do not have one
+/// shape.
+pub fn merged_info<'a>(infos: impl IntoIterator<Item = &'a str>) -> String {
+    let mut shape: Option<Vec<(String, u64)>> = None;
+    for raw in infos {
+        let mut pairs = Vec::new();
+        for part in info_text(raw).split("  ").filter(|p| !p.is_empty()) {
+            let Some((k, v)) = part.split_once(": ") else {
+                return String::new();
+            };
+            let Ok(v) = v.trim().parse::<u64>() else {
+                return String::new();
+            };
+            pairs.push((k.to_string(), v));
+        }
+        match &mut shape {
+            None => shape = Some(pairs),
+            Some(s) => {
+                if s.len() != pairs.len() || s.iter().zip(&pairs).any(|(a, b)| a.0 != b.0) {
+                    return String::new();
+                }
+                for (a, b) in s.iter_mut().zip(pairs) {
+                    a.1 += b.1;
+                }
+            }
+        }
+    }
+    shape
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::*;
+
+    #[test]
+    fn info_texts_merge_by_shape() {
+        assert_eq!(info_text("\x05abcde"), "abcde");
+        assert_eq!(info_text("Records: 1"), "Records: 1");
+        assert_eq!(
+            merged_info([
+                "Records: 3  Duplicates: 1  Warnings: 0",
+                "\x26Records: 2  Duplicates: 0  Warnings: 1"
+            ]),
+            "Records: 5  Duplicates: 1  Warnings: 1"
+        );
+        assert_eq!(
+            merged_info(["Rows matched: 1  Changed: 0  Warnings: 0"]),
+            "Rows matched: 1  Changed: 0  Warnings: 0"
+        );
+        assert_eq!(merged_info(["Records: 1", "Rows matched: 1"]), "");
+        assert_eq!(merged_info(["", ""]), "");
+    }
 }
 
 /// Builds a classic EOF packet.
