@@ -842,3 +842,96 @@ async fn same_rows(want: &mut mysql_async::Conn, got: &mut mysql_async::Conn, qu
         assert_eq!(rows(g), rows(w), "{sql}");
     }
 }
+
+/// The affected rows of one statement.
+async fn affected(c: &mut mysql_async::Conn, sql: &str) -> u64 {
+    let res = c.query_iter(sql).await.expect("statement");
+    let n = res.affected_rows();
+    res.drop_result().await.expect("drop result");
+    n
+}
+
+/// `CREATE DATABASE` makes an unsharded keyspace (in the topology, its schema with the
+/// statement's options on the physical shard its placement picks) that every session and
+/// router sees, and `DROP DATABASE` drops it: the same answers, warnings and affected rows as
+/// MariaDB direct. The server's own schemas, sharded keyspaces and users without the right
+/// are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_drop_database_make_and_drop_keyspaces() {
+    let vschema =
+        "keyspace: demo\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n";
+    let h = Harness::start(2, 1, vschema).await;
+    let mut r = h.conn(None).await;
+    let mut o = h.direct(2).await;
+    let script: &[&str] = &[
+        "CREATE DATABASE k1 CHARACTER SET latin1 COLLATE latin1_general_ci",
+        "CREATE DATABASE k1",
+        "CREATE DATABASE IF NOT EXISTS k1",
+        "SHOW WARNINGS",
+        "CREATE TABLE k1.t (a INT PRIMARY KEY, s VARCHAR(10))",
+        "INSERT INTO k1.t VALUES (1, 'x'), (2, 'y')",
+        "SELECT a, s FROM k1.t ORDER BY a",
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'k1'",
+        "CREATE SCHEMA IF NOT EXISTS k2",
+        "DROP DATABASE k1",
+        "DROP DATABASE k1",
+        "DROP DATABASE IF EXISTS k1",
+        "SHOW WARNINGS",
+        "SELECT DATABASE()",
+    ];
+    for sql in script {
+        let want = results(&mut o, sql.as_bytes()).await;
+        let got = results(&mut r, sql.as_bytes()).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    // Affected rows: 1 for a create, the tables dropped for a drop.
+    for c in [&mut r, &mut o] {
+        c.query_drop("CREATE TABLE k2.a (x INT)").await.expect("a");
+        c.query_drop("CREATE TABLE k2.b (x INT)").await.expect("b");
+    }
+    assert_eq!(affected(&mut r, "CREATE DATABASE k3").await, 1);
+    assert_eq!(
+        affected(&mut r, "DROP DATABASE k2").await,
+        affected(&mut o, "DROP DATABASE k2").await
+    );
+    // Another session sees the keyspace at once, and its current one goes with the drop.
+    let mut other = h.conn(Some("k3")).await;
+    other
+        .query_drop("CREATE TABLE t (a INT)")
+        .await
+        .expect("in k3");
+    r.query_drop("USE k3").await.expect("use");
+    r.query_drop("DROP DATABASE k3").await.expect("drop k3");
+    let db: Option<Option<String>> = r.query_first("SELECT DATABASE()").await.expect("db");
+    assert_eq!(db, Some(None));
+    match other.query_drop("SELECT * FROM t").await {
+        Err(mysql_async::Error::Server(e)) => {
+            assert!([1049, 1146, 1046].contains(&e.code), "{e:?}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(h.topo.get_keyspace("k3").await.expect("topo").is_none());
+    // Refused: the server's schemas, a sharded keyspace, a logical shard's schema name, and a
+    // user without the right.
+    for (sql, code) in [
+        ("CREATE DATABASE mysql", 1044),
+        ("DROP DATABASE performance_schema", 1044),
+        ("DROP DATABASE demo", 1235),
+        ("CREATE DATABASE demo_0001", 1007),
+        ("CREATE OR REPLACE DATABASE k4", 1235),
+    ] {
+        match r.query_drop(sql).await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, code, "{sql}: {}", e.message),
+            other => panic!("{sql}: expected an error, got {other:?}"),
+        }
+    }
+    let mut nopw = mysql_async::Conn::new(h.opts(None, "nopw", ""))
+        .await
+        .expect("nopw");
+    match nopw.query_drop("CREATE DATABASE k5").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1044, "{}", e.message),
+        other => panic!("expected 1044, got {other:?}"),
+    }
+    drop((r, o, other, nopw));
+    h.stop().await;
+}

@@ -80,6 +80,14 @@ pub struct UserConfig {
     /// The environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Whether the user may create and drop unsharded keyspaces with `CREATE DATABASE` and
+    /// `DROP DATABASE`. Default: `true`.
+    #[serde(default = "yes")]
+    pub create_keyspaces: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl UserConfig {

@@ -43,6 +43,7 @@ impl Harness {
             name: "nopw".into(),
             password: None,
             password_env: None,
+            create_keyspaces: false,
         });
         let router = Router::new(cfg, topo.clone())
             .start()

@@ -488,6 +488,39 @@ impl Topo {
         Ok(placement)
     }
 
+    /// Removes an unsharded keyspace: its record (while still at `revision`), then its
+    /// placement and any shadow records. Returns whether it was there. (Its schema is the
+    /// caller's to drop.)
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] for a sharded keyspace (logical shards are not dropped this way);
+    /// [`TopoError::Conflict`] when the record changed since `revision`; store failures.
+    pub async fn delete_unsharded_keyspace(&self, name: &str, revision: u64) -> Result<bool> {
+        let Some((ks, _)) = self.get_keyspace(name).await? else {
+            return Ok(false);
+        };
+        if ks.vschema.sharded {
+            return Err(TopoError::invalid(
+                "keyspace",
+                format!("{name} is sharded: its logical shards are not dropped this way"),
+            ));
+        }
+        let gone = self
+            .store
+            .delete(
+                &format!("{KEYSPACES}{name}"),
+                Condition::ModRevision(revision),
+            )
+            .await?
+            .is_some();
+        for prefix in [PLACEMENT, CANDIDATES, RESULT_SHADOWS] {
+            self.store
+                .delete(&format!("{prefix}{name}"), Condition::None)
+                .await?;
+        }
+        Ok(gone)
+    }
+
     /// Stores a candidate vschema that routers plan every query against a second time (the
     /// routing shadow), replacing any earlier candidate for its keyspace.
     ///

@@ -354,6 +354,46 @@ impl Engine {
         out
     }
 
+    /// Runs `sql` on a pooled connection to `ps`, outside the session's transaction (DDL of
+    /// a schema: `CREATE`/`DROP DATABASE`); its affected rows and warnings, whose texts are
+    /// kept for `SHOW WARNINGS`.
+    ///
+    /// # Errors
+    /// The backend's.
+    pub async fn run_on_shard(
+        &self,
+        session: &mut Session,
+        rt: &crate::topology::RoutingTable,
+        ps: &str,
+        sql: &[u8],
+    ) -> Result<(u64, u16), SqlError> {
+        let pool = self.backends.pool_of(rt, ps)?;
+        let mut conn = pool.get_conn().await?;
+        let map = |e| from_backend(e, ps, &pool.addr, Unqualify(None));
+        let res = conn.query_iter(sql).await.map_err(map)?;
+        let (affected, warnings) = (res.affected_rows(), res.warnings());
+        res.drop_result().await.map_err(map)?;
+        if warnings > 0 {
+            session.conditions = super::single::conditions(&mut conn, Unqualify(None)).await;
+        }
+        crate::backend::release(conn, false).await;
+        Ok((affected, warnings))
+    }
+
+    /// Answers OK with `affected` rows and `warnings`.
+    ///
+    /// # Errors
+    /// Writing to the client.
+    pub async fn answer_ok(
+        &self,
+        session: &mut Session,
+        io: &mut PacketIo,
+        affected: u64,
+        warnings: u16,
+    ) -> Result<(), SqlError> {
+        self.ok(session, io, affected, 0, warnings, "").await
+    }
+
     /// Answers `VEXPLAIN <statement>`: where the statement would run — one row per
     /// logical shard (or physical shard, for reference tables) with the SQL sent there.
     ///

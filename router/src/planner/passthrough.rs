@@ -52,6 +52,23 @@ pub fn verbatim(
                 rt.keyspace(q).is_some() || physical_schema_of(q, rt).is_some()
             }))
     });
+    // A metadata question about another keyspace is asked where that keyspace lives (the
+    // planner routes it).
+    let about_another = c
+        .qualifiers
+        .iter()
+        .any(|q| q.eq_ignore_ascii_case(b"information_schema"))
+        && crate::sql::lex::significant(sql, &Default::default())
+            .iter()
+            .filter(|t| t.kind == crate::sql::lex::Kind::String)
+            .any(|t| {
+                let v = crate::sql::classify::unquote(t.bytes(sql), &Default::default());
+                v.as_slice() != own
+                    && std::str::from_utf8(&v).is_ok_and(|v| rt.keyspace(v).is_some())
+            });
+    if about_another {
+        return None;
+    }
     // Names the router reserves are refused by the planner.
     let reserved = sql.windows(2).any(|w| w == b"__")
         && sql
@@ -166,7 +183,7 @@ pub fn keys_toggle(
 }
 
 /// The sharded keyspace whose physical schema `name` is (`demo_0007`, `demo_ref`), if any.
-fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r str> {
+pub fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r str> {
     let (ks, suffix) = name.rsplit_once('_')?;
     let physical =
         suffix == "ref" || suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit());

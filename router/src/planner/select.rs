@@ -144,7 +144,7 @@ impl<'a> Planner<'a> {
                 }
             }
             let sql = if changed {
-                s.to_string()
+                self.session_functions(q, db.as_deref())?
             } else {
                 self.sql.to_string()
             };
@@ -393,6 +393,61 @@ impl<'a> Planner<'a> {
     /// written, which would otherwise show a logical shard's schema) gets its original text
     /// as an explicit alias.
     /// Returns whether it added any.
+    /// The statement with `DATABASE()`/`SCHEMA()` and `LAST_INSERT_ID()` (no arguments)
+    /// written as the session's values, in place; a select item that held one is named as the
+    /// client wrote it (`AS \`DATABASE()\``), as MariaDB names it. Nothing else of the text
+    /// changes.
+    fn session_functions(
+        &self,
+        q: &sqlparser::ast::Query,
+        db: Option<&str>,
+    ) -> Result<String, SqlError> {
+        use crate::sql::lex::Kind;
+        let b = self.sql.as_bytes();
+        let toks = crate::sql::lex::significant(b, &Default::default());
+        let punct = |i: usize, c: u8| {
+            toks.get(i)
+                .is_some_and(|t| t.kind == Kind::Punct && b[t.start] == c)
+        };
+        let mut edits = Edits::default();
+        let mut replaced = Vec::new();
+        for (i, t) in toks.iter().enumerate() {
+            if !(punct(i + 1, b'(') && punct(i + 2, b')')) || punct(i.wrapping_sub(1), b'.') {
+                continue;
+            }
+            let value = if t.is_word(b, "DATABASE") || t.is_word(b, "SCHEMA") {
+                match db {
+                    Some(d) => format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''")),
+                    None => "NULL".to_string(),
+                }
+            } else if t.is_word(b, "LAST_INSERT_ID") {
+                self.last_insert_id.to_string()
+            } else {
+                continue;
+            };
+            edits.replace(t.start, toks[i + 2].end, value);
+            replaced.push(t.start);
+        }
+        if let SetExpr::Select(select) = q.body.as_ref() {
+            if let Some(ranges) = select_item_ranges(self.sql) {
+                if ranges.len() == select.projection.len() {
+                    for (item, &(s, e)) in select.projection.iter().zip(&ranges) {
+                        let text = &self.sql[s..e];
+                        if matches!(item, sqlparser::ast::SelectItem::UnnamedExpr(_))
+                            && replaced.iter().any(|&at| at >= s && at < e)
+                            && text.chars().count() <= 256
+                        {
+                            edits.insert(e, format!(" AS {}", quote_ident(text)));
+                        }
+                    }
+                }
+            }
+        }
+        edits
+            .apply(self.sql)
+            .map_err(|e| SqlError::router(format!("rewriting the statement: {e:?}")))
+    }
+
     pub(super) fn name_items(
         &self,
         select: &sqlparser::ast::Select,
@@ -525,9 +580,24 @@ impl Planner<'_> {
             }
             ControlFlow::<()>::Continue(())
         });
-        let ks = strings
+        let Some(ks) = strings
             .iter()
-            .find_map(|x| self.rt.keyspace(x).filter(|k| k.sharded))?;
+            .find_map(|x| self.rt.keyspace(x).filter(|k| k.sharded))
+        else {
+            // About an unsharded keyspace: asked of its physical shard, as written.
+            let ks = strings
+                .iter()
+                .find_map(|x| self.rt.keyspace(x).filter(|k| !k.sharded))?;
+            return Some(Plan::Exec(Box::new(super::plan::Exec::plain(
+                Some(ks.name.clone()),
+                StmtKind::Read,
+                RouteKind::One,
+                super::plan::Targets::Verbatim {
+                    sql: self.sql.as_bytes().to_vec(),
+                    reserve: false,
+                },
+            ))));
+        };
         let reference = strings.iter().any(|x| {
             matches!(
                 ks.tables.get(x),

@@ -151,6 +151,7 @@ impl Router {
                 e
             },
             next_id: AtomicU32::new(1),
+            topo: self.topo.clone(),
             cfg: self.cfg,
         });
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));

@@ -308,6 +308,15 @@ async fn statement(
         (bytes, text)
     };
     let class = crate::sql::classify::classify_tokens(bytes, &toks, &session.lex);
+    // `CREATE`/`DROP DATABASE`: an unsharded keyspace made or dropped.
+    if toks
+        .first()
+        .is_some_and(|t| t.is_word(bytes, "CREATE") || t.is_word(bytes, "DROP"))
+    {
+        if let Some(d) = super::databases::DatabaseStatement::of(bytes, &toks) {
+            return Box::pin(super::databases::run(shared, session, io, bytes, d?)).await;
+        }
+    }
     let calc = toks.iter().any(|t| t.is_word(bytes, "SQL_CALC_FOUND_ROWS"));
     // A `SELECT` or `SHOW` that reads no table (`SELECT @@autocommit`) opens no transaction
     // when autocommit is off, as on one server.

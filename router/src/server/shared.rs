@@ -14,6 +14,8 @@ pub(super) struct Shared {
     pub(super) metrics: Arc<crate::metrics::Metrics>,
     pub(super) shadow: Arc<crate::shadow::routing::RoutingShadow>,
     pub(super) results: Arc<crate::shadow::results::ResultShadow>,
+    /// The topology store (keyspaces made and dropped by `CREATE`/`DROP DATABASE`).
+    pub(super) topo: tessera_topo::Topo,
 }
 
 /// Answers OK with the session's status.
