@@ -164,6 +164,9 @@ pub struct WireConn {
     statements: crate::FastMap<String, (u32, u16)>,
     /// The default database set with `COM_INIT_DB` (`None`: none set, or not known).
     db: Option<String>,
+    /// Whether the server writes MariaDB's extended type information in column definitions
+    /// (`MARIADB_CLIENT_EXTENDED_METADATA`, asked for whenever the server offers it).
+    pub extended: bool,
 }
 
 /// Most server-side prepared statements kept per connection (the server's
@@ -195,6 +198,7 @@ impl WireConn {
             state: Vec::new(),
             statements: crate::FastMap::default(),
             db: None,
+            extended: false,
         };
         c.seq = 0;
         let hs = c.read_packet().await?.to_vec();
@@ -219,7 +223,15 @@ impl WireConn {
         let caps_hi = r.u16().unwrap_or(0);
         let server_caps = u32::from(caps_lo) | u32::from(caps_hi) << 16;
         let auth_len = r.u8().unwrap_or(0);
-        let _ = r.take(10);
+        // A MariaDB server (bit 0 clear) offers its extended capabilities in the last four.
+        let offered = match r.take(10) {
+            Some(b) if server_caps & 1 == 0 => {
+                u32::from_le_bytes([b[6], b[7], b[8], b[9]])
+                    & crate::wire::constants::MARIADB_CLIENT_EXTENDED_METADATA
+            }
+            _ => 0,
+        };
+        c.extended = offered != 0;
         if server_caps & CLIENT_SECURE_CONNECTION != 0 {
             let n = usize::from(auth_len).saturating_sub(8).max(13);
             let part = r.take(n).unwrap_or_else(|| r.rest());
@@ -244,7 +256,8 @@ impl WireConn {
         p.extend_from_slice(&caps.to_le_bytes());
         p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
         p.push(UTF8MB4_GENERAL_CI);
-        p.extend_from_slice(&[0u8; 23]);
+        p.extend_from_slice(&[0u8; 19]);
+        p.extend_from_slice(&offered.to_le_bytes());
         p.extend_from_slice(user.as_bytes());
         p.push(0);
         if caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {

@@ -244,7 +244,7 @@ impl Engine {
         let mut p = Vec::new();
         for d in r? {
             p.clear();
-            d.encode(&mut p);
+            d.encode(&mut p, io.extended_metadata);
             // COM_FIELD_LIST definitions carry a (here empty) default value.
             p.push(0xfb);
             io.write_packet(&p).await.map_err(io_err)?;

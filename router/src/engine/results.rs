@@ -38,6 +38,8 @@ pub fn column_def(c: &Column, unq: crate::topology::Unqualify<'_>) -> ColumnDef 
         column_type: c.column_type() as u8,
         flags: c.flags().bits(),
         decimals: c.decimals(),
+        // `mysql_async` neither asks for nor keeps MariaDB's extended type information.
+        extended: Vec::new(),
     }
 }
 
@@ -84,7 +86,7 @@ pub async fn write_columns(
     io.write_packet(&p).await.map_err(io_err)?;
     for d in defs {
         p.clear();
-        d.encode(&mut p);
+        d.encode(&mut p, io.extended_metadata);
         io.write_packet(&p).await.map_err(io_err)?;
     }
     end_columns(io, session).await

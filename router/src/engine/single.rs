@@ -318,6 +318,7 @@ impl Engine {
                     if passed {
                         io.write_packet(p).await.map_err(io_err)?;
                     }
+                    let extended = c.extended;
                     for _ in 0..n {
                         let p = c.read_packet().await.map_err(map)?;
                         let p = if unq.keeps_all() {
@@ -326,9 +327,11 @@ impl Engine {
                             ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
                         };
                         if passed {
+                            let p = ColumnDef::convert_extended(&p, extended, io.extended_metadata)
+                                .ok_or_else(malformed)?;
                             io.write_packet(&p).await.map_err(io_err)?;
                         } else {
-                            defs.push(ColumnDef::decode(&p).ok_or_else(malformed)?);
+                            defs.push(ColumnDef::decode(&p, extended).ok_or_else(malformed)?);
                         }
                     }
                     if !wire::is_eof(c.read_packet().await.map_err(map)?) {

@@ -50,6 +50,8 @@ pub(super) async fn authenticate(
         return Ok(None);
     };
     let host = peer.ip().to_string();
+    io.extended_metadata =
+        resp.extended & crate::wire::constants::MARIADB_CLIENT_EXTENDED_METADATA != 0;
     let user = shared.cfg.users.iter().find(|u| u.name == resp.user);
     let mut plugin = resp
         .auth_plugin

@@ -68,7 +68,7 @@ pub(super) async fn prepare(
         let mut b = Vec::new();
         for _ in 0..nparams {
             b.clear();
-            resultset::ColumnDef::text("?").encode(&mut b);
+            resultset::ColumnDef::text("?").encode(&mut b, io.extended_metadata);
             io.write_packet(&b).await.map_err(crate::error::io_err)?;
         }
         if let Some(e) = eof(io) {
@@ -79,7 +79,7 @@ pub(super) async fn prepare(
         let mut b = Vec::new();
         for c in &cols {
             b.clear();
-            c.encode(&mut b);
+            c.encode(&mut b, io.extended_metadata);
             io.write_packet(&b).await.map_err(crate::error::io_err)?;
         }
         if let Some(e) = eof(io) {

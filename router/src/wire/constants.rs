@@ -22,14 +22,19 @@ pub const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
 pub const CLIENT_SESSION_TRACK: u32 = 1 << 23;
 pub const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
 
-/// What the router offers. No SSL (yet). `CLIENT_SESSION_TRACK`: OK packets carry their info
+/// MariaDB's extended capability (the high 32 bits of its 64-bit flags, sent in the greeting's
+/// and the response's reserved bytes when `CLIENT_MYSQL`, bit 0, is clear): column
+/// definitions carry extended type information (a JSON column's `json` format).
+pub const MARIADB_CLIENT_EXTENDED_METADATA: u32 = 1 << 3;
+
+/// What the router offers, as a MariaDB server does (bit 0, `CLIENT_MYSQL`, clear: extended
+/// capabilities follow). No SSL (yet). `CLIENT_SESSION_TRACK`: OK packets carry their info
 /// text length-encoded, as a tracking client reads it; the router reports no session state
 /// changes (the `SERVER_SESSION_STATE_CHANGED` flag is never set), which such a client must
 /// take as "nothing tracked changed". Multi-statement batches are split by the router and
 /// each statement planned on its own. `LOCAL INFILE` files are relayed to the backend for
 /// statements that go to an unsharded keyspace verbatim.
-pub const SERVER_CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
-    | CLIENT_LOCAL_FILES
+pub const SERVER_CAPABILITIES: u32 = CLIENT_LOCAL_FILES
     | CLIENT_MULTI_STATEMENTS
     | CLIENT_FOUND_ROWS
     | CLIENT_LONG_FLAG

@@ -12,6 +12,8 @@ pub struct HandshakeResponse {
     pub auth_response: Vec<u8>,
     pub database: Option<String>,
     pub auth_plugin: Option<String>,
+    /// MariaDB's extended capabilities the client asked for (0 from a MySQL client).
+    pub extended: u32,
 }
 
 /// Builds the `HandshakeV10` greeting.
@@ -33,7 +35,8 @@ pub fn greeting(
     p.extend_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
     p.extend_from_slice(&((SERVER_CAPABILITIES >> 16) as u16).to_le_bytes());
     p.push(21); // length of the auth data, with its NUL
-    p.extend_from_slice(&[0u8; 10]);
+    p.extend_from_slice(&[0u8; 6]);
+    p.extend_from_slice(&MARIADB_CLIENT_EXTENDED_METADATA.to_le_bytes());
     p.extend_from_slice(&scramble[8..]);
     p.push(0);
     p.extend_from_slice(plugin.as_bytes());
@@ -53,7 +56,14 @@ pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
     }
     let _max_packet = c.u32()?;
     let charset = c.u8()?;
-    c.take(23)?;
+    let filler = c.take(23)?;
+    // A MariaDB client (bit 0 clear) puts its extended capabilities in the last four bytes.
+    let extended = if capabilities & 1 == 0 {
+        u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]])
+            & MARIADB_CLIENT_EXTENDED_METADATA
+    } else {
+        0
+    };
     let user = String::from_utf8(c.cstr()?.to_vec()).ok()?;
     let auth_response = if capabilities & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
         c.lenenc_str()?.to_vec()
@@ -81,6 +91,7 @@ pub fn parse_response(payload: &[u8]) -> Option<HandshakeResponse> {
         auth_response,
         database,
         auth_plugin,
+        extended,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct PacketIo {
     pub warnings: u16,
     /// Whether the last answer written was a result set (else an OK).
     pub result_set: bool,
+    /// Whether the client reads MariaDB's extended type information in column definitions.
+    pub extended_metadata: bool,
 }
 
 impl PacketIo {
@@ -69,6 +71,7 @@ impl PacketIo {
             rows: 0,
             warnings: 0,
             result_set: false,
+            extended_metadata: false,
         }
     }
 

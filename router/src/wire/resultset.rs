@@ -109,6 +109,37 @@ pub fn merged_info<'a>(infos: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
+mod extended_tests {
+    use super::*;
+
+    #[test]
+    fn extended_type_information_is_added_or_dropped() {
+        let mut d = ColumnDef::text("doc");
+        d.extended = vec![1, 4, b'j', b's', b'o', b'n'];
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        d.encode(&mut with, true);
+        d.encode(&mut without, false);
+        assert_eq!(ColumnDef::decode(&with, true), Some(d.clone()));
+        assert_eq!(
+            ColumnDef::convert_extended(&with, true, false).as_deref(),
+            Some(without.as_slice())
+        );
+        let mut empty = d.clone();
+        empty.extended.clear();
+        let mut with_empty = Vec::new();
+        empty.encode(&mut with_empty, true);
+        assert_eq!(
+            ColumnDef::convert_extended(&without, false, true).as_deref(),
+            Some(with_empty.as_slice())
+        );
+        assert_eq!(
+            ColumnDef::convert_extended(&with, true, true).as_deref(),
+            Some(with.as_slice())
+        );
+    }
+}
+
+#[cfg(test)]
 mod info_tests {
     use super::*;
 
@@ -172,6 +203,9 @@ pub struct ColumnDef {
     pub column_type: u8,
     pub flags: u16,
     pub decimals: u8,
+    /// MariaDB's extended type information (`MARIADB_CLIENT_EXTENDED_METADATA`), as the
+    /// server wrote it: typed, length-prefixed strings (`0x01 "json"`: format json).
+    pub extended: Vec<u8>,
 }
 
 impl ColumnDef {
@@ -188,6 +222,7 @@ impl ColumnDef {
             column_type: TYPE_VAR_STRING,
             flags: 0,
             decimals: 0,
+            extended: Vec::new(),
         }
     }
 
@@ -203,7 +238,7 @@ impl ColumnDef {
     }
 
     /// Reads a `ColumnDefinition41` payload; `None` when it is malformed.
-    pub fn decode(p: &[u8]) -> Option<Self> {
+    pub fn decode(p: &[u8], extended: bool) -> Option<Self> {
         let mut c = super::codec::Cursor::new(p);
         let _catalog = c.lenenc_str()?;
         let schema = c.lenenc_str()?.to_vec();
@@ -211,6 +246,10 @@ impl ColumnDef {
         let org_table = c.lenenc_str()?.to_vec();
         let name = c.lenenc_str()?.to_vec();
         let org_name = c.lenenc_str()?.to_vec();
+        let extended = match extended {
+            true => c.lenenc_str()?.to_vec(),
+            false => Vec::new(),
+        };
         let _fixed_len = c.lenenc_int()?;
         Some(ColumnDef {
             schema,
@@ -223,7 +262,36 @@ impl ColumnDef {
             column_type: c.u8()?,
             flags: c.u16()?,
             decimals: c.u8()?,
+            extended,
         })
+    }
+
+    /// A backend's column definition `p` (with the extended field when `from_extended`) as a
+    /// client reads it (with one when `to_extended`): the field dropped, or an empty one
+    /// added, after the names.
+    pub fn convert_extended(
+        p: &[u8],
+        from_extended: bool,
+        to_extended: bool,
+    ) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        if from_extended == to_extended {
+            return Some(Cow::Borrowed(p));
+        }
+        let mut c = super::codec::Cursor::new(p);
+        for _ in 0..6 {
+            c.lenenc_str()?;
+        }
+        let at = p.len() - c.remaining();
+        let mut out = Vec::with_capacity(p.len() + 1);
+        out.extend_from_slice(&p[..at]);
+        if from_extended {
+            c.lenenc_str()?;
+        } else {
+            out.push(0);
+        }
+        out.extend_from_slice(&p[p.len() - c.remaining()..]);
+        Some(Cow::Owned(out))
     }
 
     /// A `ColumnDefinition41` packet `p` with its schema name mapped by `map`: `p` itself
@@ -254,14 +322,18 @@ impl ColumnDef {
         Some(Cow::Owned(out))
     }
 
-    /// Appends the `ColumnDefinition41` encoding.
-    pub fn encode(&self, p: &mut Vec<u8>) {
+    /// Appends the `ColumnDefinition41` encoding (with MariaDB's extended field for a client
+    /// that asked for it).
+    pub fn encode(&self, p: &mut Vec<u8>, extended: bool) {
         put_lenenc_str(p, b"def");
         put_lenenc_str(p, &self.schema);
         put_lenenc_str(p, &self.table);
         put_lenenc_str(p, &self.org_table);
         put_lenenc_str(p, &self.name);
         put_lenenc_str(p, &self.org_name);
+        if extended {
+            put_lenenc_str(p, &self.extended);
+        }
         p.push(0x0c);
         p.extend_from_slice(&self.charset.to_le_bytes());
         p.extend_from_slice(&self.length.to_le_bytes());
@@ -297,6 +369,7 @@ mod tests {
             column_type: TYPE_VAR_STRING,
             flags: 0x1001,
             decimals: 0,
+            extended: Vec::new(),
         }
     }
 
@@ -304,10 +377,10 @@ mod tests {
     fn column_definitions_round_trip() {
         let d = sample();
         let mut p = Vec::new();
-        d.encode(&mut p);
-        assert_eq!(ColumnDef::decode(&p), Some(d));
+        d.encode(&mut p, false);
+        assert_eq!(ColumnDef::decode(&p, false), Some(d));
         for n in 0..p.len() - 3 {
-            assert_eq!(ColumnDef::decode(&p[..n]), None, "truncated at {n}");
+            assert_eq!(ColumnDef::decode(&p[..n], false), None, "truncated at {n}");
         }
     }
 
@@ -315,21 +388,21 @@ mod tests {
     fn schema_names_are_mapped_in_passed_on_definitions() {
         let mut d = sample();
         let mut p = Vec::new();
-        d.encode(&mut p);
+        d.encode(&mut p, false);
         fn to_keyspace(s: &str) -> std::borrow::Cow<'_, str> {
             s.strip_suffix("_0003").unwrap_or(s).into()
         }
         let mapped = ColumnDef::remap_schema(&p, to_keyspace).expect("well formed");
         assert!(matches!(mapped, std::borrow::Cow::Owned(_)));
         d.schema = b"shop".to_vec();
-        assert_eq!(ColumnDef::decode(&mapped), Some(d.clone()));
+        assert_eq!(ColumnDef::decode(&mapped, false), Some(d.clone()));
         // A schema that stays as it is: the very packet.
         let same = ColumnDef::remap_schema(&mapped, to_keyspace).expect("well formed");
         assert!(matches!(same, std::borrow::Cow::Borrowed(b) if b == &mapped[..]));
         // No schema (an expression column): as it came.
         d.schema = Vec::new();
         p.clear();
-        d.encode(&mut p);
+        d.encode(&mut p, false);
         let none = ColumnDef::remap_schema(&p, |_| "x".into()).expect("well formed");
         assert!(matches!(none, std::borrow::Cow::Borrowed(_)));
         // Truncated before the schema ends: malformed.
