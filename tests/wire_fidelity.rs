@@ -911,6 +911,11 @@ async fn user_variables_and_named_locks_hold_for_the_session() {
         "SELECT @d, @nul IS NULL, HEX(@b), CHARSET(@b)",
         "UPDATE t SET s = CONCAT(s, @z) WHERE id IN (1, 6)",
         "SELECT id, s FROM t ORDER BY id",
+        // System variables given computed values hold as those values on every shard.
+        "SET time_zone = CONCAT('+0', '1:00'), sql_mode = CONCAT(@@sql_mode, ',PAD_CHAR_TO_FULL_LENGTH')",
+        "SELECT id, @@time_zone, @@sql_mode FROM t WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8) ORDER BY id",
+        "SET @@session.max_statement_time = 2 * 5, SESSION div_precision_increment = @n + 1",
+        "SELECT id, @@max_statement_time, @@div_precision_increment FROM t WHERE id IN (1, 5) ORDER BY id",
     ];
     for sql in script {
         let want = outcome(&mut o, sql).await;
@@ -924,6 +929,19 @@ async fn user_variables_and_named_locks_hold_for_the_session() {
         .expect("insert uuid");
     let n: Option<u64> = r
         .query_first("SELECT COUNT(DISTINCT s) FROM t WHERE id > 10")
+        .await
+        .expect("distinct");
+    assert_eq!(n, Some(1));
+    // A clock frozen at a computed instant is the same instant on every connection.
+    r.query_drop("SET timestamp = UNIX_TIMESTAMP(NOW(6)) - 1000")
+        .await
+        .expect("set timestamp");
+    r.query_drop("SELECT SLEEP(0.2)").await.expect("sleep");
+    r.query_drop("INSERT INTO t (id, s) VALUES (21, NOW(6)), (22, NOW(6)), (23, NOW(6)), (24, NOW(6)), (25, NOW(6))")
+        .await
+        .expect("insert now");
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(DISTINCT s) FROM t WHERE id > 20")
         .await
         .expect("distinct");
     assert_eq!(n, Some(1));

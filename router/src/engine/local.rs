@@ -601,14 +601,27 @@ impl Engine {
                 Err(e) => r = Err(e),
             }
         }
-        // User variables it assigned are carried as their values (`engine/uservars.rs`).
-        let (vars, only_user) =
-            crate::sql::classify::assigned_user_variables(sql.as_bytes(), &session.lex);
+        // Variables it gives computed values are carried as their values
+        // (`engine/uservars.rs`): user variables always, system variables unless the value
+        // was a literal.
+        let items =
+            crate::sql::classify::set_items(sql.as_bytes(), &session.lex).unwrap_or_default();
+        let carry = |i: &crate::sql::classify::SetItem| match &i.target {
+            Some(crate::sql::classify::Assigned::User(_)) => true,
+            Some(crate::sql::classify::Assigned::System(_)) => !i.literal,
+            None => false,
+        };
+        let vars: Vec<crate::sql::classify::Assigned> = items
+            .iter()
+            .filter(|i| carry(i))
+            .filter_map(|i| i.target.clone())
+            .collect();
+        let only_user = !items.is_empty() && items.iter().all(carry);
         let mut carried = Vec::new();
         if r.is_ok() && !vars.is_empty() {
-            match super::uservars::capture(&mut lease.conn, &vars).await {
-                Ok(c) => carried = c,
-                Err(e) => r = Err(e),
+            // A value that cannot be read back is replayed as the statement wrote it.
+            if let Ok(c) = super::uservars::capture(&mut lease.conn, &vars).await {
+                carried = c;
             }
         }
         // Nothing but variables, all carried: their values replace the statement.

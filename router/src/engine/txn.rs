@@ -227,7 +227,11 @@ impl Engine {
                 .get_mut(ps)
                 .ok_or_else(|| SqlError::router("the session's reserved connection is gone"))?,
         };
-        let carried = super::uservars::capture(conn, names)
+        let vars: Vec<crate::sql::classify::Assigned> = names
+            .iter()
+            .map(|n| crate::sql::classify::Assigned::User(n.clone()))
+            .collect();
+        let carried = super::uservars::capture(conn, &vars)
             .await
             .map_err(|e| from_backend(e, ps, "", Unqualify(None)))?;
         super::uservars::keep(session, carried);

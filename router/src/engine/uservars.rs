@@ -1,31 +1,48 @@
-//! User variables carried to every backend connection of a session as values, not as the
+//! Variables carried to every backend connection of a session as values, not as the
 //! expressions that made them.
 //!
 //! A session's `SET`s are replayed on each backend connection it uses. Replaying `SET @t =
-//! NOW()` or `SET @n = @n + 1` would compute the variable again, later, on another server;
-//! and `SELECT @v := …` or `… INTO @v` is no `SET` at all. So after any statement that
-//! assigns user variables, the router reads their values back from the connection that ran
-//! it and keeps, per variable, one `SET` of that value with its type: `NULL`, an integer, a
-//! decimal or a double as the server wrote it (doubles print with every digit they need), a
+//! NOW()`, `SET @n = @n + 1` or `SET timestamp = UNIX_TIMESTAMP()` would compute the value
+//! again, later, on another server; and `SELECT @v := …` or `… INTO @v` is no `SET` at all.
+//! So after any statement that assigns user variables, or a `SET` that gives a session system
+//! variable anything but a literal, the router reads the values back from the connection that
+//! ran it and keeps, per variable, one `SET` of that value with its type: `NULL`, an integer,
+//! a decimal or a double as the server wrote it (doubles print with every digit they need), a
 //! string as its bytes in its own character set and collation.
 
 use crate::session::Session;
+use crate::sql::classify::Assigned;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
-/// The prefix of the `SET` that carries variable `name` (see [`set_of`]).
-fn prefix(name: &str) -> String {
-    format!("SET @`{}` = ", name.replace('`', "``"))
+/// A variable as the router names it in its own statements: `@`name`` or `@@session.name`
+/// (system variable names are plain words, checked when they were read).
+fn reference(v: &Assigned) -> Option<String> {
+    match v {
+        Assigned::User(n) => Some(format!(
+            "@`{}`",
+            std::str::from_utf8(n).ok()?.replace('`', "``")
+        )),
+        Assigned::System(n) => Some(format!("@@session.{n}")),
+    }
+}
+
+/// The prefix of the `SET` that carries variable `v` (see [`set_of`]).
+fn prefix(v: &Assigned) -> Option<String> {
+    match v {
+        Assigned::User(_) => Some(format!("SET {} = ", reference(v)?)),
+        Assigned::System(n) => Some(format!("SET SESSION {n} = ")),
+    }
 }
 
 /// The `SET` that gives another connection variable `name` with the value `v` of type `ty`
 /// (`charset`, `collation`: of a string value).
-fn set_of(name: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[u8]) -> String {
+fn set_of(prefix: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[u8]) -> String {
     let text = match v {
-        Value::NULL => return format!("{}NULL", prefix(name)),
+        Value::NULL => return format!("{prefix}NULL"),
         Value::Bytes(b) => b.as_slice(),
-        other => return format!("{}{}", prefix(name), other.as_sql(false)),
+        other => return format!("{prefix}{}", other.as_sql(false)),
     };
     let numeric = !text.is_empty()
         && text
@@ -62,32 +79,29 @@ fn set_of(name: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[u8
             String::from_utf8_lossy(collation)
         ),
     };
-    format!("{}{literal}", prefix(name))
+    format!("{prefix}{literal}")
 }
 
-/// Reads user variables `names` on `conn`: for each, the `SET` that carries its value.
+/// Reads variables `vars` on `conn`: for each, the `SET` that carries its value.
 ///
 /// # Errors
 /// The backend's, reading them.
 pub(super) async fn capture(
     conn: &mut Conn,
-    names: &[Vec<u8>],
-) -> Result<Vec<(String, String)>, mysql_async::Error> {
-    // Names that are not UTF-8 cannot be written into the router's own statements: their
+    vars: &[Assigned],
+) -> Result<Vec<(Assigned, String)>, mysql_async::Error> {
+    // Names that cannot be written into the router's own statements (not UTF-8): their
     // variables stay where they were made (as `SET`s, replayed as written).
-    let names: Vec<&str> = names
+    let vars: Vec<(&Assigned, String, String)> = vars
         .iter()
-        .filter_map(|n| std::str::from_utf8(n).ok())
+        .filter_map(|v| Some((v, reference(v)?, prefix(v)?)))
         .collect();
-    if names.is_empty() {
+    if vars.is_empty() {
         return Ok(Vec::new());
     }
-    let items: Vec<String> = names
+    let items: Vec<String> = vars
         .iter()
-        .map(|n| {
-            let v = format!("@`{}`", n.replace('`', "``"));
-            format!("{v}, CHARSET({v}), COLLATION({v})")
-        })
+        .map(|(_, r, _)| format!("{r}, CHARSET({r}), COLLATION({r})"))
         .collect();
     let mut res = conn
         .query_iter(format!("SELECT {}", items.join(", ")))
@@ -106,28 +120,28 @@ pub(super) async fn capture(
         Some(Value::Bytes(b)) => b.clone(),
         _ => Vec::new(),
     };
-    Ok(names
+    Ok(vars
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            let v = values.get(3 * i).cloned().unwrap_or(Value::NULL);
+        .map(|(i, (v, _, p))| {
+            let value = values.get(3 * i).cloned().unwrap_or(Value::NULL);
             let ty = types
                 .get(3 * i)
                 .copied()
                 .unwrap_or(ColumnType::MYSQL_TYPE_NULL);
             let cs = bytes(values.get(3 * i + 1));
             let coll = bytes(values.get(3 * i + 2));
-            ((*n).to_string(), set_of(n, &v, ty, &cs, &coll))
+            ((*v).clone(), set_of(p, &value, ty, &cs, &coll))
         })
         .collect())
 }
 
 /// Keeps the carried `SET`s in the session's list: each variable's newest value replaces the
-/// `SET` that carried its last one, unless a later entry may read it (one that names a user
+/// `SET` that carried its last one, unless a later entry may read it (one that names a
 /// variable), which must replay after the value it saw; then the new one is added after.
-pub(super) fn keep(session: &mut Session, carried: Vec<(String, String)>) {
-    for (name, set) in carried {
-        let p = prefix(&name);
+pub(super) fn keep(session: &mut Session, carried: Vec<(Assigned, String)>) {
+    for (v, set) in carried {
+        let Some(p) = prefix(&v) else { continue };
         if let Some(i) = session.sets.iter().rposition(|s| s.starts_with(&p)) {
             if !session.sets[i + 1..].iter().any(|s| s.contains('@')) {
                 session.sets.remove(i);
@@ -146,12 +160,12 @@ mod tests {
         let b = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         let int = ColumnType::MYSQL_TYPE_LONGLONG;
         assert_eq!(
-            set_of("n", &b("-5"), int, b"binary", b"binary"),
+            set_of("SET @`n` = ", &b("-5"), int, b"binary", b"binary"),
             "SET @`n` = -5"
         );
         assert_eq!(
             set_of(
-                "d",
+                "SET @`d` = ",
                 &b("0.30000000000000004"),
                 ColumnType::MYSQL_TYPE_DOUBLE,
                 b"binary",
@@ -161,7 +175,7 @@ mod tests {
         );
         assert_eq!(
             set_of(
-                "d",
+                "SET @`d` = ",
                 &b("1e301"),
                 ColumnType::MYSQL_TYPE_DOUBLE,
                 b"binary",
@@ -171,7 +185,7 @@ mod tests {
         );
         assert_eq!(
             set_of(
-                "m",
+                "SET @`m` = ",
                 &b("1.50"),
                 ColumnType::MYSQL_TYPE_NEWDECIMAL,
                 b"binary",
@@ -181,7 +195,7 @@ mod tests {
         );
         assert_eq!(
             set_of(
-                "s",
+                "SET @`s` = ",
                 &b("é'"),
                 ColumnType::MYSQL_TYPE_VAR_STRING,
                 b"utf8mb4",
@@ -191,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             set_of(
-                "s",
+                "SET @`s` = ",
                 &b("x"),
                 ColumnType::MYSQL_TYPE_BLOB,
                 b"binary",
@@ -200,12 +214,18 @@ mod tests {
             "SET @`s` = _binary X'78'"
         );
         assert_eq!(
-            set_of("a`b", &Value::NULL, int, b"", b""),
+            set_of(
+                &prefix(&Assigned::User(b"a`b".to_vec())).expect("utf8"),
+                &Value::NULL,
+                int,
+                b"",
+                b""
+            ),
             "SET @`a``b` = NULL"
         );
         // Text that is not a number is never written bare.
         assert_eq!(
-            set_of("x", &b("1; DROP"), int, b"binary", b"binary"),
+            set_of("SET @`x` = ", &b("1; DROP"), int, b"binary", b"binary"),
             "SET @`x` = _binary X'313B2044524F50'"
         );
     }

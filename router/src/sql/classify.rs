@@ -646,6 +646,132 @@ pub fn assigned_user_variables(sql: &[u8], mode: &Mode) -> (Vec<Vec<u8>>, bool) 
     (names, only_user)
 }
 
+/// A variable a `SET` assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    /// A user variable, its name lower-cased.
+    User(Vec<u8>),
+    /// A session system variable (`x`, `SESSION x`, `LOCAL x`, `@@x`, `@@session.x`), its
+    /// name lower-cased.
+    System(String),
+}
+
+/// One item of a `SET` list: what it assigns (`None`: something else, `NAMES`, `CHARACTER
+/// SET`, `TRANSACTION`, a global variable, …) and whether its value is a plain literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetItem {
+    pub target: Option<Assigned>,
+    pub literal: bool,
+}
+
+/// The items of a `SET` statement; `None` for another statement.
+pub fn set_items(sql: &[u8], mode: &Mode) -> Option<Vec<SetItem>> {
+    let toks = super::lex::significant(sql, mode);
+    if !toks.first()?.is_word(sql, "SET") {
+        return None;
+    }
+    // Items at the top level, split at commas.
+    let mut items: Vec<&[Token]> = Vec::new();
+    let (mut depth, mut start) = (0usize, 1usize);
+    for (i, t) in toks.iter().enumerate().skip(1) {
+        if t.kind == Kind::Punct {
+            match sql[t.start] {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    items.push(&toks[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    items.push(&toks[start.min(toks.len())..]);
+    let punct = |t: &Token, c: u8| t.kind == Kind::Punct && sql[t.start] == c;
+    let plain_name = |t: &Token| {
+        t.kind == Kind::Word
+            && t.bytes(sql)
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    Some(
+        items
+            .into_iter()
+            .map(|item| {
+                // The target and where its value starts.
+                let (target, at) = match item {
+                    [v, ..] if v.kind == Kind::UserVar => {
+                        (Some(Assigned::User(user_variable_name(v, sql, mode))), 1)
+                    }
+                    [s, dot, n, ..]
+                        if s.kind == Kind::SysVar
+                            && punct(dot, b'.')
+                            && plain_name(n)
+                            && (s.bytes(sql).eq_ignore_ascii_case(b"@@session")
+                                || s.bytes(sql).eq_ignore_ascii_case(b"@@local")) =>
+                    {
+                        (Some(Assigned::System(lower(n.bytes(sql)))), 3)
+                    }
+                    [s, n, ..]
+                        if (s.is_word(sql, "SESSION") || s.is_word(sql, "LOCAL"))
+                            && plain_name(n) =>
+                    {
+                        (Some(Assigned::System(lower(n.bytes(sql)))), 2)
+                    }
+                    [s, ..]
+                        if s.kind == Kind::SysVar
+                            && s.bytes(sql).len() > 2
+                            && s.bytes(sql)[2..]
+                                .iter()
+                                .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                            && !s.bytes(sql).eq_ignore_ascii_case(b"@@global") =>
+                    {
+                        (Some(Assigned::System(lower(&s.bytes(sql)[2..]))), 1)
+                    }
+                    [n, ..] if plain_name(n) => (Some(Assigned::System(lower(n.bytes(sql)))), 1),
+                    _ => (None, 0),
+                };
+                // What the router does not read as a variable of its own name.
+                let target = target.filter(|t| match t {
+                    Assigned::System(n) => ![
+                        "names",
+                        "character",
+                        "charset",
+                        "transaction",
+                        "password",
+                        "role",
+                        "default",
+                        "statement",
+                        "global",
+                        "autocommit",
+                    ]
+                    .contains(&n.as_str()),
+                    Assigned::User(_) => true,
+                });
+                let value = match item.get(at) {
+                    Some(t) if punct(t, b'=') => &item[at + 1..],
+                    Some(t) if punct(t, b':') => item.get(at + 2..).unwrap_or_default(),
+                    _ => &[][..],
+                };
+                let value = match value {
+                    [m, rest @ ..] if punct(m, b'-') => rest,
+                    v => v,
+                };
+                let literal = matches!(value, [t] if matches!(t.kind, Kind::Number | Kind::String | Kind::Hex | Kind::Bits)
+                    || ["ON", "OFF", "TRUE", "FALSE", "NULL", "DEFAULT"].iter().any(|w| t.is_word(sql, w)));
+                SetItem {
+                    target: if at == 0 { None } else { target },
+                    literal,
+                }
+            })
+            .collect(),
+    )
+}
+
+fn lower(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
+}
+
 /// The text of a quoted string literal, its quotes and escapes undone.
 pub fn unquote(lit: &[u8], mode: &Mode) -> Vec<u8> {
     let Some((&q, rest)) = lit.split_first() else {
@@ -770,6 +896,38 @@ mod tests {
 
     fn c(sql: &str) -> Classified {
         classify(sql.as_bytes(), &Mode::default())
+    }
+
+    #[test]
+    fn set_items_name_their_variables() {
+        let m = Mode::default();
+        let items = |sql: &str| set_items(sql.as_bytes(), &m).expect("a SET");
+        let sys = |n: &str, literal| SetItem {
+            target: Some(Assigned::System(n.into())),
+            literal,
+        };
+        assert_eq!(
+            items("SET sql_mode = CONCAT(@@sql_mode, ',X'), SESSION time_zone = '+00:00', @@session.timestamp = UNIX_TIMESTAMP(), @@max_statement_time = -1.5"),
+            vec![sys("sql_mode", false), sys("time_zone", true), sys("timestamp", false), sys("max_statement_time", true)]
+        );
+        assert_eq!(
+            items("SET @a := NOW(), NAMES utf8mb4, autocommit = 0"),
+            vec![
+                SetItem {
+                    target: Some(Assigned::User(b"a".to_vec())),
+                    literal: false
+                },
+                SetItem {
+                    target: None,
+                    literal: false
+                },
+                SetItem {
+                    target: None,
+                    literal: true
+                },
+            ]
+        );
+        assert!(set_items(b"SELECT 1", &m).is_none());
     }
 
     #[test]
