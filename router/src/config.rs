@@ -51,6 +51,22 @@ pub struct RouterConfig {
     /// The query log (JSON lines), off unless set.
     #[serde(default)]
     pub query_log: Option<QueryLogConfig>,
+    /// TLS for client connections (`mariadb --ssl`, drivers' `ssl` options), off unless set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Refuse logins that did not switch to TLS (needs `tls`). Default: false.
+    #[serde(default)]
+    pub require_secure_transport: bool,
+}
+
+/// The router's certificate for client connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain (the router's certificate first).
+    pub cert: std::path::PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 fn default_multi_wait() -> u64 {
@@ -84,6 +100,9 @@ pub struct UserConfig {
     /// `DROP DATABASE`. Default: `true`.
     #[serde(default = "yes")]
     pub create_keyspaces: bool,
+    /// Whether the user may log in only over TLS. Default: `false`.
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 fn yes() -> bool {
@@ -225,6 +244,20 @@ impl RouterConfig {
         if let Some(k) = &self.default_keyspace {
             if k.is_empty() {
                 return bad("default_keyspace", "must not be empty");
+            }
+        }
+        if self.tls.is_none() {
+            if self.require_secure_transport {
+                return bad(
+                    "require_secure_transport",
+                    "needs tls (a certificate and key)",
+                );
+            }
+            if let Some(i) = self.users.iter().position(|u| u.require_tls) {
+                return bad(
+                    &format!("users[{i}].require_tls"),
+                    "needs tls (a certificate and key)",
+                );
             }
         }
         Ok(())

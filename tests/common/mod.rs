@@ -26,6 +26,16 @@ impl Harness {
     /// Starts `shards` physical shards plus `extra` servers, applies `vschema` (YAML) and
     /// starts a router.
     pub async fn start(shards: usize, extra: usize, vschema: &str) -> Harness {
+        Self::start_with(shards, extra, vschema, |_| {}).await
+    }
+
+    /// [`Harness::start`] with the router's config changed by `edit` before it starts.
+    pub async fn start_with(
+        shards: usize,
+        extra: usize,
+        vschema: &str,
+        edit: impl FnOnce(&mut RouterConfig),
+    ) -> Harness {
         let cluster = LocalCluster::start(shards + extra, None)
             .await
             .expect("start MariaDB servers");
@@ -44,7 +54,9 @@ impl Harness {
             password: None,
             password_env: None,
             create_keyspaces: false,
+            require_tls: false,
         });
+        edit(&mut cfg);
         let router = Router::new(cfg, topo.clone())
             .start()
             .await

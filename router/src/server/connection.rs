@@ -17,6 +17,9 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+/// How long a new connection may take to greet and log in.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
@@ -24,8 +27,26 @@ pub(super) async fn handle(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut io = PacketIo::new(stream);
-    let mut session = match authenticate(&mut io, peer, id, &shared).await {
+    let scramble = super::login::scramble();
+    // A client that does not finish its handshake in time is closed.
+    let greeted = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        super::login::greet(stream, id, &shared, &scramble),
+    )
+    .await;
+    let Ok(Some((mut io, first, secure))) = greeted else {
+        return;
+    };
+    let login = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        authenticate(&mut io, peer, id, &shared, scramble, first, secure),
+    )
+    .await;
+    let Ok(login) = login else {
+        io.shutdown().await;
+        return;
+    };
+    let mut session = match login {
         Ok(Some(s)) => s,
         Ok(None) => {
             io.shutdown().await;

@@ -132,6 +132,13 @@ impl Router {
                 .measure_loop(std::time::Duration::from_secs(5), shutdown_rx.clone()),
         );
         backends.metrics.register(&metrics.registry);
+        let tls = match &self.cfg.tls {
+            Some(t) => Some(
+                super::tls::acceptor(t)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let plans = crate::planner::cache::PlanCache::default();
         plans.register(&metrics.registry);
         let shared = Arc::new(Shared {
@@ -152,6 +159,7 @@ impl Router {
             },
             next_id: AtomicU32::new(1),
             topo: self.topo.clone(),
+            tls,
             cfg: self.cfg,
         });
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));

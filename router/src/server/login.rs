@@ -24,25 +24,81 @@ pub(super) fn scramble() -> [u8; 20] {
     s
 }
 
-/// Authenticates the client; returns its session, or `None` after sending the error.
+/// The largest first packet a client may send (a handshake response, with its attributes).
+const MAX_FIRST_PACKET: usize = 64 * 1024;
+
+/// Sends the greeting on a new connection and reads the client's first packet: its handshake
+/// response, or an `SSLRequest`, after which the connection switches to TLS and the response
+/// follows over it. Returns the connection's packet stream (its next sequence id 2), the
+/// response when it came in the clear, and whether the connection is now TLS. `None` when the
+/// client went away, sent something else, or failed its TLS handshake.
+pub(super) async fn greet(
+    mut stream: tokio::net::TcpStream,
+    id: u32,
+    shared: &Shared,
+    scramble: &[u8; 20],
+) -> Option<(PacketIo, Option<Vec<u8>>, bool)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    let greeting = handshake::greeting(
+        &shared.cfg.server_version,
+        id,
+        scramble,
+        &shared.cfg.auth_plugin,
+        shared.tls.is_some(),
+    );
+    // Written and read on the socket itself: nothing may be buffered past the first packet
+    // when TLS takes the socket over.
+    let mut out = Vec::with_capacity(greeting.len() + 4);
+    out.extend_from_slice(&(greeting.len() as u32).to_le_bytes()[..3]);
+    out.push(0);
+    out.extend_from_slice(&greeting);
+    stream.write_all(&out).await.ok()?;
+    let mut hdr = [0u8; 4];
+    stream.read_exact(&mut hdr).await.ok()?;
+    let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8 | usize::from(hdr[2]) << 16;
+    if hdr[3] != 1 || len > MAX_FIRST_PACKET {
+        return None;
+    }
+    let mut first = vec![0u8; len];
+    stream.read_exact(&mut first).await.ok()?;
+    if super::tls::is_ssl_request(&first) {
+        let acceptor = shared.tls.as_ref()?;
+        let tls = match acceptor.accept(stream).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(conn = id, error = %e, "TLS handshake failed");
+                return None;
+            }
+        };
+        let (r, w) = tokio::io::split(tls);
+        let mut io = PacketIo::from_parts(Box::new(r), Box::new(w));
+        io.seq = 2;
+        return Some((io, None, true));
+    }
+    let mut io = PacketIo::new(stream);
+    io.seq = 2;
+    Some((io, Some(first), false))
+}
+
+/// Authenticates the client after [`greet`] (`first`: its handshake response if it came in
+/// the clear; `secure`: the connection is TLS); returns its session, or `None` after sending
+/// the error.
 pub(super) async fn authenticate(
     io: &mut PacketIo,
     peer: SocketAddr,
     id: u32,
     shared: &Shared,
+    scramble: [u8; 20],
+    first: Option<Vec<u8>>,
+    secure: bool,
 ) -> std::io::Result<Option<Session>> {
-    let scramble = scramble();
     let offered = shared.cfg.auth_plugin.as_str();
-    io.write_packet(&handshake::greeting(
-        &shared.cfg.server_version,
-        id,
-        &scramble,
-        offered,
-    ))
-    .await?;
-    io.flush().await?;
     let mut buf = Vec::new();
-    io.read_packet(&mut buf).await?;
+    match first {
+        Some(b) => buf = b,
+        None => io.read_packet(&mut buf).await?,
+    }
     let Some(resp) = handshake::parse_response(&buf) else {
         let p = resultset::err(1043, "08S01", "Bad handshake");
         io.write_packet(&p).await?;
@@ -53,6 +109,14 @@ pub(super) async fn authenticate(
     io.extended_metadata =
         resp.extended & crate::wire::constants::MARIADB_CLIENT_EXTENDED_METADATA != 0;
     let user = shared.cfg.users.iter().find(|u| u.name == resp.user);
+    // Over the clear where TLS is required: refused as MariaDB refuses a `REQUIRE SSL` user.
+    if !secure && (shared.cfg.require_secure_transport || user.is_some_and(|u| u.require_tls)) {
+        let e = SqlError::access_denied(&resp.user, &host);
+        io.write_packet(&resultset::err(e.code, e.state, &e.message))
+            .await?;
+        io.flush().await?;
+        return Ok(None);
+    }
     let mut plugin = resp
         .auth_plugin
         .clone()

@@ -20,5 +20,6 @@ mod prepare;
 mod processes;
 mod query;
 mod shared;
+mod tls;
 
 pub use listener::{Router, RouterHandle};

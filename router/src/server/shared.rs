@@ -16,6 +16,8 @@ pub(super) struct Shared {
     pub(super) results: Arc<crate::shadow::results::ResultShadow>,
     /// The topology store (keyspaces made and dropped by `CREATE`/`DROP DATABASE`).
     pub(super) topo: tessera_topo::Topo,
+    /// TLS for clients, when the config gives a certificate.
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Answers OK with the session's status.

@@ -22,7 +22,9 @@ pub fn greeting(
     connection_id: u32,
     scramble: &[u8; 20],
     plugin: &str,
+    tls: bool,
 ) -> Vec<u8> {
+    let caps = SERVER_CAPABILITIES | if tls { CLIENT_SSL } else { 0 };
     let mut p = Vec::with_capacity(128);
     p.push(10);
     p.extend_from_slice(server_version.as_bytes());
@@ -30,10 +32,10 @@ pub fn greeting(
     p.extend_from_slice(&connection_id.to_le_bytes());
     p.extend_from_slice(&scramble[..8]);
     p.push(0);
-    p.extend_from_slice(&(SERVER_CAPABILITIES as u16).to_le_bytes());
+    p.extend_from_slice(&(caps as u16).to_le_bytes());
     p.push(UTF8MB4_GENERAL_CI);
     p.extend_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
-    p.extend_from_slice(&((SERVER_CAPABILITIES >> 16) as u16).to_le_bytes());
+    p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
     p.push(21); // length of the auth data, with its NUL
     p.extend_from_slice(&[0u8; 6]);
     p.extend_from_slice(&MARIADB_CLIENT_EXTENDED_METADATA.to_le_bytes());

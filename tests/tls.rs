@@ -1,0 +1,207 @@
+//! TLS between clients and the router: a client that asks for it gets it (the `mariadb` CLI
+//! verifying the router's certificate, PyMySQL), one that does not still logs in unless its
+//! user or the router requires TLS, and a client that botches its TLS handshake costs nobody
+//! else anything.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const VSCHEMA: &str = "keyspace: app\nsharded: false\n";
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with the `openssl` command.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// Runs the `mariadb` CLI against the router with `tls` options; (success, stdout, stderr).
+fn cli(port: u16, user: &str, pw: &str, tls: &[&str], sql: &str) -> (bool, String, String) {
+    let out = Command::new("mariadb")
+        .args(["-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}")])
+        .arg(format!("-p{pw}"))
+        .args(tls)
+        .args(["app", "-e", sql])
+        .output()
+        .expect("run mariadb");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tls_config(
+    cert: &Path,
+    key: &Path,
+    require_all: bool,
+) -> impl FnOnce(&mut tessera_router::config::RouterConfig) {
+    let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+    move |cfg| {
+        cfg.tls = Some(tessera_router::config::TlsConfig { cert, key });
+        cfg.require_secure_transport = require_all;
+        cfg.users.push(tessera_router::config::UserConfig {
+            name: "secure".into(),
+            password: Some("pw".into()),
+            password_env: None,
+            create_keyspaces: false,
+            require_tls: true,
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_ask_get_tls_and_required_tls_is_enforced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate(dir.path());
+    let h = Harness::start_with(1, 0, VSCHEMA, tls_config(&cert, &key, false)).await;
+    let port = h.port();
+    let ca = format!("--ssl-ca={}", cert.display());
+    let verified = ["--ssl", ca.as_str(), "--ssl-verify-server-cert"];
+    // Over TLS, the router's certificate verified against its CA: the session works, and the
+    // client reports the cipher in use.
+    let (ok, out, err) = cli(port, USER, PASSWORD, &verified, "SELECT 40 + 2 AS n; \\s");
+    assert!(ok, "{err}");
+    assert!(out.contains("42"), "{out}");
+    assert!(out.contains("Cipher in use is TLS"), "{out}");
+    // In the clear: allowed for a user that does not require TLS, refused for one that does.
+    let (ok, out, err) = cli(port, USER, PASSWORD, &["--skip-ssl"], "SELECT 7 AS n");
+    assert!(ok && out.contains('7'), "{out}{err}");
+    let (ok, _, err) = cli(port, "secure", "pw", &["--skip-ssl"], "SELECT 1");
+    assert!(!ok && err.contains("1045"), "{err}");
+    let (ok, out, err) = cli(port, "secure", "pw", &verified, "SELECT 8 AS n");
+    assert!(ok && out.contains('8'), "{out}{err}");
+    // A certificate the client does not trust: the client refuses the router.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (other_cert, _) = certificate(other.path());
+    let wrong = format!("--ssl-ca={}", other_cert.display());
+    let (ok, _, err) = cli(
+        port,
+        USER,
+        PASSWORD,
+        &["--ssl", &wrong, "--ssl-verify-server-cert"],
+        "SELECT 1",
+    );
+    assert!(!ok, "a client trusting another CA logged in: {err}");
+    // A client that asks for TLS, then sends what is no TLS handshake, and one that never
+    // sends anything: each is dropped on its own; others are served meanwhile.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("idle");
+        let mut bad = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("bad");
+        let mut greeting = vec![0u8; 4096];
+        let _ = bad.read(&mut greeting).await.expect("greeting");
+        let mut ssl_request = vec![32, 0, 0, 1];
+        ssl_request.extend_from_slice(&(0x0000_0a00u32 | 0x0008_0000 | 0x0000_8000).to_le_bytes());
+        ssl_request.extend_from_slice(&[0u8; 28]);
+        bad.write_all(&ssl_request).await.expect("ssl request");
+        bad.write_all(b"this is not a TLS client hello")
+            .await
+            .expect("garbage");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            bad.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the router closes a botched TLS handshake");
+        assert!(n.is_ok());
+        let (ok, out, err) = cli(port, USER, PASSWORD, &verified, "SELECT 9 AS n");
+        assert!(ok && out.contains('9'), "{out}{err}");
+        let _ = idle.write_all(b"").await;
+    }
+    // PyMySQL over TLS, when installed.
+    let py = r#"
+import sys, ssl, pymysql
+port, ca = int(sys.argv[1]), sys.argv[2]
+c = pymysql.connect(host="127.0.0.1", port=port, user="secure", password="pw", database="app",
+                    ssl={"ca": ca})
+cur = c.cursor()
+cur.execute("SELECT 6 * 7")
+print(cur.fetchone()[0], c._sock.version().startswith("TLS"))
+"#;
+    let has_pymysql = Command::new("python3")
+        .args(["-c", "import pymysql"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_pymysql {
+        let out = Command::new("python3")
+            .args(["-c", py, &port.to_string(), &cert.display().to_string()])
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.trim(),
+            "42 True",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        println!("skipped the PyMySQL half: PyMySQL is not installed (scripts/test installs it)");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_secure_transport_refuses_clear_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate(dir.path());
+    let h = Harness::start_with(1, 0, VSCHEMA, tls_config(&cert, &key, true)).await;
+    let port = h.port();
+    let (ok, _, err) = cli(port, USER, PASSWORD, &["--skip-ssl"], "SELECT 1");
+    assert!(!ok && err.contains("1045"), "{err}");
+    let ca = format!("--ssl-ca={}", cert.display());
+    let (ok, out, err) = cli(port, USER, PASSWORD, &["--ssl", &ca], "SELECT 5 AS n");
+    assert!(ok && out.contains('5'), "{out}{err}");
+    h.stop().await;
+}
+
+/// A config that asks for TLS the router cannot give fails at start, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_is_a_clear_start_error() {
+    let mut cfg = tessera_router::config::RouterConfig::from_yaml(
+        "listen: 127.0.0.1:0\nadmin_listen: null\nusers: [{name: a, password: b}]\ntls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}\n",
+    )
+    .expect("config");
+    cfg.topo.endpoints = vec!["127.0.0.1:1".into()];
+    let topo = tessera_topo::Topo::new(std::sync::Arc::new(tessera_topo::MemoryStore::new()));
+    match tessera_router::Router::new(cfg, topo).start().await {
+        Err(e) => assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}"),
+        Ok(_) => panic!("the router started without its certificate"),
+    }
+    let bad = tessera_router::config::RouterConfig::from_yaml(
+        "users: [{name: a, password: b}]\nrequire_secure_transport: true\n",
+    );
+    assert!(
+        bad.is_err(),
+        "require_secure_transport without tls was accepted"
+    );
+}
