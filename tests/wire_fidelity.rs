@@ -1041,3 +1041,37 @@ async fn set_statement_and_do_like_mariadb() {
     drop((r, o));
     h.stop().await;
 }
+
+/// A session's `wait_timeout` closes its connection after that long idle, as MariaDB closes
+/// it: the next statement fails with a lost connection, through the router as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_timeout_closes_an_idle_session() {
+    let h = Harness::start(1, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(1).await;
+    for c in [&mut r, &mut o] {
+        c.query_drop("SET autocommit = 0")
+            .await
+            .expect("autocommit");
+        c.query_drop("SET wait_timeout = 1").await.expect("set");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    for (who, c) in [("router", &mut r), ("direct", &mut o)] {
+        match c.query_drop("SELECT 1").await {
+            Err(mysql_async::Error::Server(e)) => {
+                panic!("{who}: a server error, not a lost connection: {e:?}")
+            }
+            Err(_) => {}
+            Ok(()) => panic!("{who}: the idle session was not closed"),
+        }
+    }
+    // A session that keeps busy is not closed.
+    let mut busy = h.conn(Some("demo")).await;
+    busy.query_drop("SET wait_timeout = 1").await.expect("set");
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        busy.query_drop("SELECT 1").await.expect("busy session");
+    }
+    drop((r, o, busy));
+    h.stop().await;
+}

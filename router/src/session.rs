@@ -81,6 +81,9 @@ pub struct Session {
     /// What the backend said of the running statement's plan in its status flags
     /// (`SERVER_QUERY_NO_INDEX_USED`, `SERVER_QUERY_NO_GOOD_INDEX_USED`), passed on.
     pub query_status: u16,
+    /// The session's own `wait_timeout`, once it sets one: the router closes the client
+    /// connection after that long idle, as the server would.
+    pub wait_timeout: Option<std::time::Duration>,
     /// What the running statement's result set makes `FOUND_ROWS()`, when it is not its row
     /// count (a `SQL_CALC_FOUND_ROWS` read): set by the path that ran it.
     pub calc_found: Option<Option<u64>>,
@@ -132,6 +135,7 @@ impl Session {
             last_found_rows: Some(0),
             opens_no_txn: false,
             query_status: 0,
+            wait_timeout: None,
             calc_found: None,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,

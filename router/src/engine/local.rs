@@ -601,6 +601,17 @@ impl Engine {
                 Err(e) => r = Err(e),
             }
         }
+        // The session's idle timeout, which the router applies to the client's connection.
+        if r.is_ok() && lower.contains("wait_timeout") {
+            if let Ok(Some(secs)) = lease
+                .conn
+                .query_first::<f64, _>("SELECT @@session.wait_timeout")
+                .await
+            {
+                session.wait_timeout = (secs.is_finite() && secs > 0.0)
+                    .then(|| std::time::Duration::from_secs_f64(secs));
+            }
+        }
         // Variables it gives computed values are carried as their values
         // (`engine/uservars.rs`): user variables always, system variables unless the value
         // was a literal.

@@ -25,7 +25,22 @@ pub fn verbatim(
     reserved_ps: &std::collections::BTreeSet<String>,
     rt: &RoutingTable,
 ) -> Option<Plan> {
-    let unsharded = keyspace.and_then(|k| rt.keyspace(k)).filter(|k| !k.sharded);
+    let unsharded = match keyspace {
+        Some(k) => rt.keyspace(k).filter(|k| !k.sharded),
+        // No keyspace chosen: the one unsharded keyspace the statement's qualifiers name, if
+        // they all name it (it runs there, that keyspace its default database).
+        None => (|| {
+            let mut named = c
+                .qualifiers
+                .iter()
+                .filter(|q| !q.eq_ignore_ascii_case(b"information_schema"));
+            let first = named.next()?;
+            let ks = rt
+                .keyspace(std::str::from_utf8(first).ok()?)
+                .filter(|k| !k.sharded)?;
+            named.all(|q| q == first).then_some(ks)
+        })(),
+    };
     let held = |ks: &crate::topology::KeyspaceRouting| {
         ks.placement
             .first()
@@ -92,6 +107,54 @@ pub fn verbatim(
         RouteKind::One,
         Targets::Verbatim { sql, reserve },
     ))))
+}
+
+/// `SHOW CREATE DATABASE|SCHEMA [IF NOT EXISTS] name` of a keyspace: asked where it lives —
+/// an unsharded keyspace's schema as sent, a sharded one's logical shard 0 schema with its
+/// name mapped back to the keyspace's in the answer. `None` for other statements and names.
+pub fn show_create_database(
+    sql: &[u8],
+    toks: &[crate::sql::lex::Token],
+    rt: &RoutingTable,
+) -> Option<Plan> {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    if !(is(0, "SHOW") && is(1, "CREATE") && (is(2, "DATABASE") || is(2, "SCHEMA"))) {
+        return None;
+    }
+    let at = if is(3, "IF") && is(4, "NOT") && is(5, "EXISTS") {
+        6
+    } else {
+        3
+    };
+    let name = String::from_utf8(toks.get(at)?.ident(sql)?).ok()?;
+    let ks = rt.keyspace(&name)?;
+    let mut e = if ks.sharded {
+        let if_not_exists = if at == 6 { "IF NOT EXISTS " } else { "" };
+        Exec::plain(
+            Some(ks.name.clone()),
+            StmtKind::Read,
+            RouteKind::One,
+            Targets::Ls {
+                template: format!(
+                    "SHOW CREATE DATABASE {if_not_exists}{}",
+                    crate::sql::LS_PLACEHOLDER
+                ),
+                ls: vec![0],
+            },
+        )
+    } else {
+        Exec::plain(
+            Some(ks.name.clone()),
+            StmtKind::Read,
+            RouteKind::One,
+            Targets::Verbatim {
+                sql: sql.to_vec(),
+                reserve: false,
+            },
+        )
+    };
+    e.metadata = ks.sharded;
+    Some(Plan::Exec(Box::new(e)))
 }
 
 /// The plan of a `SHOW` of what the server offers ([`Classified::server_info`]): any physical

@@ -72,11 +72,22 @@ pub(super) async fn handle(
     loop {
         io.seq = 0;
         // `biased`: the read first, without drawing a random number per statement.
-        let read = tokio::select! {
-            biased;
-            r = io.read_packet(&mut buf) => r,
-            _ = &mut stop => break,
-            _ = &mut killed => break,
+        let read = match session.wait_timeout {
+            None => tokio::select! {
+                biased;
+                r = io.read_packet(&mut buf) => r,
+                _ = &mut stop => break,
+                _ = &mut killed => break,
+            },
+            // A session that set its `wait_timeout` is closed after that long idle, as the
+            // server closes it (the client then sees 2006 / 2013).
+            Some(idle) => tokio::select! {
+                biased;
+                r = io.read_packet(&mut buf) => r,
+                _ = &mut stop => break,
+                _ = &mut killed => break,
+                _ = tokio::time::sleep(idle) => break,
+            },
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
@@ -242,6 +253,7 @@ async fn command(
             session.lex.ansi_quotes = false;
             // The pools' own character set, now that no `SET NAMES` is replayed.
             session.lex.set_charset("utf8mb4");
+            session.wait_timeout = None;
             session.autocommit = true;
             session.last_insert_id = 0;
             match r {

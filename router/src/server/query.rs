@@ -359,6 +359,7 @@ async fn statement(
         &rt,
     )
     .or_else(|| planner::passthrough::server_info(bytes, &class))
+    .or_else(|| planner::passthrough::show_create_database(bytes, &toks, &rt))
     .or_else(|| planner::passthrough::keys_toggle(bytes, &toks, session.keyspace.as_deref(), &rt))
     {
         Some(plan) => {

@@ -269,6 +269,18 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
     if assigns_variable {
         local_is(true);
     }
+    // A stored program's definition runs none of its body now: what the body reads or makes
+    // of a connection's state is the server's business when it is called.
+    let definition = verb == "CREATE"
+        && ddl_object.as_ref().is_some_and(|(_, o)| {
+            matches!(
+                o.as_str(),
+                "PROCEDURE" | "FUNCTION" | "TRIGGER" | "EVENT" | "PACKAGE"
+            )
+        });
+    if definition {
+        connection_state = false;
+    }
     // Statements about connection-local state, with the kind they run as.
     let mut local_kind = None;
     match verb.as_str() {
@@ -378,7 +390,7 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
     let (verbatim, local_state) = if reach.is_some() || connection_state {
         (None, None)
     } else {
-        match local {
+        match local.filter(|_| !definition) {
             Some(reserves) => (
                 None,
                 local_kind
@@ -976,6 +988,10 @@ mod tests {
             ),
             ("CREATE TEMPORARY TABLE t (a int)", None),
             ("CREATE DATABASE d", None),
+            (
+                "CREATE PROCEDURE p() BEGIN INSERT INTO t VALUES (1); SELECT LAST_INSERT_ID(), GET_LOCK('x', 1); END",
+                Some(VerbatimKind::Ddl),
+            ),
             ("DROP TABLE IF EXISTS t", Some(VerbatimKind::Ddl)),
             ("CALL p(1)", Some(VerbatimKind::Write)),
             (
