@@ -169,7 +169,12 @@ pub(super) async fn run(
         .ok_or_else(|| SqlError::router("the keyspace has no placement"))?;
     // The session's own connections there may hold the schema (temporary tables, locks).
     shared.engine.release_reserved(session).await;
-    let (affected, warnings) = shared.engine.run_on_shard(session, &rt, &ps, sql).await?;
+    let (affected, warnings) = match shared.engine.run_on_shard(session, &rt, &ps, sql).await {
+        Ok(r) => r,
+        // The schema went behind the router's back: the keyspace goes all the same.
+        Err(e) if e.code == 1008 => (0, 0),
+        Err(e) => return Err(e),
+    };
     let rev = shared
         .topo
         .get_keyspace(&d.name)
