@@ -184,7 +184,10 @@ fn packets_never_panic_the_decoders() {
             .collect();
         no_panic("the packet decoders", &bytes, || {
             let _ = handshake::parse_response(&bytes);
-            let _ = resultset::ColumnDef::decode(&bytes);
+            let _ = resultset::ColumnDef::decode(&bytes, false);
+            let _ = resultset::ColumnDef::decode(&bytes, true);
+            let _ = resultset::ColumnDef::convert_extended(&bytes, true, false);
+            let _ = resultset::ColumnDef::convert_extended(&bytes, false, true);
             let _ = tessera_router::wire::codec::whole_packet(&bytes, 0, 1 << 24);
             let mut c = Cursor::new(&bytes);
             while c.lenenc_str().is_some() {}
@@ -207,6 +210,81 @@ fn packets_never_panic_the_decoders() {
                 .collect();
             let mut out = Vec::new();
             let _ = binary::text_row_to_binary(&bytes, &cols, &mut out);
+        });
+    }
+}
+
+/// Statement bytes (not UTF-8 too) through the byte-level readers: literals carried past the
+/// parser in every character set the router reads, `SET` lists, assigned user variables,
+/// `SET STATEMENT` bodies. Nothing panics, and what a carried text plans from restores to the
+/// client's bytes.
+#[test]
+fn statement_bytes_never_panic_the_byte_readers() {
+    use tessera_router::sql::{carry, classify, lex};
+    let seeds = seeds();
+    let mut rng = StdRng::seed_from_u64(0xb17e_5eed);
+    let iters: usize = std::env::var("TESSERA_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+        / 4;
+    let extra: &[&[u8]] = &[
+        b"_binary'",
+        b"_latin1'",
+        b"N'",
+        b"X'",
+        b"@v := ",
+        b"SET STATEMENT a=1 FOR ",
+        b"SET @@session.x = ",
+        b"\x80",
+        b"\xff\x5c",
+        b"\x95\x5c'",
+        b"\xe9",
+        b"\\'",
+        b"''",
+    ];
+    let modes: Vec<lex::Mode> = ["utf8mb4", "latin1", "binary", "sjis", "gbk", "big5"]
+        .iter()
+        .flat_map(|cs| {
+            [false, true].into_iter().map(move |nbe| {
+                let mut m = lex::Mode {
+                    no_backslash_escapes: nbe,
+                    ..lex::Mode::default()
+                };
+                m.set_charset(cs);
+                m
+            })
+        })
+        .collect();
+    for _ in 0..iters {
+        let mut sql = seeds[rng.gen_range(0..seeds.len())].as_bytes().to_vec();
+        for _ in 0..rng.gen_range(1..4) {
+            let at = rng.gen_range(0..=sql.len());
+            let piece = extra[rng.gen_range(0..extra.len())];
+            sql.splice(at..at, piece.iter().copied());
+        }
+        let mode = modes[rng.gen_range(0..modes.len())];
+        no_panic("the byte readers", &String::from_utf8_lossy(&sql), || {
+            // As the query path does: executable comments the server runs unwrapped first.
+            let sql = lex::unwrap_executable(&sql, &mode).unwrap_or(sql.clone());
+            if let Ok(Some(c)) = carry::carry(&sql, &mode) {
+                // The text as the planner got it restores to the client's own bytes (exactly,
+                // when no comment or unterminated quote had to be blanked for the parser).
+                let back = c.held.restore(&c.text).expect("a carried text restores");
+                let blanked = lex::lex(&sql, &mode).iter().any(|t| {
+                    matches!(
+                        t.kind,
+                        lex::Kind::LineComment | lex::Kind::BlockComment | lex::Kind::Unterminated
+                    )
+                });
+                if !blanked {
+                    assert_eq!(back, sql, "restored bytes differ");
+                }
+            }
+            let _ = classify::set_items(&sql, &mode);
+            let _ = classify::assigned_user_variables(&sql, &mode);
+            let _ = rewrite::set_statement_body(&sql, &mode);
+            let _ = classify::classify(&sql, &mode);
         });
     }
 }

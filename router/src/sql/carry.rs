@@ -68,7 +68,10 @@ pub fn carry(sql: &[u8], mode: &Mode) -> Result<Option<Carried>, SqlError> {
         if t.kind == Kind::String {
             let introducer = introducer(sql, &toks, i);
             let utf8 = introducer.map_or(mode.text, |(_, cs)| cs) == Text::Utf8;
-            let needs = (!raw.is_ascii() && !(utf8 && std::str::from_utf8(raw).is_ok()))
+            // In a session whose text is not UTF-8, every non-ASCII literal is carried, so
+            // that a planned statement holds non-ASCII bytes only in stand-ins.
+            let needs = (!raw.is_ascii()
+                && !(utf8 && mode.text == Text::Utf8 && std::str::from_utf8(raw).is_ok()))
                 || (mode.no_backslash_escapes && raw.contains(&b'\\'));
             if !needs {
                 continue;
@@ -120,14 +123,25 @@ pub fn carry(sql: &[u8], mode: &Mode) -> Result<Option<Carried>, SqlError> {
     }
     text.extend_from_slice(&sql[copied..]);
     let text = String::from_utf8(text).map_err(|_| refused("text that is not valid UTF-8"))?;
-    // No literal the client wrote may read as a stand-in: it would be put back as another.
-    for t in lex::lex(text.as_bytes(), &Mode::default()) {
+    // No literal the client wrote may read as a stand-in: it would be put back as another. And
+    // each stand-in must read as one literal of its own (not run into a word or a string
+    // written against it).
+    let toks = lex::lex(text.as_bytes(), &Mode::default());
+    for t in &toks {
         if matches!(t.kind, Kind::String | Kind::Hex)
             && !ours.iter().any(|&(s, e)| s == t.start && e == t.end)
             && held.is_stand_in(t.bytes(text.as_bytes()))
         {
             return Err(refused("a literal spelled like another literal's stand-in"));
         }
+    }
+    if !ours.iter().all(|&(s, e)| {
+        toks.iter()
+            .any(|t| t.start == s && t.end == e && matches!(t.kind, Kind::String | Kind::Hex))
+    }) {
+        return Err(refused(
+            "a string literal written against a word or another literal",
+        ));
     }
     Ok(Some(Carried { text, held }))
 }
