@@ -49,9 +49,8 @@ async fn python() -> Result<&'static str, String> {
 /// or times out ends with a line saying so. Its stderr (tracebacks, the SQL log) is returned
 /// apart, for the failure message only.
 async fn run(py: &str, host: &str, port: u16, user: &str, pw: &str, db: &str) -> (String, String) {
-    use tokio::io::AsyncReadExt;
-    let mut child = tokio::process::Command::new(py)
-        .arg(project().join("run.py"))
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(project().join("run.py"))
         .current_dir(project())
         .env("HOST", host)
         .env("PORT", port.to_string())
@@ -60,69 +59,8 @@ async fn run(py: &str, host: &str, port: u16, user: &str, pw: &str, db: &str) ->
         .env("NAME", db)
         .env("DJANGO_SETTINGS_MODULE", "project.settings")
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b).await;
-        b
-    });
-    let err = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b).await;
-        b
-    });
-    let end = match tokio::time::timeout(RUN_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) if status.success() => String::new(),
-        Ok(Ok(status)) => format!("exit: {status}\n"),
-        Ok(Err(e)) => panic!("run.py: {e}"),
-        Err(_) => {
-            let _ = child.kill().await;
-            format!("timeout: no end within {RUN_TIMEOUT:?}\n")
-        }
-    };
-    let mut text = String::from_utf8_lossy(&out.await.expect("stdout reader")).into_owned();
-    text.push_str(&end);
-    let err = String::from_utf8_lossy(&err.await.expect("stderr reader")).into_owned();
-    (text, err)
-}
-
-/// A line diff (longest common subsequence): `-` for lines only directly, `+` for lines only
-/// through the router.
-fn diff(direct: &str, router: &str) -> String {
-    let a: Vec<&str> = direct.lines().collect();
-    let b: Vec<&str> = router.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- direct: {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ router: {}\n", b[j]));
-            j += 1;
-        }
-    }
-    out
+        .env("PYTHONIOENCODING", "utf-8");
+    printout(cmd, RUN_TIMEOUT).await
 }
 
 /// Starts `shards` physical shards and an oracle MariaDB, with the unsharded keyspace
@@ -168,7 +106,7 @@ async fn same_as_mariadb(shards: usize, keyspace: &str, on: &str) {
         router == direct,
         "keyspace {keyspace} on {on}: Django through the router differs from MariaDB direct:\n{}\
          \n--- through the router:\n{router}{router_err}",
-        diff(&direct, &router)
+        line_diff(&direct, &router)
     );
 }
 
@@ -197,11 +135,4 @@ async fn django_unsharded() {
 async fn django_unsharded_on_second_shard() {
     let keyspace = keyspace_on_second_shard();
     same_as_mariadb(2, &keyspace, "ps1").await;
-}
-
-#[test]
-fn diff_marks_lines_on_each_side() {
-    assert_eq!(diff("a\nb\nc\n", "a\nB\nc\n"), "- direct: b\n+ router: B\n");
-    assert_eq!(diff("a\n", "a\nx\n"), "+ router: x\n");
-    assert_eq!(diff("a\nb\n", "a\n"), "- direct: b\n");
 }

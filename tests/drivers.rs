@@ -126,7 +126,6 @@ async fn run(
     pw: &str,
     db: &str,
 ) -> (String, String) {
-    use tokio::io::AsyncReadExt;
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(format!("ulimit -d {DATA_LIMIT_KIB}; exec \"$@\""))
@@ -134,68 +133,8 @@ async fn run(
         .args(cmd)
         .args([host, &port.to_string(), user, pw, db])
         .current_dir(programs())
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = c.spawn().expect("start the driver program");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b).await;
-        b
-    });
-    let err = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b).await;
-        b
-    });
-    let end = match tokio::time::timeout(RUN_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) if status.success() => String::new(),
-        Ok(Ok(status)) => format!("exit: {status}\n"),
-        Ok(Err(e)) => panic!("driver program: {e}"),
-        Err(_) => {
-            let _ = child.kill().await;
-            format!("timeout: no end within {RUN_TIMEOUT:?}\n")
-        }
-    };
-    let mut text = String::from_utf8_lossy(&out.await.expect("stdout reader")).into_owned();
-    text.push_str(&end);
-    let err = String::from_utf8_lossy(&err.await.expect("stderr reader")).into_owned();
-    (text, err)
-}
-
-/// A line diff (longest common subsequence): `-` for lines only directly, `+` for lines only
-/// through the router.
-fn diff(direct: &str, router: &str) -> String {
-    let a: Vec<&str> = direct.lines().collect();
-    let b: Vec<&str> = router.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- direct: {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ router: {}\n", b[j]));
-            j += 1;
-        }
-    }
-    out
+        .env("PYTHONIOENCODING", "utf-8");
+    printout(c, RUN_TIMEOUT).await
 }
 
 /// Runs `driver`'s scenario through a router over `ks` (one physical shard) and on a second
@@ -228,7 +167,7 @@ async fn same_as_mariadb(driver: Driver, ks: Keyspace) {
         "{driver:?} on keyspace {}: the router's answers differ from MariaDB's:\n{}\
          \n--- through the router:\n{router}{router_err}",
         ks.name,
-        diff(&direct, &router)
+        line_diff(&direct, &router)
     );
 }
 
@@ -275,7 +214,10 @@ async fn connector_j_sharded() {
 
 #[test]
 fn diff_marks_lines_on_each_side() {
-    assert_eq!(diff("a\nb\nc\n", "a\nB\nc\n"), "- direct: b\n+ router: B\n");
-    assert_eq!(diff("a\n", "a\nx\n"), "+ router: x\n");
-    assert_eq!(diff("a\nb\n", "a\n"), "- direct: b\n");
+    assert_eq!(
+        line_diff("a\nb\nc\n", "a\nB\nc\n"),
+        "- direct: b\n+ router: B\n"
+    );
+    assert_eq!(line_diff("a\n", "a\nx\n"), "+ router: x\n");
+    assert_eq!(line_diff("a\nb\n", "a\n"), "- direct: b\n");
 }

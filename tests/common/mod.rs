@@ -215,3 +215,77 @@ pub async fn error_code(c: &mut Conn, sql: &str) -> (u16, String) {
         Ok(()) => panic!("{sql}: expected an error, it succeeded"),
     }
 }
+
+/// Runs `cmd` (its output piped here) and returns what it printed on stdout; a run that exits
+/// non-zero or takes longer than `timeout` (then killed) ends with a line saying so, compared
+/// like the rest. Its stderr is returned apart, for a failure message.
+#[allow(dead_code)]
+pub async fn printout(
+    mut cmd: tokio::process::Command,
+    timeout: std::time::Duration,
+) -> (String, String) {
+    use std::process::Stdio;
+    use tokio::io::AsyncReadExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start the program");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = tokio::spawn(async move {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b).await;
+        b
+    });
+    let err = tokio::spawn(async move {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b).await;
+        b
+    });
+    let end = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => String::new(),
+        Ok(Ok(status)) => format!("exit: {status}\n"),
+        Ok(Err(e)) => panic!("waiting for the program: {e}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            format!("timeout: no end within {timeout:?}\n")
+        }
+    };
+    let mut text = String::from_utf8_lossy(&out.await.expect("stdout reader")).into_owned();
+    text.push_str(&end);
+    let err = String::from_utf8_lossy(&err.await.expect("stderr reader")).into_owned();
+    (text, err)
+}
+
+/// A line diff (longest common subsequence): `-` for lines only directly, `+` for lines only
+/// through the router.
+#[allow(dead_code)]
+pub fn line_diff(direct: &str, router: &str) -> String {
+    let a: Vec<&str> = direct.lines().collect();
+    let b: Vec<&str> = router.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- direct: {}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ router: {}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}

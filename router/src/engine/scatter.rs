@@ -181,6 +181,7 @@ impl Engine {
     }
 
     /// Reads from every physical shard on its own stream, then merge-sorts or aggregates.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn merged_read(
         &self,
         session: &mut Session,
@@ -204,7 +205,7 @@ impl Engine {
                 Some(usize::try_from(skip + take).unwrap_or(usize::MAX) + 4)
             }
             (Some(_), _, _) => {
-                return Err(SqlError::unsupported(&format!(
+                return Err(SqlError::unsupported(format!(
                     "SQL_CALC_FOUND_ROWS over several logical shards with GROUP BY, DISTINCT, aggregates, or ORDER BY without a LIMIT of at most {FOUND_ROWS_LIMIT} rows"
                 )))
             }

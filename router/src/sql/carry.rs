@@ -41,7 +41,7 @@ pub struct Carried {
 }
 
 fn refused(what: &str) -> SqlError {
-    SqlError::unsupported(&format!(
+    SqlError::unsupported(format!(
         "{what} in a statement over a sharded keyspace (send such values as prepared-statement parameters)"
     ))
 }
@@ -70,8 +70,8 @@ pub fn carry(sql: &[u8], mode: &Mode) -> Result<Option<Carried>, SqlError> {
             let utf8 = introducer.map_or(mode.text, |(_, cs)| cs) == Text::Utf8;
             // In a session whose text is not UTF-8, every non-ASCII literal is carried, so
             // that a planned statement holds non-ASCII bytes only in stand-ins.
-            let needs = (!raw.is_ascii()
-                && !(utf8 && mode.text == Text::Utf8 && std::str::from_utf8(raw).is_ok()))
+            let needs = !(raw.is_ascii()
+                || utf8 && mode.text == Text::Utf8 && std::str::from_utf8(raw).is_ok())
                 || (mode.no_backslash_escapes && raw.contains(&b'\\'));
             if !needs {
                 continue;
