@@ -79,3 +79,16 @@ impl Engine {
         self.multi_shard_lock_wait_s = seconds;
     }
 }
+
+/// `statement` after `prefix` (`SET STATEMENT vars FOR`), if there is one.
+pub(super) fn prefixed(prefix: &[u8], statement: Vec<u8>) -> Vec<u8> {
+    if prefix.is_empty() {
+        return statement;
+    }
+    let mut b = prefix.to_vec();
+    b.extend_from_slice(&statement);
+    b
+}
+
+/// Statements to run, by physical shard: as bytes, for literals that are the client's own.
+pub(super) type Work = std::collections::BTreeMap<String, Vec<Vec<u8>>>;

@@ -1,7 +1,7 @@
 //! Running one plan: a statement on one physical shard goes straight there, the rest to the
 //! scatter, merge or multi-shard write paths.
 
-use super::core::Engine;
+use super::core::{prefixed, Engine, Work};
 use super::single::{answered, single_target, WireStatement};
 
 use crate::error::SqlError;
@@ -11,19 +11,6 @@ use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::PacketIo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// `statement` after `prefix` (`SET STATEMENT vars FOR`), if there is one.
-pub(super) fn prefixed(prefix: &[u8], statement: Vec<u8>) -> Vec<u8> {
-    if prefix.is_empty() {
-        return statement;
-    }
-    let mut b = prefix.to_vec();
-    b.extend_from_slice(&statement);
-    b
-}
-
-/// Statements to run, by physical shard: as bytes, for literals that are the client's own.
-pub(super) type Work = BTreeMap<String, Vec<Vec<u8>>>;
 
 impl Engine {
     /// Executes `plan` for `session`, writing the whole response (result set or OK) to `io`.

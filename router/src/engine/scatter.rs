@@ -75,7 +75,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: super::execute::Work,
+        work: super::core::Work,
         unionable: bool,
         limit: Option<(u64, u64)>,
         io: &mut PacketIo,
@@ -114,7 +114,7 @@ impl Engine {
             };
             let stmts = stmts
                 .into_iter()
-                .map(|s| super::execute::prefixed(prefix, s))
+                .map(|s| super::core::prefixed(prefix, s))
                 .collect();
             tasks.push(spawn_stream(
                 lease,
@@ -186,7 +186,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: super::execute::Work,
+        work: super::core::Work,
         spec: &crate::planner::merge::MergeSpec,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
@@ -241,7 +241,7 @@ impl Engine {
                 for s in sqls {
                     let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(cap);
                     streams.push(rx);
-                    batches.push((vec![super::execute::prefixed(prefix, s)], tx));
+                    batches.push((vec![super::core::prefixed(prefix, s)], tx));
                 }
                 tasks.push(spawn_stream(
                     lease,
@@ -274,7 +274,7 @@ impl Engine {
             };
             let (tx, rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
             streams.push(rx);
-            let stmt = super::execute::prefixed(prefix, stmt);
+            let stmt = super::core::prefixed(prefix, stmt);
             tasks.push(spawn_stream(
                 lease,
                 vec![(vec![stmt], tx)],

@@ -17,7 +17,7 @@ impl Engine {
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        work: super::execute::Work,
+        work: super::core::Work,
         kind: StmtKind,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,

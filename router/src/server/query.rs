@@ -317,13 +317,13 @@ async fn statement(
             return Box::pin(super::databases::run(shared, session, io, bytes, d?)).await;
         }
     }
-    let calc = toks.iter().any(|t| t.is_word(bytes, "SQL_CALC_FOUND_ROWS"));
+    let calc = class.calc_found_rows;
     // A `SELECT` or `SHOW` that reads no table (`SELECT @@autocommit`) opens no transaction
     // when autocommit is off, as on one server.
-    session.opens_no_txn = toks
-        .first()
-        .is_some_and(|t| t.is_word(bytes, "SELECT") || t.is_word(bytes, "SHOW"))
-        && !toks.iter().any(|t| t.is_word(bytes, "FROM"));
+    session.opens_no_txn = !class.from
+        && toks
+            .first()
+            .is_some_and(|t| t.is_word(bytes, "SELECT") || t.is_word(bytes, "SHOW"));
     // Connection-local state a statement makes that the planned path must keep on one
     // connection: named locks, and user variables assigned other than by `SET` (whose
     // values are carried like a `SET`'s).

@@ -53,6 +53,10 @@ pub struct Classified {
     pub qualifiers: Vec<Vec<u8>>,
     /// What reaches past the session's keyspaces, if anything.
     pub reach: Option<Reach>,
+    /// The statement holds `SQL_CALC_FOUND_ROWS`.
+    pub calc_found_rows: bool,
+    /// The statement names `FROM` (a statement without it reads no table).
+    pub from: bool,
 }
 
 /// A statement about connection-local state: see [`Classified::local_state`].
@@ -222,6 +226,8 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         }
     }
     let mut assigns_variable = false;
+    let mut calc_found_rows = false;
+    let mut from = false;
     let mut connection_state = false;
     // Connection-local state made (`Some(true)`) or read (`Some(false)`).
     let mut local: Option<bool> = None;
@@ -263,7 +269,11 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
             }
         }
         if t.is_word(sql, "SQL_CALC_FOUND_ROWS") {
+            calc_found_rows = true;
             local_is(true);
+        }
+        if t.is_word(sql, "FROM") {
+            from = true;
         }
     }
     if assigns_variable {
@@ -424,6 +434,8 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         routine_status,
         qualifiers,
         reach,
+        calc_found_rows,
+        from,
     }
 }
 
