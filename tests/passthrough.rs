@@ -939,3 +939,112 @@ async fn create_and_drop_database_make_and_drop_keyspaces() {
     drop((r, o, other, nopw));
     h.stop().await;
 }
+
+/// Users limited to some keyspaces reach only those (a login's database, `USE`, names in
+/// statements, `SHOW DATABASES`, `CREATE DATABASE`), and a read-only user only reads, on every
+/// path (text, prepared, verbatim, planned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_reach_their_keyspaces_and_read_only_users_only_read() {
+    use tessera_router::config::UserConfig;
+    let h = Harness::start_with(1, 0, VSCHEMA, |cfg| {
+        cfg.users.push(UserConfig {
+            keyspaces: Some(vec!["app".into()]),
+            read_only: true,
+            ..UserConfig::with_password("reader", Some("r"))
+        });
+        cfg.users.push(UserConfig {
+            keyspaces: Some(vec!["app".into(), "k9".into()]),
+            ..UserConfig::with_password("appuser", Some("a"))
+        });
+    })
+    .await;
+    for v in [
+        "keyspace: other\nsharded: false\n",
+        "keyspace: demo\nsharded: true\nlogical_shards: 2\ntables:\n  t: { shard_key: id }\n",
+    ] {
+        let v = tessera_topo::VSchema::from_yaml(v).expect("vschema");
+        tessera::cli::apply_vschema(&h.topo, &v)
+            .await
+            .expect("apply");
+    }
+    let mut admin = h.conn(Some("app")).await;
+    admin
+        .query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    admin
+        .query_drop("INSERT INTO t VALUES (1, 1)")
+        .await
+        .expect("row");
+    admin
+        .query_drop("CREATE PROCEDURE p() INSERT INTO t VALUES (9, 9)")
+        .await
+        .expect("procedure");
+    let connect = |user: &'static str, pw: &'static str, db: Option<&'static str>| {
+        mysql_async::Conn::new(h.opts(db, user, pw))
+    };
+    let code = |r: Result<(), mysql_async::Error>| match r {
+        Err(mysql_async::Error::Server(e)) => e.code,
+        other => panic!("expected a server error, got {other:?}"),
+    };
+    // The read-only user: reads work; every kind of write is 1290.
+    let mut reader = connect("reader", "r", Some("app")).await.expect("reader");
+    let n: Option<i64> = reader
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("read");
+    assert_eq!(n, Some(1));
+    for sql in [
+        "INSERT INTO t VALUES (2, 2)",
+        "UPDATE t SET v = 3",
+        "DELETE FROM t",
+        "CREATE TABLE u (a INT)",
+        "DROP TABLE t",
+        "CALL p()",
+        "CREATE DATABASE app2",
+    ] {
+        assert_eq!(code(reader.query_drop(sql).await), 1290, "{sql}");
+    }
+    assert_eq!(
+        code(
+            reader
+                .exec_drop("INSERT INTO t VALUES (?, ?)", (4, 4))
+                .await
+        ),
+        1290,
+        "prepared insert"
+    );
+    // Other keyspaces: 1044 by `USE`, by name, at login; `SHOW DATABASES` lists its own.
+    assert_eq!(code(reader.query_drop("USE other").await), 1044);
+    assert_eq!(code(reader.query_drop("SELECT * FROM other.x").await), 1044);
+    assert_eq!(code(reader.query_drop("SELECT * FROM demo.t").await), 1044);
+    let dbs: Vec<String> = reader.query("SHOW DATABASES").await.expect("show");
+    assert_eq!(
+        dbs,
+        vec!["app".to_string(), "information_schema".to_string()]
+    );
+    match connect("reader", "r", Some("other")).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1044),
+        other => panic!("a login into another keyspace: {other:?}"),
+    }
+    // A user with a list writes in its keyspaces, creates only those it lists.
+    let mut app = connect("appuser", "a", Some("app")).await.expect("appuser");
+    app.query_drop("INSERT INTO t VALUES (5, 5)")
+        .await
+        .expect("write");
+    assert_eq!(code(app.query_drop("CREATE DATABASE k8").await), 1044);
+    app.query_drop("CREATE DATABASE k9")
+        .await
+        .expect("listed keyspace");
+    app.query_drop("USE k9").await.expect("use k9");
+    app.query_drop("DROP DATABASE k9").await.expect("drop k9");
+    assert_eq!(code(app.query_drop("USE demo").await), 1044);
+    // Nothing was written by the refused statements.
+    let n: Option<i64> = admin
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(2));
+    drop((admin, reader, app));
+    h.stop().await;
+}

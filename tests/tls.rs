@@ -65,11 +65,8 @@ fn tls_config(
         cfg.tls = Some(tessera_router::config::TlsConfig { cert, key });
         cfg.require_secure_transport = require_all;
         cfg.users.push(tessera_router::config::UserConfig {
-            name: "secure".into(),
-            password: Some("pw".into()),
-            password_env: None,
-            create_keyspaces: false,
             require_tls: true,
+            ..tessera_router::config::UserConfig::with_password("secure", Some("pw"))
         });
     }
 }

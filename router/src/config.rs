@@ -103,6 +103,37 @@ pub struct UserConfig {
     /// Whether the user may log in only over TLS. Default: `false`.
     #[serde(default)]
     pub require_tls: bool,
+    /// The keyspaces the user may use (`USE`, names in statements, `SHOW DATABASES`, a
+    /// login's database). Default: all.
+    #[serde(default)]
+    pub keyspaces: Option<Vec<String>>,
+    /// Whether the user may only read: writes, DDL, `CALL`, `LOAD DATA` and keyspace creation
+    /// are refused (1290). Default: `false`.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl UserConfig {
+    /// A user with a password in clear and the defaults for the rest.
+    pub fn with_password(name: &str, password: Option<&str>) -> Self {
+        UserConfig {
+            name: name.to_string(),
+            password: password.map(str::to_string),
+            password_env: None,
+            create_keyspaces: true,
+            require_tls: false,
+            keyspaces: None,
+            read_only: false,
+        }
+    }
+
+    /// The user's limits, for its sessions.
+    pub fn grants(&self) -> crate::session::Grants {
+        crate::session::Grants {
+            keyspaces: self.keyspaces.clone().map(std::sync::Arc::new),
+            read_only: self.read_only,
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 pub struct Session {
     pub connection_id: u32,
     pub user: String,
+    /// What the user may reach and do (from its config).
+    pub grants: Grants,
     /// The current keyspace (`USE`).
     pub keyspace: Option<String>,
     /// The client's capability flags.
@@ -105,6 +107,7 @@ impl Session {
         client_caps: u32,
     ) -> Self {
         Session {
+            grants: Grants::default(),
             connection_id,
             user,
             keyspace,
@@ -255,6 +258,42 @@ pub fn affected_rows(changed: u64, info: &str, found_rows: bool) -> u64 {
             r[..digits].parse().ok()
         })
         .unwrap_or(changed)
+}
+
+/// What a user may reach and do: its keyspaces (`None`: all) and whether it may only read.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub keyspaces: Option<std::sync::Arc<Vec<String>>>,
+    pub read_only: bool,
+}
+
+impl Grants {
+    /// Whether the user may use keyspace `ks`.
+    pub fn may_use(&self, ks: &str) -> bool {
+        self.keyspaces
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|k| k == ks))
+    }
+
+    /// The refusal of keyspace `ks` to `user`, as MariaDB refuses a database (1044).
+    pub fn denied(user: &str, ks: &str) -> crate::error::SqlError {
+        crate::error::SqlError::new(
+            1044,
+            "42000",
+            format!("Access denied for user '{user}' to database '{ks}'"),
+        )
+    }
+
+    /// The refusal of a write to a read-only user (1290).
+    pub fn read_only_refusal(user: &str) -> crate::error::SqlError {
+        crate::error::SqlError::new(
+            1290,
+            "HY000",
+            format!(
+                "The MariaDB server is running with the read-only user '{user}' option so it cannot execute this statement"
+            ),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ async fn serve(
         let placement = super::keyspace::apply_vschema(&topo, vschema).await?;
         let cfg = RouterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], a.port)),
-            users: vec![UserConfig { name: a.user.clone(), password: Some(a.password.clone()), password_env: None, create_keyspaces: true, require_tls: false }],
+            users: vec![UserConfig::with_password(&a.user, Some(&a.password))],
             default_keyspace: None,
             admin_listen: Some(a.admin_listen),
             query_log: a.query_log.clone().map(|path| tessera_router::config::QueryLogConfig {

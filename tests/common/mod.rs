@@ -50,11 +50,8 @@ impl Harness {
         ))
         .expect("config");
         cfg.users.push(UserConfig {
-            name: "nopw".into(),
-            password: None,
-            password_env: None,
             create_keyspaces: false,
-            require_tls: false,
+            ..UserConfig::with_password("nopw", None)
         });
         edit(&mut cfg);
         let router = Router::new(cfg, topo.clone())

@@ -12,6 +12,26 @@ use crate::wire::PacketIo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Refuses a plan the session's user may not run: a keyspace outside its list (1044), or, for
+/// a read-only user, anything that writes (1290).
+pub(super) fn check_grants(session: &Session, plan: &Plan) -> Result<(), SqlError> {
+    use crate::planner::Local;
+    let g = &session.grants;
+    let (keyspace, writes) = match plan {
+        Plan::Exec(e) => (e.keyspace.as_deref(), e.kind != StmtKind::Read),
+        Plan::Local(Local::Use(k)) => (Some(k.as_str()), false),
+        Plan::Local(Local::Sequence(_) | Local::MoveRows(_)) => (None, true),
+        Plan::Local(_) => (None, false),
+    };
+    if let Some(k) = keyspace.filter(|k| !g.may_use(k)) {
+        return Err(crate::session::Grants::denied(&session.user, k));
+    }
+    if writes && g.read_only {
+        return Err(crate::session::Grants::read_only_refusal(&session.user));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Executes `plan` for `session`, writing the whole response (result set or OK) to `io`.
     ///
@@ -38,6 +58,7 @@ impl Engine {
         io: &mut PacketIo,
         planned_with: Option<&Arc<RoutingTable>>,
     ) -> Result<(), SqlError> {
+        check_grants(session, &plan)?;
         match plan {
             // Boxed, like the other paths off the single-shard one below: a statement's
             // future is as large as its largest branch, and it is moved on every call.

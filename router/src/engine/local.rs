@@ -126,7 +126,12 @@ impl Engine {
             }
             Local::ShowDatabases => {
                 let rt = self.topo.table();
-                let mut names: Vec<String> = rt.keyspaces.keys().cloned().collect();
+                let mut names: Vec<String> = rt
+                    .keyspaces
+                    .keys()
+                    .filter(|k| session.grants.may_use(k))
+                    .cloned()
+                    .collect();
                 names.push("information_schema".into());
                 names.sort();
                 let rows: Vec<Vec<Option<Vec<u8>>>> = names

@@ -185,6 +185,9 @@ impl Engine {
         if session.in_transaction() {
             return Ok(false);
         }
+        if let Some(k) = e.keyspace.as_deref().filter(|k| !session.grants.may_use(k)) {
+            return Err(crate::session::Grants::denied(&session.user, k));
+        }
         let ks = match &e.keyspace {
             Some(k) => Some(
                 rt.keyspace(k)

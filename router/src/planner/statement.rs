@@ -130,7 +130,7 @@ fn do_unparsed(sql: &str) -> Option<Result<Plan, SqlError>> {
     }
     Some(Ok(Plan::Exec(Box::new(super::plan::Exec::plain(
         None,
-        super::plan::StmtKind::Write,
+        super::plan::StmtKind::Read,
         super::plan::RouteKind::Any,
         super::plan::Targets::Any {
             sql: sql.trim().trim_end_matches(';').to_string(),

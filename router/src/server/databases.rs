@@ -94,7 +94,11 @@ pub(super) async fn run(
         .users
         .iter()
         .find(|u| u.name == session.user)
-        .is_none_or(|u| u.create_keyspaces);
+        .is_none_or(|u| u.create_keyspaces)
+        && session.grants.may_use(&d.name);
+    if session.grants.read_only {
+        return Err(crate::session::Grants::read_only_refusal(&session.user));
+    }
     let system = crate::sql::classify::SYSTEM_SCHEMAS
         .iter()
         .chain(&["information_schema"])

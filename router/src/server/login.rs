@@ -145,13 +145,24 @@ pub(super) async fn authenticate(
         // fast_auth_success
         io.write_packet(&[0x01, 0x03]).await?;
     }
-    let keyspace = resp
-        .database
-        .clone()
-        .or_else(|| shared.cfg.default_keyspace.clone());
+    let grants = user.map(|u| u.grants()).unwrap_or_default();
+    // The default keyspace only where the user may use it.
+    let keyspace = resp.database.clone().or_else(|| {
+        shared
+            .cfg
+            .default_keyspace
+            .clone()
+            .filter(|k| grants.may_use(k))
+    });
     if let Some(ks) = &resp.database {
-        if shared.engine.topo.table().keyspace(ks).is_none() {
-            let e = database_refused(ks, &resp.user);
+        let e = if shared.engine.topo.table().keyspace(ks).is_none() {
+            Some(database_refused(ks, &resp.user))
+        } else if !grants.may_use(ks) {
+            Some(crate::session::Grants::denied(&resp.user, ks))
+        } else {
+            None
+        };
+        if let Some(e) = e {
             io.write_packet(&resultset::err(e.code, e.state, &e.message))
                 .await?;
             io.flush().await?;
@@ -164,6 +175,7 @@ pub(super) async fn authenticate(
         keyspace,
         resp.capabilities & SERVER_CAPABILITIES,
     );
+    session.grants = grants;
     // The character set and collation of the handshake hold on every backend connection the
     // session uses, as if the client had said `SET NAMES`.
     session.handshake_collation = resp.charset;
@@ -219,16 +231,28 @@ pub(super) async fn change_user(
             {
                 let e = database_refused(ks, &req.user);
                 Some(refuse(e.code, e.state, e.message))
+            } else if let Some(ks) = req
+                .database
+                .as_ref()
+                .filter(|ks| user.is_some_and(|u| !u.grants().may_use(ks)))
+            {
+                let e = crate::session::Grants::denied(&req.user, ks);
+                Some(refuse(e.code, e.state, e.message))
             } else {
                 // The old session's transaction ends unfinished, as on a new login.
                 let _ = shared.engine.finish_txn(session, false).await;
                 shared.engine.release_reserved(session).await;
-                let keyspace = req
-                    .database
-                    .clone()
-                    .or_else(|| shared.cfg.default_keyspace.clone());
+                let grants = user.map(|u| u.grants()).unwrap_or_default();
+                let keyspace = req.database.clone().or_else(|| {
+                    shared
+                        .cfg
+                        .default_keyspace
+                        .clone()
+                        .filter(|k| grants.may_use(k))
+                });
                 let collation = session.handshake_collation;
                 *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
+                session.grants = grants;
                 session.handshake_collation = collation;
                 if let Some(names) = shared.engine.handshake_names(collation).await {
                     session.lex.set_charset(names_charset(&names));
