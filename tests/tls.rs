@@ -202,3 +202,60 @@ async fn a_missing_certificate_is_a_clear_start_error() {
         "require_secure_transport without tls was accepted"
     );
 }
+
+/// A user known only by its password's stored form (`password_hash`, as `PASSWORD()` and
+/// `tessera router --hash-password` write it) logs in, also when the router offers
+/// `caching_sha2_password` first (the client is switched to `mysql_native_password`), and a
+/// wrong password is still 1045.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_with_a_stored_password_hash_log_in() {
+    use mysql_async::prelude::Queryable;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["router", "--hash-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"h4sh-me\n")?;
+            c.wait_with_output()
+        })
+        .expect("tessera router --hash-password");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(hash, tessera_router::wire::auth::native_hash(b"h4sh-me"));
+    for plugin in ["mysql_native_password", "caching_sha2_password"] {
+        let hash = hash.clone();
+        let h = Harness::start_with(1, 0, VSCHEMA, move |cfg| {
+            cfg.auth_plugin = plugin.to_string();
+            cfg.users.push(tessera_router::config::UserConfig {
+                password_hash: Some(hash),
+                ..tessera_router::config::UserConfig::with_password("hashed", None)
+            });
+        })
+        .await;
+        let mut c = mysql_async::Conn::new(h.opts(Some("app"), "hashed", "h4sh-me"))
+            .await
+            .unwrap_or_else(|e| panic!("{plugin}: login with the hashed user: {e}"));
+        let one: Option<u8> = c.query_first("SELECT 1").await.expect("select");
+        assert_eq!(one, Some(1));
+        drop(c);
+        match mysql_async::Conn::new(h.opts(Some("app"), "hashed", "wrong")).await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{plugin}"),
+            other => panic!("{plugin}: a wrong password: {other:?}"),
+        }
+        // The plain users still log in as before.
+        let c = h.conn(Some("app")).await;
+        drop(c);
+        h.stop().await;
+    }
+    // A config with a malformed hash, or a password given twice, is refused.
+    for yaml in [
+        "users: [{name: a, password_hash: '*00'}]\n",
+        "users: [{name: a, password: x, password_hash: '*D821809F681A40A6E379B50D0463EFAE20BDD122'}]\n",
+    ] {
+        assert!(
+            tessera_router::config::RouterConfig::from_yaml(yaml).is_err(),
+            "{yaml}"
+        );
+    }
+}

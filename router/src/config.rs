@@ -96,6 +96,12 @@ pub struct UserConfig {
     /// The environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// The password's stored form, as MariaDB's `PASSWORD()` writes it (`*` and 40 hex
+    /// digits; `tessera router hash-password` prints it): the config then holds no password.
+    /// Such a user logs in with `mysql_native_password` (a client that starts with
+    /// `caching_sha2_password` is switched to it).
+    #[serde(default)]
+    pub password_hash: Option<String>,
     /// Whether the user may create and drop unsharded keyspaces with `CREATE DATABASE` and
     /// `DROP DATABASE`. Default: `true`.
     #[serde(default = "yes")]
@@ -120,10 +126,23 @@ impl UserConfig {
             name: name.to_string(),
             password: password.map(str::to_string),
             password_env: None,
+            password_hash: None,
             create_keyspaces: true,
             require_tls: false,
             keyspaces: None,
             read_only: false,
+        }
+    }
+
+    /// What proves the user: its password, or the stored form of it.
+    pub fn credential(&self) -> Credential {
+        match self
+            .password_hash
+            .as_deref()
+            .and_then(crate::wire::auth::parse_native_hash)
+        {
+            Some(h) => Credential::NativeHash(h),
+            None => Credential::Clear(self.resolve_password()),
         }
     }
 
@@ -249,6 +268,25 @@ impl RouterConfig {
             if u.name.is_empty() {
                 return bad(&format!("users[{i}].name"), "must not be empty");
             }
+            let given = [
+                u.password.is_some(),
+                u.password_env.is_some(),
+                u.password_hash.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() > 1 {
+                return bad(
+                    &format!("users[{i}]"),
+                    "give one of password, password_env and password_hash",
+                );
+            }
+            if let Some(h) = &u.password_hash {
+                if crate::wire::auth::parse_native_hash(h).is_none() {
+                    return bad(
+                        &format!("users[{i}].password_hash"),
+                        "must be * and 40 hex digits, as PASSWORD() or `tessera router hash-password` writes it",
+                    );
+                }
+            }
             if let Some(v) = &u.password_env {
                 if std::env::var(v).is_err() {
                     return bad(
@@ -300,6 +338,29 @@ impl RouterConfig {
             vec!["127.0.0.1:15999".into()]
         } else {
             self.topo.endpoints.clone()
+        }
+    }
+}
+
+/// What proves a user (see [`UserConfig::credential`]).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Clear(String),
+    /// `SHA1(SHA1(password))`.
+    NativeHash([u8; 20]),
+}
+
+impl Credential {
+    /// Whether `token`, sent with `plugin` for `scramble`, proves it.
+    pub fn check(&self, plugin: &str, scramble: &[u8], token: &[u8]) -> bool {
+        match self {
+            Credential::Clear(pw) => {
+                crate::wire::auth::check(plugin, pw.as_bytes(), scramble, token)
+            }
+            Credential::NativeHash(h) => {
+                plugin == crate::wire::auth::NATIVE
+                    && crate::wire::auth::check_native_hash(h, scramble, token)
+            }
         }
     }
 }

@@ -7,15 +7,32 @@ use tessera_router::{Router, RouterConfig};
 #[derive(clap::Args, Debug)]
 pub struct RouterArgs {
     /// The router's YAML config (listen address, users, topology endpoints, pools).
+    #[arg(long, required_unless_present = "hash_password")]
+    config: Option<std::path::PathBuf>,
+    /// Print the stored form of the password read from stdin (one line), for a user's
+    /// `password_hash`, and exit.
     #[arg(long)]
-    config: std::path::PathBuf,
+    hash_password: bool,
 }
 
 pub async fn run(a: RouterArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.config)
-        .with_context(|| format!("reading {}", a.config.display()))?;
-    let cfg =
-        RouterConfig::from_yaml(&text).with_context(|| format!("in {}", a.config.display()))?;
+    if a.hash_password {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let pw = line.trim_end_matches(['\n', '\r']);
+        anyhow::ensure!(
+            !pw.is_empty(),
+            "an empty password has no stored form; leave the user's password out instead"
+        );
+        println!("{}", tessera_router::wire::auth::native_hash(pw.as_bytes()));
+        return Ok(());
+    }
+    let config = a.config.context("--config is needed")?;
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let cfg = RouterConfig::from_yaml(&text).with_context(|| format!("in {}", config.display()))?;
     let token = cfg
         .topo
         .token_env

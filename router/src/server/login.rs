@@ -122,17 +122,23 @@ pub(super) async fn authenticate(
         .clone()
         .unwrap_or_else(|| auth::NATIVE.to_string());
     let mut token = resp.auth_response.clone();
-    if plugin != auth::NATIVE && plugin != auth::CACHING_SHA2 {
-        // Ask the client to use the plugin we offered.
-        io.write_packet(&handshake::auth_switch(offered, &scramble))
+    let credential = user.map(|u| u.credential());
+    // A user known only by its stored hash proves itself with mysql_native_password.
+    let wanted = match credential {
+        Some(crate::config::Credential::NativeHash(_)) => auth::NATIVE,
+        _ => offered,
+    };
+    let known = plugin == auth::NATIVE || plugin == auth::CACHING_SHA2;
+    if !known || (wanted == auth::NATIVE && plugin != auth::NATIVE) {
+        // Ask the client to use the plugin wanted.
+        io.write_packet(&handshake::auth_switch(wanted, &scramble))
             .await?;
         io.flush().await?;
         io.read_packet(&mut buf).await?;
-        plugin = offered.to_string();
+        plugin = wanted.to_string();
         token = buf.clone();
     }
-    let password = user.map(|u| u.resolve_password()).unwrap_or_default();
-    let ok = user.is_some() && auth::check(&plugin, password.as_bytes(), &scramble, &token);
+    let ok = credential.is_some_and(|c| c.check(&plugin, &scramble, &token));
     if !ok {
         let e = SqlError::access_denied(&resp.user, &host);
         io.write_packet(&resultset::err(e.code, e.state, &e.message))
@@ -211,15 +217,18 @@ pub(super) async fn change_user(
         None => Some(refuse(1043, "08S01", "Bad handshake".into())),
         Some(req) => {
             let scramble = scramble();
-            let plugin = shared.cfg.auth_plugin.as_str();
+            let user = shared.cfg.users.iter().find(|u| u.name == req.user);
+            let credential = user.map(|u| u.credential());
+            let plugin = match credential {
+                Some(crate::config::Credential::NativeHash(_)) => auth::NATIVE,
+                _ => shared.cfg.auth_plugin.as_str(),
+            };
             io.write_packet(&handshake::auth_switch(plugin, &scramble))
                 .await?;
             io.flush().await?;
             let mut token = Vec::new();
             io.read_packet(&mut token).await?;
-            let user = shared.cfg.users.iter().find(|u| u.name == req.user);
-            let password = user.map(|u| u.resolve_password()).unwrap_or_default();
-            let ok = user.is_some() && auth::check(plugin, password.as_bytes(), &scramble, &token);
+            let ok = credential.is_some_and(|c| c.check(plugin, &scramble, &token));
             if !ok {
                 tracing::info!(conn = id, %peer, user = %req.user, "access denied on change user");
                 let e = SqlError::access_denied(&req.user, &peer.ip().to_string());

@@ -3,7 +3,8 @@
 //! The router knows each user's password (from its config), so it can compute what a client
 //! holding the same password must send for a given scramble, and compare. For
 //! `caching_sha2_password` this is always the "fast" path: the full-authentication exchange
-//! (RSA or TLS) is never needed.
+//! (RSA or TLS) is never needed. A user given by its stored hash (`SHA1(SHA1(password))`) is
+//! checked without the password: `mysql_native_password` only.
 
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
@@ -54,6 +55,47 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `mysql_native_password`'s stored form of a password, as MariaDB's `PASSWORD()` writes it:
+/// `*` and `SHA1(SHA1(password))` in upper-case hex.
+pub fn native_hash(password: &[u8]) -> String {
+    let h = Sha1::digest(Sha1::digest(password));
+    let hex: String = h.iter().map(|b| format!("{b:02X}")).collect();
+    format!("*{hex}")
+}
+
+/// Reads a [`native_hash`] (`*` and 40 hex digits) back to its 20 bytes.
+pub fn parse_native_hash(s: &str) -> Option<[u8; 20]> {
+    let hex = s.strip_prefix('*')?;
+    if hex.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Returns whether a `mysql_native_password` `token` for `scramble` proves the password whose
+/// stored form is `stored` (`SHA1(SHA1(password))`): the token XOR `SHA1(scramble + stored)`
+/// is `SHA1(password)`, whose SHA1 must be `stored`. The password itself is never needed.
+pub fn check_native_hash(stored: &[u8; 20], scramble: &[u8], token: &[u8]) -> bool {
+    let token = if token.len() == 21 && token.last() == Some(&0) {
+        &token[..20]
+    } else {
+        token
+    };
+    if token.len() != 20 {
+        return false;
+    }
+    let mut h = Sha1::new();
+    h.update(scramble);
+    h.update(stored);
+    let mask = h.finalize();
+    let stage1: Vec<u8> = token.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+    constant_time_eq(&Sha1::digest(&stage1), stored)
+}
+
 /// Returns whether `token`, sent with `plugin` for `scramble`, proves `password`.
 pub fn check(plugin: &str, password: &[u8], scramble: &[u8], token: &[u8]) -> bool {
     let expected = match plugin {
@@ -73,6 +115,21 @@ pub fn check(plugin: &str, password: &[u8], scramble: &[u8], token: &[u8]) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_hashes_check_native_tokens() {
+        let s = b"01234567890123456789";
+        // MariaDB: SELECT PASSWORD('pw') = '*D821809F681A40A6E379B50D0463EFAE20BDD122'.
+        assert_eq!(
+            native_hash(b"pw"),
+            "*D821809F681A40A6E379B50D0463EFAE20BDD122"
+        );
+        let stored = parse_native_hash(&native_hash(b"pw")).expect("hash");
+        assert!(check_native_hash(&stored, s, &native_token(b"pw", s)));
+        assert!(!check_native_hash(&stored, s, &native_token(b"px", s)));
+        assert!(!check_native_hash(&stored, s, b""));
+        assert!(parse_native_hash("D821809F").is_none());
+    }
 
     #[test]
     fn tokens_check() {
