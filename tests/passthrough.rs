@@ -1039,6 +1039,33 @@ async fn users_reach_their_keyspaces_and_read_only_users_only_read() {
     app.query_drop("USE k9").await.expect("use k9");
     app.query_drop("DROP DATABASE k9").await.expect("drop k9");
     assert_eq!(code(app.query_drop("USE demo").await), 1044);
+    // `information_schema` shows the schemas a user may see: its keyspaces (and no physical
+    // schema of a sharded keyspace, nor the server's own), in and out of a transaction.
+    let schemata = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1";
+    let seen: Vec<String> = reader.query(schemata).await.expect("schemata");
+    assert_eq!(
+        seen,
+        vec!["app".to_string(), "information_schema".to_string()]
+    );
+    let seen: Vec<String> = admin.query(schemata).await.expect("schemata");
+    assert_eq!(
+        seen,
+        vec![
+            "app".to_string(),
+            "information_schema".to_string(),
+            "other".to_string()
+        ]
+    );
+    admin.query_drop("BEGIN").await.expect("begin");
+    let seen: Vec<String> = admin
+        .query("SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES ORDER BY 1")
+        .await
+        .expect("tables");
+    admin.query_drop("COMMIT").await.expect("commit");
+    assert_eq!(
+        seen,
+        vec!["app".to_string(), "information_schema".to_string()]
+    );
     // Nothing was written by the refused statements.
     let n: Option<i64> = admin
         .query_first("SELECT COUNT(*) FROM t")

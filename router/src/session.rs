@@ -86,6 +86,10 @@ pub struct Session {
     /// The session's own `wait_timeout`, once it sets one: the router closes the client
     /// connection after that long idle, as the server would.
     pub wait_timeout: Option<std::time::Duration>,
+    /// The running statement asks `information_schema` of an unsharded keyspace's server:
+    /// rows naming a schema the session may not see (another keyspace's physical schemas, the
+    /// server's own, keyspaces outside the user's list) are left out of its answer.
+    pub schema_filter: bool,
     /// What the running statement's result set makes `FOUND_ROWS()`, when it is not its row
     /// count (a `SQL_CALC_FOUND_ROWS` read): set by the path that ran it.
     pub calc_found: Option<Option<u64>>,
@@ -139,6 +143,7 @@ impl Session {
             opens_no_txn: false,
             query_status: 0,
             wait_timeout: None,
+            schema_filter: false,
             calc_found: None,
             prepared: std::collections::HashMap::new(),
             next_stmt_id: 1,
@@ -199,6 +204,7 @@ impl Session {
         self.calc_found = None;
         self.opens_no_txn = false;
         self.query_status = 0;
+        self.schema_filter = false;
         io.warnings = 0;
     }
 

@@ -19,8 +19,13 @@ pub(super) fn check_grants(session: &Session, plan: &Plan) -> Result<(), SqlErro
     let g = &session.grants;
     let (keyspace, writes) = match plan {
         Plan::Exec(e) => (e.keyspace.as_deref(), e.kind != StmtKind::Read),
-        Plan::Local(Local::Use(k)) => (Some(k.as_str()), false),
-        Plan::Local(Local::Sequence(_) | Local::MoveRows(_)) => (None, true),
+        Plan::Local(Local::Use(k) | Local::ShowTables { keyspace: k, .. }) => {
+            (Some(k.as_str()), false)
+        }
+        Plan::Local(Local::CrossJoin(j)) => (Some(j.keyspace.as_str()), false),
+        Plan::Local(Local::MoveRows(m)) => (m.update.keyspace.as_deref(), true),
+        // (The insert it makes is checked again when it runs.)
+        Plan::Local(Local::Sequence(s)) => (Some(s.keyspace.as_str()), true),
         Plan::Local(_) => (None, false),
     };
     if let Some(k) = keyspace.filter(|k| !g.may_use(k)) {

@@ -322,13 +322,24 @@ impl Engine {
                         io.write_packet(p).await.map_err(io_err)?;
                     }
                     let extended = c.extended;
-                    for _ in 0..n {
+                    // Columns naming schemas, when rows about schemas the session may not see
+                    // are to be left out.
+                    let mut schema_cols: Vec<usize> = Vec::new();
+                    let filter_rt = session.schema_filter.then(|| self.topo.table());
+                    for i in 0..n {
                         let p = c.read_packet().await.map_err(map)?;
                         let p = if unq.keeps_all() {
                             std::borrow::Cow::Borrowed(p)
                         } else {
                             ColumnDef::remap_schema(p, |m| unq.apply(m)).ok_or_else(malformed)?
                         };
+                        if filter_rt.is_some() {
+                            if let Some(d) = ColumnDef::decode(&p, extended) {
+                                if names_schema(&d.schema, &d.org_name) {
+                                    schema_cols.push(i as usize);
+                                }
+                            }
+                        }
                         if passed {
                             let p = ColumnDef::convert_extended(&p, extended, io.extended_metadata)
                                 .ok_or_else(malformed)?;
@@ -367,6 +378,13 @@ impl Engine {
                             let e = wire::parse_err(p);
                             lease.clean = true;
                             return Err(map(e));
+                        }
+                        if let (false, Some(rt)) = (schema_cols.is_empty() || binary, &filter_rt) {
+                            if !text_row_visible(p, &schema_cols, |s| {
+                                schema_visible(session, rt, s)
+                            }) {
+                                continue;
+                            }
                         }
                         if binary {
                             io.write_binary_row(p).await.map_err(io_err)?;
@@ -463,8 +481,28 @@ impl Engine {
                 };
                 let defs: Vec<ColumnDef> = cols.iter().map(|c| column_def(c, unq)).collect();
                 write_columns(io, session, &defs).await?;
+                let filter_rt = session.schema_filter.then(|| self.topo.table());
+                let schema_cols: Vec<usize> = match &filter_rt {
+                    Some(_) => defs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| names_schema(&d.schema, &d.org_name))
+                        .map(|(i, _)| i)
+                        .collect(),
+                    None => Vec::new(),
+                };
                 let mut w = ResultWriter::default();
                 while let Some(mut row) = res.next().await.map_err(map)? {
+                    if let Some(rt) = &filter_rt {
+                        let hidden = schema_cols.iter().any(|&i| match row.as_ref(i) {
+                            Some(mysql_async::Value::Bytes(b)) => std::str::from_utf8(b)
+                                .map_or(true, |s| !schema_visible(session, rt, s)),
+                            _ => false,
+                        });
+                        if hidden {
+                            continue;
+                        }
+                    }
                     if remap {
                         remap_row(&mut row, unq);
                     }
@@ -819,4 +857,58 @@ fn remap_row(row: &mut mysql_async::Row, unq: Unqualify<'_>) {
             }
         }
     }
+}
+
+/// `information_schema` columns whose values name a schema.
+const SCHEMA_COLUMNS: &[&str] = &[
+    "SCHEMA_NAME",
+    "TABLE_SCHEMA",
+    "ROUTINE_SCHEMA",
+    "TRIGGER_SCHEMA",
+    "EVENT_OBJECT_SCHEMA",
+    "EVENT_SCHEMA",
+    "CONSTRAINT_SCHEMA",
+    "INDEX_SCHEMA",
+    "REFERENCED_TABLE_SCHEMA",
+    "UNIQUE_CONSTRAINT_SCHEMA",
+    "SPECIFIC_SCHEMA",
+    "OBJECT_SCHEMA",
+];
+
+/// Whether a result column (its table's schema, its column's own name) names schemas.
+fn names_schema(schema: &[u8], org_name: &[u8]) -> bool {
+    schema.eq_ignore_ascii_case(b"information_schema")
+        && SCHEMA_COLUMNS
+            .iter()
+            .any(|c| org_name.eq_ignore_ascii_case(c.as_bytes()))
+}
+
+/// Whether the session may see schema `name`: `information_schema`, or an unsharded keyspace
+/// (whose schema is its name) the user may use.
+fn schema_visible(session: &Session, rt: &RoutingTable, name: &str) -> bool {
+    name.eq_ignore_ascii_case("information_schema")
+        || rt
+            .keyspace(name)
+            .is_some_and(|k| !k.sharded && session.grants.may_use(name))
+}
+
+/// Whether a text row shows only visible schemas in columns `cols` (NULL is visible).
+fn text_row_visible(p: &[u8], cols: &[usize], visible: impl Fn(&str) -> bool) -> bool {
+    let mut c = crate::wire::codec::Cursor::new(p);
+    let mut i = 0;
+    while c.remaining() > 0 {
+        if c.peek() == Some(0xfb) {
+            c.u8();
+            i += 1;
+            continue;
+        }
+        let Some(cell) = c.lenenc_str() else {
+            return true;
+        };
+        if cols.contains(&i) && !std::str::from_utf8(cell).is_ok_and(&visible) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }

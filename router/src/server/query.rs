@@ -364,6 +364,13 @@ async fn statement(
     {
         Some(plan) => {
             let started = std::time::Instant::now();
+            session.schema_filter = matches!(
+                &plan,
+                planner::Plan::Exec(e) if matches!(e.targets, planner::Targets::Verbatim { .. })
+            ) && class
+                .qualifiers
+                .iter()
+                .any(|q| q.eq_ignore_ascii_case(b"information_schema"));
             // Only the backend connection that runs it knows what such a read found.
             if calc {
                 session.calc_found = Some(None);
