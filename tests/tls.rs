@@ -259,3 +259,31 @@ async fn users_with_a_stored_password_hash_log_in() {
         );
     }
 }
+
+/// A client that connects and never finishes its handshake is disconnected (after the login
+/// timeout, 10 s), and others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_logs_in_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", h.port()))
+        .await
+        .expect("connect");
+    let mut greeting = vec![0u8; 4096];
+    let n = idle.read(&mut greeting).await.expect("greeting");
+    assert!(n > 4, "a greeting comes first");
+    // Served meanwhile.
+    let (ok, out, err) = cli(h.port(), USER, PASSWORD, &["--skip-ssl"], "SELECT 3 AS n");
+    assert!(ok && out.contains('3'), "{out}{err}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        idle.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the idle connection was not closed: {closed:?}"
+    );
+    h.stop().await;
+}
