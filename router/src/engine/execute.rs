@@ -132,11 +132,9 @@ impl Engine {
         if e.kind == StmtKind::Ddl && (session.explicit_txn || !session.txn_conns.is_empty()) {
             Box::pin(self.finish_txn(session, true)).await?;
         }
-        // Without a table, a statement opens no transaction (autocommit off); nor does DDL,
-        // which ends one.
-        session.opens_no_txn = (session.opens_no_txn
-            || e.kind == StmtKind::Ddl
-            || matches!(e.targets, Targets::Any { .. }))
+        // A read of no table and no function opens no transaction (autocommit off); nor does
+        // DDL, which ends one.
+        session.opens_no_txn = (session.opens_no_txn || e.kind == StmtKind::Ddl)
             && !session.explicit_txn
             && session.txn_ps.is_empty();
         let unq = Unqualify(ks);

@@ -320,10 +320,15 @@ async fn statement(
     let calc = class.calc_found_rows;
     // A `SELECT` or `SHOW` that reads no table (`SELECT @@autocommit`) opens no transaction
     // when autocommit is off, as on one server.
+    // (A function may be a stored one that writes, which must join the session's
+    // transaction: a statement calling one is not such a read.)
     session.opens_no_txn = !class.from
         && toks
             .first()
-            .is_some_and(|t| t.is_word(bytes, "SELECT") || t.is_word(bytes, "SHOW"));
+            .is_some_and(|t| t.is_word(bytes, "SELECT") || t.is_word(bytes, "SHOW"))
+        && !toks
+            .iter()
+            .any(|t| t.kind == crate::sql::lex::Kind::Punct && bytes[t.start] == b'(');
     // Connection-local state a statement makes that the planned path must keep on one
     // connection: named locks, and user variables assigned other than by `SET` (whose
     // values are carried like a `SET`'s).
