@@ -1056,6 +1056,18 @@ async fn users_reach_their_keyspaces_and_read_only_users_only_read() {
             "other".to_string()
         ]
     );
+    // Asked with no keyspace chosen (any physical shard answers): the same.
+    let mut none = h.conn(None).await;
+    let seen: Vec<String> = none.query(schemata).await.expect("schemata");
+    assert_eq!(
+        seen,
+        vec![
+            "app".to_string(),
+            "information_schema".to_string(),
+            "other".to_string()
+        ]
+    );
+    drop(none);
     admin.query_drop("BEGIN").await.expect("begin");
     let seen: Vec<String> = admin
         .query("SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES ORDER BY 1")

@@ -501,6 +501,16 @@ async fn statement(
                 }
                 plan => plan,
             };
+            // An `information_schema` question any physical shard answers (no keyspace named in
+            // it) shows only the schemas the session may see.
+            if let planner::Plan::Exec(e) = &plan {
+                session.schema_filter = matches!(e.targets, planner::Targets::Any { .. })
+                    && !e.metadata
+                    && class
+                        .qualifiers
+                        .iter()
+                        .any(|q| q.eq_ignore_ascii_case(b"information_schema"));
+            }
             let plan = match (plan, statement_prefix) {
                 (planner::Plan::Exec(mut e), Some(p)) => {
                     e.statement_prefix = Some(p);
