@@ -864,6 +864,11 @@ async fn create_and_drop_database_make_and_drop_keyspaces() {
     let mut r = h.conn(None).await;
     let mut o = h.direct(2).await;
     let script: &[&str] = &[
+        "SET collation_server = utf8mb4_unicode_ci",
+        "CREATE DATABASE k0 CHARACTER SET DEFAULT",
+        "SHOW CREATE DATABASE k0",
+        "DROP DATABASE k0",
+        "SET collation_server = DEFAULT",
         "CREATE DATABASE k1 CHARACTER SET latin1 COLLATE latin1_general_ci",
         "CREATE DATABASE k1",
         "CREATE DATABASE IF NOT EXISTS k1",

@@ -375,13 +375,19 @@ impl Engine {
         let pool = self.backends.pool_of(rt, ps)?;
         let mut conn = pool.get_conn().await?;
         let map = |e| from_backend(e, ps, &pool.addr, Unqualify(None));
+        // With the session's settings (`collation_server` decides a new schema's default).
+        let sets = session.backend_sets();
+        for s in sets.iter() {
+            conn.query_drop(s.as_str()).await.map_err(map)?;
+        }
+        let dirty = !sets.is_empty();
         let res = conn.query_iter(sql).await.map_err(map)?;
         let (affected, warnings) = (res.affected_rows(), res.warnings());
         res.drop_result().await.map_err(map)?;
         if warnings > 0 {
             session.conditions = super::single::conditions(&mut conn, Unqualify(None)).await;
         }
-        crate::backend::release(conn, false).await;
+        crate::backend::release(conn, dirty).await;
         Ok((affected, warnings))
     }
 
