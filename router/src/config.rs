@@ -147,8 +147,8 @@ impl UserConfig {
     }
 
     /// The user's limits, for its sessions.
-    pub fn grants(&self) -> crate::session::Grants {
-        crate::session::Grants {
+    pub fn grants(&self) -> Grants {
+        Grants {
             keyspaces: self.keyspaces.clone().map(std::sync::Arc::new),
             read_only: self.read_only,
         }
@@ -362,6 +362,42 @@ impl Credential {
                     && crate::wire::auth::check_native_hash(h, scramble, token)
             }
         }
+    }
+}
+
+/// What a user may reach and do: its keyspaces (`None`: all) and whether it may only read.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub keyspaces: Option<std::sync::Arc<Vec<String>>>,
+    pub read_only: bool,
+}
+
+impl Grants {
+    /// Whether the user may use keyspace `ks`.
+    pub fn may_use(&self, ks: &str) -> bool {
+        self.keyspaces
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|k| k == ks))
+    }
+
+    /// The refusal of keyspace `ks` to `user`, as MariaDB refuses a database (1044).
+    pub fn denied(user: &str, ks: &str) -> crate::error::SqlError {
+        crate::error::SqlError::new(
+            1044,
+            "42000",
+            format!("Access denied for user '{user}' to database '{ks}'"),
+        )
+    }
+
+    /// The refusal of a write to a read-only user (1290).
+    pub fn read_only_refusal(user: &str) -> crate::error::SqlError {
+        crate::error::SqlError::new(
+            1290,
+            "HY000",
+            format!(
+                "The MariaDB server is running with the read-only user '{user}' option so it cannot execute this statement"
+            ),
+        )
     }
 }
 

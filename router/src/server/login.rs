@@ -152,14 +152,7 @@ pub(super) async fn authenticate(
         io.write_packet(&[0x01, 0x03]).await?;
     }
     let grants = user.map(|u| u.grants()).unwrap_or_default();
-    // The default keyspace only where the user may use it.
-    let keyspace = resp.database.clone().or_else(|| {
-        shared
-            .cfg
-            .default_keyspace
-            .clone()
-            .filter(|k| grants.may_use(k))
-    });
+    let keyspace = starting_keyspace(shared, &grants, resp.database.as_ref());
     if let Some(ks) = &resp.database {
         let e = if shared.engine.topo.table().keyspace(ks).is_none() {
             Some(database_refused(ks, &resp.user))
@@ -252,13 +245,7 @@ pub(super) async fn change_user(
                 let _ = shared.engine.finish_txn(session, false).await;
                 shared.engine.release_reserved(session).await;
                 let grants = user.map(|u| u.grants()).unwrap_or_default();
-                let keyspace = req.database.clone().or_else(|| {
-                    shared
-                        .cfg
-                        .default_keyspace
-                        .clone()
-                        .filter(|k| grants.may_use(k))
-                });
+                let keyspace = starting_keyspace(shared, &grants, req.database.as_ref());
                 let collation = session.handshake_collation;
                 *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
                 session.grants = grants;
@@ -299,6 +286,22 @@ fn capability_modes(session: &mut Session) {
             "SET sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'IGNORE_SPACE')".to_string(),
         );
     }
+}
+
+/// The keyspace a new session starts in: the one its login names, else the router's default
+/// where the user may use it.
+fn starting_keyspace(
+    shared: &Shared,
+    grants: &crate::session::Grants,
+    requested: Option<&String>,
+) -> Option<String> {
+    requested.cloned().or_else(|| {
+        shared
+            .cfg
+            .default_keyspace
+            .clone()
+            .filter(|k| grants.may_use(k))
+    })
 }
 
 /// The character set a `SET NAMES cs COLLATE …` names.
