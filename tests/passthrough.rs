@@ -1083,6 +1083,21 @@ async fn users_reach_their_keyspaces_and_read_only_users_only_read() {
         seen,
         vec!["app".to_string(), "information_schema".to_string()]
     );
+    // Two unsharded keyspaces on one physical shard: a statement naming both runs as written.
+    admin
+        .query_drop("CREATE TABLE other.o (a INT)")
+        .await
+        .expect("create in the other keyspace");
+    admin
+        .query_drop("INSERT INTO other.o (a) SELECT id FROM t")
+        .await
+        .expect("insert across co-located keyspaces");
+    let n: Option<i64> = admin
+        .query_first("SELECT COUNT(*) FROM other.o JOIN t ON t.id = other.o.a")
+        .await
+        .expect("join across co-located keyspaces");
+    assert_eq!(n, Some(2));
+    assert_eq!(code(reader.query_drop("SELECT * FROM other.o").await), 1044);
     // Nothing was written by the refused statements.
     let n: Option<i64> = admin
         .query_first("SELECT COUNT(*) FROM t")

@@ -60,11 +60,15 @@ pub fn verbatim(
         (None, None) => return None,
     };
     let own = ks.name.as_bytes();
+    // Another unsharded keyspace on the same physical shard is no foreign name: its schema
+    // is its name there, so the statement runs as written.
+    let here = ks.placement.first();
     let foreign = c.qualifiers.iter().any(|q| {
         q.as_slice() != own
             && !q.eq_ignore_ascii_case(b"information_schema")
-            && (std::str::from_utf8(q).map_or(true, |q| {
-                rt.keyspace(q).is_some() || physical_schema_of(q, rt).is_some()
+            && (std::str::from_utf8(q).map_or(true, |q| match rt.keyspace(q) {
+                Some(other) => other.sharded || other.placement.first() != here,
+                None => physical_schema_of(q, rt).is_some(),
             }))
     });
     // A metadata question about another keyspace is asked where that keyspace lives (the

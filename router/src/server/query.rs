@@ -369,6 +369,15 @@ async fn statement(
     {
         Some(plan) => {
             let started = std::time::Instant::now();
+            // Every keyspace a statement sent as written names must be the user's.
+            if let Some(k) = class
+                .qualifiers
+                .iter()
+                .filter_map(|q| std::str::from_utf8(q).ok())
+                .find(|q| rt.keyspace(q).is_some() && !session.grants.may_use(q))
+            {
+                return Err(crate::session::Grants::denied(&session.user, k));
+            }
             session.schema_filter = matches!(
                 &plan,
                 planner::Plan::Exec(e) if matches!(e.targets, planner::Targets::Verbatim { .. })
