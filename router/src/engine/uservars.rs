@@ -37,37 +37,50 @@ fn prefix(v: &Assigned) -> Option<String> {
 }
 
 /// The `SET` that gives another connection variable `name` with the value `v` of type `ty`
-/// (`charset`, `collation`: of a string value).
-fn set_of(prefix: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[u8]) -> String {
+/// (`charset`, `collation`: of a string value); `None` when the server's answer cannot be
+/// written back exactly (a character set or collation name that is not a plain word), and the
+/// variable then stays as the statement that made it.
+fn set_of(
+    prefix: &str,
+    v: &Value,
+    ty: ColumnType,
+    charset: &[u8],
+    collation: &[u8],
+) -> Option<String> {
     let text = match v {
-        Value::NULL => return format!("{prefix}NULL"),
+        Value::NULL => return Some(format!("{prefix}NULL")),
         Value::Bytes(b) => b.as_slice(),
-        other => return format!("{prefix}{}", other.as_sql(false)),
+        other => return Some(format!("{prefix}{}", other.as_sql(false))),
     };
-    let numeric = !text.is_empty()
-        && text
-            .iter()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'));
+    // A number as the server wrote it (only digits, signs, a point, an exponent).
+    let number = std::str::from_utf8(text).ok().filter(|t| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+    });
+    fn name(b: &[u8]) -> Option<&str> {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    }
     let hex: String = text.iter().map(|b| format!("{b:02X}")).collect();
-    let literal = match ty {
-        ColumnType::MYSQL_TYPE_LONGLONG
-        | ColumnType::MYSQL_TYPE_LONG
-        | ColumnType::MYSQL_TYPE_INT24
-        | ColumnType::MYSQL_TYPE_SHORT
-        | ColumnType::MYSQL_TYPE_TINY
-        | ColumnType::MYSQL_TYPE_NEWDECIMAL
-        | ColumnType::MYSQL_TYPE_DECIMAL
-            if numeric =>
-        {
-            String::from_utf8_lossy(text).into_owned()
-        }
+    let literal = match (ty, number) {
+        (
+            ColumnType::MYSQL_TYPE_LONGLONG
+            | ColumnType::MYSQL_TYPE_LONG
+            | ColumnType::MYSQL_TYPE_INT24
+            | ColumnType::MYSQL_TYPE_SHORT
+            | ColumnType::MYSQL_TYPE_TINY
+            | ColumnType::MYSQL_TYPE_NEWDECIMAL
+            | ColumnType::MYSQL_TYPE_DECIMAL,
+            Some(n),
+        ) => n.to_string(),
         // A literal with an exponent is a double.
-        ColumnType::MYSQL_TYPE_DOUBLE | ColumnType::MYSQL_TYPE_FLOAT if numeric => {
-            let t = String::from_utf8_lossy(text);
-            if t.contains(['e', 'E']) {
-                t.into_owned()
+        (ColumnType::MYSQL_TYPE_DOUBLE | ColumnType::MYSQL_TYPE_FLOAT, Some(n)) => {
+            if n.contains(['e', 'E']) {
+                n.to_string()
             } else {
-                format!("{t}e0")
+                format!("{n}e0")
             }
         }
         _ if charset.eq_ignore_ascii_case(b"binary") || charset.is_empty() => {
@@ -75,11 +88,11 @@ fn set_of(prefix: &str, v: &Value, ty: ColumnType, charset: &[u8], collation: &[
         }
         _ => format!(
             "CONVERT(X'{hex}' USING {}) COLLATE {}",
-            String::from_utf8_lossy(charset),
-            String::from_utf8_lossy(collation)
+            name(charset)?,
+            name(collation)?
         ),
     };
-    format!("{prefix}{literal}")
+    Some(format!("{prefix}{literal}"))
 }
 
 /// Reads variables `vars` on `conn`: for each, the `SET` that carries its value.
@@ -123,7 +136,7 @@ pub(super) async fn capture(
     Ok(vars
         .iter()
         .enumerate()
-        .map(|(i, (v, _, p))| {
+        .filter_map(|(i, (v, _, p))| {
             let value = values.get(3 * i).cloned().unwrap_or(Value::NULL);
             let ty = types
                 .get(3 * i)
@@ -131,7 +144,7 @@ pub(super) async fn capture(
                 .unwrap_or(ColumnType::MYSQL_TYPE_NULL);
             let cs = bytes(values.get(3 * i + 1));
             let coll = bytes(values.get(3 * i + 2));
-            ((*v).clone(), set_of(p, &value, ty, &cs, &coll))
+            Some(((*v).clone(), set_of(p, &value, ty, &cs, &coll)?))
         })
         .collect())
 }
@@ -155,16 +168,28 @@ pub(super) fn keep(session: &mut Session, carried: Vec<(Assigned, String)>) {
 mod tests {
     use super::*;
 
+    fn set_of_ok(p: &str, v: &Value, ty: ColumnType, cs: &[u8], coll: &[u8]) -> String {
+        set_of(p, v, ty, cs, coll).expect("written")
+    }
+
+    #[test]
+    fn names_that_are_not_plain_words_are_not_written() {
+        let v = Value::Bytes(b"x".to_vec());
+        let s = ColumnType::MYSQL_TYPE_VAR_STRING;
+        assert!(set_of("SET @`s` = ", &v, s, b"utf8mb4", b"x) OR (1").is_none());
+        assert!(set_of("SET @`s` = ", &v, s, b"\xff", b"a").is_none());
+    }
+
     #[test]
     fn values_are_written_with_their_types() {
         let b = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         let int = ColumnType::MYSQL_TYPE_LONGLONG;
         assert_eq!(
-            set_of("SET @`n` = ", &b("-5"), int, b"binary", b"binary"),
+            set_of_ok("SET @`n` = ", &b("-5"), int, b"binary", b"binary"),
             "SET @`n` = -5"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 "SET @`d` = ",
                 &b("0.30000000000000004"),
                 ColumnType::MYSQL_TYPE_DOUBLE,
@@ -174,7 +199,7 @@ mod tests {
             "SET @`d` = 0.30000000000000004e0"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 "SET @`d` = ",
                 &b("1e301"),
                 ColumnType::MYSQL_TYPE_DOUBLE,
@@ -184,7 +209,7 @@ mod tests {
             "SET @`d` = 1e301"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 "SET @`m` = ",
                 &b("1.50"),
                 ColumnType::MYSQL_TYPE_NEWDECIMAL,
@@ -194,7 +219,7 @@ mod tests {
             "SET @`m` = 1.50"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 "SET @`s` = ",
                 &b("é'"),
                 ColumnType::MYSQL_TYPE_VAR_STRING,
@@ -204,7 +229,7 @@ mod tests {
             "SET @`s` = CONVERT(X'C3A927' USING utf8mb4) COLLATE utf8mb4_general_ci"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 "SET @`s` = ",
                 &b("x"),
                 ColumnType::MYSQL_TYPE_BLOB,
@@ -214,7 +239,7 @@ mod tests {
             "SET @`s` = _binary X'78'"
         );
         assert_eq!(
-            set_of(
+            set_of_ok(
                 &prefix(&Assigned::User(b"a`b".to_vec())).expect("utf8"),
                 &Value::NULL,
                 int,
@@ -225,7 +250,7 @@ mod tests {
         );
         // Text that is not a number is never written bare.
         assert_eq!(
-            set_of("SET @`x` = ", &b("1; DROP"), int, b"binary", b"binary"),
+            set_of_ok("SET @`x` = ", &b("1; DROP"), int, b"binary", b"binary"),
             "SET @`x` = _binary X'313B2044524F50'"
         );
     }

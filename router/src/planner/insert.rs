@@ -212,20 +212,13 @@ impl<'a> Planner<'a> {
         }
         let _ = sql;
         Ok(Plan::Exec(Box::new(Exec {
-            keyspace: Some(ks.name.clone()),
-            kind: StmtKind::Write,
-            route: RouteKind::Several,
-            targets: Targets::PerLs(out),
-            limit: None,
-            unionable: false,
-            merge: None,
-            key_at: None,
-            aliased_items: false,
             conflict,
-            metadata: false,
-            held: None,
-            found_rows: false,
-            statement_prefix: None,
+            ..Exec::plain(
+                Some(ks.name.clone()),
+                StmtKind::Write,
+                RouteKind::Several,
+                Targets::PerLs(out),
+            )
         })))
     }
 

@@ -286,20 +286,14 @@ impl<'a> Planner<'a> {
             _ => RouteKind::Several,
         };
         Plan::Exec(Box::new(Exec {
-            keyspace: Some(ks.name.clone()),
-            kind,
-            route,
-            targets: Targets::Ls { template: sql, ls },
             limit: if route == RouteKind::One { None } else { limit },
             unionable: unionable && route != RouteKind::One,
-            merge: None,
-            key_at: None,
-            aliased_items: false,
-            conflict: None,
-            metadata: false,
-            held: None,
-            found_rows: false,
-            statement_prefix: None,
+            ..Exec::plain(
+                Some(ks.name.clone()),
+                kind,
+                route,
+                Targets::Ls { template: sql, ls },
+            )
         }))
     }
 }

@@ -169,9 +169,10 @@ fn introducer(sql: &[u8], toks: &[lex::Token], i: usize) -> Option<(usize, Text)
 fn stand_in(value: &[u8], text: Text) -> Vec<u8> {
     let decoded: Option<String> = match text {
         Text::Utf8 => std::str::from_utf8(value).ok().map(str::to_string),
-        Text::Ascii => value
-            .is_ascii()
-            .then(|| String::from_utf8_lossy(value).into_owned()),
+        Text::Ascii => std::str::from_utf8(value)
+            .ok()
+            .filter(|v| v.is_ascii())
+            .map(str::to_string),
         Text::Latin1 => Some(value.iter().map(|&b| latin1_char(b)).collect()),
         Text::Binary | Text::Other => None,
     };

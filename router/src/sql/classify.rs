@@ -792,8 +792,11 @@ pub fn set_items(sql: &[u8], mode: &Mode) -> Option<Vec<SetItem>> {
     )
 }
 
+/// A variable name (checked to be ASCII letters, digits and `_`), lower-cased.
 fn lower(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_ascii_lowercase()
+    b.iter()
+        .map(|c| char::from(c.to_ascii_lowercase()))
+        .collect()
 }
 
 /// The text of a quoted string literal, its quotes and escapes undone.
