@@ -1009,7 +1009,8 @@ async fn set_statement_and_do_like_mariadb() {
         "SET STATEMENT max_statement_time = 10, sql_mode = 'STRICT_ALL_TABLES' FOR SELECT COUNT(*) FROM t",
         "SET STATEMENT max_statement_time = 10 FOR SELECT id FROM t ORDER BY id DESC LIMIT 2",
         "SET STATEMENT max_statement_time = 10 FOR SELECT s, COUNT(*) FROM t GROUP BY s ORDER BY s",
-        "SET STATEMENT max_statement_time = 0.000001 FOR SELECT SLEEP(1) FROM t WHERE id = 2",
+        // The time limit fires while the sleep runs (never before it starts): SLEEP answers 1.
+        "SET STATEMENT max_statement_time = 0.3 FOR SELECT SLEEP(3) FROM t WHERE id = 2",
         "SET STATEMENT sql_mode = '' FOR INSERT INTO t (id, s, d) VALUES (5, 'e', '2024-13-45'), (6, 'f', NULL)",
         "SELECT ROW_COUNT()",
         "SET STATEMENT sql_mode = 'STRICT_ALL_TABLES' FOR INSERT INTO t (id, s, d) VALUES (7, 'g', '2024-13-45')",
