@@ -57,6 +57,16 @@ pub struct Session {
     pub last_insert_id: u64,
     /// The first sequence id of the insert being answered, for its OK packet.
     pub insert_id_override: Option<u64>,
+    /// Lookup-vindex entries the open transaction wrote: per physical shard of a lookup
+    /// table, a connection with a transaction of its own, committed just before the
+    /// transaction's other connections (see `engine/lookup.rs`).
+    pub lookup_pre: std::collections::HashMap<String, mysql_async::Conn>,
+    /// Lookup entries of rows the open transaction deleted, removed after it commits.
+    pub lookup_post: Vec<crate::engine::lookup::LookupEntry>,
+    /// While set, the OK packet of the statement running is kept in `deferred_ok` (affected
+    /// rows, last insert id, warnings, info) instead of being written.
+    pub defer_ok: bool,
+    pub deferred_ok: Option<(u64, u64, u16, String)>,
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
@@ -132,6 +142,10 @@ impl Session {
             sets: Vec::new(),
             last_insert_id: 0,
             insert_id_override: None,
+            lookup_pre: std::collections::HashMap::new(),
+            lookup_post: Vec::new(),
+            defer_ok: false,
+            deferred_ok: None,
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,

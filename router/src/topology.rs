@@ -17,10 +17,31 @@ pub enum TableRouting {
         key_type: tessera_topo::KeyType,
         /// `(column, sequence keyspace, sequence table)` when ids come from a sequence.
         auto_increment: Option<(String, String, String)>,
+        /// Lookup vindexes of secondary columns (empty for most tables).
+        lookups: std::sync::Arc<[Lookup]>,
     },
     Reference,
     /// A table of an unsharded keyspace (declared or not).
     Unsharded,
+}
+
+/// A lookup vindex of a sharded table, ready for routing (see `tessera_topo::LookupSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub column: String,
+    /// The lookup table's keyspace (unsharded) and name.
+    pub keyspace: String,
+    pub table: String,
+    pub unique: bool,
+    /// Written but not read: neither routes nor enforces uniqueness yet.
+    pub write_only: bool,
+}
+
+impl Lookup {
+    /// Whether reads may be routed by it and uniqueness is enforced through it.
+    pub fn serves(&self) -> bool {
+        !self.write_only
+    }
 }
 
 /// One keyspace, ready for routing.
@@ -206,6 +227,20 @@ impl RoutingTable {
                                 a.sequence_parts()
                                     .map(|(k, t)| (a.column.clone(), k.to_string(), t.to_string()))
                             }),
+                            lookups: spec
+                                .lookups
+                                .iter()
+                                .filter_map(|l| {
+                                    let (k, t) = l.table_parts()?;
+                                    Some(Lookup {
+                                        column: l.column.clone(),
+                                        keyspace: k.to_string(),
+                                        table: t.to_string(),
+                                        unique: l.unique,
+                                        write_only: l.write_only,
+                                    })
+                                })
+                                .collect(),
                         },
                     };
                     (t.clone(), r)

@@ -9,6 +9,7 @@ mod status;
 mod topo;
 mod up;
 pub mod verify;
+mod vindex;
 mod vschema;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +45,9 @@ pub enum Command {
     /// The shadow verifier: check traffic against a candidate vschema.
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
+    /// Lookup vindexes: fill one from existing rows and verify it.
+    #[command(subcommand)]
+    Vindex(vindex::VindexCmd),
 }
 
 /// Runs a parsed command line.
@@ -60,8 +64,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reshard(c) => reshard::run(c).await,
         Command::Status(a) => status::run(a).await,
         Command::Verify(c) => verify::run(c).await,
+        Command::Vindex(c) => vindex::run(c).await,
     }
 }
 
 pub use flags::{shutdown_signal, TopoFlags};
 pub use keyspace::{apply_vschema, uncovered_unique_keys};
+pub use vindex::{vindex_backfill, BackfillReport};

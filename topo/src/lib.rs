@@ -44,4 +44,4 @@ pub use records::{
     RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
-pub use vschema::{KeyType, TableKind, TableSpec, VSchema, VindexKind};
+pub use vschema::{KeyType, LookupSpec, TableKind, TableSpec, VSchema, VindexKind};

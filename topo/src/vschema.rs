@@ -49,6 +49,44 @@ pub struct TableSpec {
     /// cannot share MariaDB's own counter). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_increment: Option<AutoIncrement>,
+    /// Lookup vindexes: secondary columns whose values are mapped to keyspace ids by a table
+    /// in an unsharded keyspace, so that queries by them go to the logical shards that hold
+    /// them and (for unique ones) a value is unique across every logical shard. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookups: Vec<LookupSpec>,
+}
+
+/// A lookup vindex of a sharded table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSpec {
+    /// The looked-up column of the sharded table.
+    pub column: String,
+    /// The lookup table, `keyspace.table`, in an unsharded keyspace: one row per value
+    /// `(<column>, keyspace_id)`. The router creates it when missing.
+    pub table: String,
+    /// Whether a value lives in at most one row across every logical shard (a duplicate gets
+    /// 1062, as from MariaDB). Default: `true`.
+    #[serde(default = "yes")]
+    pub unique: bool,
+    /// Kept up to date by every write but not yet used for routing or uniqueness, until
+    /// `tessera vindex backfill` has filled it from the rows that existed before it and
+    /// verified it (and clears this flag). Default: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub write_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl LookupSpec {
+    /// Returns (keyspace, table) of the lookup table.
+    pub fn table_parts(&self) -> Option<(&str, &str)> {
+        self.table
+            .split_once('.')
+            .filter(|(k, t)| !k.is_empty() && !t.is_empty() && !t.contains('.'))
+    }
 }
 
 /// The type of a shard-key column.
@@ -224,6 +262,50 @@ impl VSchema {
                         format!("{field}.auto_increment.sequence"),
                         format!("{:?} must be keyspace.table", a.sequence),
                     );
+                }
+            }
+            for (i, l) in t.lookups.iter().enumerate() {
+                let lf = format!("{field}.lookups[{i}]");
+                if t.kind != TableKind::Sharded || !self.sharded {
+                    return bad(lf, "only sharded tables have lookup vindexes".into());
+                }
+                if l.column.is_empty() || l.column.contains('`') {
+                    return bad(format!("{lf}.column"), "not a valid column name".into());
+                }
+                if t.shard_key
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(&l.column))
+                {
+                    return bad(
+                        format!("{lf}.column"),
+                        "the shard key routes by itself; a lookup is for another column".into(),
+                    );
+                }
+                if t.lookups[..i]
+                    .iter()
+                    .any(|o| o.column.eq_ignore_ascii_case(&l.column))
+                {
+                    return bad(
+                        format!("{lf}.column"),
+                        "a second lookup of the column".into(),
+                    );
+                }
+                match l.table_parts() {
+                    Some((k, lt)) if valid_identifier(k) && !lt.contains('`') => {
+                        if k == self.keyspace {
+                            return bad(
+                                format!("{lf}.table"),
+                                "the lookup table belongs in an unsharded keyspace, not this one"
+                                    .into(),
+                            );
+                        }
+                    }
+                    _ => {
+                        return bad(
+                            format!("{lf}.table"),
+                            format!("{:?} must be keyspace.table", l.table),
+                        )
+                    }
                 }
             }
             match t.kind {

@@ -24,6 +24,10 @@ impl Engine {
         warnings: u16,
         info: &str,
     ) -> Result<(), SqlError> {
+        if session.defer_ok {
+            session.deferred_ok = Some((affected, last_id, warnings, info.to_string()));
+            return Ok(());
+        }
         // An autocommit write to a moving logical shard is copied before it is acknowledged.
         if !session.copy_after.is_empty() {
             let lss = std::mem::take(&mut session.copy_after);
@@ -59,6 +63,7 @@ impl Engine {
         match l {
             Local::MoveRows(m) => self.move_rows(session, *m, io).await,
             Local::CrossJoin(j) => self.cross_join(session, *j, io).await,
+            Local::Lookup(p) => Box::pin(self.lookup(session, *p, io)).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;
@@ -425,10 +430,24 @@ impl Engine {
         ];
         let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
         let txt = |s: &str| Some(s.as_bytes().to_vec());
+        // A read routed by a lookup vindex shows where the lookup sends it.
+        let (plan, by) = match plan {
+            Plan::Local(crate::planner::Local::Lookup(p)) if p.route.is_some() => {
+                let by = p
+                    .route
+                    .as_ref()
+                    .map(|(l, _)| format!(" (by lookup {}.{})", l.keyspace, l.table));
+                let e = self
+                    .routed(session, &p.keyspace, p.exec, p.route.as_ref())
+                    .await?;
+                (Plan::Exec(Box::new(e)), by)
+            }
+            plan => (plan, None),
+        };
         match plan {
             Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
             Plan::Exec(e) => {
-                let route = e.route.as_str().to_string();
+                let route = format!("{}{}", e.route.as_str(), by.unwrap_or_default());
                 let route = match &e.merge {
                     Some(m) => format!(
                         "{route} (merged in the router: {})",

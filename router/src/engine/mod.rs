@@ -20,7 +20,8 @@
 //! - `txn`: transactions and the connections they pin.
 //! - `local`: what the router answers itself (session statements, `DESCRIBE`, `VEXPLAIN`).
 //! - `uservars`: user variables carried to every backend connection as values.
-//! - `sequence`: ids from sequences; `moverows`: shard-key updates; `crossjoin`: cross-shard
+//! - [`lookup`]: lookup vindexes (routing by a secondary column, and keeping its table);
+//!   `sequence`: ids from sequences; `moverows`: shard-key updates; `crossjoin`: cross-shard
 //!   joins; `results`: result sets the router writes itself.
 //! - [`moves`]: the dual-write of moving logical shards; [`unique_keys`]: unique keys of
 //!   sharded tables, for writes that resolve conflicts on them.
@@ -30,6 +31,7 @@ mod core;
 mod crossjoin;
 mod execute;
 mod local;
+pub mod lookup;
 pub mod merge;
 mod moverows;
 pub mod moves;

@@ -24,7 +24,13 @@ impl Engine {
         session.txn_ps.clear();
         let short_waits = std::mem::take(&mut session.txn_short_waits);
         let mut done = Vec::new();
-        let mut failed: Option<(String, String)> = None;
+        // Lookup entries commit first: a row never commits without its entry.
+        let mut failed: Option<(String, String)> = if session.lookup_pre.is_empty() {
+            None
+        } else {
+            self.finish_lookup_pre(session, commit).await
+        };
+        let deleted = std::mem::take(&mut session.lookup_post);
         for (ps, mut c) in conns {
             let sql = if commit && failed.is_none() {
                 "COMMIT"
@@ -58,6 +64,9 @@ impl Engine {
             // acknowledged.
             let lss: Vec<(String, u32)> = written.into_iter().collect();
             self.moves.copy(&lss).await;
+        }
+        if commit && failed.is_none() && !deleted.is_empty() {
+            self.lookup_cleanup(deleted).await;
         }
         match failed {
             None => Ok(()),

@@ -72,10 +72,11 @@ pub async fn read<Q: Queryable>(
     Ok(keys)
 }
 
-/// Returns the keys that do not hold `shard_key`.
-pub fn uncovered(keys: &[UniqueKey], shard_key: &str) -> Vec<UniqueKey> {
+/// Returns the keys that hold neither `shard_key` nor a column of `lookups` (columns with a
+/// serving unique lookup vindex, unique across every logical shard).
+pub fn uncovered(keys: &[UniqueKey], shard_key: &str, lookups: &[String]) -> Vec<UniqueKey> {
     keys.iter()
-        .filter(|k| !k.contains(shard_key))
+        .filter(|k| !k.contains(shard_key) && !lookups.iter().any(|c| k.contains(c)))
         .cloned()
         .collect()
 }
@@ -145,12 +146,12 @@ impl UniqueKeyCache {
         let known = self
             .keys
             .fresh(keyspace, &c.table)
-            .map(|keys| uncovered(&keys, &c.shard_key));
+            .map(|keys| uncovered(&keys, &c.shard_key, &c.lookups));
         let bad = match known {
             Some(bad) => bad,
             None => {
                 let keys = read_table(backends, rt, keyspace, &c.table).await?;
-                let bad = uncovered(&keys, &c.shard_key);
+                let bad = uncovered(&keys, &c.shard_key, &c.lookups);
                 self.keys.put(keyspace, &c.table, keys);
                 bad
             }
@@ -171,8 +172,9 @@ impl UniqueKeyCache {
 pub fn refusal(c: &Conflict, k: &UniqueKey) -> SqlError {
     SqlError::unsupported(format!(
         "{} on table {}: its unique key {} does not contain the shard key {}, so a row it \
-         conflicts with may live on another logical shard (make the key contain {}, or shard \
-         the table by a column of the key)",
+         conflicts with may live on another logical shard (make the key contain {}, shard \
+         the table by a column of the key, or declare a unique lookup vindex on a column of \
+         the key)",
         c.action,
         c.table,
         k.describe(),
@@ -243,13 +245,17 @@ mod tests {
                 columns: vec!["Customer_ID".into(), "ref".into()],
             },
         ];
-        let bad = uncovered(&keys, "customer_id");
+        let bad = uncovered(&keys, "customer_id", &[]);
+        assert!(uncovered(&keys, "customer_id", &["order_id".into()])
+            .iter()
+            .all(|k| k.name != "PRIMARY"));
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].describe(), "PRIMARY (order_id)");
         let c = Conflict {
             table: "orders".into(),
             shard_key: "customer_id".into(),
             action: "REPLACE",
+            lookups: Vec::new(),
         };
         let e = refusal(&c, &bad[0]);
         assert_eq!(e.code, 1235);

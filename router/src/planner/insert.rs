@@ -38,6 +38,7 @@ impl<'a> Planner<'a> {
             vindex,
             key_type,
             auto_increment,
+            lookups,
         } = &target.routing
         else {
             let sql = self.qualified(&r, Edits::default())?;
@@ -128,6 +129,34 @@ impl<'a> Planner<'a> {
                 "INSERT ... SELECT into a sharded table",
             ));
         };
+        if let Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assigns)) = &ins.on {
+            for a in assigns {
+                let t = a.target.to_string();
+                let t = t.rsplit('.').next().unwrap_or(&t).trim_matches('`');
+                if let Some(l) = lookups.iter().find(|l| l.column.eq_ignore_ascii_case(t)) {
+                    return Err(SqlError::unsupported(format!(
+                        "ON DUPLICATE KEY UPDATE of {}, a column with a lookup vindex",
+                        l.column
+                    )));
+                }
+            }
+        }
+        // Each lookup column's place in the row.
+        let lookup_at: Vec<usize> = lookups
+            .iter()
+            .map(|l| {
+                ins.columns
+                    .iter()
+                    .position(|c| c.value.eq_ignore_ascii_case(&l.column))
+                    .ok_or_else(|| {
+                        SqlError::unsupported(format!(
+                            "INSERT into {} without a value for {}, a column with a lookup vindex",
+                            target.name, l.column
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut ksids = Vec::with_capacity(values.rows.len());
         let mut per_ls: Vec<(u32, Vec<usize>)> = Vec::new();
         let mut row_ranges = Vec::with_capacity(values.rows.len());
         let closers = paren_closers(self.sql);
@@ -150,6 +179,7 @@ impl<'a> Planner<'a> {
             let id = vindex::keyspace_id(*vindex, &val)
                 .map_err(|e| SqlError::router(format!("row {}: {e}", i + 1)))?;
             let ls = vindex::logical_shard(id, ks.logical_shards);
+            ksids.push((id, ls));
             match per_ls.iter_mut().find(|(l, _)| *l == ls) {
                 Some((_, rows)) => rows.push(i),
                 None => per_ls.push((ls, vec![i])),
@@ -173,8 +203,83 @@ impl<'a> Planner<'a> {
                 table: target.name.to_string(),
                 shard_key: shard_key.to_string(),
                 action,
+                lookups: lookups
+                    .iter()
+                    .filter(|l| l.unique && l.serves())
+                    .map(|l| l.column.clone())
+                    .collect(),
             })
         });
+        if !lookups.is_empty() {
+            let mut rows = Vec::with_capacity(values.rows.len());
+            for (i, row) in values.rows.iter().enumerate() {
+                let mut vals = Vec::with_capacity(lookups.len());
+                for (l, &at) in lookups.iter().zip(&lookup_at) {
+                    let v = row.get(at).ok_or_else(|| {
+                        SqlError::new(
+                            1136,
+                            "21S01",
+                            format!("Column count doesn't match value count at row {}", i + 1),
+                        )
+                    })?;
+                    let is_null = matches!(
+                        v,
+                        Expr::Value(x) if matches!(x.value, sqlparser::ast::Value::Null)
+                    );
+                    if is_null {
+                        vals.push(None);
+                        continue;
+                    }
+                    let l = lit(v).ok_or_else(|| {
+                        SqlError::unsupported(format!(
+                            "a value of {} (a column with a lookup vindex) that is not a literal, in row {}",
+                            l.column,
+                            i + 1
+                        ))
+                    })?;
+                    vals.push(Some(plan::KeyLiteral::from(l)));
+                }
+                let (a, b) = row_ranges[i];
+                let (ksid, ls) = ksids[i];
+                rows.push(plan::LookupRow {
+                    text: self.sql[a..b].to_string(),
+                    ls,
+                    ksid,
+                    values: vals,
+                });
+            }
+            let (head, tail) = self.insert_ends(&target, &row_ranges)?;
+            let action = if ins.replace_into {
+                plan::InsertAction::Replace
+            } else if ins.ignore {
+                plan::InsertAction::Ignore
+            } else if ins.on.is_some() {
+                plan::InsertAction::Upsert
+            } else {
+                plan::InsertAction::Insert
+            };
+            return Ok(Plan::Local(Local::Lookup(Box::new(plan::LookupPlan {
+                exec: Exec {
+                    conflict,
+                    ..Exec::plain(
+                        Some(ks.name.clone()),
+                        StmtKind::Write,
+                        RouteKind::Several,
+                        Targets::PerLs(Vec::new()),
+                    )
+                },
+                keyspace: ks.name.clone(),
+                table: target.name.clone(),
+                route: None,
+                write: plan::LookupWrite::Insert(Box::new(plan::LookupInsert {
+                    action,
+                    head,
+                    tail,
+                    rows,
+                    lookups: lookups.to_vec(),
+                })),
+            }))));
+        }
         let sql = self.qualified(&r, Edits::default())?;
         if per_ls.len() == 1 {
             let ls = per_ls.iter().map(|(l, _)| *l).collect();
@@ -185,17 +290,8 @@ impl<'a> Planner<'a> {
             return Ok(plan);
         }
         // Split: the text before the first row and after the last stays; the rows are picked.
-        let (Some(first), Some(last)) = (row_ranges.first(), row_ranges.last()) else {
-            return Err(SqlError::router("INSERT without rows"));
-        };
-        let head = &self.sql[..first.0];
-        let tail = &self.sql[last.1..];
-        let head_q = {
-            let mut e = Edits::default();
-            let t = &target;
-            e.replace(t.qualify.0, t.qualify.1, format!("{LS_PLACEHOLDER}."));
-            e.apply(head)?
-        };
+        let (head_q, tail) = self.insert_ends(&target, &row_ranges)?;
+        let tail = tail.as_str();
         let mut out = Vec::with_capacity(per_ls.len());
         for (ls, rows) in per_ls {
             let mut s = String::with_capacity(self.sql.len());
@@ -220,6 +316,26 @@ impl<'a> Planner<'a> {
                 Targets::PerLs(out),
             )
         })))
+    }
+
+    /// The text of an `INSERT` before its first row (the table qualified with the
+    /// logical-shard placeholder) and after its last.
+    fn insert_ends(
+        &self,
+        target: &super::resolve::TableRef,
+        row_ranges: &[(usize, usize)],
+    ) -> Result<(String, String), SqlError> {
+        let (Some(first), Some(last)) = (row_ranges.first(), row_ranges.last()) else {
+            return Err(SqlError::router("INSERT without rows"));
+        };
+        let mut e = Edits::default();
+        e.replace(
+            target.qualify.0,
+            target.qualify.1,
+            format!("{LS_PLACEHOLDER}."),
+        );
+        let head = e.apply(&self.sql[..first.0])?;
+        Ok((head, self.sql[last.1..].to_string()))
     }
 
     /// Returns the byte range of one `VALUES` row, parentheses included.

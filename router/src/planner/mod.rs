@@ -16,6 +16,7 @@
 //!   scope every statement must stay in.
 //! - [`merge`]: what a read over several logical shards needs merged in the router.
 //! - `crossjoin`: joins of sharded tables not on their shard keys.
+//! - `lookup`: statements routed by a lookup vindex, and the writes that keep one.
 //! - `standin`: MariaDB syntax the parser does not know, planned through a stand-in.
 //! - `ast`: small questions about the parsed statement.
 //! - [`mod@plan`]: the plans themselves; [`cache`]: the plan cache.
@@ -30,6 +31,7 @@ mod ddl;
 mod insert;
 mod keys;
 mod local;
+mod lookup;
 pub mod merge;
 pub mod passthrough;
 pub mod plan;

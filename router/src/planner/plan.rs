@@ -132,6 +132,9 @@ pub struct Conflict {
     pub shard_key: String,
     /// The statement kind, as named in a refusal.
     pub action: &'static str,
+    /// Columns with a serving unique lookup vindex: a unique key that holds one is unique
+    /// across every logical shard too.
+    pub lookups: Vec<String>,
 }
 
 /// The literal that decides a statement's logical shard, and how it maps to one.
@@ -174,6 +177,76 @@ pub enum Local {
     MoveRows(Box<MoveRows>),
     /// A join of two sharded tables not on their shard keys: nested loop with batched lookups.
     CrossJoin(Box<CrossJoin>),
+    /// A statement on a sharded table with lookup vindexes: routed by one, or a write that
+    /// keeps them (see `engine/lookup.rs`).
+    Lookup(Box<LookupPlan>),
+}
+
+/// See [`Local::Lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupPlan {
+    /// The statement, planned as if there were no lookup (all logical shards unless the
+    /// shard key picked some).
+    pub exec: Exec,
+    pub keyspace: String,
+    pub table: String,
+    /// Route by these values of this lookup: the logical shards its table maps them to
+    /// replace `exec`'s.
+    pub route: Option<(crate::topology::Lookup, Vec<KeyLiteral>)>,
+    pub write: LookupWrite,
+}
+
+/// What a statement on a table with lookup vindexes writes to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupWrite {
+    /// Nothing (reads, and updates of other columns).
+    None,
+    Insert(Box<LookupInsert>),
+    Delete(Box<LookupDelete>),
+}
+
+/// How an `INSERT` resolves a conflict on a unique key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertAction {
+    Insert,
+    Ignore,
+    Replace,
+    Upsert,
+}
+
+/// An `INSERT` or `REPLACE` into a table with lookup vindexes, split into its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupInsert {
+    pub action: InsertAction,
+    /// The statement before its first row (table qualified with the logical-shard
+    /// placeholder) and after its last.
+    pub head: String,
+    pub tail: String,
+    pub rows: Vec<LookupRow>,
+    /// Every lookup of the table (write-only ones too), in the order of [`LookupRow::values`].
+    pub lookups: Vec<crate::topology::Lookup>,
+}
+
+/// One row of a [`LookupInsert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRow {
+    /// The row's text, parentheses included.
+    pub text: String,
+    pub ls: u32,
+    pub ksid: u64,
+    /// Each lookup column's value (`None`: NULL, which no lookup holds).
+    pub values: Vec<Option<KeyLiteral>>,
+}
+
+/// A `DELETE` from a table with lookup vindexes: the values of the rows it deletes are read
+/// first, and their lookup entries removed once the deletion commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupDelete {
+    /// `SELECT shard_key, lookup columns… FROM … WHERE …` with the logical-shard placeholder.
+    pub select: String,
+    pub lookups: Vec<crate::topology::Lookup>,
+    pub vindex: tessera_topo::VindexKind,
+    pub key_type: tessera_topo::KeyType,
 }
 
 /// How a transaction starts on each backend connection it pins.
@@ -244,6 +317,16 @@ pub enum KeyLiteral {
     /// A number with a fraction or exponent.
     Num(String),
     Str(String),
+}
+
+impl From<super::keys::Lit> for KeyLiteral {
+    fn from(l: super::keys::Lit) -> Self {
+        match l {
+            super::keys::Lit::Int(i) => KeyLiteral::Int(i),
+            super::keys::Lit::Num(n) => KeyLiteral::Num(n),
+            super::keys::Lit::Str(s) => KeyLiteral::Str(s),
+        }
+    }
 }
 
 /// An `INSERT` that needs ids from a sequence before it can be routed.

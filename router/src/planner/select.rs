@@ -385,6 +385,26 @@ impl<'a> Planner<'a> {
                 e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
             }
         }
+        // One sharded table with lookup vindexes: routed by one when the WHERE pins it.
+        if let (Some(t), 1) = (r.sharded().next(), r.sharded().count()) {
+            if let TableRouting::Sharded { lookups, .. } = &t.routing {
+                if !lookups.is_empty() {
+                    let names: Vec<&str> = aliases
+                        .iter()
+                        .filter(|(_, n)| **n == t.name)
+                        .map(|(a, _)| a.as_str())
+                        .collect();
+                    let route = super::lookup::route_by(lookups, select.selection.as_ref(), &names);
+                    return Ok(self.with_lookups(
+                        plan,
+                        &ks.name,
+                        &t.name,
+                        route,
+                        super::plan::LookupWrite::None,
+                    ));
+                }
+            }
+        }
         Ok(plan)
     }
 

@@ -57,8 +57,10 @@ impl<'a> Planner<'a> {
                     shard_key,
                     vindex,
                     key_type,
+                    lookups,
                     ..
                 },
+            name: table_name,
             ..
         }) = r.sharded().next()
         else {
@@ -70,6 +72,17 @@ impl<'a> Planner<'a> {
                 for a in &u.assignments {
                     let col = a.target.to_string();
                     let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
+                    if let Some(l) = lookups.iter().find(|l| l.column.eq_ignore_ascii_case(col)) {
+                        return Err(SqlError::unsupported(format!(
+                            "UPDATE of {}, a column with a lookup vindex (delete the row and insert it again)",
+                            l.column
+                        )));
+                    }
+                    if col.eq_ignore_ascii_case(shard_key) && !lookups.is_empty() {
+                        return Err(SqlError::unsupported(format!(
+                            "UPDATE of the shard key {shard_key} of a table with a lookup vindex (delete the row and insert it again)"
+                        )));
+                    }
                     if col.eq_ignore_ascii_case(shard_key) {
                         let l = lit(&a.value).ok_or_else(|| {
                             SqlError::unsupported(
@@ -131,6 +144,26 @@ impl<'a> Planner<'a> {
             if e.route == RouteKind::One {
                 e.key_at = self.key_at(w, &key_vindex, ks.logical_shards);
             }
+        }
+        if !lookups.is_empty() {
+            let route = super::lookup::route_by(lookups, selection, &[table_name.as_str()]);
+            let write = match (stmt, &plan) {
+                (Statement::Delete(d), Plan::Exec(e)) => {
+                    if d.returning.is_some() {
+                        return Err(SqlError::unsupported(
+                            "DELETE … RETURNING on a table with a lookup vindex",
+                        ));
+                    }
+                    let super::plan::Targets::Ls { template, .. } = &e.targets else {
+                        return Err(SqlError::router("a DELETE without logical shards"));
+                    };
+                    let reader =
+                        self.delete_reader(template, shard_key, lookups, *vindex, *key_type)?;
+                    super::plan::LookupWrite::Delete(Box::new(reader))
+                }
+                _ => super::plan::LookupWrite::None,
+            };
+            return Ok(self.with_lookups(plan, &ks.name, table_name, route, write));
         }
         if let Some((new_ls, value)) = move_to {
             if has_order_or_limit {

@@ -1,0 +1,298 @@
+//! Lookup vindexes against MariaDB direct: a table sharded by one column with a unique lookup
+//! on another (and a non-unique one) answers, routes and enforces uniqueness as one MariaDB
+//! holding the same rows does, and its lookup tables hold exactly the rows' values.
+
+mod common;
+
+use common::Harness;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use std::time::Duration;
+
+const LOOKUPS: &str = "keyspace: lk\nsharded: false\n";
+
+const DEMO: &str = "keyspace: demo
+sharded: true
+logical_shards: 16
+tables:
+  orders:
+    shard_key: customer_id
+    lookups:
+      - { column: order_id, table: lk.orders_order_id }
+      - { column: status, table: lk.orders_status, unique: false }
+";
+
+const ORDERS: &str =
+    "CREATE TABLE orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, \
+     amount INT, status VARCHAR(16), KEY (status))";
+
+/// Starts 2 physical shards and an oracle, the lookup keyspace, then `demo` (vschema text),
+/// and waits until the router serves `demo`.
+async fn start(demo: &str) -> Harness {
+    let h = Harness::start(2, 1, LOOKUPS).await;
+    apply(&h, demo).await.expect("apply demo");
+    let mut probe = h.conn(None).await;
+    for _ in 0..200 {
+        if probe.query_drop("USE demo").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h
+}
+
+async fn apply(h: &Harness, yaml: &str) -> anyhow::Result<()> {
+    let v = tessera_topo::VSchema::from_yaml(yaml)?;
+    tessera::cli::apply_vschema(&h.topo, &v).await.map(|_| ())
+}
+
+async fn outcome(c: &mut Conn, sql: &str) -> Result<Vec<Vec<String>>, u16> {
+    match c.query::<mysql_async::Row, _>(sql).await {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => "NULL".to_string(),
+                        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .collect()),
+        Err(mysql_async::Error::Server(e)) => Err(e.code),
+        Err(other) => panic!("{sql}: {other}"),
+    }
+}
+
+async fn same_as_mariadb(r: &mut Conn, o: &mut Conn, script: &[&str]) {
+    for sql in script {
+        let want = outcome(o, sql).await;
+        let got = outcome(r, sql).await;
+        assert_eq!(got, want, "{sql}");
+        // Affected rows and warnings of writes too.
+        assert_eq!(
+            (r.affected_rows(), r.get_warnings()),
+            (o.affected_rows(), o.get_warnings()),
+            "affected rows and warnings of {sql}"
+        );
+    }
+}
+
+/// Entries of the lookup table `lk.{table}` that no row of `orders` holds (orphans) and
+/// values of `orders` whose entry is missing or names another keyspace id.
+async fn disagreement(r: &mut Conn, table: &str, column: &str) -> (Vec<String>, Vec<String>) {
+    let entries: Vec<(String, u64)> = r
+        .query(format!(
+            "SELECT CAST({column} AS CHAR), keyspace_id FROM lk.{table}"
+        ))
+        .await
+        .expect("lookup rows");
+    let rows: Vec<(String, u64)> = r
+        .query(format!(
+            "SELECT CAST({column} AS CHAR), customer_id FROM demo.orders WHERE {column} IS NOT NULL"
+        ))
+        .await
+        .expect("rows");
+    let want: std::collections::BTreeSet<(String, u64)> = rows
+        .into_iter()
+        .map(|(v, c)| {
+            let id = tessera_router::vindex::keyspace_id(
+                tessera_topo::VindexKind::Xxhash,
+                &tessera_router::vindex::KeyValue::Int(i128::from(c)),
+            )
+            .expect("ksid");
+            (v, id)
+        })
+        .collect();
+    let have: std::collections::BTreeSet<(String, u64)> = entries.into_iter().collect();
+    let orphans = have
+        .difference(&want)
+        .map(|(v, k)| format!("{v}@{k}"))
+        .collect();
+    let missing = want
+        .difference(&have)
+        .map(|(v, k)| format!("{v}@{k}"))
+        .collect();
+    (orphans, missing)
+}
+
+/// Routing by the lookup column, duplicates across logical shards, the conflict-resolving
+/// inserts and deletes, in and out of transactions: MariaDB's rows, errors and counts; the
+/// lookup tables list exactly the rows' values afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_and_plain_lookups_like_mariadb() {
+    let h = start(DEMO).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    same_as_mariadb(
+        &mut r,
+        &mut o,
+        &[
+            ORDERS,
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (1, 10, 100, 'new'), (2, 11, 200, 'paid'), (3, 12, 300, 'new'), (4, 13, 400, 'paid')",
+            "INSERT INTO orders VALUES (8, 14, 800, 'shipped') -- a row without a column list",
+            "SELECT ROW_COUNT()",
+            // A duplicate of a value held on another logical shard: 1062, nothing written.
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (1, 20, 5, 'dup')",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (5, 20, 5, 'x'), (2, 21, 5, 'dup')",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (9, 20, 5, 'x'), (9, 21, 5, 'dup')",
+            "SELECT * FROM orders ORDER BY order_id",
+            "SELECT order_id, customer_id FROM orders WHERE order_id = 3",
+            "SELECT order_id FROM orders WHERE order_id IN (1, 4, 99) ORDER BY order_id",
+            "SELECT COUNT(*) FROM orders WHERE order_id = 99",
+            "SELECT order_id FROM orders WHERE status = 'new' ORDER BY order_id",
+            "SELECT o.order_id FROM orders o WHERE o.order_id = 2 /* by alias */",
+            // Conflict-resolving inserts act on the row wherever it lives.
+            "INSERT IGNORE INTO orders (order_id, customer_id, amount, status) VALUES (1, 30, 1, 'ign'), (6, 30, 6, 'new')",
+            "SELECT ROW_COUNT()",
+            "INSERT IGNORE INTO orders (order_id, customer_id, amount, status) VALUES (1, 31, 1, 'ign')",
+            "REPLACE INTO orders (order_id, customer_id, amount, status) VALUES (2, 40, 222, 'replaced')",
+            "SELECT ROW_COUNT()",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (3, 50, 0, 'x') ON DUPLICATE KEY UPDATE amount = amount + 1",
+            "SELECT ROW_COUNT()",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (3, 12, 0, 'x'), (7, 51, 7, 'new') ON DUPLICATE KEY UPDATE amount = amount + 10",
+            "SELECT * FROM orders ORDER BY order_id",
+            // Deleted values are free again, on any logical shard.
+            "DELETE FROM orders WHERE order_id = 4",
+            "SELECT ROW_COUNT()",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (4, 60, 4, 'again')",
+            "SELECT order_id, customer_id FROM orders WHERE order_id = 4",
+            "UPDATE orders SET amount = 7 WHERE order_id = 4",
+            "SELECT ROW_COUNT()",
+            "DELETE FROM orders WHERE status = 'new'",
+            "SELECT ROW_COUNT()",
+            "SELECT * FROM orders ORDER BY order_id",
+            // In a transaction: its own uncommitted rows are found by the lookup; a rollback
+            // leaves no entry.
+            "BEGIN",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (70, 70, 70, 'txn')",
+            "SELECT order_id, customer_id FROM orders WHERE order_id = 70",
+            "DELETE FROM orders WHERE order_id = 2",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (2, 71, 2, 'moved')",
+            "ROLLBACK",
+            "SELECT order_id FROM orders WHERE order_id IN (70, 2)",
+            "BEGIN",
+            "DELETE FROM orders WHERE order_id = 2",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (2, 71, 2, 'moved')",
+            "COMMIT",
+            "SELECT * FROM orders ORDER BY order_id",
+        ],
+    )
+    .await;
+    for (table, column) in [("orders_order_id", "order_id"), ("orders_status", "status")] {
+        let (orphans, missing) = disagreement(&mut r, table, column).await;
+        assert!(missing.is_empty(), "{table}: entries missing: {missing:?}");
+        assert!(orphans.is_empty(), "{table}: orphans: {orphans:?}");
+    }
+    // A point read by the lookup column is one logical shard.
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT amount FROM orders WHERE order_id = 3")
+        .await
+        .expect("vexplain");
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(
+        plan[0].0.starts_with("one (by lookup lk.orders_order_id)"),
+        "{plan:?}"
+    );
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT amount FROM orders WHERE order_id IN (1, 3, 8)")
+        .await
+        .expect("vexplain");
+    assert!((1..=3).contains(&plan.len()), "{plan:?}");
+    // What the router cannot keep consistent is refused, never run.
+    for sql in [
+        "UPDATE orders SET order_id = 100 WHERE order_id = 1",
+        "UPDATE orders SET customer_id = 99 WHERE order_id = 1",
+        "INSERT INTO orders (customer_id, amount) VALUES (5, 5)",
+        "INSERT INTO orders (order_id, customer_id) VALUES (1 + 100, 5)",
+        "INSERT INTO orders (order_id, customer_id) VALUES (101, 5) ON DUPLICATE KEY UPDATE order_id = 102",
+    ] {
+        let (code, msg) = common::error_code(&mut r, sql).await;
+        assert_eq!(code, 1235, "{sql}: {msg}");
+    }
+    drop((r, o));
+    h.stop().await;
+}
+
+/// Declaring a serving lookup on a table that already holds rows is refused at apply (its
+/// lookup table would miss them); write-only, then `tessera vindex backfill`, fills and
+/// verifies it and starts routing by it; uniqueness holds from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_added_to_a_table_with_rows_are_backfilled_before_they_route() {
+    let plain = "keyspace: demo\nsharded: true\nlogical_shards: 16\ntables:\n  orders: { shard_key: customer_id }\n";
+    let h = start(plain).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop(ORDERS).await.expect("create");
+    let mut values = Vec::new();
+    for i in 0..500u64 {
+        values.push(format!("({i}, {}, {i}, 's{}')", i * 7 + 1, i % 5));
+    }
+    r.query_drop(format!(
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .expect("rows");
+    let e = apply(&h, DEMO)
+        .await
+        .expect_err("a serving lookup over rows");
+    assert!(e.to_string().contains("write_only"), "{e}");
+    let write_only = DEMO
+        .replace(
+            "table: lk.orders_order_id }",
+            "table: lk.orders_order_id, write_only: true }",
+        )
+        .replace("unique: false }", "unique: false, write_only: true }");
+    apply(&h, &write_only).await.expect("write-only lookup");
+    // Writes keep it while it fills.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.query_drop(
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (1000, 3, 1, 'w')",
+    )
+    .await
+    .expect("insert while write-only");
+    let report = tessera::cli::vindex_backfill(&h.topo, "demo", "orders", "order_id", false)
+        .await
+        .expect("backfill");
+    assert_eq!(report.rows, 501, "{report:?}");
+    assert_eq!(report.missing, 0, "{report:?}");
+    for _ in 0..100 {
+        let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+            .query("VEXPLAIN SELECT amount FROM orders WHERE order_id = 3")
+            .await
+            .expect("vexplain");
+        if plan.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT amount FROM orders WHERE order_id = 3")
+        .await
+        .expect("vexplain");
+    assert_eq!(
+        plan.len(),
+        1,
+        "routes by the lookup after the backfill: {plan:?}"
+    );
+    let got: Vec<(u64, u64)> = r
+        .query("SELECT order_id, customer_id FROM orders WHERE order_id IN (3, 499, 1000) ORDER BY order_id")
+        .await
+        .expect("read");
+    assert_eq!(got, vec![(3, 22), (499, 3494), (1000, 3)]);
+    let (code, _) = common::error_code(
+        &mut r,
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (3, 999, 1, 'dup')",
+    )
+    .await;
+    assert_eq!(code, 1062);
+    let (orphans, missing) = disagreement(&mut r, "orders_order_id", "order_id").await;
+    assert!(
+        missing.is_empty() && orphans.is_empty(),
+        "{missing:?} {orphans:?}"
+    );
+    drop(r);
+    h.stop().await;
+}
