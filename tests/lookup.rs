@@ -296,3 +296,159 @@ async fn lookups_added_to_a_table_with_rows_are_backfilled_before_they_route() {
     drop(r);
     h.stop().await;
 }
+
+/// A router process killed (SIGKILL) again and again under writers that insert, replace and
+/// delete values of a unique lookup on random logical shards, in and out of transactions:
+/// afterwards no row lacks its entry, no value is held twice, and orphans (allowed) are
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_routers_never_leave_a_row_without_its_entry() {
+    use rand::Rng;
+    use std::process::{Command, Stdio};
+    let h = start(DEMO).await;
+    {
+        let mut r = h.conn(Some("demo")).await;
+        r.query_drop(ORDERS).await.expect("create");
+    }
+    // The topology the harness keeps, served over HTTP to router processes.
+    let topo_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("topo port");
+    let topo_addr = topo_listener.local_addr().expect("addr");
+    let app = tessera_topo::http::server::router(h.topo.store().clone(), None, None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tessera_topo::http::server::serve(
+        topo_listener,
+        app,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut rng = rand::thread_rng();
+    let mut acknowledged = 0u64;
+    for round in 0..5 {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr").port()
+        };
+        let cfg = dir.path().join(format!("router{round}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nusers: [{{name: tessera, password: tessera}}]\ntopo: {{endpoints: [\"{topo_addr}\"]}}\n"
+            ),
+        )
+        .expect("config");
+        let child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args(["router", "--config"])
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn router"),
+        );
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("tessera"))
+            .pass(Some("tessera"))
+            .db_name(Some("demo"))
+            .prefer_socket(false);
+        let mut ready = false;
+        for _ in 0..200 {
+            if let Ok(mut c) = Conn::new(opts.clone()).await {
+                if c.query_drop("SELECT 1 FROM orders LIMIT 1").await.is_ok() {
+                    ready = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "router process {round} did not start");
+        let mut writers = Vec::new();
+        for w in 0..3u64 {
+            let opts = opts.clone();
+            let seed: u64 = rng.gen();
+            writers.push(tokio::spawn(async move {
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ w);
+                let mut ok = 0u64;
+                let Ok(mut c) = Conn::new(opts).await else {
+                    return ok;
+                };
+                loop {
+                    let id = rng.gen_range(0..60);
+                    let cust = rng.gen_range(0..100_000);
+                    let sql = match rng.gen_range(0..6) {
+                        0 | 1 => format!("INSERT INTO orders (order_id, customer_id, amount, status) VALUES ({id}, {cust}, 1, 's{}')", cust % 3),
+                        2 => format!("REPLACE INTO orders (order_id, customer_id, amount, status) VALUES ({id}, {cust}, 2, 'r')"),
+                        3 => format!("DELETE FROM orders WHERE order_id = {id}"),
+                        4 => format!("INSERT INTO orders (order_id, customer_id, amount, status) VALUES ({id}, {cust}, 3, 'u') ON DUPLICATE KEY UPDATE amount = amount + 1"),
+                        _ => {
+                            let two = rng.gen_range(0..60);
+                            let r = async {
+                                c.query_drop("BEGIN").await?;
+                                c.query_drop(format!("DELETE FROM orders WHERE order_id = {id}")).await?;
+                                c.query_drop(format!("INSERT IGNORE INTO orders (order_id, customer_id, amount, status) VALUES ({two}, {cust}, 4, 't')")).await?;
+                                c.query_drop("COMMIT").await
+                            }
+                            .await;
+                            match r {
+                                Ok(()) => ok += 1,
+                                Err(mysql_async::Error::Server(_)) => {
+                                    let _ = c.query_drop("ROLLBACK").await;
+                                }
+                                Err(_) => return ok,
+                            }
+                            continue;
+                        }
+                    };
+                    match c.query_drop(sql).await {
+                        Ok(()) => ok += 1,
+                        Err(mysql_async::Error::Server(_)) => {}
+                        Err(_) => return ok,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(700..1500))).await;
+        drop(child);
+        for w in writers {
+            acknowledged += w.await.unwrap_or(0);
+        }
+    }
+    assert!(
+        acknowledged > 50,
+        "the writers got too little done: {acknowledged}"
+    );
+    let mut r = h.conn(Some("demo")).await;
+    let (orphans, missing) = disagreement(&mut r, "orders_order_id", "order_id").await;
+    assert!(missing.is_empty(), "rows without their entry: {missing:?}");
+    let (_, missing) = disagreement(&mut r, "orders_status", "status").await;
+    assert!(
+        missing.is_empty(),
+        "rows without their status entry: {missing:?}"
+    );
+    let dups: Vec<(u64, u64)> = r
+        .query("SELECT order_id, COUNT(*) FROM orders GROUP BY order_id HAVING COUNT(*) > 1")
+        .await
+        .expect("duplicates");
+    assert!(dups.is_empty(), "values held twice: {dups:?}");
+    eprintln!(
+        "{acknowledged} writes acknowledged over 5 killed routers; {} orphan entries",
+        orphans.len()
+    );
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    drop(r);
+    h.stop().await;
+}
