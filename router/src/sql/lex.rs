@@ -312,10 +312,10 @@ impl<'s> Lexer<'s> {
     fn block(&mut self, start: usize) -> Kind {
         let b = self.b;
         let body = start + 2;
-        let (mariadb, mut j) = match (b.get(body), b.get(body + 1)) {
-            (Some(b'!'), _) => (false, body + 1),
-            (Some(b'M'), Some(b'!')) => (true, body + 2),
-            _ => (false, usize::MAX),
+        let mut j = match (b.get(body), b.get(body + 1)) {
+            (Some(b'!'), _) => body + 1,
+            (Some(b'M'), Some(b'!')) => body + 2,
+            _ => usize::MAX,
         };
         let close = b[body.min(b.len())..]
             .windows(2)
@@ -326,19 +326,19 @@ impl<'s> Lexer<'s> {
                 .iter()
                 .take_while(|c| c.is_ascii_digit())
                 .count();
-            let want = if mariadb { 6 } else { 5 };
-            let version: Option<u32> = if digits == 0 {
-                None
-            } else if digits >= want {
+            // A version is five digits, or six when a sixth follows (`/*!100000`,
+            // `/*M!100100`), with or without the `M`, as MariaDB's lexer reads it.
+            let want = if digits >= 6 { 6 } else { 5 };
+            let version: Option<u32> = if digits >= want {
                 std::str::from_utf8(&b[j..j + want])
                     .ok()
                     .and_then(|v| v.parse().ok())
             } else {
-                // Too few digits: MariaDB reads them as text of the comment.
+                // No digits, or too few: MariaDB reads them as text of the comment.
                 None
             };
-            if digits >= want || digits == 0 {
-                j += if digits >= want { want } else { 0 };
+            if digits >= want {
+                j += want;
             }
             let runs = version.is_none_or(|v| v <= self.mode.server_version);
             let has_text = close
@@ -707,6 +707,8 @@ mod tests {
     fn executable_comments_run_by_version() {
         // Five digits compare with the server's 101100 too: `/*!99999` runs on MariaDB 10.x.
         let t = k("/*!40101 SET x=1 */ /*!99999 y */ /*M!100100 z */ /*M!999999 w */");
+        assert_eq!(k("/*!100000 a */")[1], (Kind::Word, "a".into()));
+        assert_eq!(k("/*!999999 a */")[0].0, Kind::BlockComment);
         let ks: Vec<Kind> = t.iter().map(|t| t.0).collect();
         assert_eq!(
             ks,
