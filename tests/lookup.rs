@@ -144,6 +144,9 @@ async fn unique_and_plain_lookups_like_mariadb() {
             "SELECT COUNT(*) FROM orders WHERE order_id = 99",
             "SELECT order_id FROM orders WHERE status = 'new' ORDER BY order_id",
             "SELECT o.order_id FROM orders o WHERE o.order_id = 2 /* by alias */",
+            // Comments anywhere change nothing.
+            "SELECT /* a */ amount FROM orders -- b\n WHERE /*!100000 order_id = 3 AND */ order_id = 3 # c",
+            "SELECT COUNT(*) FROM orders WHERE order_id IN (1, /* x */ 2) -- y",
             // Conflict-resolving inserts act on the row wherever it lives.
             "INSERT IGNORE INTO orders (order_id, customer_id, amount, status) VALUES (1, 30, 1, 'ign'), (6, 30, 6, 'new')",
             "SELECT ROW_COUNT()",
@@ -155,13 +158,13 @@ async fn unique_and_plain_lookups_like_mariadb() {
             "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (3, 12, 0, 'x'), (7, 51, 7, 'new') ON DUPLICATE KEY UPDATE amount = amount + 10",
             "SELECT * FROM orders ORDER BY order_id",
             // Deleted values are free again, on any logical shard.
-            "DELETE FROM orders WHERE order_id = 4",
+            "DELETE /* c */ FROM orders # d\n WHERE order_id = 4 -- e",
             "SELECT ROW_COUNT()",
             "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (4, 60, 4, 'again')",
             "SELECT order_id, customer_id FROM orders WHERE order_id = 4",
             "UPDATE orders SET amount = 7 WHERE order_id = 4",
             "SELECT ROW_COUNT()",
-            "DELETE FROM orders WHERE status = 'new'",
+            "DELETE FROM /* c */ orders WHERE status = 'new' # trailing",
             "SELECT ROW_COUNT()",
             "SELECT * FROM orders ORDER BY order_id",
             // In a transaction: its own uncommitted rows are found by the lookup; a rollback
