@@ -80,12 +80,12 @@ async fn same_as_mariadb(r: &mut Conn, o: &mut Conn, script: &[&str]) {
     }
 }
 
-/// Entries of the lookup table `lk.{table}` that no row of `orders` holds (orphans) and
+/// Entries of the lookup table `{table}` (`keyspace.table`) that no row of `orders` holds (orphans) and
 /// values of `orders` whose entry is missing or names another keyspace id.
 async fn disagreement(r: &mut Conn, table: &str, column: &str) -> (Vec<String>, Vec<String>) {
     let entries: Vec<(String, u64)> = r
         .query(format!(
-            "SELECT CAST({column} AS CHAR), keyspace_id FROM lk.{table}"
+            "SELECT CAST({column} AS CHAR), keyspace_id FROM {table}"
         ))
         .await
         .expect("lookup rows");
@@ -184,7 +184,10 @@ async fn unique_and_plain_lookups_like_mariadb() {
         ],
     )
     .await;
-    for (table, column) in [("orders_order_id", "order_id"), ("orders_status", "status")] {
+    for (table, column) in [
+        ("lk.orders_order_id", "order_id"),
+        ("lk.orders_status", "status"),
+    ] {
         let (orphans, missing) = disagreement(&mut r, table, column).await;
         assert!(missing.is_empty(), "{table}: entries missing: {missing:?}");
         assert!(orphans.is_empty(), "{table}: orphans: {orphans:?}");
@@ -291,7 +294,7 @@ async fn lookups_added_to_a_table_with_rows_are_backfilled_before_they_route() {
     )
     .await;
     assert_eq!(code, 1062);
-    let (orphans, missing) = disagreement(&mut r, "orders_order_id", "order_id").await;
+    let (orphans, missing) = disagreement(&mut r, "lk.orders_order_id", "order_id").await;
     assert!(
         missing.is_empty() && orphans.is_empty(),
         "{missing:?} {orphans:?}"
@@ -434,9 +437,19 @@ async fn killed_routers_never_leave_a_row_without_its_entry() {
         "the writers got too little done: {acknowledged}"
     );
     let mut r = h.conn(Some("demo")).await;
-    let (orphans, missing) = disagreement(&mut r, "orders_order_id", "order_id").await;
-    assert!(missing.is_empty(), "rows without their entry: {missing:?}");
-    let (_, missing) = disagreement(&mut r, "orders_status", "status").await;
+    let (orphans, missing) = disagreement(&mut r, "lk.orders_order_id", "order_id").await;
+    if !missing.is_empty() {
+        let rows: Vec<(u64, u64)> = r
+            .query("SELECT order_id, customer_id FROM orders ORDER BY order_id")
+            .await
+            .expect("rows");
+        let entries: Vec<(u64, u64)> = r
+            .query("SELECT order_id, keyspace_id FROM lk.orders_order_id ORDER BY order_id")
+            .await
+            .expect("entries");
+        panic!("rows without their entry: {missing:?}\nrows: {rows:?}\nentries: {entries:?}");
+    }
+    let (_, missing) = disagreement(&mut r, "lk.orders_status", "status").await;
     assert!(
         missing.is_empty(),
         "rows without their status entry: {missing:?}"
@@ -453,5 +466,80 @@ async fn killed_routers_never_leave_a_row_without_its_entry() {
     let _ = stop_tx.send(());
     let _ = server.await;
     drop(r);
+    h.stop().await;
+}
+
+/// A lookup table in a keyspace sharded by the looked-up column: entries live in the logical
+/// shard of their value, reads and uniqueness work as with an unsharded one, and moving one
+/// of its logical shards to another physical shard carries the entries along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_lookup_tables_route_and_move_with_their_logical_shards() {
+    let lks = "keyspace: lks\nsharded: true\nlogical_shards: 4\ntables:\n  orders_order_id: { shard_key: order_id }\n";
+    let h = Harness::start(2, 1, lks).await;
+    let demo = "keyspace: demo\nsharded: true\nlogical_shards: 16\ntables:\n  orders:\n    shard_key: customer_id\n    lookups: [{ column: order_id, table: lks.orders_order_id }]\n";
+    apply(&h, demo).await.expect("apply demo");
+    let mut r = h.conn(None).await;
+    for _ in 0..200 {
+        if r.query_drop("USE demo").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut o = h.oracle(2).await;
+    let script = [
+        ORDERS,
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (1, 10, 1, 'a'), (2, 11, 2, 'b'), (3, 12, 3, 'c'), (4, 13, 4, 'd'), (5, 14, 5, 'e')",
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (3, 20, 0, 'dup')",
+        "REPLACE INTO orders (order_id, customer_id, amount, status) VALUES (2, 21, 22, 'r')",
+        "SELECT ROW_COUNT()",
+        "DELETE FROM orders WHERE order_id = 4",
+        "SELECT order_id, customer_id FROM orders WHERE order_id IN (1, 2, 3, 4, 5) ORDER BY order_id",
+    ];
+    same_as_mariadb(&mut r, &mut o, &script).await;
+    let (orphans, missing) = disagreement(&mut r, "lks.orders_order_id", "order_id").await;
+    assert!(
+        missing.is_empty() && orphans.is_empty(),
+        "{missing:?} {orphans:?}"
+    );
+    // Every logical shard of the lookup keyspace moves to the other physical shard.
+    let (p, _) = h
+        .topo
+        .get_placement("lks")
+        .await
+        .expect("placement")
+        .expect("lks placed");
+    let moves: Vec<(u32, String)> = p
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(ls, e)| {
+            (
+                ls as u32,
+                if e.ps == "ps0" { "ps1" } else { "ps0" }.to_string(),
+            )
+        })
+        .collect();
+    let reb = tessera_rebalancer::Rebalancer::new(h.topo.clone(), Default::default());
+    let job = reb.create_job("lks", &moves).await.expect("job");
+    reb.run(&job.id, tessera_rebalancer::Stop::Completed)
+        .await
+        .expect("move");
+    same_as_mariadb(
+        &mut r,
+        &mut o,
+        &[
+            "SELECT order_id, customer_id FROM orders WHERE order_id IN (1, 2, 3, 4, 5) ORDER BY order_id",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (1, 30, 0, 'dup')",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (4, 31, 4, 'again'), (6, 32, 6, 'f')",
+            "SELECT * FROM orders ORDER BY order_id",
+        ],
+    )
+    .await;
+    let (orphans, missing) = disagreement(&mut r, "lks.orders_order_id", "order_id").await;
+    assert!(
+        missing.is_empty() && orphans.is_empty(),
+        "{missing:?} {orphans:?}"
+    );
+    drop((r, o));
     h.stop().await;
 }

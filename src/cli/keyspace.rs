@@ -111,9 +111,23 @@ async fn check_lookups(
                     "{field}: keyspace {lk} of the lookup table does not exist: apply a vschema \
                      for it (sharded: false) first"
                 ),
-                Some(k) if k.vschema.sharded => anyhow::bail!(
-                    "{field}: keyspace {lk} is sharded; a lookup table lives in an unsharded keyspace"
-                ),
+                Some(k) if k.vschema.sharded => {
+                    let lt = l.table_parts().map(|(_, t)| t).unwrap_or_default();
+                    let by_column = k.vschema.tables.get(lt).is_some_and(|t| {
+                        t.kind == tessera_topo::TableKind::Sharded
+                            && t.shard_key
+                                .as_deref()
+                                .is_some_and(|c| c.eq_ignore_ascii_case(&l.column))
+                    });
+                    if !by_column {
+                        anyhow::bail!(
+                            "{field}: keyspace {lk} is sharded, so it must declare {lt} sharded by \
+                             {} (shard_key: {})",
+                            l.column,
+                            l.column
+                        );
+                    }
+                }
                 Some(_) => {}
             }
             let served = before.and_then(|b| b.tables.get(table)).is_some_and(|t| {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::time::Instant;
 use tessera_router::backend::Backends;
-use tessera_router::engine::lookup::{ensure_table, ksid_of, place};
+use tessera_router::engine::lookup::{ensure_table, ksid_of, LookupTable};
 use tessera_router::sql::quote_ident;
 use tessera_router::topology::{KeyspaceRouting, Lookup, RoutingTable, TableRouting};
 use tessera_router::vindex;
@@ -198,9 +198,14 @@ impl Backfill<'_> {
                 .await
                 .map_err(|e| anyhow!("making the lookup table: {}", e.message))?;
         }
-        let (lps, lschema) = place(self.rt, self.l).map_err(|e| anyhow!(e.message))?;
-        let lt = format!("{}.{}", quote_ident(&lschema), quote_ident(&self.l.table));
-        let mut lconn = self.conn(&lps).await?;
+        let table = LookupTable::of(self.rt, self.l).map_err(|e| anyhow!(e.message))?;
+        // One connection per physical shard of the lookup table.
+        let mut lconns: HashMap<String, Conn> = HashMap::new();
+        for (ps, _) in &table.places {
+            if !lconns.contains_key(ps) {
+                lconns.insert(ps.clone(), self.conn(ps).await?);
+            }
+        }
         let mut report = BackfillReport::default();
         let mut duplicates = Vec::new();
         // Distinct (value, keyspace id) pairs the rows hold, as digests, for the orphan count.
@@ -279,11 +284,27 @@ impl Backfill<'_> {
                 for (v, k) in &entries {
                     pairs.insert(digest(v, *k));
                 }
-                if !self.verify_only && !entries.is_empty() {
-                    report.written += self.write(&mut lconn, &lt, &entries).await?;
+                // The entries per place of the lookup table.
+                let mut groups: Vec<(&(String, String), Vec<(Value, u64)>)> = Vec::new();
+                for (v, k) in entries {
+                    let place = table.for_value(&v).ok_or_else(|| {
+                        anyhow!("the value {v:?} has no place in the lookup table")
+                    })?;
+                    match groups.iter_mut().find(|(p, _)| *p == place) {
+                        Some((_, g)) => g.push((v, k)),
+                        None => groups.push((place, vec![(v, k)])),
+                    }
                 }
-                self.check(&mut lconn, &lt, &entries, &mut report, &mut duplicates)
-                    .await?;
+                for ((ps, lt), group) in groups {
+                    let lconn = lconns
+                        .get_mut(ps)
+                        .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                    if !self.verify_only {
+                        report.written += self.write(lconn, lt, &group).await?;
+                    }
+                    self.check(lconn, lt, &group, &mut report, &mut duplicates)
+                        .await?;
+                }
                 if got < CHUNK {
                     break;
                 }
@@ -318,14 +339,21 @@ impl Backfill<'_> {
         if tty {
             eprintln!();
         }
-        let total: Option<u64> = lconn
-            .query_first(format!("SELECT COUNT(*) FROM {lt}"))
-            .await
-            .or_else(|e| match &e {
-                mysql_async::Error::Server(s) if s.code == 1146 => Ok(Some(0)),
-                _ => Err(e),
-            })?;
-        report.orphans = total.unwrap_or(0).saturating_sub(pairs.len() as u64);
+        let mut total = 0u64;
+        for (ps, lt) in &table.places {
+            let lconn = lconns
+                .get_mut(ps)
+                .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+            let n: Option<u64> = lconn
+                .query_first(format!("SELECT COUNT(*) FROM {lt}"))
+                .await
+                .or_else(|e| match &e {
+                    mysql_async::Error::Server(s) if s.code == 1146 => Ok(Some(0)),
+                    _ => Err(e),
+                })?;
+            total += n.unwrap_or(0);
+        }
+        report.orphans = total.saturating_sub(pairs.len() as u64);
         if !duplicates.is_empty() {
             duplicates.sort();
             duplicates.dedup();

@@ -105,29 +105,85 @@ fn shown(v: &Value) -> String {
     }
 }
 
-/// The lookup table's physical shard and schema.
-///
-/// # Errors
-/// 1105 when its keyspace does not exist, is sharded, or has no placement.
-pub fn place(rt: &RoutingTable, l: &Lookup) -> Result<(String, String), SqlError> {
-    let ks = rt.keyspace(&l.keyspace).ok_or_else(|| {
-        SqlError::router(format!(
-            "the lookup table {}.{} of column {}: keyspace {} does not exist (apply its vschema)",
-            l.keyspace, l.table, l.column, l.keyspace
-        ))
-    })?;
-    if ks.sharded {
-        return Err(SqlError::router(format!(
-            "the lookup table {}.{}: keyspace {} is sharded; lookup tables live in an unsharded keyspace",
-            l.keyspace, l.table, l.keyspace
-        )));
+/// Where a lookup's table lives: one place in an unsharded keyspace, or one per logical shard
+/// of a keyspace sharded by the looked-up column (whose moves carry the entries along).
+#[derive(Debug, Clone)]
+pub struct LookupTable {
+    /// Per logical shard of the lookup keyspace: its physical shard and the table, qualified.
+    pub places: Vec<(String, String)>,
+    /// For a sharded lookup keyspace: how a value maps to its logical shard.
+    by: Option<(VindexKind, KeyType)>,
+}
+
+impl LookupTable {
+    /// Finds `l`'s table in the routing table.
+    ///
+    /// # Errors
+    /// 1105 when its keyspace does not exist, has no placement, or (sharded) does not declare
+    /// the table as sharded by the looked-up column.
+    pub fn of(rt: &RoutingTable, l: &Lookup) -> Result<LookupTable, SqlError> {
+        let ks = rt.keyspace(&l.keyspace).ok_or_else(|| {
+            SqlError::router(format!(
+                "the lookup table {}.{} of column {}: keyspace {} does not exist (apply its vschema)",
+                l.keyspace, l.table, l.column, l.keyspace
+            ))
+        })?;
+        let by = if ks.sharded {
+            match ks.table(&l.table) {
+                Some(TableRouting::Sharded {
+                    shard_key,
+                    vindex,
+                    key_type,
+                    ..
+                }) if shard_key.eq_ignore_ascii_case(&l.column) => Some((vindex, key_type)),
+                _ => {
+                    return Err(SqlError::router(format!(
+                        "the lookup table {}.{}: keyspace {} is sharded but does not declare the table sharded by {}",
+                        l.keyspace, l.table, l.keyspace, l.column
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        if ks.placement.is_empty() {
+            return Err(SqlError::router(format!(
+                "keyspace {} has no placement",
+                l.keyspace
+            )));
+        }
+        let places = ks
+            .placement
+            .iter()
+            .enumerate()
+            .map(|(ls, ps)| (ps.clone(), qualified(&ks.schema(ls as u32), &l.table)))
+            .collect();
+        Ok(LookupTable { places, by })
     }
-    let ps = ks
-        .placement
-        .first()
-        .cloned()
-        .ok_or_else(|| SqlError::router(format!("keyspace {} has no placement", l.keyspace)))?;
-    Ok((ps, ks.schema(0)))
+
+    fn at(&self, ksid: Option<u64>) -> Option<&(String, String)> {
+        match (self.by, ksid) {
+            (None, _) => self.places.first(),
+            (Some(_), Some(k)) => self
+                .places
+                .get(vindex::logical_shard(k, self.places.len() as u32) as usize),
+            (Some(_), None) => None,
+        }
+    }
+
+    /// The place of a value read from a row (`None`: it has no keyspace id).
+    pub fn for_value(&self, v: &Value) -> Option<&(String, String)> {
+        self.at(self.by.and_then(|(vi, ty)| ksid_of(vi, ty, v)))
+    }
+
+    /// The place of a literal compared with (or, `storing`, stored in) the column; `None` when
+    /// it names no single value of the column's type (a read then asks every place).
+    pub fn for_literal(&self, l: &KeyLiteral, storing: bool) -> Option<&(String, String)> {
+        self.at(self.by.and_then(|(vi, ty)| {
+            crate::planner::literal_key(l, ty, storing)
+                .and_then(|kv| vindex::keyspace_id(vi, &kv).ok())
+        }))
+    }
 }
 
 fn qualified(schema: &str, table: &str) -> String {
@@ -180,17 +236,18 @@ pub async fn ensure_table(
     } else {
         format!("{}, `keyspace_id`", quote_ident(&l.column))
     };
-    let (ps, schema) = place(rt, l)?;
-    let pool = backends.pool_of(rt, &ps)?;
-    let mut conn = pool.get_conn().await?;
-    conn.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {} ({} {def} NOT NULL, `keyspace_id` BIGINT UNSIGNED NOT NULL, \
-         PRIMARY KEY ({key}))",
-        qualified(&schema, &l.table),
-        quote_ident(&l.column),
-    ))
-    .await
-    .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))
+    for (ps, lt) in LookupTable::of(rt, l)?.places {
+        let pool = backends.pool_of(rt, &ps)?;
+        let mut conn = pool.get_conn().await?;
+        conn.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {lt} ({} {def} NOT NULL, `keyspace_id` BIGINT UNSIGNED NOT NULL, \
+             PRIMARY KEY ({key}))",
+            quote_ident(&l.column),
+        ))
+        .await
+        .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+    }
+    Ok(())
 }
 
 /// Whether `keyspace.table` holds any row on any logical shard (false when it does not exist).
@@ -380,33 +437,48 @@ impl Engine {
             .keyspace(keyspace)
             .ok_or_else(|| SqlError::unknown_database(keyspace))?
             .logical_shards;
-        let (ps, schema) = place(&rt, l)?;
-        let sql = format!(
-            "SELECT DISTINCT `keyspace_id` FROM {} WHERE {} IN ({})",
-            qualified(&schema, &l.table),
-            quote_ident(&l.column),
-            vec!["?"; values.len()].join(", ")
-        );
-        let params: Vec<Value> = values.iter().map(value_of).collect();
-        let pool = self.backends.pool_of(&rt, &ps)?;
-        // The session's own uncommitted entries are read where they are.
-        let r: Result<Vec<u64>, mysql_async::Error> = match session.lookup_pre.remove(&ps) {
-            Some(mut c) => {
-                let r = c.exec(&sql, params).await;
-                session.lookup_pre.insert(ps.clone(), c);
-                r
+        let table = LookupTable::of(&rt, l)?;
+        // Values per place of the lookup table (a value that names no place: every place).
+        let mut by_place: Vec<(&(String, String), Vec<Value>)> = Vec::new();
+        for v in values {
+            let wanted: Vec<&(String, String)> = match table.for_literal(v, false) {
+                Some(p) => vec![p],
+                None => table.places.iter().collect(),
+            };
+            for p in wanted {
+                match by_place.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, vs)) => vs.push(value_of(v)),
+                    None => by_place.push((p, vec![value_of(v)])),
+                }
             }
-            None => {
-                let mut c = pool.get_conn().await?;
-                c.exec(&sql, params).await
+        }
+        let mut ids: Vec<u64> = Vec::new();
+        for ((ps, lt), params) in by_place {
+            let sql = format!(
+                "SELECT DISTINCT `keyspace_id` FROM {lt} WHERE {} IN ({})",
+                quote_ident(&l.column),
+                vec!["?"; params.len()].join(", ")
+            );
+            let pool = self.backends.pool_of(&rt, ps)?;
+            // The session's own uncommitted entries are read where they are.
+            let r: Result<Vec<u64>, mysql_async::Error> = match session.lookup_pre.remove(ps) {
+                Some(mut c) => {
+                    let r = c.exec(&sql, params).await;
+                    session.lookup_pre.insert(ps.clone(), c);
+                    r
+                }
+                None => {
+                    let mut c = pool.get_conn().await?;
+                    c.exec(&sql, params).await
+                }
+            };
+            match r {
+                Ok(found) => ids.extend(found),
+                // No lookup table yet: no entry, so no row.
+                Err(e) if is_code(&e, 1146) => {}
+                Err(e) => return Err(from_backend(e, ps, &pool.addr, Unqualify(None))),
             }
-        };
-        let ids = match r {
-            Ok(ids) => ids,
-            // No lookup table yet: no entry, so no row.
-            Err(e) if is_code(&e, 1146) => Vec::new(),
-            Err(e) => return Err(from_backend(e, &ps, &pool.addr, Unqualify(None))),
-        };
+        }
         let set: BTreeSet<u32> = ids
             .into_iter()
             .map(|k| vindex::logical_shard(k, count))
@@ -565,19 +637,8 @@ impl Engine {
             ..Planned::default()
         };
         for (li, l) in i.lookups.iter().enumerate() {
-            let (ps, schema) = place(&rt, l)?;
-            let lt = qualified(&schema, &l.table);
+            let places = LookupTable::of(&rt, l)?;
             let col = quote_ident(&l.column);
-            let insert = if l.unique {
-                format!("INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?)")
-            } else {
-                format!(
-                    "INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?) \
-                     ON DUPLICATE KEY UPDATE `keyspace_id` = `keyspace_id`"
-                )
-            };
-            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, Unqualify(None));
             // Values of this statement already written: value -> (keyspace id, logical shard).
             let mut seen: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
             let mut created = false;
@@ -590,6 +651,22 @@ impl Engine {
                 };
                 let value = value_of(&v);
                 let vkey = value.as_sql(false).into_bytes();
+                let (ps, lt) = places.for_literal(&v, true).cloned().ok_or_else(|| {
+                    SqlError::unsupported(format!(
+                        "a value of {} that is not one of its type, for its sharded lookup table {}.{}",
+                        l.column, l.keyspace, l.table
+                    ))
+                })?;
+                let insert = if l.unique {
+                    format!("INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?)")
+                } else {
+                    format!(
+                        "INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?) \
+                         ON DUPLICATE KEY UPDATE `keyspace_id` = `keyspace_id`"
+                    )
+                };
+                let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, Unqualify(None));
                 if l.unique {
                     if let Some(&(k, kls)) = seen.get(&vkey) {
                         if k != row.ksid && l.serves() {
@@ -662,6 +739,10 @@ impl Engine {
                             .row_holds(session, &rt, &ks, table, kls, &l.column, &value)
                             .await?;
                     if !live {
+                        // No row holds it, maybe because this transaction deleted that row:
+                        // the deletion commits before the new row (else a failure between the
+                        // two commits could leave the old row without its entry).
+                        commit_first(session, &ks, kls);
                         self.retarget(session, &rt, &ps, &lt, &col, &value, row.ksid)
                             .await?;
                     } else if !l.serves() {
@@ -681,6 +762,7 @@ impl Engine {
                                 entry = k;
                             }
                             InsertAction::Replace => {
+                                commit_first(session, &ks, kls);
                                 out.deleted += self
                                     .take_rows(
                                         session, &rt, &ks, table, kls, &l.column, &value, true,
@@ -863,8 +945,10 @@ impl Engine {
 
     async fn cleanup_one(&self, e: &LookupEntry) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let (ps, schema) = place(&rt, &e.lookup)?;
-        let lt = qualified(&schema, &e.lookup.table);
+        let (ps, lt) = LookupTable::of(&rt, &e.lookup)?
+            .for_value(&e.value)
+            .cloned()
+            .ok_or_else(|| SqlError::router("a lookup value without a place"))?;
         let col = quote_ident(&e.lookup.column);
         let pool = self.backends.pool_of(&rt, &ps)?;
         let mut c = pool.get_conn().await?;
@@ -949,6 +1033,16 @@ impl Engine {
             }
         }
         failed
+    }
+}
+
+/// Makes the physical shard of logical shard `ls` commit before the transaction's other
+/// connections.
+fn commit_first(session: &mut Session, ks: &KeyspaceRouting, ls: u32) {
+    if let Some(ps) = ks.placement.get(ls as usize) {
+        if !session.commit_first.contains(ps) {
+            session.commit_first.push(ps.clone());
+        }
     }
 }
 

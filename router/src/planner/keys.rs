@@ -141,6 +141,21 @@ pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32
     shard_of(vindex, &key_value(&l, ty, false)?, count)
 }
 
+/// Returns the value a literal stands for when compared with (or, `storing`, stored in) a
+/// key column of `ty`; `None` when no single value is meant.
+pub(crate) fn literal_key(
+    l: &super::plan::KeyLiteral,
+    ty: KeyType,
+    storing: bool,
+) -> Option<KeyValue> {
+    let l = match l {
+        super::plan::KeyLiteral::Int(i) => Lit::Int(*i),
+        super::plan::KeyLiteral::Num(n) => Lit::Num(n.clone()),
+        super::plan::KeyLiteral::Str(s) => Lit::Str(s.clone()),
+    };
+    key_value(&l, ty, storing)
+}
+
 /// Returns a literal's value for routing a key of `ty`.
 pub(super) fn literal_for(e: &Expr, ty: KeyType) -> Option<KeyValue> {
     key_value(&lit(e)?, ty, false)

@@ -41,6 +41,7 @@ mod standin;
 pub mod statement;
 mod update_delete;
 
+pub(crate) use keys::literal_key;
 pub use plan::{
     Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, Local, MoveRows, Plan, RouteKind, SavepointOp,
     StmtKind, Targets, TxnStart,
