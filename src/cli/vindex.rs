@@ -16,6 +16,11 @@ use tessera_router::topology::{KeyspaceRouting, Lookup, RoutingTable, TableRouti
 use tessera_router::vindex;
 use tessera_topo::{KeyType, Topo, VindexKind};
 
+/// A physical shard and a qualified lookup table there.
+type Place = (String, String);
+/// A value and the keyspace id of the row holding it.
+type Entry = (Value, u64);
+
 /// Rows read (and entries written) per statement.
 const CHUNK: usize = 2000;
 
@@ -285,7 +290,7 @@ impl Backfill<'_> {
                     pairs.insert(digest(v, *k));
                 }
                 // The entries per place of the lookup table.
-                let mut groups: Vec<(&(String, String), Vec<(Value, u64)>)> = Vec::new();
+                let mut groups: Vec<(&Place, Vec<Entry>)> = Vec::new();
                 for (v, k) in entries {
                     let place = table.for_value(&v).ok_or_else(|| {
                         anyhow!("the value {v:?} has no place in the lookup table")
