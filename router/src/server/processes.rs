@@ -163,8 +163,17 @@ pub(super) async fn kill(shared: &Shared, session: &Session, k: Kill) -> Result<
         slot.kill();
         return Err(SqlError::new(1927, "70100", "Connection was killed"));
     }
-    if let Some((ps, backend_id)) = slot.backend() {
-        shared.engine.kill_backend_query(&ps, backend_id).await?;
+    // The statement may not have reached its backend yet (a `KILL QUERY` that arrives first
+    // does nothing there): asked again while that same statement runs, for up to a second.
+    let statement = slot.started();
+    for _ in 0..20 {
+        if statement.is_none() || slot.started() != statement {
+            break;
+        }
+        if let Some((ps, backend_id)) = slot.backend() {
+            shared.engine.kill_backend_query(&ps, backend_id).await?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     if !k.query_only {
         slot.kill();

@@ -146,6 +146,11 @@ impl Slot {
         }
     }
 
+    /// When the statement running started (`None`: idle): it names that statement.
+    pub fn started(&self) -> Option<Instant> {
+        self.state.lock().ok()?.started
+    }
+
     /// The backend connection running the session's statement, if one does.
     pub fn backend(&self) -> Option<(String, u32)> {
         let s = self.state.lock().ok()?;
