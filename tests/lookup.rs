@@ -181,6 +181,26 @@ async fn unique_and_plain_lookups_like_mariadb() {
             "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (2, 71, 2, 'moved')",
             "COMMIT",
             "SELECT * FROM orders ORDER BY order_id",
+            // Updates of lookup columns move the entries with the values.
+            "UPDATE orders SET order_id = 100 WHERE order_id = 1",
+            "SELECT ROW_COUNT()",
+            "SELECT order_id, customer_id FROM orders WHERE order_id IN (1, 100) ORDER BY order_id",
+            "UPDATE orders SET order_id = 3 WHERE order_id = 100",
+            "UPDATE orders SET status = 'bulk', amount = amount + 1 WHERE amount > 100 -- several",
+            "SELECT ROW_COUNT()",
+            "SELECT order_id FROM orders WHERE status = 'bulk' ORDER BY order_id",
+            "UPDATE orders SET status = NULL WHERE order_id = 3",
+            "SELECT order_id FROM orders WHERE status IS NULL",
+            "BEGIN",
+            "UPDATE orders SET order_id = 200 WHERE order_id = 100",
+            "SELECT order_id, customer_id FROM orders WHERE order_id = 200",
+            "ROLLBACK",
+            "SELECT order_id FROM orders WHERE order_id IN (100, 200)",
+            "BEGIN",
+            "UPDATE orders SET order_id = 300 WHERE order_id = 100",
+            "INSERT INTO orders (order_id, customer_id, amount, status) VALUES (100, 77, 1, 'reused')",
+            "COMMIT",
+            "SELECT * FROM orders ORDER BY order_id",
         ],
     )
     .await;
@@ -209,8 +229,8 @@ async fn unique_and_plain_lookups_like_mariadb() {
     assert!((1..=3).contains(&plan.len()), "{plan:?}");
     // What the router cannot keep consistent is refused, never run.
     for sql in [
-        "UPDATE orders SET order_id = 100 WHERE order_id = 1",
-        "UPDATE orders SET customer_id = 99 WHERE order_id = 1",
+        "UPDATE orders SET order_id = order_id + 1000 WHERE order_id = 300",
+        "UPDATE orders SET customer_id = 99 WHERE order_id = 300",
         "INSERT INTO orders (customer_id, amount) VALUES (5, 5)",
         "INSERT INTO orders (order_id, customer_id) VALUES (1 + 100, 5)",
         "INSERT INTO orders (order_id, customer_id) VALUES (101, 5) ON DUPLICATE KEY UPDATE order_id = 102",

@@ -62,7 +62,7 @@ pub struct Session {
     /// transaction's other connections (see `engine/lookup.rs`).
     pub lookup_pre: std::collections::HashMap<String, mysql_async::Conn>,
     /// Lookup entries of rows the open transaction deleted, removed after it commits.
-    pub lookup_post: Vec<crate::engine::lookup::LookupEntry>,
+    pub lookup_post: Vec<LookupEntry>,
     /// Physical shards whose part of the transaction commits before the others' (where it
     /// deleted a row whose lookup entry a new row took over).
     pub commit_first: Vec<String>,
@@ -329,4 +329,15 @@ mod tests {
             SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_IN_TRANS | SERVER_STATUS_IN_TRANS_READONLY
         );
     }
+}
+
+/// One entry of a lookup table (see `engine/lookup.rs`): `value` of `lookup`'s column lives in
+/// the row with keyspace id `ksid` of `keyspace.table`.
+#[derive(Debug, Clone)]
+pub struct LookupEntry {
+    pub lookup: crate::topology::Lookup,
+    pub keyspace: String,
+    pub table: String,
+    pub value: mysql_async::Value,
+    pub ksid: u64,
 }

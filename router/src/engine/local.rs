@@ -545,7 +545,7 @@ impl Engine {
     /// `x` and forgets later ones, `RELEASE x` forgets `x` and later ones, setting an existing
     /// name moves it to the end. Outside a transaction `SAVEPOINT` does nothing, and naming an
     /// unknown savepoint is error 1305, as in MariaDB.
-    async fn savepoint(
+    pub(super) async fn savepoint(
         &self,
         session: &mut Session,
         op: crate::planner::SavepointOp,

@@ -33,8 +33,10 @@ use super::core::Engine;
 use crate::backend::error::from_backend;
 use crate::backend::Backends;
 use crate::error::SqlError;
-use crate::planner::plan::{InsertAction, LookupDelete, LookupInsert, LookupPlan, LookupWrite};
-use crate::planner::{Exec, KeyLiteral, Plan, RouteKind, StmtKind, Targets};
+use crate::planner::plan::{
+    InsertAction, LookupDelete, LookupInsert, LookupPlan, LookupUpdate, LookupWrite,
+};
+use crate::planner::{Exec, KeyLiteral, Plan, RouteKind, SavepointOp, StmtKind, Targets};
 use crate::session::Session;
 use crate::sql::quote_ident;
 use crate::topology::{KeyspaceRouting, Lookup, RoutingTable, TableRouting, Unqualify};
@@ -45,16 +47,7 @@ use mysql_async::{Conn, Value};
 use std::collections::{BTreeSet, HashMap};
 use tessera_topo::{KeyType, VindexKind};
 
-/// One entry of a lookup table: `value` of `lookup`'s column lives in the row with keyspace
-/// id `ksid` of `keyspace.table`.
-#[derive(Debug, Clone)]
-pub struct LookupEntry {
-    pub lookup: Lookup,
-    pub keyspace: String,
-    pub table: String,
-    pub value: Value,
-    pub ksid: u64,
-}
+pub use crate::session::LookupEntry;
 
 /// A literal as a statement parameter (compared with the column as the literal would be).
 pub fn value_of(l: &KeyLiteral) -> Value {
@@ -326,6 +319,13 @@ impl Engine {
                     .await;
                 self.finish_lookup_write(session, own, r, io).await
             }
+            LookupWrite::Update(u) => {
+                let own = self.own_txn(session);
+                let r = self
+                    .lookup_update(session, &keyspace, &table, exec, *u)
+                    .await;
+                self.finish_lookup_write(session, own, r, io).await
+            }
         }
     }
 
@@ -381,7 +381,7 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         let r = match r {
-            Ok(p) => self.run_deferred(session, p, io).await,
+            Ok(p) => self.run_deferred(session, p, own, io).await,
             Err(e) => Err(e),
         };
         match r {
@@ -404,17 +404,49 @@ impl Engine {
         &self,
         session: &mut Session,
         p: Planned,
+        own: bool,
         io: &mut PacketIo,
     ) -> Result<(u64, u64, u16, String), SqlError> {
         let (mut affected, mut last, mut warnings, mut info) = (0, 0, 0, String::new());
+        // An update of lookup columns must change exactly the rows it read: in the client's
+        // own transaction it is undone by a savepoint when it did not.
+        let guard = p.matched.is_some() && !own;
+        if guard {
+            self.savepoint(session, SavepointOp::Set(GUARD.into()))
+                .await?;
+        }
         if let Some(exec) = p.exec {
             session.defer_ok = true;
             let r = Box::pin(self.execute(session, Plan::Exec(Box::new(exec)), io)).await;
             session.defer_ok = false;
             let d = session.deferred_ok.take();
-            r?;
+            if let Err(e) = r {
+                if guard {
+                    self.undo_guarded(session).await;
+                }
+                return Err(e);
+            }
             if let Some(d) = d {
                 (affected, last, warnings, info) = d;
+            }
+        }
+        if let Some(read) = p.matched {
+            let matched = info_number(&info, "Rows matched:");
+            if let Some(m) = matched.filter(|m| *m != read) {
+                if guard {
+                    self.undo_guarded(session).await;
+                }
+                return Err(SqlError::new(
+                    1213,
+                    "40001",
+                    format!(
+                        "Deadlock found when trying to get lock; try restarting transaction (the rows an UPDATE of a lookup column matched changed while it ran: {read} read, {m} matched; the statement was undone)"
+                    ),
+                ));
+            }
+            if guard {
+                self.savepoint(session, SavepointOp::Release(GUARD.into()))
+                    .await?;
             }
         }
         if p.skipped > 0 {
@@ -638,10 +670,8 @@ impl Engine {
         };
         for (li, l) in i.lookups.iter().enumerate() {
             let places = LookupTable::of(&rt, l)?;
-            let col = quote_ident(&l.column);
             // Values of this statement already written: value -> (keyspace id, logical shard).
             let mut seen: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
-            let mut created = false;
             for (ri, row) in i.rows.iter_mut().enumerate() {
                 if skip[ri] {
                     continue;
@@ -651,22 +681,6 @@ impl Engine {
                 };
                 let value = value_of(&v);
                 let vkey = value.as_sql(false).into_bytes();
-                let (ps, lt) = places.for_literal(&v, true).cloned().ok_or_else(|| {
-                    SqlError::unsupported(format!(
-                        "a value of {} that is not one of its type, for its sharded lookup table {}.{}",
-                        l.column, l.keyspace, l.table
-                    ))
-                })?;
-                let insert = if l.unique {
-                    format!("INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?)")
-                } else {
-                    format!(
-                        "INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?) \
-                         ON DUPLICATE KEY UPDATE `keyspace_id` = `keyspace_id`"
-                    )
-                };
-                let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, Unqualify(None));
                 if l.unique {
                     if let Some(&(k, kls)) = seen.get(&vkey) {
                         if k != row.ksid && l.serves() {
@@ -690,64 +704,26 @@ impl Engine {
                         continue;
                     }
                 }
-                let mut conn = self.lookup_conn(session, &rt, &ps).await?;
-                let r = loop {
-                    match conn.exec_drop(&insert, (value.clone(), row.ksid)).await {
-                        Ok(()) => break Ok(None),
-                        Err(e) if is_code(&e, 1146) && !created => {
-                            created = true;
-                            if let Err(e) =
-                                ensure_table(&self.backends, &rt, keyspace, table, l).await
-                            {
-                                break Err(e);
-                            }
-                        }
-                        Err(e) if is_code(&e, 1062) && l.unique => {
-                            let existing: Result<Option<u64>, _> = conn
-                                .exec_first(
-                                    format!(
-                                        "SELECT `keyspace_id` FROM {lt} WHERE {col} = ? FOR UPDATE"
-                                    ),
-                                    vec![value.clone()],
-                                )
-                                .await;
-                            match existing {
-                                // Removed meanwhile: write it again.
-                                Ok(None) => {}
-                                Ok(Some(k)) => break Ok(Some(k)),
-                                Err(e) => break Err(map(e)),
-                            }
-                        }
-                        Err(e) => break Err(map(e)),
-                    }
+                let at = Entry {
+                    ks: &ks,
+                    table,
+                    l,
+                    places: &places,
+                    literal: &v,
+                    ksid: row.ksid,
                 };
-                session.lookup_pre.insert(ps.clone(), conn);
-                let existing = r?;
-                // The keyspace id the entry holds now.
-                let mut entry = row.ksid;
-                if i.action == InsertAction::Replace && l.serves() && existing == Some(row.ksid) {
+                let claim = self.claim(session, &rt, &at).await?;
+                if i.action == InsertAction::Replace && l.serves() && claim == Claim::Same {
                     // MariaDB replaces the row itself: its other values' entries go after.
                     self.take_rows(session, &rt, &ks, table, row.ls, &l.column, &value, false)
                         .await?;
                 }
-                if let Some(k) = existing.filter(|k| *k != row.ksid) {
-                    let kls = vindex::logical_shard(k, ks.logical_shards);
-                    // A write-only lookup does not decide yet: the existing entry stays (its
-                    // backfill's verification reports values held twice).
-                    let live = !l.serves()
-                        || self
-                            .row_holds(session, &rt, &ks, table, kls, &l.column, &value)
-                            .await?;
-                    if !live {
-                        // No row holds it, maybe because this transaction deleted that row:
-                        // the deletion commits before the new row (else a failure between the
-                        // two commits could leave the old row without its entry).
-                        commit_first(session, &ks, kls);
-                        self.retarget(session, &rt, &ps, &lt, &col, &value, row.ksid)
-                            .await?;
-                    } else if !l.serves() {
-                        entry = k;
-                    } else {
+                // The keyspace id the entry holds now.
+                let entry = match claim {
+                    Claim::Same | Claim::Written => row.ksid,
+                    Claim::Unchecked(k) => k,
+                    Claim::Held(k) => {
+                        let kls = vindex::logical_shard(k, ks.logical_shards);
                         match i.action {
                             InsertAction::Insert => {
                                 return Err(self.duplicate(&rt, keyspace, table, l, &value).await)
@@ -759,7 +735,7 @@ impl Engine {
                             }
                             InsertAction::Upsert => {
                                 row.ls = kls;
-                                entry = k;
+                                k
                             }
                             InsertAction::Replace => {
                                 commit_first(session, &ks, kls);
@@ -768,12 +744,12 @@ impl Engine {
                                         session, &rt, &ks, table, kls, &l.column, &value, true,
                                     )
                                     .await?;
-                                self.retarget(session, &rt, &ps, &lt, &col, &value, row.ksid)
-                                    .await?;
+                                self.retarget(session, &rt, &at).await?;
+                                row.ksid
                             }
                         }
                     }
-                }
+                };
                 if l.unique {
                     seen.insert(vkey, (entry, row.ls));
                 }
@@ -837,29 +813,106 @@ impl Engine {
         Ok(out)
     }
 
-    /// Points an existing unique entry at keyspace id `ksid` (the session's lookup
-    /// transaction holds its lock).
-    #[allow(clippy::too_many_arguments)]
+    /// Points the existing unique entry of `at`'s value at its keyspace id (the session's
+    /// lookup transaction holds its lock).
     async fn retarget(
         &self,
         session: &mut Session,
         rt: &RoutingTable,
-        ps: &str,
-        lt: &str,
-        col: &str,
-        value: &Value,
-        ksid: u64,
+        at: &Entry<'_>,
     ) -> Result<(), SqlError> {
-        let mut conn = self.lookup_conn(session, rt, ps).await?;
+        let (ps, lt) = at.place()?;
+        let mut conn = self.lookup_conn(session, rt, &ps).await?;
         let r = conn
             .exec_drop(
-                format!("UPDATE {lt} SET `keyspace_id` = ? WHERE {col} = ?"),
-                (ksid, value.clone()),
+                format!(
+                    "UPDATE {lt} SET `keyspace_id` = ? WHERE {} = ?",
+                    quote_ident(&at.l.column)
+                ),
+                (at.ksid, value_of(at.literal)),
             )
             .await;
         session.lookup_pre.insert(ps.to_string(), conn);
-        let addr = rt.shards.get(ps).map(|s| s.address()).unwrap_or_default();
-        r.map_err(|e| from_backend(e, ps, &addr, Unqualify(None)))
+        let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+        r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(None)))
+    }
+
+    /// Writes the entry of `at` in the session's lookup transaction. A unique entry that
+    /// exists already is locked, and the row it names looked for (a locking read in the
+    /// session's transaction): none, and the entry is taken over.
+    async fn claim(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        at: &Entry<'_>,
+    ) -> Result<Claim, SqlError> {
+        let l = at.l;
+        let (ps, lt) = at.place()?;
+        let col = quote_ident(&l.column);
+        let value = value_of(at.literal);
+        let insert = if l.unique {
+            format!("INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?)")
+        } else {
+            format!(
+                "INSERT INTO {lt} ({col}, `keyspace_id`) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE `keyspace_id` = `keyspace_id`"
+            )
+        };
+        let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+        let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, Unqualify(None));
+        let mut created = false;
+        let mut conn = self.lookup_conn(session, rt, &ps).await?;
+        let r = loop {
+            match conn.exec_drop(&insert, (value.clone(), at.ksid)).await {
+                Ok(()) => break Ok(None),
+                Err(e) if is_code(&e, 1146) && !created => {
+                    created = true;
+                    if let Err(e) = ensure_table(&self.backends, rt, &at.ks.name, at.table, l).await
+                    {
+                        break Err(e);
+                    }
+                }
+                Err(e) if is_code(&e, 1062) && l.unique => {
+                    let existing: Result<Option<u64>, _> = conn
+                        .exec_first(
+                            format!("SELECT `keyspace_id` FROM {lt} WHERE {col} = ? FOR UPDATE"),
+                            vec![value.clone()],
+                        )
+                        .await;
+                    match existing {
+                        // Removed meanwhile: write it again.
+                        Ok(None) => {}
+                        Ok(Some(k)) => break Ok(Some(k)),
+                        Err(e) => break Err(map(e)),
+                    }
+                }
+                Err(e) => break Err(map(e)),
+            }
+        };
+        session.lookup_pre.insert(ps.clone(), conn);
+        let k = match r? {
+            None => return Ok(Claim::Written),
+            Some(k) if k == at.ksid => return Ok(Claim::Same),
+            Some(k) => k,
+        };
+        // A write-only lookup does not decide yet: the existing entry stays (its backfill's
+        // verification reports values held twice).
+        if !l.serves() {
+            return Ok(Claim::Unchecked(k));
+        }
+        let kls = vindex::logical_shard(k, at.ks.logical_shards);
+        if self
+            .row_holds(session, rt, at.ks, at.table, kls, &l.column, &value)
+            .await?
+        {
+            return Ok(Claim::Held(k));
+        }
+        // No row holds it, maybe because this transaction deleted that row: the deletion
+        // commits before the new row (else a failure between the two commits could leave the
+        // old row without its entry).
+        commit_first(session, at.ks, kls);
+        self.retarget(session, rt, at).await?;
+        Ok(Claim::Written)
     }
 
     /// MariaDB's duplicate-entry error for `value` of `l`'s column, naming the unique key
@@ -925,6 +978,117 @@ impl Engine {
 
         Ok(Planned {
             exec: Some(exec),
+            ..Planned::default()
+        })
+    }
+
+    /// Rolls the session's transaction back to the guard savepoint of an update of lookup
+    /// columns, and releases it.
+    async fn undo_guarded(&self, session: &mut Session) {
+        let _ = self
+            .savepoint(session, SavepointOp::RollbackTo(GUARD.into()))
+            .await;
+        let _ = self
+            .savepoint(session, SavepointOp::Release(GUARD.into()))
+            .await;
+    }
+
+    /// Reads (and locks) the rows an update of lookup columns changes, writes their new
+    /// values' entries, queues their old ones for removal after the commit, and returns the
+    /// update to run (which must match as many rows as were read).
+    async fn lookup_update(
+        &self,
+        session: &mut Session,
+        keyspace: &str,
+        table: &str,
+        exec: Exec,
+        u: LookupUpdate,
+    ) -> Result<Planned, SqlError> {
+        let rt = self.topo.table();
+        let ks = rt
+            .keyspace(keyspace)
+            .ok_or_else(|| SqlError::unknown_database(keyspace))?
+            .clone();
+        let lss = match &exec.targets {
+            Targets::Ls { ls, .. } => ls.clone(),
+            _ => return Err(SqlError::router("an UPDATE without logical shards")),
+        };
+        let mut read = 0u64;
+        // (lookup, new value, keyspace id of the row)
+        let mut claims: Vec<(usize, KeyLiteral, u64)> = Vec::new();
+        for ls in lss {
+            let ps =
+                ks.placement.get(ls as usize).cloned().ok_or_else(|| {
+                    SqlError::router(format!("logical shard {ls} has no placement"))
+                })?;
+            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+            let mut lease = self.conn(session, &rt, &ps).await?;
+            let r: Result<Vec<mysql_async::Row>, _> =
+                lease.conn.query(ks.fill(&u.select, ls)).await;
+            self.give_back(session, lease).await;
+            let rows = r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(Some(&ks))))?;
+            for row in rows {
+                read += 1;
+                let vals = row.unwrap();
+                let Some(ksid) = vals.first().and_then(|k| ksid_of(u.vindex, u.key_type, k)) else {
+                    continue;
+                };
+                for (li, new) in &u.sets {
+                    let (Some(l), Some(old)) = (u.lookups.get(*li), vals.get(li + 1)) else {
+                        continue;
+                    };
+                    if *old != Value::NULL {
+                        session.lookup_post.push(LookupEntry {
+                            lookup: l.clone(),
+                            keyspace: keyspace.to_string(),
+                            table: table.to_string(),
+                            value: old.clone(),
+                            ksid,
+                        });
+                    }
+                    if let Some(new) = new {
+                        claims.push((*li, new.clone(), ksid));
+                    }
+                }
+            }
+        }
+        for (li, l) in u.lookups.iter().enumerate() {
+            let mut ids = claims.iter().filter(|c| c.0 == li).map(|c| c.2);
+            let first = ids.next();
+            if l.unique && l.serves() && ids.any(|k| Some(k) != first) {
+                // One value for rows of two keyspace ids: a duplicate, as MariaDB finds it.
+                let v = claims
+                    .iter()
+                    .find(|c| c.0 == li)
+                    .map(|c| value_of(&c.1))
+                    .unwrap_or(Value::NULL);
+                return Err(self.duplicate(&rt, keyspace, table, l, &v).await);
+            }
+            let places = LookupTable::of(&rt, l)?;
+            let mut done: Vec<u64> = Vec::new();
+            for (_, new, ksid) in claims.iter().filter(|c| c.0 == li) {
+                if done.contains(ksid) {
+                    continue;
+                }
+                done.push(*ksid);
+                let at = Entry {
+                    ks: &ks,
+                    table,
+                    l,
+                    places: &places,
+                    literal: new,
+                    ksid: *ksid,
+                };
+                if let Claim::Held(_) = self.claim(session, &rt, &at).await? {
+                    return Err(self
+                        .duplicate(&rt, keyspace, table, l, &value_of(new))
+                        .await);
+                }
+            }
+        }
+        Ok(Planned {
+            exec: Some(exec),
+            matched: Some(read),
             ..Planned::default()
         })
     }
@@ -1073,9 +1237,63 @@ fn queue_entries(
     }
 }
 
+/// One entry to write: `literal` of lookup `l` (of `ks.table`), for the row with keyspace id
+/// `ksid`.
+struct Entry<'a> {
+    ks: &'a KeyspaceRouting,
+    table: &'a str,
+    l: &'a Lookup,
+    places: &'a LookupTable,
+    literal: &'a KeyLiteral,
+    ksid: u64,
+}
+
+impl Entry<'_> {
+    fn place(&self) -> Result<(String, String), SqlError> {
+        self.places
+            .for_literal(self.literal, true)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::unsupported(format!(
+                    "a value of {} that is not one of its type, for its sharded lookup table {}.{}",
+                    self.l.column, self.l.keyspace, self.l.table
+                ))
+            })
+    }
+}
+
+/// What [`Engine::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// The entry is new, or was taken over from a row that no longer holds the value.
+    Written,
+    /// The entry existed for this keyspace id already.
+    Same,
+    /// A live row with this keyspace id holds the value (a unique lookup's duplicate).
+    Held(u64),
+    /// A write-only lookup's entry names this keyspace id; left alone.
+    Unchecked(u64),
+}
+
+/// The savepoint that guards an update of lookup columns inside a client's transaction.
+const GUARD: &str = "tessera_lookup_update";
+
+/// The number after `name` in an OK packet's info text.
+fn info_number(info: &str, name: &str) -> Option<u64> {
+    let at = info.find(name)? + name.len();
+    info[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What a lookup write leaves to run, and what the router did itself.
 #[derive(Default)]
 struct Planned {
+    /// For an update of lookup columns: the rows it read, which it must match.
+    matched: Option<u64>,
     exec: Option<Exec>,
     /// Rows in the client's statement.
     rows: u64,
@@ -1088,15 +1306,7 @@ struct Planned {
 /// A multi-row insert's info text with `skipped` more duplicates (and warnings) counted, as
 /// MariaDB counts rows an `INSERT IGNORE` skips.
 fn counted(info: &str, rows: u64, skipped: u64) -> String {
-    let num = |name: &str| -> Option<u64> {
-        let at = info.find(name)? + name.len();
-        info[at..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
+    let num = |name: &str| info_number(info, name);
     if rows < 2 {
         return info.to_string();
     }

@@ -141,6 +141,16 @@ pub(crate) fn literal_ls(text: &str, vindex: VindexKind, ty: KeyType, count: u32
     shard_of(vindex, &key_value(&l, ty, false)?, count)
 }
 
+impl From<Lit> for super::plan::KeyLiteral {
+    fn from(l: Lit) -> Self {
+        match l {
+            Lit::Int(i) => super::plan::KeyLiteral::Int(i),
+            Lit::Num(n) => super::plan::KeyLiteral::Num(n),
+            Lit::Str(s) => super::plan::KeyLiteral::Str(s),
+        }
+    }
+}
+
 /// Returns the value a literal stands for when compared with (or, `storing`, stored in) a
 /// key column of `ty`; `None` when no single value is meant.
 pub(crate) fn literal_key(

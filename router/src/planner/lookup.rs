@@ -4,7 +4,9 @@
 
 use super::ast::column_ref;
 use super::keys::lit;
-use super::plan::{KeyLiteral, Local, LookupDelete, LookupPlan, LookupWrite, Plan, RouteKind};
+use super::plan::{
+    KeyLiteral, Local, LookupDelete, LookupPlan, LookupUpdate, LookupWrite, Plan, RouteKind,
+};
 use super::resolve::Planner;
 
 use crate::error::SqlError;
@@ -135,6 +137,82 @@ impl<'a> Planner<'a> {
         );
         Ok(LookupDelete {
             select,
+            lookups: lookups.to_vec(),
+            vindex,
+            key_type,
+        })
+    }
+}
+
+impl<'a> Planner<'a> {
+    /// The select that reads and locks, per logical shard, the shard key and lookup columns
+    /// of the rows an `UPDATE` (planned as `template`) changes: its table, then its text from
+    /// `WHERE` (or `ORDER BY`, `LIMIT`) on, with `FOR UPDATE` after the last clause.
+    pub(super) fn update_reader(
+        &self,
+        template: &str,
+        shard_key: &str,
+        lookups: &[Lookup],
+        sets: Vec<(usize, Option<KeyLiteral>)>,
+        vindex: tessera_topo::VindexKind,
+        key_type: tessera_topo::KeyType,
+    ) -> Result<LookupUpdate, SqlError> {
+        let b = template.as_bytes();
+        let toks = crate::sql::lex::significant(b, &Default::default());
+        let err = || SqlError::router("cannot locate the clauses of the UPDATE");
+        if !toks.first().is_some_and(|t| t.is_word(b, "UPDATE")) {
+            return Err(err());
+        }
+        let mut i = 1;
+        while toks.get(i).is_some_and(|t| t.is_word(b, "LOW_PRIORITY")) {
+            i += 1;
+        }
+        if toks.get(i).is_some_and(|t| t.is_word(b, "IGNORE")) {
+            return Err(SqlError::unsupported(
+                "UPDATE IGNORE of a column with a lookup vindex",
+            ));
+        }
+        let table_at = toks.get(i).ok_or_else(err)?.start;
+        // Top-level words only (not inside parentheses).
+        let mut depth = 0i32;
+        let mut set_at = None;
+        let mut rest_at = None;
+        for t in &toks[i..] {
+            if t.kind == crate::sql::lex::Kind::Punct {
+                match b[t.start] {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+                continue;
+            }
+            if depth != 0 {
+                continue;
+            }
+            if set_at.is_none() && t.is_word(b, "SET") {
+                set_at = Some(t.start);
+            } else if set_at.is_some()
+                && ["WHERE", "ORDER", "LIMIT"].iter().any(|w| t.is_word(b, w))
+            {
+                rest_at = Some(t.start);
+                break;
+            }
+        }
+        let set_at = set_at.ok_or_else(err)?;
+        let last = toks.last().ok_or_else(err)?.end;
+        let mut cols = vec![crate::sql::quote_ident(shard_key)];
+        cols.extend(lookups.iter().map(|l| crate::sql::quote_ident(&l.column)));
+        let select = format!(
+            "{}SELECT {} FROM {} {} FOR UPDATE{}",
+            &template[..toks[0].start],
+            cols.join(", "),
+            template[table_at..set_at].trim_end(),
+            rest_at.map_or("", |r| &template[r..last]),
+            &template[last..]
+        );
+        Ok(LookupUpdate {
+            select,
+            sets,
             lookups: lookups.to_vec(),
             vindex,
             key_type,

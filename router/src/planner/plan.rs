@@ -203,6 +203,22 @@ pub enum LookupWrite {
     None,
     Insert(Box<LookupInsert>),
     Delete(Box<LookupDelete>),
+    Update(Box<LookupUpdate>),
+}
+
+/// An `UPDATE` that sets lookup columns: the rows it changes are read (locked) first, their
+/// new values' entries written, their old values' removed after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupUpdate {
+    /// `SELECT shard_key, lookup columns… FROM … WHERE … FOR UPDATE`, with the logical-shard
+    /// placeholder.
+    pub select: String,
+    /// Each lookup column the statement sets (its index in `lookups`) and its new value
+    /// (`None`: NULL).
+    pub sets: Vec<(usize, Option<KeyLiteral>)>,
+    pub lookups: Vec<crate::topology::Lookup>,
+    pub vindex: tessera_topo::VindexKind,
+    pub key_type: tessera_topo::KeyType,
 }
 
 /// How an `INSERT` resolves a conflict on a unique key.
@@ -317,16 +333,6 @@ pub enum KeyLiteral {
     /// A number with a fraction or exponent.
     Num(String),
     Str(String),
-}
-
-impl From<super::keys::Lit> for KeyLiteral {
-    fn from(l: super::keys::Lit) -> Self {
-        match l {
-            super::keys::Lit::Int(i) => KeyLiteral::Int(i),
-            super::keys::Lit::Num(n) => KeyLiteral::Num(n),
-            super::keys::Lit::Str(s) => KeyLiteral::Str(s),
-        }
-    }
 }
 
 /// An `INSERT` that needs ids from a sequence before it can be routed.

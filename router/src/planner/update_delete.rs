@@ -67,16 +67,30 @@ impl<'a> Planner<'a> {
             return Err(SqlError::router("no table to write"));
         };
         let mut move_to: Option<(u32, KeyLiteral)> = None;
+        let mut lookup_sets: Vec<(usize, Option<KeyLiteral>)> = Vec::new();
         let (selection, has_order_or_limit) = match stmt {
             Statement::Update(u) => {
                 for a in &u.assignments {
                     let col = a.target.to_string();
                     let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
-                    if let Some(l) = lookups.iter().find(|l| l.column.eq_ignore_ascii_case(col)) {
-                        return Err(SqlError::unsupported(format!(
-                            "UPDATE of {}, a column with a lookup vindex (delete the row and insert it again)",
-                            l.column
-                        )));
+                    if let Some(li) = lookups
+                        .iter()
+                        .position(|l| l.column.eq_ignore_ascii_case(col))
+                    {
+                        let null = matches!(
+                            &a.value,
+                            Expr::Value(x) if matches!(x.value, sqlparser::ast::Value::Null)
+                        );
+                        let value = match lit(&a.value) {
+                            _ if null => None,
+                            Some(l) => Some(KeyLiteral::from(l)),
+                            None => {
+                                return Err(SqlError::unsupported(format!(
+                                    "UPDATE that sets {col}, a column with a lookup vindex, to an expression (a literal or NULL keeps its lookup)"
+                                )))
+                            }
+                        };
+                        lookup_sets.push((li, value));
                     }
                     if col.eq_ignore_ascii_case(shard_key) && !lookups.is_empty() {
                         return Err(SqlError::unsupported(format!(
@@ -160,6 +174,20 @@ impl<'a> Planner<'a> {
                     let reader =
                         self.delete_reader(template, shard_key, lookups, *vindex, *key_type)?;
                     super::plan::LookupWrite::Delete(Box::new(reader))
+                }
+                (Statement::Update(_), Plan::Exec(e)) if !lookup_sets.is_empty() => {
+                    let super::plan::Targets::Ls { template, .. } = &e.targets else {
+                        return Err(SqlError::router("an UPDATE without logical shards"));
+                    };
+                    let reader = self.update_reader(
+                        template,
+                        shard_key,
+                        lookups,
+                        lookup_sets,
+                        *vindex,
+                        *key_type,
+                    )?;
+                    super::plan::LookupWrite::Update(Box::new(reader))
                 }
                 _ => super::plan::LookupWrite::None,
             };
