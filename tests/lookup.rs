@@ -414,7 +414,11 @@ async fn killed_routers_never_leave_a_row_without_its_entry() {
                 loop {
                     let id = rng.gen_range(0..60);
                     let cust = rng.gen_range(0..100_000);
-                    let sql = match rng.gen_range(0..6) {
+                    let sql = match rng.gen_range(0..7) {
+                        5 => format!(
+                            "UPDATE orders SET order_id = {} WHERE order_id = {id}",
+                            rng.gen_range(0..60)
+                        ),
                         0 | 1 => format!("INSERT INTO orders (order_id, customer_id, amount, status) VALUES ({id}, {cust}, 1, 's{}')", cust % 3),
                         2 => format!("REPLACE INTO orders (order_id, customer_id, amount, status) VALUES ({id}, {cust}, 2, 'r')"),
                         3 => format!("DELETE FROM orders WHERE order_id = {id}"),
