@@ -73,6 +73,23 @@ impl SqlError {
         )
     }
 
+    /// 1205: a statement on a table that `tessera movetables` is switching over, after
+    /// [`SWITCH_HOLD`] of waiting.
+    pub fn switching(keyspace: &str, table: &str, to: &str) -> Self {
+        Self::new(
+            1205,
+            "HY000",
+            format!(
+                "Lock wait timeout exceeded; try restarting transaction (table {keyspace}.{table} {SWITCHING} {to})"
+            ),
+        )
+    }
+
+    /// Whether this is [`SqlError::switching`].
+    pub fn is_switching(&self) -> bool {
+        self.code == 1205 && self.message.contains(SWITCHING)
+    }
+
     /// 1047: an unknown protocol command.
     pub fn unknown_command(cmd: u8) -> Self {
         Self::new(1047, "08S01", format!("Unknown command 0x{cmd:02x}"))
@@ -92,6 +109,11 @@ impl SqlError {
         )
     }
 }
+
+/// How long a statement on a table being switched over by `tessera movetables` waits.
+pub const SWITCH_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
+const SWITCHING: &str = "is switching over to keyspace";
 
 /// A failure writing to or reading from the client's connection.
 pub fn io_err(e: std::io::Error) -> SqlError {

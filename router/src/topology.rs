@@ -56,9 +56,23 @@ pub struct KeyspaceRouting {
     /// Each logical shard's move state and the other physical shard of its move.
     pub moves: Vec<(tessera_topo::LogicalShardState, Option<String>)>,
     pub epoch: u64,
+    /// Tables `tessera movetables` is switching or has moved to another keyspace (by lower-case
+    /// name): the keyspace they go to, and whether statements on them wait (switching).
+    pub moved: HashMap<String, (String, bool)>,
 }
 
 impl KeyspaceRouting {
+    /// The keyspace `table` was moved to by `tessera movetables`, and whether it is being
+    /// switched over now (statements on it wait).
+    pub fn moved_to(&self, table: &str) -> Option<(&str, bool)> {
+        if self.moved.is_empty() {
+            return None;
+        }
+        self.moved
+            .get(&table.to_ascii_lowercase())
+            .map(|(k, s)| (k.as_str(), *s))
+    }
+
     /// Returns how `table` routes, or `None` when a sharded keyspace does not declare it.
     pub fn table(&self, table: &str) -> Option<TableRouting> {
         if !self.sharded {
@@ -256,6 +270,17 @@ impl RoutingTable {
                     placement: p.shards.iter().map(|e| e.ps.clone()).collect(),
                     moves: p.shards.iter().map(|e| (e.state, e.peer.clone())).collect(),
                     epoch: p.epoch,
+                    moved: v
+                        .moved_tables
+                        .iter()
+                        .filter(|(_, m)| m.state != tessera_topo::MoveState::Copying)
+                        .map(|(t, m)| {
+                            (
+                                t.to_ascii_lowercase(),
+                                (m.to.clone(), m.state == tessera_topo::MoveState::Switching),
+                            )
+                        })
+                        .collect(),
                 },
             );
         }

@@ -2,6 +2,7 @@
 
 mod flags;
 mod keyspace;
+pub mod movetables;
 pub(crate) mod reshard;
 mod router;
 mod shard;
@@ -45,6 +46,9 @@ pub enum Command {
     /// The shadow verifier: check traffic against a candidate vschema.
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
+    /// Move tables of an unsharded keyspace into another keyspace online.
+    #[command(subcommand)]
+    Movetables(movetables::MoveTablesCmd),
     /// Lookup vindexes: fill one from existing rows and verify it.
     #[command(subcommand)]
     Vindex(vindex::VindexCmd),
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => status::run(a).await,
         Command::Verify(c) => verify::run(c).await,
         Command::Vindex(c) => vindex::run(c).await,
+        Command::Movetables(c) => movetables::run(c).await,
     }
 }
 

@@ -77,6 +77,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 sharded: true,
                 logical_shards: Some(a.logical_shards),
                 tables: Default::default(),
+                moved_tables: Default::default(),
             };
             v.validate()?;
             v

@@ -44,4 +44,6 @@ pub use records::{
     RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
-pub use vschema::{KeyType, LookupSpec, TableKind, TableSpec, VSchema, VindexKind};
+pub use vschema::{
+    KeyType, LookupSpec, MoveState, MovedTable, TableKind, TableSpec, VSchema, VindexKind,
+};

@@ -24,6 +24,31 @@ pub struct VSchema {
     /// The tables, by name. Default: none.
     #[serde(default)]
     pub tables: BTreeMap<String, TableSpec>,
+    /// Tables of this (unsharded) keyspace that `tessera movetables` moves or moved to another
+    /// keyspace, by name. Written by that command; default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved_tables: BTreeMap<String, MovedTable>,
+}
+
+/// A table moved by `tessera movetables`, and how far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovedTable {
+    /// The keyspace it moves to (which declares it).
+    pub to: String,
+    pub state: MoveState,
+}
+
+/// Where statements on a moved table go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveState {
+    /// Being copied: served by this keyspace.
+    Copying,
+    /// Cutting over (or back): statements on it wait.
+    Switching,
+    /// Served by the keyspace `to`.
+    Moved,
 }
 
 /// How one table is laid out.
@@ -238,6 +263,20 @@ impl VSchema {
                 )
             }
             _ => {}
+        }
+        for (name, m) in &self.moved_tables {
+            if self.sharded {
+                return bad(
+                    format!("moved_tables.{name}"),
+                    "only tables of an unsharded keyspace are moved away".into(),
+                );
+            }
+            if !valid_identifier(&m.to) || m.to == self.keyspace {
+                return bad(
+                    format!("moved_tables.{name}.to"),
+                    format!("{:?} is not another keyspace", m.to),
+                );
+            }
         }
         for (name, t) in &self.tables {
             let field = format!("tables.{name}");

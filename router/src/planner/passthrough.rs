@@ -54,6 +54,28 @@ pub fn verbatim(
         return unlock.then_some(Plan::Local(super::plan::Local::Nothing));
     }
     let ks = unsharded?;
+    // A statement naming a table `tessera movetables` moved (or is switching) is planned:
+    // the planner sends it where the table lives now.
+    if !ks.moved.is_empty()
+        && crate::sql::lex::significant(sql, &Default::default())
+            .iter()
+            .any(|t| {
+                let b = t.bytes(sql);
+                let name = match t.kind {
+                    crate::sql::lex::Kind::Word => b.to_vec(),
+                    // `name`, a doubled backtick inside standing for one.
+                    crate::sql::lex::Kind::QuotedIdent if b.len() >= 2 => {
+                        String::from_utf8_lossy(&b[1..b.len() - 1])
+                            .replace("``", "`")
+                            .into_bytes()
+                    }
+                    _ => return false,
+                };
+                std::str::from_utf8(&name).is_ok_and(|n| ks.moved_to(n).is_some())
+            })
+    {
+        return None;
+    }
     let (kind, reserve) = match (c.verbatim, c.local_state) {
         (Some(k), _) => (k, false),
         (None, Some(l)) => (l.kind, l.reserves && !held(ks)),

@@ -94,7 +94,17 @@ impl<'a> Planner<'a> {
                     continue;
                 }
             }
-            let k = self.keyspace_of(db)?;
+            let mut k = self.keyspace_of(db)?;
+            // A table `tessera movetables` moved is the other keyspace's.
+            if let Some((to, switching)) = k.moved_to(&table.value) {
+                if switching {
+                    return Err(SqlError::switching(&k.name, &table.value, to));
+                }
+                k = self
+                    .rt
+                    .keyspace(to)
+                    .ok_or_else(|| SqlError::unknown_database(to))?;
+            }
             if let Some(prev) = ks {
                 if prev.name != k.name {
                     return Err(SqlError::unsupported(format!(

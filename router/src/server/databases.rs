@@ -123,6 +123,7 @@ pub(super) async fn run(
             sharded: false,
             logical_shards: None,
             tables: Default::default(),
+            moved_tables: Default::default(),
         };
         let placement = shared.topo.apply_vschema(&v).await.map_err(|e| match e {
             tessera_topo::TopoError::Invalid { message, .. } => SqlError::new(

@@ -287,7 +287,7 @@ async fn statement(
             return Box::pin(super::processes::run(shared, session, io, p?)).await;
         }
     }
-    let rt = shared.engine.topo.table();
+    let mut rt = shared.engine.topo.table();
     if first("LOCK") || first("UNLOCK") {
         if let Some(r) = Box::pin(sharded_locks(shared, session, io, &rt, bytes)).await {
             return r;
@@ -471,12 +471,26 @@ async fn statement(
                 return shared.engine.vexplain(session, plan, io).await;
             }
             let started = std::time::Instant::now();
-            let (planned, fingerprint) = shared.plans.plan_keyed(
+            let (mut planned, mut fingerprint) = shared.plans.plan_keyed(
                 trimmed,
                 session.keyspace.as_deref(),
                 session.last_insert_id,
                 &rt,
             );
+            // A table `tessera movetables` is switching over: the statement waits for the
+            // switch (bounded), then runs where the table is served.
+            while matches!(&planned, Err(e) if e.is_switching())
+                && started.elapsed() < crate::error::SWITCH_HOLD
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                rt = shared.engine.topo.table();
+                (planned, fingerprint) = shared.plans.plan_keyed(
+                    trimmed,
+                    session.keyspace.as_deref(),
+                    session.last_insert_id,
+                    &rt,
+                );
+            }
             let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
             let plan = match planned {
                 Ok(p) => p,

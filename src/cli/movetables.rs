@@ -1,0 +1,1046 @@
+//! `tessera movetables`: move tables of an unsharded keyspace (a database the router serves,
+//! whoever created it) into another keyspace — sharded, or unsharded on another physical
+//! shard — online, while the application keeps reading and writing them through the router.
+//!
+//! 1. `start` creates the tables in every schema of the target keyspace, installs the
+//!    journal on the source (triggers record the key of every row written) and marks the
+//!    tables `copying` in the source's vschema (still served by the source).
+//! 2. `run` copies every table in primary-key chunks, each row into the logical shard its
+//!    shard key maps to, draining the journal after each chunk (a row written since the
+//!    chunk was read is copied again from the source, after the chunk), then verifies: per
+//!    target logical shard, the row count and a sum of row digests against the source's rows
+//!    bucketed the same way.
+//! 3. `cutover` marks the tables `switching` (routers hold statements on them), fences the
+//!    source tables (a write that slipped through fails with a retriable 1205), drains the
+//!    journal, verifies exactly, installs a journal on the target tables (for `rollback`) and
+//!    marks them `moved`: routers send statements on them to the target keyspace.
+//! 4. `rollback` (after `cutover`) holds them again, fences the target, copies the rows the
+//!    target journalled since the cutover back to the source, and serves the source again
+//!    (`copying`); `complete` drops the source tables and the journals.
+
+use super::flags::TopoFlags;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row, Value};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use tessera_router::backend::Backends;
+use tessera_router::engine::lookup::ksid_of;
+use tessera_router::sql::quote_ident as qi;
+use tessera_router::topology::{RoutingTable, TableRouting};
+use tessera_router::vindex;
+use tessera_shardmove::{install_fence, install_journal, remove_fence, remove_journal, TableMeta};
+use tessera_topo::{MoveState, MovedTable, Topo};
+
+/// Rows per backfill chunk and per journal batch.
+const CHUNK: usize = 2000;
+const BATCH: usize = 500;
+
+#[derive(Subcommand, Debug)]
+pub enum MoveTablesCmd {
+    /// Create the tables in the target keyspace, start journalling the source, mark them
+    /// copying.
+    Start {
+        /// The unsharded keyspace the tables are in.
+        #[arg(long)]
+        from: String,
+        /// The keyspace they move to (its vschema declares them).
+        #[arg(long)]
+        to: String,
+        /// The tables, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        tables: Vec<String>,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Copy the tables being moved out of `--from`, catch up with the journal, verify.
+    Run {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Switch the tables over to the target keyspace (writes wait for a moment).
+    Cutover {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Switch back to the source, with the writes made since the cutover.
+    Rollback {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Drop the source tables and the journals (after a cutover).
+    Complete {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+    /// Show the tables of `--from` being moved or moved, and the journal backlog.
+    Status {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        topo: TopoFlags,
+    },
+}
+
+pub async fn run(c: MoveTablesCmd) -> Result<()> {
+    match c {
+        MoveTablesCmd::Start {
+            from,
+            to,
+            tables,
+            topo,
+        } => {
+            movetables_start(&topo.topo()?, &from, &to, &tables).await?;
+            println!(
+                "moving {} from {from} to {to}: tables created, source journalled; next: \
+                 tessera movetables run --from {from}",
+                tables.join(", ")
+            );
+        }
+        MoveTablesCmd::Run { from, topo } => {
+            let r = movetables_run(&topo.topo()?, &from).await?;
+            println!(
+                "{} rows copied in {:.1} s ({:.0} rows/s), {} journal rows caught up; verified: {}",
+                r.rows,
+                r.seconds,
+                r.rows as f64 / r.seconds.max(0.001),
+                r.journal,
+                if r.verified { "equal" } else { "NOT equal" }
+            );
+            if !r.verified {
+                bail!("the copy differs from the source (see above); run again");
+            }
+        }
+        MoveTablesCmd::Cutover { from, topo } => {
+            let r = movetables_cutover(&topo.topo()?, &from).await?;
+            println!(
+                "cut over: statements on the tables waited {} ms; they are served by the target keyspace now",
+                r.stall_ms
+            );
+        }
+        MoveTablesCmd::Rollback { from, topo } => {
+            let n = movetables_rollback(&topo.topo()?, &from).await?;
+            println!("rolled back: {n} rows written since the cutover copied back; the source serves the tables again");
+        }
+        MoveTablesCmd::Complete { from, topo } => {
+            movetables_complete(&topo.topo()?, &from).await?;
+            println!("completed: the source tables and the journals are dropped");
+        }
+        MoveTablesCmd::Status { from, topo } => {
+            let t = topo.topo()?;
+            let m = Mover::new(&t, &from).await?;
+            for (name, mt) in &m.moved {
+                let backlog = m.backlog(name).await.unwrap_or(0);
+                println!(
+                    "{from}.{name} -> {}: {:?}, journal backlog {backlog}",
+                    mt.to, mt.state
+                );
+            }
+            m.backends.disconnect_all().await;
+        }
+    }
+    Ok(())
+}
+
+/// What `run` did.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    pub rows: u64,
+    pub journal: u64,
+    pub seconds: f64,
+    pub verified: bool,
+}
+
+/// What `cutover` did.
+#[derive(Debug, Default, Clone)]
+pub struct CutoverReport {
+    /// From holding statements on the tables to serving them from the target.
+    pub stall_ms: u64,
+}
+
+/// One move's view of the topology and the servers.
+struct Mover {
+    topo: Topo,
+    from: String,
+    rt: RoutingTable,
+    backends: Backends,
+    moved: BTreeMap<String, MovedTable>,
+}
+
+/// A table's place in the target keyspace: each logical shard's physical shard and schema,
+/// and how a row's shard key picks one.
+struct Target {
+    places: Vec<(String, String)>,
+    /// Position of the shard key among the table's columns, its vindex and type (`None`:
+    /// an unsharded target, one place).
+    by: Option<(usize, tessera_topo::VindexKind, tessera_topo::KeyType)>,
+}
+
+impl Target {
+    fn ls_of(&self, row: &[Value]) -> Result<usize> {
+        let Some((at, v, ty)) = self.by else {
+            return Ok(0);
+        };
+        let key = row
+            .get(at)
+            .ok_or_else(|| anyhow!("a row without its shard key"))?;
+        let k = ksid_of(v, ty, key)
+            .ok_or_else(|| anyhow!("a row's shard key {key:?} maps to no logical shard"))?;
+        Ok(vindex::logical_shard(k, self.places.len() as u32) as usize)
+    }
+}
+
+impl Mover {
+    async fn new(topo: &Topo, from: &str) -> Result<Mover> {
+        let snap = topo.snapshot().await?;
+        let rt = RoutingTable::from_snapshot(&snap);
+        let ks = snap
+            .keyspaces
+            .get(from)
+            .ok_or_else(|| anyhow!("no keyspace {from}"))?;
+        if ks.vschema.sharded {
+            bail!("{from} is sharded; movetables moves tables out of an unsharded keyspace");
+        }
+        Ok(Mover {
+            topo: topo.clone(),
+            from: from.to_string(),
+            rt,
+            backends: Backends::new(Default::default()),
+            moved: ks.vschema.moved_tables.clone(),
+        })
+    }
+
+    async fn conn(&self, ps: &str) -> Result<Conn> {
+        let pool = self
+            .backends
+            .pool_of(&self.rt, ps)
+            .map_err(|e| anyhow!(e.message))?;
+        let mut c = pool.get_conn().await.map_err(|e| anyhow!(e.message))?;
+        c.query_drop(tessera_shardmove::COPY_SESSION).await?;
+        Ok(c)
+    }
+
+    /// The source's physical shard and schema.
+    fn source(&self) -> Result<(String, String)> {
+        let ks = self
+            .rt
+            .keyspace(&self.from)
+            .ok_or_else(|| anyhow!("no keyspace {}", self.from))?;
+        let ps = ks
+            .placement
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("keyspace {} has no placement", self.from))?;
+        Ok((ps, ks.schema(0)))
+    }
+
+    async fn source_conn(&self) -> Result<(Conn, String)> {
+        let (ps, schema) = self.source()?;
+        Ok((self.conn(&ps).await?, schema))
+    }
+
+    fn target(&self, table: &str, meta: &TableMeta) -> Result<Target> {
+        let to = &self
+            .moved
+            .get(table)
+            .ok_or_else(|| anyhow!("{table} is not being moved"))?
+            .to;
+        target_of(&self.rt, to, table, meta)
+    }
+
+    async fn meta(&self, table: &str) -> Result<TableMeta> {
+        let (mut c, schema) = self.source_conn().await?;
+        table_meta(&mut c, &schema, table).await
+    }
+
+    async fn set_state(
+        &mut self,
+        tables: &[String],
+        state: Option<MoveState>,
+        to: &str,
+    ) -> Result<()> {
+        let (rec, _) = self
+            .topo
+            .get_keyspace(&self.from)
+            .await?
+            .ok_or_else(|| anyhow!("no keyspace {}", self.from))?;
+        let mut v = rec.vschema.clone();
+        for t in tables {
+            match state {
+                Some(state) => {
+                    v.moved_tables.insert(
+                        t.clone(),
+                        MovedTable {
+                            to: to.to_string(),
+                            state,
+                        },
+                    );
+                }
+                None => {
+                    v.moved_tables.remove(t);
+                }
+            }
+        }
+        self.topo.apply_vschema(&v).await?;
+        self.moved = v.moved_tables;
+        Ok(())
+    }
+
+    /// The tables in `state`, with where they go.
+    fn in_state(&self, state: MoveState) -> Vec<(String, String)> {
+        self.moved
+            .iter()
+            .filter(|(_, m)| m.state == state)
+            .map(|(t, m)| (t.clone(), m.to.clone()))
+            .collect()
+    }
+
+    async fn backlog(&self, table: &str) -> Result<u64> {
+        let (mut c, schema) = self.source_conn().await?;
+        let meta = table_meta(&mut c, &schema, table).await?;
+        tessera_shardmove::journal_backlog(&mut c, &schema, &[meta]).await
+    }
+}
+
+/// The place of `table` in keyspace `to`.
+fn target_of(rt: &RoutingTable, to: &str, table: &str, meta: &TableMeta) -> Result<Target> {
+    let ks = rt.keyspace(to).ok_or_else(|| anyhow!("no keyspace {to}"))?;
+    let places: Vec<(String, String)> = ks
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(ls, ps)| (ps.clone(), ks.schema(ls as u32)))
+        .collect();
+    if places.is_empty() {
+        bail!("keyspace {to} has no placement");
+    }
+    let by = match ks.table(table) {
+        Some(TableRouting::Sharded {
+            shard_key,
+            vindex,
+            key_type,
+            ..
+        }) => {
+            let at = meta
+                .columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(&shard_key))
+                .ok_or_else(|| {
+                    anyhow!("{table} has no column {shard_key} (its shard key in {to})")
+                })?;
+            Some((at, vindex, key_type))
+        }
+        Some(TableRouting::Unsharded) => None,
+        Some(TableRouting::Reference) => {
+            bail!("{to} declares {table} a reference table; movetables moves tables into sharded or unsharded keyspaces")
+        }
+        None => bail!("keyspace {to} does not declare table {table}: add it to its vschema first"),
+    };
+    Ok(Target { places, by })
+}
+
+/// Columns and primary key of `schema.table`.
+async fn table_meta(c: &mut Conn, schema: &str, table: &str) -> Result<TableMeta> {
+    let columns: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await?;
+    if columns.is_empty() {
+        bail!("table {schema}.{table} does not exist");
+    }
+    let pk: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await?;
+    if pk.is_empty() {
+        bail!("table {schema}.{table} has no primary key (it is copied in key order)");
+    }
+    let pk_pos =
+        pk.iter()
+            .map(|k| {
+                columns.iter().position(|c| c == k).ok_or_else(|| {
+                    anyhow!("{schema}.{table}: its primary key column {k} is generated")
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+    Ok(TableMeta {
+        name: table.to_string(),
+        columns,
+        pk,
+        pk_pos,
+    })
+}
+
+fn cols(t: &TableMeta) -> String {
+    t.columns
+        .iter()
+        .map(|c| qi(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pk_list(t: &TableMeta) -> String {
+    let v: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+    if v.len() == 1 {
+        v[0].clone()
+    } else {
+        format!("({})", v.join(", "))
+    }
+}
+
+fn pk_tuple(t: &TableMeta) -> String {
+    if t.pk.len() == 1 {
+        "?".into()
+    } else {
+        format!("({})", vec!["?"; t.pk.len()].join(", "))
+    }
+}
+
+/// `REPLACE`s `rows` (all columns) into `schema.table` on `c`, in statements under the
+/// placeholder limit.
+async fn replace_rows(
+    c: &mut Conn,
+    schema: &str,
+    t: &TableMeta,
+    rows: &[Vec<Value>],
+) -> Result<()> {
+    let per = (60_000 / t.columns.len().max(1)).max(1);
+    let one = format!("({})", vec!["?"; t.columns.len()].join(", "));
+    for batch in rows.chunks(per) {
+        c.exec_drop(
+            format!(
+                "REPLACE INTO {}.{} ({}) VALUES {}",
+                qi(schema),
+                qi(&t.name),
+                cols(t),
+                vec![one.as_str(); batch.len()].join(", ")
+            ),
+            batch.iter().flatten().cloned().collect::<Vec<Value>>(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows with `keys` (primary keys) from `schema.table` on `c`.
+async fn delete_keys(c: &mut Conn, schema: &str, t: &TableMeta, keys: &[Vec<Value>]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    c.exec_drop(
+        format!(
+            "DELETE FROM {}.{} WHERE {} IN ({})",
+            qi(schema),
+            qi(&t.name),
+            pk_list(t),
+            vec![pk_tuple(t); keys.len()].join(", ")
+        ),
+        keys.iter().flatten().cloned().collect::<Vec<Value>>(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads the rows with `keys` from `schema.table` on `c`.
+async fn rows_of(
+    c: &mut Conn,
+    schema: &str,
+    t: &TableMeta,
+    keys: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Row> = c
+        .exec(
+            format!(
+                "SELECT {} FROM {}.{} WHERE {} IN ({})",
+                cols(t),
+                qi(schema),
+                qi(&t.name),
+                pk_list(t),
+                vec![pk_tuple(t); keys.len()].join(", ")
+            ),
+            keys.iter().flatten().cloned().collect::<Vec<Value>>(),
+        )
+        .await?;
+    Ok(rows.into_iter().map(Row::unwrap).collect())
+}
+
+/// Connections to every physical shard of `target`, by name.
+async fn target_conns(m: &Mover, target: &Target) -> Result<BTreeMap<String, Conn>> {
+    let mut out = BTreeMap::new();
+    for (ps, _) in &target.places {
+        if !out.contains_key(ps) {
+            out.insert(ps.clone(), m.conn(ps).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `rows` (read from the source) into their logical shards of `target`, first
+/// deleting `keys` (the rows' keys, and those of rows gone) everywhere, so that a row whose
+/// shard key changed leaves no copy behind.
+async fn apply_rows(
+    conns: &mut BTreeMap<String, Conn>,
+    target: &Target,
+    t: &TableMeta,
+    keys: &[Vec<Value>],
+    rows: Vec<Vec<Value>>,
+    delete_first: bool,
+) -> Result<()> {
+    let mut per: BTreeMap<usize, Vec<Vec<Value>>> = BTreeMap::new();
+    for r in rows {
+        per.entry(target.ls_of(&r)?).or_default().push(r);
+    }
+    for (ls, (ps, schema)) in target.places.iter().enumerate() {
+        let c = conns
+            .get_mut(ps)
+            .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+        if delete_first {
+            delete_keys(c, schema, t, keys).await?;
+        }
+        if let Some(rows) = per.get(&ls) {
+            replace_rows(c, schema, t, rows).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the rows the source journal lists (as they are now) to the target, and removes
+/// those journal rows. Returns how many journal rows it consumed.
+async fn drain(
+    src: &mut Conn,
+    schema: &str,
+    conns: &mut BTreeMap<String, Conn>,
+    target: &Target,
+    t: &TableMeta,
+) -> Result<u64> {
+    let mut n = 0;
+    loop {
+        let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+        let got: Vec<Row> = src
+            .query(format!(
+                "SELECT `_seq`, {} FROM {}.{} ORDER BY `_seq` LIMIT {BATCH}",
+                pk.join(", "),
+                qi(schema),
+                qi(&t.journal())
+            ))
+            .await?;
+        if got.is_empty() {
+            return Ok(n);
+        }
+        let mut max = 0u64;
+        let mut keys: Vec<Vec<Value>> = Vec::new();
+        for r in got {
+            let mut v = r.unwrap();
+            let seq = match v.first() {
+                Some(Value::UInt(u)) => *u,
+                Some(Value::Int(i)) => u64::try_from(*i).unwrap_or(0),
+                Some(Value::Bytes(b)) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            max = max.max(seq);
+            let key = v.split_off(1);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            n += 1;
+        }
+        let rows = rows_of(src, schema, t, &keys).await?;
+        apply_rows(conns, target, t, &keys, rows, true).await?;
+        src.exec_drop(
+            format!(
+                "DELETE FROM {}.{} WHERE `_seq` <= ?",
+                qi(schema),
+                qi(&t.journal())
+            ),
+            (max,),
+        )
+        .await?;
+    }
+}
+
+/// A per-row digest, the same on both sides: CRC-32 of the columns (NULLs marked).
+fn digest_sql(t: &TableMeta) -> String {
+    let c: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
+    let nulls: Vec<String> = c.iter().map(|c| format!("ISNULL({c})")).collect();
+    format!(
+        "CRC32(CONCAT_WS(CHAR(31), {}, CONCAT({})))",
+        c.join(", "),
+        nulls.join(", ")
+    )
+}
+
+/// Compares the target's rows of `t` with the source's: per target logical shard, count and
+/// digest sum. Returns the differences found, described.
+async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>> {
+    let (mut src, schema) = m.source_conn().await?;
+    let n = target.places.len();
+    let mut want = vec![(0u64, 0u128); n];
+    let key_col = target
+        .by
+        .map(|(at, _, _)| qi(&t.columns[at]))
+        .unwrap_or_else(|| "NULL".into());
+    let mut after: Option<Vec<Value>> = None;
+    loop {
+        let cond = match after {
+            Some(_) => format!("WHERE {} > {}", pk_list(t), pk_tuple(t)),
+            None => String::new(),
+        };
+        let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+        let rows: Vec<Row> = src
+            .exec(
+                format!(
+                    "SELECT {}, {key_col}, {} FROM {}.{} {cond} ORDER BY {} LIMIT 20000",
+                    pk.join(", "),
+                    digest_sql(t),
+                    qi(&schema),
+                    qi(&t.name),
+                    pk.join(", ")
+                ),
+                after.clone().unwrap_or_default(),
+            )
+            .await?;
+        let got = rows.len();
+        for r in rows {
+            let v = r.unwrap();
+            after = Some(v[..t.pk.len()].to_vec());
+            let key = &v[t.pk.len()];
+            let ls = match target.by {
+                Some((_, vi, ty)) => ksid_of(vi, ty, key)
+                    .map(|k| vindex::logical_shard(k, n as u32) as usize)
+                    .ok_or_else(|| anyhow!("a row's shard key {key:?} maps to no logical shard"))?,
+                None => 0,
+            };
+            let d: u64 = mysql_async::from_value_opt(v[t.pk.len() + 1].clone()).unwrap_or(0);
+            want[ls].0 += 1;
+            want[ls].1 += u128::from(d);
+        }
+        if got < 20000 {
+            break;
+        }
+    }
+    let mut diffs = Vec::new();
+    let mut conns = target_conns(m, target).await?;
+    for (ls, (ps, schema)) in target.places.iter().enumerate() {
+        let c = conns
+            .get_mut(ps)
+            .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+        let got: Option<(u64, Option<String>)> = c
+            .query_first(format!(
+                "SELECT COUNT(*), CAST(SUM({}) AS CHAR) FROM {}.{}",
+                digest_sql(t),
+                qi(schema),
+                qi(&t.name)
+            ))
+            .await?;
+        let (count, sum) = got.unwrap_or((0, None));
+        let sum: u128 = sum.and_then(|s| s.parse().ok()).unwrap_or(0);
+        if (count, sum) != want[ls] {
+            diffs.push(format!(
+                "{}: logical shard {ls} holds {count} rows (digest {sum}), the source {} (digest {})",
+                t.name, want[ls].0, want[ls].1
+            ));
+        }
+    }
+    Ok(diffs)
+}
+
+/// `start`: see the module doc.
+///
+/// # Errors
+/// An unknown keyspace or table, a table the target does not declare, backend failures.
+pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[String]) -> Result<()> {
+    let mut m = Mover::new(topo, from).await?;
+    let r = async {
+        if m.rt.keyspace(to).is_none() {
+            bail!("no keyspace {to}: apply its vschema (declaring the tables) first");
+        }
+        let (mut src, schema) = m.source_conn().await?;
+        let mut metas = Vec::new();
+        for t in tables {
+            if let Some(mt) = m.moved.get(t) {
+                if mt.state != MoveState::Copying || mt.to != to {
+                    bail!("{from}.{t} is already {:?} to {}", mt.state, mt.to);
+                }
+            }
+            let meta = table_meta(&mut src, &schema, t).await?;
+            let target = target_of(&m.rt, to, t, &meta)?;
+            let ddl: Option<(String, String)> = src
+                .query_first(format!("SHOW CREATE TABLE {}.{}", qi(&schema), qi(t)))
+                .await?;
+            let (_, ddl) = ddl.ok_or_else(|| anyhow!("no definition of {schema}.{t}"))?;
+            let body = ddl
+                .strip_prefix("CREATE TABLE ")
+                .ok_or_else(|| anyhow!("{schema}.{t} is not a plain table"))?;
+            let mut conns = target_conns(&m, &target).await?;
+            for (ps, s) in &target.places {
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                c.query_drop(format!("USE {}", qi(s))).await?;
+                c.query_drop(format!("CREATE TABLE IF NOT EXISTS {body}"))
+                    .await
+                    .with_context(|| format!("creating {t} in {s}"))?;
+            }
+            metas.push(meta);
+        }
+        install_journal(&mut src, &schema, &metas).await?;
+        m.set_state(tables, Some(MoveState::Copying), to).await
+    }
+    .await;
+    m.backends.disconnect_all().await;
+    r
+}
+
+/// `run`: see the module doc.
+///
+/// # Errors
+/// Nothing copying, backend failures.
+pub async fn movetables_run(topo: &Topo, from: &str) -> Result<RunReport> {
+    let m = Mover::new(topo, from).await?;
+    let r = run_copy(&m).await;
+    m.backends.disconnect_all().await;
+    r
+}
+
+async fn run_copy(m: &Mover) -> Result<RunReport> {
+    let tables = m.in_state(MoveState::Copying);
+    if tables.is_empty() {
+        bail!(
+            "no table of {} is being copied (tessera movetables start first)",
+            m.from
+        );
+    }
+    let started = Instant::now();
+    let mut report = RunReport::default();
+    let tty = std::io::stderr().is_terminal();
+    for (name, _) in &tables {
+        let t = m.meta(name).await?;
+        let target = m.target(name, &t)?;
+        let (mut src, schema) = m.source_conn().await?;
+        let mut conns = target_conns(m, &target).await?;
+        let total: Option<u64> = src
+            .query_first(format!(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{}'",
+                schema.replace('\'', "''"),
+                name.replace('\'', "''")
+            ))
+            .await?;
+        let total = total.unwrap_or(0).max(1);
+        let mut after: Option<Vec<Value>> = None;
+        let mut copied = 0u64;
+        let mut last_note = Instant::now();
+        loop {
+            let cond = match after {
+                Some(_) => format!("WHERE {} > {}", pk_list(&t), pk_tuple(&t)),
+                None => String::new(),
+            };
+            let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+            let rows: Vec<Row> = src
+                .exec(
+                    format!(
+                        "SELECT {} FROM {}.{} {cond} ORDER BY {} LIMIT {CHUNK}",
+                        cols(&t),
+                        qi(&schema),
+                        qi(name),
+                        pk.join(", ")
+                    ),
+                    after.clone().unwrap_or_default(),
+                )
+                .await?;
+            let got = rows.len();
+            let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
+            if let Some(last) = rows.last() {
+                after = Some(t.key_of(last));
+            }
+            copied += got as u64;
+            apply_rows(&mut conns, &target, &t, &[], rows, false).await?;
+            // Rows written since this chunk was read are copied again, after it.
+            report.journal += drain(&mut src, &schema, &mut conns, &target, &t).await?;
+            if last_note.elapsed() >= Duration::from_secs(2) || got < CHUNK {
+                last_note = Instant::now();
+                let frac = (copied as f64 / total as f64).min(1.0);
+                let filled = (frac * 20.0) as usize;
+                let line = format!(
+                    "[backfill] {}.{name} [{}{}] {copied}/~{total} rows, {:.0} rows/s",
+                    m.from,
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    copied as f64 / started.elapsed().as_secs_f64().max(0.001)
+                );
+                if tty {
+                    eprint!("\r\x1b[2K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            if got < CHUNK {
+                break;
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+        report.rows += copied;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    // Verified after catching up; writes meanwhile can make a check differ: caught up and
+    // checked again.
+    for attempt in 0..5 {
+        let mut diffs = Vec::new();
+        for (name, _) in &tables {
+            let t = m.meta(name).await?;
+            let target = m.target(name, &t)?;
+            let (mut src, schema) = m.source_conn().await?;
+            let mut conns = target_conns(m, &target).await?;
+            report.journal += drain(&mut src, &schema, &mut conns, &target, &t).await?;
+            diffs.extend(verify(m, &t, &target).await?);
+        }
+        if diffs.is_empty() {
+            report.verified = true;
+            break;
+        }
+        if attempt == 4 {
+            for d in diffs {
+                eprintln!("differs: {d}");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `cutover`: see the module doc.
+///
+/// # Errors
+/// Nothing copied, a copy that does not verify (the tables stay served by the source),
+/// backend failures.
+pub async fn movetables_cutover(topo: &Topo, from: &str) -> Result<CutoverReport> {
+    let mut m = Mover::new(topo, from).await?;
+    let r = cutover(&mut m).await;
+    m.backends.disconnect_all().await;
+    r
+}
+
+async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
+    let tables = m.in_state(MoveState::Copying);
+    let Some(to) = tables.first().map(|(_, to)| to.clone()) else {
+        bail!("no table of {} is being copied", m.from);
+    };
+    let names: Vec<String> = tables.iter().map(|(t, _)| t.clone()).collect();
+    let mut metas = Vec::new();
+    for n in &names {
+        metas.push(m.meta(n).await?);
+    }
+    // Catch up before holding anything, so that the hold is short.
+    for t in &metas {
+        let target = m.target(&t.name, t)?;
+        let (mut src, schema) = m.source_conn().await?;
+        let mut conns = target_conns(m, &target).await?;
+        drain(&mut src, &schema, &mut conns, &target, t).await?;
+    }
+    let held = Instant::now();
+    m.set_state(&names, Some(MoveState::Switching), &to).await?;
+    // Routers see the hold within moments; a write already past it is stopped by the fence.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut src, schema) = m.source_conn().await?;
+    install_fence(&mut src, &schema, &metas, "a table being moved").await?;
+    let r = async {
+        let mut diffs = Vec::new();
+        for t in &metas {
+            let target = m.target(&t.name, t)?;
+            let mut conns = target_conns(m, &target).await?;
+            drain(&mut src, &schema, &mut conns, &target, t).await?;
+            diffs.extend(verify(m, t, &target).await?);
+        }
+        if !diffs.is_empty() {
+            bail!("the copy differs from the source: {}", diffs.join("; "));
+        }
+        // The target journals its writes from now on, for a rollback.
+        for t in &metas {
+            let target = m.target(&t.name, t)?;
+            let mut conns = target_conns(m, &target).await?;
+            for (ps, s) in &target.places {
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                install_journal(c, s, std::slice::from_ref(t)).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            m.set_state(&names, Some(MoveState::Moved), &to).await?;
+            Ok(CutoverReport {
+                stall_ms: held.elapsed().as_millis() as u64,
+            })
+        }
+        Err(e) => {
+            remove_fence(&mut src, &schema, &metas).await?;
+            m.set_state(&names, Some(MoveState::Copying), &to).await?;
+            Err(e.context("cutover abandoned; the source serves the tables again"))
+        }
+    }
+}
+
+/// `rollback`: see the module doc. Returns the rows copied back.
+///
+/// # Errors
+/// Nothing cut over, backend failures (the tables are then still held: run it again).
+pub async fn movetables_rollback(topo: &Topo, from: &str) -> Result<u64> {
+    let mut m = Mover::new(topo, from).await?;
+    let r = rollback(&mut m).await;
+    m.backends.disconnect_all().await;
+    r
+}
+
+async fn rollback(m: &mut Mover) -> Result<u64> {
+    let mut tables = m.in_state(MoveState::Moved);
+    tables.extend(m.in_state(MoveState::Switching));
+    let Some(to) = tables.first().map(|(_, to)| to.clone()) else {
+        bail!("no table of {} was cut over", m.from);
+    };
+    let names: Vec<String> = tables.iter().map(|(t, _)| t.clone()).collect();
+    m.set_state(&names, Some(MoveState::Switching), &to).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut src, schema) = m.source_conn().await?;
+    let mut copied = 0u64;
+    let mut metas = Vec::new();
+    for n in &names {
+        let t = m.meta(n).await?;
+        let target = m.target(n, &t)?;
+        let mut conns = target_conns(m, &target).await?;
+        for (ps, s) in &target.places {
+            let c = conns
+                .get_mut(ps)
+                .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+            install_fence(c, s, std::slice::from_ref(&t), "a table moved back").await?;
+        }
+        // Every key the target journalled, then each row as it is now wherever it lives.
+        loop {
+            let mut keys: Vec<Vec<Value>> = Vec::new();
+            let mut seen: Vec<(String, String, u64)> = Vec::new();
+            let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+            for (ps, s) in &target.places {
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                let got: Vec<Row> = c
+                    .query(format!(
+                        "SELECT `_seq`, {} FROM {}.{} ORDER BY `_seq` LIMIT {BATCH}",
+                        pk.join(", "),
+                        qi(s),
+                        qi(&t.journal())
+                    ))
+                    .await?;
+                let mut max = None;
+                for r in got {
+                    let mut v = r.unwrap();
+                    let seq: u64 = mysql_async::from_value_opt(v[0].clone()).unwrap_or(0);
+                    max = Some(max.unwrap_or(0).max(seq));
+                    let key = v.split_off(1);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                if let Some(max) = max {
+                    seen.push((ps.clone(), s.clone(), max));
+                }
+            }
+            if keys.is_empty() {
+                break;
+            }
+            let mut rows = Vec::new();
+            for (ps, s) in &target.places {
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                rows.extend(rows_of(c, s, &t, &keys).await?);
+            }
+            delete_keys(&mut src, &schema, &t, &keys).await?;
+            replace_rows(&mut src, &schema, &t, &rows).await?;
+            copied += keys.len() as u64;
+            for (ps, s, max) in seen {
+                let c = conns
+                    .get_mut(&ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                c.exec_drop(
+                    format!(
+                        "DELETE FROM {}.{} WHERE `_seq` <= ?",
+                        qi(&s),
+                        qi(&t.journal())
+                    ),
+                    (max,),
+                )
+                .await?;
+            }
+        }
+        for (ps, s) in &target.places {
+            let c = conns
+                .get_mut(ps)
+                .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+            remove_journal(c, s, std::slice::from_ref(&t)).await?;
+            remove_fence(c, s, std::slice::from_ref(&t)).await?;
+        }
+        metas.push(t);
+    }
+    remove_fence(&mut src, &schema, &metas).await?;
+    m.set_state(&names, Some(MoveState::Copying), &to).await?;
+    Ok(copied)
+}
+
+/// `complete`: see the module doc.
+///
+/// # Errors
+/// Nothing cut over, backend failures.
+pub async fn movetables_complete(topo: &Topo, from: &str) -> Result<()> {
+    let m = Mover::new(topo, from).await?;
+    let r = async {
+        let tables = m.in_state(MoveState::Moved);
+        if tables.is_empty() {
+            bail!("no table of {} was cut over", m.from);
+        }
+        let (mut src, schema) = m.source_conn().await?;
+        for (name, _) in &tables {
+            let t = m.meta(name).await?;
+            let target = m.target(name, &t)?;
+            let mut conns = target_conns(&m, &target).await?;
+            for (ps, s) in &target.places {
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                remove_journal(c, s, std::slice::from_ref(&t)).await?;
+            }
+            remove_journal(&mut src, &schema, std::slice::from_ref(&t)).await?;
+            remove_fence(&mut src, &schema, std::slice::from_ref(&t)).await?;
+            src.query_drop(format!("DROP TABLE IF EXISTS {}.{}", qi(&schema), qi(name)))
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    m.backends.disconnect_all().await;
+    r
+}

@@ -1,0 +1,350 @@
+//! `tessera movetables`: tables of a database created directly on a MariaDB (not through the
+//! router) move into a sharded keyspace while a writer keeps inserting, updating (shard keys
+//! too) and deleting through the router; every acknowledged write is there afterwards with its
+//! last value, nothing is left behind, and a rollback after the cutover brings the source back
+//! with the writes made since.
+
+mod common;
+
+use common::Harness;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+const LEGACY: &str = "keyspace: legacy\nsharded: false\n";
+
+const SHOP: &str = "keyspace: shop
+sharded: true
+logical_shards: 8
+tables:
+  orders: { shard_key: customer_id }
+  kv: { shard_key: k, key_type: string }
+  pairs: { shard_key: a }
+";
+
+/// Orders as acknowledged: id -> (customer, amount).
+type Model = Arc<Mutex<BTreeMap<u64, (u64, u64)>>>;
+
+/// Runs `sql` through the router until it is acknowledged (a fenced write is retried, as a
+/// client retries 1205); returns its affected rows.
+async fn write(c: &mut Conn, sql: &str) -> u64 {
+    for _ in 0..200 {
+        match c.query_drop(sql).await {
+            Ok(()) => return c.affected_rows(),
+            Err(mysql_async::Error::Server(e)) if e.code == 1205 || e.code == 1213 => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+    panic!("{sql}: never acknowledged");
+}
+
+/// A writer through the router on `legacy.orders` until `stop`: inserts, amount updates,
+/// shard-key updates and deletes, recorded in `model` once acknowledged.
+fn writer(
+    h: &Harness,
+    model: Model,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> tokio::task::JoinHandle<u64> {
+    let opts = h.opts(Some("legacy"), common::USER, common::PASSWORD);
+    tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut c = Conn::new(opts).await.expect("writer connection");
+        let mut n = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let pick = {
+                let m = model.lock().await;
+                if m.is_empty() {
+                    None
+                } else {
+                    m.keys().nth(rng.gen_range(0..m.len())).copied()
+                }
+            };
+            let op = rng.gen_range(0..10);
+            match (op, pick) {
+                (0..=3, _) | (_, None) => {
+                    let id = 1_000_000 + seed * 100_000 + n;
+                    let cust = rng.gen_range(1..500u64);
+                    let amount = rng.gen_range(1..1000u64);
+                    write(
+                        &mut c,
+                        &format!("INSERT INTO orders (order_id, customer_id, amount, note) VALUES ({id}, {cust}, {amount}, 'w')"),
+                    )
+                    .await;
+                    model.lock().await.insert(id, (cust, amount));
+                }
+                (4..=6, Some(id)) => {
+                    let amount = rng.gen_range(1..1000u64);
+                    write(
+                        &mut c,
+                        &format!("UPDATE orders SET amount = {amount} WHERE order_id = {id}"),
+                    )
+                    .await;
+                    if let Some(v) = model.lock().await.get_mut(&id) {
+                        v.1 = amount;
+                    }
+                }
+                (7, Some(id)) => {
+                    let cust = rng.gen_range(1..500u64);
+                    write(
+                        &mut c,
+                        &format!("UPDATE orders SET customer_id = {cust} WHERE order_id = {id}"),
+                    )
+                    .await;
+                    if let Some(v) = model.lock().await.get_mut(&id) {
+                        v.0 = cust;
+                    }
+                }
+                (_, Some(id)) => {
+                    write(&mut c, &format!("DELETE FROM orders WHERE order_id = {id}")).await;
+                    model.lock().await.remove(&id);
+                }
+            }
+            n += 1;
+        }
+        n
+    })
+}
+
+async fn orders_seen(c: &mut Conn, sql: &str) -> BTreeMap<u64, (u64, u64)> {
+    let rows: Vec<(u64, u64, u64)> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = BTreeMap::new();
+    for (id, cust, amount) in rows {
+        assert!(
+            out.insert(id, (cust, amount)).is_none(),
+            "order {id} is held twice"
+        );
+    }
+    out
+}
+
+fn assert_same(what: &str, got: &BTreeMap<u64, (u64, u64)>, want: &BTreeMap<u64, (u64, u64)>) {
+    if got != want {
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| got.get(k) != Some(v))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, v)| want.get(k) != Some(v))
+            .take(5)
+            .collect();
+        panic!(
+            "{what}: {} rows, {} acknowledged; wrong or missing: {missing:?}; extra or stale: {extra:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_move_online_into_a_sharded_keyspace_and_back() {
+    let h = Harness::start(2, 0, LEGACY).await;
+    // The database as an application made it, directly on its MariaDB.
+    let (p, _) = h
+        .topo
+        .get_placement("legacy")
+        .await
+        .expect("placement")
+        .expect("legacy placed");
+    let ps: usize = p.shards[0]
+        .ps
+        .trim_start_matches("ps")
+        .parse()
+        .expect("ps index");
+    let mut d = h.direct(ps).await;
+    for sql in [
+        "CREATE TABLE legacy.orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, \
+         amount BIGINT NOT NULL, note TEXT, created DATETIME DEFAULT '2026-01-01 00:00:00', KEY (customer_id))",
+        "CREATE TABLE legacy.kv (k VARCHAR(32) PRIMARY KEY, v BLOB)",
+        "CREATE TABLE legacy.pairs (a INT NOT NULL, b INT NOT NULL, body VARCHAR(100), PRIMARY KEY (a, b))",
+        "CREATE TABLE legacy.settings (name VARCHAR(16) PRIMARY KEY, value INT)",
+        "INSERT INTO legacy.settings VALUES ('stays', 1)",
+    ] {
+        d.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let model: Model = Arc::default();
+    {
+        let mut m = model.lock().await;
+        let mut rows = Vec::new();
+        for i in 1..=3000u64 {
+            let (cust, amount) = (i % 450 + 1, i * 3 % 1000);
+            m.insert(i, (cust, amount));
+            rows.push(format!("({i}, {cust}, {amount}, 'n{i}')"));
+        }
+        for chunk in rows.chunks(500) {
+            d.query_drop(format!(
+                "INSERT INTO legacy.orders (order_id, customer_id, amount, note) VALUES {}",
+                chunk.join(", ")
+            ))
+            .await
+            .expect("orders");
+        }
+        let kv: Vec<String> = (0..300)
+            .map(|i| format!("('key{i}', x'{i:04x}')"))
+            .collect();
+        d.query_drop(format!("INSERT INTO legacy.kv VALUES {}", kv.join(", ")))
+            .await
+            .expect("kv");
+        let pairs: Vec<String> = (0..200)
+            .map(|i| format!("({}, {}, 'p{i}')", i % 37, i))
+            .collect();
+        d.query_drop(format!(
+            "INSERT INTO legacy.pairs VALUES {}",
+            pairs.join(", ")
+        ))
+        .await
+        .expect("pairs");
+    }
+    let shop = tessera_topo::VSchema::from_yaml(SHOP).expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &shop)
+        .await
+        .expect("apply shop");
+    let mut r = h.conn(Some("legacy")).await;
+    let full = "SELECT order_id, customer_id, amount FROM orders";
+    assert_same(
+        "before",
+        &orders_seen(&mut r, full).await,
+        &*model.lock().await,
+    );
+
+    // Start, copy and cut over while the writer writes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&h, model.clone(), stop.clone(), 1);
+    let tables: Vec<String> = ["orders", "kv", "pairs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    tessera::cli::movetables::movetables_start(&h.topo, "legacy", "shop", &tables)
+        .await
+        .expect("start");
+    let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")
+        .await
+        .expect("run");
+    assert!(run.verified, "{run:?}");
+    assert!(run.rows >= 3500, "{run:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut = tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
+        .await
+        .expect("cutover");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let writes = w.await.expect("writer");
+    assert!(writes > 20, "the writer wrote {writes}");
+    // Served by the sharded keyspace now: through the router, and directly there.
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT amount FROM orders WHERE customer_id = 7")
+        .await
+        .expect("vexplain");
+    assert!(
+        plan.len() == 1 && plan[0].1.as_deref().is_some_and(|s| s.starts_with("shop_")),
+        "{plan:?}"
+    );
+    let want = model.lock().await.clone();
+    assert_same(
+        "after the cutover, through the router",
+        &orders_seen(&mut r, full).await,
+        &want,
+    );
+    let mut direct = BTreeMap::new();
+    for ls in 0..8u32 {
+        let ps_of = h
+            .topo
+            .get_placement("shop")
+            .await
+            .expect("placement")
+            .expect("shop")
+            .0
+            .shards[ls as usize]
+            .ps
+            .clone();
+        let i: usize = ps_of.trim_start_matches("ps").parse().expect("index");
+        let mut c = h.direct(i).await;
+        for (k, v) in orders_seen(
+            &mut c,
+            &format!("SELECT order_id, customer_id, amount FROM shop_{ls:04}.orders"),
+        )
+        .await
+        {
+            assert!(
+                direct.insert(k, v).is_none(),
+                "order {k} in two logical shards"
+            );
+        }
+    }
+    assert_same("after the cutover, in the logical shards", &direct, &want);
+    let n: Option<u64> = r.query_first("SELECT COUNT(*) FROM kv").await.expect("kv");
+    assert_eq!(n, Some(300));
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(*) FROM pairs WHERE a = 3")
+        .await
+        .expect("pairs");
+    assert_eq!(n, Some(6));
+    let s: Option<u64> = r
+        .query_first("SELECT value FROM settings WHERE name = 'stays'")
+        .await
+        .expect("settings");
+    assert_eq!(s, Some(1), "a table not moved stays served by the source");
+    // Statements joining a moved table with one that stayed are refused, never half-answered.
+    let (code, _) = common::error_code(&mut r, "SELECT * FROM orders JOIN settings ON 1 = 1").await;
+    assert_eq!(code, 1235);
+    println!(
+        "cutover: {} ms of held statements, {writes} writes during the move",
+        cut.stall_ms
+    );
+
+    // Writes after the cutover, then a rollback: the source has them.
+    stop.store(false, Ordering::SeqCst);
+    let w = writer(&h, model.clone(), stop.clone(), 2);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let back = tessera::cli::movetables::movetables_rollback(&h.topo, "legacy")
+        .await
+        .expect("rollback");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    w.await.expect("writer");
+    let want = model.lock().await.clone();
+    assert!(back > 0, "rows written since the cutover copied back");
+    assert_same(
+        "after the rollback, in the source",
+        &orders_seen(
+            &mut d,
+            "SELECT order_id, customer_id, amount FROM legacy.orders",
+        )
+        .await,
+        &want,
+    );
+    assert_same(
+        "after the rollback, through the router",
+        &orders_seen(&mut r, full).await,
+        &want,
+    );
+
+    // Again, to the end.
+    let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")
+        .await
+        .expect("run again");
+    assert!(run.verified, "{run:?}");
+    tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
+        .await
+        .expect("cutover again");
+    tessera::cli::movetables::movetables_complete(&h.topo, "legacy")
+        .await
+        .expect("complete");
+    assert_same("after completing", &orders_seen(&mut r, full).await, &want);
+    let left: Option<u64> = d
+        .query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'legacy' AND TABLE_NAME IN ('orders', 'kv', 'pairs')")
+        .await
+        .expect("source tables");
+    assert_eq!(left, Some(0), "the source tables are dropped");
+    drop((r, d));
+    h.stop().await;
+}
