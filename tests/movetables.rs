@@ -348,3 +348,94 @@ async fn tables_move_online_into_a_sharded_keyspace_and_back() {
     drop((r, d));
     h.stop().await;
 }
+
+/// Vertical partitioning: a group of tables moves into another unsharded keyspace; the
+/// application keeps naming them in the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_move_into_another_unsharded_keyspace() {
+    let h = Harness::start(2, 0, LEGACY).await;
+    let archive =
+        tessera_topo::VSchema::from_yaml("keyspace: archive\nsharded: false\n").expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &archive)
+        .await
+        .expect("apply archive");
+    let mut r = h.conn(Some("legacy")).await;
+    for _ in 0..200 {
+        if r.query_drop("SELECT 1 FROM archive.nothing")
+            .await
+            .is_err_and(|e| e.to_string().contains("1146"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for sql in [
+        "CREATE TABLE events (id BIGINT PRIMARY KEY, kind VARCHAR(16), at DATETIME)",
+        "CREATE TABLE audit (id BIGINT PRIMARY KEY AUTO_INCREMENT, what TEXT)",
+        "INSERT INTO events VALUES (1, 'a', '2026-01-01 00:00:00'), (2, 'b', NULL), (3, 'c', '2026-02-03 04:05:06')",
+        "INSERT INTO audit (what) VALUES ('x'), ('y')",
+    ] {
+        r.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let tables = vec!["events".to_string(), "audit".to_string()];
+    tessera::cli::movetables::movetables_start(&h.topo, "legacy", "archive", &tables)
+        .await
+        .expect("start");
+    r.query_drop("INSERT INTO events VALUES (4, 'd', NULL)")
+        .await
+        .expect("write while copying");
+    let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")
+        .await
+        .expect("run");
+    assert!(run.verified && run.rows >= 5, "{run:?}");
+    tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
+        .await
+        .expect("cutover");
+    let mut plan: Vec<(String, Option<String>, Option<String>, String)> = Vec::new();
+    for _ in 0..100 {
+        plan = r
+            .query("VEXPLAIN SELECT * FROM events")
+            .await
+            .expect("vexplain");
+        if plan.first().and_then(|p| p.1.as_deref()) == Some("archive") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        plan.first().and_then(|p| p.1.as_deref()),
+        Some("archive"),
+        "{plan:?}"
+    );
+    r.query_drop("UPDATE events SET kind = 'B' WHERE id = 2")
+        .await
+        .expect("update after");
+    let rows: Vec<(u64, String)> = r
+        .query("SELECT id, kind FROM legacy.events ORDER BY id")
+        .await
+        .expect("read");
+    assert_eq!(
+        rows,
+        vec![
+            (1, "a".into()),
+            (2, "B".into()),
+            (3, "c".into()),
+            (4, "d".into())
+        ]
+    );
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(*) FROM audit")
+        .await
+        .expect("audit");
+    assert_eq!(n, Some(2));
+    tessera::cli::movetables::movetables_complete(&h.topo, "legacy")
+        .await
+        .expect("complete");
+    let rows: Vec<(u64, String)> = r
+        .query("SELECT id, kind FROM events ORDER BY id")
+        .await
+        .expect("read after");
+    assert_eq!(rows.len(), 4);
+    drop(r);
+    h.stop().await;
+}
