@@ -186,6 +186,14 @@ impl MariaDbServer {
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
             ]);
+        // A certificate and key in `tls/` beside the servers' data dirs: TLS offered.
+        if let Some(tls) = d.parent().map(|b| b.join("tls")) {
+            let (cert, key) = (tls.join("server-cert.pem"), tls.join("server-key.pem"));
+            if cert.is_file() && key.is_file() {
+                cmd.arg(format!("--ssl-cert={}", cert.display()))
+                    .arg(format!("--ssl-key={}", key.display()));
+            }
+        }
         if is_root() {
             cmd.arg("--user=root");
         }

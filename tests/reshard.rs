@@ -135,6 +135,7 @@ impl Cluster {
                         password: Some(s.password().into()),
                         password_env: None,
                         weight: 1,
+                        tls_ca: None,
                     })
                     .await;
                 match r {
@@ -221,6 +222,7 @@ impl Cluster {
                 password: Some(s.password().into()),
                 password_env: None,
                 weight: 1,
+                tls_ca: None,
             })
             .await
             .expect("register ps2");

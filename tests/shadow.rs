@@ -237,6 +237,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
             password: Some(s.password().into()),
             password_env: None,
             weight: 1,
+            tls_ca: None,
         })
         .await
         .expect("register");
@@ -249,6 +250,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
         password: Some(cluster.servers()[0].password().into()),
         password_env: None,
         weight: 0,
+        tls_ca: None,
     };
     topo.put_physical_shard(&ps0)
         .await

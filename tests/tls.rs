@@ -287,3 +287,224 @@ async fn a_client_that_never_logs_in_is_disconnected() {
     );
     h.stop().await;
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<name>.pem`, `<name>.key`) in `dir`.
+fn authority(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// MariaDB servers that offer TLS with a certificate for 127.0.0.1 signed by their own CA,
+/// reached by routers (and every other part) only over TLS verified against it; a CA that
+/// did not sign it gets a clear error, never a clear-text connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_reach_mariadb_over_verified_tls() {
+    use mysql_async::prelude::Queryable;
+    let base = tempfile::tempdir().expect("tempdir");
+    let tls = base.path().join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    authority(&tls, "ca");
+    authority(&tls, "other");
+    std::fs::write(
+        tls.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    openssl(
+        &tls,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server-key.pem",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        &tls,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "server-cert.pem",
+        ],
+    );
+    let cluster = tessera::localcluster::LocalCluster::start(2, Some(base.path()))
+        .await
+        .expect("servers");
+    let ca = std::fs::read_to_string(tls.join("ca.pem")).expect("ca");
+    let topo = tessera_topo::Topo::new(std::sync::Arc::new(tessera_topo::MemoryStore::new()));
+    register_shards(&topo, &cluster, 2).await;
+    for (i, s) in cluster.servers().iter().enumerate() {
+        // Clear-text logins refused from now on: only TLS reaches them.
+        let mut d = mysql_async::Conn::new(
+            mysql_async::OptsBuilder::default()
+                .ip_or_hostname(s.host())
+                .tcp_port(s.port())
+                .user(Some(s.user()))
+                .pass(Some(s.password()))
+                .prefer_socket(false),
+        )
+        .await
+        .expect("direct");
+        d.query_drop("SET GLOBAL require_secure_transport = ON")
+            .await
+            .expect("require TLS");
+        let mut rec = topo
+            .snapshot()
+            .await
+            .expect("snapshot")
+            .shards
+            .get(&format!("ps{i}"))
+            .cloned()
+            .expect("registered");
+        rec.tls_ca = Some(ca.clone());
+        topo.put_physical_shard(&rec).await.expect("TLS record");
+    }
+    let v = tessera_topo::VSchema::from_yaml(
+        "keyspace: demo\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n",
+    )
+    .expect("vschema");
+    tessera::cli::apply_vschema(&topo, &v)
+        .await
+        .expect("schemas over TLS");
+    let cfg = tessera_router::RouterConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+    ))
+    .expect("config");
+    let router = tessera_router::Router::new(cfg, topo.clone())
+        .start()
+        .await
+        .expect("router");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(router.local_addr().port())
+        .user(Some(USER))
+        .pass(Some(PASSWORD))
+        .db_name(Some("demo"))
+        .prefer_socket(false);
+    let mut c = mysql_async::Conn::new(opts).await.expect("router");
+    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(8))")
+        .await
+        .expect("ddl");
+    c.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
+        .await
+        .expect("insert");
+    // One logical shard (the router's own connections), all of them, a transaction.
+    let one: Option<String> = c
+        .query_first("SELECT v FROM t WHERE id = 3")
+        .await
+        .expect("point");
+    assert_eq!(one.as_deref(), Some("c"));
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("scatter");
+    assert_eq!(n, Some(4));
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("UPDATE t SET v = 'x' WHERE id = 1")
+        .await
+        .expect("update");
+    let v: Option<String> = c
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .expect("read");
+    assert_eq!(v.as_deref(), Some("x"));
+    c.query_drop("COMMIT").await.expect("commit");
+    // The backend session says so itself.
+    let version: Option<(String, String)> = c
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        .await
+        .expect("status");
+    assert!(
+        version
+            .as_ref()
+            .is_some_and(|(_, v)| v.starts_with("TLSv1")),
+        "{version:?}"
+    );
+    // A record whose CA did not sign the servers' certificate: refused, named.
+    let other = std::fs::read_to_string(tls.join("other.pem")).expect("other");
+    for i in 0..2 {
+        let mut rec = topo
+            .snapshot()
+            .await
+            .expect("snapshot")
+            .shards
+            .get(&format!("ps{i}"))
+            .cloned()
+            .expect("registered");
+        rec.tls_ca = Some(other.clone());
+        topo.put_physical_shard(&rec).await.expect("wrong CA");
+    }
+    let mut refused = None;
+    for _ in 0..100 {
+        match c
+            .query_first::<String, _>("SELECT v FROM t WHERE id = 2")
+            .await
+        {
+            Err(mysql_async::Error::Server(e)) => {
+                refused = Some(e.message);
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let refused = refused.expect("a CA that did not sign the certificate is refused");
+    assert!(
+        refused.to_lowercase().contains("certificate") || refused.contains("TLS"),
+        "{refused}"
+    );
+    drop(c);
+    router.shutdown().await;
+}

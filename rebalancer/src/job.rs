@@ -125,13 +125,14 @@ impl Rebalancer {
             match pools.get(ps) {
                 Some((r, p)) if *r == rec => p.clone(),
                 _ => {
-                    let opts = mysql_async::OptsBuilder::default()
-                        .ip_or_hostname(rec.host.clone())
-                        .tcp_port(rec.port)
-                        .user(Some(rec.user.clone()))
-                        .pass(rec.resolve_password())
-                        .prefer_socket(false)
-                        .stmt_cache_size(64);
+                    let opts = tessera_shardmove::server_opts(
+                        &rec.host,
+                        rec.port,
+                        &rec.user,
+                        rec.resolve_password(),
+                        rec.tls_ca.as_deref(),
+                    )
+                    .stmt_cache_size(64);
                     let p = Pool::new(opts);
                     pools.insert(ps.to_string(), (rec.clone(), p.clone()));
                     p

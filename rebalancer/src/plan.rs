@@ -124,6 +124,7 @@ mod tests {
                     password: None,
                     password_env: None,
                     weight: 1,
+                    tls_ca: None,
                 },
             );
         }

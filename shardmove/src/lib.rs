@@ -11,14 +11,17 @@
 //!
 //! - [`table`]: a schema's tables, columns and primary keys; auxiliary names; checkpoint keys.
 //! - [`journal`]: the journal and fence triggers.
+//! - [`server`]: connection options for a physical shard (TLS when its record asks for it).
 //! - [`copy`]: copying rows (by key, by chunk, whole tables, the journal) and chunk checksums.
 
 pub mod copy;
 pub mod journal;
+pub mod server;
 pub mod table;
 
 pub use copy::{chunk_end, ChunkResult, Copier, COPY_SESSION};
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
+pub use server::server_opts;
 pub use table::{
     aux_name, create_schema_like, decode_key, encode_key, key_string, load_tables, qi, TableMeta,
     AUX_PREFIX,

@@ -428,12 +428,7 @@ pub async fn measure(topo: &Topo, keyspace: &str) -> anyhow::Result<Vec<(u64, u6
             .shards
             .get(ps)
             .ok_or_else(|| anyhow!("physical shard {ps} is not registered"))?;
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(rec.host.clone())
-            .tcp_port(rec.port)
-            .user(Some(rec.user.clone()))
-            .pass(rec.resolve_password())
-            .prefer_socket(false);
+        let opts = tessera_router::backend::opts_for(rec);
         let mut c = mysql_async::Conn::new(opts)
             .await
             .with_context(|| format!("connecting to {ps} ({})", rec.address()))?;

@@ -22,6 +22,10 @@ pub enum ShardCmd {
         /// Placement weight.
         #[arg(long, default_value_t = 1)]
         weight: u32,
+        /// The CA certificate (PEM file) that signed the server's certificate: every
+        /// connection to it is then TLS, verified against this CA and the host name.
+        #[arg(long)]
+        tls_ca: Option<std::path::PathBuf>,
         #[command(flatten)]
         topo: TopoFlags,
     },
@@ -46,8 +50,16 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
             user,
             password_env,
             weight,
+            tls_ca,
             topo,
         } => {
+            let tls_ca = match tls_ca {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
             let (host, port) = mysql
                 .rsplit_once(':')
                 .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_string(), p)))
@@ -60,13 +72,9 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
                 password: None,
                 password_env,
                 weight,
+                tls_ca,
             };
-            let pw = ps.resolve_password();
-            let opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(ps.host.clone())
-                .tcp_port(ps.port)
-                .user(Some(ps.user.clone()))
-                .pass(pw);
+            let opts = tessera_router::backend::opts_for(&ps);
             let mut conn = mysql_async::Conn::new(opts)
                 .await
                 .with_context(|| format!("connecting to {}", ps.address()))?;

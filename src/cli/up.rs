@@ -172,6 +172,7 @@ async fn serve(
                 password: Some(s.password().to_string()),
                 password_env: None,
                 weight: 1,
+                tls_ca: None,
             })
             .await?;
         }

@@ -130,6 +130,7 @@ pub async fn register_shards(topo: &Topo, cluster: &LocalCluster, n: usize) {
             password: Some(s.password().into()),
             password_env: None,
             weight: 1,
+            tls_ca: None,
         })
         .await
         .expect("register shard");

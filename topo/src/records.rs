@@ -151,6 +151,11 @@ pub struct PhysicalShard {
     /// Placement weight; 0 takes no new logical shards. Default: 1.
     #[serde(default = "one")]
     pub weight: u32,
+    /// The certificate (PEM) of the authority that signed the server's certificate: when set,
+    /// every connection to this server (routers, moves, the CLI) is TLS, and the server's
+    /// certificate must be valid for `host` and signed by it. Default: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 fn one() -> u32 {
@@ -725,6 +730,7 @@ mod tests {
                 password: None,
                 password_env: None,
                 weight: 1,
+                tls_ca: None,
             })
             .await
             .expect("ps");

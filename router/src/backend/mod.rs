@@ -209,34 +209,37 @@ impl Backends {
                 return p.clone();
             }
         }
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(ps.host.clone())
-            .tcp_port(ps.port)
-            .user(Some(ps.user.clone()))
-            .pass(ps.resolve_password())
-            .prefer_socket(false)
-            .tcp_nodelay(true)
-            .stmt_cache_size(0)
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(
-                        PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
-                    )
-                    .with_reset_connection(false)
-                    .with_inactive_connection_ttl(Duration::from_secs(60)),
-            );
+        let opts = opts_for(ps).tcp_nodelay(true).stmt_cache_size(0).pool_opts(
+            PoolOpts::default()
+                .with_constraints(
+                    PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
+                )
+                .with_reset_connection(false)
+                .with_inactive_connection_ttl(Duration::from_secs(60)),
+        );
         let p = Arc::new(ShardPool {
             name: ps.name.clone(),
             addr: ps.address(),
             record: ps.clone(),
             pool: Pool::new(opts),
-            wire: wire::WirePool::new(
-                &ps.host,
-                ps.port,
-                &ps.user,
-                ps.resolve_password(),
-                self.cfg.pool_max,
-            ),
+            wire: {
+                let tls = ps.tls_ca.as_deref().map(wire::tls_config);
+                let w = wire::WirePool::new(
+                    &ps.host,
+                    ps.port,
+                    &ps.user,
+                    ps.resolve_password(),
+                    self.cfg.pool_max,
+                    tls.clone().and_then(Result::ok),
+                );
+                // A CA that does not parse: never plaintext instead; statements take the
+                // other path, whose connect reports the CA's error.
+                if let Some(Err(e)) = tls {
+                    tracing::error!(shard = %ps.name, error = %e, "bad tls_ca");
+                    w.disable();
+                }
+                w
+            },
             connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
             acquire: self.metrics.acquire.with_label_values(&[ps.name.as_str()]),
             failures: self.metrics.failures.with_label_values(&[ps.name.as_str()]),
@@ -265,6 +268,17 @@ impl Backends {
             let _ = p.pool.clone().disconnect().await;
         }
     }
+}
+
+/// Connection options for physical shard `ps` (see `tessera_shardmove::server_opts`).
+pub fn opts_for(ps: &PhysicalShard) -> OptsBuilder {
+    tessera_shardmove::server_opts(
+        &ps.host,
+        ps.port,
+        &ps.user,
+        ps.resolve_password(),
+        ps.tls_ca.as_deref(),
+    )
 }
 
 /// Creates the schemas of `keyspace` on its physical shards: one per logical shard where it

@@ -15,10 +15,14 @@ use crate::wire::auth;
 use crate::wire::codec::Cursor;
 use crate::wire::constants::*;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -146,7 +150,7 @@ pub fn parse_eof(p: &[u8]) -> (u16, u16) {
 
 /// One backend connection.
 pub struct WireConn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<BackendStream>,
     /// The last packet read, when it did not come whole from the read buffer.
     buf: Vec<u8>,
     /// Bytes of the read buffer the last packet served from it takes (consumed before the
@@ -184,11 +188,12 @@ impl WireConn {
         port: u16,
         user: &str,
         password: &[u8],
+        tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<Self, WireError> {
         let s = TcpStream::connect((host, port)).await?;
         s.set_nodelay(true)?;
         let mut c = WireConn {
-            stream: BufReader::with_capacity(16 * 1024, s),
+            stream: BufReader::with_capacity(16 * 1024, BackendStream::Plain(s)),
             buf: Vec::with_capacity(256),
             consumed: 0,
             out: Vec::with_capacity(256),
@@ -246,7 +251,39 @@ impl WireConn {
         if server_caps & CLIENT_PROTOCOL_41 == 0 {
             return Err(protocol("server does not speak the 4.1 protocol"));
         }
-        let caps = CLIENT_CAPS & server_caps;
+        let mut caps = CLIENT_CAPS & server_caps;
+        if let Some(tls) = tls {
+            if server_caps & CLIENT_SSL == 0 {
+                return Err(WireError::Io(io::Error::other(format!(
+                    "the server at {host}:{port} does not offer TLS, which its record asks for"
+                ))));
+            }
+            caps |= CLIENT_SSL;
+            // The SSL request: the handshake response's first 32 bytes, then TLS.
+            let mut p = Vec::with_capacity(32);
+            p.extend_from_slice(&caps.to_le_bytes());
+            p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
+            p.push(UTF8MB4_GENERAL_CI);
+            p.extend_from_slice(&[0u8; 19]);
+            p.extend_from_slice(&offered.to_le_bytes());
+            c.write_packet(&p).await?;
+            let BackendStream::Plain(tcp) =
+                std::mem::replace(c.stream.get_mut(), BackendStream::Closed)
+            else {
+                return Err(protocol("TLS asked for twice"));
+            };
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| WireError::Io(io::Error::other(format!("server name {host}: {e}"))))?;
+            let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| {
+                    WireError::Io(io::Error::other(format!(
+                        "TLS with the server at {host}:{port}: {e}"
+                    )))
+                })?;
+            *c.stream.get_mut() = BackendStream::Tls(Box::new(tls_stream));
+        }
         let (plugin, token) = match plugin.as_str() {
             auth::CACHING_SHA2 => (auth::CACHING_SHA2, auth::sha2_token(password, &scramble)),
             // Anything else starts with a native token; the server may switch plugins.
@@ -271,6 +308,11 @@ impl WireConn {
         c.write_packet(&p).await?;
         c.finish_login(password).await?;
         Ok(c)
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream.get_ref(), BackendStream::Tls(_))
     }
 
     /// Reads the answers to a login until OK.
@@ -298,11 +340,16 @@ impl WireConn {
                     self.write_packet(&token).await?;
                 }
                 // caching_sha2_password: 3 = fast path done (OK follows), 4 = full
-                // authentication wanted (needs TLS or RSA).
+                // authentication wanted (needs TLS or RSA): over TLS, the password itself.
                 Some(0x01) if p.get(1) == Some(&3) => {}
+                Some(0x01) if p.get(1) == Some(&4) && self.is_tls() => {
+                    let mut pw = password.to_vec();
+                    pw.push(0);
+                    self.write_packet(&pw).await?;
+                }
                 Some(0x01) => {
                     return Err(WireError::Unsupported(
-                        "caching_sha2_password full authentication (TLS or RSA) is not supported"
+                        "caching_sha2_password full authentication over plaintext (RSA) is not supported on the single-shard path"
                             .into(),
                     ))
                 }
@@ -634,9 +681,102 @@ impl WireConn {
         if !self.stream.buffer().is_empty() {
             return true;
         }
-        let mut b = [0u8; 1];
-        !matches!(self.stream.get_ref().try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        match self.stream.get_ref() {
+            BackendStream::Plain(s) => {
+                let mut b = [0u8; 1];
+                !matches!(s.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // Peeked under TLS (a byte there is a record: an alert, or the end).
+            BackendStream::Tls(s) => {
+                let mut b = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut b);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                !matches!(s.get_ref().0.poll_peek(&mut cx, &mut rb), Poll::Pending)
+            }
+            BackendStream::Closed => true,
+        }
     }
+}
+
+/// A backend connection's socket: plaintext, or TLS.
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Between the two, while TLS starts.
+    Closed,
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            BackendStream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            BackendStream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            BackendStream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            BackendStream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The TLS client setup for a server whose certificate `ca_pem` (PEM) signed.
+///
+/// # Errors
+/// A CA that does not parse.
+pub fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut found = 0;
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the shard's tls_ca: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the shard's tls_ca: {e}"))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err("the shard's tls_ca holds no PEM certificate".into());
+    }
+    // The ring provider, as for client TLS (`server/tls.rs`).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// Whole seconds since the first call, from a clock thread that ticks once a second: an idle
@@ -675,6 +815,8 @@ pub struct WirePool {
     /// Set when the server asks for an authentication method the router does not speak:
     /// statements then take the `mysql_async` path.
     unsupported: AtomicBool,
+    /// TLS to the server, when its record has a CA.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A connection taken from a [`WirePool`]; give it back with [`WirePool::put`].
@@ -686,7 +828,14 @@ pub struct WireLease {
 }
 
 impl WirePool {
-    pub fn new(host: &str, port: u16, user: &str, password: Option<String>, max: usize) -> Self {
+    pub fn new(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: Option<String>,
+        max: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         WirePool {
             host: host.to_string(),
             port,
@@ -696,7 +845,13 @@ impl WirePool {
             permits: Arc::new(Semaphore::new(max.max(1))),
             idle_ttl: 60,
             unsupported: AtomicBool::new(false),
+            tls,
         }
+    }
+
+    /// Makes the pool refuse to serve (statements take the `mysql_async` path).
+    pub fn disable(&self) {
+        self.unsupported.store(true, Ordering::Relaxed);
     }
 
     /// Whether this pool can serve (its server accepted the router's login methods).
@@ -749,7 +904,13 @@ impl WirePool {
                 });
             }
         }
-        let connect = WireConn::connect(&self.host, self.port, &self.user, &self.password);
+        let connect = WireConn::connect(
+            &self.host,
+            self.port,
+            &self.user,
+            &self.password,
+            self.tls.as_ref(),
+        );
         // Boxed: the connect is rare, and would otherwise size every statement's future.
         let conn = match Box::pin(tokio::time::timeout(timeout, connect)).await {
             Ok(Ok(c)) => c,
