@@ -328,6 +328,20 @@ fn tessera_up_serves_and_stops_cleanly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("logical_shards"), "{err}");
+    // The topology service answers nothing without the token `tessera up` keeps in its file
+    // (which the command line above found by itself).
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", topo_port)).expect("topo");
+        write!(
+            s,
+            "GET /v1/revision HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut b = String::new();
+        s.read_to_string(&mut b).expect("read");
+        assert!(b.starts_with("HTTP/1.1 401"), "{b}");
+    }
     // A good one is applied and can be shown.
     let good = data.path().join("good.yaml");
     std::fs::write(

@@ -100,6 +100,7 @@ impl Cluster {
                 .args([
                     "topo",
                     "serve",
+                    "--open",
                     "--id",
                     &(i + 1).to_string(),
                     "--peers",

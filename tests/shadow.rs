@@ -69,6 +69,18 @@ async fn routing_shadow_classifies_every_shape_with_exact_counts() {
         .await
         .expect("router");
     let admin = router.admin_addr().expect("admin");
+    // Resetting a report changes state: refused without the admin token.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(admin).await.expect("admin");
+        s.write_all(b"DELETE /shadow/routing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut b = Vec::new();
+        s.read_to_end(&mut b).await.expect("read");
+        let b = String::from_utf8_lossy(&b);
+        assert!(b.starts_with("HTTP/1.1 401"), "{b}");
+    }
     let mut c = mysql_async::Conn::new(
         mysql_async::OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")

@@ -26,6 +26,7 @@ impl Node {
             .args([
                 "topo",
                 "serve",
+                "--open",
                 "--id",
                 &self.id.to_string(),
                 "--peers",

@@ -25,6 +25,7 @@ fn start_node(port: u16, dir: &std::path::Path) -> Node {
         .args([
             "topo",
             "serve",
+            "--open",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",

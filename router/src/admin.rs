@@ -21,6 +21,32 @@ pub(crate) struct AdminState {
     pub overview: Arc<crate::overview::Overview>,
     pub listen: SocketAddr,
     pub id: String,
+    /// The token a request that changes something must carry (`Authorization: Bearer …`);
+    /// none: such requests are refused.
+    pub token: Option<Arc<str>>,
+}
+
+/// Refuses a request that changes state without the admin token: 401.
+fn authorized(
+    s: &AdminState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), axum::response::Response> {
+    let sent = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&s.token, sent) {
+        (Some(t), Some(sent)) if constant_time_eq(t.as_bytes(), sent.as_bytes()) => Ok(()),
+        _ => Err((
+            axum::http::StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "this request changes state: send the admin token (Authorization: Bearer …)"})),
+        )
+            .into_response()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
@@ -71,18 +97,30 @@ async fn shadow_report(State(s): State<AdminState>) -> impl IntoResponse {
     Json(s.shadow.report())
 }
 
-async fn shadow_reset(State(s): State<AdminState>) -> impl IntoResponse {
+async fn shadow_reset(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
     s.shadow.reset();
-    Json(serde_json::json!({}))
+    Json(serde_json::json!({})).into_response()
 }
 
 async fn results_report(State(s): State<AdminState>) -> impl IntoResponse {
     Json(s.results.report())
 }
 
-async fn results_reset(State(s): State<AdminState>) -> impl IntoResponse {
+async fn results_reset(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
     s.results.reset();
-    Json(serde_json::json!({}))
+    Json(serde_json::json!({})).into_response()
 }
 
 /// The status page: one self-contained HTML file (no scripts fetched from elsewhere) that

@@ -6,7 +6,8 @@ pub struct TopoFlags {
     /// Topology endpoints, comma separated (`host:port`).
     #[arg(long = "topo", env = "TESSERA_TOPO", default_value = "127.0.0.1:15999")]
     pub endpoints: String,
-    /// Environment variable holding the topology token, if one is configured.
+    /// Environment variable holding the topology token (when unset, the token file that
+    /// `tessera up` and `tessera topo serve` keep is read: see docs/operations.md).
     #[arg(long, default_value = "TESSERA_TOPO_TOKEN")]
     pub token_env: String,
 }
@@ -19,7 +20,7 @@ impl TopoFlags {
     pub fn topo(&self) -> anyhow::Result<tessera_topo::Topo> {
         let store = tessera_topo::HttpStore::new(
             std::slice::from_ref(&self.endpoints),
-            std::env::var(&self.token_env).ok(),
+            tessera_topo::token::find(&self.token_env),
         )?;
         Ok(tessera_topo::Topo::new(std::sync::Arc::new(store)))
     }

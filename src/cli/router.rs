@@ -33,11 +33,12 @@ pub async fn run(a: RouterArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
     let cfg = RouterConfig::from_yaml(&text).with_context(|| format!("in {}", config.display()))?;
-    let token = cfg
-        .topo
-        .token_env
-        .as_ref()
-        .and_then(|v| std::env::var(v).ok());
+    let token = tessera_topo::token::find(
+        cfg.topo
+            .token_env
+            .as_deref()
+            .unwrap_or(tessera_topo::token::TOKEN_ENV),
+    );
     let store = tessera_topo::HttpStore::new(&cfg.topo_endpoints(), token)?;
     let topo = tessera_topo::Topo::new(Arc::new(store));
     let handle = Router::new(cfg, topo).start().await?;

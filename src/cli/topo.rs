@@ -1,6 +1,7 @@
 //! `tessera topo status|get|put|list|watch`: a client of the topology service.
 
 use super::flags::TopoFlags;
+use anyhow::Context;
 use clap::Subcommand;
 use tessera_topo::{Condition, Store};
 
@@ -22,9 +23,14 @@ pub enum TopoCmd {
         /// Where the node keeps its log, hard state and snapshots.
         #[arg(long)]
         data_dir: std::path::PathBuf,
-        /// Environment variable holding a shared token that every request must carry.
+        /// Environment variable holding the shared token that every request must carry.
+        /// Without it, the token file (made with a new random token on first start; see
+        /// docs/operations.md).
         #[arg(long)]
         token_env: Option<String>,
+        /// Serve without a token: anyone who can reach the node reads and writes everything.
+        #[arg(long, conflicts_with = "token_env")]
+        open: bool,
         /// Take a snapshot (and compact the log) every this many applied entries.
         #[arg(long, default_value_t = tessera_topo::raft::config::DEFAULT_SNAPSHOT_EVERY)]
         snapshot_every: u64,
@@ -68,7 +74,7 @@ pub enum TopoCmd {
 fn store(t: &TopoFlags) -> anyhow::Result<tessera_topo::HttpStore> {
     Ok(tessera_topo::HttpStore::new(
         std::slice::from_ref(&t.endpoints),
-        std::env::var(&t.token_env).ok(),
+        tessera_topo::token::find(&t.token_env),
     )?)
 }
 
@@ -80,13 +86,24 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
             listen,
             data_dir,
             token_env,
+            open,
             snapshot_every,
         } => {
             let token = match &token_env {
                 Some(v) => Some(std::env::var(v).map_err(|_| {
                     anyhow::anyhow!("--token-env: environment variable {v} is not set")
                 })?),
-                None => None,
+                None if open => None,
+                None => Some(
+                    tessera_topo::token::ensure(tessera_topo::token::TOKEN_ENV).with_context(
+                        || {
+                            format!(
+                                "making the token file {}",
+                                tessera_topo::token::default_path().display()
+                            )
+                        },
+                    )?,
+                ),
             };
             let peers = match peers {
                 Some(p) => parse_peers(&p)?,

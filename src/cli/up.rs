@@ -131,20 +131,32 @@ async fn serve(
     for (i, l) in listeners.iter().enumerate() {
         peers.insert(i as u64 + 1, l.local_addr()?);
     }
+    // Every request to the topology service (and every change through the router's admin
+    // endpoint) carries the shared token, kept in a file the command line finds by itself.
+    let token = tessera_topo::token::ensure(tessera_topo::token::TOKEN_ENV).with_context(|| {
+        format!(
+            "making the token file {}",
+            tessera_topo::token::default_path().display()
+        )
+    })?;
     let mut nodes = Vec::with_capacity(n);
     for (i, l) in listeners.into_iter().enumerate() {
         let id = i as u64 + 1;
-        let cfg = tessera_topo::RaftConfig::new(
+        let mut cfg = tessera_topo::RaftConfig::new(
             id,
             peers.clone(),
             peers[&id],
             base.join(format!("topo-{id}")),
         );
+        cfg.token = Some(token.clone());
         nodes.push(tessera_topo::raft::start_on(cfg, l).await?);
     }
     let endpoints: Vec<String> = peers.values().map(|a| a.to_string()).collect();
     let topo_addr = peers[&1];
-    let store: Arc<dyn Store> = Arc::new(tessera_topo::HttpStore::new(&endpoints, None)?);
+    let store: Arc<dyn Store> = Arc::new(tessera_topo::HttpStore::new(
+        &endpoints,
+        Some(token.clone()),
+    )?);
     let topo = Topo::new(store.clone());
     // Wait for a leader.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -206,6 +218,10 @@ async fn serve(
             );
             println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
             println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
+            println!(
+                "topology token: {} (every request needs it; the tessera commands read it from there)",
+                tessera_topo::token::default_path().display()
+            );
             for (i, s) in cluster.servers().iter().enumerate().skip(a.shards) {
                 println!(
                     "spare server: {}:{} (user {}, password in TESSERA_SPARE_PASSWORD={}); add it with: TESSERA_SPARE_PASSWORD={} tessera shard add ps{i} --mysql {}:{} --user {} --password-env TESSERA_SPARE_PASSWORD --topo {}",

@@ -165,7 +165,17 @@ pub async fn run(c: VerifyCmd) -> anyhow::Result<()> {
                 print!("{}", render(&v, top));
             }
             if reset {
-                client.delete(format!("{base}/{path}")).send().await?;
+                let mut req = client.delete(format!("{base}/{path}"));
+                if let Some(t) = tessera_topo::token::find(tessera_topo::token::TOKEN_ENV) {
+                    req = req.bearer_auth(t);
+                }
+                let r = req.send().await?;
+                anyhow::ensure!(
+                    r.status().is_success(),
+                    "the router refused the reset ({}): the admin token is the topology token \
+                     (TESSERA_TOPO_TOKEN or the token file)",
+                    r.status()
+                );
             }
             Ok(())
         }

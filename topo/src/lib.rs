@@ -32,6 +32,7 @@ pub mod placement;
 pub mod raft;
 pub mod records;
 pub mod store;
+pub mod token;
 pub mod vschema;
 
 pub use error::TopoError;

@@ -104,6 +104,15 @@ impl Router {
             }
             None => None,
         };
+        // Changes through the admin endpoint need the topology's token.
+        let admin_token: Option<Arc<str>> = tessera_topo::token::find(
+            self.cfg
+                .topo
+                .token_env
+                .as_deref()
+                .unwrap_or(tessera_topo::token::TOKEN_ENV),
+        )
+        .map(Arc::from);
         let admin_addr = match &admin {
             Some(l) => Some(l.local_addr()?),
             None => None,
@@ -184,6 +193,7 @@ impl Router {
                 overview: overview.clone(),
                 listen: addr,
                 id: format!("router-{}", addr.port()),
+                token: admin_token.clone(),
             };
             let mut stop = shutdown_rx.clone();
             tokio::spawn(async move {
