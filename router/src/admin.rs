@@ -26,23 +26,22 @@ pub(crate) struct AdminState {
     pub token: Option<Arc<str>>,
 }
 
-/// Refuses a request that changes state without the admin token: 401.
-fn authorized(
-    s: &AdminState,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), axum::response::Response> {
+/// Whether a request that changes state carries the admin token.
+fn authorized(s: &AdminState, headers: &axum::http::HeaderMap) -> bool {
     let sent = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match (&s.token, sent) {
-        (Some(t), Some(sent)) if constant_time_eq(t.as_bytes(), sent.as_bytes()) => Ok(()),
-        _ => Err((
-            axum::http::StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "this request changes state: send the admin token (Authorization: Bearer …)"})),
-        )
-            .into_response()),
-    }
+    matches!((&s.token, sent), (Some(t), Some(sent)) if constant_time_eq(t.as_bytes(), sent.as_bytes()))
+}
+
+/// The answer to a change without the admin token.
+fn unauthorized() -> axum::response::Response {
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({"error": "this request changes state: send the admin token (Authorization: Bearer …)"})),
+    )
+        .into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -101,8 +100,8 @@ async fn shadow_reset(
     State(s): State<AdminState>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     s.shadow.reset();
     Json(serde_json::json!({})).into_response()
@@ -116,8 +115,8 @@ async fn results_reset(
     State(s): State<AdminState>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     s.results.reset();
     Json(serde_json::json!({})).into_response()
