@@ -508,3 +508,45 @@ async fn routers_reach_mariadb_over_verified_tls() {
     drop(c);
     router.shutdown().await;
 }
+
+/// Failed logins are counted, and an address that keeps failing waits longer for every
+/// answer (a right password too); a success forgets its failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_are_counted_and_slowed() {
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    for _ in 0..6 {
+        let r = mysql_async::Conn::new(h.opts(Some("app"), USER, "wrong")).await;
+        assert!(
+            matches!(r, Err(mysql_async::Error::Server(ref e)) if e.code == 1045),
+            "{:?}",
+            r.err()
+        );
+    }
+    let started = std::time::Instant::now();
+    let c = mysql_async::Conn::new(h.opts(Some("app"), USER, PASSWORD))
+        .await
+        .expect("the right password still logs in");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(600),
+        "after 6 failures a login waits: {waited:?}"
+    );
+    drop(c);
+    let started = std::time::Instant::now();
+    let c = mysql_async::Conn::new(h.opts(Some("app"), USER, PASSWORD))
+        .await
+        .expect("login");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "a success forgets the failures"
+    );
+    drop(c);
+    let admin = h
+        .router
+        .as_ref()
+        .and_then(|r| r.admin_addr())
+        .expect("admin");
+    let m = parse_metrics(&http_get(admin, "/metrics").await);
+    assert!(metric(&m, "tessera_router_login_failures_total", &[]) >= 6.0);
+    h.stop().await;
+}

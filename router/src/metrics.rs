@@ -27,6 +27,8 @@ pub struct Metrics {
     pub shadow_routes: IntCounterVec,
     /// Commands whose handling panicked (each answered with an error, its connection closed).
     pub panics: prometheus::IntCounter,
+    /// Logins refused (wrong password, unknown user, clear text where TLS is required).
+    pub login_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -108,9 +110,15 @@ impl Metrics {
             "Client commands whose handling panicked (answered with an error, connection closed)",
         )
         .expect("valid metric");
+        let login_failures = prometheus::IntCounter::new(
+            "tessera_router_login_failures_total",
+            "Client logins refused (each answered with 1045; repeated ones from one address are slowed down)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(panics.clone()),
+            Box::new(login_failures.clone()),
             Box::new(latency.clone()),
             Box::new(connections.clone()),
             Box::new(accepted.clone()),
@@ -136,6 +144,7 @@ impl Metrics {
             shadow_results,
             shadow_routes,
             panics,
+            login_failures,
         }
     }
 

@@ -169,6 +169,7 @@ impl Router {
             next_id: AtomicU32::new(1),
             topo: self.topo.clone(),
             tls,
+            failed_logins: Default::default(),
             cfg: self.cfg,
         });
         let watcher = tokio::spawn(cache.clone().run(self.topo.clone(), shutdown_rx.clone()));

@@ -106,11 +106,17 @@ pub(super) async fn authenticate(
         return Ok(None);
     };
     let host = peer.ip().to_string();
+    // An address that keeps failing waits before every answer.
+    let wait = shared.failed_logins.delay(peer.ip());
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
     io.extended_metadata =
         resp.extended & crate::wire::constants::MARIADB_CLIENT_EXTENDED_METADATA != 0;
     let user = shared.cfg.users.iter().find(|u| u.name == resp.user);
     // Over the clear where TLS is required: refused as MariaDB refuses a `REQUIRE SSL` user.
     if !secure && (shared.cfg.require_secure_transport || user.is_some_and(|u| u.require_tls)) {
+        shared.metrics.login_failures.inc();
         let e = SqlError::access_denied(&resp.user, &host);
         io.write_packet(&resultset::err(e.code, e.state, &e.message))
             .await?;
@@ -140,6 +146,8 @@ pub(super) async fn authenticate(
     }
     let ok = credential.is_some_and(|c| c.check(&plugin, &scramble, &token));
     if !ok {
+        shared.metrics.login_failures.inc();
+        shared.failed_logins.failed(peer.ip());
         let e = SqlError::access_denied(&resp.user, &host);
         io.write_packet(&resultset::err(e.code, e.state, &e.message))
             .await?;
@@ -147,6 +155,7 @@ pub(super) async fn authenticate(
         tracing::info!(conn = id, %peer, user = %resp.user, "access denied");
         return Ok(None);
     }
+    shared.failed_logins.succeeded(peer.ip());
     if plugin == auth::CACHING_SHA2 {
         // fast_auth_success
         io.write_packet(&[0x01, 0x03]).await?;
@@ -223,6 +232,8 @@ pub(super) async fn change_user(
             io.read_packet(&mut token).await?;
             let ok = credential.is_some_and(|c| c.check(plugin, &scramble, &token));
             if !ok {
+                shared.metrics.login_failures.inc();
+                shared.failed_logins.failed(peer.ip());
                 tracing::info!(conn = id, %peer, user = %req.user, "access denied on change user");
                 let e = SqlError::access_denied(&req.user, &peer.ip().to_string());
                 Some(refuse(e.code, e.state, e.message))
