@@ -23,6 +23,6 @@ pub use copy::{chunk_end, ChunkResult, Copier, COPY_SESSION};
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
 pub use server::server_opts;
 pub use table::{
-    aux_name, create_schema_like, decode_key, encode_key, key_string, load_tables, qi, TableMeta,
-    AUX_PREFIX,
+    aux_name, create_schema_like, decode_key, encode_key, key_string, load_tables, qi, table_meta,
+    TableMeta, AUX_PREFIX,
 };

@@ -141,41 +141,53 @@ pub async fn load_tables(conn: &mut Conn, schema: &str) -> Result<Vec<TableMeta>
         if name.starts_with(AUX_PREFIX) {
             continue;
         }
-        let columns: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
-                 AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION",
-                (schema, &name),
-            )
-            .await?;
-        let pk: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE \
-                 TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
-                 ORDER BY ORDINAL_POSITION",
-                (schema, &name),
-            )
-            .await?;
-        if pk.is_empty() {
-            bail!("table {schema}.{name} has no primary key; moves copy tables in primary-key order, so every table of a moved schema needs one");
-        }
-        let pk_pos = pk
-            .iter()
-            .map(|c| {
-                columns
-                    .iter()
-                    .position(|x| x == c)
-                    .ok_or_else(|| anyhow!("{schema}.{name}: primary-key column {c} is generated; such keys cannot be copied"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.push(TableMeta {
-            name,
-            columns,
-            pk,
-            pk_pos,
-        });
+        out.push(table_meta(conn, schema, &name).await?);
     }
     Ok(out)
+}
+
+/// The columns and primary key of `schema.name`.
+///
+/// # Errors
+/// Query failures; a table that does not exist, or has no primary key (moves copy tables in
+/// primary-key order).
+pub async fn table_meta(conn: &mut Conn, schema: &str, name: &str) -> Result<TableMeta> {
+    let columns: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION",
+            (schema, name),
+        )
+        .await?;
+    if columns.is_empty() {
+        bail!("table {schema}.{name} does not exist");
+    }
+    let pk: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE \
+             TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY ORDINAL_POSITION",
+            (schema, name),
+        )
+        .await?;
+    if pk.is_empty() {
+        bail!("table {schema}.{name} has no primary key; moves copy tables in primary-key order, so every table moved needs one");
+    }
+    let pk_pos = pk
+        .iter()
+        .map(|c| {
+            columns
+                .iter()
+                .position(|x| x == c)
+                .ok_or_else(|| anyhow!("{schema}.{name}: primary-key column {c} is generated; such keys cannot be copied"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TableMeta {
+        name: name.to_string(),
+        columns,
+        pk,
+        pk_pos,
+    })
 }
 
 /// Creates `dst_schema` on the target with the definitions of `tables` from `src_schema`

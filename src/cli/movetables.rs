@@ -31,7 +31,9 @@ use tessera_router::engine::lookup::ksid_of;
 use tessera_router::sql::quote_ident as qi;
 use tessera_router::topology::{RoutingTable, TableRouting};
 use tessera_router::vindex;
-use tessera_shardmove::{install_fence, install_journal, remove_fence, remove_journal, TableMeta};
+use tessera_shardmove::{
+    install_fence, install_journal, remove_fence, remove_journal, table_meta, TableMeta,
+};
 use tessera_topo::{MoveState, MovedTable, Topo};
 
 /// Rows per backfill chunk and per journal batch.
@@ -347,44 +349,6 @@ fn target_of(rt: &RoutingTable, to: &str, table: &str, meta: &TableMeta) -> Resu
         None => bail!("keyspace {to} does not declare table {table}: add it to its vschema first"),
     };
     Ok(Target { places, by })
-}
-
-/// Columns and primary key of `schema.table`.
-async fn table_meta(c: &mut Conn, schema: &str, table: &str) -> Result<TableMeta> {
-    let columns: Vec<String> = c
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
-             AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
-        .await?;
-    if columns.is_empty() {
-        bail!("table {schema}.{table} does not exist");
-    }
-    let pk: Vec<String> = c
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? \
-             AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
-        .await?;
-    if pk.is_empty() {
-        bail!("table {schema}.{table} has no primary key (it is copied in key order)");
-    }
-    let pk_pos =
-        pk.iter()
-            .map(|k| {
-                columns.iter().position(|c| c == k).ok_or_else(|| {
-                    anyhow!("{schema}.{table}: its primary key column {k} is generated")
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-    Ok(TableMeta {
-        name: table.to_string(),
-        columns,
-        pk,
-        pk_pos,
-    })
 }
 
 fn cols(t: &TableMeta) -> String {

@@ -260,13 +260,7 @@ impl WireConn {
             }
             caps |= CLIENT_SSL;
             // The SSL request: the handshake response's first 32 bytes, then TLS.
-            let mut p = Vec::with_capacity(32);
-            p.extend_from_slice(&caps.to_le_bytes());
-            p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
-            p.push(UTF8MB4_GENERAL_CI);
-            p.extend_from_slice(&[0u8; 19]);
-            p.extend_from_slice(&offered.to_le_bytes());
-            c.write_packet(&p).await?;
+            c.write_packet(&response_head(caps, offered)).await?;
             let BackendStream::Plain(tcp) =
                 std::mem::replace(c.stream.get_mut(), BackendStream::Closed)
             else {
@@ -289,12 +283,7 @@ impl WireConn {
             // Anything else starts with a native token; the server may switch plugins.
             _ => (auth::NATIVE, auth::native_token(password, &scramble)),
         };
-        let mut p = Vec::with_capacity(128);
-        p.extend_from_slice(&caps.to_le_bytes());
-        p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
-        p.push(UTF8MB4_GENERAL_CI);
-        p.extend_from_slice(&[0u8; 19]);
-        p.extend_from_slice(&offered.to_le_bytes());
+        let mut p = response_head(caps, offered);
         p.extend_from_slice(user.as_bytes());
         p.push(0);
         if caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -696,6 +685,18 @@ impl WireConn {
             BackendStream::Closed => true,
         }
     }
+}
+
+/// The first 32 bytes of a handshake response (all of an SSL request): capabilities, largest
+/// packet, character set, MariaDB's extended capabilities.
+fn response_head(caps: u32, offered: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(128);
+    p.extend_from_slice(&caps.to_le_bytes());
+    p.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
+    p.push(UTF8MB4_GENERAL_CI);
+    p.extend_from_slice(&[0u8; 19]);
+    p.extend_from_slice(&offered.to_le_bytes());
+    p
 }
 
 /// A backend connection's socket: plaintext, or TLS.

@@ -955,31 +955,45 @@ impl Engine {
             .keyspace(keyspace)
             .ok_or_else(|| SqlError::unknown_database(keyspace))?
             .clone();
-        let lss = match &exec.targets {
-            Targets::Ls { ls, .. } => ls.clone(),
-            _ => return Err(SqlError::router("a DELETE without logical shards")),
+        for vals in self
+            .read_targets(session, &rt, &ks, &exec, &d.select)
+            .await?
+        {
+            queue_entries(session, &ks, table, &d.lookups, d.vindex, d.key_type, &vals);
+        }
+        Ok(Planned {
+            exec: Some(exec),
+            ..Planned::default()
+        })
+    }
+
+    /// Runs `select` (with the logical-shard placeholder) on every logical shard `exec`
+    /// targets, in the session's transaction; returns every row.
+    async fn read_targets(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ks: &KeyspaceRouting,
+        exec: &Exec,
+        select: &str,
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        let Targets::Ls { ls: lss, .. } = &exec.targets else {
+            return Err(SqlError::router("a write without logical shards"));
         };
-        for ls in lss {
+        let mut out = Vec::new();
+        for &ls in lss {
             let ps =
                 ks.placement.get(ls as usize).cloned().ok_or_else(|| {
                     SqlError::router(format!("logical shard {ls} has no placement"))
                 })?;
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let mut lease = self.conn(session, &rt, &ps).await?;
-            let r: Result<Vec<mysql_async::Row>, _> =
-                lease.conn.query(ks.fill(&d.select, ls)).await;
+            let mut lease = self.conn(session, rt, &ps).await?;
+            let r: Result<Vec<mysql_async::Row>, _> = lease.conn.query(ks.fill(select, ls)).await;
             self.give_back(session, lease).await;
-            let rows = r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(Some(&ks))))?;
-            for row in rows {
-                let vals = row.unwrap();
-                queue_entries(session, &ks, table, &d.lookups, d.vindex, d.key_type, &vals);
-            }
+            let rows = r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(Some(ks))))?;
+            out.extend(rows.into_iter().map(mysql_async::Row::unwrap));
         }
-
-        Ok(Planned {
-            exec: Some(exec),
-            ..Planned::default()
-        })
+        Ok(out)
     }
 
     /// Rolls the session's transaction back to the guard savepoint of an update of lookup
@@ -1009,46 +1023,32 @@ impl Engine {
             .keyspace(keyspace)
             .ok_or_else(|| SqlError::unknown_database(keyspace))?
             .clone();
-        let lss = match &exec.targets {
-            Targets::Ls { ls, .. } => ls.clone(),
-            _ => return Err(SqlError::router("an UPDATE without logical shards")),
-        };
         let mut read = 0u64;
         // (lookup, new value, keyspace id of the row)
         let mut claims: Vec<(usize, KeyLiteral, u64)> = Vec::new();
-        for ls in lss {
-            let ps =
-                ks.placement.get(ls as usize).cloned().ok_or_else(|| {
-                    SqlError::router(format!("logical shard {ls} has no placement"))
-                })?;
-            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let mut lease = self.conn(session, &rt, &ps).await?;
-            let r: Result<Vec<mysql_async::Row>, _> =
-                lease.conn.query(ks.fill(&u.select, ls)).await;
-            self.give_back(session, lease).await;
-            let rows = r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(Some(&ks))))?;
-            for row in rows {
-                read += 1;
-                let vals = row.unwrap();
-                let Some(ksid) = vals.first().and_then(|k| ksid_of(u.vindex, u.key_type, k)) else {
+        for vals in self
+            .read_targets(session, &rt, &ks, &exec, &u.select)
+            .await?
+        {
+            read += 1;
+            let Some(ksid) = vals.first().and_then(|k| ksid_of(u.vindex, u.key_type, k)) else {
+                continue;
+            };
+            for (li, new) in &u.sets {
+                let (Some(l), Some(old)) = (u.lookups.get(*li), vals.get(li + 1)) else {
                     continue;
                 };
-                for (li, new) in &u.sets {
-                    let (Some(l), Some(old)) = (u.lookups.get(*li), vals.get(li + 1)) else {
-                        continue;
-                    };
-                    if *old != Value::NULL {
-                        session.lookup_post.push(LookupEntry {
-                            lookup: l.clone(),
-                            keyspace: keyspace.to_string(),
-                            table: table.to_string(),
-                            value: old.clone(),
-                            ksid,
-                        });
-                    }
-                    if let Some(new) = new {
-                        claims.push((*li, new.clone(), ksid));
-                    }
+                if *old != Value::NULL {
+                    session.lookup_post.push(LookupEntry {
+                        lookup: l.clone(),
+                        keyspace: keyspace.to_string(),
+                        table: table.to_string(),
+                        value: old.clone(),
+                        ksid,
+                    });
+                }
+                if let Some(new) = new {
+                    claims.push((*li, new.clone(), ksid));
                 }
             }
         }
