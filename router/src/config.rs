@@ -48,6 +48,10 @@ pub struct RouterConfig {
     /// `innodb_lock_wait_timeout`. Default: 2.
     #[serde(default = "default_multi_wait")]
     pub multi_shard_lock_wait_s: u64,
+    /// Most rows a read that MariaDB finishes over gathered rows may gather from the logical
+    /// shards (a statement that needs more is refused, naming this bound). Default: 200000.
+    #[serde(default = "default_gather_rows")]
+    pub max_gather_rows: u64,
     /// The query log (JSON lines), off unless set.
     #[serde(default)]
     pub query_log: Option<QueryLogConfig>,
@@ -67,6 +71,10 @@ pub struct TlsConfig {
     pub cert: std::path::PathBuf,
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key: std::path::PathBuf,
+}
+
+fn default_gather_rows() -> u64 {
+    200_000
 }
 
 fn default_multi_wait() -> u64 {

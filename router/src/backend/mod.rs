@@ -209,14 +209,20 @@ impl Backends {
                 return p.clone();
             }
         }
-        let opts = opts_for(ps).tcp_nodelay(true).stmt_cache_size(0).pool_opts(
-            PoolOpts::default()
-                .with_constraints(
-                    PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
-                )
-                .with_reset_connection(false)
-                .with_inactive_connection_ttl(Duration::from_secs(60)),
-        );
+        // Statements prepared for parameterised queries are cached per connection and closed
+        // when the cache evicts them: without a cache they are never closed, and pile up on
+        // pooled connections until the server's `max_prepared_stmt_count` refuses everyone.
+        let opts = opts_for(ps)
+            .tcp_nodelay(true)
+            .stmt_cache_size(32)
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(
+                        PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
+                    )
+                    .with_reset_connection(false)
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
         let p = Arc::new(ShardPool {
             name: ps.name.clone(),
             addr: ps.address(),

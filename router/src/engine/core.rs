@@ -22,6 +22,8 @@ pub struct Engine {
     pub sessions: Arc<crate::session::registry::Registry>,
     /// Column lists of sharded and reference tables (`INSERT … VALUES` without one).
     pub columns: super::columns::ColumnCache,
+    /// Most rows a gathered read may copy (`max_gather_rows`).
+    pub(super) max_gather_rows: u64,
 }
 
 /// A backend connection borrowed for one statement.
@@ -54,6 +56,7 @@ impl Engine {
         Engine {
             moves: super::moves::Moves::new(topo.clone(), backends.clone()),
             multi_shard_lock_wait_s: 2,
+            max_gather_rows: 200_000,
             unique_keys: Default::default(),
             sessions: Default::default(),
             columns: Default::default(),
@@ -72,6 +75,11 @@ impl Engine {
     /// The counters of the router's part in moves.
     pub fn move_metrics(&self) -> &super::moves::MoveMetrics {
         &self.moves.metrics
+    }
+
+    /// Sets the most rows a gathered read may copy.
+    pub fn set_max_gather_rows(&mut self, rows: u64) {
+        self.max_gather_rows = rows;
     }
 
     /// Sets the bound on lock waits of transactions spanning physical shards (0: none).

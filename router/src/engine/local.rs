@@ -64,6 +64,7 @@ impl Engine {
             Local::MoveRows(m) => self.move_rows(session, *m, io).await,
             Local::CrossJoin(j) => self.cross_join(session, *j, io).await,
             Local::Lookup(p) => Box::pin(self.lookup(session, *p, io)).await,
+            Local::Gather(g) => Box::pin(self.gather(session, *g, io)).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;

@@ -30,6 +30,7 @@ pub mod columns;
 mod core;
 mod crossjoin;
 mod execute;
+mod gather;
 mod local;
 pub mod lookup;
 pub mod merge;

@@ -16,6 +16,7 @@
 //!   scope every statement must stay in.
 //! - [`merge`]: what a read over several logical shards needs merged in the router.
 //! - `crossjoin`: joins of sharded tables not on their shard keys.
+//! - [`gather`]: reads answered by MariaDB over their sharded tables' gathered rows.
 //! - `lookup`: statements routed by a lookup vindex, and the writes that keep one.
 //! - `standin`: MariaDB syntax the parser does not know, planned through a stand-in.
 //! - `ast`: small questions about the parsed statement.
@@ -28,6 +29,7 @@ mod ast;
 pub mod cache;
 mod crossjoin;
 mod ddl;
+pub mod gather;
 mod insert;
 mod keys;
 mod local;

@@ -180,6 +180,20 @@ pub enum Local {
     /// A statement on a sharded table with lookup vindexes: routed by one, or a write that
     /// keeps them (see `engine/lookup.rs`).
     Lookup(Box<LookupPlan>),
+    /// A read answered by MariaDB over the gathered rows of its sharded tables (see
+    /// `planner/gather.rs`).
+    Gather(Box<Gather>),
+}
+
+/// See [`Local::Gather`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gather {
+    pub keyspace: String,
+    /// The sharded tables whose rows are gathered.
+    pub tables: Vec<String>,
+    /// The statement, its tables qualified with the keyspace's reference schema (where the
+    /// temporary tables are made).
+    pub sql: String,
 }
 
 /// See [`Local::Lookup`].

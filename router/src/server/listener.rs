@@ -163,6 +163,7 @@ impl Router {
                     self.cfg.max_held_writes,
                 );
                 e.set_multi_shard_lock_wait(self.cfg.multi_shard_lock_wait_s);
+                e.set_max_gather_rows(self.cfg.max_gather_rows);
                 e.move_metrics().register(&metrics.registry);
                 e
             },

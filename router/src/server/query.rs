@@ -345,6 +345,8 @@ async fn statement(
     };
     planner::passthrough::check_scope(&class, &session.user, &rt)?;
     // One `run` for both paths (one copy of its future in this one's).
+    // Whether a read refused by the planner or the merge may be answered over gathered rows.
+    let mut may_gather = false;
     let lossy;
     let carried;
     let with_columns;
@@ -492,6 +494,19 @@ async fn statement(
                 );
             }
             let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
+            // A read the planner cannot split over the logical shards is answered by MariaDB
+            // over its sharded tables' gathered rows, when nothing else rules it out.
+            may_gather = !calc
+                && local_vars.is_empty()
+                && !named_locks
+                && statement_prefix.is_none()
+                && carried.as_ref().is_none_or(|c| c.held.is_empty());
+            let planned = match planned {
+                Err(e) if e.code == 1235 && may_gather => {
+                    planner::gather::plan(trimmed, session.keyspace.as_deref(), &rt).map_err(|_| e)
+                }
+                other => other,
+            };
             let plan = match planned {
                 Ok(p) => p,
                 Err(e) => {
@@ -586,6 +601,7 @@ async fn statement(
         started,
         &rt,
         series,
+        may_gather,
     )
     .await;
     match home {
@@ -724,6 +740,7 @@ async fn run(
     started: std::time::Instant,
     rt: &std::sync::Arc<crate::topology::RoutingTable>,
     series: &mut SeriesCache,
+    may_gather: bool,
 ) -> Result<(), SqlError> {
     let route = plan.route().as_str();
     let ks = match &plan {
@@ -760,10 +777,19 @@ async fn run(
         planner::Plan::Local(_) => 0,
     };
     io.rows = 0;
-    let r = shared
+    let seq = io.seq;
+    let split_read = matches!(&plan, planner::Plan::Exec(e) if e.kind == planner::StmtKind::Read);
+    let mut r = shared
         .engine
         .execute_planned(session, plan, io, Some(rt))
         .await;
+    // A read the merge refused before answering anything (sums of floating-point numbers,
+    // …): answered over gathered rows instead.
+    if matches!(&r, Err(e) if e.code == 1235) && may_gather && split_read && io.seq == seq {
+        if let Ok(p) = planner::gather::plan(trimmed, session.keyspace.as_deref(), rt) {
+            r = Box::pin(shared.engine.execute_planned(session, p, io, Some(rt))).await;
+        }
+    }
     if let Some(c) = io.capture.take() {
         if let (Ok(()), Some(spec)) = (&r, spec) {
             shared.results.finish(spec, trimmed.to_string(), c);

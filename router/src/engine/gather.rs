@@ -1,0 +1,200 @@
+//! Reads answered by MariaDB over gathered rows (`planner/gather.rs`): on one connection to
+//! the physical shard of logical shard 0, a temporary table like each sharded table the
+//! statement reads is made in the keyspace's reference schema and filled with the table's rows
+//! from every logical shard (on that server by `INSERT … SELECT`, from the others in batches
+//! of rows, never more than `max_gather_rows` in all); the statement then runs there, and the
+//! temporary tables are dropped. Inside a transaction the rows are read on its connections.
+
+use super::core::{Engine, Lease};
+use super::single::WireStatement;
+
+use crate::backend::error::from_backend;
+use crate::error::SqlError;
+use crate::planner::plan::Gather;
+use crate::session::Session;
+use crate::sql::quote_ident;
+use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
+use crate::wire::PacketIo;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, Value};
+
+/// A value read in the binary protocol as a literal that stores exactly it, whatever the
+/// connection's character set and `sql_mode`: strings (and decimals, bits, geometries) as
+/// binary strings of their bytes (`CAST(X'…' AS BINARY)`: a string, never a number),
+/// floating-point numbers in their shortest exact form.
+fn literal(v: &Value, no_backslash_escapes: bool) -> String {
+    match v {
+        Value::NULL => "NULL".into(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Double(d) => format!("{d:?}"),
+        Value::Bytes(b) => {
+            let mut out = String::with_capacity(b.len() * 2 + 24);
+            out.push_str("CAST(X'");
+            for c in b {
+                out.push_str(&format!("{c:02x}"));
+            }
+            out.push_str("' AS BINARY)");
+            out
+        }
+        other => other.as_sql(no_backslash_escapes),
+    }
+}
+
+/// Rows written per `INSERT` into a temporary table.
+const BATCH: usize = 500;
+
+impl Engine {
+    pub(super) async fn gather(
+        &self,
+        session: &mut Session,
+        g: Gather,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let rt = self.topo.table();
+        let ks = rt
+            .keyspace(&g.keyspace)
+            .ok_or_else(|| SqlError::unknown_database(&g.keyspace))?
+            .clone();
+        let ps0 =
+            ks.placement.first().cloned().ok_or_else(|| {
+                SqlError::router(format!("keyspace {} has no placement", ks.name))
+            })?;
+        let mut lease = self.conn(session, &rt, &ps0).await?;
+        let r = self.gather_on(session, &rt, &ks, &g, &mut lease, io).await;
+        // The temporary tables go with the statement.
+        let refs = quote_ident(&ks.reference_schema());
+        let mut dropped = true;
+        for t in &g.tables {
+            dropped &= lease
+                .conn
+                .query_drop(format!(
+                    "DROP TEMPORARY TABLE IF EXISTS {refs}.{}",
+                    quote_ident(t)
+                ))
+                .await
+                .is_ok();
+        }
+        if !dropped {
+            // Not reused with a temporary table left on it.
+            lease.dirty = true;
+        }
+        self.give_back(session, lease).await;
+        r
+    }
+
+    async fn gather_on(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ks: &KeyspaceRouting,
+        g: &Gather,
+        lease: &mut Lease,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let unq = Unqualify(Some(ks));
+        let addr0 = rt
+            .shards
+            .get(&lease.ps)
+            .map(|s| s.address())
+            .unwrap_or_default();
+        let ps0 = lease.ps.clone();
+        let map0 = |e: mysql_async::Error| from_backend(e, &ps0, &addr0, unq);
+        let refs = quote_ident(&ks.reference_schema());
+        let mut gathered = 0u64;
+        let limit = self.max_gather_rows;
+        let too_many = || {
+            SqlError::unsupported(format!(
+                "this read across logical shards: MariaDB would answer it over the rows of its sharded tables, but they are more than max_gather_rows ({limit})"
+            ))
+        };
+        for t in &g.tables {
+            let temp = format!("{refs}.{}", quote_ident(t));
+            lease
+                .conn
+                .query_drop(format!(
+                    "CREATE TEMPORARY TABLE {temp} LIKE {}.{}",
+                    quote_ident(&ks.schema(0)),
+                    quote_ident(t)
+                ))
+                .await
+                .map_err(map0)?;
+            for ls in 0..ks.logical_shards {
+                let ps = ks.placement.get(ls as usize).cloned().ok_or_else(|| {
+                    SqlError::router(format!("logical shard {ls} has no placement"))
+                })?;
+                let src = format!("{}.{}", quote_ident(&ks.schema(ls)), quote_ident(t));
+                if ps == lease.ps {
+                    // The same server: copied there.
+                    let res = lease
+                        .conn
+                        .query_iter(format!("INSERT INTO {temp} SELECT * FROM {src}"))
+                        .await
+                        .map_err(map0)?;
+                    gathered += res.affected_rows();
+                    res.drop_result().await.map_err(map0)?;
+                    if gathered > limit {
+                        return Err(too_many());
+                    }
+                    continue;
+                }
+                let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                let map = |e: mysql_async::Error| from_backend(e, &ps, &addr, unq);
+                let nbe = session.lex.no_backslash_escapes;
+                let mut other = self.conn(session, rt, &ps).await?;
+                let r = async {
+                    // Read in the binary protocol (numbers exactly as stored) and in the
+                    // columns' own bytes, whatever the session's settings.
+                    let mut res = other
+                        .conn
+                        .exec_iter(
+                            format!(
+                                "SET STATEMENT character_set_results = binary, \
+                                 sql_select_limit = 18446744073709551615 FOR SELECT * FROM {src}"
+                            ),
+                            (),
+                        )
+                        .await
+                        .map_err(map)?;
+                    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+                    loop {
+                        let row: Option<Row> = res.next().await.map_err(map)?;
+                        let done = row.is_none();
+                        if let Some(row) = row {
+                            gathered += 1;
+                            if gathered > limit {
+                                return Err(too_many());
+                            }
+                            let vals: Vec<String> =
+                                row.unwrap().iter().map(|v| literal(v, nbe)).collect();
+                            batch.push(format!("({})", vals.join(", ")));
+                        }
+                        if !batch.is_empty() && (done || batch.len() == BATCH) {
+                            lease
+                                .conn
+                                .query_drop(format!(
+                                    "INSERT INTO {temp} VALUES {}",
+                                    std::mem::take(&mut batch).join(", ")
+                                ))
+                                .await
+                                .map_err(map0)?;
+                        }
+                        if done {
+                            return Ok(());
+                        }
+                    }
+                }
+                .await;
+                self.give_back(session, other).await;
+                r?;
+            }
+        }
+        let stmt = WireStatement::Text {
+            sql: g.sql.as_bytes(),
+            db: None,
+            remap: false,
+        };
+        self.single(session, lease, &stmt, io, unq, rt).await
+    }
+}

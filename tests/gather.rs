@@ -1,0 +1,120 @@
+//! Reads the planner cannot split over logical shards (subqueries, CTEs, set operations,
+//! window functions, sums of floating-point numbers) answered by MariaDB over the gathered rows
+//! of their sharded tables: the same rows, column names and errors as MariaDB direct, whatever
+//! the session's character set or transaction; and a bound on the rows.
+
+mod common;
+
+use common::Harness;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+const VSCHEMA: &str = "keyspace: demo
+sharded: true
+logical_shards: 8
+tables:
+  m: { shard_key: id }
+  n: { shard_key: k }
+";
+
+async fn outcome(c: &mut Conn, sql: &str) -> Result<(Vec<String>, Vec<Vec<String>>), u16> {
+    match c.query_iter(sql).await {
+        Ok(mut res) => {
+            let cols: Vec<String> = res
+                .columns()
+                .map(|cs| cs.iter().map(|c| c.name_str().into_owned()).collect())
+                .unwrap_or_default();
+            let rows: Vec<mysql_async::Row> = res.collect().await.expect("rows");
+            let rows = rows
+                .into_iter()
+                .map(|r| {
+                    r.unwrap()
+                        .into_iter()
+                        .map(|v| match v {
+                            mysql_async::Value::NULL => "NULL".to_string(),
+                            mysql_async::Value::Bytes(b) => {
+                                String::from_utf8_lossy(&b).into_owned()
+                            }
+                            other => format!("{other:?}"),
+                        })
+                        .collect()
+                })
+                .collect();
+            Ok((cols, rows))
+        }
+        Err(mysql_async::Error::Server(e)) => Err(e.code),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
+    let h = Harness::start(2, 1, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    let mut o = h.oracle(2).await;
+    let script: &[&str] = &[
+        "CREATE TABLE m (id BIGINT PRIMARY KEY, f FLOAT, d DOUBLE, s VARCHAR(20), b BLOB, dec1 DECIMAL(12,4), at DATETIME(3))",
+        "CREATE TABLE n (k BIGINT PRIMARY KEY, id BIGINT, w VARCHAR(8))",
+        "INSERT INTO m VALUES (1, 1.1, 0.1, 'é', x'00ff27', 1.5, '2026-01-02 03:04:05.678'), (2, 2.2, 0.2, '日本', NULL, -2.25, NULL), (3, 3.3, 0.30000000000000004, 'a''b\\\\c', x'5c', 0.0001, '1999-12-31 23:59:59.999'), (4, NULL, 1e300, NULL, x'', 99999999.9999, '2026-06-06 06:06:06'), (5, -0.5, -0.1, 'É', x'e9', 3, NULL)",
+        "INSERT INTO n VALUES (10, 1, 'x'), (11, 2, 'y'), (12, 2, 'z'), (13, 9, 'w')",
+        "SELECT id FROM m WHERE f > (SELECT AVG(f) FROM m) ORDER BY id",
+        "SELECT SUM(f), SUM(d), AVG(d), SUM(dec1) FROM m",
+        "SELECT s, HEX(b), dec1, at FROM m WHERE id IN (SELECT id FROM n) ORDER BY id",
+        "WITH x AS (SELECT id, d FROM m) SELECT COUNT(*), MAX(d) FROM x WHERE d > 0.25",
+        "SELECT id, ROW_NUMBER() OVER (ORDER BY d DESC) AS rn FROM m ORDER BY id",
+        "SELECT HEX(b) FROM m UNION SELECT w FROM n ORDER BY 1",
+        "SELECT m.id, (SELECT COUNT(*) FROM n WHERE n.id = m.id) FROM m ORDER BY m.id",
+        "SELECT MAX(f) - MIN(f), SUM(d) / COUNT(*) FROM m",
+        "SELECT t.s FROM (SELECT s, id FROM m WHERE s LIKE '%É%') t ORDER BY t.id",
+        "SELECT id FROM m WHERE EXISTS (SELECT 1 FROM n WHERE n.id = m.id AND n.w > 'x') ORDER BY id",
+        "SELECT nosuch FROM m WHERE id IN (SELECT id FROM n)",
+        // The session's settings hold for the answer, never for what is gathered.
+        "SET NAMES latin1",
+        "SELECT s FROM m WHERE id IN (SELECT id FROM n UNION SELECT 5) ORDER BY id",
+        "SET NAMES utf8mb4",
+        // A transaction's own rows are part of what is gathered; a rollback takes them away.
+        "BEGIN",
+        "INSERT INTO m (id, f, d, s) VALUES (6, 6.6, 0.6, 'txn')",
+        "SELECT COUNT(*) FROM m WHERE d > (SELECT AVG(d) FROM m WHERE id < 4)",
+        "SELECT s FROM m WHERE id = (SELECT MAX(id) FROM m)",
+        "ROLLBACK",
+        "SELECT s FROM m WHERE id = (SELECT MAX(id) FROM m)",
+    ];
+    for sql in script {
+        let want = outcome(&mut o, sql).await;
+        let got = outcome(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    drop((r, o));
+    h.stop().await;
+}
+
+/// More rows than `max_gather_rows`: refused with an error naming the bound, not answered
+/// short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gather_past_its_bound_is_refused() {
+    let h = Harness::start_with(2, 0, VSCHEMA, |cfg| cfg.max_gather_rows = 50).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop("CREATE TABLE m (id BIGINT PRIMARY KEY, d DOUBLE)")
+        .await
+        .expect("ddl");
+    let values: Vec<String> = (1..=80).map(|i| format!("({i}, {i})")).collect();
+    r.query_drop(format!("INSERT INTO m VALUES {}", values.join(", ")))
+        .await
+        .expect("rows");
+    let (code, msg) =
+        common::error_code(&mut r, "SELECT id FROM m WHERE d > (SELECT AVG(d) FROM m)").await;
+    assert_eq!(code, 1235, "{msg}");
+    assert!(msg.contains("max_gather_rows"), "{msg}");
+    // The session goes on, and a smaller table is answered.
+    r.query_drop("DELETE FROM m WHERE id > 40")
+        .await
+        .expect("delete");
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(*) FROM m WHERE d > (SELECT AVG(d) FROM m)")
+        .await
+        .expect("answered");
+    assert_eq!(n, Some(20));
+    drop(r);
+    h.stop().await;
+}
