@@ -17,7 +17,10 @@ pub mod copy;
 pub mod journal;
 pub mod table;
 
-pub use copy::{chunk_end, ChunkResult, Copier, COPY_SESSION};
+pub use copy::{
+    chunk_end, push_literal, read_chunk, write_rows, Chunk, ChunkResult, Copier, COPY_SESSION,
+    STMT_BYTES,
+};
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
 pub use table::{
     aux_name, create_schema_like, decode_key, encode_key, key_string, load_tables, qi, TableMeta,
