@@ -10,4 +10,6 @@ mod job;
 mod plan;
 
 pub use job::{Options, Rebalancer, Stop};
+/// The row-copying primitives below the rebalancer (for tests and tools that drive them).
+pub use tessera_shardmove as shardmove;
 pub use plan::{plan_moves, PlannedMove};

@@ -11,6 +11,10 @@ use tessera_shardmove::{self as shardmove, Copier};
 use tessera_topo::{VerifyCounts, VerifyReport};
 use tokio::sync::Mutex;
 
+/// Smallest and largest verification chunk (rows).
+const VERIFY_CHUNK_MIN: usize = 100;
+const VERIFY_CHUNK_MAX: usize = 20_000;
+
 pub(super) fn merge_counts(into: &mut VerifyCounts, c: &VerifyCounts) {
     into.rows += c.rows;
     into.chunks += c.chunks;
@@ -58,10 +62,12 @@ impl Rebalancer {
                     None => (None, VerifyCounts::default()),
                 };
                 let mut last_save = Instant::now();
+                // Chunks sized by the time their check takes (like the backfill's).
+                let mut size = 1000usize;
                 loop {
                     let t0 = Instant::now();
                     let hi =
-                        shardmove::chunk_end(&mut src, &schema, t, lo.as_deref(), 1000).await?;
+                        shardmove::chunk_end(&mut src, &schema, t, lo.as_deref(), size).await?;
                     let mut cp = Copier {
                         src: &mut src,
                         dst: &mut dst,
@@ -103,9 +109,14 @@ impl Rebalancer {
                     if !r.clean_after_repair {
                         clean = false;
                     }
+                    let took = t0.elapsed();
+                    if r.matched() && took < self.opts.chunk_target / 2 {
+                        size = (size * 2).min(VERIFY_CHUNK_MAX);
+                    } else if took > self.opts.chunk_target * 2 {
+                        size = (size / 2).max(VERIFY_CHUNK_MIN);
+                    }
                     if let Some(rate) = rate {
                         let should = Duration::from_secs_f64(r.rows as f64 / rate.max(1) as f64);
-                        let took = t0.elapsed();
                         if should > took {
                             tokio::time::sleep(should - took).await;
                         }
