@@ -767,7 +767,7 @@ async fn a_chunk_written_after_newer_copies_is_settled() {
          v VARCHAR(40) CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1, \
          f FLOAT, d DOUBLE, n DECIMAL(30,10), b VARBINARY(16), bits BIT(12), \
          dt DATETIME(6), z DATE, tm TIME(3), e ENUM('x','y z'), j JSON, \
-         g INT AS (id * 2) VIRTUAL)",
+         g VARCHAR(30) AS (CONCAT('g', id)) VIRTUAL)",
     )
     .await
     .expect("source table");
@@ -782,13 +782,29 @@ async fn a_chunk_written_after_newer_copies_is_settled() {
                 1 => format!("'it''s \\\\ a \"q\" \\n {i} \u{1F600}'"),
                 _ => format!("'row {i}'"),
             },
-            if i % 5 == 0 { "NULL".to_string() } else { format!("{}.1e-3", i) },
-            if i % 3 == 0 { "1.7976931348623157e308".to_string() } else { format!("{i}.3333333333333333") },
+            if i % 5 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("{}.1e-3", i)
+            },
+            if i % 3 == 0 {
+                "1.7976931348623157e308".to_string()
+            } else {
+                format!("{i}.3333333333333333")
+            },
             i,
-            if i % 2 == 0 { "X'00FF27275C00'".to_string() } else { "NULL".to_string() },
+            if i % 2 == 0 {
+                "X'00FF27275C00'".to_string()
+            } else {
+                "NULL".to_string()
+            },
             i % 4096,
             i,
-            if i % 7 == 0 { "'0000-00-00'" } else { "'1999-12-31'" },
+            if i % 7 == 0 {
+                "'0000-00-00'"
+            } else {
+                "'1999-12-31'"
+            },
             if i % 2 == 0 { "'y z'" } else { "NULL" },
         ));
     }
@@ -816,15 +832,20 @@ async fn a_chunk_written_after_newer_copies_is_settled() {
         )
         .await
         .expect("writer");
-    let keys: Vec<Vec<mysql_async::Value>> =
-        [7u64, 8, 9].iter().map(|k| vec![mysql_async::Value::UInt(*k)]).collect();
+    let keys: Vec<Vec<mysql_async::Value>> = [7u64, 8, 9]
+        .iter()
+        .map(|k| vec![mysql_async::Value::UInt(*k)])
+        .collect();
     let mut cp = Copier {
         src: &mut src,
         dst: &mut dst,
         src_schema: "m",
         dst_schema: "m",
     };
-    assert_eq!(cp.copy_keys(t, &keys, true).await.expect("dual-write copy"), 2);
+    assert_eq!(
+        cp.copy_keys(t, &keys, true).await.expect("dual-write copy"),
+        2
+    );
     // ... and only then does the chunk land: rows 7 and 8 older than the source, 9 back.
     sm::write_rows(cp.dst, "m", t, &chunk.rows)
         .await
@@ -873,7 +894,11 @@ async fn a_chunk_written_after_newer_copies_is_settled() {
         .await
         .expect("damage the target");
     let r = cp.verify_chunk(t, None, None).await.expect("verify");
-    assert_eq!((r.mismatched, r.missing_on_target, r.repaired), (1, 1, 2), "{r:?}");
+    assert_eq!(
+        (r.mismatched, r.missing_on_target, r.repaired),
+        (1, 1, 2),
+        "{r:?}"
+    );
     assert!(r.clean_after_repair, "{r:?}");
     drop(cp);
     drop((src, dst, writer));

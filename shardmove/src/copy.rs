@@ -193,6 +193,10 @@ impl Copier<'_> {
             Some(&last),
         )
         .await?;
+        // Nothing changed (the common case): the same rows in the same order.
+        if now == chunk.rows {
+            return Ok(0);
+        }
         let now: HashMap<String, Vec<Value>> = now
             .into_iter()
             .map(|r| (key_string(&t.key_of(&r)), r))
