@@ -133,14 +133,27 @@ impl Rebalancer {
             let tables = self.tables(&job, *ls, from).await?;
             let mut s = self.conn(from).await?;
             let mut d = self.conn(to).await?;
-            Copier {
-                src: &mut s,
-                dst: &mut d,
-                src_schema: &schema,
-                dst_schema: &schema,
+            // Copies by key can deadlock with the routers' copies of the same keys (the
+            // server rolls one back): take the journal again.
+            let mut tries = 0;
+            loop {
+                let r = Copier {
+                    src: &mut s,
+                    dst: &mut d,
+                    src_schema: &schema,
+                    dst_schema: &schema,
+                }
+                .drain_all(&tables, 100)
+                .await;
+                match r {
+                    Ok(_) => break,
+                    Err(e) if retriable(&e) && tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            .drain_all(&tables, 100)
-            .await?;
             backlog += shardmove::journal_backlog(&mut s, &schema, &tables).await?;
         }
         {
