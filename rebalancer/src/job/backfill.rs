@@ -15,6 +15,9 @@ use tessera_topo::Job;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 
+/// Journal rows the backfill's last drain takes at once.
+const DRAIN_BATCH: usize = 2000;
+
 /// Smallest and largest backfill chunk (rows).
 const CHUNK_MIN: usize = 200;
 const CHUNK_MAX: usize = 20_000;
@@ -133,25 +136,39 @@ impl Rebalancer {
             let tables = self.tables(&job, *ls, from).await?;
             let mut s = self.conn(from).await?;
             let mut d = self.conn(to).await?;
-            // Copies by key can deadlock with the routers' copies of the same keys (the
-            // server rolls one back): take the journal again.
+            // Catch up with the journal: batches until one is not full (under a write load
+            // the journal never stays empty, and the routers copy what their own writes
+            // journalled; the cutover drains it to empty behind the fence). Copies by key can
+            // deadlock with the routers' copies of the same keys (the server rolls one back):
+            // then take the journal again.
             let mut tries = 0;
-            loop {
-                let r = Copier {
+            let mut rounds = 0;
+            while rounds < 100 {
+                let mut cp = Copier {
                     src: &mut s,
                     dst: &mut d,
                     src_schema: &schema,
                     dst_schema: &schema,
+                };
+                let mut full = false;
+                let mut failed = None;
+                for t in &tables {
+                    match cp.drain_once(t, DRAIN_BATCH).await {
+                        Ok(n) => full |= n >= DRAIN_BATCH,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 }
-                .drain_all(&tables, 100)
-                .await;
-                match r {
-                    Ok(_) => break,
-                    Err(e) if retriable(&e) && tries < 20 => {
+                match failed {
+                    None if !full => break,
+                    None => rounds += 1,
+                    Some(e) if retriable(&e) && tries < 20 => {
                         tries += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    Err(e) => return Err(e),
+                    Some(e) => return Err(e),
                 }
             }
             backlog += shardmove::journal_backlog(&mut s, &schema, &tables).await?;
