@@ -296,30 +296,8 @@ impl Copier<'_> {
         lo: Option<&[Value]>,
         hi: Option<&[Value]>,
     ) -> Result<ChunkResult> {
-        let mut cond = Vec::new();
-        let mut params = Vec::new();
-        if let Some(k) = lo {
-            cond.push(format!("{} > {}", t.pk_sql(), t.tuple()));
-            params.extend(k.iter().cloned());
-        }
-        if let Some(k) = hi {
-            cond.push(format!("{} <= {}", t.pk_sql(), t.tuple()));
-            params.extend(k.iter().cloned());
-        }
-        let cond = if cond.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", cond.join(" AND "))
-        };
-        let sum_sql = |schema: &str, lock: bool| {
-            format!(
-                "SELECT COUNT(*), CAST(COALESCE(BIT_XOR({}), 0) AS CHAR) FROM {}.{} {cond}{}",
-                t.row_hash_sql(),
-                qi(schema),
-                qi(&t.name),
-                if lock { " LOCK IN SHARE MODE" } else { "" }
-            )
-        };
+        let (cond, params) = range_cond(t, lo, hi);
+        let sum_sql = |schema: &str, lock: bool| digest_sql(t, schema, &cond, lock);
         let (s, d) = join2(
             self.src
                 .exec_first::<(u64, String), _, _>(sum_sql(self.src_schema, false), params.clone()),
@@ -666,6 +644,108 @@ pub fn push_literal(out: &mut String, v: &Value) {
         },
         Value::Date(..) | Value::Time(..) => out.push_str(&v.as_sql(false)),
     }
+}
+
+/// The count and digest of a chunk on one side, and where the chunk ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Digest {
+    pub rows: u64,
+    /// `BIT_XOR` of the rows' digests, as the server prints it.
+    pub digest: String,
+    /// The chunk's last key; `None` when the chunk reached the table's end (its range is then
+    /// open above).
+    pub hi: Option<Vec<Value>>,
+}
+
+/// The count, digest and last key of the `n` rows after `lo`, in one pass (no locks): what a
+/// verification compares the target's range with. Only for a single-column primary key (the
+/// chunk's last key is its `MAX`); other tables take [`chunk_end`] first.
+///
+/// # Errors
+/// Query failures; a table whose primary key has several columns.
+pub async fn next_digest(
+    conn: &mut Conn,
+    schema: &str,
+    t: &TableMeta,
+    lo: Option<&[Value]>,
+    n: usize,
+) -> Result<Digest> {
+    let [pk] = t.pk.as_slice() else {
+        anyhow::bail!("next_digest needs a single-column primary key ({})", t.name);
+    };
+    let n = n.max(1);
+    let (cond, params) = match lo {
+        Some(k) => (format!("WHERE {} > {}", t.pk_sql(), t.tuple()), k.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
+    let row: Option<(u64, String, Value)> = conn
+        .exec_first(
+            format!(
+                "SELECT COUNT(*), CAST(COALESCE(BIT_XOR(`h`), 0) AS CHAR), MAX(`k`) FROM \
+                 (SELECT {pk} AS `k`, {} AS `h` FROM {}.{} {cond} ORDER BY {pk} LIMIT {n}) AS `c`",
+                t.row_hash_sql(),
+                qi(schema),
+                qi(&t.name),
+                pk = qi(pk),
+            ),
+            params,
+        )
+        .await?;
+    let (rows, digest, last) = row.unwrap_or((0, "0".into(), Value::NULL));
+    Ok(Digest {
+        rows,
+        digest,
+        hi: (rows as usize >= n).then(|| vec![last]),
+    })
+}
+
+/// The count and digest of the rows after `lo` up to and including `hi` (open ends when
+/// `None`), without locks.
+///
+/// # Errors
+/// Query failures.
+pub async fn range_digest(
+    conn: &mut Conn,
+    schema: &str,
+    t: &TableMeta,
+    lo: Option<&[Value]>,
+    hi: Option<&[Value]>,
+) -> Result<(u64, String)> {
+    let (cond, params) = range_cond(t, lo, hi);
+    let row: Option<(u64, String)> = conn
+        .exec_first(digest_sql(t, schema, &cond, false), params)
+        .await?;
+    Ok(row.unwrap_or((0, "0".into())))
+}
+
+/// `WHERE` over the keys after `lo` up to and including `hi`, and its parameters.
+fn range_cond(t: &TableMeta, lo: Option<&[Value]>, hi: Option<&[Value]>) -> (String, Vec<Value>) {
+    let mut cond = Vec::new();
+    let mut params = Vec::new();
+    if let Some(k) = lo {
+        cond.push(format!("{} > {}", t.pk_sql(), t.tuple()));
+        params.extend(k.iter().cloned());
+    }
+    if let Some(k) = hi {
+        cond.push(format!("{} <= {}", t.pk_sql(), t.tuple()));
+        params.extend(k.iter().cloned());
+    }
+    if cond.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!("WHERE {}", cond.join(" AND ")), params)
+    }
+}
+
+/// Count and digest of the rows of `schema`.`t` that `cond` selects.
+fn digest_sql(t: &TableMeta, schema: &str, cond: &str, lock: bool) -> String {
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(BIT_XOR({}), 0) AS CHAR) FROM {}.{} {cond}{}",
+        t.row_hash_sql(),
+        qi(schema),
+        qi(&t.name),
+        if lock { " LOCK IN SHARE MODE" } else { "" }
+    )
 }
 
 /// The key that ends the chunk of `n` rows after `lo` on the source, or `None` when fewer

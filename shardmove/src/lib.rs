@@ -18,8 +18,8 @@ pub mod journal;
 pub mod table;
 
 pub use copy::{
-    chunk_end, push_literal, read_chunk, write_rows, Chunk, ChunkResult, Copier, COPY_SESSION,
-    STMT_BYTES,
+    chunk_end, next_digest, push_literal, range_digest, read_chunk, write_rows, Chunk, ChunkResult,
+    Copier, Digest, COPY_SESSION, STMT_BYTES,
 };
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
 pub use table::{
