@@ -900,7 +900,6 @@ async fn a_chunk_written_after_newer_copies_is_settled() {
         "{r:?}"
     );
     assert!(r.clean_after_repair, "{r:?}");
-    drop(cp);
     drop((src, dst, writer));
     servers.shutdown().await;
 }
