@@ -742,6 +742,171 @@ async fn pick_moves(c: &Cluster, n: usize) -> Vec<(u32, String)> {
     out
 }
 
+/// The backfill reads chunks without locks, so a chunk can land on the target after a newer
+/// copy of one of its rows (a router's dual-write or the journal drain). Settling the chunk
+/// must leave every row as the source has it; the text `REPLACE`s must store every type as it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_written_after_newer_copies_is_settled() {
+    use tessera_rebalancer::shardmove::{self as sm, Copier};
+    let servers = LocalCluster::start(2, None).await.expect("MariaDB servers");
+    let conn = |i: usize| {
+        let s = &servers.servers()[i];
+        OptsBuilder::default()
+            .ip_or_hostname(s.host())
+            .tcp_port(s.port())
+            .user(Some(s.user()))
+            .pass(Some(s.password()))
+            .prefer_socket(false)
+    };
+    let mut src = Conn::new(conn(0)).await.expect("source");
+    let mut dst = Conn::new(conn(1)).await.expect("target");
+    let mut writer = Conn::new(conn(0)).await.expect("writer");
+    for c in [&mut src, &mut dst] {
+        c.query_drop(sm::COPY_SESSION).await.expect("copy session");
+    }
+    src.query_drop(
+        "CREATE DATABASE m; CREATE TABLE m.t (id BIGINT UNSIGNED PRIMARY KEY, \
+         v VARCHAR(40) CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1, \
+         f FLOAT, d DOUBLE, n DECIMAL(30,10), b VARBINARY(16), bits BIT(12), \
+         dt DATETIME(6), z DATE, tm TIME(3), e ENUM('x','y z'), j JSON, \
+         g VARCHAR(30) AS (CONCAT('g', id)) VIRTUAL)",
+    )
+    .await
+    .expect("source table");
+    let mut values = Vec::new();
+    for i in 1..=120u64 {
+        values.push(format!(
+            "({}, {}, 'caf\u{e9} {i}', {}, {}, {}.0000000001, {}, b'{:012b}', \
+             '2024-02-29 23:59:58.{:06}', {}, '-838:59:58.5', {}, '{{\"k\": {i}}}')",
+            if i == 120 { u64::MAX } else { i },
+            match i % 4 {
+                0 => "NULL".to_string(),
+                1 => format!("'it''s \\\\ a \"q\" \\n {i} \u{1F600}'"),
+                _ => format!("'row {i}'"),
+            },
+            if i % 5 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("{}.1e-3", i)
+            },
+            if i % 3 == 0 {
+                "1.7976931348623157e308".to_string()
+            } else {
+                format!("{i}.3333333333333333")
+            },
+            i,
+            if i % 2 == 0 {
+                "X'00FF27275C00'".to_string()
+            } else {
+                "NULL".to_string()
+            },
+            i % 4096,
+            i,
+            if i % 7 == 0 {
+                "'0000-00-00'"
+            } else {
+                "'1999-12-31'"
+            },
+            if i % 2 == 0 { "'y z'" } else { "NULL" },
+        ));
+    }
+    src.query_drop(format!(
+        "INSERT INTO m.t (id, v, l, f, d, n, b, bits, dt, z, tm, e, j) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .expect("source rows");
+    let tables = sm::load_tables(&mut src, "m").await.expect("tables");
+    sm::create_schema_like(&mut src, &mut dst, "m", "m", &tables)
+        .await
+        .expect("target schema");
+    let t = &tables[0];
+
+    // The backfill reads rows 1..=50 ...
+    let chunk = sm::read_chunk(&mut src, "m", t, None, 50)
+        .await
+        .expect("read chunk");
+    assert_eq!(chunk.rows.len(), 50);
+    // ... then a writer changes and deletes some of them and the dual-write copies that ...
+    writer
+        .query_drop(
+            "UPDATE m.t SET v = 'newer', d = -0.5 WHERE id IN (7, 8); DELETE FROM m.t WHERE id = 9",
+        )
+        .await
+        .expect("writer");
+    let keys: Vec<Vec<mysql_async::Value>> = [7u64, 8, 9]
+        .iter()
+        .map(|k| vec![mysql_async::Value::UInt(*k)])
+        .collect();
+    let mut cp = Copier {
+        src: &mut src,
+        dst: &mut dst,
+        src_schema: "m",
+        dst_schema: "m",
+    };
+    assert_eq!(
+        cp.copy_keys(t, &keys, true).await.expect("dual-write copy"),
+        2
+    );
+    // ... and only then does the chunk land: rows 7 and 8 older than the source, 9 back.
+    sm::write_rows(cp.dst, "m", t, &chunk.rows)
+        .await
+        .expect("write chunk");
+    let stale: Option<String> = cp
+        .dst
+        .query_first("SELECT v FROM m.t WHERE id = 7")
+        .await
+        .expect("read target");
+    assert_ne!(stale.as_deref(), Some("newer"), "the race did not happen");
+    assert_eq!(cp.settle_chunk(t, &chunk).await.expect("settle"), 2);
+    // The rest of the table, in one more chunk.
+    let rest = sm::read_chunk(cp.src, "m", t, chunk.next(t).as_deref(), 1000)
+        .await
+        .expect("read rest");
+    assert!(rest.next(t).is_none());
+    sm::write_rows(cp.dst, "m", t, &rest.rows)
+        .await
+        .expect("write rest");
+    assert_eq!(cp.settle_chunk(t, &rest).await.expect("settle rest"), 0);
+
+    // Every row and value as on the source (compared as the server prints them, and by digest).
+    let all = "SELECT id, v, l, f, d, n, HEX(b), bits + 0, dt, z, tm, e, j, g FROM m.t ORDER BY id";
+    let a: Vec<mysql_async::Row> = cp.src.query(all).await.expect("source rows");
+    let b: Vec<mysql_async::Row> = cp.dst.query(all).await.expect("target rows");
+    let a: Vec<Vec<mysql_async::Value>> = a.into_iter().map(mysql_async::Row::unwrap).collect();
+    let b: Vec<Vec<mysql_async::Value>> = b.into_iter().map(mysql_async::Row::unwrap).collect();
+    assert_eq!(a.len(), 119);
+    assert_eq!(a, b);
+    let ck: Vec<(String, Option<i64>)> = cp
+        .src
+        .query("CHECKSUM TABLE m.t EXTENDED")
+        .await
+        .expect("source checksum");
+    let ck2: Vec<(String, Option<i64>)> = cp
+        .dst
+        .query("CHECKSUM TABLE m.t EXTENDED")
+        .await
+        .expect("target checksum");
+    assert_eq!(ck, ck2);
+    let r = cp.verify_chunk(t, None, None).await.expect("verify");
+    assert!(r.matched() && r.rows == 119 && r.repaired == 0, "{r:?}");
+    // A difference is found, named and repaired.
+    cp.dst
+        .query_drop("UPDATE m.t SET l = 'x' WHERE id = 3; DELETE FROM m.t WHERE id = 4")
+        .await
+        .expect("damage the target");
+    let r = cp.verify_chunk(t, None, None).await.expect("verify");
+    assert_eq!(
+        (r.mismatched, r.missing_on_target, r.repaired),
+        (1, 1, 2),
+        "{r:?}"
+    );
+    assert!(r.clean_after_repair, "{r:?}");
+    drop((src, dst, writer));
+    servers.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reshard_under_load_through_two_routers() {
     let c = Cluster::start().await;

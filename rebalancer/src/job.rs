@@ -31,6 +31,9 @@ pub struct Options {
     pub max_threads_running: u64,
     /// Wanted duration of one backfill chunk; chunk sizes adapt to it.
     pub chunk_target: Duration,
+    /// Connections per logical shard that write backfill chunks into the target at once
+    /// (one more reads them from the source).
+    pub copy_writers: usize,
     /// Longest wait for every live router to acknowledge a new epoch.
     pub ack_timeout: Duration,
     /// `lock_wait_timeout` (s) for fencing at cutover: in-flight transactions on the moving
@@ -45,6 +48,7 @@ impl Default for Options {
             max_rows_per_sec: None,
             max_threads_running: 64,
             chunk_target: Duration::from_millis(200),
+            copy_writers: 2,
             ack_timeout: Duration::from_secs(15),
             fence_lock_wait_s: 5,
         }

@@ -11,3 +11,6 @@ mod plan;
 
 pub use job::{Options, Rebalancer, Stop};
 pub use plan::{plan_moves, PlannedMove};
+
+/// The row-copying primitives below the rebalancer (for tests and tools that drive them).
+pub use tessera_shardmove as shardmove;

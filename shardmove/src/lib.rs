@@ -19,7 +19,10 @@ pub mod journal;
 pub mod server;
 pub mod table;
 
-pub use copy::{chunk_end, ChunkResult, Copier, COPY_SESSION};
+pub use copy::{
+    chunk_end, next_digest, push_literal, range_digest, read_chunk, write_rows, Chunk, ChunkResult,
+    Copier, Digest, COPY_SESSION, STMT_BYTES,
+};
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
 pub use server::server_opts;
 pub use table::{

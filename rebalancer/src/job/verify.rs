@@ -7,9 +7,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessera_shardmove::{self as shardmove, Copier};
+use tessera_shardmove::{self as shardmove, ChunkResult, Copier};
 use tessera_topo::{VerifyCounts, VerifyReport};
 use tokio::sync::Mutex;
+
+/// Smallest and largest verification chunk (rows).
+const VERIFY_CHUNK_MIN: usize = 100;
+const VERIFY_CHUNK_MAX: usize = 20_000;
 
 pub(super) fn merge_counts(into: &mut VerifyCounts, c: &VerifyCounts) {
     into.rows += c.rows;
@@ -58,23 +62,77 @@ impl Rebalancer {
                     None => (None, VerifyCounts::default()),
                 };
                 let mut last_save = Instant::now();
+                // Chunks sized by the time their check takes (like the backfill's).
+                let mut size = 1000usize;
+                // A single-column key gives the source's count, digest and chunk end in one
+                // pass, and the source reads its next chunk while the target checks this one.
+                // Other keys find the chunk's end first.
+                let single = t.pk.len() == 1;
+                let mut ahead: Option<shardmove::Digest> = None;
                 loop {
                     let t0 = Instant::now();
-                    let hi =
-                        shardmove::chunk_end(&mut src, &schema, t, lo.as_deref(), 1000).await?;
+                    let (hi, quick) = if single {
+                        let cur = match ahead.take() {
+                            Some(d) => d,
+                            None => {
+                                shardmove::next_digest(&mut src, &schema, t, lo.as_deref(), size)
+                                    .await?
+                            }
+                        };
+                        let (there, next) = tokio::join!(
+                            shardmove::range_digest(
+                                &mut dst,
+                                &schema,
+                                t,
+                                lo.as_deref(),
+                                cur.hi.as_deref()
+                            ),
+                            async {
+                                match &cur.hi {
+                                    Some(h) => Some(
+                                        shardmove::next_digest(&mut src, &schema, t, Some(h), size)
+                                            .await,
+                                    ),
+                                    None => None,
+                                }
+                            }
+                        );
+                        ahead = match next {
+                            Some(Ok(d)) => Some(d),
+                            Some(Err(e)) if !retriable(&e) => return Err(e),
+                            _ => None,
+                        };
+                        let same = there? == (cur.rows, cur.digest);
+                        (cur.hi, same.then_some(cur.rows))
+                    } else {
+                        (
+                            shardmove::chunk_end(&mut src, &schema, t, lo.as_deref(), size).await?,
+                            None,
+                        )
+                    };
                     let mut cp = Copier {
                         src: &mut src,
                         dst: &mut dst,
                         src_schema: &schema,
                         dst_schema: &schema,
                     };
-                    let mut r = match cp.verify_chunk(t, lo.as_deref(), hi.as_deref()).await {
-                        Ok(r) => r,
-                        Err(e) if retriable(&e) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
+                    let mut r = match quick {
+                        Some(rows) => ChunkResult {
+                            rows,
+                            matching: rows,
+                            clean_after_repair: true,
+                            ..ChunkResult::default()
+                        },
+                        None => match cp.verify_chunk(t, lo.as_deref(), hi.as_deref()).await {
+                            Ok(r) => r,
+                            Err(e) if retriable(&e) => {
+                                // Start this chunk again from its lower end.
+                                ahead = None;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
                     };
                     // A chunk still differing right after its repair may only be waiting for
                     // routers' dual-write copies in flight: verify (and repair) it again a few
@@ -103,9 +161,14 @@ impl Rebalancer {
                     if !r.clean_after_repair {
                         clean = false;
                     }
+                    let took = t0.elapsed();
+                    if r.matched() && took < self.opts.chunk_target / 2 {
+                        size = (size * 2).min(VERIFY_CHUNK_MAX);
+                    } else if took > self.opts.chunk_target * 2 {
+                        size = (size / 2).max(VERIFY_CHUNK_MIN);
+                    }
                     if let Some(rate) = rate {
                         let should = Duration::from_secs_f64(r.rows as f64 / rate.max(1) as f64);
-                        let took = t0.elapsed();
                         if should > took {
                             tokio::time::sleep(should - took).await;
                         }
