@@ -56,7 +56,7 @@ impl TableMeta {
         aux_name("j", &self.name)
     }
 
-    pub(crate) fn cols_sql(&self) -> String {
+    pub fn cols_sql(&self) -> String {
         self.columns
             .iter()
             .map(|c| qi(c))
@@ -64,7 +64,7 @@ impl TableMeta {
             .join(", ")
     }
 
-    pub(crate) fn pk_sql(&self) -> String {
+    pub fn pk_sql(&self) -> String {
         let v: Vec<String> = self.pk.iter().map(|c| qi(c)).collect();
         if v.len() == 1 {
             v[0].clone()
@@ -78,7 +78,7 @@ impl TableMeta {
         self.pk.iter().map(|c| qi(c)).collect::<Vec<_>>().join(", ")
     }
 
-    pub(crate) fn tuple(&self) -> String {
+    pub fn tuple(&self) -> String {
         if self.pk.len() == 1 {
             "?".into()
         } else {
@@ -87,7 +87,7 @@ impl TableMeta {
     }
 
     /// `pk IN (?, …)` for `n` keys.
-    pub(crate) fn pk_in(&self, n: usize) -> String {
+    pub fn pk_in(&self, n: usize) -> String {
         format!(
             "{} IN ({})",
             self.pk_sql(),

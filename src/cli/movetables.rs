@@ -352,31 +352,6 @@ fn target_of(rt: &RoutingTable, to: &str, table: &str, meta: &TableMeta) -> Resu
     Ok(Target { places, by })
 }
 
-fn cols(t: &TableMeta) -> String {
-    t.columns
-        .iter()
-        .map(|c| qi(c))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn pk_list(t: &TableMeta) -> String {
-    let v: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
-    if v.len() == 1 {
-        v[0].clone()
-    } else {
-        format!("({})", v.join(", "))
-    }
-}
-
-fn pk_tuple(t: &TableMeta) -> String {
-    if t.pk.len() == 1 {
-        "?".into()
-    } else {
-        format!("({})", vec!["?"; t.pk.len()].join(", "))
-    }
-}
-
 /// `REPLACE`s `rows` (all columns) into `schema.table` on `c`, in statements under the
 /// placeholder limit.
 async fn replace_rows(
@@ -393,7 +368,7 @@ async fn replace_rows(
                 "REPLACE INTO {}.{} ({}) VALUES {}",
                 qi(schema),
                 qi(&t.name),
-                cols(t),
+                t.cols_sql(),
                 vec![one.as_str(); batch.len()].join(", ")
             ),
             batch.iter().flatten().cloned().collect::<Vec<Value>>(),
@@ -410,11 +385,10 @@ async fn delete_keys(c: &mut Conn, schema: &str, t: &TableMeta, keys: &[Vec<Valu
     }
     c.exec_drop(
         format!(
-            "DELETE FROM {}.{} WHERE {} IN ({})",
+            "DELETE FROM {}.{} WHERE {}",
             qi(schema),
             qi(&t.name),
-            pk_list(t),
-            vec![pk_tuple(t); keys.len()].join(", ")
+            t.pk_in(keys.len())
         ),
         keys.iter().flatten().cloned().collect::<Vec<Value>>(),
     )
@@ -435,12 +409,11 @@ async fn rows_of(
     let rows: Vec<Row> = c
         .exec(
             format!(
-                "SELECT {} FROM {}.{} WHERE {} IN ({})",
-                cols(t),
+                "SELECT {} FROM {}.{} WHERE {}",
+                t.cols_sql(),
                 qi(schema),
                 qi(&t.name),
-                pk_list(t),
-                vec![pk_tuple(t); keys.len()].join(", ")
+                t.pk_in(keys.len())
             ),
             keys.iter().flatten().cloned().collect::<Vec<Value>>(),
         )
@@ -576,7 +549,7 @@ async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>
     let mut after: Option<Vec<Value>> = None;
     loop {
         let cond = match after {
-            Some(_) => format!("WHERE {} > {}", pk_list(t), pk_tuple(t)),
+            Some(_) => format!("WHERE {} > {}", t.pk_sql(), t.tuple()),
             None => String::new(),
         };
         let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
@@ -725,7 +698,7 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
         let mut last_note = Instant::now();
         loop {
             let cond = match after {
-                Some(_) => format!("WHERE {} > {}", pk_list(&t), pk_tuple(&t)),
+                Some(_) => format!("WHERE {} > {}", t.pk_sql(), t.tuple()),
                 None => String::new(),
             };
             let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
@@ -733,7 +706,7 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
                 .exec(
                     format!(
                         "SELECT {} FROM {}.{} {cond} ORDER BY {} LIMIT {CHUNK}",
-                        cols(&t),
+                        t.cols_sql(),
                         qi(&schema),
                         qi(name),
                         pk.join(", ")
