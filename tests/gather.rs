@@ -85,6 +85,14 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
         let got = outcome(&mut r, sql).await;
         assert_eq!(got, want, "{sql}");
     }
+    // VEXPLAIN says where such a read runs.
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT id FROM m WHERE id IN (SELECT id FROM n)")
+        .await
+        .expect("vexplain");
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(plan[0].0.starts_with("gather (m, n"), "{plan:?}");
+    assert_eq!(plan[0].1.as_deref(), Some("demo_ref"), "{plan:?}");
     drop((r, o));
     h.stop().await;
 }

@@ -446,6 +446,19 @@ impl Engine {
             plan => (plan, None),
         };
         match plan {
+            // MariaDB answers over the gathered rows, on logical shard 0's server.
+            Plan::Local(crate::planner::Local::Gather(g)) => {
+                let k = rt.keyspace(&g.keyspace);
+                rows.push(vec![
+                    txt(&format!(
+                        "gather ({} from every logical shard)",
+                        g.tables.join(", ")
+                    )),
+                    k.map(|k| k.reference_schema().into_bytes()),
+                    k.and_then(|k| k.placement.first().map(|p| p.clone().into_bytes())),
+                    txt(&g.sql),
+                ]);
+            }
             Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
             Plan::Exec(e) => {
                 let route = format!("{}{}", e.route.as_str(), by.unwrap_or_default());

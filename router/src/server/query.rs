@@ -469,7 +469,15 @@ async fn statement(
                 .filter(|p| p.eq_ignore_ascii_case(b"VEXPLAIN "))
                 .and_then(|_| trimmed.get(9..))
             {
-                let plan = planner::plan(inner.trim_start(), session.keyspace.as_deref(), &rt)?;
+                let inner = inner.trim_start();
+                let ks = session.keyspace.as_deref();
+                // As the statement would run: a read refused by the planner may be gathered.
+                let plan = match planner::plan(inner, ks, &rt) {
+                    Err(e) if e.code == 1235 => {
+                        planner::gather::plan(inner, ks, &rt).map_err(|_| e)?
+                    }
+                    r => r?,
+                };
                 return shared.engine.vexplain(session, plan, io).await;
             }
             let started = std::time::Instant::now();
