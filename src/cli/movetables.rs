@@ -525,6 +525,35 @@ async fn drain(
     }
 }
 
+/// The next `limit` rows of `schema.t` in primary-key order after key `after` (from the
+/// start without one), as `items` (a select list).
+async fn key_chunk(
+    c: &mut Conn,
+    schema: &str,
+    t: &TableMeta,
+    items: &str,
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<Vec<Vec<Value>>> {
+    let cond = match after {
+        Some(_) => format!("WHERE {} > {}", t.pk_sql(), t.tuple()),
+        None => String::new(),
+    };
+    let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+    let rows: Vec<Row> = c
+        .exec(
+            format!(
+                "SELECT {items} FROM {}.{} {cond} ORDER BY {} LIMIT {limit}",
+                qi(schema),
+                qi(&t.name),
+                pk.join(", ")
+            ),
+            after.map(<[Value]>::to_vec).unwrap_or_default(),
+        )
+        .await?;
+    Ok(rows.into_iter().map(Row::unwrap).collect())
+}
+
 /// A per-row digest, the same on both sides: CRC-32 of the columns (NULLs marked).
 fn digest_sql(t: &TableMeta) -> String {
     let c: Vec<String> = t.columns.iter().map(|c| qi(c)).collect();
@@ -548,27 +577,11 @@ async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>
         .unwrap_or_else(|| "NULL".into());
     let mut after: Option<Vec<Value>> = None;
     loop {
-        let cond = match after {
-            Some(_) => format!("WHERE {} > {}", t.pk_sql(), t.tuple()),
-            None => String::new(),
-        };
         let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
-        let rows: Vec<Row> = src
-            .exec(
-                format!(
-                    "SELECT {}, {key_col}, {} FROM {}.{} {cond} ORDER BY {} LIMIT 20000",
-                    pk.join(", "),
-                    digest_sql(t),
-                    qi(&schema),
-                    qi(&t.name),
-                    pk.join(", ")
-                ),
-                after.clone().unwrap_or_default(),
-            )
-            .await?;
+        let items = format!("{}, {key_col}, {}", pk.join(", "), digest_sql(t));
+        let rows = key_chunk(&mut src, &schema, t, &items, after.as_deref(), 20_000).await?;
         let got = rows.len();
-        for r in rows {
-            let v = r.unwrap();
+        for v in rows {
             after = Some(v[..t.pk.len()].to_vec());
             let key = &v[t.pk.len()];
             let ls = match target.by {
@@ -697,25 +710,16 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
         let mut copied = 0u64;
         let mut last_note = Instant::now();
         loop {
-            let cond = match after {
-                Some(_) => format!("WHERE {} > {}", t.pk_sql(), t.tuple()),
-                None => String::new(),
-            };
-            let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
-            let rows: Vec<Row> = src
-                .exec(
-                    format!(
-                        "SELECT {} FROM {}.{} {cond} ORDER BY {} LIMIT {CHUNK}",
-                        t.cols_sql(),
-                        qi(&schema),
-                        qi(name),
-                        pk.join(", ")
-                    ),
-                    after.clone().unwrap_or_default(),
-                )
-                .await?;
+            let rows = key_chunk(
+                &mut src,
+                &schema,
+                &t,
+                &t.cols_sql(),
+                after.as_deref(),
+                CHUNK,
+            )
+            .await?;
             let got = rows.len();
-            let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
             if let Some(last) = rows.last() {
                 after = Some(t.key_of(last));
             }

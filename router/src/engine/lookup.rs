@@ -93,7 +93,12 @@ fn shown(v: &Value) -> String {
     match v {
         Value::Int(i) => i.to_string(),
         Value::UInt(u) => u.to_string(),
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        // Lookup values come from the statement's text, which is UTF-8; anything else is
+        // shown in hex rather than altered.
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) => s.to_string(),
+            Err(_) => b.iter().map(|c| format!("{c:02X}")).collect(),
+        },
         other => other.as_sql(false),
     }
 }
@@ -456,6 +461,19 @@ impl Engine {
         Ok((affected + p.deleted, last, warnings, info))
     }
 
+    /// The routing table now, and keyspace `keyspace` in it.
+    fn routing_of(
+        &self,
+        keyspace: &str,
+    ) -> Result<(std::sync::Arc<RoutingTable>, KeyspaceRouting), SqlError> {
+        let rt = self.topo.table();
+        let ks = rt
+            .keyspace(keyspace)
+            .ok_or_else(|| SqlError::unknown_database(keyspace))?
+            .clone();
+        Ok((rt, ks))
+    }
+
     /// The logical shards that hold `values` of `l` (of a table of `keyspace`).
     async fn lookup_route(
         &self,
@@ -554,11 +572,7 @@ impl Engine {
         column: &str,
         value: &Value,
     ) -> Result<bool, SqlError> {
-        let ps = ks
-            .placement
-            .get(ls as usize)
-            .cloned()
-            .ok_or_else(|| SqlError::router(format!("logical shard {ls} has no placement")))?;
+        let ps = ps_of(ks, ls)?;
         let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
         let mut lease = self.conn(session, rt, &ps).await?;
         let r: Result<Option<u8>, _> = lease
@@ -603,11 +617,7 @@ impl Engine {
         else {
             return Ok(0);
         };
-        let ps = ks
-            .placement
-            .get(ls as usize)
-            .cloned()
-            .ok_or_else(|| SqlError::router(format!("logical shard {ls} has no placement")))?;
+        let ps = ps_of(ks, ls)?;
         let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
         let t = qualified(&ks.schema(ls), table);
         let mut cols = vec![quote_ident(&shard_key)];
@@ -658,11 +668,7 @@ impl Engine {
         table: &str,
         mut i: LookupInsert,
     ) -> Result<Planned, SqlError> {
-        let rt = self.topo.table();
-        let ks = rt
-            .keyspace(keyspace)
-            .ok_or_else(|| SqlError::unknown_database(keyspace))?
-            .clone();
+        let (rt, ks) = self.routing_of(keyspace)?;
         let mut skip = vec![false; i.rows.len()];
         let mut out = Planned {
             rows: i.rows.len() as u64,
@@ -950,11 +956,7 @@ impl Engine {
         exec: Exec,
         d: LookupDelete,
     ) -> Result<Planned, SqlError> {
-        let rt = self.topo.table();
-        let ks = rt
-            .keyspace(keyspace)
-            .ok_or_else(|| SqlError::unknown_database(keyspace))?
-            .clone();
+        let (rt, ks) = self.routing_of(keyspace)?;
         for vals in self
             .read_targets(session, &rt, &ks, &exec, &d.select)
             .await?
@@ -982,10 +984,7 @@ impl Engine {
         };
         let mut out = Vec::new();
         for &ls in lss {
-            let ps =
-                ks.placement.get(ls as usize).cloned().ok_or_else(|| {
-                    SqlError::router(format!("logical shard {ls} has no placement"))
-                })?;
+            let ps = ps_of(ks, ls)?;
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let mut lease = self.conn(session, rt, &ps).await?;
             let r: Result<Vec<mysql_async::Row>, _> = lease.conn.query(ks.fill(select, ls)).await;
@@ -1018,11 +1017,7 @@ impl Engine {
         exec: Exec,
         u: LookupUpdate,
     ) -> Result<Planned, SqlError> {
-        let rt = self.topo.table();
-        let ks = rt
-            .keyspace(keyspace)
-            .ok_or_else(|| SqlError::unknown_database(keyspace))?
-            .clone();
+        let (rt, ks) = self.routing_of(keyspace)?;
         let mut read = 0u64;
         // (lookup, new value, keyspace id of the row)
         let mut claims: Vec<(usize, KeyLiteral, u64)> = Vec::new();
@@ -1130,11 +1125,8 @@ impl Engine {
                 .keyspace(&e.keyspace)
                 .ok_or_else(|| SqlError::unknown_database(&e.keyspace))?;
             let ls = vindex::logical_shard(e.ksid, ks.logical_shards);
-            let rps = ks
-                .placement
-                .get(ls as usize)
-                .ok_or_else(|| SqlError::router(format!("logical shard {ls} has no placement")))?;
-            let rpool = self.backends.pool_of(&rt, rps)?;
+            let rps = ps_of(ks, ls)?;
+            let rpool = self.backends.pool_of(&rt, &rps)?;
             let mut rc = rpool.get_conn().await?;
             let Some(TableRouting::Sharded {
                 shard_key,
@@ -1198,6 +1190,14 @@ impl Engine {
         }
         failed
     }
+}
+
+/// The physical shard of logical shard `ls` of `ks`.
+fn ps_of(ks: &KeyspaceRouting, ls: u32) -> Result<String, SqlError> {
+    ks.placement
+        .get(ls as usize)
+        .cloned()
+        .ok_or_else(|| SqlError::router(format!("logical shard {ls} has no placement")))
 }
 
 /// Makes the physical shard of logical shard `ls` commit before the transaction's other

@@ -65,9 +65,15 @@ pub fn verbatim(
                     crate::sql::lex::Kind::Word => b.to_vec(),
                     // `name`, a doubled backtick inside standing for one.
                     crate::sql::lex::Kind::QuotedIdent if b.len() >= 2 => {
-                        String::from_utf8_lossy(&b[1..b.len() - 1])
-                            .replace("``", "`")
-                            .into_bytes()
+                        let mut name = Vec::with_capacity(b.len());
+                        let mut inner = b[1..b.len() - 1].iter().peekable();
+                        while let Some(&c) = inner.next() {
+                            if c == b'`' && inner.peek() == Some(&&b'`') {
+                                inner.next();
+                            }
+                            name.push(c);
+                        }
+                        name
                     }
                     _ => return false,
                 };
