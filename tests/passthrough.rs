@@ -1107,3 +1107,143 @@ async fn users_reach_their_keyspaces_and_read_only_users_only_read() {
     drop((admin, reader, app));
     h.stop().await;
 }
+
+async fn max_conn(d: &mut mysql_async::Conn) -> u64 {
+    let v: Option<u64> = d
+        .query_first("SELECT @@global.max_connections")
+        .await
+        .expect("global");
+    v.expect("a value")
+}
+
+/// An admin user's statements on a whole server (`SET GLOBAL`, users, `mysql.*`, `FLUSH TABLES
+/// WITH READ LOCK`) run on the physical shard that holds its session's unsharded keyspace —
+/// and on no other — where an application user's are refused; an admin sees and kills every
+/// session. Reading a global into a user variable is no `SET GLOBAL`, for any user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_users_run_server_statements_on_their_keyspace_server() {
+    use tessera_router::config::UserConfig;
+    let h = Harness::start_with(2, 0, VSCHEMA, |cfg| {
+        cfg.users.push(UserConfig {
+            admin: true,
+            ..UserConfig::with_password("dba", Some("d"))
+        });
+    })
+    .await;
+    let sharded = tessera_topo::VSchema::from_yaml(
+        "keyspace: demo\nsharded: true\nlogical_shards: 2\ntables:\n  t: { shard_key: id }\n",
+    )
+    .expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &sharded)
+        .await
+        .expect("apply");
+    // Which physical shard holds `app`.
+    let mut holds = Vec::new();
+    for i in 0..2 {
+        let mut d = h.direct(i).await;
+        let n: Option<u64> = d
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app'",
+            )
+            .await
+            .expect("schemata");
+        holds.push(n == Some(1));
+    }
+    let home = holds
+        .iter()
+        .position(|&h| h)
+        .expect("app is on a physical shard");
+    let (mut here, mut there) = (h.direct(home).await, h.direct(1 - home).await);
+    let (home_before, other_before) = (max_conn(&mut here).await, max_conn(&mut there).await);
+
+    let mut dba = mysql_async::Conn::new(h.opts(Some("app"), "dba", "d"))
+        .await
+        .expect("admin login");
+    dba.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    dba.query_drop("SET GLOBAL max_connections = 177")
+        .await
+        .expect("an admin's SET GLOBAL");
+    assert_eq!(max_conn(&mut here).await, 177);
+    assert_eq!(max_conn(&mut there).await, other_before, "the other server");
+    assert_eq!(max_conn(&mut dba).await, 177);
+    // `mysql.*` reads as on that server.
+    let users: Option<u64> = dba
+        .query_first("SELECT COUNT(*) FROM mysql.user")
+        .await
+        .expect("an admin reads mysql.user");
+    let direct_users: Option<u64> = here
+        .query_first("SELECT COUNT(*) FROM mysql.user")
+        .await
+        .expect("mysql.user");
+    assert_eq!(users, direct_users);
+    dba.query_drop("CREATE USER probe@'%' IDENTIFIED BY 'x'")
+        .await
+        .expect("create user");
+    let made: Option<u64> = here
+        .query_first("SELECT COUNT(*) FROM mysql.user WHERE user = 'probe'")
+        .await
+        .expect("mysql.user");
+    assert_eq!(made, Some(1));
+    dba.query_drop("DROP USER probe@'%'")
+        .await
+        .expect("drop user");
+    // The global read lock is the session's: its own write is refused as MariaDB refuses it,
+    // until it unlocks.
+    dba.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .expect("FTWRL");
+    let (code, msg) = error_code(&mut dba, "INSERT INTO t VALUES (1)").await;
+    assert_eq!(code, 1223, "{msg}");
+    dba.query_drop("UNLOCK TABLES").await.expect("unlock");
+    dba.query_drop("INSERT INTO t VALUES (1)")
+        .await
+        .expect("a write after UNLOCK TABLES");
+    // What no one may run, and what names no one server.
+    for (sql, code) in [
+        ("SHUTDOWN", 1227),
+        (
+            "SET GLOBAL max_connections = 150, SESSION sql_mode = ''",
+            1235,
+        ),
+        ("SELECT * FROM demo_0001.t", 1044),
+    ] {
+        let (got, msg) = error_code(&mut dba, sql).await;
+        assert_eq!(got, code, "{sql}: {msg}");
+    }
+    dba.query_drop("USE demo").await.expect("use demo");
+    let (got, msg) = error_code(&mut dba, "SET GLOBAL max_connections = 5").await;
+    assert_eq!(got, 1227, "{msg}");
+    assert!(msg.contains("unsharded keyspace"), "{msg}");
+    dba.query_drop("USE app").await.expect("use app");
+
+    // An application user: refused, and reading a global into a variable is fine.
+    let mut app = h.conn(Some("app")).await;
+    let (got, _) = error_code(&mut app, "SET GLOBAL max_connections = 5").await;
+    assert_eq!(got, 1227);
+    app.query_drop("SET @m = @@GLOBAL.max_connections, @n = 2")
+        .await
+        .expect("reading a global");
+    let m: Option<(u64, u64)> = app.query_first("SELECT @m, @n").await.expect("@m");
+    assert_eq!(m, Some((177, 2)));
+    // The admin sees the application's session and may kill it; not the other way round.
+    let app_id: Option<u64> = app.query_first("SELECT CONNECTION_ID()").await.expect("id");
+    let dba_id: Option<u64> = dba.query_first("SELECT CONNECTION_ID()").await.expect("id");
+    let (app_id, dba_id) = (app_id.expect("id"), dba_id.expect("id"));
+    let rows: Vec<mysql_async::Row> = dba.query("SHOW PROCESSLIST").await.expect("processlist");
+    let ids: Vec<u64> = rows.iter().filter_map(|r| r.get::<u64, _>(0)).collect();
+    assert!(ids.contains(&app_id) && ids.contains(&dba_id), "{ids:?}");
+    let (got, _) = error_code(&mut app, &format!("KILL {dba_id}")).await;
+    assert_eq!(got, 1095);
+    dba.query_drop(format!("KILL {app_id}"))
+        .await
+        .expect("an admin kills another user's session");
+    assert!(app.query_drop("SELECT 1").await.is_err(), "killed");
+
+    dba.query_drop(format!("SET GLOBAL max_connections = {home_before}"))
+        .await
+        .expect("restore");
+    drop((dba, here, there));
+    h.stop().await;
+}

@@ -125,6 +125,13 @@ pub struct UserConfig {
     /// are refused (1290). Default: `false`.
     #[serde(default)]
     pub read_only: bool,
+    /// Whether the user is an administrator: its statements that act on a whole database
+    /// server or outside the keyspaces (`SET GLOBAL`, `FLUSH`, user and grant management,
+    /// `mysql.*`, `LOAD_FILE`, …) run on the physical shard that holds its session's current
+    /// unsharded keyspace instead of being refused, and it may kill any session. Default:
+    /// `false`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl UserConfig {
@@ -139,6 +146,7 @@ impl UserConfig {
             require_tls: false,
             keyspaces: None,
             read_only: false,
+            admin: false,
         }
     }
 
@@ -159,6 +167,7 @@ impl UserConfig {
         Grants {
             keyspaces: self.keyspaces.clone().map(std::sync::Arc::new),
             read_only: self.read_only,
+            admin: self.admin,
         }
     }
 }
@@ -378,6 +387,7 @@ impl Credential {
 pub struct Grants {
     pub keyspaces: Option<std::sync::Arc<Vec<String>>>,
     pub read_only: bool,
+    pub admin: bool,
 }
 
 impl Grants {

@@ -62,6 +62,11 @@ pub struct UpArgs {
     /// That user's password.
     #[arg(long, default_value = "tessera")]
     password: String,
+    /// Make that user an admin: statements on a whole server (`SET GLOBAL`, `FLUSH`, users
+    /// and grants, `mysql.*`) run on the physical shard of its current unsharded keyspace
+    /// instead of being refused.
+    #[arg(long)]
+    admin: bool,
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
@@ -191,7 +196,10 @@ async fn serve(
         let placement = super::keyspace::apply_vschema(&topo, vschema).await?;
         let cfg = RouterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], a.port)),
-            users: vec![UserConfig::with_password(&a.user, Some(&a.password))],
+            users: vec![UserConfig {
+                admin: a.admin,
+                ..UserConfig::with_password(&a.user, Some(&a.password))
+            }],
             default_keyspace: None,
             admin_listen: Some(a.admin_listen),
             query_log: a.query_log.clone().map(|path| tessera_router::config::QueryLogConfig {

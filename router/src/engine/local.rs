@@ -282,6 +282,7 @@ impl Engine {
             session.keyspace.as_deref(),
             &session.reserved_ps,
             &rt,
+            session.grants.admin,
         );
         let target = match verbatim {
             Some(Plan::Exec(e)) if matches!(e.targets, Targets::Verbatim { .. }) => {

@@ -299,8 +299,16 @@ impl Engine {
         if let Some(ps) = session.txn_conns.keys().next().cloned() {
             return self.conn(session, rt, &ps).await;
         }
+        // The session's keyspace's server first: a global or a function read there answers
+        // as that server does.
+        let mut names = rt.shard_names();
+        if let Some(home) = home_shard(session, rt) {
+            if let Some(i) = names.iter().position(|n| *n == home) {
+                names[..=i].rotate_right(1);
+            }
+        }
         let mut last = SqlError::router("no physical shard is registered");
-        for ps in &rt.shard_names() {
+        for ps in &names {
             match self.conn_outside_txn(session, rt, ps).await {
                 Ok(l) => return Ok(l),
                 Err(e) => last = e,

@@ -10,8 +10,8 @@ use crate::topology::RoutingTable;
 
 /// The verbatim plan for `sql` in a session whose keyspace is `keyspace`, when it may have
 /// one: the keyspace is unsharded, the statement's kind may run verbatim
-/// ([`Classified::verbatim`]), and no name in it may be another keyspace's schema or a
-/// physical schema. `information_schema` is read on the keyspace's own physical shard (its
+/// ([`Classified::verbatim`], or [`Classified::admin`] for an `admin` user), and no name in
+/// it may be another keyspace's schema or a physical schema. `information_schema` is read on the keyspace's own physical shard (its
 /// other schemas are visible there too: see docs/sql-support.md).
 ///
 /// A statement about connection-local state ([`Classified::local_state`]) runs verbatim on the
@@ -24,6 +24,7 @@ pub fn verbatim(
     keyspace: Option<&str>,
     reserved_ps: &std::collections::BTreeSet<String>,
     rt: &RoutingTable,
+    admin: bool,
 ) -> Option<Plan> {
     let unsharded = match keyspace {
         Some(k) => rt.keyspace(k).filter(|k| !k.sharded),
@@ -82,7 +83,8 @@ pub fn verbatim(
     {
         return None;
     }
-    let (kind, reserve) = match (c.verbatim, c.local_state) {
+    let admin = c.admin.filter(|_| admin && c.reach.is_some());
+    let (kind, reserve) = match (c.verbatim, c.local_state.or(admin)) {
         (Some(k), _) => (k, false),
         (None, Some(l)) => (l.kind, l.reserves && !held(ks)),
         (None, None) => return None,
@@ -288,10 +290,17 @@ pub fn physical_schema_of<'r>(name: &str, rt: &'r RoutingTable) -> Option<&'r st
 
 /// Refuses a statement that reaches past the session's keyspaces ([`Classified::reach`], and
 /// physical schema names): 1227 for what needs a server-wide privilege, 1044 for a schema.
+/// An admin user may run what [`Classified::admin`] says how to run (never a physical
+/// schema's name: a logical shard is the router's to place).
 ///
 /// # Errors
 /// The refusal.
-pub fn check_scope(c: &Classified, user: &str, rt: &RoutingTable) -> Result<(), SqlError> {
+pub fn check_scope(
+    c: &Classified,
+    user: &str,
+    admin: bool,
+    rt: &RoutingTable,
+) -> Result<(), SqlError> {
     use crate::sql::classify::Reach;
     let denied_db = |db: &str| {
         SqlError::new(
@@ -303,6 +312,7 @@ pub fn check_scope(c: &Classified, user: &str, rt: &RoutingTable) -> Result<(), 
         )
     };
     match &c.reach {
+        Some(_) if admin && c.admin.is_some() => {}
         Some(Reach::Privilege { what, privilege }) => {
             return Err(SqlError::new(
                 1227,

@@ -21,7 +21,7 @@ pub(super) async fn prepare(
     // The scope holds for prepared statements as for any other.
     let class = crate::sql::classify::classify(body, &session.lex);
     let rt = shared.engine.topo.table();
-    crate::planner::passthrough::check_scope(&class, &session.user, &rt)?;
+    crate::planner::passthrough::check_scope(&class, &session.user, session.grants.admin, &rt)?;
     let sql =
         std::str::from_utf8(body).map_err(|e| crate::error::not_utf8("statement", body, e))?;
     let sql = sql.trim().trim_end_matches(';').trim_end().to_string();

@@ -1,6 +1,6 @@
 //! The router's sessions as one database shows its connections: `SHOW [FULL] PROCESSLIST`,
 //! `KILL [CONNECTION | QUERY] id` and `COM_PROCESS_KILL`, on the router's own connection ids
-//! (those `CONNECTION_ID()` returns). A user sees and kills only its own sessions.
+//! (those `CONNECTION_ID()` returns). A user sees and kills only its own sessions; an admin user, every session.
 
 use super::shared::Shared;
 use crate::error::SqlError;
@@ -102,7 +102,7 @@ async fn show(
         .sessions
         .list()
         .into_iter()
-        .filter(|p| p.user == session.user)
+        .filter(|p| session.grants.admin || p.user == session.user)
         .map(|p| {
             // The statement's bytes as sent; without FULL its first 100 characters (of a
             // UTF-8 text; of bytes otherwise).
@@ -149,7 +149,7 @@ pub(super) async fn kill(shared: &Shared, session: &Session, k: Kill) -> Result<
             format!("Unknown thread id: {}", k.id),
         ));
     };
-    if slot.user != session.user {
+    if slot.user != session.user && !session.grants.admin {
         return Err(SqlError::new(
             1095,
             "HY000",

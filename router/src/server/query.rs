@@ -4,6 +4,7 @@ use super::shared::Shared;
 use crate::error::SqlError;
 use crate::planner;
 use crate::session::Session;
+use crate::sql::classify::VerbatimKind;
 use crate::wire::PacketIo;
 
 /// The metric series of a connection's last statement shape, so a run of statements with the
@@ -343,7 +344,23 @@ async fn statement(
         ),
         _ => (Vec::new(), false),
     };
-    planner::passthrough::check_scope(&class, &session.user, &rt)?;
+    planner::passthrough::check_scope(&class, &session.user, session.grants.admin, &rt)?;
+    // What an admin runs on a whole server opens no transaction (nor does a `SET GLOBAL` on
+    // one server).
+    let admin_statement = session.grants.admin && class.reach.is_some() && class.admin.is_some();
+    if admin_statement && class.admin.is_some_and(|a| a.kind != VerbatimKind::Read) {
+        session.opens_no_txn = true;
+        // A session's own variables set beside a global one would be set on one backend
+        // connection only, not carried: refused rather than lost.
+        let items = crate::sql::classify::set_items(bytes, &session.lex).unwrap_or_default();
+        if items.iter().any(|i| i.target.is_some()) {
+            return Err(SqlError::new(
+                1235,
+                "42000",
+                "This version of Tessera doesn't yet support 'SET of global and session or user variables in one statement' (set them in separate statements)",
+            ));
+        }
+    }
     // One `run` for both paths (one copy of its future in this one's).
     // Whether a read refused by the planner or the merge may be answered over gathered rows.
     let mut may_gather = false;
@@ -364,6 +381,7 @@ async fn statement(
         session.keyspace.as_deref(),
         &session.reserved_ps,
         &rt,
+        session.grants.admin,
     )
     .or_else(|| planner::passthrough::server_info(bytes, &class))
     .or_else(|| planner::passthrough::show_create_database(bytes, &toks, &rt))
@@ -402,6 +420,7 @@ async fn statement(
                 .unwrap_or_else(|| crate::sql::fingerprint(shown));
             (plan, shown, fingerprint, started, None)
         }
+        None if admin_statement => return Err(admin_needs_unsharded(session)),
         None => {
             // `INSERT … VALUES` without a column list into a sharded or reference table
             // (what dumps write): the table's columns, in order, spliced in so that the
@@ -856,4 +875,21 @@ pub(super) fn finished(
             .inc();
     }
     latency.observe(elapsed.as_secs_f64());
+}
+
+/// The refusal of an admin's statement on a whole server outside an unsharded keyspace: it
+/// runs on the physical shard that holds the session's current unsharded keyspace, and a
+/// sharded keyspace (or none) names no one server.
+fn admin_needs_unsharded(session: &Session) -> SqlError {
+    SqlError::new(
+        1227,
+        "42000",
+        format!(
+            "Access denied; a statement on a whole database server runs, for an admin user, on the physical shard that holds the session's current unsharded keyspace (USE one first; the current keyspace is {})",
+            session
+                .keyspace
+                .as_deref()
+                .map_or_else(|| "none".to_string(), |k| format!("'{k}'"))
+        ),
+    )
 }

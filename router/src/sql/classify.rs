@@ -53,6 +53,12 @@ pub struct Classified {
     pub qualifiers: Vec<Vec<u8>>,
     /// What reaches past the session's keyspaces, if anything.
     pub reach: Option<Reach>,
+    /// For a statement that reaches past the keyspaces (`reach`), how it runs verbatim for an
+    /// admin user: its kind, and whether it makes connection-local state (`FLUSH TABLES WITH
+    /// READ LOCK`, user variables assigned, `PREPARE`) that a reserved connection keeps.
+    /// `None` for what no user may run through the router (`SHUTDOWN`, statements about the
+    /// backend connection, and statements without a reach).
+    pub admin: Option<LocalState>,
     /// The statement holds `SQL_CALC_FOUND_ROWS`.
     pub calc_found_rows: bool,
     /// The statement names `FROM` (a statement without it reads no table).
@@ -397,6 +403,28 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         sql,
         ddl_object.as_ref().map(|(_, o)| o.as_str()),
     );
+    // How an admin runs what reaches past the keyspaces: as its kind says, or as the
+    // server-wide statement it is (those that commit implicitly, as DDL).
+    let admin = match (&reach, verb.as_str()) {
+        (None, _) | (_, "SHUTDOWN" | "USE") => None,
+        _ if connection_state => None,
+        (Some(_), _) => {
+            let read_lock = verb == "FLUSH"
+                && toks
+                    .iter()
+                    .skip(s + 1)
+                    .any(|t| t.is_word(sql, "LOCK") || t.is_word(sql, "EXPORT"));
+            let kind = local_kind.or(plain).unwrap_or(match verb.as_str() {
+                "SET" | "KILL" | "LOAD" | "CACHE" | "BINLOG" | "DO" => VerbatimKind::Write,
+                "SHOW" => VerbatimKind::Read,
+                _ => VerbatimKind::Ddl,
+            });
+            Some(LocalState {
+                kind,
+                reserves: read_lock || local.filter(|_| !definition).unwrap_or(false),
+            })
+        }
+    };
     let (verbatim, local_state) = if reach.is_some() || connection_state {
         (None, None)
     } else {
@@ -434,6 +462,7 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
         routine_status,
         qualifiers,
         reach,
+        admin,
         calc_found_rows,
         from,
     }
@@ -556,13 +585,28 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
         }
     }
     if verb == "SET" {
-        let global = toks
+        // Only what an item assigns: `SET @v = @@GLOBAL.x` reads a global, as any user may.
+        let mut global = false;
+        let (mut depth, mut item_start) = (0usize, true);
+        for (i, t) in toks
             .iter()
             .enumerate()
             .skip(s + 1)
             .take_while(|(_, t)| t.kind != Kind::Semicolon)
-            .any(|(i, t)| {
-                (t.kind == Kind::Word
+        {
+            if t.kind == Kind::Punct {
+                match sql[t.start] {
+                    b'(' => depth += 1,
+                    b')' => depth = depth.saturating_sub(1),
+                    b',' if depth == 0 => {
+                        item_start = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if std::mem::take(&mut item_start)
+                && ((t.kind == Kind::Word
                     && ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
                         .iter()
                         .any(|g| t.is_word(sql, g))
@@ -570,8 +614,11 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
                     || t.kind == Kind::SysVar && {
                         let v = t.bytes(sql)[2..].to_ascii_uppercase();
                         matches!(v.as_slice(), b"GLOBAL" | b"PERSIST" | b"PERSIST_ONLY")
-                    }
-            });
+                    })
+            {
+                global = true;
+            }
+        }
         if global {
             reach = privilege("SET GLOBAL", "SUPER");
         } else if ["PASSWORD", "ROLE", "DEFAULT"].iter().any(|w| is(s + 1, w)) {
@@ -1066,9 +1113,39 @@ mod tests {
             "SELECT 'mysql.user', `mysql`",
             "SELECT a.global FROM a",
             "SELECT * FROM t -- mysql.user",
+            "SET @v = @@GLOBAL.max_connections",
+            "SET @v = IF(@@global.x, 1, 2), @w = @@global.y",
         ] {
             assert_eq!(c(sql).reach, None, "{sql}");
         }
+    }
+
+    #[test]
+    fn how_an_admin_runs_what_reaches_past_the_keyspace() {
+        let a = |sql: &str| c(sql).admin.map(|l| (l.kind, l.reserves));
+        assert_eq!(a("SELECT 1"), None, "no reach");
+        assert_eq!(a("SHUTDOWN"), None);
+        assert_eq!(a("USE mysql"), None);
+        assert_eq!(
+            a("SET GLOBAL max_connections = 5"),
+            Some((VerbatimKind::Write, false))
+        );
+        assert_eq!(
+            a("SELECT user FROM mysql.user"),
+            Some((VerbatimKind::Read, false))
+        );
+        assert_eq!(
+            a("SELECT user INTO @u FROM mysql.user LIMIT 1"),
+            Some((VerbatimKind::Read, true))
+        );
+        assert_eq!(a("CREATE USER x"), Some((VerbatimKind::Ddl, false)));
+        assert_eq!(a("FLUSH PRIVILEGES"), Some((VerbatimKind::Ddl, false)));
+        assert_eq!(
+            a("FLUSH TABLES WITH READ LOCK"),
+            Some((VerbatimKind::Ddl, true))
+        );
+        assert_eq!(a("PREPARE s FROM @q"), Some((VerbatimKind::Write, true)));
+        assert_eq!(a("SHOW GRANTS"), Some((VerbatimKind::Read, false)));
     }
 
     #[test]
