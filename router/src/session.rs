@@ -70,6 +70,10 @@ pub struct Session {
     /// rows, last insert id, warnings, info) instead of being written.
     pub defer_ok: bool,
     pub deferred_ok: Option<(u64, u64, u16, String)>,
+    /// While set, a write that fails on some physical shards is undone whole by the router
+    /// (a savepoint or its own transaction): its error is the backend's, not a report of
+    /// what was applied.
+    pub undone_on_error: bool,
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
@@ -150,6 +154,7 @@ impl Session {
             commit_first: Vec::new(),
             defer_ok: false,
             deferred_ok: None,
+            undone_on_error: false,
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,

@@ -22,7 +22,7 @@ use mysql_async::{Row, Value};
 /// connection's character set and `sql_mode`: strings (and decimals, bits, geometries) as
 /// binary strings of their bytes (`CAST(X'…' AS BINARY)`: a string, never a number),
 /// floating-point numbers in their shortest exact form.
-fn literal(v: &Value, no_backslash_escapes: bool) -> String {
+pub(super) fn literal(v: &Value, no_backslash_escapes: bool) -> String {
     match v {
         Value::NULL => "NULL".into(),
         Value::Int(i) => i.to_string(),
@@ -64,22 +64,7 @@ impl Engine {
         let mut lease = self.conn(session, &rt, &ps0).await?;
         let r = self.gather_on(session, &rt, &ks, &g, &mut lease, io).await;
         // The temporary tables go with the statement.
-        let refs = quote_ident(&ks.reference_schema());
-        let mut dropped = true;
-        for t in &g.tables {
-            dropped &= lease
-                .conn
-                .query_drop(format!(
-                    "DROP TEMPORARY TABLE IF EXISTS {refs}.{}",
-                    quote_ident(t)
-                ))
-                .await
-                .is_ok();
-        }
-        if !dropped {
-            // Not reused with a temporary table left on it.
-            lease.dirty = true;
-        }
+        self.drop_gathered(&ks, &g.tables, &mut lease).await;
         self.give_back(session, lease).await;
         r
     }
@@ -92,6 +77,31 @@ impl Engine {
         g: &Gather,
         lease: &mut Lease,
         io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        self.fill_gathered(session, rt, ks, &g.tables, lease)
+            .await?;
+        let stmt = WireStatement::Text {
+            sql: g.sql.as_bytes(),
+            db: None,
+            remap: false,
+        };
+        let unq = Unqualify(Some(ks));
+        self.single(session, lease, &stmt, io, unq, rt).await
+    }
+
+    /// Makes a temporary table like each of `tables` in the keyspace's reference schema on
+    /// `lease`'s connection (logical shard 0's server), filled with the table's rows from
+    /// every logical shard. The caller drops them ([`Engine::drop_gathered`]).
+    ///
+    /// # Errors
+    /// Backend failures; 1235 past `max_gather_rows`.
+    pub(super) async fn fill_gathered(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ks: &KeyspaceRouting,
+        tables: &[String],
+        lease: &mut Lease,
     ) -> Result<(), SqlError> {
         let unq = Unqualify(Some(ks));
         let addr0 = rt
@@ -109,7 +119,7 @@ impl Engine {
                 "this read across logical shards: MariaDB would answer it over the rows of its sharded tables, but they are more than max_gather_rows ({limit})"
             ))
         };
-        for t in &g.tables {
+        for t in tables {
             let temp = format!("{refs}.{}", quote_ident(t));
             lease
                 .conn
@@ -190,11 +200,31 @@ impl Engine {
                 r?;
             }
         }
-        let stmt = WireStatement::Text {
-            sql: g.sql.as_bytes(),
-            db: None,
-            remap: false,
-        };
-        self.single(session, lease, &stmt, io, unq, rt).await
+        Ok(())
+    }
+
+    /// Drops the temporary tables [`Engine::fill_gathered`] made; a connection left with one
+    /// is not reused.
+    pub(super) async fn drop_gathered(
+        &self,
+        ks: &KeyspaceRouting,
+        tables: &[String],
+        lease: &mut Lease,
+    ) {
+        let refs = quote_ident(&ks.reference_schema());
+        let mut dropped = true;
+        for t in tables {
+            dropped &= lease
+                .conn
+                .query_drop(format!(
+                    "DROP TEMPORARY TABLE IF EXISTS {refs}.{}",
+                    quote_ident(t)
+                ))
+                .await
+                .is_ok();
+        }
+        if !dropped {
+            lease.dirty = true;
+        }
     }
 }

@@ -65,6 +65,7 @@ impl Engine {
             Local::CrossJoin(j) => self.cross_join(session, *j, io).await,
             Local::Lookup(p) => Box::pin(self.lookup(session, *p, io)).await,
             Local::Gather(g) => Box::pin(self.gather(session, *g, io)).await,
+            Local::InsertSelect(p) => Box::pin(self.insert_select(session, *p, io)).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;
@@ -460,6 +461,15 @@ impl Engine {
                     txt(&g.sql),
                 ]);
             }
+            // The select's rows are read, then written as inserts routed by shard key.
+            Plan::Local(crate::planner::Local::InsertSelect(p)) => {
+                rows.push(vec![
+                    txt("insert-select (the select's rows read through the router, then inserted in batches routed by shard key)"),
+                    None,
+                    None,
+                    txt(&format!("{}/* rows of: */ {} {}", p.head, p.select, p.tail)),
+                ]);
+            }
             Plan::Local(l) => rows.push(vec![txt("local"), None, None, txt(&format!("{l:?}"))]),
             Plan::Exec(e) => {
                 let route = format!("{}{}", e.route.as_str(), by.unwrap_or_default());
@@ -740,32 +750,34 @@ impl Engine {
         if collation_id == crate::wire::constants::UTF8MB4_GENERAL_CI || collation_id == 0 {
             return None;
         }
-        let names = match KNOWN_COLLATIONS.iter().find(|c| c.0 == collation_id) {
-            Some(&(_, cs, coll)) => Some((cs.to_string(), coll.to_string())),
-            None => {
-                let rt = self.topo.table();
-                let mut found = None;
-                for ps in rt.shard_names() {
-                    let Some(rec) = rt.shards.get(&ps) else {
-                        continue;
-                    };
-                    let Ok(mut c) = self.backends.pool(rec).get_conn().await else {
-                        continue;
-                    };
-                    found = c
-                        .exec_first::<(String, String), _, _>(
-                            "SELECT CHARACTER_SET_NAME, COLLATION_NAME \
-                             FROM information_schema.COLLATIONS WHERE ID = ?",
-                            (collation_id,),
-                        )
-                        .await
-                        .ok()
-                        .flatten();
-                    break;
-                }
-                found
-            }
-        };
+        let names = self.collation_names(u16::from(collation_id)).await;
         names.map(|(cs, coll)| format!("SET NAMES {cs} COLLATE {coll}"))
+    }
+
+    /// The character set and collation of collation id `id`: known ones at once, others as a
+    /// backend's `information_schema.COLLATIONS` names them (`None` when none answers).
+    pub(super) async fn collation_names(&self, id: u16) -> Option<(String, String)> {
+        if let Some(&(_, cs, coll)) = KNOWN_COLLATIONS.iter().find(|c| u16::from(c.0) == id) {
+            return Some((cs.to_string(), coll.to_string()));
+        }
+        let rt = self.topo.table();
+        for ps in rt.shard_names() {
+            let Some(rec) = rt.shards.get(&ps) else {
+                continue;
+            };
+            let Ok(mut c) = self.backends.pool(rec).get_conn().await else {
+                continue;
+            };
+            return c
+                .exec_first::<(String, String), _, _>(
+                    "SELECT CHARACTER_SET_NAME, COLLATION_NAME \
+                     FROM information_schema.COLLATIONS WHERE ID = ?",
+                    (id,),
+                )
+                .await
+                .ok()
+                .flatten();
+        }
+        None
     }
 }

@@ -1279,7 +1279,7 @@ enum Claim {
 const GUARD: &str = "tessera_lookup_update";
 
 /// The number after `name` in an OK packet's info text.
-fn info_number(info: &str, name: &str) -> Option<u64> {
+pub(super) fn info_number(info: &str, name: &str) -> Option<u64> {
     let at = info.find(name)? + name.len();
     info[at..]
         .trim_start()

@@ -31,6 +31,7 @@ mod core;
 mod crossjoin;
 mod execute;
 mod gather;
+mod insert_select;
 mod local;
 pub mod lookup;
 pub mod merge;

@@ -168,7 +168,7 @@ impl Engine {
                 .await;
         }
         let (ps, first) = failures.remove(0);
-        if ok_shards.is_empty() {
+        if ok_shards.is_empty() || session.undone_on_error {
             return Err(first);
         }
         let verb = if in_txn {

@@ -33,6 +33,26 @@ fn first_select(body: &SetExpr) -> Option<&sqlparser::ast::Select> {
 /// 1235 for statements a gather does not answer: not a plain read, locking or `INTO`,
 /// system schemas, no sharded table.
 pub fn plan(sql: &str, session_ks: Option<&str>, rt: &RoutingTable) -> Result<Plan, SqlError> {
+    Ok(Plan::Local(Local::Gather(Box::new(gather(
+        sql, session_ks, rt, false,
+    )?))))
+}
+
+/// The gather of read `sql` over a sharded keyspace whose tables may all be reference tables
+/// (the rows an `INSERT … SELECT` reads: the select then runs on one server as it is).
+///
+/// # Errors
+/// Like [`plan`].
+pub fn source(sql: &str, session_ks: Option<&str>, rt: &RoutingTable) -> Result<Gather, SqlError> {
+    gather(sql, session_ks, rt, true)
+}
+
+fn gather(
+    sql: &str,
+    session_ks: Option<&str>,
+    rt: &RoutingTable,
+    reference_only: bool,
+) -> Result<Gather, SqlError> {
     let stmt = parse_one(sql)?;
     let Statement::Query(q) = &stmt else {
         return Err(SqlError::unsupported(
@@ -74,7 +94,7 @@ pub fn plan(sql: &str, session_ks: Option<&str>, rt: &RoutingTable) -> Result<Pl
             tables.push(t.name.clone());
         }
     }
-    if !ks.sharded || tables.is_empty() {
+    if !ks.sharded || tables.is_empty() && !reference_only {
         return Err(SqlError::unsupported(
             "gathering rows without sharded tables",
         ));
@@ -127,9 +147,9 @@ pub fn plan(sql: &str, session_ks: Option<&str>, rt: &RoutingTable) -> Result<Pl
     }
     let template = p.qualified(&r, edits)?;
     let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&ks.reference_schema()));
-    Ok(Plan::Local(Local::Gather(Box::new(Gather {
+    Ok(Gather {
         keyspace: ks.name.clone(),
         tables,
         sql,
-    }))))
+    })
 }

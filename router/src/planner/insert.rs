@@ -14,6 +14,53 @@ use sqlparser::ast::Spanned;
 use sqlparser::ast::{Expr, SetExpr, Statement, TableObject};
 
 impl<'a> Planner<'a> {
+    /// `INSERT … SELECT` with a sharded table on either side: the statement split around its
+    /// select, for the engine to read the rows and write them as routed inserts.
+    fn insert_select(
+        &self,
+        ins: &sqlparser::ast::Insert,
+        source: &sqlparser::ast::Query,
+        ks: &crate::topology::KeyspaceRouting,
+    ) -> Result<Plan, SqlError> {
+        if ins.columns.is_empty() {
+            return Err(SqlError::unsupported(
+                "INSERT ... SELECT with sharded tables and without a column list",
+            ));
+        }
+        let (start, _) = self
+            .offsets
+            .range(self.sql, source.span())
+            .ok_or_else(|| SqlError::router("cannot locate the SELECT of an INSERT"))?;
+        // The select runs to `ON DUPLICATE KEY UPDATE`, or to the end.
+        let sql = self.sql.as_bytes();
+        let toks = crate::sql::lex::significant(sql, &Default::default());
+        let end = toks
+            .windows(4)
+            .find(|w| {
+                w[0].start >= start
+                    && ["ON", "DUPLICATE", "KEY", "UPDATE"]
+                        .iter()
+                        .zip(w.iter())
+                        .all(|(k, t)| t.is_word(sql, k))
+            })
+            .map_or(self.sql.trim_end().len(), |w| w[0].start);
+        let end = self.sql[..end].trim_end().len();
+        // `INSERT INTO t (a) (SELECT …)`: the parentheses are the select's.
+        let mut start = start;
+        while self.sql[..start].trim_end().ends_with('(') {
+            start = self.sql[..start].trim_end().len() - 1;
+        }
+        let (head, select, tail) = (&self.sql[..start], &self.sql[start..end], &self.sql[end..]);
+        Ok(Plan::Local(Local::InsertSelect(Box::new(
+            plan::InsertSelect {
+                keyspace: ks.name.clone(),
+                head: head.to_string(),
+                select: select.to_string(),
+                tail: tail.to_string(),
+            },
+        ))))
+    }
+
     pub(super) fn insert(&self, stmt: &Statement) -> Result<Plan, SqlError> {
         let Statement::Insert(ins) = stmt else {
             return Err(SqlError::router("not an INSERT"));
@@ -28,6 +75,11 @@ impl<'a> Planner<'a> {
         let Some(target) = r.tables.first().cloned() else {
             return Err(SqlError::router("INSERT without a table"));
         };
+        if let Some(source) = &ins.source {
+            if !matches!(source.body.as_ref(), SetExpr::Values(_)) && r.sharded().count() > 0 {
+                return self.insert_select(ins, source, ks);
+            }
+        }
         if r.sharded().count() > 0 && r.tables.len() > 1 {
             return Err(SqlError::unsupported(
                 "INSERT ... SELECT with sharded tables",

@@ -183,6 +183,23 @@ pub enum Local {
     /// A read answered by MariaDB over the gathered rows of its sharded tables (see
     /// `planner/gather.rs`).
     Gather(Box<Gather>),
+    /// `INSERT … SELECT` with sharded tables on either side: the select's rows are read
+    /// through the router and written as multi-row inserts routed by their shard key (see
+    /// `engine/insert_select.rs`).
+    InsertSelect(Box<InsertSelect>),
+}
+
+/// See [`Local::InsertSelect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertSelect {
+    /// The keyspace the statement is about (the session's or the one its names give).
+    pub keyspace: String,
+    /// The statement before its select: `INSERT [IGNORE] INTO t (cols) `.
+    pub head: String,
+    /// The select, as written.
+    pub select: String,
+    /// What follows the select (`ON DUPLICATE KEY UPDATE …`), as written.
+    pub tail: String,
 }
 
 /// See [`Local::Gather`].

@@ -384,7 +384,7 @@ pub struct InsertWithoutColumns {
 }
 
 /// Finds `INSERT [LOW_PRIORITY | DELAYED | HIGH_PRIORITY] [IGNORE] [INTO] [schema.]table
-/// VALUES|VALUE …` (or `REPLACE …`) without a column list.
+/// VALUES|VALUE|SELECT|WITH …` (or `REPLACE …`) without a column list.
 pub fn insert_without_columns(sql: &[u8], mode: &super::lex::Mode) -> Option<InsertWithoutColumns> {
     use super::lex::Kind;
     let toks = super::lex::significant(sql, mode);
@@ -411,7 +411,10 @@ pub fn insert_without_columns(sql: &[u8], mode: &super::lex::Mode) -> Option<Ins
     } else {
         (None, first, i)
     };
-    if !(is(last + 1, "VALUES") || is(last + 1, "VALUE")) {
+    if !["VALUES", "VALUE", "SELECT", "WITH"]
+        .iter()
+        .any(|w| is(last + 1, w))
+    {
         return None;
     }
     Some(InsertWithoutColumns {

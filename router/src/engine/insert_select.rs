@@ -1,0 +1,312 @@
+//! `INSERT … SELECT` with a sharded table on either side (`planner/insert.rs`).
+//!
+//! The select's rows are read first, all of them, as MariaDB reads them before it writes
+//! (an `INSERT INTO t SELECT … FROM t` never reads its own new rows): straight from each
+//! logical shard when the planner splits the select into per-shard selects whose rows need no
+//! merge, otherwise answered by MariaDB over gathered rows (`engine/gather.rs`). They are read
+//! in the binary protocol with `character_set_results = binary`, so every value is the
+//! column's own bytes, and written back as literals of the column's own character set. Then
+//! they are written as multi-row `INSERT`s of the statement's own head and tail, each planned
+//! like any insert (split by shard key, sequences, lookup vindexes, unique-key checks), all in
+//! one transaction: the client's (undone to a savepoint when the statement fails, as InnoDB
+//! undoes a failed statement), or one of the router's own for an autocommit statement. At
+//! most `max_gather_rows` rows are read; past that the statement is refused before it writes.
+
+use super::core::Engine;
+use super::gather::literal;
+
+use crate::backend::error::from_backend;
+use crate::error::SqlError;
+use crate::planner::plan::{InsertSelect, Targets};
+use crate::planner::{Plan, SavepointOp};
+use crate::session::Session;
+use crate::sql::{quote_ident, LS_PLACEHOLDER};
+use crate::topology::{RoutingTable, Unqualify};
+use crate::wire::PacketIo;
+use mysql_async::prelude::Queryable;
+use mysql_async::Value;
+use std::collections::HashMap;
+
+/// Rows per `INSERT` written.
+const BATCH: usize = 500;
+
+/// The savepoint that makes an `INSERT … SELECT` in a client's transaction all or nothing.
+const GUARD: &str = "__tessera_insert_select";
+
+/// The rows read, and each column's collation id.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<Vec<Value>>,
+    collations: Vec<u16>,
+}
+
+impl Engine {
+    pub(super) async fn insert_select(
+        &self,
+        session: &mut Session,
+        p: InsertSelect,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let read = self.select_rows(session, &p).await?;
+        let literals = self
+            .literals(read, session.lex.no_backslash_escapes)
+            .await?;
+        let own = !session.in_transaction();
+        if own {
+            session.explicit_txn = true;
+        } else {
+            self.savepoint(session, SavepointOp::Set(GUARD.into()))
+                .await?;
+        }
+        let undone = std::mem::replace(&mut session.undone_on_error, true);
+        let r = self.write_rows(session, &p, literals, io).await;
+        session.undone_on_error = undone;
+        match r {
+            Ok((affected, last, warnings, records, duplicates)) => {
+                if own {
+                    self.finish_txn(session, true).await?;
+                } else {
+                    self.savepoint(session, SavepointOp::Release(GUARD.into()))
+                        .await?;
+                }
+                let info =
+                    format!("Records: {records}  Duplicates: {duplicates}  Warnings: {warnings}");
+                self.ok(session, io, affected, last, warnings, &info).await
+            }
+            Err(e) => {
+                if own {
+                    let _ = self.finish_txn(session, false).await;
+                } else if session.in_transaction() {
+                    let _ = self
+                        .savepoint(session, SavepointOp::RollbackTo(GUARD.into()))
+                        .await;
+                    let _ = self
+                        .savepoint(session, SavepointOp::Release(GUARD.into()))
+                        .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Every row of the select, read before anything is written.
+    async fn select_rows(&self, session: &mut Session, p: &InsertSelect) -> Result<Rows, SqlError> {
+        let rt = self.topo.table();
+        let limit = self.max_gather_rows;
+        let plan = crate::planner::plan_session(
+            &p.select,
+            session.keyspace.as_deref(),
+            session.last_insert_id,
+            &rt,
+        );
+        // Per-shard selects whose rows together are the answer, as they are.
+        let direct: Option<(String, Vec<(String, String)>)> = match &plan {
+            Ok(Plan::Exec(e))
+                if e.merge.is_none()
+                    && e.limit.is_none()
+                    && !e.found_rows
+                    && e.held.is_none()
+                    && e.statement_prefix.is_none() =>
+            {
+                let ks = e.keyspace.as_deref().and_then(|k| rt.keyspace(k));
+                match (&e.targets, ks) {
+                    (Targets::Ls { template, ls }, Some(k)) if k.sharded => ls
+                        .iter()
+                        .map(|&l| {
+                            let ps = k.placement.get(l as usize).cloned()?;
+                            let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&k.schema(l)));
+                            Some((ps, sql))
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .map(|v| (k.name.clone(), v)),
+                    (Targets::Reference { sql }, Some(k)) => k
+                        .placement
+                        .first()
+                        .map(|ps| (k.name.clone(), vec![(ps.clone(), sql.clone())])),
+                    // No table: the session's home server answers it.
+                    (Targets::Any { sql }, _) => super::txn::home_shard(session, &rt)
+                        .map(|ps| (String::new(), vec![(ps, sql.clone())])),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let mut out = Rows::default();
+        if let Some((ks, statements)) = direct {
+            let k = rt.keyspace(&ks).cloned();
+            for (ps, sql) in statements {
+                let mut lease = self.conn(session, &rt, &ps).await?;
+                let r = read_rows(&mut lease.conn, &sql, limit, &mut out).await;
+                self.give_back(session, lease).await;
+                let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                r.map_err(|e| match e {
+                    Read::Backend(e) => from_backend(e, &ps, &addr, Unqualify(k.as_ref())),
+                    Read::TooMany => too_many(limit),
+                })?;
+            }
+            return Ok(out);
+        }
+        // Anything else: MariaDB answers the select over the gathered rows.
+        let g = crate::planner::gather::source(&p.select, session.keyspace.as_deref(), &rt)?;
+        let ks = rt
+            .keyspace(&g.keyspace)
+            .ok_or_else(|| SqlError::unknown_database(&g.keyspace))?
+            .clone();
+        let ps0 =
+            ks.placement.first().cloned().ok_or_else(|| {
+                SqlError::router(format!("keyspace {} has no placement", ks.name))
+            })?;
+        let mut lease = self.conn(session, &rt, &ps0).await?;
+        let r = async {
+            self.fill_gathered(session, &rt, &ks, &g.tables, &mut lease)
+                .await?;
+            let addr = rt.shards.get(&ps0).map(|s| s.address()).unwrap_or_default();
+            read_rows(&mut lease.conn, &g.sql, limit, &mut out)
+                .await
+                .map_err(|e| match e {
+                    Read::Backend(e) => from_backend(e, &ps0, &addr, Unqualify(Some(&ks))),
+                    Read::TooMany => too_many(limit),
+                })
+        }
+        .await;
+        self.drop_gathered(&ks, &g.tables, &mut lease).await;
+        self.give_back(session, lease).await;
+        r?;
+        Ok(out)
+    }
+
+    /// Each row as `(literal, …)`: strings in their column's own character set.
+    async fn literals(
+        &self,
+        read: Rows,
+        no_backslash_escapes: bool,
+    ) -> Result<Vec<String>, SqlError> {
+        let mut charsets: HashMap<u16, Option<String>> = HashMap::new();
+        for &c in &read.collations {
+            if c != crate::wire::constants::BINARY_CHARSET && !charsets.contains_key(&c) {
+                let cs = self.collation_names(c).await.map(|(cs, _)| cs);
+                if cs.is_none() {
+                    return Err(SqlError::router(format!(
+                        "INSERT … SELECT: no server names collation {c} of a selected column"
+                    )));
+                }
+                charsets.insert(c, cs);
+            }
+        }
+        Ok(read
+            .rows
+            .into_iter()
+            .map(|row| {
+                let vals: Vec<String> = row
+                    .iter()
+                    .zip(&read.collations)
+                    .map(|(v, c)| match (v, charsets.get(c)) {
+                        (Value::Bytes(b), Some(Some(cs))) => {
+                            let mut s = String::with_capacity(b.len() * 2 + cs.len() + 4);
+                            s.push('_');
+                            s.push_str(cs);
+                            s.push_str(" X'");
+                            for x in b {
+                                s.push_str(&format!("{x:02x}"));
+                            }
+                            s.push('\'');
+                            s
+                        }
+                        (v, _) => literal(v, no_backslash_escapes),
+                    })
+                    .collect();
+                format!("({})", vals.join(", "))
+            })
+            .collect())
+    }
+
+    /// Writes `rows` in batches of multi-row inserts, each planned and run like a client's;
+    /// returns the affected rows, the first generated id, warnings, records and duplicates.
+    async fn write_rows(
+        &self,
+        session: &mut Session,
+        p: &InsertSelect,
+        rows: Vec<String>,
+        io: &mut PacketIo,
+    ) -> Result<(u64, u64, u16, u64, u64), SqlError> {
+        let (mut affected, mut first_id, mut warnings, mut records, mut duplicates) =
+            (0u64, 0u64, 0u16, 0u64, 0u64);
+        for batch in rows.chunks(BATCH) {
+            let sql = format!(
+                "{} VALUES {} {}",
+                p.head.trim_end(),
+                batch.join(", "),
+                p.tail.trim_start()
+            );
+            let rt: std::sync::Arc<RoutingTable> = self.topo.table();
+            let plan = crate::planner::plan_session(
+                sql.trim_end(),
+                session.keyspace.as_deref(),
+                session.last_insert_id,
+                &rt,
+            )?;
+            let outer = std::mem::replace(&mut session.defer_ok, true);
+            let r = Box::pin(self.execute(session, plan, io)).await;
+            session.defer_ok = outer;
+            let done = session.deferred_ok.take();
+            r?;
+            let (a, last, w, info) = done.unwrap_or_default();
+            affected += a;
+            if first_id == 0 {
+                first_id = last;
+            }
+            warnings = warnings.saturating_add(w);
+            records += super::lookup::info_number(&info, "Records:").unwrap_or(batch.len() as u64);
+            duplicates += super::lookup::info_number(&info, "Duplicates:").unwrap_or(0);
+        }
+        Ok((affected, first_id, warnings, records, duplicates))
+    }
+}
+
+enum Read {
+    Backend(mysql_async::Error),
+    TooMany,
+}
+
+impl From<mysql_async::Error> for Read {
+    fn from(e: mysql_async::Error) -> Self {
+        Read::Backend(e)
+    }
+}
+
+fn too_many(limit: u64) -> SqlError {
+    SqlError::unsupported(format!(
+        "INSERT … SELECT of more than max_gather_rows ({limit}) rows across logical shards"
+    ))
+}
+
+/// Reads every row of `sql` on `conn` into `out`, in the columns' own bytes.
+async fn read_rows(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    limit: u64,
+    out: &mut Rows,
+) -> Result<(), Read> {
+    let mut res = conn
+        .exec_iter(
+            format!(
+                "SET STATEMENT character_set_results = binary, \
+                 sql_select_limit = 18446744073709551615 FOR {sql}"
+            ),
+            (),
+        )
+        .await?;
+    if out.collations.is_empty() {
+        out.collations = res
+            .columns()
+            .map(|cs| cs.iter().map(|c| c.character_set()).collect())
+            .unwrap_or_default();
+    }
+    while let Some(row) = res.next().await? {
+        if out.rows.len() as u64 >= limit {
+            return Err(Read::TooMany);
+        }
+        out.rows.push(row.unwrap());
+    }
+    Ok(())
+}
