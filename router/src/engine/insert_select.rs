@@ -17,12 +17,13 @@ use super::gather::literal;
 
 use crate::backend::error::from_backend;
 use crate::error::SqlError;
-use crate::planner::plan::{InsertSelect, Targets};
+use crate::planner::plan::{InsertSelect, SubqueriesFirst, SubqueryKind, Targets};
 use crate::planner::{Plan, SavepointOp};
 use crate::session::Session;
 use crate::sql::{quote_ident, LS_PLACEHOLDER};
 use crate::topology::{RoutingTable, Unqualify};
 use crate::wire::PacketIo;
+use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use std::collections::HashMap;
@@ -33,11 +34,12 @@ const BATCH: usize = 500;
 /// The savepoint that makes an `INSERT … SELECT` in a client's transaction all or nothing.
 const GUARD: &str = "__tessera_insert_select";
 
-/// The rows read, and each column's collation id.
+/// The rows read, and each column's collation id and whether it is a decimal.
 #[derive(Default)]
 struct Rows {
     rows: Vec<Vec<Value>>,
     collations: Vec<u16>,
+    decimal: Vec<bool>,
 }
 
 impl Engine {
@@ -47,7 +49,7 @@ impl Engine {
         p: InsertSelect,
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
-        let read = self.select_rows(session, &p).await?;
+        let read = self.select_rows(session, &p.select).await?;
         let literals = self
             .literals(read, session.lex.no_backslash_escapes)
             .await?;
@@ -90,11 +92,11 @@ impl Engine {
     }
 
     /// Every row of the select, read before anything is written.
-    async fn select_rows(&self, session: &mut Session, p: &InsertSelect) -> Result<Rows, SqlError> {
+    async fn select_rows(&self, session: &mut Session, select: &str) -> Result<Rows, SqlError> {
         let rt = self.topo.table();
         let limit = self.max_gather_rows;
         let plan = crate::planner::plan_session(
-            &p.select,
+            select,
             session.keyspace.as_deref(),
             session.last_insert_id,
             &rt,
@@ -147,7 +149,7 @@ impl Engine {
             return Ok(out);
         }
         // Anything else: MariaDB answers the select over the gathered rows.
-        let g = crate::planner::gather::source(&p.select, session.keyspace.as_deref(), &rt)?;
+        let g = crate::planner::gather::source(select, session.keyspace.as_deref(), &rt)?;
         let ks = rt
             .keyspace(&g.keyspace)
             .ok_or_else(|| SqlError::unknown_database(&g.keyspace))?
@@ -175,6 +177,71 @@ impl Engine {
         Ok(out)
     }
 
+    /// An `UPDATE` or `DELETE` with subqueries over other sharded tables: each subquery is
+    /// answered (all of it, before the statement runs, as MariaDB materialises a subquery over
+    /// the table it writes), its rows written into the statement as values, and the statement
+    /// planned and run again.
+    pub(super) async fn subqueries_first(
+        &self,
+        session: &mut Session,
+        p: SubqueriesFirst,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let mut sql = String::with_capacity(p.sql.len() + 64);
+        let mut at = 0;
+        for q in &p.subqueries {
+            let inner = match q.kind {
+                SubqueryKind::Exists => {
+                    let open = p.sql[q.start..q.end]
+                        .find('(')
+                        .map(|i| q.start + i)
+                        .ok_or_else(|| SqlError::router("EXISTS without a subquery"))?;
+                    &p.sql[open + 1..q.end - 1]
+                }
+                _ => &p.sql[q.start + 1..q.end - 1],
+            };
+            let read = self.select_rows(session, inner).await?;
+            let n = read.rows.len();
+            let rows = self
+                .literals(read, session.lex.no_backslash_escapes)
+                .await?;
+            let values = match q.kind {
+                SubqueryKind::Exists => if n > 0 { "TRUE" } else { "FALSE" }.to_string(),
+                // An empty list is no SQL: an empty subquery stands for it.
+                SubqueryKind::In if rows.is_empty() => "(SELECT 1 FROM DUAL WHERE FALSE)".into(),
+                SubqueryKind::In => format!("({})", rows.join(", ")),
+                SubqueryKind::Scalar => match rows.as_slice() {
+                    [] => "(NULL)".into(),
+                    [one] => one.clone(),
+                    _ => {
+                        return Err(SqlError::new(
+                            1242,
+                            "21000",
+                            "Subquery returns more than 1 row",
+                        ))
+                    }
+                },
+            };
+            sql.push_str(&p.sql[at..q.start]);
+            sql.push_str(&values);
+            at = q.end;
+        }
+        sql.push_str(&p.sql[at..]);
+        let rt = self.topo.table();
+        let plan = crate::planner::plan_session(
+            &sql,
+            session.keyspace.as_deref(),
+            session.last_insert_id,
+            &rt,
+        )?;
+        if matches!(plan, Plan::Local(crate::planner::Local::SubqueriesFirst(_))) {
+            return Err(SqlError::router(
+                "a statement still has subqueries after they were answered",
+            ));
+        }
+        Box::pin(self.execute(session, plan, io)).await
+    }
+
     /// Each row as `(literal, …)`: strings in their column's own character set.
     async fn literals(
         &self,
@@ -200,7 +267,17 @@ impl Engine {
                 let vals: Vec<String> = row
                     .iter()
                     .zip(&read.collations)
-                    .map(|(v, c)| match (v, charsets.get(c)) {
+                    .zip(&read.decimal)
+                    .map(|((v, c), &decimal)| match (v, charsets.get(c)) {
+                        // A decimal as the exact number it is, not a string.
+                        (Value::Bytes(b), _)
+                            if decimal
+                                && !b.is_empty()
+                                && b.iter()
+                                    .all(|x| x.is_ascii_digit() || matches!(x, b'-' | b'.')) =>
+                        {
+                            b.iter().map(|&x| char::from(x)).collect()
+                        }
                         (Value::Bytes(b), Some(Some(cs))) => {
                             let mut s = String::with_capacity(b.len() * 2 + cs.len() + 4);
                             s.push('_');
@@ -297,10 +374,18 @@ async fn read_rows(
         )
         .await?;
     if out.collations.is_empty() {
-        out.collations = res
-            .columns()
-            .map(|cs| cs.iter().map(|c| c.character_set()).collect())
-            .unwrap_or_default();
+        if let Some(cs) = res.columns() {
+            out.collations = cs.iter().map(|c| c.character_set()).collect();
+            out.decimal = cs
+                .iter()
+                .map(|c| {
+                    matches!(
+                        c.column_type(),
+                        ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL
+                    )
+                })
+                .collect();
+        }
     }
     while let Some(row) = res.next().await? {
         if out.rows.len() as u64 >= limit {

@@ -187,6 +187,39 @@ pub enum Local {
     /// through the router and written as multi-row inserts routed by their shard key (see
     /// `engine/insert_select.rs`).
     InsertSelect(Box<InsertSelect>),
+    /// An `UPDATE` or `DELETE` of one sharded table whose subqueries read other sharded
+    /// tables: the subqueries are answered first and written into the statement as values,
+    /// which is then planned again (see `engine/insert_select.rs`).
+    SubqueriesFirst(Box<SubqueriesFirst>),
+}
+
+/// See [`Local::SubqueriesFirst`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubqueriesFirst {
+    pub keyspace: String,
+    /// The statement as written.
+    pub sql: String,
+    /// Its outermost subqueries, in order.
+    pub subqueries: Vec<Subquery>,
+}
+
+/// A subquery of a statement: `sql[start..end]` is `(SELECT …)`, or `EXISTS (SELECT …)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subquery {
+    pub start: usize,
+    pub end: usize,
+    pub kind: SubqueryKind,
+}
+
+/// How a subquery's rows become values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubqueryKind {
+    /// After `IN` / `NOT IN`: a list of rows.
+    In,
+    /// `EXISTS (…)`: true or false.
+    Exists,
+    /// Anywhere else: one row or none (NULL); more is error 1242.
+    Scalar,
 }
 
 /// See [`Local::InsertSelect`].

@@ -88,6 +88,13 @@ impl<'a> Planner<'a> {
             if db.is_none() && ctes.contains(&table.value) {
                 continue;
             }
+            // `FROM DUAL` (unquoted) names no table.
+            if db.is_none()
+                && table.quote_style.is_none()
+                && table.value.eq_ignore_ascii_case("DUAL")
+            {
+                continue;
+            }
             if let Some(d) = db {
                 if SYSTEM_SCHEMAS.contains(&d.value.to_ascii_lowercase().as_str()) {
                     system = true;

@@ -46,6 +46,18 @@ impl<'a> Planner<'a> {
                 )
             });
         if r.tables.len() > 1 && !(one_target && others_reference) {
+            // One table written, the others read by subqueries: those are answered first.
+            if one_target {
+                if let Some(subqueries) = self.outer_subqueries()? {
+                    return Ok(Plan::Local(Local::SubqueriesFirst(Box::new(
+                        super::plan::SubqueriesFirst {
+                            keyspace: ks.name.clone(),
+                            sql: self.sql.to_string(),
+                            subqueries,
+                        },
+                    ))));
+                }
+            }
             return Err(SqlError::unsupported(
                 "multi-table UPDATE or DELETE on sharded tables",
             ));
@@ -216,5 +228,67 @@ impl<'a> Planner<'a> {
             }))));
         }
         Ok(plan)
+    }
+}
+
+impl Planner<'_> {
+    /// The outermost `(SELECT …)` / `(WITH …)` subqueries of the statement, with how each is
+    /// used; `None` when it has none. 1235 for `ANY`/`SOME`/`ALL` comparisons.
+    fn outer_subqueries(&self) -> Result<Option<Vec<super::plan::Subquery>>, SqlError> {
+        use super::plan::{Subquery, SubqueryKind};
+        use crate::sql::lex::Kind;
+        let sql = self.sql.as_bytes();
+        let toks = crate::sql::lex::significant(sql, &Default::default());
+        let punct = |i: usize, c: u8| {
+            toks.get(i)
+                .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+        };
+        let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < toks.len() {
+            if !(punct(i, b'(') && (is(i + 1, "SELECT") || is(i + 1, "WITH"))) {
+                i += 1;
+                continue;
+            }
+            let mut depth = 0usize;
+            let mut close = None;
+            for (j, _) in toks.iter().enumerate().skip(i) {
+                if punct(j, b'(') {
+                    depth += 1;
+                } else if punct(j, b')') {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+            }
+            let Some(close) = close else {
+                return Err(SqlError::router("unbalanced parentheses around a subquery"));
+            };
+            let before = i.checked_sub(1);
+            let kind = match before {
+                Some(b) if is(b, "IN") => SubqueryKind::In,
+                Some(b) if is(b, "EXISTS") => SubqueryKind::Exists,
+                Some(b) if is(b, "ANY") || is(b, "SOME") || is(b, "ALL") => {
+                    return Err(SqlError::unsupported(
+                        "ANY, SOME or ALL over a subquery that reads sharded tables in an UPDATE or DELETE",
+                    ))
+                }
+                _ => SubqueryKind::Scalar,
+            };
+            let start = match (kind, before) {
+                (SubqueryKind::Exists, Some(b)) => toks[b].start,
+                _ => toks[i].start,
+            };
+            out.push(Subquery {
+                start,
+                end: toks[close].end,
+                kind,
+            });
+            i = close + 1;
+        }
+        Ok((!out.is_empty()).then_some(out))
     }
 }
