@@ -49,6 +49,14 @@
 //! - Every `run` drains after each chunk and before verifying, and `cutover` drains to empty
 //!   with the tables fenced and verifies exactly; a resumed copy therefore ends with every row
 //!   as the source holds it, whatever the checkpoint was.
+//!
+//! This holds for one `run` at a time per source keyspace: a chunk read by one run and written
+//! after another run drained a newer value of one of its rows would leave that row stale
+//! without a journal entry (the verification and the cutover's exact check catch it). The
+//! same goes for the one statement a killed run may have left executing on a server: its
+//! rows are beyond the checkpoint (copied again by the next run) or named by journal entries
+//! still there (drained again), so it is harmless unless it outlasts the next run's start and
+//! its copy of those very rows, and then the checks catch it.
 
 use super::flags::TopoFlags;
 use anyhow::{anyhow, bail, Context, Result};
