@@ -236,3 +236,41 @@ pub fn render(d: &Value) -> String {
     ));
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn movetables_show_state_and_rows_copied() {
+        let d = serde_json::json!([
+            {"from": "legacy", "table": "orders", "to": "shop", "state": "copying",
+             "progress": {"to": "shop", "rows_copied": 500, "rows_total": 1000, "done": false}},
+            {"from": "legacy", "table": "kv", "to": "shop", "state": "moved",
+             "progress": {"to": "shop", "rows_copied": 3, "rows_total": 3, "done": true}},
+            {"from": "legacy", "table": "pairs", "to": "shop", "state": "copying"},
+        ]);
+        let o = render_movetables(&d);
+        let line = |t: &str| {
+            o.lines()
+                .find(|l| l.contains(t))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            line("legacy.orders").contains("copying")
+                && line("legacy.orders").contains("[##########----------] 500/~1000 rows"),
+            "{o}"
+        );
+        assert!(
+            line("legacy.kv").contains("moved") && line("legacy.kv").contains("copied 3 rows"),
+            "{o}"
+        );
+        assert!(line("legacy.pairs").contains("copy not started"), "{o}");
+        assert!(render_movetables(&serde_json::json!([])).contains("none"));
+        assert!(
+            render_movetables(&serde_json::json!({"error": "topology did not answer in 2 s"}))
+                .contains("did not answer")
+        );
+    }
+}

@@ -877,4 +877,64 @@ mod tests {
         assert_eq!(snap.keyspaces.len(), 1);
         assert_eq!(snap.shards.len(), 3);
     }
+
+    #[tokio::test]
+    async fn movetables_checkpoints_are_compare_and_set_and_join_the_vschemas() {
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        topo.put_physical_shard(&PhysicalShard {
+            name: "ps0".into(),
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "u".into(),
+            password: None,
+            password_env: None,
+            weight: 1,
+            tls_ca: None,
+        })
+        .await
+        .expect("ps");
+        let v = VSchema::from_yaml(
+            "keyspace: legacy\nsharded: false\nmoved_tables:\n  orders: {to: shop, state: copying}\n  kv: {to: shop, state: moved}\n",
+        )
+        .expect("v");
+        topo.apply_vschema(&v).await.expect("apply");
+        let (mut p, rev) = topo.get_movetables_progress("legacy").await.expect("get");
+        assert_eq!((p.tables.len(), rev), (0, 0));
+        p.tables.insert(
+            "orders".into(),
+            CopyCheckpoint {
+                to: "shop".into(),
+                after: Some("[\"i12\"]".into()),
+                rows_copied: 12,
+                rows_total: 100,
+                done: false,
+                updated_ms: 1,
+            },
+        );
+        let rev = topo.put_movetables_progress(&p, 0).await.expect("put");
+        assert!(matches!(
+            topo.put_movetables_progress(&p, 0).await,
+            Err(TopoError::Conflict { .. })
+        ));
+        let (got, got_rev) = topo.get_movetables_progress("legacy").await.expect("get");
+        assert_eq!((&got, got_rev), (&p, rev));
+        let jobs = topo.movetables_jobs().await.expect("jobs");
+        assert_eq!(jobs.len(), 2);
+        let orders = jobs.iter().find(|j| j.table == "orders").expect("orders");
+        assert_eq!(orders.progress.as_ref().map(|c| c.rows_copied), Some(12));
+        let kv = jobs.iter().find(|j| j.table == "kv").expect("kv");
+        assert_eq!(
+            (kv.state, kv.progress.is_none()),
+            (crate::MoveState::Moved, true)
+        );
+        // A record emptied is removed.
+        p.tables.clear();
+        topo.put_movetables_progress(&p, rev).await.expect("clear");
+        assert_eq!(
+            topo.get_movetables_progress("legacy").await.expect("get").1,
+            0
+        );
+        // Routers' snapshots ignore the record.
+        assert!(topo.snapshot().await.is_ok());
+    }
 }
