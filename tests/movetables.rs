@@ -346,7 +346,11 @@ async fn tables_move_online_into_a_sharded_keyspace_and_back() {
     let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")
         .await
         .expect("run again");
-    assert!(run.verified, "{run:?}");
+    // The rollback cleared the checkpoints: copied again from the first row.
+    assert!(
+        run.verified && run.resumed == 0 && run.rows >= 3500,
+        "{run:?}"
+    );
     tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
         .await
         .expect("cutover again");
@@ -359,6 +363,12 @@ async fn tables_move_online_into_a_sharded_keyspace_and_back() {
         .await
         .expect("source tables");
     assert_eq!(left, Some(0), "the source tables are dropped");
+    let (progress, _) = h
+        .topo
+        .get_movetables_progress("legacy")
+        .await
+        .expect("checkpoints");
+    assert!(progress.tables.is_empty(), "{progress:?}");
     drop((r, d));
     h.stop().await;
 }
@@ -454,5 +464,294 @@ async fn tables_move_into_another_unsharded_keyspace() {
         .expect("read after");
     assert_eq!(rows.len(), 4);
     drop(r);
+    h.stop().await;
+}
+
+/// A `tessera movetables run` killed (SIGKILL) in the middle of its copy, while a writer keeps
+/// writing through the router: `tessera status` shows the table copying with the rows its
+/// checkpoint holds, a second `run` resumes after the checkpoint (a table whose copy had
+/// finished is only caught up and verified), and after the cutover every acknowledged write is
+/// there with its last value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_after_its_checkpoint() {
+    use tokio::io::AsyncBufReadExt;
+    const ROWS: u64 = 80_000;
+    let h = Harness::start(2, 0, LEGACY).await;
+    let (p, _) = h
+        .topo
+        .get_placement("legacy")
+        .await
+        .expect("placement")
+        .expect("legacy placed");
+    let ps: usize = p.shards[0]
+        .ps
+        .trim_start_matches("ps")
+        .parse()
+        .expect("ps index");
+    let mut d = h.direct(ps).await;
+    for sql in [
+        "CREATE TABLE legacy.orders (order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, \
+         amount BIGINT NOT NULL, note TEXT, KEY (customer_id))",
+        "CREATE TABLE legacy.kv (k VARCHAR(32) PRIMARY KEY, v BLOB)",
+        "INSERT INTO legacy.kv VALUES ('a', x'01'), ('b', NULL), ('c', x'0304')",
+    ] {
+        d.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let model: Model = Arc::default();
+    {
+        let mut m = model.lock().await;
+        let mut rows = Vec::with_capacity(5000);
+        for i in 1..=ROWS {
+            let (cust, amount) = (i % 450 + 1, i * 7 % 1000);
+            m.insert(i, (cust, amount));
+            rows.push(format!("({i}, {cust}, {amount}, 'n{i}')"));
+            if rows.len() == 5000 || i == ROWS {
+                d.query_drop(format!(
+                    "INSERT INTO legacy.orders (order_id, customer_id, amount, note) VALUES {}",
+                    rows.join(", ")
+                ))
+                .await
+                .expect("orders");
+                rows.clear();
+            }
+        }
+    }
+    d.query_drop("ANALYZE TABLE legacy.orders")
+        .await
+        .expect("analyze");
+    let shop = tessera_topo::VSchema::from_yaml(SHOP).expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &shop)
+        .await
+        .expect("apply shop");
+
+    // The harness's topology, served over HTTP to the `tessera` processes.
+    let topo_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("topo port");
+    let topo_addr = topo_listener.local_addr().expect("addr").to_string();
+    let app = tessera_topo::http::server::router(h.topo.store().clone(), None, None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tessera_topo::http::server::serve(
+        topo_listener,
+        app,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tessera = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        c.args(args)
+            .args(["--topo", &topo_addr])
+            .env("TESSERA_TOKEN_FILE", dir.path().join("no-token"))
+            .env_remove("TESSERA_TOPO_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&h, model.clone(), stop.clone(), 3);
+    let tables = vec!["orders".to_string(), "kv".to_string()];
+    tessera::cli::movetables::movetables_start(&h.topo, "legacy", "shop", &tables)
+        .await
+        .expect("start");
+
+    // The first run (throttled, so that its copy takes a few seconds): killed once it has
+    // shown progress on orders (its first checkpoint is written with its first progress line).
+    let mut first = tessera(&[
+        "movetables",
+        "run",
+        "--from",
+        "legacy",
+        "--max-rows-per-sec",
+        "15000",
+    ])
+    .spawn()
+    .expect("spawn run");
+    let mut lines = tokio::io::BufReader::new(first.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    let progressed = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push(l.clone());
+            if l.starts_with("[backfill] legacy.orders [") && !l.contains(" 0/~") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(progressed, "the first run showed no progress: {seen:?}");
+    first.kill().await.expect("SIGKILL the first run");
+    assert!(
+        seen.iter().all(|l| !l.contains("rows copied in")),
+        "the first run finished before it was killed: {seen:?}"
+    );
+    let (progress, _) = h
+        .topo
+        .get_movetables_progress("legacy")
+        .await
+        .expect("checkpoints");
+    let cp = progress
+        .tables
+        .get("orders")
+        .cloned()
+        .expect("a checkpoint of orders");
+    assert!(
+        cp.rows_copied > 0 && cp.rows_copied < ROWS && !cp.done && cp.after.is_some(),
+        "{cp:?}"
+    );
+    assert!(
+        progress.tables.get("kv").is_some_and(|c| c.done),
+        "{progress:?}"
+    );
+
+    // `tessera status` (through the router's admin endpoint) shows the move and its progress.
+    let admin = h
+        .router
+        .as_ref()
+        .and_then(|r| r.admin_addr())
+        .expect("admin address")
+        .to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["status", "--admin", &admin])
+        .output()
+        .await
+        .expect("tessera status");
+    let status = String::from_utf8_lossy(&out.stdout);
+    let line = status
+        .lines()
+        .find(|l| l.contains("legacy.orders"))
+        .unwrap_or_else(|| panic!("no movetables line in:\n{status}"));
+    assert!(
+        line.contains("shop")
+            && line.contains("copying")
+            && line.contains(&format!("{}/~", cp.rows_copied)),
+        "{line}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("legacy.kv") && l.contains("copied 3 rows")),
+        "{status}"
+    );
+
+    // The second run resumes after the checkpoint and finishes.
+    let out = tessera(&["movetables", "run", "--from", "legacy"])
+        .output()
+        .await
+        .expect("second run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "second run: {stdout}\n{err}");
+    let resumed = err
+        .lines()
+        .find_map(|l| l.strip_prefix("[backfill] legacy.orders resumed after "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the second run did not resume: {err}"));
+    assert_eq!(resumed, cp.rows_copied, "{err}");
+    assert!(
+        err.contains("[backfill] legacy.kv was copied by an earlier run"),
+        "{err}"
+    );
+    let copied: u64 = stdout
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // The rows after the checkpoint (some deleted, some inserted by the writer since).
+    assert!(
+        copied > 0 && copied < ROWS - resumed + 5000,
+        "copied {copied} after {resumed}: {stdout}"
+    );
+    assert!(stdout.contains("verified:"), "{stdout}");
+    let (progress, _) = h
+        .topo
+        .get_movetables_progress("legacy")
+        .await
+        .expect("checkpoints");
+    assert!(
+        progress.tables.get("orders").is_some_and(|c| c.done),
+        "{progress:?}"
+    );
+    let out = tessera(&["movetables", "status", "--from", "legacy"])
+        .output()
+        .await
+        .expect("movetables status");
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("legacy.orders -> shop: copying, copy done")),
+        "{st}"
+    );
+
+    // Cut over while the writer writes; every acknowledged write is there.
+    tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
+        .await
+        .expect("cutover");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let writes = w.await.expect("writer");
+    assert!(writes > 20, "the writer wrote {writes}");
+    let want = model.lock().await.clone();
+    let mut r = h.conn(Some("legacy")).await;
+    let full = "SELECT order_id, customer_id, amount FROM orders";
+    let mut got = BTreeMap::new();
+    for _ in 0..100 {
+        // Until this router has seen the switch end, a read may meet its retriable 1205.
+        match r.query::<(u64, u64, u64), _>(full).await {
+            Ok(rows) => {
+                got = rows.into_iter().map(|(i, c, a)| (i, (c, a))).collect();
+                break;
+            }
+            Err(mysql_async::Error::Server(e)) if e.code == 1205 => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{full}: {e}"),
+        }
+    }
+    assert_same("after the cutover, through the router", &got, &want);
+    let mut direct = BTreeMap::new();
+    let (shop_p, _) = h
+        .topo
+        .get_placement("shop")
+        .await
+        .expect("placement")
+        .expect("shop");
+    for ls in 0..8usize {
+        let i: usize = shop_p.shards[ls]
+            .ps
+            .trim_start_matches("ps")
+            .parse()
+            .expect("index");
+        let mut c = h.direct(i).await;
+        for (k, v) in orders_seen(
+            &mut c,
+            &format!("SELECT order_id, customer_id, amount FROM shop_{ls:04}.orders"),
+        )
+        .await
+        {
+            assert!(
+                direct.insert(k, v).is_none(),
+                "order {k} in two logical shards"
+            );
+        }
+    }
+    assert_same("after the cutover, in the logical shards", &direct, &want);
+    let n: Option<u64> = r.query_first("SELECT COUNT(*) FROM kv").await.expect("kv");
+    assert_eq!(n, Some(3));
+    println!(
+        "resumed after {resumed} of {ROWS} rows (checkpoint {}), {copied} copied by the second run, {writes} writes",
+        cp.rows_copied
+    );
+    drop((r, d));
+    let _ = stop_tx.send(());
+    let _ = server.await;
     h.stop().await;
 }

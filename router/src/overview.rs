@@ -275,7 +275,8 @@ impl Overview {
         *self.sizes.lock().unwrap_or_else(|p| p.into_inner()) = out;
     }
 
-    /// Routers, jobs and topology nodes (cached for a second; errors reported in place).
+    /// Routers, jobs, movetables and topology nodes (cached for a second; errors reported in
+    /// place).
     async fn cluster(&self) -> serde_json::Value {
         let mut slow = self.slow.lock().await;
         if let Some((at, v)) = slow.as_ref() {
@@ -294,6 +295,14 @@ impl Overview {
             Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
             Err(_) => serde_json::json!({ "error": "topology did not answer in 2 s" }),
         };
+        // Tables `tessera movetables` moves: state from the vschemas, copy progress from
+        // its checkpoints (the journal backlog is `tessera movetables status`'s: counting it
+        // here would scan each source journal every second).
+        let movetables = match tokio::time::timeout(t, self.topo.movetables_jobs()).await {
+            Ok(Ok(j)) => serde_json::to_value(j).unwrap_or_default(),
+            Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+            Err(_) => serde_json::json!({ "error": "topology did not answer in 2 s" }),
+        };
         let nodes: Vec<serde_json::Value> = self
             .topo
             .store()
@@ -305,7 +314,12 @@ impl Overview {
                 Err(e) => serde_json::json!({ "endpoint": ep, "error": e }),
             })
             .collect();
-        let v = serde_json::json!({ "routers": routers, "jobs": jobs, "topo_nodes": nodes });
+        let v = serde_json::json!({
+            "routers": routers,
+            "jobs": jobs,
+            "movetables": movetables,
+            "topo_nodes": nodes,
+        });
         *slow = Some((Instant::now(), v.clone()));
         v
     }
@@ -460,6 +474,7 @@ impl Overview {
             "keyspaces": keyspaces,
             "routers": cluster["routers"],
             "jobs": cluster["jobs"],
+            "movetables": cluster["movetables"],
             "topo_nodes": cluster["topo_nodes"],
             "top_queries": self.top(15),
             "shadow": shadow,

@@ -413,7 +413,8 @@ impl TopologyCache {
                     match w.recv().await {
                         Some(Ok(ev)) => {
                             // Take the burst, then re-list once — unless it only touched router
-                            // registrations and jobs, which routing does not read.
+                            // registrations, jobs or copy checkpoints, which routing does not
+                            // read.
                             let mut relevant = routing_key(&ev.kv.key);
                             while let Ok(Ok(ev)) = w.try_recv() {
                                 relevant |= routing_key(&ev.kv.key);
@@ -448,9 +449,12 @@ impl TopologyCache {
     }
 }
 
-/// Whether a change to `key` can change routing (router registrations and jobs cannot).
+/// Whether a change to `key` can change routing (router registrations, jobs and movetables'
+/// copy checkpoints cannot).
 fn routing_key(key: &str) -> bool {
-    !(key.starts_with("/tessera/routers/") || key.starts_with("/tessera/jobs/"))
+    !(key.starts_with("/tessera/routers/")
+        || key.starts_with("/tessera/jobs/")
+        || key.starts_with(tessera_topo::records::MOVETABLES))
 }
 
 /// Maps logical-shard schema names in backend text (messages, column definitions) back to

@@ -17,6 +17,46 @@
 //! 4. `rollback` (after `cutover`) holds them again, fences the target, copies the rows the
 //!    target journalled since the cutover back to the source, and serves the source again
 //!    (`copying`); `complete` drops the source tables and the journals.
+//!
+//! # Resuming a copy
+//!
+//! `run` records, per table, the primary key of the last row copied and the rows copied so
+//! far in topo ([`MoveTablesProgress`](tessera_topo::MoveTablesProgress),
+//! `/tessera/movetables/{source keyspace}`): at most
+//! every [`CHECKPOINT_EVERY`] and when a table's last chunk is copied (then marked done). A
+//! `run` that stopped (killed, a lost connection) is simply run again: each table continues
+//! after its checkpoint, a table marked done is only caught up with the journal and verified.
+//! `start` and `rollback` of a table clear its checkpoint (its next copy begins at the first
+//! row), and so does `complete`.
+//!
+//! Why skipping the rows up to a checkpoint loses nothing:
+//!
+//! - A checkpoint is written only after the chunk it names was written to the target (each
+//!   `REPLACE` commits before the checkpoint is put), so every row with a key up to the
+//!   checkpoint reached the target with its value as of the moment its chunk was read; a
+//!   checkpoint that lags only makes rows be copied twice, which `REPLACE` of the current row
+//!   makes harmless.
+//! - The journal is installed by `start`, before any row is copied, inside the writers' own
+//!   transactions: every row written since then (by anyone) has a journal entry that commits
+//!   with the write. So a row changed after its chunk was read has an entry that the chunk
+//!   never covered.
+//! - `drain` deletes only the journal entries it read (by their `_seq`, never a range: an
+//!   entry of a transaction still open when the batch was read may carry a lower `_seq` and
+//!   commit later), and only after the rows they name were read from the source as they are
+//!   now and written to the target. A crash between the two leaves the entries in place, and
+//!   the next drain copies those rows again. So an entry disappears only once its row's value
+//!   at least as new as the write it records is on the target.
+//! - Every `run` drains after each chunk and before verifying, and `cutover` drains to empty
+//!   with the tables fenced and verifies exactly; a resumed copy therefore ends with every row
+//!   as the source holds it, whatever the checkpoint was.
+//!
+//! This holds for one `run` at a time per source keyspace: a chunk read by one run and written
+//! after another run drained a newer value of one of its rows would leave that row stale
+//! without a journal entry (the verification and the cutover's exact check catch it). The
+//! same goes for the one statement a killed run may have left executing on a server: its
+//! rows are beyond the checkpoint (copied again by the next run) or named by journal entries
+//! still there (drained again), so it is harmless unless it outlasts the next run's start and
+//! its copy of those very rows, and then the checks catch it.
 
 use super::flags::TopoFlags;
 use anyhow::{anyhow, bail, Context, Result};
@@ -32,13 +72,16 @@ use tessera_router::sql::quote_ident as qi;
 use tessera_router::topology::{RoutingTable, TableRouting};
 use tessera_router::vindex;
 use tessera_shardmove::{
-    install_fence, install_journal, remove_fence, remove_journal, table_meta, TableMeta,
+    decode_key, encode_key, install_fence, install_journal, remove_fence, remove_journal,
+    table_meta, TableMeta,
 };
-use tessera_topo::{MoveState, MovedTable, Topo};
+use tessera_topo::{CopyCheckpoint, MoveState, MovedTable, Topo, TopoError};
 
 /// Rows per backfill chunk and per journal batch.
 const CHUNK: usize = 2000;
 const BATCH: usize = 500;
+/// Longest time between two copy checkpoints of a table.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Subcommand, Debug)]
 pub enum MoveTablesCmd {
@@ -57,10 +100,14 @@ pub enum MoveTablesCmd {
         #[command(flatten)]
         topo: TopoFlags,
     },
-    /// Copy the tables being moved out of `--from`, catch up with the journal, verify.
+    /// Copy the tables being moved out of `--from`, catch up with the journal, verify. A run
+    /// that stopped resumes after the rows it copied.
     Run {
         #[arg(long)]
         from: String,
+        /// Copy at most this many rows a second (to spare a busy source). Default: no limit.
+        #[arg(long)]
+        max_rows_per_sec: Option<u64>,
         #[command(flatten)]
         topo: TopoFlags,
     },
@@ -109,13 +156,29 @@ pub async fn run(c: MoveTablesCmd) -> Result<()> {
                 tables.join(", ")
             );
         }
-        MoveTablesCmd::Run { from, topo } => {
-            let r = movetables_run(&topo.topo()?, &from).await?;
+        MoveTablesCmd::Run {
+            from,
+            max_rows_per_sec,
+            topo,
+        } => {
+            let r = movetables_run_with(
+                &topo.topo()?,
+                &from,
+                RunOptions {
+                    max_rows_per_sec: max_rows_per_sec.filter(|n| *n > 0),
+                },
+            )
+            .await?;
             println!(
-                "{} rows copied in {:.1} s ({:.0} rows/s), {} journal rows caught up; verified: {}",
+                "{} rows copied in {:.1} s ({:.0} rows/s){}, {} journal rows caught up; verified: {}",
                 r.rows,
                 r.seconds,
                 r.rows as f64 / r.seconds.max(0.001),
+                if r.resumed > 0 {
+                    format!(", after {} rows an earlier run copied", r.resumed)
+                } else {
+                    String::new()
+                },
                 r.journal,
                 if r.verified {
                     "equal"
@@ -142,11 +205,21 @@ pub async fn run(c: MoveTablesCmd) -> Result<()> {
         MoveTablesCmd::Status { from, topo } => {
             let t = topo.topo()?;
             let m = Mover::new(&t, &from).await?;
+            let (progress, _) = t.get_movetables_progress(&from).await?;
+            if m.moved.is_empty() {
+                println!("no table of {from} is being moved");
+            }
             for (name, mt) in &m.moved {
-                let backlog = m.backlog(name).await.unwrap_or(0);
+                // The source journal is gone after `complete`.
+                let backlog = match m.backlog(name).await {
+                    Ok(n) => n.to_string(),
+                    Err(_) => "-".into(),
+                };
                 println!(
-                    "{from}.{name} -> {}: {:?}, journal backlog {backlog}",
-                    mt.to, mt.state
+                    "{from}.{name} -> {}: {}, {}, journal backlog {backlog}",
+                    mt.to,
+                    state_name(mt.state),
+                    copy_progress(progress.tables.get(name).filter(|c| c.to == mt.to))
                 );
             }
             m.backends.disconnect_all().await;
@@ -155,10 +228,45 @@ pub async fn run(c: MoveTablesCmd) -> Result<()> {
     Ok(())
 }
 
+/// A move state as `movetables status` shows it.
+fn state_name(s: MoveState) -> &'static str {
+    match s {
+        MoveState::Copying => "copying",
+        MoveState::Switching => "switching",
+        MoveState::Moved => "moved",
+    }
+}
+
+/// A table's copy checkpoint, described.
+fn copy_progress(cp: Option<&CopyCheckpoint>) -> String {
+    let Some(cp) = cp else {
+        return "copy not started".into();
+    };
+    let ago = now_ms().saturating_sub(cp.updated_ms) / 1000;
+    if cp.done {
+        format!("copy done ({} rows, {ago} s ago)", cp.rows_copied)
+    } else {
+        format!(
+            "copied {}/~{} rows (checkpoint {ago} s ago; a run resumes after it)",
+            cp.rows_copied, cp.rows_total
+        )
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// What `run` did.
 #[derive(Debug, Default, Clone)]
 pub struct RunReport {
+    /// Rows this run copied.
     pub rows: u64,
+    /// Rows earlier runs had copied (per their checkpoints), not copied again.
+    pub resumed: u64,
     pub journal: u64,
     pub seconds: f64,
     pub verified: bool,
@@ -306,6 +414,38 @@ impl Mover {
             .filter(|(_, m)| m.state == state)
             .map(|(t, m)| (t.clone(), m.to.clone()))
             .collect()
+    }
+
+    /// Records the copy checkpoint of `table` (re-reading the record, so that a concurrent
+    /// `start` or `rollback` of another table keeps its change).
+    async fn save_checkpoint(&self, table: &str, cp: &CopyCheckpoint) -> Result<()> {
+        for attempt in 0.. {
+            let (mut p, rev) = self.topo.get_movetables_progress(&self.from).await?;
+            p.tables.insert(table.to_string(), cp.clone());
+            match self.topo.put_movetables_progress(&p, rev).await {
+                Ok(_) => return Ok(()),
+                Err(TopoError::Conflict { .. }) if attempt < 5 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the copy checkpoints of `tables` (their next copy starts at the first row).
+    async fn clear_checkpoints(&self, tables: &[String]) -> Result<()> {
+        for attempt in 0.. {
+            let (mut p, rev) = self.topo.get_movetables_progress(&self.from).await?;
+            if !tables.iter().any(|t| p.tables.contains_key(t)) {
+                return Ok(());
+            }
+            p.tables.retain(|t, _| !tables.contains(t));
+            match self.topo.put_movetables_progress(&p, rev).await {
+                Ok(_) => return Ok(()),
+                Err(TopoError::Conflict { .. }) if attempt < 5 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn backlog(&self, table: &str) -> Result<u64> {
@@ -485,37 +625,12 @@ async fn drain(
             return Ok(n);
         }
         let full = got.len();
-        let mut max = 0u64;
-        let mut keys: Vec<Vec<Value>> = Vec::new();
-        for r in got {
-            let mut v = r.unwrap();
-            let seq = match v.first() {
-                Some(Value::UInt(u)) => *u,
-                Some(Value::Int(i)) => u64::try_from(*i).unwrap_or(0),
-                Some(Value::Bytes(b)) => std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
-                _ => 0,
-            };
-            max = max.max(seq);
-            let key = v.split_off(1);
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-            n += 1;
-        }
+        let (seqs, keys) = journal_batch(got);
+        n += seqs.len() as u64;
+        // The rows first, then their entries: an entry is gone only once its row is copied.
         let rows = rows_of(src, schema, t, &keys).await?;
         apply_rows(conns, target, t, &keys, rows, true).await?;
-        src.exec_drop(
-            format!(
-                "DELETE FROM {}.{} WHERE `_seq` <= ?",
-                qi(schema),
-                qi(&t.journal())
-            ),
-            (max,),
-        )
-        .await?;
+        delete_seqs(src, schema, t, &seqs).await?;
         // Caught up (a batch that was not full): what writers add meanwhile waits for the
         // next drain, which always comes after this one (a writer faster than the drain is
         // never chased for ever).
@@ -523,6 +638,44 @@ async fn drain(
             return Ok(n);
         }
     }
+}
+
+/// Splits journal rows (`_seq`, then the key) into their `_seq`s and their distinct keys.
+fn journal_batch(got: Vec<Row>) -> (Vec<Value>, Vec<Vec<Value>>) {
+    let mut seqs = Vec::with_capacity(got.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut keys = Vec::new();
+    for r in got {
+        let mut v = r.unwrap();
+        if v.is_empty() {
+            continue;
+        }
+        let key = v.split_off(1);
+        seqs.extend(v);
+        if seen.insert(tessera_shardmove::key_string(&key)) {
+            keys.push(key);
+        }
+    }
+    (seqs, keys)
+}
+
+/// Deletes the journal entries `seqs` of `t` in `schema`: exactly those read, never a range (an
+/// entry of a transaction still open when they were read may hold a lower `_seq` and commit
+/// later; its row has not been copied).
+async fn delete_seqs(c: &mut Conn, schema: &str, t: &TableMeta, seqs: &[Value]) -> Result<()> {
+    for batch in seqs.chunks(10_000) {
+        c.exec_drop(
+            format!(
+                "DELETE FROM {}.{} WHERE `_seq` IN ({})",
+                qi(schema),
+                qi(&t.journal()),
+                vec!["?"; batch.len()].join(", ")
+            ),
+            batch.to_vec(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The next `limit` rows of `schema.t` in primary-key order after key `after` (from the
@@ -664,6 +817,8 @@ pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[Strin
             metas.push(meta);
         }
         install_journal(&mut src, &schema, &metas).await?;
+        // A table started (again) is copied from its first row.
+        m.clear_checkpoints(tables).await?;
         m.set_state(tables, Some(MoveState::Copying), to).await
     }
     .await;
@@ -676,13 +831,28 @@ pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[Strin
 /// # Errors
 /// Nothing copying, backend failures.
 pub async fn movetables_run(topo: &Topo, from: &str) -> Result<RunReport> {
+    movetables_run_with(topo, from, RunOptions::default()).await
+}
+
+/// How `run` copies.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Rows copied per second at most (`None`: as fast as the servers go).
+    pub max_rows_per_sec: Option<u64>,
+}
+
+/// `run` with options: see the module doc.
+///
+/// # Errors
+/// Nothing copying, backend failures.
+pub async fn movetables_run_with(topo: &Topo, from: &str, o: RunOptions) -> Result<RunReport> {
     let m = Mover::new(topo, from).await?;
-    let r = run_copy(&m).await;
+    let r = run_copy(&m, &o).await;
     m.backends.disconnect_all().await;
     r
 }
 
-async fn run_copy(m: &Mover) -> Result<RunReport> {
+async fn run_copy(m: &Mover, o: &RunOptions) -> Result<RunReport> {
     let tables = m.in_state(MoveState::Copying);
     if tables.is_empty() {
         bail!(
@@ -693,7 +863,26 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
     let started = Instant::now();
     let mut report = RunReport::default();
     let tty = std::io::stderr().is_terminal();
-    for (name, _) in &tables {
+    let (progress, _) = m.topo.get_movetables_progress(&m.from).await?;
+    for (name, to) in &tables {
+        // A checkpoint for another target is not this copy's.
+        let mut cp = progress
+            .tables
+            .get(name)
+            .filter(|c| &c.to == to)
+            .cloned()
+            .unwrap_or_else(|| CopyCheckpoint {
+                to: to.clone(),
+                ..Default::default()
+            });
+        if cp.done {
+            eprintln!(
+                "[backfill] {}.{name} was copied by an earlier run ({} rows): catching up and verifying",
+                m.from, cp.rows_copied
+            );
+            report.resumed += cp.rows_copied;
+            continue;
+        }
         let t = m.meta(name).await?;
         let target = m.target(name, &t)?;
         let (mut src, schema) = m.source_conn().await?;
@@ -705,10 +894,27 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
                 name.replace('\'', "''")
             ))
             .await?;
-        let total = total.unwrap_or(0).max(1);
-        let mut after: Option<Vec<Value>> = None;
-        let mut copied = 0u64;
+        cp.rows_total = total.unwrap_or(0);
+        let mut after: Option<Vec<Value>> = match &cp.after {
+            Some(k) => Some(
+                decode_key(k)
+                    .with_context(|| format!("the copy checkpoint of {}.{name}", m.from))?,
+            ),
+            None => None,
+        };
+        if after.is_some() {
+            eprintln!(
+                "[backfill] {}.{name} resumed after {} rows",
+                m.from, cp.rows_copied
+            );
+            report.resumed += cp.rows_copied;
+        } else {
+            cp.rows_copied = 0;
+        }
+        // Rows copied by this run, for its rate.
+        let mut copied_now = 0u64;
         let mut last_note = Instant::now();
+        let mut last_save = Instant::now();
         loop {
             let rows = key_chunk(
                 &mut src,
@@ -723,20 +929,32 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
             if let Some(last) = rows.last() {
                 after = Some(t.key_of(last));
             }
-            copied += got as u64;
             apply_rows(&mut conns, &target, &t, &[], rows, false).await?;
+            copied_now += got as u64;
+            cp.rows_copied += got as u64;
             // Rows written since this chunk was read are copied again, after it.
             report.journal += drain(&mut src, &schema, &mut conns, &target, &t).await?;
-            if last_note.elapsed() >= Duration::from_secs(2) || got < CHUNK {
+            let finished = got < CHUNK;
+            // Only rows already written to the target are behind a checkpoint.
+            if finished || last_save.elapsed() >= CHECKPOINT_EVERY {
+                last_save = Instant::now();
+                cp.after = after.as_deref().map(encode_key);
+                cp.done = finished;
+                cp.updated_ms = now_ms();
+                m.save_checkpoint(name, &cp).await?;
+            }
+            if last_note.elapsed() >= Duration::from_secs(2) || finished {
                 last_note = Instant::now();
-                let frac = (copied as f64 / total as f64).min(1.0);
+                let shown_total = cp.rows_total.max(cp.rows_copied).max(1);
+                let frac = (cp.rows_copied as f64 / shown_total as f64).min(1.0);
                 let filled = (frac * 20.0) as usize;
                 let line = format!(
-                    "[backfill] {}.{name} [{}{}] {copied}/~{total} rows, {:.0} rows/s",
+                    "[backfill] {}.{name} [{}{}] {}/~{shown_total} rows, {:.0} rows/s",
                     m.from,
                     "#".repeat(filled),
                     "-".repeat(20 - filled),
-                    copied as f64 / started.elapsed().as_secs_f64().max(0.001)
+                    cp.rows_copied,
+                    copied_now as f64 / started.elapsed().as_secs_f64().max(0.001)
                 );
                 if tty {
                     eprint!("\r\x1b[2K{line}");
@@ -744,14 +962,20 @@ async fn run_copy(m: &Mover) -> Result<RunReport> {
                     eprintln!("{line}");
                 }
             }
-            if got < CHUNK {
+            if finished {
                 break;
+            }
+            if let Some(rate) = o.max_rows_per_sec {
+                let due = Duration::from_secs_f64((report.rows + copied_now) as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
         if tty {
             eprintln!();
         }
-        report.rows += copied;
+        report.rows += copied_now;
     }
     report.seconds = started.elapsed().as_secs_f64();
     // Verified after catching up; writes meanwhile can make a check differ: caught up and
@@ -890,7 +1114,7 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
         // Every key the target journalled, then each row as it is now wherever it lives.
         loop {
             let mut keys: Vec<Vec<Value>> = Vec::new();
-            let mut seen: Vec<(String, String, u64)> = Vec::new();
+            let mut seen: Vec<(String, String, Vec<Value>)> = Vec::new();
             let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
             for (ps, s) in &target.places {
                 let c = conns
@@ -904,18 +1128,14 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
                         qi(&t.journal())
                     ))
                     .await?;
-                let mut max = None;
-                for r in got {
-                    let mut v = r.unwrap();
-                    let seq: u64 = mysql_async::from_value_opt(v[0].clone()).unwrap_or(0);
-                    max = Some(max.unwrap_or(0).max(seq));
-                    let key = v.split_off(1);
+                let (seqs, got_keys) = journal_batch(got);
+                for key in got_keys {
                     if !keys.contains(&key) {
                         keys.push(key);
                     }
                 }
-                if let Some(max) = max {
-                    seen.push((ps.clone(), s.clone(), max));
+                if !seqs.is_empty() {
+                    seen.push((ps.clone(), s.clone(), seqs));
                 }
             }
             if keys.is_empty() {
@@ -931,19 +1151,11 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
             delete_keys(&mut src, &schema, &t, &keys).await?;
             replace_rows(&mut src, &schema, &t, &rows).await?;
             copied += keys.len() as u64;
-            for (ps, s, max) in seen {
+            for (ps, s, seqs) in seen {
                 let c = conns
                     .get_mut(&ps)
                     .ok_or_else(|| anyhow!("no connection to {ps}"))?;
-                c.exec_drop(
-                    format!(
-                        "DELETE FROM {}.{} WHERE `_seq` <= ?",
-                        qi(&s),
-                        qi(&t.journal())
-                    ),
-                    (max,),
-                )
-                .await?;
+                delete_seqs(c, &s, &t, &seqs).await?;
             }
         }
         for (ps, s) in &target.places {
@@ -956,6 +1168,8 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
         metas.push(t);
     }
     remove_fence(&mut src, &schema, &metas).await?;
+    // A later `run` copies them again from the first row.
+    m.clear_checkpoints(&names).await?;
     m.set_state(&names, Some(MoveState::Copying), &to).await?;
     Ok(copied)
 }
@@ -987,7 +1201,8 @@ pub async fn movetables_complete(topo: &Topo, from: &str) -> Result<()> {
             src.query_drop(format!("DROP TABLE IF EXISTS {}.{}", qi(&schema), qi(name)))
                 .await?;
         }
-        Ok(())
+        let names: Vec<String> = tables.into_iter().map(|(t, _)| t).collect();
+        m.clear_checkpoints(&names).await
     }
     .await;
     m.backends.disconnect_all().await;

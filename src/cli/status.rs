@@ -46,6 +46,43 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The tables `tessera movetables` moves, as text: source, table, target, state, rows copied
+/// of the source's estimate (the journal backlog: `tessera movetables status`).
+fn render_movetables(v: &Value) -> String {
+    let mut o = String::from("\nmovetables\n");
+    match v.as_array() {
+        Some(jobs) if !jobs.is_empty() => {
+            for j in jobs {
+                let p = &j["progress"];
+                let copy = if p.is_null() {
+                    "copy not started".to_string()
+                } else if p["done"].as_bool().unwrap_or(false) {
+                    format!("copied {} rows", n(&p["rows_copied"]))
+                } else {
+                    let done = n(&p["rows_copied"]);
+                    let total = n(&p["rows_total"]).max(done).max(1);
+                    let filled = ((done * 20) / total) as usize;
+                    format!(
+                        "[{}{}] {done}/~{} rows",
+                        "#".repeat(filled),
+                        "-".repeat(20 - filled),
+                        n(&p["rows_total"])
+                    )
+                };
+                o.push_str(&format!(
+                    "  {:<28} -> {:<12} {:<9} {copy}\n",
+                    format!("{}.{}", s(&j["from"]), s(&j["table"])),
+                    s(&j["to"]),
+                    s(&j["state"]),
+                ));
+            }
+        }
+        Some(_) | None if v.is_null() || v.is_array() => o.push_str("  none\n"),
+        _ => o.push_str(&format!("  {}\n", s(&v["error"]))),
+    }
+    o
+}
+
 /// The overview as text.
 pub fn render(d: &Value) -> String {
     let mut o = String::new();
@@ -138,6 +175,7 @@ pub fn render(d: &Value) -> String {
         Some(_) => o.push_str("  none\n"),
         None => o.push_str(&format!("  {}\n", s(&d["jobs"]["error"]))),
     }
+    o.push_str(&render_movetables(&d["movetables"]));
     o.push_str("\nrouters\n");
     for rt in d["routers"].as_array().into_iter().flatten() {
         let epochs: Vec<String> = rt["epochs"]
@@ -197,4 +235,42 @@ pub fn render(d: &Value) -> String {
         n(&sh["mismatched"])
     ));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn movetables_show_state_and_rows_copied() {
+        let d = serde_json::json!([
+            {"from": "legacy", "table": "orders", "to": "shop", "state": "copying",
+             "progress": {"to": "shop", "rows_copied": 500, "rows_total": 1000, "done": false}},
+            {"from": "legacy", "table": "kv", "to": "shop", "state": "moved",
+             "progress": {"to": "shop", "rows_copied": 3, "rows_total": 3, "done": true}},
+            {"from": "legacy", "table": "pairs", "to": "shop", "state": "copying"},
+        ]);
+        let o = render_movetables(&d);
+        let line = |t: &str| {
+            o.lines()
+                .find(|l| l.contains(t))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            line("legacy.orders").contains("copying")
+                && line("legacy.orders").contains("[##########----------] 500/~1000 rows"),
+            "{o}"
+        );
+        assert!(
+            line("legacy.kv").contains("moved") && line("legacy.kv").contains("copied 3 rows"),
+            "{o}"
+        );
+        assert!(line("legacy.pairs").contains("copy not started"), "{o}");
+        assert!(render_movetables(&serde_json::json!([])).contains("none"));
+        assert!(
+            render_movetables(&serde_json::json!({"error": "topology did not answer in 2 s"}))
+                .contains("did not answer")
+        );
+    }
 }

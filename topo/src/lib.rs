@@ -41,8 +41,9 @@ pub use http::client::HttpStore;
 pub use memory::MemoryStore;
 pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
-    Job, Keyspace, LogicalShardState, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
-    RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
+    CopyCheckpoint, Job, Keyspace, LogicalShardState, MoveTablesJob, MoveTablesProgress,
+    PhysicalShard, Placement, PlacementEntry, ResultShadowSpec, RouterRegistration, TableProgress,
+    Topo, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{

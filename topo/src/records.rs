@@ -8,6 +8,7 @@
 //! | `/tessera/shards/{name}` | [`PhysicalShard`] |
 //! | `/tessera/placement/{keyspace}` | [`Placement`] (one record per keyspace, so a flip is one CAS) |
 //! | `/tessera/routers/{id}` | router registration, under a lease |
+//! | `/tessera/movetables/{keyspace}` | [`MoveTablesProgress`]: copy checkpoints of `tessera movetables` |
 
 use crate::error::{Result, TopoError};
 use crate::store::{Condition, KeyValue, Store};
@@ -23,6 +24,8 @@ const SHARDS: &str = "/tessera/shards/";
 const PLACEMENT: &str = "/tessera/placement/";
 const ROUTERS: &str = "/tessera/routers/";
 const JOBS: &str = "/tessera/jobs/";
+/// Copy checkpoints of `tessera movetables`, one record per source keyspace.
+pub const MOVETABLES: &str = "/tessera/movetables/";
 
 /// A live router, registered under a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +119,61 @@ pub struct VerifyCounts {
     pub mismatched: u64,
     pub missing_on_target: u64,
     pub extra_on_target: u64,
+}
+
+/// The copy progress of `tessera movetables run` for the tables moving out of one keyspace,
+/// so that a `run` that stopped (killed, a lost connection) resumes after the last rows it
+/// copied.
+///
+/// Kept in its own record rather than in the keyspace's vschema next to
+/// [`MovedTable`](crate::MovedTable): a checkpoint is written every few seconds while copying,
+/// and every change of a keyspace record makes every router re-read the topology and rebuild
+/// its routing, and would race with `tessera vschema apply`. Routers do not watch this record for
+/// routing; the state of each table (copying, switching, moved) stays in the vschema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveTablesProgress {
+    /// The source keyspace.
+    pub keyspace: String,
+    /// Per table being copied.
+    #[serde(default)]
+    pub tables: BTreeMap<String, CopyCheckpoint>,
+}
+
+/// How far one table's copy got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyCheckpoint {
+    /// The keyspace it is copied to.
+    pub to: String,
+    /// The primary key of the last row copied (as `tessera_shardmove::encode_key` writes
+    /// it); `None`: nothing copied yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Rows copied so far (over every `run`).
+    #[serde(default)]
+    pub rows_copied: u64,
+    /// The source's estimate of its rows when the copy last started.
+    #[serde(default)]
+    pub rows_total: u64,
+    /// Whether every row was copied (a later `run` only catches up and verifies).
+    #[serde(default)]
+    pub done: bool,
+    /// Unix milliseconds of the last update.
+    #[serde(default)]
+    pub updated_ms: u64,
+}
+
+/// A table that `tessera movetables` moves or moved, with its copy progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveTablesJob {
+    /// The source keyspace.
+    pub from: String,
+    pub table: String,
+    /// The target keyspace.
+    pub to: String,
+    pub state: crate::vschema::MoveState,
+    /// The copy's checkpoint, if a `run` recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<CopyCheckpoint>,
 }
 
 const CANDIDATES: &str = "/tessera/candidates/";
@@ -671,6 +729,79 @@ impl Topo {
             .await
     }
 
+    /// The copy checkpoints of the tables moving out of keyspace `from`, and the record's
+    /// revision (0: none yet).
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn get_movetables_progress(&self, from: &str) -> Result<(MoveTablesProgress, u64)> {
+        match self.store.get(&format!("{MOVETABLES}{from}")).await? {
+            Some(kv) => Ok((decode(&kv)?, kv.mod_revision)),
+            None => Ok((
+                MoveTablesProgress {
+                    keyspace: from.to_string(),
+                    tables: BTreeMap::new(),
+                },
+                0,
+            )),
+        }
+    }
+
+    /// Writes the copy checkpoints of keyspace `p.keyspace` if the record is still at
+    /// `expected` (0: absent), so that two `run`s never both advance it; returns the new
+    /// revision. An empty record is deleted.
+    ///
+    /// # Errors
+    /// [`TopoError::Conflict`] when someone else changed it first; store failures.
+    pub async fn put_movetables_progress(
+        &self,
+        p: &MoveTablesProgress,
+        expected: u64,
+    ) -> Result<u64> {
+        let key = format!("{MOVETABLES}{}", p.keyspace);
+        if p.tables.is_empty() {
+            if expected == 0 {
+                return Ok(0);
+            }
+            self.store
+                .delete(&key, Condition::ModRevision(expected))
+                .await?;
+            return Ok(0);
+        }
+        self.store
+            .put(&key, &encode(p), Condition::ModRevision(expected), None)
+            .await
+    }
+
+    /// Every table `tessera movetables` moves or moved (from the keyspaces' vschemas), with
+    /// its copy checkpoint.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn movetables_jobs(&self) -> Result<Vec<MoveTablesJob>> {
+        let (kvs, _) = self.store.list(KEYSPACES).await?;
+        let (progress, _) = self.store.list(MOVETABLES).await?;
+        let mut progress: BTreeMap<String, MoveTablesProgress> = progress
+            .iter()
+            .map(|kv| decode::<MoveTablesProgress>(kv).map(|p| (p.keyspace.clone(), p)))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::new();
+        for kv in &kvs {
+            let ks: Keyspace = decode(kv)?;
+            let mut p = progress.remove(&ks.vschema.keyspace).unwrap_or_default();
+            for (table, m) in &ks.vschema.moved_tables {
+                out.push(MoveTablesJob {
+                    from: ks.vschema.keyspace.clone(),
+                    table: table.clone(),
+                    to: m.to.clone(),
+                    state: m.state,
+                    progress: p.tables.remove(table),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Lists every job.
     ///
     /// # Errors
@@ -745,5 +876,65 @@ mod tests {
         let snap = topo.snapshot().await.expect("snap");
         assert_eq!(snap.keyspaces.len(), 1);
         assert_eq!(snap.shards.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn movetables_checkpoints_are_compare_and_set_and_join_the_vschemas() {
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        topo.put_physical_shard(&PhysicalShard {
+            name: "ps0".into(),
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "u".into(),
+            password: None,
+            password_env: None,
+            weight: 1,
+            tls_ca: None,
+        })
+        .await
+        .expect("ps");
+        let v = VSchema::from_yaml(
+            "keyspace: legacy\nsharded: false\nmoved_tables:\n  orders: {to: shop, state: copying}\n  kv: {to: shop, state: moved}\n",
+        )
+        .expect("v");
+        topo.apply_vschema(&v).await.expect("apply");
+        let (mut p, rev) = topo.get_movetables_progress("legacy").await.expect("get");
+        assert_eq!((p.tables.len(), rev), (0, 0));
+        p.tables.insert(
+            "orders".into(),
+            CopyCheckpoint {
+                to: "shop".into(),
+                after: Some("[\"i12\"]".into()),
+                rows_copied: 12,
+                rows_total: 100,
+                done: false,
+                updated_ms: 1,
+            },
+        );
+        let rev = topo.put_movetables_progress(&p, 0).await.expect("put");
+        assert!(matches!(
+            topo.put_movetables_progress(&p, 0).await,
+            Err(TopoError::Conflict { .. })
+        ));
+        let (got, got_rev) = topo.get_movetables_progress("legacy").await.expect("get");
+        assert_eq!((&got, got_rev), (&p, rev));
+        let jobs = topo.movetables_jobs().await.expect("jobs");
+        assert_eq!(jobs.len(), 2);
+        let orders = jobs.iter().find(|j| j.table == "orders").expect("orders");
+        assert_eq!(orders.progress.as_ref().map(|c| c.rows_copied), Some(12));
+        let kv = jobs.iter().find(|j| j.table == "kv").expect("kv");
+        assert_eq!(
+            (kv.state, kv.progress.is_none()),
+            (crate::MoveState::Moved, true)
+        );
+        // A record emptied is removed.
+        p.tables.clear();
+        topo.put_movetables_progress(&p, rev).await.expect("clear");
+        assert_eq!(
+            topo.get_movetables_progress("legacy").await.expect("get").1,
+            0
+        );
+        // Routers' snapshots ignore the record.
+        assert!(topo.snapshot().await.is_ok());
     }
 }
