@@ -1196,6 +1196,10 @@ async fn admin_users_run_server_statements_on_their_keyspace_server() {
         .expect("FTWRL");
     let (code, msg) = error_code(&mut dba, "INSERT INTO t VALUES (1)").await;
     assert_eq!(code, 1223, "{msg}");
+    // A keyspace made elsewhere would wait for the session's own lock: refused as MariaDB
+    // refuses it.
+    let (code, msg) = error_code(&mut dba, "CREATE DATABASE locked_out").await;
+    assert_eq!(code, 1223, "{msg}");
     dba.query_drop("UNLOCK TABLES").await.expect("unlock");
     dba.query_drop("INSERT INTO t VALUES (1)")
         .await

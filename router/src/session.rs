@@ -74,6 +74,10 @@ pub struct Session {
     /// (a savepoint or its own transaction): its error is the backend's, not a report of
     /// what was applied.
     pub undone_on_error: bool,
+    /// The session took the global read lock (`FLUSH TABLES WITH READ LOCK`, an admin's) on
+    /// its reserved connection and has not unlocked it: what the router would run on other
+    /// connections of that server would wait for it forever.
+    pub global_read_lock: bool,
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
@@ -155,6 +159,7 @@ impl Session {
             defer_ok: false,
             deferred_ok: None,
             undone_on_error: false,
+            global_read_lock: false,
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,

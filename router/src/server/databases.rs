@@ -96,6 +96,14 @@ pub(super) async fn run(
         .find(|u| u.name == session.user)
         .is_none_or(|u| u.create_keyspaces)
         && session.grants.may_use(&d.name);
+    // Made on another connection, it would wait for the session's own global read lock.
+    if session.global_read_lock && !session.reserved.is_empty() {
+        return Err(SqlError::new(
+            1223,
+            "HY000",
+            "Can't execute the query because you have a conflicting read lock",
+        ));
+    }
     if session.grants.read_only {
         return Err(crate::session::Grants::read_only_refusal(&session.user));
     }

@@ -348,6 +348,9 @@ async fn statement(
     // What an admin runs on a whole server opens no transaction (nor does a `SET GLOBAL` on
     // one server).
     let admin_statement = session.grants.admin && class.reach.is_some() && class.admin.is_some();
+    let leads = |w: &str| toks.first().is_some_and(|t| t.is_word(bytes, w));
+    let read_lock = admin_statement && leads("FLUSH") && class.admin.is_some_and(|a| a.reserves);
+    let unlock = leads("UNLOCK");
     if admin_statement && class.admin.is_some_and(|a| a.kind != VerbatimKind::Read) {
         session.opens_no_txn = true;
         // A session's own variables set beside a global one would be set on one backend
@@ -631,6 +634,13 @@ async fn statement(
         may_gather,
     )
     .await;
+    if r.is_ok() {
+        if read_lock {
+            session.global_read_lock = true;
+        } else if unlock {
+            session.global_read_lock = false;
+        }
+    }
     match home {
         Some(ps) if r.is_ok() && !local_vars.is_empty() => {
             shared
