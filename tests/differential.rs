@@ -2413,6 +2413,13 @@ fn writes() -> Vec<W> {
         w("INSERT INTO customer (name) VALUES ('no key')", C).refusable(&["shard key"]),
         w("INSERT INTO customer (customer_id, name) SELECT customer_id + 1000000000, name FROM customer WHERE customer_id = 42", C)
             .refusable(&["INSERT ... SELECT"]),
+        // Rows read across logical shards, then inserted where their shard key sends them.
+        w("INSERT INTO customer (customer_id, name, score) SELECT customer_id + 2000000000, CONCAT(name, '*'), score FROM customer WHERE score > 990", C),
+        w("INSERT INTO orders (order_id, customer_id, amount, status) SELECT order_id + 30000000, customer_id + 1, amount, status FROM orders WHERE amount > 4950", O),
+        w("INSERT INTO customer (customer_id, name, score) SELECT 3000000000 + COUNT(*), country_code, MAX(score) FROM customer GROUP BY country_code", C),
+        w("DELETE FROM orders WHERE customer_id IN (SELECT customer_id FROM customer WHERE score < -95)", O),
+        w("UPDATE orders SET status = 'vip' WHERE customer_id = (SELECT MAX(customer_id) FROM customer WHERE score > 990 AND customer_id < 2000000000)", O),
+        w("UPDATE customer SET note = 'no orders' WHERE customer_id NOT IN (SELECT customer_id FROM orders) AND customer_id < 100", C),
         w("INSERT INTO orders (order_id, customer_id, amount, status) VALUES (20000001, 900001, 10.00, 'new'), (20000002, 900002, 20.00, 'new'), (20000003, 42, 30.00, 'new')", O),
         // orders' primary key (order_id) lacks its shard key (customer_id): a conflicting row
         // may live on another logical shard, so conflict-resolving writes are refused.

@@ -31,6 +31,7 @@ mod crossjoin;
 mod ddl;
 pub mod gather;
 mod insert;
+mod joins;
 mod keys;
 mod local;
 mod lookup;

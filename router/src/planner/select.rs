@@ -1,21 +1,21 @@
 //! Reads: `SELECT` on one logical shard, several, or all of them (with the merge it needs).
 
-use super::ast::{column_ref, conjuncts, ident_parts, limit_number};
+use super::ast::{conjuncts, limit_number};
 use super::keys::key_set;
 use super::merge;
 use super::plan::{KeyAt, Plan, RouteKind, StmtKind};
-use super::resolve::{Planner, Resolved, TableRef};
+use super::resolve::{Planner, Resolved};
 
 use crate::error::SqlError;
 use crate::sql::rewrite::{quote_ident, Edits, Offsets};
 use crate::topology::TableRouting;
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments,
-    JoinConstraint, JoinOperator, LimitClause, Query, SetExpr, Statement, TableFactor, Value,
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments, LimitClause,
+    Query, SetExpr, Statement, TableFactor, Value,
 };
 use sqlparser::dialect::MySqlDialect;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 use tessera_topo::{KeyType, VindexKind};
 
@@ -173,106 +173,15 @@ impl<'a> Planner<'a> {
             ));
         };
         // Aliases: name or alias -> table name, for the sharded tables in FROM.
-        let mut aliases: HashMap<String, String> = HashMap::new();
-        let mut join_eqs: Vec<&Expr> = Vec::new();
-        for twj in &select.from {
-            let mut factors = vec![&twj.relation];
-            for j in &twj.joins {
-                factors.push(&j.relation);
-                let constraint = match &j.join_operator {
-                    JoinOperator::Join(c)
-                    | JoinOperator::Inner(c)
-                    | JoinOperator::Left(c)
-                    | JoinOperator::LeftOuter(c)
-                    | JoinOperator::Right(c)
-                    | JoinOperator::RightOuter(c)
-                    | JoinOperator::StraightJoin(c) => Some(c),
-                    _ => None,
-                };
-                match constraint {
-                    Some(JoinConstraint::On(e)) => conjuncts(e, &mut join_eqs),
-                    Some(JoinConstraint::Using(_)) => {
-                        return Err(SqlError::unsupported(
-                            "JOIN ... USING over sharded tables (write the ON condition)",
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            for f in factors {
-                if let TableFactor::Table { name, alias, .. } = f {
-                    if let Some(t) =
-                        ident_parts(name).and_then(|p| p.last().map(|i| i.value.clone()))
-                    {
-                        aliases.insert(t.clone(), t.clone());
-                        if let Some(a) = alias {
-                            aliases.insert(a.name.value.clone(), t);
-                        }
-                    }
-                }
-            }
-        }
+        let super::joins::FromJoins { aliases, join_eqs } = super::joins::from_joins(&select.from)?;
         let mut where_conj: Vec<&Expr> = Vec::new();
         if let Some(w) = &select.selection {
             conjuncts(w, &mut where_conj);
         }
-        let key_of = |e: &Expr| -> Option<(String, (VindexKind, KeyType))> {
-            let (qual, col) = column_ref(e)?;
-            let candidates: Vec<&TableRef> = r
-                .sharded()
-                .filter(|t| match &qual {
-                    Some(q) => aliases.get(q).is_some_and(|n| *n == t.name),
-                    None => true,
-                })
-                .filter(|t| matches!(&t.routing, TableRouting::Sharded { shard_key, .. } if shard_key.eq_ignore_ascii_case(&col)))
-                .collect();
-            let names: BTreeSet<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
-            if names.len() != 1 {
-                return None;
-            }
-            match &candidates[0].routing {
-                TableRouting::Sharded {
-                    vindex, key_type, ..
-                } => Some((candidates[0].name.clone(), (*vindex, *key_type))),
-                _ => None,
-            }
-        };
+        let key_of = |e: &Expr| super::joins::shard_key_of(&r, &aliases, e);
         // Every sharded table must be joined to the others on equal shard keys.
-        let sharded_names: BTreeSet<String> = r.sharded().map(|t| t.name.clone()).collect();
-        if sharded_names.len() > 1 || r.sharded().count() > 1 {
-            let mut uf: HashMap<String, String> = sharded_names
-                .iter()
-                .map(|n| (n.clone(), n.clone()))
-                .collect();
-            fn find(uf: &HashMap<String, String>, x: &str) -> String {
-                let mut cur = x.to_string();
-                while let Some(p) = uf.get(&cur) {
-                    if *p == cur {
-                        break;
-                    }
-                    cur = p.clone();
-                }
-                cur
-            }
-            for e in join_eqs.iter().chain(where_conj.iter()) {
-                if let Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } = e
-                {
-                    if let (Some((a, va)), Some((b, vb))) = (key_of(left), key_of(right)) {
-                        if va == vb {
-                            let (ra, rb) = (find(&uf, &a), find(&uf, &b));
-                            uf.insert(ra, rb);
-                        }
-                    }
-                }
-            }
-            let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
-            if roots.len() > 1 || r.sharded().count() > sharded_names.len() {
-                return self.cross_join(&ks.name, select, q);
-            }
+        if !super::joins::co_located(&r, &aliases, join_eqs.iter().chain(where_conj.iter())) {
+            return self.cross_join(&ks.name, select, q);
         }
         // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).
         let key_vindex = |e: &Expr| key_of(e).map(|(_, v)| v);

@@ -45,6 +45,9 @@ impl<'a> Planner<'a> {
                     TableRouting::Sharded { .. } | TableRouting::Reference
                 )
             });
+        if r.tables.len() > 1 && !one_target {
+            return self.co_located_write(stmt, &r, ks);
+        }
         if r.tables.len() > 1 && !(one_target && others_reference) {
             // One table written, the others read by subqueries: those are answered first.
             if one_target {
@@ -290,5 +293,112 @@ impl Planner<'_> {
             i = close + 1;
         }
         Ok((!out.is_empty()).then_some(out))
+    }
+}
+
+impl Planner<'_> {
+    /// A multi-table `UPDATE` or `DELETE` (joins) whose sharded tables are all joined on
+    /// their shard keys (the others reference tables): every logical shard runs it over its
+    /// own rows, as one server would over all of them.
+    fn co_located_write(
+        &self,
+        stmt: &Statement,
+        r: &super::resolve::Resolved<'_>,
+        ks: &crate::topology::KeyspaceRouting,
+    ) -> Result<Plan, SqlError> {
+        use sqlparser::ast::{FromTable, UpdateTableFromKind};
+        let refuse = |why: &str| {
+            Err(SqlError::unsupported(format!(
+                "multi-table UPDATE or DELETE on sharded tables {why}"
+            )))
+        };
+        let (from, selection): (Vec<&sqlparser::ast::TableWithJoins>, Option<&Expr>) = match stmt {
+            Statement::Update(u) => {
+                let mut f = vec![&u.table];
+                if let Some(UpdateTableFromKind::BeforeSet(t) | UpdateTableFromKind::AfterSet(t)) =
+                    &u.from
+                {
+                    f.extend(t.iter());
+                }
+                if u.limit.is_some() {
+                    return refuse("with LIMIT");
+                }
+                (f, u.selection.as_ref())
+            }
+            Statement::Delete(d) => {
+                let mut f: Vec<&sqlparser::ast::TableWithJoins> = match &d.from {
+                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => {
+                        t.iter().collect()
+                    }
+                };
+                if let Some(u) = &d.using {
+                    f.extend(u.iter());
+                }
+                if d.limit.is_some() || !d.order_by.is_empty() {
+                    return refuse("with ORDER BY or LIMIT");
+                }
+                (f, d.selection.as_ref())
+            }
+            _ => return Err(SqlError::router("not an UPDATE or DELETE")),
+        };
+        if r.tables.iter().any(|t| {
+            !matches!(
+                t.routing,
+                TableRouting::Sharded { .. } | TableRouting::Reference
+            )
+        }) {
+            return refuse("joined with unsharded tables");
+        }
+        if r.sharded().any(
+            |t| matches!(&t.routing, TableRouting::Sharded { lookups, .. } if !lookups.is_empty()),
+        ) {
+            return refuse("with a lookup vindex");
+        }
+        let from: Vec<sqlparser::ast::TableWithJoins> = from.into_iter().cloned().collect();
+        let joins = super::joins::from_joins(&from)?;
+        let mut where_conj: Vec<&Expr> = Vec::new();
+        if let Some(w) = selection {
+            conjuncts(w, &mut where_conj);
+        }
+        if !super::joins::co_located(
+            r,
+            &joins.aliases,
+            joins.join_eqs.iter().chain(where_conj.iter()),
+        ) {
+            return refuse("not joined on their shard keys");
+        }
+        // A shard key set in place would leave its row on the wrong logical shard.
+        if let Statement::Update(u) = stmt {
+            for a in &u.assignments {
+                let col = a.target.to_string();
+                let col = col.rsplit('.').next().unwrap_or(&col).trim_matches('`');
+                if r.sharded().any(|t| {
+                    matches!(&t.routing, TableRouting::Sharded { shard_key, .. } if shard_key.eq_ignore_ascii_case(col))
+                }) {
+                    return refuse("setting a shard key");
+                }
+            }
+        }
+        self.check_subqueries(stmt)?;
+        let key_vindex =
+            |e: &Expr| super::joins::shard_key_of(r, &joins.aliases, e).map(|(_, v)| v);
+        let ls: Option<Vec<u32>> = selection
+            .and_then(|w| key_set(w, &key_vindex, ks.logical_shards))
+            .map(|t| {
+                if t.is_empty() {
+                    vec![0]
+                } else {
+                    t.into_iter().collect()
+                }
+            });
+        // The tables a multi-table DELETE deletes from are found by MariaDB in the
+        // connection's current schema, which the router's connections to logical shards have
+        // none of.
+        if matches!(stmt, Statement::Delete(d) if !d.tables.is_empty()) {
+            return refuse("(DELETE t FROM … / DELETE FROM t USING …)");
+        }
+        let edits = Edits::default();
+        let sql = self.qualified(r, edits)?;
+        Ok(self.exec_for(ks, r, sql, StmtKind::Write, ls, None, false))
     }
 }

@@ -1,0 +1,142 @@
+//! How the tables of a `FROM` clause join: which name or alias stands for which table, and
+//! whether every sharded table is joined to the others on equal shard keys of the same
+//! vindex (then each logical shard answers for its own rows, as if alone).
+
+use super::ast::{column_ref, ident_parts};
+use super::resolve::{Resolved, TableRef};
+
+use crate::error::SqlError;
+use crate::topology::TableRouting;
+use sqlparser::ast::{
+    BinaryOperator, Expr, JoinConstraint, JoinOperator, TableFactor, TableWithJoins,
+};
+use std::collections::{BTreeSet, HashMap};
+use tessera_topo::{KeyType, VindexKind};
+
+/// The tables of a `FROM` clause: name or alias -> table name, and the conjuncts of the
+/// joins' `ON` conditions.
+#[derive(Default)]
+pub(super) struct FromJoins<'e> {
+    pub(super) aliases: HashMap<String, String>,
+    pub(super) join_eqs: Vec<&'e Expr>,
+}
+
+/// Reads `from`; 1235 for `JOIN … USING` (whose columns the router does not resolve).
+pub(super) fn from_joins<'e>(from: &'e [TableWithJoins]) -> Result<FromJoins<'e>, SqlError> {
+    let mut out = FromJoins::default();
+    for twj in from {
+        let mut factors = vec![&twj.relation];
+        for j in &twj.joins {
+            factors.push(&j.relation);
+            let constraint = match &j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::StraightJoin(c) => Some(c),
+                _ => None,
+            };
+            match constraint {
+                Some(JoinConstraint::On(e)) => super::ast::conjuncts(e, &mut out.join_eqs),
+                Some(JoinConstraint::Using(_)) => {
+                    return Err(SqlError::unsupported(
+                        "JOIN ... USING over sharded tables (write the ON condition)",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for f in factors {
+            if let TableFactor::Table { name, alias, .. } = f {
+                if let Some(t) = ident_parts(name).and_then(|p| p.last().map(|i| i.value.clone())) {
+                    out.aliases.insert(t.clone(), t.clone());
+                    if let Some(a) = alias {
+                        out.aliases.insert(a.name.value.clone(), t);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sharded table whose shard key column `e` is (qualified by a name or alias of
+/// `aliases`, or unqualified when only one sharded table has a shard key of that name), with
+/// its vindex and key type.
+pub(super) fn shard_key_of(
+    r: &Resolved<'_>,
+    aliases: &HashMap<String, String>,
+    e: &Expr,
+) -> Option<(String, (VindexKind, KeyType))> {
+    let (qual, col) = column_ref(e)?;
+    let candidates: Vec<&TableRef> = r
+        .sharded()
+        .filter(|t| match &qual {
+            Some(q) => aliases.get(q).is_some_and(|n| *n == t.name),
+            None => true,
+        })
+        .filter(|t| matches!(&t.routing, TableRouting::Sharded { shard_key, .. } if shard_key.eq_ignore_ascii_case(&col)))
+        .collect();
+    let names: BTreeSet<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
+    if names.len() != 1 {
+        return None;
+    }
+    match &candidates[0].routing {
+        TableRouting::Sharded {
+            vindex, key_type, ..
+        } => Some((candidates[0].name.clone(), (*vindex, *key_type))),
+        _ => None,
+    }
+}
+
+/// Whether every sharded table of `r` appears once and is joined to the others by equalities
+/// (among `eqs`) of shard keys with the same vindex and key type.
+pub(super) fn co_located<'e>(
+    r: &Resolved<'_>,
+    aliases: &HashMap<String, String>,
+    eqs: impl Iterator<Item = &'e &'e Expr>,
+) -> bool {
+    let sharded_names: BTreeSet<String> = r.sharded().map(|t| t.name.clone()).collect();
+    if r.sharded().count() > sharded_names.len() {
+        return false;
+    }
+    if sharded_names.len() <= 1 {
+        return true;
+    }
+    let mut uf: HashMap<String, String> = sharded_names
+        .iter()
+        .map(|n| (n.clone(), n.clone()))
+        .collect();
+    fn find(uf: &HashMap<String, String>, x: &str) -> String {
+        let mut cur = x.to_string();
+        while let Some(p) = uf.get(&cur) {
+            if *p == cur {
+                break;
+            }
+            cur = p.clone();
+        }
+        cur
+    }
+    for e in eqs {
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = e
+        {
+            if let (Some((a, va)), Some((b, vb))) = (
+                shard_key_of(r, aliases, left),
+                shard_key_of(r, aliases, right),
+            ) {
+                if va == vb {
+                    let (ra, rb) = (find(&uf, &a), find(&uf, &b));
+                    uf.insert(ra, rb);
+                }
+            }
+        }
+    }
+    let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
+    roots.len() == 1
+}
