@@ -260,6 +260,25 @@ impl Backends {
         p
     }
 
+    /// Drops physical shard `ps`'s pools: idle connections close, those in use close when
+    /// given back, and new ones are made — with the server's global variables as they are
+    /// now (after an admin's `SET GLOBAL`, as new sessions on one server would see them).
+    pub fn renew(&self, ps: &str) {
+        let old = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ps);
+        if let Some(old) = old {
+            old.wire.clear();
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = old.pool.clone().disconnect().await;
+                });
+            }
+        }
+    }
+
     /// Closes every pool.
     pub async fn disconnect_all(&self) {
         let pools: Vec<Arc<ShardPool>> = self

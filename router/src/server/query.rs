@@ -351,6 +351,8 @@ async fn statement(
     let leads = |w: &str| toks.first().is_some_and(|t| t.is_word(bytes, w));
     let read_lock = admin_statement && leads("FLUSH") && class.admin.is_some_and(|a| a.reserves);
     let unlock = leads("UNLOCK");
+    let set_global = admin_statement
+        && matches!(&class.reach, Some(crate::sql::classify::Reach::Privilege { what, .. }) if what == "SET GLOBAL");
     if admin_statement && class.admin.is_some_and(|a| a.kind != VerbatimKind::Read) {
         session.opens_no_txn = true;
         // A session's own variables set beside a global one would be set on one backend
@@ -635,6 +637,17 @@ async fn statement(
     )
     .await;
     if r.is_ok() {
+        // New backend connections take the server's new globals.
+        if set_global {
+            if let Some(ps) = session
+                .keyspace
+                .as_deref()
+                .and_then(|k| rt.keyspace(k))
+                .and_then(|k| k.placement.first())
+            {
+                shared.engine.backends.renew(ps);
+            }
+        }
         if read_lock {
             session.global_read_lock = true;
         } else if unlock {

@@ -641,6 +641,21 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
             reach = privilege("LOAD DATA INFILE of a file on the database server", "FILE");
         }
     }
+    // What the whole server does: its engines' internals, open tables of every schema,
+    // replication.
+    if verb == "SHOW"
+        && [
+            "ENGINE", "OPEN", "MASTER", "BINARY", "BINLOG", "SLAVE", "REPLICA", "RELAYLOG",
+        ]
+        .iter()
+        .any(|w| is(s + 1, w))
+        || verb == "SHOW" && is(s + 1, "ALL") && (is(s + 2, "SLAVES") || is(s + 2, "REPLICAS"))
+    {
+        reach = privilege(
+            &format!("SHOW {} of a whole server", word(s + 1).unwrap_or_default()),
+            "PROCESS",
+        );
+    }
     if verb == "SHOW" && is(s + 1, "GRANTS") {
         reach = privilege(
             "SHOW GRANTS of the router's backend account",
@@ -1102,6 +1117,9 @@ mod tests {
             "CREATE FUNCTION f RETURNS STRING SONAME 'x.so'",
             "SET PASSWORD = PASSWORD('x')",
             "/*!40101 SET GLOBAL x=1 */",
+            "SHOW ENGINE InnoDB STATUS",
+            "SHOW OPEN TABLES",
+            "SHOW ALL SLAVES STATUS",
         ] {
             assert!(c(sql).reach.is_some(), "{sql}");
         }
