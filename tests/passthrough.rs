@@ -1168,6 +1168,28 @@ async fn admin_users_run_server_statements_on_their_keyspace_server() {
     assert_eq!(max_conn(&mut here).await, 177);
     assert_eq!(max_conn(&mut there).await, other_before, "the other server");
     assert_eq!(max_conn(&mut dba).await, 177);
+    // A global with a session value: the session that set it keeps its own value, as on one
+    // server; a new session starts with the new one.
+    dba.query_drop("SET GLOBAL div_precision_increment = 7")
+        .await
+        .expect("SET GLOBAL with a session value");
+    let seen: Option<(u64, u64)> = dba
+        .query_first("SELECT @@session.div_precision_increment, @@global.div_precision_increment")
+        .await
+        .expect("values");
+    assert_eq!(seen, Some((4, 7)));
+    let mut fresh = mysql_async::Conn::new(h.opts(Some("app"), "dba", "d"))
+        .await
+        .expect("admin login");
+    let seen: Option<u64> = fresh
+        .query_first("SELECT @@session.div_precision_increment")
+        .await
+        .expect("value");
+    assert_eq!(seen, Some(7));
+    drop(fresh);
+    dba.query_drop("SET GLOBAL div_precision_increment = 4")
+        .await
+        .expect("restore");
     // `mysql.*` reads as on that server.
     let users: Option<u64> = dba
         .query_first("SELECT COUNT(*) FROM mysql.user")

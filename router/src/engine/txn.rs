@@ -228,6 +228,26 @@ impl Engine {
     ///
     /// # Errors
     /// The backend's, reading them back.
+    /// The session values of system variables `names`, as the session sees them now on a
+    /// connection of `ps` that carries its settings, read and kept as the session's own
+    /// (before an admin's `SET GLOBAL` changes what new connections start with; a session on
+    /// one server keeps its values). A variable without a session value is left alone.
+    pub async fn keep_session_values(&self, session: &mut Session, ps: &str, names: &[String]) {
+        let rt = self.topo.table();
+        let Ok(mut lease) = self.conn_outside_txn(session, &rt, ps).await else {
+            return;
+        };
+        let mut carried = Vec::new();
+        for n in names {
+            let v = [crate::sql::classify::Assigned::System(n.clone())];
+            if let Ok(c) = super::uservars::capture(&mut lease.conn, &v).await {
+                carried.extend(c);
+            }
+        }
+        self.give_back(session, lease).await;
+        super::uservars::keep(session, carried);
+    }
+
     pub async fn carry_user_variables(
         &self,
         session: &mut Session,
