@@ -353,12 +353,41 @@ fn tessera_up_serves_and_stops_cleanly() {
         .args(["vschema", "apply"])
         .arg(&good)
         .args(["--topo", &format!("127.0.0.1:{topo_port}")])
+        .env("TESSERA_ACTOR", "dba-anna")
         .output()
         .expect("vschema apply");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Both applies are in the audit trail: who, what, how each ended.
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["audit", "--topo", &format!("127.0.0.1:{topo_port}")])
+        .output()
+        .expect("audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trail = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = trail
+        .lines()
+        .filter(|l| l.contains("vschema apply"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{trail}");
+    assert!(
+        lines[1].contains("failed") && lines[1].contains("bad.yaml"),
+        "{trail}"
+    );
+    assert!(
+        lines[2].contains("dba-anna") && lines[2].contains("started"),
+        "{trail}"
+    );
+    assert!(
+        lines[3].contains("dba-anna") && lines[3].contains(" ok "),
+        "{trail}"
     );
     let out = Command::new("mariadb")
         .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "tessera", "-ptessera", "--batch", "--skip-column-names", "other"])

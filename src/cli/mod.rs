@@ -1,5 +1,6 @@
 //! Subcommands of the `tessera` binary, one file each.
 
+mod audit;
 mod flags;
 mod keyspace;
 pub mod movetables;
@@ -52,6 +53,8 @@ pub enum Command {
     /// Lookup vindexes: fill one from existing rows and verify it.
     #[command(subcommand)]
     Vindex(vindex::VindexCmd),
+    /// Print the audit trail: who changed what, when.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs a parsed command line.
@@ -59,6 +62,24 @@ pub enum Command {
 /// # Errors
 /// Whatever the subcommand fails with, for printing.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let audited = match &cli.command {
+        Command::Vschema(c) => c.audited(),
+        Command::Shard(c) => c.audited(),
+        Command::Topo(c) => c.audited(),
+        Command::Reshard(c) => c.audited(),
+        Command::Verify(c) => c.audited(),
+        Command::Vindex(c) => c.audited(),
+        Command::Movetables(c) => c.audited(),
+        Command::Up(_) | Command::Router(_) | Command::Status(_) | Command::Audit(_) => None,
+    }
+    .cloned();
+    match audited {
+        Some(topo) => audit::audited(&topo, command(cli)).await,
+        None => command(cli).await,
+    }
+}
+
+async fn command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(a) => up::run(a).await,
         Command::Router(a) => router::run(a).await,
@@ -70,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(c) => verify::run(c).await,
         Command::Vindex(c) => vindex::run(c).await,
         Command::Movetables(c) => movetables::run(c).await,
+        Command::Audit(a) => audit::run(a).await,
     }
 }
 

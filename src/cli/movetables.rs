@@ -1208,3 +1208,17 @@ pub async fn movetables_complete(topo: &Topo, from: &str) -> Result<()> {
     m.backends.disconnect_all().await;
     r
 }
+
+impl MoveTablesCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            MoveTablesCmd::Start { topo, .. }
+            | MoveTablesCmd::Run { topo, .. }
+            | MoveTablesCmd::Cutover { topo, .. }
+            | MoveTablesCmd::Rollback { topo, .. }
+            | MoveTablesCmd::Complete { topo, .. } => Some(topo),
+            MoveTablesCmd::Status { .. } => None,
+        }
+    }
+}

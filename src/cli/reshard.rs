@@ -468,3 +468,18 @@ async fn plan(
     let snap = topo.snapshot().await?;
     tessera_rebalancer::plan_moves(&snap, keyspace, &sizes, by_size, max_extra)
 }
+
+impl ReshardCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            ReshardCmd::Start { topo, .. }
+            | ReshardCmd::Run { topo, .. }
+            | ReshardCmd::Cutover { topo, .. }
+            | ReshardCmd::Rollback { topo, .. }
+            | ReshardCmd::Complete { topo, .. }
+            | ReshardCmd::Abort { topo, .. } => Some(topo),
+            ReshardCmd::Plan { .. } | ReshardCmd::Status { .. } | ReshardCmd::Verify { .. } => None,
+        }
+    }
+}

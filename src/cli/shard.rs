@@ -195,3 +195,13 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
         }
     }
 }
+
+impl ShardCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            ShardCmd::Add { topo, .. } | ShardCmd::Remove { topo, .. } => Some(topo),
+            ShardCmd::List { .. } => None,
+        }
+    }
+}

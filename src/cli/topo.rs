@@ -202,3 +202,13 @@ pub fn parse_peers(
     }
     Ok(out)
 }
+
+impl TopoCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            TopoCmd::Put { topo, .. } => Some(topo),
+            _ => None,
+        }
+    }
+}

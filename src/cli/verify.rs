@@ -321,3 +321,13 @@ pub fn render_results(v: &serde_json::Value, top: usize) -> String {
     }
     out
 }
+
+impl VerifyCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            VerifyCmd::Routing { topo, .. } | VerifyCmd::Results { topo, .. } => Some(topo),
+            VerifyCmd::Report { .. } => None,
+        }
+    }
+}

@@ -515,3 +515,13 @@ fn digest(v: &Value, k: u64) -> u64 {
     k.hash(&mut h);
     h.finish()
 }
+
+impl VindexCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            VindexCmd::Backfill { topo, .. } => Some(topo),
+            VindexCmd::Verify { .. } => None,
+        }
+    }
+}

@@ -73,3 +73,13 @@ async fn report_keys(topo: &tessera_topo::Topo, keyspace: &str) {
         Err(e) => println!("# could not read the tables' unique keys: {e:#}"),
     }
 }
+
+impl VschemaCmd {
+    /// The topology flags of a command that changes something (recorded in the audit trail).
+    pub fn audited(&self) -> Option<&TopoFlags> {
+        match self {
+            VschemaCmd::Apply { topo, .. } => Some(topo),
+            VschemaCmd::Show { .. } => None,
+        }
+    }
+}

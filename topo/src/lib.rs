@@ -41,9 +41,9 @@ pub use http::client::HttpStore;
 pub use memory::MemoryStore;
 pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
-    CopyCheckpoint, Job, Keyspace, LogicalShardState, MoveTablesJob, MoveTablesProgress,
-    PhysicalShard, Placement, PlacementEntry, ResultShadowSpec, RouterRegistration, TableProgress,
-    Topo, TopoSnapshot, VerifyCounts, VerifyReport,
+    AuditEntry, CopyCheckpoint, Job, Keyspace, LogicalShardState, MoveTablesJob,
+    MoveTablesProgress, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
+    RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{

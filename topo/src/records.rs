@@ -810,6 +810,64 @@ impl Topo {
         let (kvs, _) = self.store.list(JOBS).await?;
         kvs.iter().map(decode).collect()
     }
+
+    /// Records an administrative action; the oldest entries beyond [`AUDIT_KEEP`] go.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
+        let key = format!("{AUDIT}{:013}-{:010}-{}", e.at_ms, e.pid, e.phase);
+        let value = serde_json::to_string(e).map_err(|err| TopoError::Corrupt {
+            key: key.clone(),
+            message: err.to_string(),
+        })?;
+        self.store.put(&key, &value, Condition::None, None).await?;
+        let (kvs, _) = self.store.list(AUDIT).await?;
+        if kvs.len() > AUDIT_KEEP {
+            let mut keys: Vec<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
+            keys.sort_unstable();
+            for k in &keys[..keys.len() - AUDIT_KEEP] {
+                self.store.delete(k, Condition::None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The recorded administrative actions, oldest first, the last `limit` of them.
+    ///
+    /// # Errors
+    /// Store failures and corrupt records.
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let (mut kvs, _) = self.store.list(AUDIT).await?;
+        kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        let skip = kvs.len().saturating_sub(limit);
+        kvs[skip..].iter().map(decode).collect()
+    }
+}
+
+/// Where administrative actions are recorded: outside [`ROOT`], so that neither routers'
+/// watches nor their snapshots read them.
+pub const AUDIT: &str = "/tessera-audit/";
+
+/// How many audit entries are kept.
+pub const AUDIT_KEEP: usize = 10_000;
+
+/// One administrative action, as the command line that made it recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Who: the operating-system user and host (or `TESSERA_ACTOR`).
+    pub who: String,
+    /// The process that did it.
+    pub pid: u32,
+    /// The command line, secrets masked.
+    pub command: String,
+    /// `started`, `ok` or `failed`.
+    pub phase: String,
+    /// For `failed`: the error.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 #[cfg(test)]
