@@ -1273,3 +1273,73 @@ async fn admin_users_run_server_statements_on_their_keyspace_server() {
     drop((dba, here, there));
     h.stop().await;
 }
+
+/// `LOAD DATA LOCAL INFILE` into a sharded table: MariaDB reads the file (into a temporary
+/// table), and the rows go to the logical shards their shard key names — the same rows,
+/// affected counts, `Records/Deleted/Skipped/Warnings` and warnings count as MariaDB direct,
+/// with duplicates in the file and against rows already there, in `IGNORE` (a local load's
+/// default) and `REPLACE` modes, in and out of a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_local_infile_into_a_sharded_table_like_mariadb() {
+    let h = Harness::start(
+        2,
+        1,
+        "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  l: { shard_key: id }\n",
+    )
+    .await;
+    let s = &h.cluster.servers()[2];
+    let mut o = h.direct(2).await;
+    o.query_drop("CREATE DATABASE demo")
+        .await
+        .expect("oracle db");
+    let dir = std::env::temp_dir().join(format!("tessera-infile-sharded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("rows.csv");
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},name {i},{}.5\n", i % 7));
+    }
+    // The file holds some ids twice.
+    text.push_str("5,again,1.0\n19999,again,2.0\n");
+    std::fs::write(&file, &text).expect("write file");
+    // Times vary; everything else the client prints must be the same.
+    let strip = |out: String| -> String {
+        out.lines()
+            .map(|l| match l.find(" sec)") {
+                Some(_) => l.split(" (").next().unwrap_or(l).to_string(),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let both = |sql: String| {
+        let args = ["--local-infile=1", "-vvv", "-e", sql.as_str()];
+        let routed = cli(h.port(), USER, PASSWORD, "demo", &args);
+        let direct = cli(s.port(), s.user(), s.password(), "demo", &args);
+        assert!(direct.0, "direct: {}", direct.2);
+        assert!(routed.0, "router: {}", routed.2);
+        let (r, d) = (strip(routed.1), strip(direct.1));
+        assert_eq!(r, d);
+        r
+    };
+    let f = file.display();
+    let out = both(format!(
+        "CREATE TABLE l (id int PRIMARY KEY, n varchar(20) CHARACTER SET latin1, d DECIMAL(6,2)); \
+         INSERT INTO l VALUES (7, 'before', 0), (12345, 'before', 0); \
+         LOAD DATA LOCAL INFILE '{f}' INTO TABLE l FIELDS TERMINATED BY ','; \
+         SELECT COUNT(*), SUM(id), SUM(d), MAX(n), MIN(n) FROM l; \
+         SELECT n, d FROM l WHERE id IN (5, 7, 19999, 12345) ORDER BY id"
+    ));
+    assert!(out.contains("Records: 20002"), "{out}");
+    both(format!(
+        "LOAD DATA LOCAL INFILE '{f}' REPLACE INTO TABLE l FIELDS TERMINATED BY ',' (id, n, @d) SET d = @d * 2; \
+         SELECT COUNT(*), SUM(id), SUM(d), MAX(n) FROM l; \
+         SELECT n, d FROM l WHERE id IN (5, 7, 19999, 12345) ORDER BY id; \
+         BEGIN; DELETE FROM l WHERE id < 100; \
+         LOAD DATA LOCAL INFILE '{f}' IGNORE INTO TABLE l FIELDS TERMINATED BY ',' LINES TERMINATED BY '\\n' IGNORE 10 LINES; \
+         SELECT COUNT(*) FROM l; ROLLBACK; SELECT COUNT(*), SUM(id) FROM l"
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(o);
+    h.stop().await;
+}

@@ -31,15 +31,16 @@ use std::collections::HashMap;
 /// Rows per `INSERT` written.
 const BATCH: usize = 500;
 
-/// The savepoint that makes an `INSERT … SELECT` in a client's transaction all or nothing.
-const GUARD: &str = "__tessera_insert_select";
+/// The savepoint that makes an `INSERT … SELECT` or a `LOAD DATA` into a sharded table in a
+/// client's transaction all or nothing.
+const GUARD: &str = "__tessera_statement";
 
 /// The rows read, and each column's collation id and whether it is a decimal.
 #[derive(Default)]
-struct Rows {
-    rows: Vec<Vec<Value>>,
-    collations: Vec<u16>,
-    decimal: Vec<bool>,
+pub(super) struct Rows {
+    pub(super) rows: Vec<Vec<Value>>,
+    pub(super) collations: Vec<u16>,
+    pub(super) decimal: Vec<bool>,
 }
 
 impl Engine {
@@ -53,6 +54,18 @@ impl Engine {
         let literals = self
             .literals(read, session.lex.no_backslash_escapes)
             .await?;
+        let own = self.statement_begin(session).await?;
+        let r = self.write_rows(session, &p, literals, io).await;
+        self.statement_end(session, own, r.is_ok()).await?;
+        let (affected, last, warnings, records, duplicates) = r?;
+        let info = format!("Records: {records}  Duplicates: {duplicates}  Warnings: {warnings}");
+        self.ok(session, io, affected, last, warnings, &info).await
+    }
+
+    /// Makes the writes that follow one statement, all or nothing: in a transaction of the
+    /// router's own under autocommit (returns `true`), else in the client's, guarded by a
+    /// savepoint.
+    pub(super) async fn statement_begin(&self, session: &mut Session) -> Result<bool, SqlError> {
         let own = !session.in_transaction();
         if own {
             session.explicit_txn = true;
@@ -60,25 +73,31 @@ impl Engine {
             self.savepoint(session, SavepointOp::Set(GUARD.into()))
                 .await?;
         }
-        let undone = std::mem::replace(&mut session.undone_on_error, true);
-        let r = self.write_rows(session, &p, literals, io).await;
-        session.undone_on_error = undone;
-        match r {
-            Ok((affected, last, warnings, records, duplicates)) => {
-                if own {
-                    self.finish_txn(session, true).await?;
-                } else {
-                    self.savepoint(session, SavepointOp::Release(GUARD.into()))
-                        .await?;
-                }
-                let info =
-                    format!("Records: {records}  Duplicates: {duplicates}  Warnings: {warnings}");
-                self.ok(session, io, affected, last, warnings, &info).await
+        session.undone_on_error = true;
+        Ok(own)
+    }
+
+    /// Ends what [`Engine::statement_begin`] began: committed or released when `ok`, else
+    /// rolled back (to the savepoint).
+    pub(super) async fn statement_end(
+        &self,
+        session: &mut Session,
+        own: bool,
+        ok: bool,
+    ) -> Result<(), SqlError> {
+        session.undone_on_error = false;
+        match (ok, own) {
+            (true, true) => self.finish_txn(session, true).await,
+            (true, false) => {
+                self.savepoint(session, SavepointOp::Release(GUARD.into()))
+                    .await
             }
-            Err(e) => {
-                if own {
-                    let _ = self.finish_txn(session, false).await;
-                } else if session.in_transaction() {
+            (false, true) => {
+                let _ = self.finish_txn(session, false).await;
+                Ok(())
+            }
+            (false, false) => {
+                if session.in_transaction() {
                     let _ = self
                         .savepoint(session, SavepointOp::RollbackTo(GUARD.into()))
                         .await;
@@ -86,7 +105,7 @@ impl Engine {
                         .savepoint(session, SavepointOp::Release(GUARD.into()))
                         .await;
                 }
-                Err(e)
+                Ok(())
             }
         }
     }
@@ -243,7 +262,7 @@ impl Engine {
     }
 
     /// Each row as `(literal, …)`: strings in their column's own character set.
-    async fn literals(
+    pub(super) async fn literals(
         &self,
         read: Rows,
         no_backslash_escapes: bool,
@@ -299,7 +318,7 @@ impl Engine {
 
     /// Writes `rows` in batches of multi-row inserts, each planned and run like a client's;
     /// returns the affected rows, the first generated id, warnings, records and duplicates.
-    async fn write_rows(
+    pub(super) async fn write_rows(
         &self,
         session: &mut Session,
         p: &InsertSelect,

@@ -32,6 +32,7 @@ mod crossjoin;
 mod execute;
 mod gather;
 mod insert_select;
+pub mod load;
 mod local;
 pub mod lookup;
 pub mod merge;

@@ -557,6 +557,28 @@ impl Engine {
         io: &mut PacketIo,
         map: &(dyn Fn(mysql_async::Error) -> SqlError + Sync),
     ) -> Result<(), SqlError> {
+        let (affected, last, warnings, info) =
+            load_local(session, lease, sql, toks, io, map).await?;
+        if warnings > 0 {
+            session.conditions = Box::pin(conditions(&mut lease.conn, Unqualify(None))).await;
+        }
+        let affected = crate::session::affected_rows(affected, &info, session.found_rows());
+        self.ok(session, io, affected, last, warnings, &info).await
+    }
+}
+
+/// Runs `LOAD DATA LOCAL INFILE` statement `sql` on `lease`'s `mysql_async` connection: asks
+/// the client for the file and feeds the packets it sends to the connection as they come;
+/// returns the statement's affected rows, last insert id, warnings and info.
+pub(super) async fn load_local(
+    session: &Session,
+    lease: &mut Lease,
+    sql: &[u8],
+    toks: &[crate::sql::lex::Token],
+    io: &mut PacketIo,
+    map: &(dyn Fn(mysql_async::Error) -> SqlError + Sync),
+) -> Result<(u64, u64, u16, String), SqlError> {
+    {
         use crate::wire::constants::CLIENT_LOCAL_FILES;
         use futures_util::StreamExt;
         if session.client_caps & CLIENT_LOCAL_FILES == 0 {
@@ -623,12 +645,7 @@ impl Engine {
         };
         let (ran, pumped) = tokio::join!(run, pump);
         pumped.map_err(io_err)?;
-        let (affected, last, warnings, info) = ran.map_err(map)?;
-        if warnings > 0 {
-            session.conditions = Box::pin(conditions(&mut lease.conn, Unqualify(None))).await;
-        }
-        let affected = crate::session::affected_rows(affected, &info, session.found_rows());
-        self.ok(session, io, affected, last, warnings, &info).await
+        ran.map_err(map)
     }
 }
 

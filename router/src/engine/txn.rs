@@ -109,6 +109,47 @@ impl Engine {
         self.conn_to(session, rt, ps, false).await
     }
 
+    /// A pooled connection of `ps` with the session's settings, apart from its transaction
+    /// and its reserved connections (for work of the router's own beside them, such as the
+    /// temporary table a `LOAD DATA` into a sharded table fills).
+    pub(super) async fn side_conn(
+        &self,
+        session: &Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<Lease, SqlError> {
+        let pool = self.backends.pool_of(rt, ps)?;
+        self.pooled(session, &pool, false).await
+    }
+
+    /// A connection of `pool` with the session's `SET`s replayed (all of them for one that
+    /// will be pinned, which is set to autocommit off apart; else as
+    /// [`Session::backend_sets`] says).
+    async fn pooled(
+        &self,
+        session: &Session,
+        pool: &crate::backend::ShardPool,
+        pinned: bool,
+    ) -> Result<Lease, SqlError> {
+        let mut conn = pool.get_conn().await?;
+        let sets = match pinned {
+            true => std::borrow::Cow::Borrowed(session.sets.as_slice()),
+            false => session.backend_sets(),
+        };
+        for s in sets.iter() {
+            conn.query_drop(s.as_str())
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
+        Ok(Lease {
+            ps: pool.name.clone(),
+            conn,
+            pinned: false,
+            dirty: !sets.is_empty(),
+            reserved: false,
+        })
+    }
+
     async fn conn_to(
         &self,
         session: &mut Session,
@@ -136,19 +177,9 @@ impl Engine {
             // ones as they came.
             Some(c) => (c, false),
             None => {
-                let mut conn = pool.get_conn().await?;
                 let pinned = may_pin && session.in_transaction();
-                let sets = match pinned {
-                    // A pinned one is set to autocommit off below.
-                    true => std::borrow::Cow::Borrowed(session.sets.as_slice()),
-                    false => session.backend_sets(),
-                };
-                for s in sets.iter() {
-                    conn.query_drop(s.as_str())
-                        .await
-                        .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
-                }
-                (conn, !sets.is_empty())
+                let l = self.pooled(session, &pool, pinned).await?;
+                (l.conn, l.dirty)
             }
         };
         let pinned = may_pin && session.in_transaction();

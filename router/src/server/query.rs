@@ -345,6 +345,18 @@ async fn statement(
         _ => (Vec::new(), false),
     };
     planner::passthrough::check_scope(&class, &session.user, session.grants.admin, &rt)?;
+    // `LOAD DATA LOCAL INFILE` into a sharded table: loaded by MariaDB, then routed.
+    if toks.first().is_some_and(|t| t.is_word(bytes, "LOAD")) {
+        if let Some(l) = load_into_sharded(bytes, &toks, session, &rt) {
+            if !session.grants.may_use(&l.keyspace) {
+                return Err(crate::session::Grants::denied(&session.user, &l.keyspace));
+            }
+            if session.grants.read_only {
+                return Err(crate::session::Grants::read_only_refusal(&session.user));
+            }
+            return Box::pin(shared.engine.load_sharded(session, l, io)).await;
+        }
+    }
     // What an admin runs on a whole server opens no transaction (nor does a `SET GLOBAL` on
     // one server).
     let admin_statement = session.grants.admin && class.reach.is_some() && class.admin.is_some();
@@ -973,4 +985,63 @@ fn global_names(sql: &[u8], mode: &crate::sql::lex::Mode) -> Vec<String> {
         out.extend(name);
     }
     out
+}
+
+/// `LOAD DATA … LOCAL INFILE 'f' [REPLACE | IGNORE] INTO TABLE [ks.]t …` where `t` is a sharded
+/// table: the load, its table name qualified with the keyspace's reference schema (where
+/// `engine/load.rs` makes a temporary table of that name). `None` for anything else.
+fn load_into_sharded(
+    sql: &[u8],
+    toks: &[crate::sql::lex::Token],
+    session: &Session,
+    rt: &crate::topology::RoutingTable,
+) -> Option<crate::engine::load::LoadSharded> {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let infile = toks.iter().position(|t| t.is_word(sql, "INFILE"))?;
+    if !is(1, "DATA") || !infile.checked_sub(1).is_some_and(|i| is(i, "LOCAL")) {
+        return None;
+    }
+    let into = (infile..toks.len()).find(|&i| is(i, "INTO") && is(i + 1, "TABLE"))?;
+    let replace = (infile..into).any(|i| is(i, "REPLACE"));
+    let first = toks.get(into + 2)?;
+    let dotted = toks
+        .get(into + 3)
+        .is_some_and(|t| t.kind == crate::sql::lex::Kind::Punct && sql[t.start] == b'.');
+    let (ks, table, end) = if dotted {
+        let name = toks.get(into + 4)?;
+        (
+            String::from_utf8(first.ident(sql)?).ok()?,
+            String::from_utf8(name.ident(sql)?).ok()?,
+            name.end,
+        )
+    } else {
+        (
+            session.keyspace.clone()?,
+            String::from_utf8(first.ident(sql)?).ok()?,
+            first.end,
+        )
+    };
+    let k = rt.keyspace(&ks).filter(|k| k.sharded)?;
+    if !matches!(
+        k.table(&table),
+        Some(crate::topology::TableRouting::Sharded { .. })
+    ) {
+        return None;
+    }
+    let mut temp_sql = sql[..first.start].to_vec();
+    temp_sql.extend_from_slice(
+        format!(
+            "{}.{}",
+            crate::sql::quote_ident(&k.reference_schema()),
+            crate::sql::quote_ident(&table)
+        )
+        .as_bytes(),
+    );
+    temp_sql.extend_from_slice(&sql[end..]);
+    Some(crate::engine::load::LoadSharded {
+        keyspace: k.name.clone(),
+        table,
+        temp_sql,
+        replace,
+    })
 }
