@@ -10,10 +10,15 @@
 //!    chunk was read is copied again from the source, after the chunk), then verifies: per
 //!    target logical shard, the row count and a sum of row digests against the source's rows
 //!    bucketed the same way.
-//! 3. `cutover` marks the tables `switching` (routers hold statements on them), fences the
-//!    source tables (a write that slipped through fails with a retriable 1205), drains the
-//!    journal, verifies exactly, installs a journal on the target tables (for `rollback`) and
-//!    marks them `moved`: routers send statements on them to the target keyspace.
+//! 3. `cutover` first catches up and verifies every row while the tables are still served;
+//!    then it marks them `switching` (routers hold statements on them), fences the source
+//!    tables (a write that slipped through fails with a retriable 1205), drains the journal
+//!    and compares exactly the rows written since each table's verification (the keys its
+//!    journal named from then on: every other row is as verified) — the hold lasts as long
+//!    as those rows take, not the table (a table that would not verify while written is
+//!    verified whole under the hold) — installs a journal on the target tables (for
+//!    `rollback`) and marks them `moved`: routers send statements on them to the target
+//!    keyspace.
 //! 4. `rollback` (after `cutover`) holds them again, fences the target, copies the rows the
 //!    target journalled since the cutover back to the source, and serves the source again
 //!    (`copying`); `complete` drops the source tables and the journals.
@@ -610,6 +615,18 @@ async fn drain(
     target: &Target,
     t: &TableMeta,
 ) -> Result<u64> {
+    drain_into(src, schema, conns, target, t, None).await
+}
+
+/// [`drain`], adding the keys of the rows it copies to `touched` (by their key string).
+async fn drain_into(
+    src: &mut Conn,
+    schema: &str,
+    conns: &mut BTreeMap<String, Conn>,
+    target: &Target,
+    t: &TableMeta,
+    mut touched: Option<&mut BTreeMap<String, Vec<Value>>>,
+) -> Result<u64> {
     let mut n = 0;
     loop {
         let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
@@ -631,6 +648,11 @@ async fn drain(
         let rows = rows_of(src, schema, t, &keys).await?;
         apply_rows(conns, target, t, &keys, rows, true).await?;
         delete_seqs(src, schema, t, &seqs).await?;
+        if let Some(touched) = touched.as_deref_mut() {
+            for k in keys {
+                touched.insert(tessera_shardmove::key_string(&k), k);
+            }
+        }
         // Caught up (a batch that was not full): what writers add meanwhile waits for the
         // next drain, which always comes after this one (a writer faster than the drain is
         // never chased for ever).
@@ -638,6 +660,59 @@ async fn drain(
             return Ok(n);
         }
     }
+}
+
+/// The rows of `keys` on the source and on the target, compared exactly: the same values,
+/// each on the logical shard its shard key names, none missing or extra. Returns what differs.
+async fn compare_keys(
+    src: &mut Conn,
+    schema: &str,
+    conns: &mut BTreeMap<String, Conn>,
+    target: &Target,
+    t: &TableMeta,
+    keys: &[Vec<Value>],
+) -> Result<Vec<String>> {
+    use tessera_shardmove::key_string;
+    let mut diffs = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let want: BTreeMap<String, Vec<Value>> = rows_of(src, schema, t, chunk)
+            .await?
+            .into_iter()
+            .map(|r| (key_string(&t.key_of(&r)), r))
+            .collect();
+        let mut got: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (ls, (ps, s)) in target.places.iter().enumerate() {
+            let c = conns
+                .get_mut(ps)
+                .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+            for r in rows_of(c, s, t, chunk).await? {
+                let k = key_string(&t.key_of(&r));
+                if target.ls_of(&r)? != ls {
+                    diffs.push(format!(
+                        "{}: row {k} is on the wrong logical shard ({ls})",
+                        t.name
+                    ));
+                }
+                if got.insert(k.clone(), r).is_some() {
+                    diffs.push(format!("{}: row {k} is on the target twice", t.name));
+                }
+            }
+        }
+        for (k, w) in &want {
+            match got.remove(k) {
+                Some(g) if g == *w => {}
+                Some(_) => diffs.push(format!("{}: row {k} differs", t.name)),
+                None => diffs.push(format!("{}: row {k} is missing on the target", t.name)),
+            }
+        }
+        for k in got.keys() {
+            diffs.push(format!(
+                "{}: row {k} is on the target, not the source",
+                t.name
+            ));
+        }
+    }
+    Ok(diffs)
 }
 
 /// Splits journal rows (`_seq`, then the key) into their `_seq`s and their distinct keys.
@@ -1025,12 +1100,22 @@ async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
     for n in &names {
         metas.push(m.meta(n).await?);
     }
-    // Catch up before holding anything, so that the hold is short.
-    for t in &metas {
+    // Catch up and verify every row before holding anything, so that the hold is short:
+    // under it only the rows written since a table's verification (its journal's keys,
+    // collected from then on) are compared, exactly. A table that does not verify while
+    // it is written is verified whole under the hold.
+    let mut touched: Vec<Option<BTreeMap<String, Vec<Value>>>> = vec![None; metas.len()];
+    for (i, t) in metas.iter().enumerate() {
         let target = m.target(&t.name, t)?;
-        let (mut src, schema) = m.source_conn().await?;
-        let mut conns = target_conns(m, &target).await?;
-        drain(&mut src, &schema, &mut conns, &target, t).await?;
+        for _ in 0..3 {
+            let (mut src, schema) = m.source_conn().await?;
+            let mut conns = target_conns(m, &target).await?;
+            drain(&mut src, &schema, &mut conns, &target, t).await?;
+            if verify(m, t, &target).await?.is_empty() {
+                touched[i] = Some(BTreeMap::new());
+                break;
+            }
+        }
     }
     let held = Instant::now();
     m.set_state(&names, Some(MoveState::Switching), &to).await?;
@@ -1040,11 +1125,19 @@ async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
     install_fence(&mut src, &schema, &metas, "a table being moved").await?;
     let r = async {
         let mut diffs = Vec::new();
-        for t in &metas {
+        for (t, touched) in metas.iter().zip(touched.iter_mut()) {
             let target = m.target(&t.name, t)?;
             let mut conns = target_conns(m, &target).await?;
-            drain(&mut src, &schema, &mut conns, &target, t).await?;
-            diffs.extend(verify(m, t, &target).await?);
+            drain_into(&mut src, &schema, &mut conns, &target, t, touched.as_mut()).await?;
+            match touched {
+                Some(keys) => {
+                    let keys: Vec<Vec<Value>> = std::mem::take(keys).into_values().collect();
+                    diffs.extend(
+                        compare_keys(&mut src, &schema, &mut conns, &target, t, &keys).await?,
+                    );
+                }
+                None => diffs.extend(verify(m, t, &target).await?),
+            }
         }
         if !diffs.is_empty() {
             bail!("the copy differs from the source: {}", diffs.join("; "));
