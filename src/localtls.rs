@@ -117,9 +117,14 @@ pub fn ensure(dir: &Path) -> anyhow::Result<(LocalTls, Notes)> {
         .context("reading the local CA's certificate back")?;
     let ca_der = pem_der(&ca_pem).context("reading the local CA's certificate back")?;
 
-    for (cert, key, what) in [
-        (SERVER_CERT, SERVER_KEY, "MariaDB servers"),
-        (ROUTER_CERT, ROUTER_KEY, "router"),
+    for (cert, key, name, whose) in [
+        (
+            SERVER_CERT,
+            SERVER_KEY,
+            "MariaDB servers",
+            "MariaDB servers'",
+        ),
+        (ROUTER_CERT, ROUTER_KEY, "router", "router's"),
     ] {
         let why = if new_ca {
             None
@@ -131,14 +136,14 @@ pub fn ensure(dir: &Path) -> anyhow::Result<(LocalTls, Notes)> {
             }
         };
         let fresh = new_ca || why.is_some();
-        if let Some(why) = why.filter(|w| w != "is missing") {
+        if let Some(why) = why {
             notes.push(format!(
-                "the {what}' certificate {} {why}: making a new one",
+                "the {whose} certificate {} {why}: making a new one",
                 dir.join(cert).display()
             ));
         }
         if fresh {
-            let (pem, k) = new_leaf(what, &issuer, now, ca_not_after)?;
+            let (pem, k) = new_leaf(name, whose, &issuer, now, ca_not_after)?;
             write_private(&dir.join(key), k.serialize_pem().as_bytes())?;
             write_private(&dir.join(cert), pem.as_bytes())?;
         }
@@ -259,14 +264,16 @@ fn new_ca(now: SystemTime) -> anyhow::Result<(String, KeyPair, SystemTime)> {
     Ok((cert.pem(), key, not_after))
 }
 
-/// A new certificate for 127.0.0.1, ::1 and localhost, signed by `issuer`.
+/// A new certificate for 127.0.0.1, ::1 and localhost, signed by `issuer`, named
+/// "Tessera local `name`".
 fn new_leaf(
-    what: &str,
+    name: &str,
+    whose: &str,
     issuer: &Issuer<'_, &KeyPair>,
     now: SystemTime,
     ca_not_after: SystemTime,
 ) -> anyhow::Result<(String, KeyPair)> {
-    let key = KeyPair::generate().with_context(|| format!("making the {what}' key"))?;
+    let key = KeyPair::generate().with_context(|| format!("making the {whose} key"))?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params.subject_alt_names.extend([
         SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
@@ -274,7 +281,7 @@ fn new_leaf(
     ]);
     params
         .distinguished_name
-        .push(DnType::CommonName, format!("Tessera local {what}"));
+        .push(DnType::CommonName, format!("Tessera local {name}"));
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Tessera");
@@ -289,7 +296,7 @@ fn new_leaf(
     params.not_after = (now + LEAF_VALIDITY).min(ca_not_after).into();
     let cert = params
         .signed_by(&key, issuer)
-        .with_context(|| format!("making the {what}' certificate"))?;
+        .with_context(|| format!("making the {whose} certificate"))?;
     Ok((cert.pem(), key))
 }
 
@@ -366,6 +373,17 @@ mod tests {
         let (_, notes) = ensure(&dir).expect("fourth");
         assert!(
             notes.len() == 1 && notes[0].contains("not signed by the local CA"),
+            "{notes:?}"
+        );
+
+        // A missing one: made again, said so.
+        std::fs::remove_file(tls.router_cert()).expect("rm");
+        std::fs::remove_file(tls.router_key()).expect("rm");
+        let (_, notes) = ensure(&dir).expect("missing");
+        assert!(
+            notes.len() == 1
+                && notes[0].contains("router's certificate")
+                && notes[0].contains("is missing"),
             "{notes:?}"
         );
 
