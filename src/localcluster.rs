@@ -38,12 +38,35 @@ pub enum ClusterError {
     Io(#[from] std::io::Error),
 }
 
+/// The certificate, key and authority a server offers TLS with (PEM files).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: Option<PathBuf>,
+}
+
+impl ServerTls {
+    /// `server-cert.pem` and `server-key.pem` in `tls/` beside the servers' data dirs, when
+    /// both are there.
+    fn beside(base: &Path) -> Option<ServerTls> {
+        let tls = base.join("tls");
+        let (cert, key) = (tls.join("server-cert.pem"), tls.join("server-key.pem"));
+        (cert.is_file() && key.is_file()).then_some(ServerTls {
+            cert,
+            key,
+            ca: None,
+        })
+    }
+}
+
 /// One running `mariadbd`.
 pub struct MariaDbServer {
     port: u16,
     data_dir: PathBuf,
     child: Option<Child>,
     server_id: usize,
+    tls: Option<ServerTls>,
 }
 
 /// Several local servers.
@@ -186,12 +209,11 @@ impl MariaDbServer {
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
             ]);
-        // A certificate and key in `tls/` beside the servers' data dirs: TLS offered.
-        if let Some(tls) = d.parent().map(|b| b.join("tls")) {
-            let (cert, key) = (tls.join("server-cert.pem"), tls.join("server-key.pem"));
-            if cert.is_file() && key.is_file() {
-                cmd.arg(format!("--ssl-cert={}", cert.display()))
-                    .arg(format!("--ssl-key={}", key.display()));
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--ssl-cert={}", tls.cert.display()))
+                .arg(format!("--ssl-key={}", tls.key.display()));
+            if let Some(ca) = &tls.ca {
+                cmd.arg(format!("--ssl-ca={}", ca.display()));
             }
         }
         if is_root() {
@@ -255,7 +277,11 @@ impl MariaDbServer {
         }
     }
 
-    async fn start(data_dir: PathBuf, server_id: usize) -> Result<MariaDbServer, ClusterError> {
+    async fn start(
+        data_dir: PathBuf,
+        server_id: usize,
+        tls: Option<ServerTls>,
+    ) -> Result<MariaDbServer, ClusterError> {
         let d = data_dir.clone();
         tokio::task::spawn_blocking(move || Self::init(&d))
             .await
@@ -268,6 +294,7 @@ impl MariaDbServer {
                 data_dir: data_dir.clone(),
                 child: None,
                 server_id,
+                tls: tls.clone(),
             };
             s.spawn()?;
             match s.wait_ready().await {
@@ -374,12 +401,27 @@ impl Drop for MariaDbServer {
 
 impl LocalCluster {
     /// Starts `n` servers in parallel, under `base_dir` (kept) or a temporary dir (removed on
-    /// drop), and returns when all accept connections.
+    /// drop), and returns when all accept connections. When `tls/server-cert.pem` and
+    /// `tls/server-key.pem` are in `base_dir`, the servers offer TLS with them.
     ///
     /// # Errors
     /// [`ClusterError::MariadbNotFound`] when MariaDB is not installed; startup failures with
     /// the tail of the server's error log.
     pub async fn start(n: usize, base_dir: Option<&Path>) -> Result<LocalCluster, ClusterError> {
+        let tls = base_dir.and_then(ServerTls::beside);
+        Self::start_with_tls(n, base_dir, tls).await
+    }
+
+    /// [`LocalCluster::start`] with servers that offer TLS with `tls` (plaintext only when
+    /// `None`).
+    ///
+    /// # Errors
+    /// As [`LocalCluster::start`].
+    pub async fn start_with_tls(
+        n: usize,
+        base_dir: Option<&Path>,
+        tls: Option<ServerTls>,
+    ) -> Result<LocalCluster, ClusterError> {
         if mariadbd_binary().is_none() {
             return Err(ClusterError::MariadbNotFound);
         }
@@ -396,7 +438,8 @@ impl LocalCluster {
                 (Some(t), p)
             }
         };
-        let starts = (0..n).map(|i| MariaDbServer::start(base.join(format!("server{i}")), i + 1));
+        let starts = (0..n)
+            .map(|i| MariaDbServer::start(base.join(format!("server{i}")), i + 1, tls.clone()));
         let results = futures_join_all(starts).await;
         let mut servers = Vec::with_capacity(n);
         let mut first_err = None;

@@ -1,7 +1,8 @@
 //! TLS between clients and the router: a client that asks for it gets it (the `mariadb` CLI
 //! verifying the router's certificate, PyMySQL), one that does not still logs in unless its
 //! user or the router requires TLS, and a client that botches its TLS handshake costs nobody
-//! else anything.
+//! else anything. Routers reach MariaDB over verified TLS, and `tessera up` turns all of it on
+//! with a CA of its own.
 
 mod common;
 
@@ -549,4 +550,450 @@ async fn repeated_failed_logins_are_counted_and_slowed() {
     let m = parse_metrics(&http_get(admin, "/metrics").await);
     assert!(metric(&m, "tessera_router_login_failures_total", &[]) >= 6.0);
     h.stop().await;
+}
+
+/// A `tessera up` process, stopped with SIGTERM when dropped (SIGKILL after 30 s, and then its
+/// MariaDB servers by the pids in their data dirs), so a failing test leaves nothing running.
+struct Up {
+    child: Option<std::process::Child>,
+    data: PathBuf,
+    port: u16,
+    topo_port: u16,
+    /// What it printed up to and including its `admin:` line.
+    lines: Vec<String>,
+    /// Its standard error, in a file.
+    stderr: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Up {
+    /// Starts `tessera up --shards 2 --logical-shards 4` on `data` with `extra` arguments, on
+    /// free ports (tried again on new ports when a port was taken meanwhile), and returns once
+    /// it printed its connect lines.
+    fn start(data: &Path, logs: &Path, extra: &[&str]) -> Up {
+        use std::io::BufRead;
+        for attempt in 1..=3 {
+            let (port, topo_port) = (free_port(), free_port());
+            let stderr = logs.join(format!("up-{}-{attempt}.err", free_port()));
+            let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args(["up", "--shards", "2", "--logical-shards", "4"])
+                .args(["--port", &port.to_string()])
+                .args(["--topo-listen", &format!("127.0.0.1:{topo_port}")])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+                .arg("--data-dir")
+                .arg(data)
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+                .spawn()
+                .expect("spawn tessera up");
+            let stdout = child.stdout.take().expect("stdout");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut up = Up {
+                child: Some(child),
+                data: data.to_path_buf(),
+                port,
+                topo_port,
+                lines: Vec::new(),
+                stderr,
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(line) => {
+                        let last = line.starts_with("admin:");
+                        up.lines.push(line);
+                        if last {
+                            return up;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        panic!("tessera up printed no admin line in 120 s: {:?}", up.lines)
+                    }
+                    // It exited before being ready: a port taken meanwhile, most likely.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let err = up.stderr_text();
+            drop(up);
+            assert!(attempt < 3, "tessera up did not start: {err}");
+        }
+        unreachable!()
+    }
+
+    /// The printed line that starts with `prefix`.
+    fn line(&self, prefix: &str) -> &str {
+        self.lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in {:?}", self.lines))
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        terminate(&child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "tessera up exited with {status}");
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                self.child = Some(child);
+                panic!("tessera up did not stop within 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+fn terminate(child: &std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child's pid, not yet waited for.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        terminate(&child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Its MariaDB servers outlive a SIGKILL: stop them by their pid files.
+        for i in 0..2 {
+            let pid = self.data.join(format!("mysql/server{i}/mysqld.pid"));
+            if let Some(pid) = std::fs::read_to_string(pid)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) on the pid a server of this test wrote.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// The `mariadb` CLI against `port`, database `db`; (success, stdout, stderr).
+fn cli_db(
+    port: u16,
+    user: &str,
+    pw: &str,
+    tls: &[&str],
+    db: &str,
+    sql: &str,
+) -> (bool, String, String) {
+    let out = Command::new("mariadb")
+        .args(["-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}")])
+        .arg(format!("-p{pw}"))
+        .args(["--batch", "--skip-column-names"])
+        .args(tls)
+        .args([db, "-e", sql])
+        .output()
+        .expect("run mariadb");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Root on a MariaDB server of `tessera up`, through its socket.
+fn server_root(data: &Path, i: usize, sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .arg(format!(
+            "--socket={}",
+            data.join(format!("mysql/server{i}/mysqld.sock")).display()
+        ))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+        .output()
+        .expect("run mariadb");
+    assert!(
+        out.status.success(),
+        "server{i}: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tessera up` makes a CA in its data dir and uses TLS on every hop: clients verify the router
+/// against the CA (and a client trusting another CA is refused), the router and the control
+/// plane reach MariaDB over TLS (proved by servers that refuse anything else), a second start
+/// reuses the CA (and `--require-tls` refuses clear-text clients), and `--no-tls` is plaintext.
+#[test]
+fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let data_tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let data = data_tmp.path();
+    let tls = data.join("tls");
+    let up = Up::start(data, logs.path(), &[]);
+    assert!(
+        up.stderr_text().contains("made a local CA"),
+        "{}",
+        up.stderr_text()
+    );
+    for f in [
+        "ca.pem",
+        "ca-key.pem",
+        "server-cert.pem",
+        "server-key.pem",
+        "router-cert.pem",
+        "router-key.pem",
+    ] {
+        let mode = std::fs::metadata(tls.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let ca_path = tls.join("ca.pem");
+    let connect = up.line("connect:");
+    assert!(
+        connect.contains(&format!(
+            "--ssl-ca {} --ssl-verify-server-cert",
+            ca_path.display()
+        )),
+        "{connect}"
+    );
+    let ca = format!("--ssl-ca={}", ca_path.display());
+    let verified = ["--ssl", ca.as_str(), "--ssl-verify-server-cert"];
+
+    // (a) The mariadb CLI verifying the router against the CA; one trusting another CA fails.
+    let (ok, out, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &verified,
+        "demo",
+        "SELECT 40 + 2; \\s",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("42"), "{out}");
+    assert!(out.contains("Cipher in use is TLS"), "{out}");
+    let other = tempfile::tempdir().expect("tempdir");
+    let (other_tls, _) = tessera::localtls::ensure(&other.path().join("tls")).expect("other CA");
+    let wrong = format!("--ssl-ca={}", other_tls.ca_cert().display());
+    let (ok, _, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &["--ssl", &wrong, "--ssl-verify-server-cert"],
+        "demo",
+        "SELECT 1",
+    );
+    assert!(!ok, "a client trusting another CA logged in: {err}");
+    // Clear text is still allowed by default.
+    let (ok, out, err) = cli_db(up.port, "tessera", "tessera", &[], "demo", "SELECT 7");
+    assert!(ok && out.contains('7'), "{out}{err}");
+
+    // (b) The router's backend session says it is encrypted…
+    let (ok, out, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &verified,
+        "demo",
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    );
+    assert!(ok, "{err}");
+    let cipher = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !cipher.is_empty(),
+        "no cipher on the backend session: {out}"
+    );
+    // …and servers that refuse clear-text logins from now on still serve a router that
+    // starts now (every backend connection new) and the control plane (`vschema apply`
+    // creates schemas on every server).
+    for i in 0..2 {
+        server_root(data, i, "SET GLOBAL require_secure_transport = ON");
+    }
+    let direct_port = server_root(data, 0, "SELECT @@port");
+    let (ok, _, err) = cli_db(
+        direct_port.trim().parse().expect("port"),
+        "tessera",
+        "tessera",
+        &["--skip-ssl"],
+        "mysql",
+        "SELECT 1",
+    );
+    assert!(!ok, "a clear-text login to MariaDB was accepted: {err}");
+    let vschema = logs.path().join("other.yaml");
+    std::fs::write(
+        &vschema,
+        "keyspace: other\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["vschema", "apply"])
+        .arg(&vschema)
+        .args(["--topo", &format!("127.0.0.1:{}", up.topo_port)])
+        .output()
+        .expect("vschema apply");
+    assert!(
+        out.status.success(),
+        "vschema apply over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rport = free_port();
+    let cfg = logs.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{rport}\nadmin_listen: null\nusers:\n  - {{ name: app, password: pw }}\ntopo:\n  endpoints: [127.0.0.1:{}]\n",
+            up.topo_port
+        ),
+    )
+    .expect("write config");
+    let mut router = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["router", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tessera router");
+    let first = router
+        .stdout
+        .take()
+        .and_then(|o| {
+            use std::io::BufRead;
+            std::io::BufReader::new(o).lines().next()
+        })
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let served = cli_db(
+        rport,
+        "app",
+        "pw",
+        &[],
+        "other",
+        "CREATE TABLE t (id BIGINT PRIMARY KEY); INSERT INTO t (id) VALUES (1), (2), (3), (4), (5), (6), (7), (8); SELECT COUNT(*) FROM t; SHOW SESSION STATUS LIKE 'Ssl_version'",
+    );
+    let _ = router.kill();
+    let _ = router.wait();
+    assert!(first.starts_with("ready:"), "{first}");
+    let (ok, out, err) = served;
+    assert!(ok, "a new router on servers that require TLS: {err}");
+    assert!(out.contains("\n8\n") || out.starts_with("8\n"), "{out}");
+    assert!(out.contains("TLSv1"), "{out}");
+    let ca_bytes = std::fs::read(&ca_path).expect("ca");
+    let server_cert = std::fs::read(tls.join("server-cert.pem")).expect("cert");
+    up.stop();
+
+    // (c) A second start reuses the CA and certificates; with --require-tls clear-text clients
+    // are refused, and the sample data goes in over TLS.
+    let sample = logs.path().join("sample.sql");
+    std::fs::write(&sample, "INSERT INTO t (id) VALUES (9);\n").expect("write");
+    let vschema = vschema.display().to_string();
+    let up = Up::start(
+        data,
+        logs.path(),
+        &[
+            "--require-tls",
+            "--vschema",
+            &vschema,
+            "--sample-data",
+            &sample.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(&ca_path).expect("ca"),
+        ca_bytes,
+        "the CA was made again"
+    );
+    assert_eq!(
+        std::fs::read(tls.join("server-cert.pem")).expect("cert"),
+        server_cert
+    );
+    assert!(
+        !up.stderr_text().contains("local CA"),
+        "{}",
+        up.stderr_text()
+    );
+    let (ok, out, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &verified,
+        "other",
+        "SELECT COUNT(*) FROM t; SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("9\nSsl_cipher\t"), "{out}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.len() > "Ssl_cipher\t".len()),
+        "no cipher on the backend session: {out}"
+    );
+    let (ok, _, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &["--skip-ssl"],
+        "other",
+        "SELECT 1",
+    );
+    assert!(!ok && err.contains("1045"), "{err}");
+    up.stop();
+
+    // (d) --no-tls: plaintext everywhere, as before, on the same data dir.
+    let up = Up::start(data, logs.path(), &["--no-tls", "--vschema", &vschema]);
+    let connect = up.line("connect:");
+    assert!(!connect.contains("--ssl"), "{connect}");
+    let (ok, out, err) = cli_db(
+        up.port,
+        "tessera",
+        "tessera",
+        &[],
+        "other",
+        "SELECT COUNT(*) FROM t; SHOW SESSION STATUS LIKE 'Ssl_cipher'; \\s",
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("9\nSsl_cipher\t\n"), "{out}");
+    assert!(out.contains("Not in use"), "{out}");
+    let (ok, _, err) = cli_db(
+        up.port, "tessera", "tessera", &verified, "other", "SELECT 1",
+    );
+    assert!(
+        !ok,
+        "a client that requires TLS logged in to a plaintext router: {err}"
+    );
+    up.stop();
 }

@@ -1,13 +1,14 @@
 //! `tessera up`: a whole local cluster in the foreground — MariaDB servers, an embedded
 //! topology store served on loopback, and a router — stopped cleanly on Ctrl-C or SIGTERM.
 
-use crate::localcluster::LocalCluster;
+use crate::localcluster::{LocalCluster, ServerTls};
+use crate::localtls::LocalTls;
 use anyhow::Context;
 use mysql_async::prelude::Queryable;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessera_router::config::{RouterConfig, UserConfig};
+use tessera_router::config::{RouterConfig, TlsConfig, UserConfig};
 use tessera_router::Router;
 use tessera_topo::{PhysicalShard, Store, Topo, VSchema};
 
@@ -67,6 +68,13 @@ pub struct UpArgs {
     /// instead of being refused.
     #[arg(long)]
     admin: bool,
+    /// Plaintext on every hop: make no certificates, and start MariaDB and the router without
+    /// TLS.
+    #[arg(long)]
+    no_tls: bool,
+    /// Refuse clients that do not use TLS (the router's `require_secure_transport`).
+    #[arg(long, conflicts_with = "no_tls")]
+    require_tls: bool,
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
@@ -99,10 +107,32 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    // TLS on every hop unless told otherwise: a CA of this data dir's own signs the MariaDB
+    // servers' certificate and the router's.
+    let tls = if a.no_tls {
+        None
+    } else {
+        let dir = base.join("tls");
+        let (tls, notes) = crate::localtls::ensure(&dir)
+            .with_context(|| format!("making the TLS certificates in {}", dir.display()))?;
+        for n in notes {
+            eprintln!("{n}");
+        }
+        Some(tls)
+    };
     eprintln!("starting {} MariaDB servers…", a.shards + a.spare_servers);
-    let cluster =
-        LocalCluster::start(a.shards + a.spare_servers, Some(&base.join("mysql"))).await?;
-    let result = serve(&a, &vschema, &base, &cluster).await;
+    let server_tls = tls.as_ref().map(|t| ServerTls {
+        cert: t.server_cert(),
+        key: t.server_key(),
+        ca: Some(t.ca_cert()),
+    });
+    let cluster = LocalCluster::start_with_tls(
+        a.shards + a.spare_servers,
+        Some(&base.join("mysql")),
+        server_tls,
+    )
+    .await?;
+    let result = serve(&a, &vschema, &base, tls.as_ref(), &cluster).await;
     eprintln!("stopping MariaDB servers…");
     cluster.shutdown().await;
     result
@@ -112,6 +142,7 @@ async fn serve(
     a: &UpArgs,
     vschema: &VSchema,
     base: &std::path::Path,
+    tls: Option<&LocalTls>,
     cluster: &LocalCluster,
 ) -> anyhow::Result<()> {
     // The topology service: a Raft group of `--topo-nodes` nodes in this process, the first
@@ -189,7 +220,7 @@ async fn serve(
                 password: Some(s.password().to_string()),
                 password_env: None,
                 weight: 1,
-                tls_ca: None,
+                tls_ca: tls.map(|t| t.ca_pem.clone()),
             })
             .await?;
         }
@@ -207,13 +238,18 @@ async fn serve(
                 sample_rate: a.query_log_sample,
                 slow_ms: a.query_log_slow_ms,
             }),
+            tls: tls.map(|t| TlsConfig {
+                cert: t.router_cert(),
+                key: t.router_key(),
+            }),
+            require_secure_transport: a.require_tls,
             ..RouterConfig::from_yaml("users: [{name: x}]\n")?
         };
         let router = Router::new(cfg, topo.clone()).start().await.with_context(|| format!("binding the router to port {}", a.port))?;
         let raddr = router.local_addr();
         let r = async {
             if let Some(f) = &a.sample_data {
-                load_sample(raddr, &a.user, &a.password, &vschema.keyspace, f).await?;
+                load_sample(raddr, &a.user, &a.password, &vschema.keyspace, tls.map(|t| t.ca_pem.as_str()), f).await?;
             }
             println!(
                 "ready: router {raddr}, topology {topo_addr} ({} node{}), {} physical shards, keyspace {} with {} logical shards (epoch {})",
@@ -224,15 +260,31 @@ async fn serve(
                 placement.shards.len(),
                 placement.epoch
             );
-            println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace);
+            match tls {
+                Some(t) => {
+                    println!(
+                        "connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} --ssl-ca {} --ssl-verify-server-cert {}",
+                        raddr.port(), a.user, a.password, t.ca_cert().display(), vschema.keyspace
+                    );
+                    println!(
+                        "tls: on every hop; clients {} TLS and verify the router against {} (the router verifies MariaDB against it too; --no-tls for plaintext)",
+                        if a.require_tls { "must use" } else { "may use" },
+                        t.ca_cert().display()
+                    );
+                }
+                None => println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace),
+            }
             println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
             println!(
                 "topology token: {} (every request needs it; the tessera commands read it from there)",
                 tessera_topo::token::default_path().display()
             );
+            let tls_ca = tls
+                .map(|t| format!(" --tls-ca {}", t.ca_cert().display()))
+                .unwrap_or_default();
             for (i, s) in cluster.servers().iter().enumerate().skip(a.shards) {
                 println!(
-                    "spare server: {}:{} (user {}, password in TESSERA_SPARE_PASSWORD={}); add it with: TESSERA_SPARE_PASSWORD={} tessera shard add ps{i} --mysql {}:{} --user {} --password-env TESSERA_SPARE_PASSWORD --topo {}",
+                    "spare server: {}:{} (user {}, password in TESSERA_SPARE_PASSWORD={}); add it with: TESSERA_SPARE_PASSWORD={} tessera shard add ps{i} --mysql {}:{} --user {} --password-env TESSERA_SPARE_PASSWORD{tls_ca} --topo {}",
                     s.host(), s.port(), s.user(), s.password(), s.password(), s.host(), s.port(), s.user(), endpoints.join(",")
                 );
             }
@@ -254,23 +306,26 @@ async fn serve(
     result
 }
 
-/// Runs the statements of `file` through the router.
+/// Runs the statements of `file` through the router (over TLS verified against `tls_ca` when
+/// given).
 async fn load_sample(
     addr: SocketAddr,
     user: &str,
     password: &str,
     keyspace: &str,
+    tls_ca: Option<&str>,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(addr.ip().to_string())
-        .tcp_port(addr.port())
-        .user(Some(user))
-        .pass(Some(password))
-        .db_name(Some(keyspace))
-        .prefer_socket(false);
+    let opts = tessera_shardmove::server_opts(
+        &addr.ip().to_string(),
+        addr.port(),
+        user,
+        Some(password.to_string()),
+        tls_ca,
+    )
+    .db_name(Some(keyspace));
     let mut conn = mysql_async::Conn::new(opts)
         .await
         .context("connecting to the router")?;
