@@ -136,7 +136,9 @@ pub(super) async fn execute(
         Some((crate::session::prepared::Forward::ByShard(e), _)) => {
             let mut e = Arc::unwrap_or_clone(e);
             // Routed like literals: the bound statement's plan picks the logical shard.
-            let sql = p.bind(&body[4..])?;
+            // (Without long data, which is never forwarded: UTF-8 text.)
+            let sql = String::from_utf8(p.bind(&body[4..], &session.lex)?)
+                .map_err(|e| crate::error::not_utf8("statement", e.as_bytes(), e.utf8_error()))?;
             let (planned, fp) = shared.plans.plan_keyed(
                 &sql,
                 session.keyspace.as_deref(),
@@ -199,14 +201,14 @@ pub(super) async fn execute(
         }
     }
     let sql = match bound {
-        Some(sql) => sql,
+        Some(sql) => sql.into_bytes(),
         None => match session.prepared.get_mut(&id) {
-            Some(p) => p.bind(&body[4..])?,
+            Some(p) => p.bind(&body[4..], &session.lex)?,
             None => return Err(SqlError::router("prepared statement vanished")),
         },
     };
     // Boxed: statements that run server-side do not carry a text statement's future.
-    Box::pin(query(shared, session, io, sql.as_bytes(), series)).await
+    Box::pin(query(shared, session, io, &sql, series)).await
 }
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.

@@ -152,7 +152,7 @@ impl Prepared {
     ///
     /// # Errors
     /// 1210 for malformed parameters; 1235 for cursors.
-    pub fn bind(&mut self, body: &[u8]) -> Result<String, SqlError> {
+    pub fn bind(&mut self, body: &[u8], mode: &crate::sql::lex::Mode) -> Result<Vec<u8>, SqlError> {
         let bad = || SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
         let params = self.split_params(body)?;
         let n = self.markers.len();
@@ -163,24 +163,55 @@ impl Prepared {
             let (ty, unsigned) = self.param_types[i];
             if let Some(data) = self.long_data.get(&(i as u16)) {
                 let binary = matches!(ty, 249..=252);
-                literals.push(quote_bytes(data, binary));
+                literals.push(long_literal(data, binary, mode));
             } else if is_null {
-                literals.push("NULL".to_string());
+                literals.push(b"NULL".to_vec());
             } else {
-                literals.push(param_literal(&mut c, ty, unsigned).ok_or_else(bad)?);
+                literals.push(
+                    param_literal(&mut c, ty, unsigned)
+                        .ok_or_else(bad)?
+                        .into_bytes(),
+                );
             }
         }
         self.long_data.clear();
-        let mut out = String::with_capacity(self.sql.len() + 16 * n);
+        let len = literals.iter().map(Vec::len).sum::<usize>();
+        let mut out = Vec::with_capacity(self.sql.len() + len);
         let mut pos = 0;
         for (at, lit) in self.markers.iter().zip(&literals) {
-            out.push_str(&self.sql[pos..*at]);
-            out.push_str(lit);
+            out.extend_from_slice(&self.sql.as_bytes()[pos..*at]);
+            out.extend_from_slice(lit);
             pos = at + 1;
         }
-        out.push_str(&self.sql[pos..]);
+        out.extend_from_slice(&self.sql.as_bytes()[pos..]);
         Ok(out)
     }
+}
+
+/// The literal of a parameter sent with `COM_STMT_SEND_LONG_DATA`: its bytes as they came,
+/// quoted (`_binary'…'` for a binary type; for a string type the client's character set reads
+/// them, as the server reads long data), with only the quote and (unless `sql_mode` has
+/// `NO_BACKSLASH_ESCAPES`) the backslash escaped — about the data's own size, where a hex
+/// literal would be twice it. In a character set whose characters may hold a quote or
+/// backslash byte (`sjis`, `gbk`, `big5`), a hex literal.
+fn long_literal(data: &[u8], binary: bool, mode: &crate::sql::lex::Mode) -> Vec<u8> {
+    if mode.charset != crate::sql::lex::Charset::Plain {
+        return quote_bytes(data, binary).into_bytes();
+    }
+    let mut out = Vec::with_capacity(data.len() + 16);
+    if binary {
+        out.extend_from_slice(b"_binary");
+    }
+    out.push(b'\'');
+    for &b in data {
+        match b {
+            b'\'' => out.extend_from_slice(b"''"),
+            b'\\' if !mode.no_backslash_escapes => out.extend_from_slice(b"\\\\"),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'\'');
+    out
 }
 
 /// How `sql` (with its `n` markers) can run as a server-side prepared statement, if it can: a
@@ -232,15 +263,24 @@ mod tests {
         let mut body = vec![0, 1, 0, 0, 0, 0b00, 1, 8, 0, 253, 0];
         body.extend_from_slice(&42i64.to_le_bytes());
         body.extend_from_slice(&[3, b'a', b'\'', b'b']);
-        let s = p.bind(&body).expect("bind");
+        let m = crate::sql::lex::Mode::default();
+        let s = p.bind(&body, &m).expect("bind");
         assert_eq!(
             s,
-            "SELECT '?', c FROM t WHERE id = 42 AND name = _utf8mb4 X'612762' -- ?"
+            b"SELECT '?', c FROM t WHERE id = 42 AND name = _utf8mb4 X'612762' -- ?"
         );
         // A second execute without types reuses them; NULL through the bitmap.
         let body = vec![0, 1, 0, 0, 0, 0b10, 0, 7, 0, 0, 0, 0, 0, 0, 0];
-        let s = p.bind(&body).expect("bind");
-        assert_eq!(s, "SELECT '?', c FROM t WHERE id = 7 AND name = NULL -- ?");
-        assert!(p.bind(&[0, 1]).is_err());
+        let s = p.bind(&body, &m).expect("bind");
+        assert_eq!(s, b"SELECT '?', c FROM t WHERE id = 7 AND name = NULL -- ?");
+        assert!(p.bind(&[0, 1], &m).is_err());
+        // Long data: its own bytes, quoted, with only ' and \ escaped.
+        p.long_data.insert(1, vec![0, 0xff, b'\'', b'\\', b'x']);
+        let body = vec![0, 1, 0, 0, 0, 0b00, 1, 8, 0, 252, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+        let s = p.bind(&body, &m).expect("bind");
+        assert_eq!(
+            s,
+            b"SELECT '?', c FROM t WHERE id = 9 AND name = _binary'\x00\xff''\\\\x' -- ?"
+        );
     }
 }
