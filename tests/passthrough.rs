@@ -1343,3 +1343,37 @@ async fn load_data_local_infile_into_a_sharded_table_like_mariadb() {
     drop(o);
     h.stop().await;
 }
+
+/// `SHOW SESSION STATUS` counts the session's own statements (`Questions`, `Com_select`, …),
+/// as MariaDB direct counts a session's, and a reset starts them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_status_counts_the_sessions_own_statements() {
+    let (h, _r, _o) = app_and_oracle().await;
+    let s = &h.cluster.servers()[1];
+    let out = same_output_as_direct(
+        &h,
+        s,
+        "app",
+        &[
+            "-e",
+            "CREATE TABLE c (a int); SELECT 1; SELECT 2 FROM DUAL; INSERT INTO c VALUES (1); \
+             UPDATE c SET a = 2; BEGIN; DELETE FROM c; COMMIT; SET @x = 1; \
+             SHOW SESSION STATUS LIKE 'Com_select'; \
+             SHOW LOCAL STATUS WHERE Variable_name IN ('Questions', 'Com_insert', 'Com_update', 'Com_delete', 'Com_begin', 'Com_commit', 'Com_set_option')",
+        ],
+    );
+    assert!(
+        out.contains("Com_select\t2") && out.contains("Questions\t11"),
+        "{out}"
+    );
+    // A reset starts the counters again.
+    let mut c = h.conn(Some("app")).await;
+    c.query_drop("SELECT 1").await.expect("select");
+    c.reset().await.expect("reset");
+    let n: Option<(String, u64)> = c
+        .query_first("SHOW SESSION STATUS LIKE 'Com_select'")
+        .await
+        .expect("status");
+    assert_eq!(n.map(|(_, v)| v), Some(0));
+    h.stop().await;
+}

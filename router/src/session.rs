@@ -78,6 +78,10 @@ pub struct Session {
     /// its reserved connection and has not unlocked it: what the router would run on other
     /// connections of that server would wait for it forever.
     pub global_read_lock: bool,
+    /// The session's own status counters (`SHOW SESSION STATUS`): statements received, and
+    /// per `Com_*` variable the router counts.
+    pub questions: u64,
+    pub com: std::collections::BTreeMap<&'static str, u64>,
     /// The collation id of the client's handshake (its `SET NAMES` leads `sets` when it is not
     /// the backends' own).
     pub handshake_collation: u8,
@@ -160,6 +164,8 @@ impl Session {
             deferred_ok: None,
             undone_on_error: false,
             global_read_lock: false,
+            questions: 0,
+            com: std::collections::BTreeMap::new(),
             multi_statements: client_caps & crate::wire::constants::CLIENT_MULTI_STATEMENTS != 0,
             more_results: false,
             handshake_collation: 0,

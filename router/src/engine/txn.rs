@@ -259,6 +259,39 @@ impl Engine {
     ///
     /// # Errors
     /// The backend's, reading them back.
+    /// The rows of `sql` (a `SHOW` of the server) as text, asked on the session's home server
+    /// (its keyspace's) on a connection that carries its settings.
+    ///
+    /// # Errors
+    /// The backend's.
+    pub async fn text_rows_at_home(
+        &self,
+        session: &mut Session,
+        sql: &[u8],
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, SqlError> {
+        let rt = self.topo.table();
+        let ps = home_shard(session, &rt)
+            .ok_or_else(|| SqlError::router("no physical shard is registered"))?;
+        let mut lease = self.conn_outside_txn(session, &rt, &ps).await?;
+        let r: Result<Vec<mysql_async::Row>, _> = lease.conn.query(sql).await;
+        self.give_back(session, lease).await;
+        let rows =
+            r.map_err(|e| crate::backend::error::from_backend(e, &ps, "", Unqualify(None)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => Some(b),
+                        other => Some(other.as_sql(true).into_bytes()),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
     /// The session values of system variables `names`, as the session sees them now on a
     /// connection of `ps` that carries its settings, read and kept as the session's own
     /// (before an admin's `SET GLOBAL` changes what new connections start with; a session on

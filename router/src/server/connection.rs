@@ -256,6 +256,8 @@ async fn command(
             session.wait_timeout = None;
             session.autocommit = true;
             session.last_insert_id = 0;
+            session.questions = 0;
+            session.com.clear();
             match r {
                 Ok(()) => ok(io, session).await,
                 Err(e) => Err(e),

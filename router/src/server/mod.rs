@@ -20,6 +20,7 @@ mod prepare;
 mod processes;
 mod query;
 mod shared;
+mod status;
 mod tls;
 
 pub use listener::{Router, RouterHandle};

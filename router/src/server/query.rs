@@ -282,6 +282,11 @@ async fn statement(
     // One lexing of the statement serves every check below.
     let mut toks = crate::sql::lex::significant(bytes, &session.lex);
     let first = |w: &str| toks.first().is_some_and(|t| t.is_word(bytes, w));
+    super::status::count(session, bytes, &toks);
+    // The session's own counters.
+    if first("SHOW") && super::status::is_session_status(bytes, &toks) {
+        return Box::pin(super::status::run(shared, session, io, bytes)).await;
+    }
     // The router's own sessions: `SHOW PROCESSLIST`, `KILL id`.
     if first("KILL") || first("SHOW") {
         if let Some(p) = super::processes::ProcessStatement::of(bytes, &toks) {
