@@ -592,6 +592,16 @@ async fn a_killed_run_resumes_after_its_checkpoint() {
         seen.iter().all(|l| !l.contains("rows copied in")),
         "the first run finished before it was killed: {seen:?}"
     );
+    // One command per keyspace at a time: the killed run's lock lapses within seconds.
+    let out = tessera(&["movetables", "run", "--from", "legacy"])
+        .output()
+        .await
+        .expect("a run while the lock is held");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("held by") && err.contains("pid"),
+        "{err}"
+    );
     let (progress, _) = h
         .topo
         .get_movetables_progress("legacy")
@@ -641,11 +651,21 @@ async fn a_killed_run_resumes_after_its_checkpoint() {
         "{status}"
     );
 
-    // The second run resumes after the checkpoint and finishes.
-    let out = tessera(&["movetables", "run", "--from", "legacy"])
+    // The second run resumes after the checkpoint and finishes (once the lock has lapsed).
+    let mut out = tessera(&["movetables", "run", "--from", "legacy"])
         .output()
         .await
         .expect("second run");
+    for _ in 0..40 {
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("held by") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        out = tessera(&["movetables", "run", "--from", "legacy"])
+            .output()
+            .await
+            .expect("second run");
+    }
     let err = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "second run: {stdout}\n{err}");

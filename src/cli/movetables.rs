@@ -291,6 +291,8 @@ struct Mover {
     rt: RoutingTable,
     backends: Backends,
     moved: BTreeMap<String, MovedTable>,
+    /// The keyspace's movetables lock, for the commands that change its move.
+    lock: Option<tessera_topo::TopoLock>,
 }
 
 /// A table's place in the target keyspace: each logical shard's physical shard and schema,
@@ -333,7 +335,30 @@ impl Mover {
             rt,
             backends: Backends::new(Default::default()),
             moved: ks.vschema.moved_tables.clone(),
+            lock: None,
         })
+    }
+
+    /// [`Mover::new`] for a command that changes the move: one such command runs at a time
+    /// per source keyspace (two copies at once could leave a row stale on the target).
+    async fn locked(topo: &Topo, from: &str) -> Result<Mover> {
+        let holder = format!("{} (pid {})", super::audit::who(), std::process::id());
+        let lock = topo
+            .lock(&format!("movetables/{from}"), &holder)
+            .await
+            .context("another tessera movetables command on this keyspace is running")?;
+        // Read after the lock: what the previous holder left is what this one sees.
+        let mut m = Mover::new(topo, from).await?;
+        m.lock = Some(lock);
+        Ok(m)
+    }
+
+    /// Closes the connections and gives the lock up.
+    async fn finish(&mut self) {
+        self.backends.disconnect_all().await;
+        if let Some(l) = self.lock.take() {
+            l.release().await;
+        }
     }
 
     async fn conn(&self, ps: &str) -> Result<Conn> {
@@ -857,7 +882,7 @@ async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>
 /// # Errors
 /// An unknown keyspace or table, a table the target does not declare, backend failures.
 pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[String]) -> Result<()> {
-    let mut m = Mover::new(topo, from).await?;
+    let mut m = Mover::locked(topo, from).await?;
     let r = async {
         if m.rt.keyspace(to).is_none() {
             bail!("no keyspace {to}: apply its vschema (declaring the tables) first");
@@ -897,7 +922,7 @@ pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[Strin
         m.set_state(tables, Some(MoveState::Copying), to).await
     }
     .await;
-    m.backends.disconnect_all().await;
+    m.finish().await;
     r
 }
 
@@ -921,9 +946,9 @@ pub struct RunOptions {
 /// # Errors
 /// Nothing copying, backend failures.
 pub async fn movetables_run_with(topo: &Topo, from: &str, o: RunOptions) -> Result<RunReport> {
-    let m = Mover::new(topo, from).await?;
+    let mut m = Mover::locked(topo, from).await?;
     let r = run_copy(&m, &o).await;
-    m.backends.disconnect_all().await;
+    m.finish().await;
     r
 }
 
@@ -1084,9 +1109,9 @@ async fn run_copy(m: &Mover, o: &RunOptions) -> Result<RunReport> {
 /// Nothing copied, a copy that does not verify (the tables stay served by the source),
 /// backend failures.
 pub async fn movetables_cutover(topo: &Topo, from: &str) -> Result<CutoverReport> {
-    let mut m = Mover::new(topo, from).await?;
+    let mut m = Mover::locked(topo, from).await?;
     let r = cutover(&mut m).await;
-    m.backends.disconnect_all().await;
+    m.finish().await;
     r
 }
 
@@ -1176,9 +1201,9 @@ async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
 /// # Errors
 /// Nothing cut over, backend failures (the tables are then still held: run it again).
 pub async fn movetables_rollback(topo: &Topo, from: &str) -> Result<u64> {
-    let mut m = Mover::new(topo, from).await?;
+    let mut m = Mover::locked(topo, from).await?;
     let r = rollback(&mut m).await;
-    m.backends.disconnect_all().await;
+    m.finish().await;
     r
 }
 
@@ -1272,7 +1297,7 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
 /// # Errors
 /// Nothing cut over, backend failures.
 pub async fn movetables_complete(topo: &Topo, from: &str) -> Result<()> {
-    let m = Mover::new(topo, from).await?;
+    let mut m = Mover::locked(topo, from).await?;
     let r = async {
         let tables = m.in_state(MoveState::Moved);
         if tables.is_empty() {
@@ -1298,7 +1323,7 @@ pub async fn movetables_complete(topo: &Topo, from: &str) -> Result<()> {
         m.clear_checkpoints(&names).await
     }
     .await;
-    m.backends.disconnect_all().await;
+    m.finish().await;
     r
 }
 

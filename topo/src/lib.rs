@@ -43,7 +43,7 @@ pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
     AuditEntry, CopyCheckpoint, Job, Keyspace, LogicalShardState, MoveTablesJob,
     MoveTablesProgress, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
-    RouterRegistration, TableProgress, Topo, TopoSnapshot, VerifyCounts, VerifyReport,
+    RouterRegistration, TableProgress, Topo, TopoLock, TopoSnapshot, VerifyCounts, VerifyReport,
 };
 pub use store::{Condition, KeyValue, Store, WatchEvent, WatchEventKind, Watcher};
 pub use vschema::{

@@ -845,6 +845,84 @@ impl Topo {
     }
 }
 
+/// Where exclusive locks of long-running commands live (outside [`ROOT`]).
+pub const LOCKS: &str = "/tessera-locks/";
+
+/// How long a lock outlives a holder that stopped renewing it (a process that died).
+const LOCK_TTL_MS: u64 = 10_000;
+
+/// An exclusive lock in the topology store, held while a lease renewed in the background
+/// lives: [`TopoLock::release`] ends it at once; a holder that dies loses it within
+/// `LOCK_TTL_MS`.
+pub struct TopoLock {
+    store: Arc<dyn Store>,
+    lease: i64,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl TopoLock {
+    /// Gives the lock up now.
+    pub async fn release(self) {
+        self.keeper.abort();
+        let _ = self.store.revoke_lease(self.lease).await;
+    }
+}
+
+impl Drop for TopoLock {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+impl Topo {
+    /// Takes the exclusive lock `name`, saying `holder` holds it.
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] naming the holder when someone holds it; store failures.
+    pub async fn lock(&self, name: &str, holder: &str) -> Result<TopoLock> {
+        let key = format!("{LOCKS}{name}");
+        let lease = self.store.grant_lease(LOCK_TTL_MS).await?;
+        match self
+            .store
+            .put(&key, holder, Condition::ModRevision(0), Some(lease))
+            .await
+        {
+            Ok(_) => {}
+            Err(TopoError::Conflict { .. }) => {
+                let _ = self.store.revoke_lease(lease).await;
+                let by = self
+                    .store
+                    .get(&key)
+                    .await?
+                    .map_or_else(|| "someone".to_string(), |kv| kv.value);
+                return Err(TopoError::invalid(
+                    name,
+                    format!(
+                        "held by {by} (one at a time; a holder that died lets go within {} s)",
+                        LOCK_TTL_MS / 1000
+                    ),
+                ));
+            }
+            Err(e) => {
+                let _ = self.store.revoke_lease(lease).await;
+                return Err(e);
+            }
+        }
+        let store = self.store.clone();
+        let keeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(LOCK_TTL_MS / 4)).await;
+                let _ = store.keep_alive(lease).await;
+            }
+        });
+        Ok(TopoLock {
+            store: self.store.clone(),
+            lease,
+            keeper,
+        })
+    }
+}
+
 /// Where administrative actions are recorded: outside [`ROOT`], so that neither routers'
 /// watches nor their snapshots read them.
 pub const AUDIT: &str = "/tessera-audit/";
@@ -874,6 +952,32 @@ pub struct AuditEntry {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn a_lock_is_held_by_one_at_a_time() {
+        let topo = Topo::new(Arc::new(MemoryStore::new()));
+        let a = topo
+            .lock("movetables/legacy", "anna@h pid 1")
+            .await
+            .expect("first");
+        let e = topo
+            .lock("movetables/legacy", "bob@h pid 2")
+            .await
+            .err()
+            .expect("second refused");
+        assert!(e.to_string().contains("anna@h pid 1"), "{e}");
+        let other = topo
+            .lock("movetables/other", "bob@h pid 2")
+            .await
+            .expect("another name");
+        a.release().await;
+        let b = topo
+            .lock("movetables/legacy", "bob@h pid 2")
+            .await
+            .expect("after release");
+        b.release().await;
+        other.release().await;
+    }
 
     #[tokio::test]
     async fn jobs_advance_only_from_the_revision_read() {
