@@ -1377,3 +1377,46 @@ async fn session_status_counts_the_sessions_own_statements() {
     assert_eq!(n.map(|(_, v)| v), Some(0));
     h.stop().await;
 }
+
+/// `COMMIT AND CHAIN` starts the next transaction at once, `ROLLBACK AND NO CHAIN` does not,
+/// and `COMMIT RELEASE` ends the session after it, as on MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_and_chain_and_release() {
+    let (h, mut r, _o) = app_and_oracle().await;
+    r.query_drop("CREATE TABLE ch (a int)").await.expect("ddl");
+    for sql in [
+        "BEGIN",
+        "INSERT INTO ch VALUES (1)",
+        "COMMIT WORK AND CHAIN",
+        "INSERT INTO ch VALUES (2)",
+        "ROLLBACK AND NO CHAIN",
+        "INSERT INTO ch VALUES (3)",
+        "ROLLBACK NO RELEASE",
+    ] {
+        r.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let rows: Vec<i64> = r.query("SELECT a FROM ch ORDER BY a").await.expect("rows");
+    assert_eq!(
+        rows,
+        vec![1, 3],
+        "2 was in the chained transaction, 3 autocommitted"
+    );
+    r.query_drop("BEGIN").await.expect("begin");
+    r.query_drop("INSERT INTO ch VALUES (4)")
+        .await
+        .expect("insert");
+    r.query_drop("COMMIT RELEASE")
+        .await
+        .expect("commit release");
+    assert!(r.query_drop("SELECT 1").await.is_err(), "the session ended");
+    let mut c = h.conn(Some("app")).await;
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM ch")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(3));
+    drop(c);
+    h.stop().await;
+}

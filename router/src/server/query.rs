@@ -283,6 +283,24 @@ async fn statement(
     let mut toks = crate::sql::lex::significant(bytes, &session.lex);
     let first = |w: &str| toks.first().is_some_and(|t| t.is_word(bytes, w));
     super::status::count(session, bytes, &toks);
+    // `COMMIT|ROLLBACK [WORK] [AND [NO] CHAIN] [[NO] RELEASE]`.
+    if first("COMMIT") || first("ROLLBACK") {
+        if let Some((chain, release)) = end_options(bytes, &toks) {
+            let start = session.txn_start.clone();
+            shared.engine.finish_txn(session, first("COMMIT")).await?;
+            if chain {
+                session.explicit_txn = true;
+                session.txn_start = start;
+            }
+            super::shared::ok(io, session).await?;
+            if release {
+                if let Some(s) = &session.slot {
+                    s.kill();
+                }
+            }
+            return Ok(());
+        }
+    }
     // The session's own counters.
     if first("SHOW") && super::status::is_session_status(bytes, &toks) {
         return Box::pin(super::status::run(shared, session, io, bytes)).await;
@@ -1049,4 +1067,39 @@ fn load_into_sharded(
         temp_sql,
         replace,
     })
+}
+
+/// For `COMMIT|ROLLBACK [WORK] [AND [NO] CHAIN] [[NO] RELEASE]` with at least one of the
+/// clauses: whether it chains a new transaction and whether it ends the session. `None` for
+/// other statements (a plain `COMMIT`, `ROLLBACK TO …`).
+fn end_options(sql: &[u8], toks: &[crate::sql::lex::Token]) -> Option<(bool, bool)> {
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let mut i = 1;
+    if is(i, "WORK") {
+        i += 1;
+    }
+    let (mut chain, mut release, mut any) = (false, false, false);
+    if is(i, "AND") {
+        any = true;
+        if is(i + 1, "NO") && is(i + 2, "CHAIN") {
+            i += 3;
+        } else if is(i + 1, "CHAIN") {
+            chain = true;
+            i += 2;
+        } else {
+            return None;
+        }
+    }
+    if is(i, "NO") && is(i + 1, "RELEASE") {
+        any = true;
+        i += 2;
+    } else if is(i, "RELEASE") {
+        any = true;
+        release = true;
+        i += 1;
+    }
+    let rest = toks
+        .get(i..)
+        .is_some_and(|r| r.iter().all(|t| t.kind == crate::sql::lex::Kind::Semicolon));
+    (any && rest && !(chain && release)).then_some((chain, release))
 }
