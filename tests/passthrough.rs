@@ -941,6 +941,19 @@ async fn create_and_drop_database_make_and_drop_keyspaces() {
         Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1044, "{}", e.message),
         other => panic!("expected 1044, got {other:?}"),
     }
+    // The session's sql_if_exists makes a DROP of a missing database a note, as IF EXISTS.
+    r.query_drop("SET @@session.sql_if_exists = 1")
+        .await
+        .expect("set");
+    r.query_drop("DROP DATABASE no_such_keyspace")
+        .await
+        .expect("a note, not an error");
+    assert_eq!(r.get_warnings(), 1);
+    r.query_drop("SET @@session.sql_if_exists = 0")
+        .await
+        .expect("set");
+    let (code, _) = error_code(&mut r, "DROP DATABASE no_such_keyspace").await;
+    assert_eq!(code, 1008);
     drop((r, o, other, nopw));
     h.stop().await;
 }

@@ -165,7 +165,17 @@ pub(super) async fn run(
     }
     let Some(ks) = rt.keyspace(&d.name) else {
         let msg = format!("Can't drop database '{}'; database doesn't exist", d.name);
-        if d.if_clause {
+        // `IF EXISTS`, or the session's `sql_if_exists`, which implies it.
+        let if_exists = d.if_clause
+            || shared
+                .engine
+                .text_rows_at_home(session, b"SELECT @@session.sql_if_exists")
+                .await
+                .ok()
+                .and_then(|rows| rows.into_iter().next())
+                .and_then(|r| r.into_iter().next().flatten())
+                .is_some_and(|v| v == b"1");
+        if if_exists {
             return note(shared, session, io, 1008, msg).await;
         }
         return Err(SqlError::new(1008, "HY000", msg));
