@@ -101,6 +101,9 @@ async fn unsharded_keyspace_answers_like_mariadb() {
             "CREATE VIEW v1 AS SELECT id, a FROM t1 WHERE id > 1",
             "SELECT * FROM v1 ORDER BY id",
             "SHOW FULL TABLES",
+            // A `SHOW` the router has no plan of its own for is the server's to answer.
+            "SHOW statistics",
+            "SHOW PROFILES",
             "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1",
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't1' ORDER BY ORDINAL_POSITION",
             "SHOW CREATE TABLE t1",

@@ -138,6 +138,52 @@ const SHOW_VERBATIM: &[&str] = &[
     "PACKAGE",
 ];
 
+/// `SHOW` forms the router answers, plans or refuses itself (`SHOW DATABASES`, `SHOW STATUS`,
+/// `SHOW PROCESSLIST`, server statements, …): never sent as written.
+const SHOW_HANDLED: &[&str] = &[
+    "DATABASES",
+    "SCHEMAS",
+    "PROCESSLIST",
+    "WARNINGS",
+    "ERRORS",
+    "COUNT",
+    "VARIABLES",
+    "STATUS",
+    "SESSION",
+    "GLOBAL",
+    "LOCAL",
+    "COLLATION",
+    "CHARACTER",
+    "CHARSET",
+    "GRANTS",
+    "PLUGINS",
+    "ENGINES",
+    "ENGINE",
+    "PRIVILEGES",
+    "AUTHORS",
+    "CONTRIBUTORS",
+    "STORAGE",
+    "OPEN",
+    "MASTER",
+    "BINARY",
+    "BINLOG",
+    "SLAVE",
+    "SLAVES",
+    "REPLICA",
+    "REPLICAS",
+    "RELAYLOG",
+    "ALL",
+    "USER_STATISTICS",
+    "CLIENT_STATISTICS",
+    "INDEX_STATISTICS",
+    "TABLE_STATISTICS",
+    "EXPLAIN",
+    "ANALYZE",
+    "WSREP_MEMBERSHIP",
+    "WSREP_STATUS",
+    "USER",
+];
+
 /// Functions whose answer is the backend connection's, not the client session's.
 const CONNECTION_FUNCTIONS: &[&str] = &["LAST_INSERT_ID", "ROW_COUNT", "CONNECTION_ID"];
 
@@ -645,7 +691,20 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
     // replication.
     if verb == "SHOW"
         && [
-            "ENGINE", "OPEN", "MASTER", "BINARY", "BINLOG", "SLAVE", "REPLICA", "RELAYLOG",
+            "ENGINE",
+            "OPEN",
+            "MASTER",
+            "BINARY",
+            "BINLOG",
+            "SLAVE",
+            "REPLICA",
+            "RELAYLOG",
+            "USER_STATISTICS",
+            "CLIENT_STATISTICS",
+            "INDEX_STATISTICS",
+            "TABLE_STATISTICS",
+            "EXPLAIN",
+            "ANALYZE",
         ]
         .iter()
         .any(|w| is(s + 1, w))
@@ -935,7 +994,11 @@ fn verbatim_kind(
             }
             let form = toks.get(i)?.upper_word(sql)?;
             if !SHOW_VERBATIM.contains(&form.as_str()) {
-                return None;
+                // Forms the router answers or plans itself, or that reach past the keyspace
+                // (checked as a reach), are not sent as written; any other `SHOW` of an
+                // unsharded keyspace is the server's to answer (or refuse, as it refuses a
+                // form it does not know).
+                return (!SHOW_HANDLED.contains(&form.as_str())).then_some(VerbatimKind::Read);
             }
             if form == "TABLE" && !is(i + 1, "STATUS") {
                 return None;
