@@ -1436,3 +1436,23 @@ async fn commit_and_chain_and_release() {
     drop(c);
     h.stop().await;
 }
+
+/// What the router's parser rejects in an unsharded keyspace is the server's to run or
+/// refuse: MariaDB's own error message for a syntax error, `SIGNAL` as MariaDB raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsed_statements_get_mariadbs_own_answer() {
+    let (h, mut r, mut o) = app_and_oracle().await;
+    for c in [&mut r, &mut o] {
+        c.query_drop("CREATE TABLE t1 (a int)").await.expect("ddl");
+    }
+    for sql in [
+        "SELECT @arg00 a FROM t1 WHERE a = 1 INTO",
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'",
+        "SELECT 1 FROM t1 WHERE (1 IN (SELECT * FROM t1)",
+    ] {
+        let want = error_code(&mut o, sql).await;
+        let got = error_code(&mut r, sql).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    h.stop().await;
+}

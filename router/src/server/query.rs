@@ -572,6 +572,11 @@ async fn statement(
                 Err(e) if e.code == 1235 && may_gather => {
                     planner::gather::plan(trimmed, session.keyspace.as_deref(), &rt).map_err(|_| e)
                 }
+                // What the router cannot parse in an unsharded keyspace is the server's to
+                // run or refuse (with its own message), unless it may change the session.
+                Err(e) if e.code == 1064 => {
+                    unparsed_verbatim(bytes, &class, session.keyspace.as_deref(), &rt).ok_or(e)
+                }
                 other => other,
             };
             let plan = match planned {
@@ -1102,4 +1107,66 @@ fn end_options(sql: &[u8], toks: &[crate::sql::lex::Token]) -> Option<(bool, boo
         .get(i..)
         .is_some_and(|r| r.iter().all(|t| t.kind == crate::sql::lex::Kind::Semicolon));
     (any && rest && !(chain && release)).then_some((chain, release))
+}
+
+/// A statement the router's parser rejected, in an unsharded keyspace: sent as written when it
+/// reaches nothing past the keyspace and cannot make or end session or transaction state
+/// (which would be lost on a pooled connection), so that the server runs it or refuses it
+/// with its own message.
+fn unparsed_verbatim(
+    sql: &[u8],
+    class: &crate::sql::classify::Classified,
+    keyspace: Option<&str>,
+    rt: &crate::topology::RoutingTable,
+) -> Option<planner::Plan> {
+    const SESSION_WORDS: &[&str] = &[
+        "SET",
+        "USE",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "LOCK",
+        "UNLOCK",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "XA",
+        "HANDLER",
+        "GET",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "RENAME",
+        "KILL",
+        "SHOW",
+        "FLUSH",
+        "LOAD",
+        "CALL",
+    ];
+    let ks = rt.keyspace(keyspace?).filter(|k| !k.sharded)?;
+    if class.reach.is_some() || class.local_state.is_some() || !class.qualifiers.is_empty() {
+        return None;
+    }
+    let toks = crate::sql::lex::significant(sql, &Default::default());
+    if toks
+        .first()
+        .is_none_or(|t| SESSION_WORDS.iter().any(|w| t.is_word(sql, w)))
+        || toks
+            .iter()
+            .any(|t| t.is_word(sql, "CONNECTION_ID") || t.is_word(sql, "LAST_INSERT_ID"))
+    {
+        return None;
+    }
+    Some(planner::Plan::Exec(Box::new(planner::Exec::plain(
+        Some(ks.name.clone()),
+        planner::StmtKind::Read,
+        planner::RouteKind::One,
+        planner::Targets::Verbatim {
+            sql: sql.to_vec(),
+            reserve: false,
+        },
+    ))))
 }
