@@ -68,6 +68,9 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
         "SELECT t.s FROM (SELECT s, id FROM m WHERE s LIKE '%É%') t ORDER BY t.id",
         "SELECT id FROM m WHERE EXISTS (SELECT 1 FROM n WHERE n.id = m.id AND n.w > 'x') ORDER BY id",
         "SELECT nosuch FROM m WHERE id IN (SELECT id FROM n)",
+        // WITH ROLLUP, which the parser does not know: MariaDB computes it over all the rows.
+        "SELECT id % 2 AS k, COUNT(*), SUM(dec1) FROM m GROUP BY k WITH ROLLUP",
+        "SELECT n.id, n.w, COUNT(*) FROM n GROUP BY n.id, n.w WITH ROLLUP",
         // The session's settings hold for the answer, never for what is gathered.
         "SET NAMES latin1",
         "SELECT s FROM m WHERE id IN (SELECT id FROM n UNION SELECT 5) ORDER BY id",

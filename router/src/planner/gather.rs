@@ -53,6 +53,10 @@ fn gather(
     rt: &RoutingTable,
     reference_only: bool,
 ) -> Result<Gather, SqlError> {
+    // Syntax the parser does not know (`WITH ROLLUP`) is read as its stand-in and put back
+    // into what MariaDB runs, which computes it over all the gathered rows.
+    let standin = super::standin::StandIn::find(sql);
+    let sql = standin.as_ref().map_or(sql, |s| s.stand_in_sql.as_str());
     let stmt = parse_one(sql)?;
     let Statement::Query(q) = &stmt else {
         return Err(SqlError::unsupported(
@@ -145,7 +149,10 @@ fn gather(
             }
         }
     }
-    let template = p.qualified(&r, edits)?;
+    let mut template = p.qualified(&r, edits)?;
+    if let Some(s) = &standin {
+        s.restore(&mut template)?;
+    }
     let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&ks.reference_schema()));
     Ok(Gather {
         keyspace: ks.name.clone(),
