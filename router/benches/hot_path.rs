@@ -66,7 +66,7 @@ fn planning(c: &mut Criterion) {
             let toks = tessera_router::sql::lex::significant(sql, &mode);
             let class = tessera_router::sql::classify::classify_tokens(sql, &toks, &mode);
             black_box(tessera_router::planner::passthrough::check_scope(
-                &class, "u", &rt,
+                &class, "u", false, &rt,
             ))
             .ok();
             black_box(class)
@@ -86,6 +86,7 @@ fn planning(c: &mut Criterion) {
                 Some("sbtest"),
                 &none,
                 &rt,
+                false,
             );
             let fp = tessera_router::sql::shape::shape(&statements[i]).map(|s| s.key);
             black_box((plan, fp))
