@@ -195,7 +195,7 @@ fn client(
         while !stop.load(Ordering::Relaxed) {
             let (shard, keys) = &targets[i % targets.len()];
             let k = keys[(i / targets.len()) % keys.len()];
-            let sql = if (i / targets.len()) % 2 == 0 {
+            let sql = if (i / targets.len()).is_multiple_of(2) {
                 format!("SELECT v FROM t WHERE id = {k}")
             } else {
                 format!("UPDATE t SET v = v + 1 WHERE id = {k}")
@@ -318,7 +318,7 @@ async fn half_open_connections_are_closed_at_the_handshake_timeout_while_clients
     for (i, (opened, mut s)) in sockets.into_iter().enumerate() {
         waits.push(tokio::spawn(async move {
             let mut greeting = [0u8; 512];
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let n = s.read(&mut greeting).await.unwrap_or(0);
                 assert!(n > 0, "the greeting comes first");
             }
