@@ -61,7 +61,29 @@ pub struct RouterConfig {
     /// Refuse logins that did not switch to TLS (needs `tls`). Default: false.
     #[serde(default)]
     pub require_secure_transport: bool,
+    /// How long (ms) a new client connection may take from the router's greeting to the end
+    /// of its login, TLS handshake included; past it the socket is closed and counted
+    /// (`tessera_router_handshake_timeouts_total`). Default: 10000 (MariaDB's
+    /// `connect_timeout` of 10 s).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+    /// How long (s) a session may stay idle between statements before the router closes it,
+    /// as MariaDB closes it; a session's own `SET wait_timeout` overrides it. Default: 28800
+    /// (MariaDB's `wait_timeout`).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout_s: u64,
 }
+
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+
+fn default_wait_timeout() -> u64 {
+    28_800
+}
+
+/// MariaDB's largest `wait_timeout` (a year, in seconds).
+const MAX_WAIT_TIMEOUT_S: u64 = 31_536_000;
 
 /// The router's certificate for client connections.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +346,15 @@ impl RouterConfig {
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");
         }
+        if self.handshake_timeout_ms == 0 {
+            return bad("handshake_timeout_ms", "must be at least 1");
+        }
+        if !(1..=MAX_WAIT_TIMEOUT_S).contains(&self.wait_timeout_s) {
+            return bad(
+                "wait_timeout_s",
+                &format!("must be from 1 to {MAX_WAIT_TIMEOUT_S}, as MariaDB's wait_timeout"),
+            );
+        }
         if self.backend.pool_max == 0 {
             return bad("backend.pool_max", "must be at least 1");
         }
@@ -433,6 +464,14 @@ mod tests {
         assert!(e.to_string().contains("listn"), "{e}");
         let ok = RouterConfig::from_yaml("users: [{name: a, password: b}]\n").expect("ok");
         assert_eq!(ok.listen.port(), 15306);
+        assert_eq!(ok.handshake_timeout_ms, 10_000);
+        assert_eq!(ok.wait_timeout_s, 28_800);
+        let e =
+            RouterConfig::from_yaml("users: [{name: a}]\nwait_timeout_s: 0\n").expect_err("bad");
+        assert!(e.to_string().contains("wait_timeout_s"), "{e}");
+        let e = RouterConfig::from_yaml("users: [{name: a}]\nhandshake_timeout_ms: 0\n")
+            .expect_err("bad");
+        assert!(e.to_string().contains("handshake_timeout_ms"), "{e}");
     }
 }
 

@@ -29,6 +29,11 @@ pub struct Metrics {
     pub panics: prometheus::IntCounter,
     /// Logins refused (wrong password, unknown user, clear text where TLS is required).
     pub login_failures: prometheus::IntCounter,
+    /// Client connections closed for not finishing greeting and login within
+    /// `handshake_timeout_ms`.
+    pub handshake_timeouts: prometheus::IntCounter,
+    /// Sessions closed for staying idle longer than their `wait_timeout`.
+    pub idle_timeouts: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -115,8 +120,20 @@ impl Metrics {
             "Client logins refused (each answered with 1045; repeated ones from one address are slowed down)",
         )
         .expect("valid metric");
+        let handshake_timeouts = prometheus::IntCounter::new(
+            "tessera_router_handshake_timeouts_total",
+            "Client connections closed for not finishing greeting and login within handshake_timeout_ms",
+        )
+        .expect("valid metric");
+        let idle_timeouts = prometheus::IntCounter::new(
+            "tessera_router_idle_timeouts_total",
+            "Sessions closed for staying idle between statements longer than their wait_timeout",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(handshake_timeouts.clone()),
+            Box::new(idle_timeouts.clone()),
             Box::new(panics.clone()),
             Box::new(login_failures.clone()),
             Box::new(latency.clone()),
@@ -145,6 +162,8 @@ impl Metrics {
             shadow_routes,
             panics,
             login_failures,
+            handshake_timeouts,
+            idle_timeouts,
         }
     }
 

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// How long a new connection may take to greet and log in.
-const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long closing a connection may wait to flush what is left for a client that does not
+/// read.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) async fn handle(
     stream: TcpStream,
@@ -28,32 +29,45 @@ pub(super) async fn handle(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let scramble = super::login::scramble();
-    // A client that does not finish its handshake in time is closed.
-    let greeted = tokio::time::timeout(
-        LOGIN_TIMEOUT,
+    // Greeting, TLS handshake and login together must end within `handshake_timeout_ms`, as
+    // MariaDB's `connect_timeout` bounds them; a client that does not finish in time is
+    // closed and counted.
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(shared.cfg.handshake_timeout_ms);
+    let greeted = tokio::time::timeout_at(
+        deadline,
         super::login::greet(stream, id, &shared, &scramble),
     )
     .await;
-    let Ok(Some((mut io, first, secure))) = greeted else {
-        return;
+    let (mut io, first, secure) = match greeted {
+        Ok(Some(g)) => g,
+        Ok(None) => return,
+        Err(_) => {
+            // The stream is dropped with the greeting's future: the socket is closed.
+            shared.metrics.handshake_timeouts.inc();
+            tracing::debug!(conn = id, %peer, "handshake not finished in time; closing");
+            return;
+        }
     };
-    let login = tokio::time::timeout(
-        LOGIN_TIMEOUT,
+    let login = tokio::time::timeout_at(
+        deadline,
         authenticate(&mut io, peer, id, &shared, scramble, first, secure),
     )
     .await;
-    let Ok(login) = login else {
-        io.shutdown().await;
-        return;
-    };
     let mut session = match login {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            io.shutdown().await;
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => {
+            close(&mut io).await;
             return;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.handshake_timeouts.inc();
+            tracing::debug!(conn = id, %peer, "login not finished in time; closing");
+            close(&mut io).await;
             return;
         }
     };
@@ -69,25 +83,28 @@ pub(super) async fn handle(
     // not a new waiter per statement.
     let mut killed = Box::pin(kill_watch(entry.slot.clone()));
     let mut series = SeriesCache::default();
+    // A session that set no `wait_timeout` of its own is closed after the router's.
+    let default_idle = std::time::Duration::from_secs(shared.cfg.wait_timeout_s);
+    let mut idle = IdleTimer::new();
     loop {
         io.seq = 0;
-        // `biased`: the read first, without drawing a random number per statement.
-        let read = match session.wait_timeout {
-            None => tokio::select! {
-                biased;
-                r = io.read_packet(&mut buf) => r,
-                _ = &mut stop => break,
-                _ = &mut killed => break,
-            },
-            // A session that set its `wait_timeout` is closed after that long idle, as the
-            // server closes it (the client then sees 2006 / 2013).
-            Some(idle) => tokio::select! {
-                biased;
-                r = io.read_packet(&mut buf) => r,
-                _ = &mut stop => break,
-                _ = &mut killed => break,
-                _ = tokio::time::sleep(idle) => break,
-            },
+        let read = match next_packet(
+            &mut io,
+            &mut buf,
+            &mut stop,
+            &mut killed,
+            &mut idle,
+            session.wait_timeout.unwrap_or(default_idle),
+        )
+        .await
+        {
+            Next::Packet(r) => r,
+            Next::Closed => break,
+            Next::Idle => {
+                shared.metrics.idle_timeouts.inc();
+                tracing::debug!(conn = id, %peer, "idle longer than wait_timeout; closing");
+                break;
+            }
         };
         if let Err(e) = read {
             if e.kind() == std::io::ErrorKind::InvalidData {
@@ -186,7 +203,75 @@ pub(super) async fn handle(
     // Whatever the session left open is rolled back, and what it reserved given back reset.
     let _ = shared.engine.finish_txn(&mut session, false).await;
     shared.engine.release_reserved(&mut session).await;
-    io.shutdown().await;
+    close(&mut io).await;
+}
+
+/// Flushes what is left and shuts the connection down, waiting at most [`CLOSE_TIMEOUT`] for
+/// a client that does not read; the socket is closed when `io` is dropped in any case.
+async fn close(io: &mut PacketIo) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.shutdown()).await;
+}
+
+/// What ends the wait for a client's next command.
+enum Next {
+    /// A packet was read (or the read failed).
+    Packet(std::io::Result<()>),
+    /// The router shuts down, or the session was killed.
+    Closed,
+    /// The session stayed idle longer than its `wait_timeout`.
+    Idle,
+}
+
+/// The idle timer of a session: one timer for the session's life. It is moved earlier when a
+/// wait would end before it, and later only when it fires early, so that a busy session
+/// touches the timer about once per idle period, not once per statement.
+struct IdleTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimer {
+    fn new() -> Self {
+        // Beyond any `wait_timeout` (MariaDB's largest is a year) until the first wait.
+        let far = std::time::Duration::from_secs(2 * 366 * 24 * 3600);
+        IdleTimer {
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now() + far)),
+        }
+    }
+}
+
+/// Waits for the client's next packet into `buf`, or for the end of the session: shutdown,
+/// `KILL`, or `idle` without a command (the client then sees 2006 / 2013, as when MariaDB
+/// closes an idle session). The read itself is never abandoned half-way except to close.
+async fn next_packet(
+    io: &mut PacketIo,
+    buf: &mut Vec<u8>,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future>,
+    killed: &mut std::pin::Pin<Box<impl std::future::Future>>,
+    timer: &mut IdleTimer,
+    idle: std::time::Duration,
+) -> Next {
+    let due = tokio::time::Instant::now() + idle;
+    if timer.sleep.deadline() > due {
+        timer.sleep.as_mut().reset(due);
+    }
+    let read = io.read_packet(buf);
+    tokio::pin!(read);
+    loop {
+        // `biased`: the read first, without drawing a random number per statement.
+        tokio::select! {
+            biased;
+            r = &mut read => return Next::Packet(r),
+            _ = stop.as_mut() => return Next::Closed,
+            _ = killed.as_mut() => return Next::Closed,
+            _ = timer.sleep.as_mut() => {
+                if tokio::time::Instant::now() >= due {
+                    return Next::Idle;
+                }
+                // Armed by an earlier wait: moved on to this one's deadline.
+                timer.sleep.as_mut().reset(due);
+            }
+        }
+    }
 }
 
 /// Handles one command that has a response (all but `COM_QUIT`, `COM_STMT_CLOSE` and
