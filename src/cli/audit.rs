@@ -52,7 +52,7 @@ fn chrono_like(ms: u64) -> String {
 }
 
 /// Who runs this process: `TESSERA_ACTOR`, else the user and host.
-pub(super) fn who() -> String {
+pub(crate) fn who() -> String {
     if let Ok(a) = std::env::var("TESSERA_ACTOR") {
         if !a.is_empty() {
             return a;

@@ -42,6 +42,27 @@ pub(super) fn literal(v: &Value, no_backslash_escapes: bool) -> String {
     }
 }
 
+/// Keyspace `name` in `rt`, and the physical shard of its logical shard 0 (where gathered
+/// rows and loaded files go).
+///
+/// # Errors
+/// 1049 for an unknown keyspace; 1105 for one without placement.
+pub(super) fn home_of(
+    rt: &RoutingTable,
+    name: &str,
+) -> Result<(KeyspaceRouting, String), SqlError> {
+    let ks = rt
+        .keyspace(name)
+        .ok_or_else(|| SqlError::unknown_database(name))?
+        .clone();
+    let ps0 = ks
+        .placement
+        .first()
+        .cloned()
+        .ok_or_else(|| SqlError::router(format!("keyspace {} has no placement", ks.name)))?;
+    Ok((ks, ps0))
+}
+
 /// Rows written per `INSERT` into a temporary table.
 const BATCH: usize = 500;
 
@@ -53,14 +74,7 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let ks = rt
-            .keyspace(&g.keyspace)
-            .ok_or_else(|| SqlError::unknown_database(&g.keyspace))?
-            .clone();
-        let ps0 =
-            ks.placement.first().cloned().ok_or_else(|| {
-                SqlError::router(format!("keyspace {} has no placement", ks.name))
-            })?;
+        let (ks, ps0) = home_of(&rt, &g.keyspace)?;
         let mut lease = self.conn(session, &rt, &ps0).await?;
         let r = self.gather_on(session, &rt, &ks, &g, &mut lease, io).await;
         // The temporary tables go with the statement.

@@ -98,12 +98,7 @@ impl Engine {
             }
             (false, false) => {
                 if session.in_transaction() {
-                    let _ = self
-                        .savepoint(session, SavepointOp::RollbackTo(GUARD.into()))
-                        .await;
-                    let _ = self
-                        .savepoint(session, SavepointOp::Release(GUARD.into()))
-                        .await;
+                    self.undo_to(session, GUARD).await;
                 }
                 Ok(())
             }
@@ -169,14 +164,7 @@ impl Engine {
         }
         // Anything else: MariaDB answers the select over the gathered rows.
         let g = crate::planner::gather::source(select, session.keyspace.as_deref(), &rt)?;
-        let ks = rt
-            .keyspace(&g.keyspace)
-            .ok_or_else(|| SqlError::unknown_database(&g.keyspace))?
-            .clone();
-        let ps0 =
-            ks.placement.first().cloned().ok_or_else(|| {
-                SqlError::router(format!("keyspace {} has no placement", ks.name))
-            })?;
+        let (ks, ps0) = super::gather::home_of(&rt, &g.keyspace)?;
         let mut lease = self.conn(session, &rt, &ps0).await?;
         let r = async {
             self.fill_gathered(session, &rt, &ks, &g.tables, &mut lease)

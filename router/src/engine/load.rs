@@ -50,14 +50,7 @@ impl Engine {
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let ks = rt
-            .keyspace(&l.keyspace)
-            .ok_or_else(|| SqlError::unknown_database(&l.keyspace))?
-            .clone();
-        let ps0 =
-            ks.placement.first().cloned().ok_or_else(|| {
-                SqlError::router(format!("keyspace {} has no placement", ks.name))
-            })?;
+        let (ks, ps0) = super::gather::home_of(&rt, &l.keyspace)?;
         let addr = rt.shards.get(&ps0).map(|s| s.address()).unwrap_or_default();
         let map = |e: mysql_async::Error| from_backend(e, &ps0, &addr, Unqualify(Some(&ks)));
         let temp = format!(

@@ -566,6 +566,18 @@ impl Engine {
 }
 
 impl Engine {
+    /// Rolls the session's transaction back to savepoint `name` and releases it (the undo of
+    /// a statement the router guarded with it); failures are left for the transaction's end.
+    pub(super) async fn undo_to(&self, session: &mut Session, name: &str) {
+        use crate::planner::SavepointOp;
+        let _ = self
+            .savepoint(session, SavepointOp::RollbackTo(name.into()))
+            .await;
+        let _ = self
+            .savepoint(session, SavepointOp::Release(name.into()))
+            .await;
+    }
+
     /// Runs a savepoint statement on every backend connection the transaction holds, and
     /// keeps the session's list of savepoints as MariaDB keeps its own: `ROLLBACK TO x` keeps
     /// `x` and forgets later ones, `RELEASE x` forgets `x` and later ones, setting an existing

@@ -998,12 +998,7 @@ impl Engine {
     /// Rolls the session's transaction back to the guard savepoint of an update of lookup
     /// columns, and releases it.
     async fn undo_guarded(&self, session: &mut Session) {
-        let _ = self
-            .savepoint(session, SavepointOp::RollbackTo(GUARD.into()))
-            .await;
-        let _ = self
-            .savepoint(session, SavepointOp::Release(GUARD.into()))
-            .await;
+        self.undo_to(session, GUARD).await;
     }
 
     /// Reads (and locks) the rows an update of lookup columns changes, writes their new

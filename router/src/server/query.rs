@@ -672,7 +672,9 @@ async fn statement(
     let kept_sets = match (&home_ps, set_global) {
         (Some(ps), true) => {
             let before = session.sets.clone();
-            let names = global_names(bytes, &session.lex);
+            let toks = crate::sql::lex::significant(bytes, &session.lex);
+            let mut names = crate::sql::classify::global_targets(bytes, &toks, 1);
+            names.retain(|n| !n.is_empty());
             shared.engine.keep_session_values(session, ps, &names).await;
             Some(before)
         }
@@ -966,53 +968,6 @@ fn admin_needs_unsharded(session: &Session) -> SqlError {
                 .map_or_else(|| "none".to_string(), |k| format!("'{k}'"))
         ),
     )
-}
-
-/// The system variables a `SET` assigns with global scope (`GLOBAL x = …`, `@@global.x = …`),
-/// lower-cased.
-fn global_names(sql: &[u8], mode: &crate::sql::lex::Mode) -> Vec<String> {
-    use crate::sql::lex::Kind;
-    let toks = crate::sql::lex::significant(sql, mode);
-    let punct = |i: usize, c: u8| {
-        toks.get(i)
-            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
-    };
-    let word = |i: usize| {
-        toks.get(i)
-            .filter(|t| t.kind == Kind::Word)
-            .and_then(|t| std::str::from_utf8(t.bytes(sql)).ok())
-            .map(str::to_ascii_lowercase)
-    };
-    let mut out = Vec::new();
-    let (mut depth, mut item_start) = (0usize, true);
-    for (i, t) in toks.iter().enumerate().skip(1) {
-        if t.kind == Kind::Punct {
-            match sql[t.start] {
-                b'(' => depth += 1,
-                b')' => depth = depth.saturating_sub(1),
-                b',' if depth == 0 => {
-                    item_start = true;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if !std::mem::take(&mut item_start) {
-            continue;
-        }
-        let name = if t.is_word(sql, "GLOBAL") {
-            word(i + 1)
-        } else if t.kind == Kind::SysVar
-            && t.bytes(sql)[2..].eq_ignore_ascii_case(b"global")
-            && punct(i + 1, b'.')
-        {
-            word(i + 2)
-        } else {
-            None
-        };
-        out.extend(name);
-    }
-    out
 }
 
 /// `LOAD DATA … LOCAL INFILE 'f' [REPLACE | IGNORE] INTO TABLE [ks.]t …` where `t` is a sharded

@@ -594,10 +594,6 @@ fn ddl_object(s: usize, toks: &[Token], sql: &[u8]) -> Option<(usize, String)> {
 fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
     let word = |i: usize| upper_word(toks, sql, i);
     let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
-    let punct = |i: usize, c: u8| {
-        toks.get(i)
-            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
-    };
     let verb = word(s).unwrap_or_default();
     let mut reach = None;
     let privilege = |what: &str, privilege: &'static str| {
@@ -632,39 +628,7 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
     }
     if verb == "SET" {
         // Only what an item assigns: `SET @v = @@GLOBAL.x` reads a global, as any user may.
-        let mut global = false;
-        let (mut depth, mut item_start) = (0usize, true);
-        for (i, t) in toks
-            .iter()
-            .enumerate()
-            .skip(s + 1)
-            .take_while(|(_, t)| t.kind != Kind::Semicolon)
-        {
-            if t.kind == Kind::Punct {
-                match sql[t.start] {
-                    b'(' => depth += 1,
-                    b')' => depth = depth.saturating_sub(1),
-                    b',' if depth == 0 => {
-                        item_start = true;
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            if std::mem::take(&mut item_start)
-                && ((t.kind == Kind::Word
-                    && ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
-                        .iter()
-                        .any(|g| t.is_word(sql, g))
-                    && !punct(i + 1, b'.'))
-                    || t.kind == Kind::SysVar && {
-                        let v = t.bytes(sql)[2..].to_ascii_uppercase();
-                        matches!(v.as_slice(), b"GLOBAL" | b"PERSIST" | b"PERSIST_ONLY")
-                    })
-            {
-                global = true;
-            }
-        }
+        let global = !global_targets(sql, toks, s + 1).is_empty();
         if global {
             reach = privilege("SET GLOBAL", "SUPER");
         } else if ["PASSWORD", "ROLE", "DEFAULT"].iter().any(|w| is(s + 1, w)) {
@@ -722,6 +686,61 @@ fn statement_reach(s: usize, toks: &[Token], sql: &[u8]) -> Option<Reach> {
         );
     }
     reach
+}
+
+/// The system variables the items of a `SET` (its tokens from `from` on, to the end of the
+/// statement) assign with global scope (`GLOBAL x`, `PERSIST x`, `@@global.x`, …),
+/// lower-cased; an empty name for one that is not a plain word.
+pub fn global_targets(sql: &[u8], toks: &[Token], from: usize) -> Vec<String> {
+    let punct = |i: usize, c: u8| {
+        toks.get(i)
+            .is_some_and(|t| t.kind == Kind::Punct && sql[t.start] == c)
+    };
+    let word = |i: usize| {
+        toks.get(i)
+            .filter(|t| t.kind == Kind::Word)
+            .and_then(|t| std::str::from_utf8(t.bytes(sql)).ok())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default()
+    };
+    const SCOPES: &[&[u8]] = &[b"GLOBAL", b"PERSIST", b"PERSIST_ONLY"];
+    let mut out = Vec::new();
+    let (mut depth, mut item_start) = (0usize, true);
+    for (i, t) in toks
+        .iter()
+        .enumerate()
+        .skip(from)
+        .take_while(|(_, t)| t.kind != Kind::Semicolon)
+    {
+        if t.kind == Kind::Punct {
+            match sql[t.start] {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    item_start = true;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if !std::mem::take(&mut item_start) {
+            continue;
+        }
+        let b = t.bytes(sql);
+        if t.kind == Kind::Word
+            && SCOPES.iter().any(|g| b.eq_ignore_ascii_case(g))
+            && !punct(i + 1, b'.')
+        {
+            out.push(word(i + 1));
+        } else if t.kind == Kind::SysVar && SCOPES.iter().any(|g| b[2..].eq_ignore_ascii_case(g)) {
+            out.push(if punct(i + 1, b'.') {
+                word(i + 2)
+            } else {
+                String::new()
+            });
+        }
+    }
+    out
 }
 
 /// The name of a user variable token (`@v`, `@'v'`, `` @`v` ``, `@"v"`), lower-cased (MariaDB
