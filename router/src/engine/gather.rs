@@ -63,6 +63,15 @@ pub(super) fn home_of(
     Ok((ks, ps0))
 }
 
+/// `sql`, a read, as the router runs it to copy rows: in the columns' own bytes
+/// (`character_set_results = binary`) and whole, whatever the session's `sql_select_limit`.
+pub(super) fn binary_read(sql: &str) -> String {
+    format!(
+        "SET STATEMENT character_set_results = binary, \
+         sql_select_limit = 18446744073709551615 FOR {sql}"
+    )
+}
+
 /// Rows written per `INSERT` into a temporary table.
 const BATCH: usize = 500;
 
@@ -172,13 +181,7 @@ impl Engine {
                     // columns' own bytes, whatever the session's settings.
                     let mut res = other
                         .conn
-                        .exec_iter(
-                            format!(
-                                "SET STATEMENT character_set_results = binary, \
-                                 sql_select_limit = 18446744073709551615 FOR SELECT * FROM {src}"
-                            ),
-                            (),
-                        )
+                        .exec_iter(binary_read(&format!("SELECT * FROM {src}")), ())
                         .await
                         .map_err(map)?;
                     let mut batch: Vec<String> = Vec::with_capacity(BATCH);

@@ -364,6 +364,21 @@ fn too_many(limit: u64) -> SqlError {
     ))
 }
 
+/// Each column's collation id, and whether it is a decimal (written back as a number).
+pub(super) fn column_kinds(cols: &[mysql_async::Column]) -> (Vec<u16>, Vec<bool>) {
+    cols.iter()
+        .map(|c| {
+            (
+                c.character_set(),
+                matches!(
+                    c.column_type(),
+                    ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL
+                ),
+            )
+        })
+        .unzip()
+}
+
 /// Reads every row of `sql` on `conn` into `out`, in the columns' own bytes.
 async fn read_rows(
     conn: &mut mysql_async::Conn,
@@ -371,27 +386,10 @@ async fn read_rows(
     limit: u64,
     out: &mut Rows,
 ) -> Result<(), Read> {
-    let mut res = conn
-        .exec_iter(
-            format!(
-                "SET STATEMENT character_set_results = binary, \
-                 sql_select_limit = 18446744073709551615 FOR {sql}"
-            ),
-            (),
-        )
-        .await?;
+    let mut res = conn.exec_iter(super::gather::binary_read(sql), ()).await?;
     if out.collations.is_empty() {
         if let Some(cs) = res.columns() {
-            out.collations = cs.iter().map(|c| c.character_set()).collect();
-            out.decimal = cs
-                .iter()
-                .map(|c| {
-                    matches!(
-                        c.column_type(),
-                        ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL
-                    )
-                })
-                .collect();
+            (out.collations, out.decimal) = column_kinds(&cs);
         }
     }
     while let Some(row) = res.next().await? {

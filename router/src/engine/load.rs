@@ -19,7 +19,7 @@ use crate::session::Session;
 use crate::sql::quote_ident;
 use crate::topology::Unqualify;
 use crate::wire::PacketIo;
-use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::consts::ColumnFlags;
 use mysql_async::prelude::Queryable;
 
 /// Rows written per insert.
@@ -80,10 +80,7 @@ impl Engine {
             let mut res = lease
                 .conn
                 .exec_iter(
-                    format!(
-                        "SET STATEMENT character_set_results = binary, \
-                         sql_select_limit = 18446744073709551615 FOR SELECT * FROM {temp}"
-                    ),
+                    super::gather::binary_read(&format!("SELECT * FROM {temp}")),
                     (),
                 )
                 .await
@@ -112,16 +109,7 @@ impl Engine {
                 }
             }
             let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name_str())).collect();
-            let collations: Vec<u16> = cols.iter().map(|c| c.character_set()).collect();
-            let decimal: Vec<bool> = cols
-                .iter()
-                .map(|c| {
-                    matches!(
-                        c.column_type(),
-                        ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL
-                    )
-                })
-                .collect();
+            let (collations, decimal) = super::insert_select::column_kinds(&cols);
             let p = InsertSelect {
                 keyspace: ks.name.clone(),
                 head: format!(
