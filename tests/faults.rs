@@ -792,3 +792,43 @@ async fn an_idle_session_is_closed_after_wait_timeout_unless_it_set_its_own() {
     drop((own, busy));
     h.stop().await;
 }
+
+/// A client that says it is interactive (`CLIENT_INTERACTIVE`, as the `mariadb` CLI at a
+/// terminal does) is kept for `interactive_timeout_s`, not `wait_timeout_s`, as MariaDB keeps
+/// it for `interactive_timeout` (PyMySQL, which can set the flag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_client_gets_the_interactive_timeout() {
+    let h = Harness::start_with(1, 0, VSCHEMA, |cfg| {
+        cfg.wait_timeout_s = 1;
+        cfg.interactive_timeout_s = 30;
+    })
+    .await;
+    let script = format!(
+        "import time, pymysql\n\
+         from pymysql.constants import CLIENT\n\
+         def run(flag):\n\
+         \x20   c = pymysql.connect(host='127.0.0.1', port={port}, user='{user}', password='{pw}', client_flag=flag)\n\
+         \x20   time.sleep(2.5)\n\
+         \x20   try:\n\
+         \x20       cur = c.cursor(); cur.execute('SELECT 1'); return 'kept'\n\
+         \x20   except Exception:\n\
+         \x20       return 'closed'\n\
+         print(run(CLIENT.INTERACTIVE), run(0))\n",
+        port = h.port(),
+        user = USER,
+        pw = PASSWORD,
+    );
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.trim(), "kept closed", "interactive, then not");
+    h.stop().await;
+}

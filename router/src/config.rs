@@ -72,6 +72,11 @@ pub struct RouterConfig {
     /// (MariaDB's `wait_timeout`).
     #[serde(default = "default_wait_timeout")]
     pub wait_timeout_s: u64,
+    /// [`RouterConfig::wait_timeout_s`] for clients that say they are interactive
+    /// (`CLIENT_INTERACTIVE`: the `mariadb` CLI at a terminal), as MariaDB's
+    /// `interactive_timeout`. Default: 28800.
+    #[serde(default = "default_wait_timeout")]
+    pub interactive_timeout_s: u64,
 }
 
 fn default_handshake_timeout() -> u64 {
@@ -355,6 +360,14 @@ impl RouterConfig {
                 &format!("must be from 1 to {MAX_WAIT_TIMEOUT_S}, as MariaDB's wait_timeout"),
             );
         }
+        if !(1..=MAX_WAIT_TIMEOUT_S).contains(&self.interactive_timeout_s) {
+            return bad(
+                "interactive_timeout_s",
+                &format!(
+                    "must be from 1 to {MAX_WAIT_TIMEOUT_S}, as MariaDB's interactive_timeout"
+                ),
+            );
+        }
         if self.backend.pool_max == 0 {
             return bad("backend.pool_max", "must be at least 1");
         }
@@ -466,6 +479,7 @@ mod tests {
         assert_eq!(ok.listen.port(), 15306);
         assert_eq!(ok.handshake_timeout_ms, 10_000);
         assert_eq!(ok.wait_timeout_s, 28_800);
+        assert_eq!(ok.interactive_timeout_s, 28_800);
         let e =
             RouterConfig::from_yaml("users: [{name: a}]\nwait_timeout_s: 0\n").expect_err("bad");
         assert!(e.to_string().contains("wait_timeout_s"), "{e}");

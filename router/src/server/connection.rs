@@ -83,8 +83,14 @@ pub(super) async fn handle(
     // not a new waiter per statement.
     let mut killed = Box::pin(kill_watch(entry.slot.clone()));
     let mut series = SeriesCache::default();
-    // A session that set no `wait_timeout` of its own is closed after the router's.
-    let default_idle = std::time::Duration::from_secs(shared.cfg.wait_timeout_s);
+    // A session that set no `wait_timeout` of its own is closed after the router's (its
+    // `interactive_timeout` for a client that says it is interactive, as MariaDB does).
+    let interactive = session.client_caps & crate::wire::constants::CLIENT_INTERACTIVE != 0;
+    let default_idle = std::time::Duration::from_secs(if interactive {
+        shared.cfg.interactive_timeout_s
+    } else {
+        shared.cfg.wait_timeout_s
+    });
     let mut idle = IdleTimer::new();
     loop {
         io.seq = 0;
