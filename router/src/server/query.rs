@@ -664,15 +664,16 @@ async fn statement(
         }
     };
     // The session keeps its own values of what a SET GLOBAL changes, as on one server.
+    // (Only an admin's `SET GLOBAL` looks up its server: nothing on other statements' path.)
     let home_ps = session
         .keyspace
         .as_deref()
+        .filter(|_| set_global)
         .and_then(|k| rt.keyspace(k))
         .and_then(|k| k.placement.first().cloned());
-    let kept_sets = match (&home_ps, set_global) {
-        (Some(ps), true) => {
+    let kept_sets = match &home_ps {
+        Some(ps) => {
             let before = session.sets.clone();
-            let toks = crate::sql::lex::significant(bytes, &session.lex);
             let mut names = crate::sql::classify::global_targets(bytes, &toks, 1);
             names.retain(|n| !n.is_empty());
             shared.engine.keep_session_values(session, ps, &names).await;
@@ -698,7 +699,7 @@ async fn statement(
     }
     if r.is_ok() {
         // New backend connections take the server's new globals.
-        if let (true, Some(ps)) = (set_global, &home_ps) {
+        if let Some(ps) = &home_ps {
             shared.engine.backends.renew(ps);
         }
         if read_lock {
