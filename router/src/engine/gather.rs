@@ -32,13 +32,21 @@ pub(super) fn literal(v: &Value, no_backslash_escapes: bool) -> String {
         Value::Bytes(b) => {
             let mut out = String::with_capacity(b.len() * 2 + 24);
             out.push_str("CAST(X'");
-            for c in b {
-                out.push_str(&format!("{c:02x}"));
-            }
+            push_hex(&mut out, b);
             out.push_str("' AS BINARY)");
             out
         }
         other => other.as_sql(no_backslash_escapes),
+    }
+}
+
+/// Appends `b` as hexadecimal digits (the inside of an `X'…'` literal).
+pub(super) fn push_hex(out: &mut String, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() * 2);
+    for &x in b {
+        out.push(char::from(DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(DIGITS[usize::from(x & 0xf)]));
     }
 }
 

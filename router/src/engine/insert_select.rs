@@ -52,7 +52,7 @@ impl Engine {
     ) -> Result<(), SqlError> {
         let read = self.select_rows(session, &p.select).await?;
         let literals = self
-            .literals(read, session.lex.no_backslash_escapes)
+            .literals_of(read, session.lex.no_backslash_escapes)
             .await?;
         let own = self.statement_begin(session).await?;
         let r = self.write_rows(session, &p, literals, io).await;
@@ -210,7 +210,7 @@ impl Engine {
             let read = self.select_rows(session, inner).await?;
             let n = read.rows.len();
             let rows = self
-                .literals(read, session.lex.no_backslash_escapes)
+                .literals_of(read, session.lex.no_backslash_escapes)
                 .await?;
             let values = match q.kind {
                 SubqueryKind::Exists => if n > 0 { "TRUE" } else { "FALSE" }.to_string(),
@@ -249,59 +249,42 @@ impl Engine {
         Box::pin(self.execute(session, plan, io)).await
     }
 
-    /// Each row as `(literal, …)`: strings in their column's own character set.
-    pub(super) async fn literals(
+    /// The character set of each collation id among `collations` (the binary one aside).
+    ///
+    /// # Errors
+    /// 1105 for an id no server names.
+    pub(super) async fn charsets_of(
+        &self,
+        collations: &[u16],
+    ) -> Result<HashMap<u16, String>, SqlError> {
+        let mut charsets = HashMap::new();
+        for &c in collations {
+            if c != crate::wire::constants::BINARY_CHARSET && !charsets.contains_key(&c) {
+                let (cs, _) = self.collation_names(c).await.ok_or_else(|| {
+                    SqlError::router(format!(
+                        "no server names collation {c} of a column whose rows are copied"
+                    ))
+                })?;
+                charsets.insert(c, cs);
+            }
+        }
+        Ok(charsets)
+    }
+
+    /// [`literals`] of every row read.
+    async fn literals_of(
         &self,
         read: Rows,
         no_backslash_escapes: bool,
     ) -> Result<Vec<String>, SqlError> {
-        let mut charsets: HashMap<u16, Option<String>> = HashMap::new();
-        for &c in &read.collations {
-            if c != crate::wire::constants::BINARY_CHARSET && !charsets.contains_key(&c) {
-                let cs = self.collation_names(c).await.map(|(cs, _)| cs);
-                if cs.is_none() {
-                    return Err(SqlError::router(format!(
-                        "INSERT … SELECT: no server names collation {c} of a selected column"
-                    )));
-                }
-                charsets.insert(c, cs);
-            }
-        }
-        Ok(read
-            .rows
-            .into_iter()
-            .map(|row| {
-                let vals: Vec<String> = row
-                    .iter()
-                    .zip(&read.collations)
-                    .zip(&read.decimal)
-                    .map(|((v, c), &decimal)| match (v, charsets.get(c)) {
-                        // A decimal as the exact number it is, not a string.
-                        (Value::Bytes(b), _)
-                            if decimal
-                                && !b.is_empty()
-                                && b.iter()
-                                    .all(|x| x.is_ascii_digit() || matches!(x, b'-' | b'.')) =>
-                        {
-                            b.iter().map(|&x| char::from(x)).collect()
-                        }
-                        (Value::Bytes(b), Some(Some(cs))) => {
-                            let mut s = String::with_capacity(b.len() * 2 + cs.len() + 4);
-                            s.push('_');
-                            s.push_str(cs);
-                            s.push_str(" X'");
-                            for x in b {
-                                s.push_str(&format!("{x:02x}"));
-                            }
-                            s.push('\'');
-                            s
-                        }
-                        (v, _) => literal(v, no_backslash_escapes),
-                    })
-                    .collect();
-                format!("({})", vals.join(", "))
-            })
-            .collect())
+        let charsets = self.charsets_of(&read.collations).await?;
+        Ok(literals(
+            read.rows,
+            &read.collations,
+            &read.decimal,
+            &charsets,
+            no_backslash_escapes,
+        ))
     }
 
     /// Writes `rows` in batches of multi-row inserts, each planned and run like a client's;
@@ -377,6 +360,48 @@ pub(super) fn column_kinds(cols: &[mysql_async::Column]) -> (Vec<u16>, Vec<bool>
             )
         })
         .unzip()
+}
+
+/// Each row as `(literal, …)`: strings in their column's own character set (`charsets`, from
+/// [`Engine::charsets_of`]), decimals as numbers.
+pub(super) fn literals(
+    rows: Vec<Vec<Value>>,
+    collations: &[u16],
+    decimal: &[bool],
+    charsets: &HashMap<u16, String>,
+    no_backslash_escapes: bool,
+) -> Vec<String> {
+    rows.into_iter()
+        .map(|row| {
+            let vals: Vec<String> = row
+                .iter()
+                .zip(collations)
+                .zip(decimal)
+                .map(|((v, c), &decimal)| match (v, charsets.get(c)) {
+                    // A decimal as the exact number it is, not a string.
+                    (Value::Bytes(b), _)
+                        if decimal
+                            && !b.is_empty()
+                            && b.iter()
+                                .all(|x| x.is_ascii_digit() || matches!(x, b'-' | b'.')) =>
+                    {
+                        b.iter().map(|&x| char::from(x)).collect()
+                    }
+                    (Value::Bytes(b), Some(cs)) => {
+                        let mut s = String::with_capacity(b.len() * 2 + cs.len() + 4);
+                        s.push('_');
+                        s.push_str(cs);
+                        s.push_str(" X'");
+                        super::gather::push_hex(&mut s, b);
+                        s.push('\'');
+                        s
+                    }
+                    (v, _) => literal(v, no_backslash_escapes),
+                })
+                .collect();
+            format!("({})", vals.join(", "))
+        })
+        .collect()
 }
 
 /// Reads every row of `sql` on `conn` into `out`, in the columns' own bytes.

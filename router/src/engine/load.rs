@@ -10,7 +10,7 @@
 //! Memory holds one batch of rows.
 
 use super::core::Engine;
-use super::insert_select::Rows;
+use super::insert_select::literals;
 
 use crate::backend::error::from_backend;
 use crate::error::SqlError;
@@ -110,6 +110,7 @@ impl Engine {
             }
             let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name_str())).collect();
             let (collations, decimal) = super::insert_select::column_kinds(&cols);
+            let charsets = self.charsets_of(&collations).await?;
             let p = InsertSelect {
                 keyspace: ks.name.clone(),
                 head: format!(
@@ -134,14 +135,13 @@ impl Engine {
                     }
                     if !batch.is_empty() && (done || batch.len() == BATCH) {
                         rows += batch.len() as u64;
-                        let read = Rows {
-                            rows: std::mem::take(&mut batch),
-                            collations: collations.clone(),
-                            decimal: decimal.clone(),
-                        };
-                        let literals = self
-                            .literals(read, session.lex.no_backslash_escapes)
-                            .await?;
+                        let literals = literals(
+                            std::mem::take(&mut batch),
+                            &collations,
+                            &decimal,
+                            &charsets,
+                            session.lex.no_backslash_escapes,
+                        );
                         let (a, _, w, _, _) = self.write_rows(session, &p, literals, io).await?;
                         affected += a;
                         warnings = warnings.saturating_add(w);
