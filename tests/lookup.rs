@@ -83,9 +83,12 @@ async fn same_as_mariadb(r: &mut Conn, o: &mut Conn, script: &[&str]) {
 /// Entries of the lookup table `{table}` (`keyspace.table`) that no row of `orders` holds (orphans) and
 /// values of `orders` whose entry is missing or names another keyspace id.
 async fn disagreement(r: &mut Conn, table: &str, column: &str) -> (Vec<String>, Vec<String>) {
+    // An entry taken over names its previous keyspace id too until it is settled.
     let entries: Vec<(String, u64)> = r
         .query(format!(
-            "SELECT CAST({column} AS CHAR), keyspace_id FROM {table}"
+            "SELECT CAST({column} AS CHAR), keyspace_id FROM {table} UNION ALL \
+             SELECT CAST({column} AS CHAR), previous_keyspace_id FROM {table} \
+             WHERE previous_keyspace_id IS NOT NULL"
         ))
         .await
         .expect("lookup rows");
@@ -97,14 +100,7 @@ async fn disagreement(r: &mut Conn, table: &str, column: &str) -> (Vec<String>, 
         .expect("rows");
     let want: std::collections::BTreeSet<(String, u64)> = rows
         .into_iter()
-        .map(|(v, c)| {
-            let id = tessera_router::vindex::keyspace_id(
-                tessera_topo::VindexKind::Xxhash,
-                &tessera_router::vindex::KeyValue::Int(i128::from(c)),
-            )
-            .expect("ksid");
-            (v, id)
-        })
+        .map(|(v, c)| (v, ksid(i128::from(c))))
         .collect();
     let have: std::collections::BTreeSet<(String, u64)> = entries.into_iter().collect();
     let orphans = have
@@ -319,6 +315,149 @@ async fn lookups_added_to_a_table_with_rows_are_backfilled_before_they_route() {
         missing.is_empty() && orphans.is_empty(),
         "{missing:?} {orphans:?}"
     );
+    drop(r);
+    h.stop().await;
+}
+
+fn ksid(customer: i128) -> u64 {
+    tessera_router::vindex::keyspace_id(
+        tessera_topo::VindexKind::Xxhash,
+        &tessera_router::vindex::KeyValue::Int(customer),
+    )
+    .expect("ksid")
+}
+
+/// The entry of order 50: its keyspace id and previous keyspace id.
+async fn entry_of_50(r: &mut Conn) -> Option<(u64, Option<u64>)> {
+    r.query_first(
+        "SELECT keyspace_id, previous_keyspace_id FROM lk.orders_order_id WHERE order_id = 50",
+    )
+    .await
+    .expect("entry")
+}
+
+/// A value taken over from a row the same transaction deleted (a `DELETE` then an `INSERT` of
+/// the value for another customer, a `REPLACE` across logical shards): the entry names both
+/// keyspace ids until the commit, and is settled before the OK. The state a router that died
+/// between the entry's commit and the rows' leaves behind (the entry names the new keyspace id,
+/// the old row is still there) routes to the old row, keeps the value unique, and settles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_taken_over_name_both_rows_until_settled() {
+    let h = start(DEMO).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop(ORDERS).await.expect("create");
+    // Customers 1, 2 and 3 on three different logical shards.
+    let (a, b, c) = (ksid(1), ksid(2), ksid(3));
+    let ls = |k: u64| tessera_router::vindex::logical_shard(k, 16);
+    assert!(ls(a) != ls(b) && ls(b) != ls(c) && ls(a) != ls(c));
+    r.query_drop("INSERT INTO orders VALUES (50, 1, 10, 'a')")
+        .await
+        .expect("insert");
+    assert_eq!(entry_of_50(&mut r).await, Some((a, None)));
+
+    // Deleted and inserted again elsewhere in one transaction: settled at the commit.
+    r.query_drop("BEGIN").await.expect("begin");
+    r.query_drop("DELETE FROM orders WHERE order_id = 50")
+        .await
+        .expect("delete");
+    r.query_drop("INSERT INTO orders VALUES (50, 2, 20, 'b')")
+        .await
+        .expect("insert again");
+    r.query_drop("COMMIT").await.expect("commit");
+    assert_eq!(entry_of_50(&mut r).await, Some((b, None)));
+    let rows: Vec<(u64, u64)> = r
+        .query("SELECT order_id, customer_id FROM orders WHERE order_id = 50")
+        .await
+        .expect("read");
+    assert_eq!(rows, vec![(50, 2)]);
+
+    // A REPLACE across logical shards: the old row goes, the entry follows, settled.
+    r.query_drop("REPLACE INTO orders VALUES (50, 1, 30, 'c')")
+        .await
+        .expect("replace");
+    assert_eq!(entry_of_50(&mut r).await, Some((a, None)));
+
+    // What a router that died between the commits leaves: the entry names customer 2's row
+    // (never committed), and customer 1's row (whose deletion rolled back) as its previous.
+    r.query_drop(format!(
+        "UPDATE lk.orders_order_id SET keyspace_id = {b}, previous_keyspace_id = {a} WHERE order_id = 50"
+    ))
+    .await
+    .expect("crash state");
+    let rows: Vec<(u64, u64)> = r
+        .query("SELECT order_id, customer_id FROM orders WHERE order_id = 50")
+        .await
+        .expect("read");
+    assert_eq!(
+        rows,
+        vec![(50, 1)],
+        "the row is found through the previous id"
+    );
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(*) FROM orders WHERE order_id IN (50, 51)")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(1));
+    // Still unique: the row named as previous holds the value.
+    let e = r
+        .query_drop("INSERT INTO orders VALUES (50, 3, 1, 'x')")
+        .await
+        .expect_err("a duplicate");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
+        "{e:?}"
+    );
+    // An upsert goes to the row that holds the value.
+    r.query_drop(
+        "INSERT INTO orders VALUES (50, 3, 1, 'x') ON DUPLICATE KEY UPDATE amount = amount + 5",
+    )
+    .await
+    .expect("upsert");
+    let rows: Vec<(u64, u64, i64)> = r
+        .query("SELECT order_id, customer_id, amount FROM orders WHERE order_id = 50")
+        .await
+        .expect("read");
+    assert_eq!(rows, vec![(50, 1, 35)]);
+    // Deleting it settles the entry: nothing names customer 1's logical shard any more.
+    r.query_drop("DELETE FROM orders WHERE order_id = 50")
+        .await
+        .expect("delete");
+    assert_eq!(entry_of_50(&mut r).await.and_then(|(_, p)| p), None);
+    assert_eq!(
+        r.query_first::<u64, _>("SELECT COUNT(*) FROM orders WHERE order_id = 50")
+            .await
+            .expect("count"),
+        Some(0)
+    );
+    // The entry left (an orphan of a row never committed) is taken over by the next insert.
+    r.query_drop("INSERT INTO orders VALUES (50, 3, 1, 'x')")
+        .await
+        .expect("insert over an orphan");
+    assert_eq!(entry_of_50(&mut r).await, Some((c, None)));
+    let (orphans, missing) = disagreement(&mut r, "lk.orders_order_id", "order_id").await;
+    assert!(
+        missing.is_empty() && orphans.is_empty(),
+        "{missing:?} {orphans:?}"
+    );
+
+    // A lookup table made before the previous keyspace id: a clear error naming the command
+    // that brings it up to date, which does.
+    r.query_drop("ALTER TABLE lk.orders_order_id DROP COLUMN previous_keyspace_id")
+        .await
+        .expect("an older table");
+    let e = r
+        .query_drop("SELECT * FROM orders WHERE order_id = 50")
+        .await
+        .expect_err("an older table");
+    assert!(e.to_string().contains("tessera vindex backfill"), "{e}");
+    tessera::cli::vindex_backfill(&h.topo, "demo", "orders", "order_id", false)
+        .await
+        .expect("backfill");
+    let rows: Vec<(u64, u64)> = r
+        .query("SELECT order_id, customer_id FROM orders WHERE order_id = 50")
+        .await
+        .expect("read");
+    assert_eq!(rows, vec![(50, 3)]);
     drop(r);
     h.stop().await;
 }

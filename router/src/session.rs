@@ -61,11 +61,9 @@ pub struct Session {
     /// table, a connection with a transaction of its own, committed just before the
     /// transaction's other connections (see `engine/lookup.rs`).
     pub lookup_pre: std::collections::HashMap<String, mysql_async::Conn>,
-    /// Lookup entries of rows the open transaction deleted, removed after it commits.
+    /// Lookup entries of rows the open transaction deleted (or took over), settled after it
+    /// commits.
     pub lookup_post: Vec<LookupEntry>,
-    /// Physical shards whose part of the transaction commits before the others' (where it
-    /// deleted a row whose lookup entry a new row took over).
-    pub commit_first: Vec<String>,
     /// While set, the OK packet of the statement running is kept in `deferred_ok` (affected
     /// rows, last insert id, warnings, info) instead of being written.
     pub defer_ok: bool,
@@ -159,7 +157,6 @@ impl Session {
             insert_id_override: None,
             lookup_pre: std::collections::HashMap::new(),
             lookup_post: Vec::new(),
-            commit_first: Vec::new(),
             defer_ok: false,
             deferred_ok: None,
             undone_on_error: false,

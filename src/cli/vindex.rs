@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::time::Instant;
 use tessera_router::backend::Backends;
-use tessera_router::engine::lookup::{ensure_table, ksid_of, LookupTable};
+use tessera_router::engine::lookup::{ensure_table, ksid_of, LookupTable, PREVIOUS};
 use tessera_router::sql::quote_ident;
 use tessera_router::topology::{KeyspaceRouting, Lookup, RoutingTable, TableRouting};
 use tessera_router::vindex;
@@ -412,10 +412,10 @@ impl Backfill<'_> {
         }
         let col = quote_ident(&self.l.column);
         let values: Vec<Value> = entries.iter().map(|(v, _)| v.clone()).collect();
-        let found: Vec<(Value, u64)> = match c
+        let found: Vec<(Value, u64, Option<u64>)> = match c
             .exec(
                 format!(
-                    "SELECT {col}, `keyspace_id` FROM {lt} WHERE {col} IN ({})",
+                    "SELECT {col}, `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {col} IN ({})",
                     vec!["?"; values.len()].join(", ")
                 ),
                 values,
@@ -427,8 +427,11 @@ impl Backfill<'_> {
             Err(e) => return Err(e.into()),
         };
         let mut have: HashMap<String, Vec<u64>> = HashMap::new();
-        for (v, k) in found {
-            have.entry(v.as_sql(false)).or_default().push(k);
+        for (v, k, previous) in found {
+            // A previous keyspace id (an entry taken over, not settled yet) is held too.
+            let ks = have.entry(v.as_sql(false)).or_default();
+            ks.push(k);
+            ks.extend(previous);
         }
         for (v, k) in entries {
             let ks = have.get(&v.as_sql(false));
@@ -436,9 +439,9 @@ impl Backfill<'_> {
                 continue;
             }
             // Not there as written (a collation may match it under another spelling): ask.
-            let held: Vec<u64> = c
+            let held: Vec<(u64, Option<u64>)> = c
                 .exec(
-                    format!("SELECT `keyspace_id` FROM {lt} WHERE {col} = ?"),
+                    format!("SELECT `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {col} = ?"),
                     vec![v.clone()],
                 )
                 .await
@@ -446,9 +449,10 @@ impl Backfill<'_> {
                     mysql_async::Error::Server(s) if s.code == 1146 => Ok(Vec::new()),
                     _ => Err(e),
                 })?;
-            if held.contains(k) {
+            if held.iter().any(|&(h, p)| h == *k || p == Some(*k)) {
                 continue;
             }
+            let held: Vec<u64> = held.into_iter().map(|(h, _)| h).collect();
             if self.l.unique {
                 if let Some(&other) = held.first() {
                     // Held for another row: a duplicate if that row still holds it.
@@ -461,7 +465,7 @@ impl Backfill<'_> {
                     } else {
                         c.exec_drop(
                             format!(
-                                "UPDATE {lt} SET `keyspace_id` = ? WHERE {col} = ? AND `keyspace_id` = ?"
+                                "UPDATE {lt} SET `keyspace_id` = ?, {PREVIOUS} = NULL WHERE {col} = ? AND `keyspace_id` = ?"
                             ),
                             (*k, v.clone(), other),
                         )

@@ -21,7 +21,12 @@
 //!   of that row to finish). Found: 1062, as MariaDB answers (or, for `INSERT IGNORE`, the
 //!   row is skipped; for `ON DUPLICATE KEY UPDATE`, the row goes to the logical shard of the
 //!   existing one, which MariaDB updates; for `REPLACE`, the existing row is deleted). Not
-//!   found: an orphan, taken over.
+//!   found: an orphan, taken over. An entry taken over keeps the keyspace id it named in
+//!   `previous_keyspace_id` until the transaction has committed (reads go to both): the row
+//!   that held the value may be one this transaction deleted, whose deletion commits after the
+//!   entry, so a router that dies between the commits leaves that row found through the
+//!   entry. After the commit the previous keyspace id is cleared once no row holds the value
+//!   there (a locking read).
 //! - **Deletes** read the values of the rows they delete, and remove their entries after the
 //!   client's transaction commits, each under a lock on the entry and only when a locking
 //!   read finds no row holding the value in that logical shard any more (an insert that
@@ -188,9 +193,14 @@ fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
+/// The column of a lookup table that keeps, while an entry taken over from another row is
+/// not settled, the keyspace id the entry named before (see the module doc).
+pub const PREVIOUS: &str = "`previous_keyspace_id`";
+
 /// Creates `l`'s lookup table when it does not exist: the looked-up column typed as in
-/// `keyspace.table` (logical shard 0's schema), and `keyspace_id`; the primary key is the
-/// column (unique lookups) or the column and the keyspace id.
+/// `keyspace.table` (logical shard 0's schema), `keyspace_id` and [`PREVIOUS`]; the primary
+/// key is the column (unique lookups) or the column and the keyspace id. A table without
+/// [`PREVIOUS`] gets it.
 ///
 /// # Errors
 /// 1146 when the sharded table does not exist yet; backend failures.
@@ -237,13 +247,19 @@ pub async fn ensure_table(
     for (ps, lt) in LookupTable::of(rt, l)?.places {
         let pool = backends.pool_of(rt, &ps)?;
         let mut conn = pool.get_conn().await?;
-        conn.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {lt} ({} {def} NOT NULL, `keyspace_id` BIGINT UNSIGNED NOT NULL, \
-             PRIMARY KEY ({key}))",
-            quote_ident(&l.column),
-        ))
-        .await
-        .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        for sql in [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {lt} ({} {def} NOT NULL, `keyspace_id` BIGINT UNSIGNED NOT NULL, \
+                 {PREVIOUS} BIGINT UNSIGNED NULL, PRIMARY KEY ({key}))",
+                quote_ident(&l.column),
+            ),
+            // A table made before entries kept their previous keyspace id.
+            format!("ALTER TABLE {lt} ADD COLUMN IF NOT EXISTS {PREVIOUS} BIGINT UNSIGNED NULL"),
+        ] {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        }
     }
     Ok(())
 }
@@ -281,6 +297,19 @@ pub async fn table_has_rows(
         }
     }
     Ok(false)
+}
+
+/// A backend failure on `l`'s lookup table; a table made before entries kept their previous
+/// keyspace id is named, with the command that brings it up to date.
+fn lookup_error(e: mysql_async::Error, ps: &str, addr: &str, l: &Lookup) -> SqlError {
+    if is_code(&e, 1054) {
+        return SqlError::router(format!(
+            "the lookup table {}.{} has no {PREVIOUS} column (it was made by an older version): \
+             `tessera vindex backfill <keyspace>.<table> {}` adds it",
+            l.keyspace, l.table, l.column
+        ));
+    }
+    from_backend(e, ps, addr, Unqualify(None))
 }
 
 fn is_code(e: &mysql_async::Error, code: u16) -> bool {
@@ -505,28 +534,34 @@ impl Engine {
         let mut ids: Vec<u64> = Vec::new();
         for ((ps, lt), params) in by_place {
             let sql = format!(
-                "SELECT DISTINCT `keyspace_id` FROM {lt} WHERE {} IN ({})",
+                "SELECT `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {} IN ({})",
                 quote_ident(&l.column),
                 vec!["?"; params.len()].join(", ")
             );
             let pool = self.backends.pool_of(&rt, ps)?;
             // The session's own uncommitted entries are read where they are.
-            let r: Result<Vec<u64>, mysql_async::Error> = match session.lookup_pre.remove(ps) {
-                Some(mut c) => {
-                    let r = c.exec(&sql, params).await;
-                    session.lookup_pre.insert(ps.clone(), c);
-                    r
-                }
-                None => {
-                    let mut c = pool.get_conn().await?;
-                    c.exec(&sql, params).await
-                }
-            };
+            let r: Result<Vec<(u64, Option<u64>)>, mysql_async::Error> =
+                match session.lookup_pre.remove(ps) {
+                    Some(mut c) => {
+                        let r = c.exec(&sql, params).await;
+                        session.lookup_pre.insert(ps.clone(), c);
+                        r
+                    }
+                    None => {
+                        let mut c = pool.get_conn().await?;
+                        c.exec(&sql, params).await
+                    }
+                };
             match r {
-                Ok(found) => ids.extend(found),
+                Ok(found) => {
+                    for (k, previous) in found {
+                        ids.push(k);
+                        ids.extend(previous);
+                    }
+                }
                 // No lookup table yet: no entry, so no row.
                 Err(e) if is_code(&e, 1146) => {}
-                Err(e) => return Err(from_backend(e, ps, &pool.addr, Unqualify(None))),
+                Err(e) => return Err(lookup_error(e, ps, &pool.addr, l)),
             }
         }
         let set: BTreeSet<u32> = ids
@@ -744,13 +779,12 @@ impl Engine {
                                 k
                             }
                             InsertAction::Replace => {
-                                commit_first(session, &ks, kls);
                                 out.deleted += self
                                     .take_rows(
                                         session, &rt, &ks, table, kls, &l.column, &value, true,
                                     )
                                     .await?;
-                                self.retarget(session, &rt, &at).await?;
+                                self.retarget(session, &rt, &at, k).await?;
                                 row.ksid
                             }
                         }
@@ -819,33 +853,87 @@ impl Engine {
         Ok(out)
     }
 
-    /// Points the existing unique entry of `at`'s value at its keyspace id (the session's
-    /// lookup transaction holds its lock).
+    /// Points the existing unique entry of `at`'s value at its keyspace id, keeping
+    /// `previous` (the keyspace id of a row this transaction may have deleted) until the
+    /// transaction has committed and no row holds the value there (the session's lookup
+    /// transaction holds the entry's lock).
     async fn retarget(
         &self,
         session: &mut Session,
         rt: &RoutingTable,
         at: &Entry<'_>,
+        previous: u64,
     ) -> Result<(), SqlError> {
         let (ps, lt) = at.place()?;
+        let value = value_of(at.literal);
+        let previous = (previous != at.ksid).then_some(previous);
         let mut conn = self.lookup_conn(session, rt, &ps).await?;
         let r = conn
             .exec_drop(
                 format!(
-                    "UPDATE {lt} SET `keyspace_id` = ? WHERE {} = ?",
+                    "UPDATE {lt} SET `keyspace_id` = ?, {PREVIOUS} = ? WHERE {} = ?",
                     quote_ident(&at.l.column)
                 ),
-                (at.ksid, value_of(at.literal)),
+                (at.ksid, previous, value.clone()),
             )
             .await;
         session.lookup_pre.insert(ps.to_string(), conn);
         let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-        r.map_err(|e| from_backend(e, &ps, &addr, Unqualify(None)))
+        r.map_err(|e| lookup_error(e, &ps, &addr, at.l))?;
+        if let Some(previous) = previous {
+            let settle = LookupEntry {
+                lookup: at.l.clone(),
+                keyspace: at.ks.name.clone(),
+                table: at.table.to_string(),
+                value,
+                ksid: previous,
+            };
+            let queued = session.lookup_post.iter().any(|e| {
+                e.ksid == settle.ksid
+                    && e.value == settle.value
+                    && e.lookup.keyspace == settle.lookup.keyspace
+                    && e.lookup.table == settle.lookup.table
+            });
+            if !queued {
+                session.lookup_post.push(settle);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a committed row of `ks.table` in the logical shard of `ksid` holds `value`
+    /// (a plain read outside the session's transaction, which may have deleted that row).
+    #[allow(clippy::too_many_arguments)]
+    async fn committed_holds(
+        &self,
+        rt: &RoutingTable,
+        ks: &KeyspaceRouting,
+        table: &str,
+        ksid: u64,
+        column: &str,
+        value: &Value,
+    ) -> Result<bool, SqlError> {
+        let ls = vindex::logical_shard(ksid, ks.logical_shards);
+        let pool = self.backends.pool_of(rt, &ps_of(ks, ls)?)?;
+        let mut c = pool.get_conn().await?;
+        let r: Option<u8> = c
+            .exec_first(
+                format!(
+                    "SELECT 1 FROM {} WHERE {} = ? LIMIT 1",
+                    qualified(&ks.schema(ls), table),
+                    quote_ident(column)
+                ),
+                vec![value.clone()],
+            )
+            .await
+            .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
+        Ok(r.is_some())
     }
 
     /// Writes the entry of `at` in the session's lookup transaction. A unique entry that
-    /// exists already is locked, and the row it names looked for (a locking read in the
-    /// session's transaction): none, and the entry is taken over.
+    /// exists already is locked, and the rows it names (its keyspace id, and a previous one
+    /// not settled yet) looked for (locking reads in the session's transaction): none, and
+    /// the entry is taken over.
     async fn claim(
         &self,
         session: &mut Session,
@@ -879,9 +967,11 @@ impl Engine {
                     }
                 }
                 Err(e) if is_code(&e, 1062) && l.unique => {
-                    let existing: Result<Option<u64>, _> = conn
+                    let existing: Result<Option<(u64, Option<u64>)>, _> = conn
                         .exec_first(
-                            format!("SELECT `keyspace_id` FROM {lt} WHERE {col} = ? FOR UPDATE"),
+                            format!(
+                                "SELECT `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {col} = ? FOR UPDATE"
+                            ),
                             vec![value.clone()],
                         )
                         .await;
@@ -889,16 +979,16 @@ impl Engine {
                         // Removed meanwhile: write it again.
                         Ok(None) => {}
                         Ok(Some(k)) => break Ok(Some(k)),
-                        Err(e) => break Err(map(e)),
+                        Err(e) => break Err(lookup_error(e, &ps, &addr, l)),
                     }
                 }
                 Err(e) => break Err(map(e)),
             }
         };
         session.lookup_pre.insert(ps.clone(), conn);
-        let k = match r? {
+        let (k, previous) = match r? {
             None => return Ok(Claim::Written),
-            Some(k) if k == at.ksid => return Ok(Claim::Same),
+            Some((k, _)) if k == at.ksid => return Ok(Claim::Same),
             Some(k) => k,
         };
         // A write-only lookup does not decide yet: the existing entry stays (its backfill's
@@ -906,18 +996,30 @@ impl Engine {
         if !l.serves() {
             return Ok(Claim::Unchecked(k));
         }
-        let kls = vindex::logical_shard(k, at.ks.logical_shards);
-        if self
-            .row_holds(session, rt, at.ks, at.table, kls, &l.column, &value)
-            .await?
-        {
-            return Ok(Claim::Held(k));
+        let previous = previous.filter(|&p| p != k);
+        for named in std::iter::once(k).chain(previous) {
+            let ls = vindex::logical_shard(named, at.ks.logical_shards);
+            if self
+                .row_holds(session, rt, at.ks, at.table, ls, &l.column, &value)
+                .await?
+            {
+                return Ok(Claim::Held(named));
+            }
         }
-        // No row holds it, maybe because this transaction deleted that row: the deletion
-        // commits before the new row (else a failure between the two commits could leave the
-        // old row without its entry).
-        commit_first(session, at.ks, kls);
-        self.retarget(session, rt, at).await?;
+        // No row holds it, maybe because this transaction deleted that row, whose deletion
+        // commits after the entry: the entry keeps naming it until then. Of two it named, the
+        // one whose row this transaction deleted is the one with a committed row.
+        let keep = match previous {
+            Some(p)
+                if self
+                    .committed_holds(rt, at.ks, at.table, p, &l.column, &value)
+                    .await? =>
+            {
+                p
+            }
+            _ => k,
+        };
+        self.retarget(session, rt, at, keep).await?;
         Ok(Claim::Written)
     }
 
@@ -1097,6 +1199,10 @@ impl Engine {
         }
     }
 
+    /// Settles the entry of `e`'s value for keyspace id `e.ksid` after a commit, under the
+    /// entry's lock: when no row with that keyspace id holds the value any more, an entry
+    /// naming it goes (or goes back to a previous keyspace id whose row holds the value), and
+    /// a previous keyspace id naming it is cleared.
     async fn cleanup_one(&self, e: &LookupEntry) -> Result<(), SqlError> {
         let rt = self.topo.table();
         let (ps, lt) = LookupTable::of(&rt, &e.lookup)?
@@ -1106,60 +1212,97 @@ impl Engine {
         let col = quote_ident(&e.lookup.column);
         let pool = self.backends.pool_of(&rt, &ps)?;
         let mut c = pool.get_conn().await?;
-        let err = |x: mysql_async::Error| SqlError::shard(&pool.name, &pool.addr, x);
+        let err = |x: mysql_async::Error| lookup_error(x, &pool.name, &pool.addr, &e.lookup);
         c.query_drop("START TRANSACTION").await.map_err(err)?;
-        let held: Option<u8> = c
-            .exec_first(
-                format!("SELECT 1 FROM {lt} WHERE {col} = ? AND `keyspace_id` = ? FOR UPDATE"),
+        // A unique entry is locked whatever it names (it may name the keyspace id as its
+        // previous one); a plain lookup's entry for this keyspace id is its own row.
+        let held: Option<(u64, Option<u64>)> = if e.lookup.unique {
+            c.exec_first(
+                format!("SELECT `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {col} = ? FOR UPDATE"),
+                vec![e.value.clone()],
+            )
+            .await
+        } else {
+            c.exec_first(
+                format!(
+                    "SELECT `keyspace_id`, {PREVIOUS} FROM {lt} WHERE {col} = ? AND `keyspace_id` = ? FOR UPDATE"
+                ),
                 (e.value.clone(), e.ksid),
             )
             .await
-            .map_err(err)?;
-        if held.is_some() {
-            let ks = rt
-                .keyspace(&e.keyspace)
-                .ok_or_else(|| SqlError::unknown_database(&e.keyspace))?;
-            let ls = vindex::logical_shard(e.ksid, ks.logical_shards);
-            let rps = ps_of(ks, ls)?;
-            let rpool = self.backends.pool_of(&rt, &rps)?;
-            let mut rc = rpool.get_conn().await?;
-            let Some(TableRouting::Sharded {
-                shard_key,
-                vindex,
-                key_type,
-                ..
-            }) = ks.table(&e.table)
-            else {
-                return c.query_drop("COMMIT").await.map_err(err);
-            };
-            // The rows of that logical shard holding the value; the entry is theirs if one
-            // of them has its keyspace id (too many to tell: kept).
-            const MANY: usize = 1000;
-            let keys: Vec<Value> = rc
-                .exec(
+        }
+        .map_err(err)?;
+        // What names `e.ksid`: the entry itself, or its previous keyspace id.
+        let (k, previous, named) = match held {
+            Some((k, previous)) if k == e.ksid => (k, previous, true),
+            Some((k, Some(p))) if p == e.ksid => (k, Some(p), false),
+            _ => return c.query_drop("COMMIT").await.map_err(err),
+        };
+        if !self.row_live(&rt, e, e.ksid).await? {
+            let (sql, params): (String, mysql_async::Params) = match previous {
+                Some(_) if !named => (
+                    format!("UPDATE {lt} SET {PREVIOUS} = NULL WHERE {col} = ? AND `keyspace_id` = ?"),
+                    (e.value.clone(), k).into(),
+                ),
+                Some(p) if self.row_live(&rt, e, p).await? => (
                     format!(
-                        "SELECT DISTINCT {} FROM {} WHERE {col} = ? LIMIT {MANY} LOCK IN SHARE MODE",
-                        quote_ident(&shard_key),
-                        qualified(&ks.schema(ls), &e.table)
+                        "UPDATE {lt} SET `keyspace_id` = ?, {PREVIOUS} = NULL WHERE {col} = ? AND `keyspace_id` = ?"
                     ),
-                    vec![e.value.clone()],
-                )
-                .await
-                .map_err(|x| SqlError::shard(&rpool.name, &rpool.addr, x))?;
-            let live = keys.len() >= MANY
-                || keys
-                    .iter()
-                    .any(|k| ksid_of(vindex, key_type, k) == Some(e.ksid));
-            if !live {
-                c.exec_drop(
+                    (p, e.value.clone(), k).into(),
+                ),
+                _ => (
                     format!("DELETE FROM {lt} WHERE {col} = ? AND `keyspace_id` = ?"),
-                    (e.value.clone(), e.ksid),
-                )
-                .await
-                .map_err(err)?;
-            }
+                    (e.value.clone(), k).into(),
+                ),
+            };
+            c.exec_drop(sql, params).await.map_err(err)?;
         }
         c.query_drop("COMMIT").await.map_err(err)
+    }
+
+    /// Whether a row of `e`'s table with keyspace id `ksid` holds `e`'s value (a locking read
+    /// in the logical shard of `ksid`, which waits for a writer of such a row to finish).
+    async fn row_live(
+        &self,
+        rt: &RoutingTable,
+        e: &LookupEntry,
+        ksid: u64,
+    ) -> Result<bool, SqlError> {
+        let ks = rt
+            .keyspace(&e.keyspace)
+            .ok_or_else(|| SqlError::unknown_database(&e.keyspace))?;
+        let Some(TableRouting::Sharded {
+            shard_key,
+            vindex,
+            key_type,
+            ..
+        }) = ks.table(&e.table)
+        else {
+            // The table is not sharded any more: nothing to tell, so the entry is kept.
+            return Ok(true);
+        };
+        let ls = vindex::logical_shard(ksid, ks.logical_shards);
+        let pool = self.backends.pool_of(rt, &ps_of(ks, ls)?)?;
+        let mut c = pool.get_conn().await?;
+        // The rows of that logical shard holding the value; the entry is theirs if one of
+        // them has the keyspace id (too many to tell: kept).
+        const MANY: usize = 1000;
+        let keys: Vec<Value> = c
+            .exec(
+                format!(
+                    "SELECT DISTINCT {} FROM {} WHERE {} = ? LIMIT {MANY} LOCK IN SHARE MODE",
+                    quote_ident(&shard_key),
+                    qualified(&ks.schema(ls), &e.table),
+                    quote_ident(&e.lookup.column)
+                ),
+                vec![e.value.clone()],
+            )
+            .await
+            .map_err(|x| SqlError::shard(&pool.name, &pool.addr, x))?;
+        Ok(keys.len() >= MANY
+            || keys
+                .iter()
+                .any(|k| ksid_of(vindex, key_type, k) == Some(ksid)))
     }
 
     /// Commits (or rolls back) the session's lookup writes, before its transaction's other
@@ -1193,16 +1336,6 @@ fn ps_of(ks: &KeyspaceRouting, ls: u32) -> Result<String, SqlError> {
         .get(ls as usize)
         .cloned()
         .ok_or_else(|| SqlError::router(format!("logical shard {ls} has no placement")))
-}
-
-/// Makes the physical shard of logical shard `ls` commit before the transaction's other
-/// connections.
-fn commit_first(session: &mut Session, ks: &KeyspaceRouting, ls: u32) {
-    if let Some(ps) = ks.placement.get(ls as usize) {
-        if !session.commit_first.contains(ps) {
-            session.commit_first.push(ps.clone());
-        }
-    }
 }
 
 /// Queues for removal after the commit the lookup entries of a row read as `vals` (its

@@ -31,11 +31,6 @@ impl Engine {
             self.finish_lookup_pre(session, commit).await
         };
         let deleted = std::mem::take(&mut session.lookup_post);
-        let first = std::mem::take(&mut session.commit_first);
-        let mut conns: Vec<(String, Conn)> = conns.into_iter().collect();
-        if !first.is_empty() {
-            conns.sort_by_key(|(ps, _)| !first.contains(ps));
-        }
         for (ps, mut c) in conns {
             let sql = if commit && failed.is_none() {
                 "COMMIT"
