@@ -608,7 +608,18 @@ impl WireConn {
                 self.command(COM_STMT_CLOSE, &id.to_le_bytes()).await?;
             }
         }
-        self.command(COM_STMT_PREPARE, sql.as_bytes()).await?;
+        let (id, params, _) = self.prepare(sql.as_bytes(), false).await?;
+        self.statements.insert(sql.to_string(), (id, params));
+        Ok((id, params))
+    }
+
+    /// `COM_STMT_PREPARE` of `sql`: its id, parameter count and (`keep`) column definitions.
+    async fn prepare(
+        &mut self,
+        sql: &[u8],
+        keep: bool,
+    ) -> Result<(u32, u16, Vec<Vec<u8>>), WireError> {
+        self.command(COM_STMT_PREPARE, sql).await?;
         let p = self.read_packet().await?;
         match p.first() {
             Some(0x00) => {}
@@ -619,20 +630,35 @@ impl WireConn {
         let (Some(id), Some(cols), Some(params)) = (c.u32(), c.u16(), c.u16()) else {
             return Err(protocol("short COM_STMT_PREPARE answer"));
         };
+        let mut defs = Vec::new();
         // Parameter and column definitions, each list ended by an EOF.
-        for n in [params, cols] {
+        for (n, columns) in [(params, false), (cols, true)] {
             if n == 0 {
                 continue;
             }
             for _ in 0..n {
-                self.read_packet().await?;
+                let p = self.read_packet().await?;
+                if keep && columns {
+                    defs.push(p.to_vec());
+                }
             }
             if !is_eof(self.read_packet().await?) {
                 return Err(protocol("no EOF after prepared statement definitions"));
             }
         }
-        self.statements.insert(sql.to_string(), (id, params));
-        Ok((id, params))
+        Ok((id, params, defs))
+    }
+
+    /// The column definitions of `sql` as the server describes them when it is prepared
+    /// (nothing runs); the statement is closed again.
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn describe(&mut self, sql: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+        let (id, _, defs) = self.prepare(sql, true).await?;
+        // COM_STMT_CLOSE has no answer.
+        self.command(COM_STMT_CLOSE, &id.to_le_bytes()).await?;
+        Ok(defs)
     }
 
     /// Brings the session state to `sets`: nothing when it is there already, else a reset

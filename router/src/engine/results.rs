@@ -169,3 +169,114 @@ pub async fn stream_statements(
     }
     Ok(())
 }
+
+/// A column definition as a backend's own connection sent it, its schema mapped back to the
+/// keyspace (`None`: malformed).
+pub fn wire_column_def(
+    p: &[u8],
+    extended: bool,
+    unq: crate::topology::Unqualify<'_>,
+) -> Option<ColumnDef> {
+    if unq.keeps_all() {
+        return ColumnDef::decode(p, extended);
+    }
+    ColumnDef::decode(&ColumnDef::remap_schema(p, |m| unq.apply(m))?, extended)
+}
+
+/// [`stream_statements`] on one of the router's own connections: rows go on as the server
+/// sent them, column definitions keep MariaDB's extended type information, and the
+/// results' status bits about index use are gathered in `status`. The lease is
+/// left not clean (closed, not reused) when the receiver went away before the end.
+///
+/// # Errors
+/// The server's error, or the connection's.
+pub async fn stream_wire(
+    lease: &mut crate::backend::wire::WireLease,
+    stmts: &[Vec<u8>],
+    tx: &tokio::sync::mpsc::Sender<Msg>,
+    unq: crate::topology::Unqualify<'_>,
+    found: Option<&std::sync::atomic::AtomicU64>,
+    status: &std::sync::atomic::AtomicU16,
+) -> Result<(), crate::backend::wire::WireError> {
+    use crate::backend::wire::{is_eof, parse_eof, parse_err, parse_ok, WireError};
+    use crate::wire::constants::{COM_QUERY, SERVER_MORE_RESULTS_EXISTS};
+    let protocol = |m: &str| WireError::Protocol(m.to_string());
+    let mut sent_cols = false;
+    for s in stmts {
+        lease.clean = false;
+        let c = &mut lease.conn;
+        c.command(COM_QUERY, s).await?;
+        loop {
+            let p = c.read_packet().await?;
+            let status = match p.first() {
+                Some(0x00) => parse_ok(p)?.status,
+                Some(0xff) => {
+                    let e = parse_err(p);
+                    lease.clean = true;
+                    return Err(e);
+                }
+                Some(0xfb) | None => return Err(protocol("unexpected answer to a read")),
+                Some(_) => {
+                    let n = crate::wire::codec::Cursor::new(p)
+                        .lenenc_int()
+                        .ok_or_else(|| protocol("bad column count"))?;
+                    let extended = c.extended;
+                    let mut defs = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(4096));
+                    for _ in 0..n {
+                        let p = c.read_packet().await?;
+                        defs.push(
+                            wire_column_def(p, extended, unq)
+                                .ok_or_else(|| protocol("malformed column definition"))?,
+                        );
+                    }
+                    if !is_eof(c.read_packet().await?) {
+                        return Err(protocol("no EOF after column definitions"));
+                    }
+                    if !sent_cols {
+                        if tx.send(Msg::Columns(defs)).await.is_err() {
+                            return Ok(());
+                        }
+                        sent_cols = true;
+                    }
+                    loop {
+                        let p = c.read_packet().await?;
+                        if is_eof(p) {
+                            let (_, st) = parse_eof(p);
+                            // How the server ran it (no index used), as one server's answer
+                            // would say of the whole read.
+                            status.fetch_or(
+                                st & super::single::QUERY_STATUS,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                            break st;
+                        }
+                        if p.first() == Some(&0xff) {
+                            let e = parse_err(p);
+                            lease.clean = true;
+                            return Err(e);
+                        }
+                        if tx.send(Msg::Row(p.to_vec())).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            if status & SERVER_MORE_RESULTS_EXISTS == 0 {
+                break;
+            }
+        }
+        lease.clean = true;
+        if let Some(f) = found {
+            let rows = lease.conn.text_rows("SELECT FOUND_ROWS()").await?;
+            let n = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_deref())
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            f.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}

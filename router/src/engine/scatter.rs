@@ -32,40 +32,92 @@ pub(super) const SCATTER_CHANNEL: usize = 256;
 /// A `SQL_CALC_FOUND_ROWS` read's total so far: each statement's `FOUND_ROWS()` is added.
 pub(super) type Found = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
+/// The index-use status bits of a read's results, gathered over its shards.
+pub(super) type IndexUse = std::sync::Arc<std::sync::atomic::AtomicU16>;
+
 /// The most rows a `SQL_CALC_FOUND_ROWS` read merged across logical shards may ask for
 /// (`LIMIT` offset plus count): each logical shard's rows are held apart until merged.
 pub(super) const FOUND_ROWS_LIMIT: u64 = 100_000;
 
+/// The connection a shard task streams on.
+pub(super) enum StreamConn {
+    /// One of the router's own (outside a transaction): rows and column definitions as the
+    /// server sent them.
+    Own(
+        std::sync::Arc<crate::backend::ShardPool>,
+        Box<crate::backend::wire::WireLease>,
+    ),
+    /// A `mysql_async` one: the session's pinned or reserved connection, or a pooled one.
+    Pooled(Lease),
+}
+
+/// Where a shard task streams from, and what it gathers.
+pub(super) struct StreamFrom {
+    pub(super) ps: String,
+    pub(super) addr: String,
+    pub(super) ks: Option<KeyspaceRouting>,
+    /// Each statement's `FOUND_ROWS()` is added here, when given.
+    pub(super) found: Option<Found>,
+    /// The session's `SET`s, brought onto an own connection first.
+    pub(super) sets: Vec<String>,
+    pub(super) status: IndexUse,
+}
+
 /// Streams statements from one physical shard on a task that owns the connection and hands
-/// it back when done: each batch's statements, in order, into its channel (after each, its
-/// `FOUND_ROWS()` added to `found`, when given).
+/// it back when done: each batch's statements, in order, into its channel.
 pub(super) fn spawn_stream(
-    mut lease: Lease,
+    mut conn: StreamConn,
     batches: Vec<(Vec<Vec<u8>>, tokio::sync::mpsc::Sender<results::Msg>)>,
-    ps: String,
-    addr: String,
-    ks: Option<KeyspaceRouting>,
-    found: Option<Found>,
-) -> tokio::task::JoinHandle<Lease> {
+    from: StreamFrom,
+) -> tokio::task::JoinHandle<StreamConn> {
     tokio::spawn(async move {
+        let StreamFrom {
+            ps,
+            addr,
+            ks,
+            found,
+            sets,
+            status,
+        } = from;
         let unq = Unqualify(ks.as_ref());
+        if let StreamConn::Own(pool, lease) = &mut conn {
+            if let Err(e) = lease.conn.replay(&sets).await {
+                lease.clean = false;
+                let e = crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
+                if let Some((_, tx)) = batches.first() {
+                    let _ = tx.send(results::Msg::Error(e)).await;
+                }
+                return conn;
+            }
+        }
         for (stmts, tx) in batches {
-            let r = results::stream_statements(
-                &mut lease.conn,
-                &stmts,
-                &tx,
-                &ps,
-                &addr,
-                unq,
-                found.as_deref(),
-            )
-            .await;
+            let r = match &mut conn {
+                StreamConn::Pooled(lease) => {
+                    results::stream_statements(
+                        &mut lease.conn,
+                        &stmts,
+                        &tx,
+                        &ps,
+                        &addr,
+                        unq,
+                        found.as_deref(),
+                    )
+                    .await
+                }
+                StreamConn::Own(pool, lease) => {
+                    results::stream_wire(lease, &stmts, &tx, unq, found.as_deref(), &status)
+                        .await
+                        .map_err(|e| {
+                            crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq)
+                        })
+                }
+            };
             if let Err(e) = r {
                 let _ = tx.send(results::Msg::Error(e)).await;
                 break;
             }
         }
-        lease
+        conn
     })
 }
 
@@ -85,18 +137,14 @@ impl Engine {
     ) -> Result<(), SqlError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<results::Msg>(SCATTER_CHANNEL);
         let mut tasks = Vec::new();
+        let status = IndexUse::default();
         for (ps, sqls) in work {
-            let lease = self.conn(session, rt, &ps).await;
-            let lease = match lease {
+            let lease = match self.stream_conn(session, rt, &ps).await {
                 Ok(l) => l,
                 Err(err) => {
                     // Give back what was taken before failing.
                     drop(tx);
-                    for t in tasks {
-                        if let Ok(l) = t.await {
-                            self.give_back(session, l).await;
-                        }
-                    }
+                    self.join_leases(session, tasks).await;
                     return Err(err);
                 }
             };
@@ -119,10 +167,14 @@ impl Engine {
             tasks.push(spawn_stream(
                 lease,
                 vec![(stmts, tx.clone())],
-                ps,
-                addr,
-                kscopy,
-                found.cloned(),
+                StreamFrom {
+                    ps,
+                    addr,
+                    ks: kscopy,
+                    found: found.cloned(),
+                    sets: session.backend_sets().into_owned(),
+                    status: status.clone(),
+                },
             ));
         }
         drop(tx);
@@ -177,6 +229,7 @@ impl Engine {
         if !header {
             return Err(SqlError::router("no shard returned a result set"));
         }
+        session.query_status = status.load(std::sync::atomic::Ordering::Relaxed);
         write_end(io, session).await
     }
 
@@ -216,8 +269,10 @@ impl Engine {
         // `UNION ALL` loses column types (ENUM reads as VARCHAR, TEXT as MEDIUMTEXT): the
         // first logical shard's statement is prepared, not run, for its exact metadata.
         let mut probe: Option<Vec<ColumnDef>> = None;
+        let sets = session.backend_sets().into_owned();
+        let status = IndexUse::default();
         for (ps, sqls) in work {
-            let mut lease = match self.conn(session, rt, &ps).await {
+            let mut lease = match self.stream_conn(session, rt, &ps).await {
                 Ok(l) => l,
                 Err(err) => {
                     failed = Some(err);
@@ -225,13 +280,8 @@ impl Engine {
                 }
             };
             if probe.is_none() {
-                // (A statement that is not UTF-8 is not probed: mysql_async prepares text.)
-                if let Some(first) = sqls.first().and_then(|s| std::str::from_utf8(s).ok()) {
-                    let unq = Unqualify(ks);
-                    if let Ok(stmt) = lease.conn.prep(first).await {
-                        probe = Some(stmt.columns().iter().map(|c| column_def(c, unq)).collect());
-                        let _ = lease.conn.close(stmt).await;
-                    }
+                if let Some(first) = sqls.first() {
+                    probe = describe(&mut lease, first, &sets, Unqualify(ks)).await;
                 }
             }
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
@@ -246,10 +296,14 @@ impl Engine {
                 tasks.push(spawn_stream(
                     lease,
                     batches,
-                    ps,
-                    addr,
-                    kscopy,
-                    found.cloned(),
+                    StreamFrom {
+                        ps,
+                        addr,
+                        ks: kscopy,
+                        found: found.cloned(),
+                        sets: sets.clone(),
+                        status: status.clone(),
+                    },
                 ));
                 continue;
             }
@@ -278,10 +332,14 @@ impl Engine {
             tasks.push(spawn_stream(
                 lease,
                 vec![(vec![stmt], tx)],
-                ps,
-                addr,
-                kscopy,
-                None,
+                StreamFrom {
+                    ps,
+                    addr,
+                    ks: kscopy,
+                    found: None,
+                    sets: sets.clone(),
+                    status: status.clone(),
+                },
             ));
         }
         let outcome = match failed {
@@ -306,6 +364,7 @@ impl Engine {
         drop(streams);
         self.join_leases(session, tasks).await;
         outcome?;
+        session.query_status = status.load(std::sync::atomic::Ordering::Relaxed);
         write_end(io, session).await
     }
 
@@ -313,14 +372,33 @@ impl Engine {
     pub(super) async fn join_leases(
         &self,
         session: &mut Session,
-        tasks: Vec<tokio::task::JoinHandle<Lease>>,
+        tasks: Vec<tokio::task::JoinHandle<StreamConn>>,
     ) {
         for t in tasks {
             match t.await {
-                Ok(l) => self.give_back(session, l).await,
+                Ok(StreamConn::Pooled(l)) => self.give_back(session, l).await,
+                Ok(StreamConn::Own(pool, l)) => pool.wire.put(*l),
                 Err(e) => tracing::warn!(error = %e, "shard task failed"),
             }
         }
+    }
+
+    /// The connection a read streams on from `ps`: one of the router's own where
+    /// [`Engine::own_conn_serves`] (unless the shard's server wants a login those do not
+    /// speak), else the session's or a pooled one.
+    pub(super) async fn stream_conn(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ps: &str,
+    ) -> Result<StreamConn, SqlError> {
+        if own_conn_serves(session, ps) {
+            let pool = self.backends.pool_of(rt, ps)?;
+            if let Some(lease) = pool.get_wire(&session.backend_sets()).await? {
+                return Ok(StreamConn::Own(pool, Box::new(lease)));
+            }
+        }
+        Ok(StreamConn::Pooled(self.conn(session, rt, ps).await?))
     }
 
     /// Takes the next message of one stream: `Ok(None)` at its end.
@@ -469,5 +547,46 @@ impl Engine {
             io.write_row(&r).await.map_err(io_err)?;
         }
         Ok(())
+    }
+}
+
+/// Whether a statement of `session` on `ps` runs on one of the router's own connections:
+/// outside a transaction (or a statement that opens none, on a shard the transaction has not
+/// touched), and not on a shard where the session holds a reserved connection.
+pub(super) fn own_conn_serves(session: &Session, ps: &str) -> bool {
+    let outside =
+        !session.in_transaction() || (session.opens_no_txn && !session.txn_conns.contains_key(ps));
+    outside && !session.reserved_ps.contains(ps)
+}
+
+/// The column definitions of `sql` (prepared, not run) on `conn`, with the session's `sets`
+/// in place: a `UNION ALL` widens some types, the first logical shard's select does not.
+/// `None` when it cannot be described (the rows' own definitions are used).
+async fn describe(
+    conn: &mut StreamConn,
+    sql: &[u8],
+    sets: &[String],
+    unq: Unqualify<'_>,
+) -> Option<Vec<ColumnDef>> {
+    match conn {
+        StreamConn::Own(_, lease) => {
+            if lease.conn.replay(sets).await.is_err() {
+                lease.clean = false;
+                return None;
+            }
+            let extended = lease.conn.extended;
+            let defs = lease.conn.describe(sql).await.ok()?;
+            defs.iter()
+                .map(|p| results::wire_column_def(p, extended, unq))
+                .collect()
+        }
+        StreamConn::Pooled(lease) => {
+            // (Text only: mysql_async prepares a `str`.)
+            let sql = std::str::from_utf8(sql).ok()?;
+            let stmt = lease.conn.prep(sql).await.ok()?;
+            let defs = stmt.columns().iter().map(|c| column_def(c, unq)).collect();
+            let _ = lease.conn.close(stmt).await;
+            Some(defs)
+        }
     }
 }

@@ -72,9 +72,7 @@ impl Engine {
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
-        let outside = !session.in_transaction()
-            || (session.opens_no_txn && !session.txn_conns.contains_key(ps));
-        if outside && !session.reserved_ps.contains(ps) {
+        if super::scatter::own_conn_serves(session, ps) {
             let pool = self.backends.pool_of(rt, ps)?;
             if let Some(mut lease) = pool.get_wire(&session.backend_sets()).await? {
                 if let Some(s) = &session.slot {
@@ -650,7 +648,7 @@ pub(super) async fn load_local(
 }
 
 /// The status flags that describe how the backend ran a statement (no index, no good index).
-const QUERY_STATUS: u16 = 0x10 | 0x20;
+pub(super) const QUERY_STATUS: u16 = 0x10 | 0x20;
 
 /// What [`Engine::run_single`]'s answer on a reachable shard means to its caller: the
 /// statement's result (`true`: it ran), or `false` for a prepared statement that cannot run
