@@ -1206,6 +1206,33 @@ async fn admin_users_run_server_statements_on_their_keyspace_server() {
     dba.query_drop("SET GLOBAL div_precision_increment = 4")
         .await
         .expect("restore");
+    // A `SET NAMES DEFAULT …` means another thing once the global character set changed:
+    // a later `SET NAMES` replaces it instead of replaying it first.
+    dba.query_drop("SET NAMES DEFAULT COLLATE utf8mb4_bin")
+        .await
+        .expect("SET NAMES DEFAULT COLLATE");
+    let global: Option<String> = dba
+        .query_first("SELECT @@global.character_set_client")
+        .await
+        .expect("global");
+    let global = global.expect("a value");
+    dba.query_drop("SET @@global.character_set_client = latin1")
+        .await
+        .expect("SET GLOBAL character_set_client");
+    let r = dba.query_drop("SET NAMES DEFAULT").await;
+    dba.query_drop(format!("SET @@global.character_set_client = {global}"))
+        .await
+        .expect("restore");
+    r.expect("SET NAMES DEFAULT after the global changed");
+    let names: Option<(String, String)> = dba
+        .query_first("SELECT @@character_set_client, @@collation_connection")
+        .await
+        .expect("names");
+    assert_eq!(
+        names,
+        Some(("latin1".to_string(), "latin1_swedish_ci".to_string()))
+    );
+    dba.query_drop("SET NAMES utf8mb4").await.expect("names");
     // `mysql.*` reads as on that server.
     let users: Option<u64> = dba
         .query_first("SELECT COUNT(*) FROM mysql.user")
@@ -1449,6 +1476,12 @@ async fn unparsed_statements_get_mariadbs_own_answer() {
         "SELECT @arg00 a FROM t1 WHERE a = 1 INTO",
         "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'",
         "SELECT 1 FROM t1 WHERE (1 IN (SELECT * FROM t1)",
+        // Statements that change the session are not sent as they are, but MariaDB's own
+        // syntax error is what the client gets.
+        "COMMIT AND CHAIN RELEASE",
+        "ROLLBACK AND NO CHAIN NO",
+        "COMMIT RELEASE RELEASE",
+        "SET @a = 1 +",
     ] {
         let want = error_code(&mut o, sql).await;
         let got = error_code(&mut r, sql).await;

@@ -595,7 +595,7 @@ fn run_python(script: &str, port: u16, user: &str, pw: &str) -> String {
 
 /// The character set and collation a client names in its handshake hold through the router
 /// as on MariaDB direct: what `@@character_set_client` says, the bytes results come back in,
-/// how literals compare.
+/// how literals compare, and after `COM_RESET_CONNECTION`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_character_sets_hold_like_mariadb() {
     if !has_pymysql() {
@@ -626,6 +626,12 @@ for charset in ["latin1", "utf8mb4"]:
     print(charset, cur.fetchall())
     cur.execute("SELECT 'a' = 'A', 'x' = 'x '")
     print(charset, cur.fetchall())
+    # COM_RESET_CONNECTION goes back to the handshake's character set, not the server's.
+    cur.execute("SET NAMES utf8mb3")
+    c._execute_command(0x1f, b"")
+    c._read_ok_packet()
+    cur.execute("SELECT @@character_set_client, @@collation_connection")
+    print(charset, "after a reset", cur.fetchall())
 "#;
     let via_router = run_python(script, h.port(), USER, PASSWORD);
     let direct = run_python(script, s.port(), s.user(), s.password());

@@ -645,7 +645,19 @@ impl Engine {
     /// every backend connection the session uses.
     async fn replay_set(&self, session: &mut Session, sql: String) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let mut lease = self.any_conn(session, &rt).await?;
+        let items =
+            crate::sql::classify::set_items(sql.as_bytes(), &session.lex).unwrap_or_default();
+        // The kept `SET`s this one overwrites go first, so that a connection it runs on does
+        // not replay them (a `SET NAMES DEFAULT COLLATE x` means another thing once the global
+        // character set changed); they come back if it fails.
+        let dropped = supersede(&mut session.sets, sql.as_bytes(), &items, &session.lex);
+        let mut lease = match self.any_conn(session, &rt).await {
+            Ok(l) => l,
+            Err(e) => {
+                restore(&mut session.sets, dropped);
+                return Err(e);
+            }
+        };
         let mut r = lease.conn.query_drop(sql.as_str()).await;
         let lower = sql.to_ascii_lowercase();
         if r.is_ok()
@@ -669,6 +681,28 @@ impl Engine {
                 Err(e) => r = Err(e),
             }
         }
+        // `SET NAMES DEFAULT` is kept as the values it gave: replayed, it would read the
+        // global character set as it is then.
+        let mut resolved = None;
+        if r.is_ok() && names_statement(sql.as_bytes(), &session.lex) == Some(true) {
+            if let Ok(Some((client, results, collation))) = lease
+                .conn
+                .query_first::<(String, Option<String>, String), _>(
+                    "SELECT @@character_set_client, @@character_set_results, @@collation_connection",
+                )
+                .await
+            {
+                let plain = |w: &str| {
+                    !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                };
+                if plain(&client) && plain(&collation) && results.as_deref().is_none_or(plain) {
+                    resolved = Some(format!(
+                        "SET character_set_client = {client}, character_set_results = {}, collation_connection = {collation}",
+                        results.as_deref().unwrap_or("NULL")
+                    ));
+                }
+            }
+        }
         // The session's idle timeout, which the router applies to the client's connection.
         if r.is_ok() && lower.contains("wait_timeout") {
             if let Ok(Some(secs)) = lease
@@ -683,8 +717,6 @@ impl Engine {
         // Variables it gives computed values are carried as their values
         // (`engine/uservars.rs`): user variables always, system variables unless the value
         // was a literal.
-        let items =
-            crate::sql::classify::set_items(sql.as_bytes(), &session.lex).unwrap_or_default();
         let carry = |i: &crate::sql::classify::SetItem| match &i.target {
             Some(crate::sql::classify::Assigned::User(_)) => true,
             Some(crate::sql::classify::Assigned::System(_)) => !i.literal,
@@ -709,6 +741,9 @@ impl Engine {
         // Held by the session: the `SET` ran there once already.
         let ran_on = (lease.pinned || lease.reserved).then(|| lease.ps.clone());
         self.give_back(session, lease).await;
+        if r.is_err() {
+            restore(&mut session.sets, dropped);
+        }
         r.map_err(|e| from_backend(e, "any", "", Unqualify(None)))?;
         for (ps, c) in session
             .txn_conns
@@ -729,10 +764,89 @@ impl Engine {
             }
         }
         if !replaced {
-            session.sets.push(sql);
+            session.sets.push(resolved.unwrap_or(sql));
         }
         super::uservars::keep(session, carried);
         Ok(())
+    }
+}
+
+/// The session variables a `SET` statement assigns, when that is all it does: session system
+/// variables, and for `SET NAMES` and `SET CHARACTER SET` the four character set variables
+/// they assign. `None` for anything else (user variables, a transaction's characteristics, a
+/// global); with `literal`, also when a value is an expression (it may read what an earlier
+/// `SET` set).
+fn set_targets(
+    sql: &[u8],
+    items: &[crate::sql::classify::SetItem],
+    lex: &crate::sql::lex::Mode,
+    literal: bool,
+) -> Option<Vec<String>> {
+    use crate::sql::classify::Assigned;
+    if items.len() == 1 && names_statement(sql, lex).is_some() {
+        return Some(
+            [
+                "character_set_client",
+                "character_set_results",
+                "character_set_connection",
+                "collation_connection",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    }
+    items
+        .iter()
+        .map(|i| match &i.target {
+            Some(Assigned::System(n)) if i.literal || !literal => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For `SET NAMES …` and `SET CHARACTER SET …`: whether the statement names `DEFAULT`
+/// (what it sets then depends on globals, which may change before it is replayed).
+fn names_statement(sql: &[u8], lex: &crate::sql::lex::Mode) -> Option<bool> {
+    let toks = crate::sql::lex::significant(sql, lex);
+    let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    (word(1, "NAMES") || word(1, "CHARSET") || (word(1, "CHARACTER") && word(2, "SET")))
+        .then(|| toks.iter().any(|t| t.is_word(sql, "DEFAULT")))
+}
+
+/// Removes from `sets` the earlier `SET`s whose every variable the new one (`sql`, its
+/// `items`) assigns a value that reads nothing, as long as what follows them reads no
+/// variable and holds only ASCII (so that no statement between is read differently without
+/// them); returns them with their places, newest first.
+pub(super) fn supersede(
+    sets: &mut Vec<String>,
+    sql: &[u8],
+    items: &[crate::sql::classify::SetItem],
+    lex: &crate::sql::lex::Mode,
+) -> Vec<(usize, String)> {
+    let mut dropped = Vec::new();
+    let Some(new) = set_targets(sql, items, lex, true) else {
+        return dropped;
+    };
+    let mut i = sets.len();
+    while i > 0 {
+        i -= 1;
+        if !super::uservars::replays_alone(&sets[i + 1..]) {
+            break;
+        }
+        let earlier = sets[i].as_bytes();
+        let its = crate::sql::classify::set_items(earlier, lex).unwrap_or_default();
+        if set_targets(earlier, &its, lex, false).is_some_and(|t| t.iter().all(|k| new.contains(k)))
+        {
+            dropped.push((i, sets.remove(i)));
+        }
+    }
+    dropped
+}
+
+/// Puts back what [`supersede`] removed.
+pub(super) fn restore(sets: &mut Vec<String>, dropped: Vec<(usize, String)>) {
+    for (i, s) in dropped.into_iter().rev() {
+        sets.insert(i.min(sets.len()), s);
     }
 }
 
@@ -792,5 +906,89 @@ impl Engine {
                 .flatten();
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(sets: &[&str], new: &str) -> Vec<String> {
+        let lex = crate::sql::lex::Mode::default();
+        let mut v: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let items = crate::sql::classify::set_items(new.as_bytes(), &lex).unwrap_or_default();
+        let dropped = supersede(&mut v, new.as_bytes(), &items, &lex);
+        let mut back = v.clone();
+        restore(&mut back, dropped);
+        assert_eq!(back, sets, "restore puts every one back in its place");
+        v
+    }
+
+    #[test]
+    fn sets_overwritten_whole_are_not_replayed() {
+        // The same variables, literal values: the earlier ones go.
+        assert_eq!(
+            after(
+                &[
+                    "SET sql_mode = 'ANSI'",
+                    "SET time_zone = '+01:00'",
+                    "SET SESSION sql_mode = ''"
+                ],
+                "SET sql_mode = 'TRADITIONAL'"
+            ),
+            vec!["SET time_zone = '+01:00'"]
+        );
+        // `SET NAMES` overwrites the character set variables, and earlier `SET NAMES`.
+        assert_eq!(
+            after(
+                &[
+                    "SET NAMES latin1",
+                    "SET collation_connection = 'utf8mb4_bin'",
+                    "SET NAMES DEFAULT COLLATE utf8mb4_bin",
+                    "SET wait_timeout = 10",
+                ],
+                "SET NAMES DEFAULT"
+            ),
+            vec!["SET wait_timeout = 10"]
+        );
+        // Partly overwritten: kept.
+        assert_eq!(
+            after(
+                &["SET sql_mode = 'ANSI', time_zone = '+01:00'"],
+                "SET sql_mode = ''"
+            ),
+            vec!["SET sql_mode = 'ANSI', time_zone = '+01:00'"]
+        );
+        // A value that reads a variable may read the earlier one: nothing goes.
+        assert_eq!(
+            after(
+                &["SET sql_mode = 'ANSI'"],
+                "SET sql_mode = CONCAT(@@sql_mode, ',X')"
+            ),
+            vec!["SET sql_mode = 'ANSI'"]
+        );
+        // Something after it reads a variable, or is not ASCII: kept.
+        assert_eq!(
+            after(
+                &["SET sql_mode = 'ANSI'", "SET @a = @@sql_mode"],
+                "SET sql_mode = ''"
+            ),
+            vec!["SET sql_mode = 'ANSI'", "SET @a = @@sql_mode"]
+        );
+        assert_eq!(
+            after(
+                &["SET NAMES sjis", "SET lc_messages = 'é'"],
+                "SET NAMES utf8mb4"
+            ),
+            vec!["SET NAMES sjis", "SET lc_messages = 'é'"]
+        );
+        // User variables and transaction characteristics are not overwritten this way.
+        assert_eq!(
+            after(
+                &["SET @x = 1", "SET TRANSACTION READ ONLY"],
+                "SET sql_mode = ''"
+            ),
+            vec!["SET @x = 1", "SET TRANSACTION READ ONLY"]
+        );
     }
 }

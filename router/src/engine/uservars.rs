@@ -149,6 +149,12 @@ pub(super) async fn capture(
         .collect())
 }
 
+/// Whether kept `SET`s `later` replay the same without an earlier one: none of them reads a
+/// variable, and they are plain ASCII (read the same whatever the character sets).
+pub(super) fn replays_alone(later: &[String]) -> bool {
+    !later.iter().any(|s| s.contains('@') || !s.is_ascii())
+}
+
 /// Keeps the carried `SET`s in the session's list: each variable's newest value replaces the
 /// `SET` that carried its last one, unless a later entry may read it (one that names a
 /// variable), which must replay after the value it saw; then the new one is added after.
@@ -156,7 +162,7 @@ pub(super) fn keep(session: &mut Session, carried: Vec<(Assigned, String)>) {
     for (v, set) in carried {
         let Some(p) = prefix(&v) else { continue };
         if let Some(i) = session.sets.iter().rposition(|s| s.starts_with(&p)) {
-            if !session.sets[i + 1..].iter().any(|s| s.contains('@')) {
+            if replays_alone(&session.sets[i + 1..]) {
                 session.sets.remove(i);
             }
         }

@@ -342,8 +342,8 @@ async fn command(
             session.sets.clear();
             session.lex.no_backslash_escapes = false;
             session.lex.ansi_quotes = false;
-            // The pools' own character set, now that no `SET NAMES` is replayed.
-            session.lex.set_charset("utf8mb4");
+            // Back to what the login set: its character set, its capability modes.
+            super::login::login_state(shared, session).await;
             session.wait_timeout = None;
             session.autocommit = true;
             session.last_insert_id = 0;

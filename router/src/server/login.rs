@@ -187,11 +187,7 @@ pub(super) async fn authenticate(
     // The character set and collation of the handshake hold on every backend connection the
     // session uses, as if the client had said `SET NAMES`.
     session.handshake_collation = resp.charset;
-    if let Some(names) = shared.engine.handshake_names(resp.charset).await {
-        session.lex.set_charset(names_charset(&names));
-        session.sets.push(names);
-    }
-    capability_modes(&mut session);
+    login_state(shared, &mut session).await;
     io.write_packet(&resultset::ok(0, 0, session.status_flags(), 0, "", false))
         .await?;
     io.flush().await?;
@@ -261,11 +257,7 @@ pub(super) async fn change_user(
                 *session = Session::new(id, req.user.clone(), keyspace, session.client_caps);
                 session.grants = grants;
                 session.handshake_collation = collation;
-                if let Some(names) = shared.engine.handshake_names(collation).await {
-                    session.lex.set_charset(names_charset(&names));
-                    session.sets.push(names);
-                }
-                capability_modes(session);
+                login_state(shared, session).await;
                 if plugin == auth::CACHING_SHA2 {
                     // fast_auth_success
                     io.write_packet(&[0x01, 0x03]).await?;
@@ -287,6 +279,23 @@ pub(super) async fn change_user(
             Ok(false)
         }
     }
+}
+
+/// What a login sets in a session besides its user and database, as MariaDB sets it: the
+/// handshake's character set and collation (as if the client had said `SET NAMES`; the
+/// router's lexer reads by it) and the modes of its capability flags. A new session, a
+/// `COM_CHANGE_USER` and a `COM_RESET_CONNECTION` start from it.
+pub(super) async fn login_state(shared: &Shared, session: &mut Session) {
+    session.lex.set_charset("utf8mb4");
+    if let Some(names) = shared
+        .engine
+        .handshake_names(session.handshake_collation)
+        .await
+    {
+        session.lex.set_charset(names_charset(&names));
+        session.sets.push(names);
+    }
+    capability_modes(session);
 }
 
 /// What a client's capability flags set in its session, as MariaDB sets it at login:

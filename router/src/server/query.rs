@@ -575,7 +575,16 @@ async fn statement(
                 // What the router cannot parse in an unsharded keyspace is the server's to
                 // run or refuse (with its own message), unless it may change the session.
                 Err(e) if e.code == 1064 => {
-                    unparsed_verbatim(bytes, &class, session.keyspace.as_deref(), &rt).ok_or(e)
+                    match unparsed_verbatim(bytes, &class, session.keyspace.as_deref(), &rt) {
+                        Some(p) => Ok(p),
+                        // A statement MariaDB refuses as well gets MariaDB's own message.
+                        None => Err(shared
+                            .engine
+                            .syntax_error(session, bytes)
+                            .await
+                            .filter(|m| m.code == 1064)
+                            .unwrap_or(e)),
+                    }
                 }
                 other => other,
             };
