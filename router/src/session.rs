@@ -64,6 +64,13 @@ pub struct Session {
     /// Lookup entries of rows the open transaction deleted (or took over), settled after it
     /// commits.
     pub lookup_post: Vec<LookupEntry>,
+    /// The system variables whose changes are reported to a tracking client, as its
+    /// `session_track_system_variables` names them (`None`: MariaDB's default list).
+    pub tracked_variables: Option<Vec<String>>,
+    /// `session_track_schema`.
+    pub track_schema: bool,
+    /// Session state changes for the next OK packet, encoded (`SESSION_TRACK_*` entries).
+    pub state_changes: Vec<u8>,
     /// While set, the OK packet of the statement running is kept in `deferred_ok` (affected
     /// rows, last insert id, warnings, info) instead of being written.
     pub defer_ok: bool,
@@ -157,6 +164,9 @@ impl Session {
             insert_id_override: None,
             lookup_pre: std::collections::HashMap::new(),
             lookup_post: Vec::new(),
+            tracked_variables: None,
+            track_schema: true,
+            state_changes: Vec::new(),
             defer_ok: false,
             deferred_ok: None,
             undone_on_error: false,
@@ -271,11 +281,69 @@ impl Session {
         }
     }
 
+    /// Whether the client asked for session state changes in OK packets
+    /// (`CLIENT_SESSION_TRACK`).
+    pub fn tracks_state(&self) -> bool {
+        self.client_caps & crate::wire::constants::CLIENT_SESSION_TRACK != 0
+    }
+
+    /// Whether a change of system variable `name` (lower-case) is reported to the client:
+    /// it asked for session state, and `session_track_system_variables` names it (or `*`).
+    pub fn tracks_variable(&self, name: &str) -> bool {
+        self.tracks_state()
+            && match &self.tracked_variables {
+                Some(list) => list.iter().any(|v| v == "*" || v == name),
+                None => DEFAULT_TRACKED.contains(&name),
+            }
+    }
+
+    /// Reports, in the next OK packet, system variable `name` now holding `value`.
+    pub fn track_variable(&mut self, name: &str, value: &[u8]) {
+        if !self.tracks_variable(name) {
+            return;
+        }
+        let mut data = Vec::with_capacity(name.len() + value.len() + 4);
+        crate::wire::codec::put_lenenc_str(&mut data, name.as_bytes());
+        crate::wire::codec::put_lenenc_str(&mut data, value);
+        self.track(SESSION_TRACK_SYSTEM_VARIABLES, &data);
+    }
+
+    /// Reports, in the next OK packet, the session's default database now being `db`
+    /// (`session_track_schema`, on unless the session turned it off).
+    pub fn track_schema(&mut self, db: &str) {
+        if !self.tracks_state() || !self.track_schema {
+            return;
+        }
+        let mut data = Vec::with_capacity(db.len() + 1);
+        crate::wire::codec::put_lenenc_str(&mut data, db.as_bytes());
+        self.track(SESSION_TRACK_SCHEMA, &data);
+    }
+
+    fn track(&mut self, kind: u8, data: &[u8]) {
+        self.state_changes.push(kind);
+        crate::wire::codec::put_lenenc_int(&mut self.state_changes, data.len() as u64);
+        self.state_changes.extend_from_slice(data);
+    }
+
     /// Whether the client wants OK instead of EOF packets.
     pub fn deprecate_eof(&self) -> bool {
         self.client_caps & crate::wire::constants::CLIENT_DEPRECATE_EOF != 0
     }
 }
+
+/// The system variables MariaDB reports changes of by default
+/// (`session_track_system_variables`).
+const DEFAULT_TRACKED: &[&str] = &[
+    "autocommit",
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "time_zone",
+];
+
+/// Session state change kinds (`SESSION_TRACK_*`).
+const SESSION_TRACK_SYSTEM_VARIABLES: u8 = 0;
+const SESSION_TRACK_SCHEMA: u8 = 1;
 
 /// The affected-row count to report for a backend's OK: the backend's own (changed rows),
 /// or, for a client that asked for `CLIENT_FOUND_ROWS`, the matched rows of an `UPDATE`, which

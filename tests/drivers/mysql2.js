@@ -156,6 +156,27 @@ async function main() {
     return 'no error';
   });
   await step('session', async () => result(await q('SELECT @@autocommit, @@character_set_client, @@sql_mode')));
+  // Session state tracking: what OK packets say changed (mysql2 asks for it by default).
+  await step('session_track', async () => {
+    // MariaDB reports one statement's variables in no fixed order: sorted by name here.
+    const st = (r) => {
+      if (!r.stateChanges) return 'null';
+      const vars = r.stateChanges.systemVariables;
+      const sorted = Object.keys(vars)
+        .sort()
+        .map((k) => `${k}=${JSON.stringify(vars[k])}`);
+      return `vars[${sorted.join(', ')}] schema=${r.stateChanges.schema}`;
+    };
+    const seen = [];
+    seen.push(st(await q('SET NAMES utf8mb4')));
+    seen.push(st(await q("SET time_zone = '+02:00', sql_mode = 'ANSI_QUOTES'")));
+    seen.push(st(await q('SET autocommit = 1')));
+    seen.push(st(await q(`USE ${database}`)));
+    seen.push(st(await q("SET session_track_system_variables = 'time_zone,sql_mode'")));
+    seen.push(st(await q("SET time_zone = '+03:00', sql_mode = ''")));
+    seen.push(st(await q('SET @v = 1')));
+    return seen.join(' ; ');
+  });
   await step('close', async () => {
     await conn.end();
     return 'ok';

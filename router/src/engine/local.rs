@@ -37,15 +37,19 @@ impl Engine {
         io.warnings = warnings;
         io.result_set = false;
         let last_id = session.insert_id_override.unwrap_or(last_id);
-        let p = resultset::ok(
-            affected,
-            last_id,
-            session.status_flags(),
-            warnings,
-            info,
-            false,
-        );
+        let mut status = session.status_flags();
+        if !session.state_changes.is_empty() {
+            status |= crate::wire::constants::SERVER_SESSION_STATE_CHANGED;
+        }
+        let p = resultset::ok(affected, last_id, status, warnings, info, false);
         let info = resultset::info_text(info);
+        if !session.state_changes.is_empty() {
+            let state = std::mem::take(&mut session.state_changes);
+            return io
+                .write_packet(&resultset::with_state(&p, info, &state))
+                .await
+                .map_err(io_err);
+        }
         if info.is_empty() {
             return io.write_packet(&p).await.map_err(io_err);
         }
@@ -97,6 +101,7 @@ impl Engine {
                 if rt.keyspace(&ks).is_none() {
                     return Err(SqlError::unknown_database(&ks));
                 }
+                session.track_schema(&ks);
                 session.keyspace = Some(ks);
                 self.ok(session, io, 0, 0, 0, "").await
             }
@@ -637,6 +642,7 @@ impl Engine {
             self.finish_txn(session, true).await?;
         }
         session.autocommit = on;
+        session.track_variable("autocommit", if on { b"ON" } else { b"OFF" });
         Ok(())
     }
 
@@ -700,6 +706,59 @@ impl Engine {
                         "SET character_set_client = {client}, character_set_results = {}, collation_connection = {collation}",
                         results.as_deref().unwrap_or("NULL")
                     ));
+                }
+            }
+        }
+        // What a tracking client is told changed (`session_track_system_variables` itself
+        // decides what is told from now on).
+        if r.is_ok() && session.tracks_state() {
+            let names = assigned_variables(sql.as_bytes(), &items, &session.lex);
+            if names.iter().any(|n| n == "session_track_system_variables") {
+                if let Ok(Some(list)) = lease
+                    .conn
+                    .query_first::<String, _>("SELECT @@session.session_track_system_variables")
+                    .await
+                {
+                    session.tracked_variables = Some(
+                        list.split(',')
+                            .map(|v| v.trim().to_ascii_lowercase())
+                            .filter(|v| !v.is_empty())
+                            .collect(),
+                    );
+                }
+            }
+            if names.iter().any(|n| n == "session_track_schema") {
+                if let Ok(Some(on)) = lease
+                    .conn
+                    .query_first::<u8, _>("SELECT @@session.session_track_schema")
+                    .await
+                {
+                    session.track_schema = on != 0;
+                }
+            }
+            let tracked: Vec<&String> = names
+                .iter()
+                .filter(|n| session.tracks_variable(n))
+                .collect();
+            if !tracked.is_empty() {
+                let list = tracked
+                    .iter()
+                    .map(|n| format!("'{}'", n.to_ascii_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(rows) = lease
+                    .conn
+                    .query::<(String, Vec<u8>), _>(format!(
+                        "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES \
+                         WHERE VARIABLE_NAME IN ({list})"
+                    ))
+                    .await
+                {
+                    for n in tracked {
+                        if let Some((_, v)) = rows.iter().find(|(name, _)| name == n) {
+                            session.track_variable(n, v);
+                        }
+                    }
                 }
             }
         }
@@ -798,10 +857,42 @@ fn set_targets(
     items
         .iter()
         .map(|i| match &i.target {
+            // A flag set's value changes only the flags it names: it overwrites nothing whole.
+            Some(Assigned::System(n)) if MERGED.contains(&n.as_str()) => None,
             Some(Assigned::System(n)) if i.literal || !literal => Some(n.clone()),
             _ => None,
         })
         .collect()
+}
+
+/// System variables whose assigned value is merged into the one they hold (flag sets).
+const MERGED: &[&str] = &["optimizer_switch", "optimizer_trace"];
+
+/// The session system variables a `SET` assigns, in order (`SET NAMES` and `SET CHARACTER
+/// SET`: the character set variables they assign).
+fn assigned_variables(
+    sql: &[u8],
+    items: &[crate::sql::classify::SetItem],
+    lex: &crate::sql::lex::Mode,
+) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if names_statement(sql, lex).is_some() {
+        // (MariaDB reports one statement's changes in no fixed order.)
+        names.extend(
+            [
+                "character_set_client",
+                "character_set_connection",
+                "character_set_results",
+                "collation_connection",
+            ]
+            .map(String::from),
+        );
+    }
+    names.extend(items.iter().filter_map(|i| match &i.target {
+        Some(crate::sql::classify::Assigned::System(n)) => Some(n.clone()),
+        _ => None,
+    }));
+    names
 }
 
 /// For `SET NAMES …` and `SET CHARACTER SET …`: whether the statement names `DEFAULT`
@@ -981,6 +1072,14 @@ mod tests {
                 "SET NAMES utf8mb4"
             ),
             vec!["SET NAMES sjis", "SET lc_messages = 'é'"]
+        );
+        // A flag set keeps the flags a later value does not name.
+        assert_eq!(
+            after(
+                &["SET optimizer_switch = 'mrr=on'"],
+                "SET optimizer_switch = 'index_merge=off'"
+            ),
+            vec!["SET optimizer_switch = 'mrr=on'"]
         );
         // User variables and transaction characteristics are not overwritten this way.
         assert_eq!(

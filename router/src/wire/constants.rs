@@ -28,10 +28,9 @@ pub const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
 pub const MARIADB_CLIENT_EXTENDED_METADATA: u32 = 1 << 3;
 
 /// What the router offers, as a MariaDB server does (bit 0, `CLIENT_MYSQL`, clear: extended
-/// capabilities follow). No SSL (yet). `CLIENT_SESSION_TRACK`: OK packets carry their info
-/// text length-encoded, as a tracking client reads it; the router reports no session state
-/// changes (the `SERVER_SESSION_STATE_CHANGED` flag is never set), which such a client must
-/// take as "nothing tracked changed". Multi-statement batches are split by the router and
+/// capabilities follow). `CLIENT_SESSION_TRACK`: OK packets carry their info text
+/// length-encoded, as a tracking client reads it, and the session state changes the router
+/// knows of (`SET` of tracked system variables, the default database). Multi-statement batches are split by the router and
 /// each statement planned on its own. `LOCAL INFILE` files are relayed to the backend for
 /// statements that go to an unsharded keyspace verbatim.
 pub const SERVER_CAPABILITIES: u32 = CLIENT_LOCAL_FILES
@@ -55,6 +54,8 @@ pub const SERVER_CAPABILITIES: u32 = CLIENT_LOCAL_FILES
     | CLIENT_DEPRECATE_EOF;
 
 pub const SERVER_STATUS_IN_TRANS: u16 = 1;
+/// An OK packet carries session state changes.
+pub const SERVER_SESSION_STATE_CHANGED: u16 = 0x4000;
 pub const SERVER_STATUS_IN_TRANS_READONLY: u16 = 0x2000;
 pub const SERVER_STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;
 pub const SERVER_STATUS_AUTOCOMMIT: u16 = 2;

@@ -62,6 +62,17 @@ pub fn with_info(ok: &[u8], info: &str) -> Vec<u8> {
     p
 }
 
+/// An OK packet with its info text (written even when empty) and session state changes
+/// after it, for a client that tracks session state (the OK's status must say
+/// `SERVER_SESSION_STATE_CHANGED`).
+pub fn with_state(ok: &[u8], info: &str, state: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(ok.len() + info.len() + state.len() + 18);
+    p.extend_from_slice(ok);
+    super::codec::put_lenenc_str(&mut p, info.as_bytes());
+    super::codec::put_lenenc_str(&mut p, state);
+    p
+}
+
 /// The info text of a backend's OK packet read to the packet's end: MariaDB writes it
 /// length-encoded, so a leading length that matches the rest is dropped.
 pub fn info_text(raw: &str) -> &str {
