@@ -1297,3 +1297,126 @@ async fn stmt_executes(h: &Harness) -> u64 {
     }
     n
 }
+
+/// `UPDATE`/`DELETE … LIMIT n` over several logical shards: as on MariaDB, any n matching rows
+/// (fewer when fewer match) — the affected rows, the `Rows matched` an `UPDATE`'s limit counts
+/// (changed or not), rows left that match, and all of it undone when a part fails; `ORDER BY`
+/// with it across logical shards is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_delete_with_limit_over_logical_shards() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop(DDL[0]).await.expect("create");
+    let values: Vec<String> = (1..=40)
+        .map(|i| format!("({i}, 'c{i}', NULL, {}, NULL)", i % 2))
+        .collect();
+    r.query_drop(format!("INSERT INTO customer VALUES {}", values.join(", ")))
+        .await
+        .expect("rows");
+    let count = |c: &'static str| format!("SELECT COUNT(*) FROM customer WHERE {c}");
+    async fn n(r: &mut mysql_async::Conn, sql: &str) -> u64 {
+        r.query_first::<u64, _>(sql).await.expect(sql).unwrap_or(0)
+    }
+
+    // 20 rows have score 1: an UPDATE of 7 of them.
+    r.query_drop("UPDATE customer SET score = 2 WHERE score = 1 LIMIT 7")
+        .await
+        .expect("update limit");
+    assert_eq!(r.affected_rows(), 7);
+    assert_eq!(n(&mut r, &count("score = 2")).await, 7);
+    assert_eq!(n(&mut r, &count("score = 1")).await, 13);
+    // Rows that match but do not change count against the limit, as MariaDB counts them.
+    r.query_drop("UPDATE customer SET note = NULL WHERE score IN (1, 2) LIMIT 5")
+        .await
+        .expect("unchanged rows");
+    assert_eq!(r.affected_rows(), 0);
+    assert!(r.info().contains("Rows matched: 5"), "{}", r.info());
+    // A limit above the matches changes them all.
+    r.query_drop("UPDATE customer SET score = 3 WHERE score = 2 LIMIT 1000")
+        .await
+        .expect("update all");
+    assert_eq!(r.affected_rows(), 7);
+
+    // DELETE: 5 of the 20 rows with score 0, then the rest of them.
+    r.query_drop("DELETE FROM customer WHERE score = 0 LIMIT 5")
+        .await
+        .expect("delete limit");
+    assert_eq!(r.affected_rows(), 5);
+    assert_eq!(n(&mut r, &count("score = 0")).await, 15);
+    assert_eq!(n(&mut r, &count("TRUE")).await, 35);
+    // In the client's transaction: undone by its rollback.
+    r.query_drop("BEGIN").await.expect("begin");
+    r.query_drop("DELETE FROM customer WHERE score = 0 LIMIT 4")
+        .await
+        .expect("delete in a transaction");
+    assert_eq!(r.affected_rows(), 4);
+    r.query_drop("ROLLBACK").await.expect("rollback");
+    assert_eq!(n(&mut r, &count("score = 0")).await, 15);
+    r.query_drop("DELETE FROM customer WHERE score = 0 LIMIT 100")
+        .await
+        .expect("delete the rest");
+    assert_eq!(r.affected_rows(), 15);
+    assert_eq!(n(&mut r, &count("TRUE")).await, 20);
+
+    // A part that fails undoes the parts before it: rows a (a lower logical shard) and b2
+    // get an email that b1, in b2's logical shard, holds under a unique key; a's part runs
+    // first and succeeds, b2's fails, and a keeps its email.
+    let ls = |id: i128| {
+        tessera_router::vindex::logical_shard(
+            tessera_router::vindex::keyspace_id(
+                tessera_topo::VindexKind::Xxhash,
+                &tessera_router::vindex::KeyValue::Int(id),
+            )
+            .expect("ksid"),
+            16,
+        )
+    };
+    // (The rows left: odd ids.)
+    let ids: Vec<i128> = (1..=40).filter(|i| i % 2 == 1).collect();
+    let (a, b1, b2) = ids
+        .iter()
+        .flat_map(|&a| ids.iter().map(move |&b1| (a, b1)))
+        .flat_map(|(a, b1)| ids.iter().map(move |&b2| (a, b1, b2)))
+        .find(|&(a, b1, b2)| b1 != b2 && ls(a) < ls(b1) && ls(b1) == ls(b2))
+        .expect("three such rows");
+    r.query_drop("ALTER TABLE customer ADD UNIQUE KEY (email)")
+        .await
+        .expect("unique key");
+    r.query_drop(format!(
+        "UPDATE customer SET email = 'taken' WHERE customer_id = {b1}"
+    ))
+    .await
+    .expect("b1");
+    let e = r
+        .query_drop(format!(
+            "UPDATE customer SET email = 'taken' WHERE customer_id IN ({a}, {b2}) LIMIT 10"
+        ))
+        .await
+        .expect_err("a duplicate in the second part");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1062),
+        "{e:?}"
+    );
+    let kept: Option<Option<String>> = r
+        .query_first(format!(
+            "SELECT email FROM customer WHERE customer_id = {a}"
+        ))
+        .await
+        .expect("a");
+    assert_eq!(kept, Some(None), "the first part was undone");
+
+    // ORDER BY with LIMIT across logical shards is refused; on one logical shard it runs.
+    let e = r
+        .query_drop("DELETE FROM customer ORDER BY customer_id LIMIT 1")
+        .await
+        .expect_err("ORDER BY across logical shards");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1235),
+        "{e:?}"
+    );
+    r.query_drop("DELETE FROM customer WHERE customer_id = 1 ORDER BY score LIMIT 1")
+        .await
+        .expect("one logical shard");
+    drop(r);
+    h.stop().await;
+}

@@ -184,6 +184,82 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// An `UPDATE` or `DELETE` with `LIMIT` over several logical shards (see
+    /// [`crate::planner::Local::LimitedWrite`]): one logical shard after another, each with
+    /// the rows still to go as its limit, until none are; all of it or nothing (a transaction
+    /// of the router's own, or a savepoint in the client's). The OK sums the parts.
+    pub(super) async fn limited_write(
+        &self,
+        session: &mut Session,
+        w: crate::planner::LimitedWrite,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let own = self.statement_begin(session).await?;
+        let r = self.limited_parts(session, &w, io).await;
+        self.statement_end(session, own, r.is_ok()).await?;
+        let (affected, warnings, infos, conditions) = r?;
+        session.conditions = conditions;
+        let info = crate::wire::resultset::merged_info(infos.iter().map(String::as_str));
+        self.ok(session, io, affected, 0, warnings, &info).await
+    }
+
+    /// The parts of [`Engine::limited_write`], each run as a plan of its own (so that moves
+    /// and fences apply as to any write); their affected rows, warnings, info texts and
+    /// conditions.
+    #[allow(clippy::type_complexity)]
+    async fn limited_parts(
+        &self,
+        session: &mut Session,
+        w: &crate::planner::LimitedWrite,
+        io: &mut PacketIo,
+    ) -> Result<(u64, u16, Vec<String>, Option<Vec<(String, u16, String)>>), SqlError> {
+        use crate::planner::{Exec, Plan, RouteKind, Targets, LIMIT_PLACEHOLDER};
+        let (mut affected, mut warnings) = (0u64, 0u16);
+        let mut infos = Vec::new();
+        let mut conditions: Option<Vec<(String, u16, String)>> = Some(Vec::new());
+        let mut left = w.limit;
+        for &ls in &w.ls {
+            if left == 0 {
+                break;
+            }
+            let plan = Plan::Exec(Box::new(Exec::plain(
+                Some(w.keyspace.clone()),
+                StmtKind::Write,
+                RouteKind::One,
+                Targets::Ls {
+                    template: w.template.replacen(LIMIT_PLACEHOLDER, &left.to_string(), 1),
+                    ls: vec![ls],
+                },
+            )));
+            let outer = std::mem::replace(&mut session.defer_ok, true);
+            let r = Box::pin(self.execute(session, plan, io)).await;
+            session.defer_ok = outer;
+            let done = session.deferred_ok.take();
+            r?;
+            let (a, _, wn, info) = done.unwrap_or_default();
+            // An UPDATE's limit counts the rows it matched, changed or not.
+            let found = if w.update {
+                super::lookup::info_number(&info, "Rows matched:").unwrap_or(a)
+            } else {
+                a
+            };
+            left = left.saturating_sub(found);
+            affected += a;
+            warnings = warnings.saturating_add(wn);
+            match (&mut conditions, session.conditions.take()) {
+                (Some(all), Some(c)) => all.extend(c),
+                (all, _) if wn > 0 => *all = None,
+                _ => {}
+            }
+            if !info.is_empty() {
+                infos.push(info);
+            }
+        }
+        Ok((affected, warnings, infos, conditions))
+    }
+}
+
 /// The info text of one statement split over logical shards, as MariaDB writes it for the
 /// whole: the parts' counts summed (`split_insert`: the parts are one multi-row `INSERT`'s
 /// rows). A part of a split multi-row `INSERT` that got one row has

@@ -191,7 +191,26 @@ pub enum Local {
     /// tables: the subqueries are answered first and written into the statement as values,
     /// which is then planned again (see `engine/insert_select.rs`).
     SubqueriesFirst(Box<SubqueriesFirst>),
+    /// An `UPDATE` or `DELETE` with `LIMIT` (no `ORDER BY`) over several logical shards: run
+    /// on one logical shard after another, each with the rows still to go as its limit.
+    LimitedWrite(Box<LimitedWrite>),
 }
+
+/// See [`Local::LimitedWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedWrite {
+    pub keyspace: String,
+    /// The statement for one logical shard, its limit's count [`LIMIT_PLACEHOLDER`].
+    pub template: String,
+    pub ls: Vec<u32>,
+    /// The statement's `LIMIT`.
+    pub limit: u64,
+    /// An `UPDATE` (its limit counts the rows it matched) rather than a `DELETE`.
+    pub update: bool,
+}
+
+/// Where a [`LimitedWrite`]'s template takes the rows still to go.
+pub const LIMIT_PLACEHOLDER: &str = "`__tessera_limit__`";
 
 /// See [`Local::SubqueriesFirst`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -163,9 +163,17 @@ impl<'a> Planner<'a> {
             }
         });
         if has_order_or_limit && ls.as_ref().is_none_or(|l| l.len() > 1) {
-            return Err(SqlError::unsupported(
-                "ORDER BY or LIMIT in an UPDATE or DELETE across logical shards",
-            ));
+            let (ordered, returning) = match stmt {
+                Statement::Delete(d) => (!d.order_by.is_empty(), d.returning.is_some()),
+                Statement::Update(u) => (false, u.returning.is_some()),
+                _ => (false, false),
+            };
+            if ordered || returning || !lookups.is_empty() || move_to.is_some() {
+                return Err(SqlError::unsupported(
+                    "ORDER BY in an UPDATE or DELETE across logical shards, or LIMIT there with RETURNING, a lookup vindex or a shard key set",
+                ));
+            }
+            return self.limited_write(stmt, &r, ks, ls);
         }
         let sql = self.qualified(&r, Edits::default())?;
         let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, ls, None, false);
@@ -400,5 +408,65 @@ impl Planner<'_> {
         let edits = Edits::default();
         let sql = self.qualified(r, edits)?;
         Ok(self.exec_for(ks, r, sql, StmtKind::Write, ls, None, false))
+    }
+}
+
+impl Planner<'_> {
+    /// An `UPDATE` or `DELETE` with a `LIMIT` (a plain count) over logical shards `ls` (all
+    /// when `None`): [`Local::LimitedWrite`], its template the statement with the count left
+    /// as [`super::plan::LIMIT_PLACEHOLDER`].
+    fn limited_write(
+        &self,
+        stmt: &Statement,
+        r: &super::resolve::Resolved<'_>,
+        ks: &crate::topology::KeyspaceRouting,
+        ls: Option<Vec<u32>>,
+    ) -> Result<Plan, SqlError> {
+        use crate::sql::lex::Kind;
+        let refuse = || {
+            SqlError::unsupported(
+                "a LIMIT other than a plain row count in an UPDATE or DELETE across logical shards",
+            )
+        };
+        let sql = self.sql.as_bytes();
+        let toks = crate::sql::lex::significant(sql, &Default::default());
+        // The last `LIMIT` outside parentheses, its count, and nothing after but a `;`.
+        let mut depth = 0i32;
+        let mut at = None;
+        for (i, t) in toks.iter().enumerate() {
+            match t.bytes(sql) {
+                b"(" if t.kind == Kind::Punct => depth += 1,
+                b")" if t.kind == Kind::Punct => depth -= 1,
+                _ if depth == 0 && t.is_word(sql, "LIMIT") => at = Some(i),
+                _ => {}
+            }
+        }
+        let count = at.and_then(|i| toks.get(i + 1)).ok_or_else(refuse)?;
+        let rest_ok = at
+            .map(|i| &toks[i + 2..])
+            .is_some_and(|rest| rest.iter().all(|t| t.kind == Kind::Semicolon));
+        if count.kind != Kind::Number || !rest_ok {
+            return Err(refuse());
+        }
+        let limit: u64 = std::str::from_utf8(count.bytes(sql))
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(refuse)?;
+        let mut edits = Edits::default();
+        edits.replace(
+            count.start,
+            count.end,
+            super::plan::LIMIT_PLACEHOLDER.to_string(),
+        );
+        let template = self.qualified(r, edits)?;
+        Ok(Plan::Local(Local::LimitedWrite(Box::new(
+            super::plan::LimitedWrite {
+                keyspace: ks.name.clone(),
+                template,
+                ls: ls.unwrap_or_else(|| (0..ks.logical_shards).collect()),
+                limit,
+                update: matches!(stmt, Statement::Update(_)),
+            },
+        ))))
     }
 }
