@@ -96,6 +96,16 @@ async fn unsharded_keyspace_answers_like_mariadb() {
             "SELECT POSITION('b' IN 'abc'), INTERVAL(5, 1, 10), HEX(WEIGHT_STRING('a'))",
             "SELECT 1 FROM DUAL",
             "SELECT DATABASE(), SCHEMA()",
+            // An error with other conditions: SHOW WARNINGS lists them all, as MariaDB does;
+            // a SET's own warnings are kept too.
+            "CREATE TABLE tc (id INT, FirstName VARCHAR(30) CHECK (FirstName > 0))",
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES'",
+            "INSERT INTO tc VALUES (1, 'Ken')",
+            "SHOW WARNINGS",
+            "SELECT @@warning_count, @@error_count",
+            "SET SESSION sql_mode = DEFAULT",
+            "SET optimizer_switch = 'engine_condition_pushdown=on'",
+            "SHOW WARNINGS",
             "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT * FROM r",
             "(SELECT id FROM t1 WHERE id = 1) UNION ALL (SELECT id FROM t1 WHERE id = 3)",
             "CREATE VIEW v1 AS SELECT id, a FROM t1 WHERE id > 1",

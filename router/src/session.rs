@@ -98,6 +98,9 @@ pub struct Session {
     /// The conditions (level, code, message) of the last statement, for `SHOW WARNINGS`;
     /// `None` when they were not kept (a statement answered by several physical shards).
     pub conditions: Option<Vec<(String, u16, String)>>,
+    /// The conditions of a statement that failed on a backend, read from it (the error among
+    /// them), for [`Session::record_statement`].
+    pub error_conditions: Option<Vec<(String, u16, String)>>,
     /// The number of conditions of the last statement (`@@warning_count`).
     pub warning_count: u16,
     /// `ROW_COUNT()` after the last statement: its affected rows, -1 after a result set or
@@ -164,6 +167,7 @@ impl Session {
             insert_id_override: None,
             lookup_pre: std::collections::HashMap::new(),
             lookup_post: Vec::new(),
+            error_conditions: None,
             tracked_variables: None,
             track_schema: true,
             state_changes: Vec::new(),
@@ -258,6 +262,7 @@ impl Session {
         r: &Result<(), crate::error::SqlError>,
         io: &crate::wire::PacketIo,
     ) {
+        let from_backend = self.error_conditions.take();
         match r {
             Ok(()) => {
                 self.warning_count = io.warnings;
@@ -274,8 +279,16 @@ impl Session {
                 }
             }
             Err(e) => {
-                self.warning_count = 1;
-                self.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+                match from_backend.filter(|c| c.iter().any(|x| x.1 == e.code)) {
+                    Some(c) => {
+                        self.warning_count = u16::try_from(c.len()).unwrap_or(u16::MAX);
+                        self.conditions = Some(c);
+                    }
+                    None => {
+                        self.warning_count = 1;
+                        self.conditions = Some(vec![("Error".into(), e.code, e.message.clone())]);
+                    }
+                }
                 self.row_count = -1;
             }
         }

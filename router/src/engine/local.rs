@@ -130,13 +130,13 @@ impl Engine {
                 self.ok(session, io, 0, 0, 0, "").await
             }
             Local::SetAutocommitAnd(on, sql) => {
-                self.replay_set(session, sql).await?;
+                let warnings = self.replay_set(session, sql).await?;
                 self.set_autocommit(session, on).await?;
-                self.ok(session, io, 0, 0, 0, "").await
+                self.ok(session, io, 0, 0, warnings, "").await
             }
             Local::Set(sql) => {
-                self.replay_set(session, sql).await?;
-                self.ok(session, io, 0, 0, 0, "").await
+                let warnings = self.replay_set(session, sql).await?;
+                self.ok(session, io, 0, 0, warnings, "").await
             }
             Local::ShowDatabases => {
                 let rt = self.topo.table();
@@ -649,8 +649,9 @@ impl Engine {
 
     /// Checks a `SET` on a backend (so that a bad one fails now, not on a later statement),
     /// applies it to the connections an open transaction holds, and keeps it to replay on
-    /// every backend connection the session uses.
-    async fn replay_set(&self, session: &mut Session, sql: String) -> Result<(), SqlError> {
+    /// every backend connection the session uses. Returns its warnings count (their texts
+    /// kept for `SHOW WARNINGS`).
+    async fn replay_set(&self, session: &mut Session, sql: String) -> Result<u16, SqlError> {
         let rt = self.topo.table();
         let items =
             crate::sql::classify::set_items(sql.as_bytes(), &session.lex).unwrap_or_default();
@@ -666,6 +667,15 @@ impl Engine {
             }
         };
         let mut r = lease.conn.query_drop(sql.as_str()).await;
+        // Its warnings (a deprecated value), read before anything else runs there.
+        let warnings = if r.is_ok() {
+            lease.conn.get_warnings()
+        } else {
+            0
+        };
+        if warnings > 0 {
+            session.conditions = super::single::conditions(&mut lease.conn, Unqualify(None)).await;
+        }
         let lower = sql.to_ascii_lowercase();
         if r.is_ok()
             && ["sql_mode", "names", "character"]
@@ -714,7 +724,11 @@ impl Engine {
         // decides what is told from now on).
         if r.is_ok() && session.tracks_state() {
             let names = assigned_variables(sql.as_bytes(), &items, &session.lex);
-            if names.iter().any(|n| n == "session_track_system_variables") {
+            // The session's list, read once (a new session starts with the global one), and
+            // again when it changes.
+            if session.tracked_variables.is_none()
+                || names.iter().any(|n| n == "session_track_system_variables")
+            {
                 if let Ok(Some(list)) = lease
                     .conn
                     .query_first::<String, _>("SELECT @@session.session_track_system_variables")
@@ -827,7 +841,7 @@ impl Engine {
             session.sets.push(resolved.unwrap_or(sql));
         }
         super::uservars::keep(session, carried);
-        Ok(())
+        Ok(warnings)
     }
 }
 

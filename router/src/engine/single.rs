@@ -284,7 +284,12 @@ impl Engine {
                 }
                 Some(0xff) => {
                     let e = wire::parse_err(p);
-                    lease.clean = true;
+                    // The statement's conditions besides the error, as `SHOW WARNINGS` after
+                    // it lists them (read from the connection that ran it, before it is
+                    // given back).
+                    session.error_conditions = Box::pin(wire_conditions(c, unq)).await;
+                    // (Not reused unless that was read to its end.)
+                    lease.clean = session.error_conditions.is_some();
                     break Err(map(e));
                 }
                 Some(0xfb) => {
