@@ -1420,3 +1420,52 @@ async fn update_and_delete_with_limit_over_logical_shards() {
     drop(r);
     h.stop().await;
 }
+
+/// A read over several logical shards that the client's `LIMIT` cuts short leaves its
+/// backend connections reusable (the rows past the limit are read and dropped): twenty such
+/// reads open no new connections to MariaDB after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cut_short_by_limit_keep_their_connections() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut r = h.conn(Some("demo")).await;
+    r.query_drop(DDL[0]).await.expect("create");
+    let values: Vec<String> = (1..=400)
+        .map(|i| format!("({i}, 'c{i}', NULL, {i}, NULL)"))
+        .collect();
+    r.query_drop(format!("INSERT INTO customer VALUES {}", values.join(", ")))
+        .await
+        .expect("rows");
+    async fn connections(h: &Harness) -> u64 {
+        let mut total = 0;
+        for i in 0..2 {
+            let mut d = h.direct(i).await;
+            let row: Option<(String, u64)> = d
+                .query_first("SHOW GLOBAL STATUS LIKE 'Connections'")
+                .await
+                .expect("status");
+            total += row.map_or(0, |(_, n)| n);
+        }
+        total
+    }
+    let rows: Vec<u64> = r
+        .query("SELECT customer_id FROM customer LIMIT 3")
+        .await
+        .expect("first");
+    assert_eq!(rows.len(), 3);
+    let before = connections(&h).await;
+    for _ in 0..20 {
+        let rows: Vec<u64> = r
+            .query("SELECT customer_id FROM customer LIMIT 3")
+            .await
+            .expect("limited read");
+        assert_eq!(rows.len(), 3);
+    }
+    // (Each `connections` call itself opens two.)
+    let opened = connections(&h).await - before - 2;
+    assert!(
+        opened < 5,
+        "{opened} backend connections opened for 20 reads"
+    );
+    drop(r);
+    h.stop().await;
+}

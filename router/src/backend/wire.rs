@@ -550,6 +550,24 @@ impl WireConn {
         }
     }
 
+    /// Reads and drops what is left of a result set's rows, at most `max` packets: the end's
+    /// status flags, or `None` when more were left (the connection is then not reusable).
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn skip_rows(&mut self, max: usize) -> Result<Option<u16>, WireError> {
+        for _ in 0..max {
+            let p = self.read_packet().await?;
+            if is_eof(p) {
+                return Ok(Some(parse_eof(p).1));
+            }
+            if p.first() == Some(&0xff) {
+                return Err(parse_err(p));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads rows to their end and returns the final EOF's `(warnings, status)`.
     async fn end_of_rows(&mut self) -> Result<(u16, u16), WireError> {
         loop {

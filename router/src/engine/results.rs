@@ -234,6 +234,7 @@ pub async fn stream_wire(
                     }
                     if !sent_cols {
                         if tx.send(Msg::Columns(defs)).await.is_err() {
+                            lease.clean = rest_skipped(c).await;
                             return Ok(());
                         }
                         sent_cols = true;
@@ -256,6 +257,7 @@ pub async fn stream_wire(
                             return Err(e);
                         }
                         if tx.send(Msg::Row(p.to_vec())).await.is_err() {
+                            lease.clean = rest_skipped(c).await;
                             return Ok(());
                         }
                     }
@@ -279,4 +281,15 @@ pub async fn stream_wire(
         }
     }
     Ok(())
+}
+
+/// Rows read past what a read needed (the client's `LIMIT` reached: each logical shard's own
+/// limit bounds them) are read and dropped, so that the connection is reused, unless there are
+/// many: whether the connection may be reused.
+async fn rest_skipped(c: &mut crate::backend::wire::WireConn) -> bool {
+    const MAX_SKIPPED: usize = 4096;
+    matches!(
+        c.skip_rows(MAX_SKIPPED).await,
+        Ok(Some(status)) if status & crate::wire::constants::SERVER_MORE_RESULTS_EXISTS == 0
+    )
 }
