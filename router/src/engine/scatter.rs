@@ -58,8 +58,6 @@ pub(super) struct StreamFrom {
     pub(super) ks: Option<KeyspaceRouting>,
     /// Each statement's `FOUND_ROWS()` is added here, when given.
     pub(super) found: Option<Found>,
-    /// The session's `SET`s, brought onto an own connection first.
-    pub(super) sets: Vec<String>,
     pub(super) status: IndexUse,
 }
 
@@ -76,20 +74,9 @@ pub(super) fn spawn_stream(
             addr,
             ks,
             found,
-            sets,
             status,
         } = from;
         let unq = Unqualify(ks.as_ref());
-        if let StreamConn::Own(pool, lease) = &mut conn {
-            if let Err(e) = lease.conn.replay(&sets).await {
-                lease.clean = false;
-                let e = crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
-                if let Some((_, tx)) = batches.first() {
-                    let _ = tx.send(results::Msg::Error(e)).await;
-                }
-                return conn;
-            }
-        }
         for (stmts, tx) in batches {
             let r = match &mut conn {
                 StreamConn::Pooled(lease) => {
@@ -172,7 +159,6 @@ impl Engine {
                     addr,
                     ks: kscopy,
                     found: found.cloned(),
-                    sets: session.backend_sets().into_owned(),
                     status: status.clone(),
                 },
             ));
@@ -269,7 +255,6 @@ impl Engine {
         // `UNION ALL` loses column types (ENUM reads as VARCHAR, TEXT as MEDIUMTEXT): the
         // first logical shard's statement is prepared, not run, for its exact metadata.
         let mut probe: Option<Vec<ColumnDef>> = None;
-        let sets = session.backend_sets().into_owned();
         let status = IndexUse::default();
         for (ps, sqls) in work {
             let mut lease = match self.stream_conn(session, rt, &ps).await {
@@ -281,7 +266,7 @@ impl Engine {
             };
             if probe.is_none() {
                 if let Some(first) = sqls.first() {
-                    probe = describe(&mut lease, first, &sets, Unqualify(ks)).await;
+                    probe = describe(&mut lease, first, Unqualify(ks)).await;
                 }
             }
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
@@ -301,7 +286,6 @@ impl Engine {
                         addr,
                         ks: kscopy,
                         found: found.cloned(),
-                        sets: sets.clone(),
                         status: status.clone(),
                     },
                 ));
@@ -337,7 +321,6 @@ impl Engine {
                     addr,
                     ks: kscopy,
                     found: None,
-                    sets: sets.clone(),
                     status: status.clone(),
                 },
             ));
@@ -383,9 +366,9 @@ impl Engine {
         }
     }
 
-    /// The connection a read streams on from `ps`: one of the router's own where
-    /// [`Engine::own_conn_serves`] (unless the shard's server wants a login those do not
-    /// speak), else the session's or a pooled one.
+    /// The connection a read streams on from `ps`, with the session's `SET`s in place: one
+    /// of the router's own where [`own_conn_serves`] (unless the shard's server wants a login
+    /// those do not speak), else the session's or a pooled one.
     pub(super) async fn stream_conn(
         &self,
         session: &mut Session,
@@ -394,7 +377,19 @@ impl Engine {
     ) -> Result<StreamConn, SqlError> {
         if own_conn_serves(session, ps) {
             let pool = self.backends.pool_of(rt, ps)?;
-            if let Some(lease) = pool.get_wire(&session.backend_sets()).await? {
+            let sets = session.backend_sets();
+            if let Some(mut lease) = pool.get_wire(&sets).await? {
+                if let Err(e) = lease.conn.replay(&sets).await {
+                    // (Its session state is unknown now: closed, not reused.)
+                    lease.clean = false;
+                    pool.wire.put(lease);
+                    return Err(crate::backend::error::from_wire(
+                        e,
+                        &pool.name,
+                        &pool.addr,
+                        Unqualify(None),
+                    ));
+                }
                 return Ok(StreamConn::Own(pool, Box::new(lease)));
             }
         }
@@ -559,21 +554,12 @@ pub(super) fn own_conn_serves(session: &Session, ps: &str) -> bool {
     outside && !session.reserved_ps.contains(ps)
 }
 
-/// The column definitions of `sql` (prepared, not run) on `conn`, with the session's `sets`
-/// in place: a `UNION ALL` widens some types, the first logical shard's select does not.
-/// `None` when it cannot be described (the rows' own definitions are used).
-async fn describe(
-    conn: &mut StreamConn,
-    sql: &[u8],
-    sets: &[String],
-    unq: Unqualify<'_>,
-) -> Option<Vec<ColumnDef>> {
+/// The column definitions of `sql` (prepared, not run) on `conn`: a `UNION ALL` widens some
+/// types, the first logical shard's select does not. `None` when it cannot be described (the
+/// rows' own definitions are used).
+async fn describe(conn: &mut StreamConn, sql: &[u8], unq: Unqualify<'_>) -> Option<Vec<ColumnDef>> {
     match conn {
         StreamConn::Own(_, lease) => {
-            if lease.conn.replay(sets).await.is_err() {
-                lease.clean = false;
-                return None;
-            }
             let extended = lease.conn.extended;
             let defs = lease.conn.describe(sql).await.ok()?;
             defs.iter()
