@@ -10,6 +10,9 @@ use crate::wire::PacketIo;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, Row, Value};
 
+/// The status flags that describe how the backend ran a statement (no index, no good index).
+pub(super) const QUERY_STATUS: u16 = 0x10 | 0x20;
+
 /// What a scatter task sends to the connection.
 pub enum Msg {
     Columns(Vec<ColumnDef>),
@@ -245,10 +248,8 @@ pub async fn stream_wire(
                             let (_, st) = parse_eof(p);
                             // How the server ran it (no index used), as one server's answer
                             // would say of the whole read.
-                            status.fetch_or(
-                                st & super::single::QUERY_STATUS,
-                                std::sync::atomic::Ordering::Relaxed,
-                            );
+                            status
+                                .fetch_or(st & QUERY_STATUS, std::sync::atomic::Ordering::Relaxed);
                             break st;
                         }
                         if p.first() == Some(&0xff) {

@@ -61,6 +61,26 @@ pub(super) struct StreamFrom {
     pub(super) status: IndexUse,
 }
 
+impl StreamFrom {
+    /// Streaming from physical shard `ps` (its address read from `rt`).
+    fn new(
+        rt: &RoutingTable,
+        ps: String,
+        ks: Option<&KeyspaceRouting>,
+        found: Option<&Found>,
+        status: &IndexUse,
+    ) -> Self {
+        let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+        StreamFrom {
+            ps,
+            addr,
+            ks: ks.cloned(),
+            found: found.cloned(),
+            status: status.clone(),
+        }
+    }
+}
+
 /// Streams statements from one physical shard on a task that owns the connection and hands
 /// it back when done: each batch's statements, in order, into its channel.
 pub(super) fn spawn_stream(
@@ -135,8 +155,6 @@ impl Engine {
                     return Err(err);
                 }
             };
-            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let kscopy = ks.cloned();
             // The first logical shard's select runs alone, the rest as one `UNION ALL`: the
             // client's column types come from a plain select (a union widens some, such as
             // TEXT to MEDIUMTEXT and ENUM to VARCHAR).
@@ -154,13 +172,7 @@ impl Engine {
             tasks.push(spawn_stream(
                 lease,
                 vec![(stmts, tx.clone())],
-                StreamFrom {
-                    ps,
-                    addr,
-                    ks: kscopy,
-                    found: found.cloned(),
-                    status: status.clone(),
-                },
+                StreamFrom::new(rt, ps, ks, found, &status),
             ));
         }
         drop(tx);
@@ -269,8 +281,6 @@ impl Engine {
                     probe = describe(&mut lease, first, Unqualify(ks)).await;
                 }
             }
-            let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
-            let kscopy = ks.cloned();
             if let Some(cap) = apart {
                 let mut batches = Vec::new();
                 for s in sqls {
@@ -281,13 +291,7 @@ impl Engine {
                 tasks.push(spawn_stream(
                     lease,
                     batches,
-                    StreamFrom {
-                        ps,
-                        addr,
-                        ks: kscopy,
-                        found: found.cloned(),
-                        status: status.clone(),
-                    },
+                    StreamFrom::new(rt, ps, ks, found, &status),
                 ));
                 continue;
             }
@@ -316,13 +320,7 @@ impl Engine {
             tasks.push(spawn_stream(
                 lease,
                 vec![(vec![stmt], tx)],
-                StreamFrom {
-                    ps,
-                    addr,
-                    ks: kscopy,
-                    found: None,
-                    status: status.clone(),
-                },
+                StreamFrom::new(rt, ps, ks, None, &status),
             ));
         }
         let outcome = match failed {

@@ -3,7 +3,7 @@
 
 use super::core::{Engine, Lease};
 
-use super::results::{self, column_def, write_columns, write_row, ResultWriter};
+use super::results::{self, column_def, write_columns, write_row, ResultWriter, QUERY_STATUS};
 use crate::backend::error::from_backend;
 use crate::error::{io_err, SqlError};
 use crate::planner::{Exec, StmtKind, Targets};
@@ -651,9 +651,6 @@ pub(super) async fn load_local(
         ran.map_err(map)
     }
 }
-
-/// The status flags that describe how the backend ran a statement (no index, no good index).
-pub(super) const QUERY_STATUS: u16 = 0x10 | 0x20;
 
 /// What [`Engine::run_single`]'s answer on a reachable shard means to its caller: the
 /// statement's result (`true`: it ran), or `false` for a prepared statement that cannot run
