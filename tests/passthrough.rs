@@ -1497,5 +1497,16 @@ async fn unparsed_statements_get_mariadbs_own_answer() {
         let got = error_code(&mut r, sql).await;
         assert_eq!(got, want, "{sql}");
     }
+    // Without a default database, a multi-table DELETE's targets are not found (MariaDB
+    // looks for them, aliases too, in the current database).
+    let mut r0 = h.conn(None).await;
+    let mut o0 = h.direct(1).await;
+    let sql = "DELETE a1, a2 FROM db1.t1 AS a1, db2.t2 AS a2";
+    assert_eq!(
+        error_code(&mut r0, sql).await.0,
+        error_code(&mut o0, sql).await.0,
+        "{sql}"
+    );
+    drop((r0, o0));
     h.stop().await;
 }

@@ -14,6 +14,13 @@ use std::collections::BTreeSet;
 
 impl<'a> Planner<'a> {
     pub(super) fn update_delete(&self, stmt: &Statement) -> Result<Plan, SqlError> {
+        // A multi-table DELETE's unqualified targets are looked for in the current database,
+        // even when they are aliases: without one, MariaDB answers 1046 first.
+        if let Statement::Delete(d) = stmt {
+            if d.tables.iter().any(|t| t.0.len() == 1) {
+                self.keyspace_of(None)?;
+            }
+        }
         let r = self.resolve(stmt)?;
         let Some(ks) = r.ks else {
             return Err(SqlError::unsupported("writes to system schemas"));
