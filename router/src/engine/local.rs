@@ -653,12 +653,11 @@ impl Engine {
     /// kept for `SHOW WARNINGS`).
     async fn replay_set(&self, session: &mut Session, sql: String) -> Result<u16, SqlError> {
         let rt = self.topo.table();
-        let items =
-            crate::sql::classify::set_items(sql.as_bytes(), &session.lex).unwrap_or_default();
+        let shape = SetShape::of(sql.as_bytes(), &session.lex);
         // The kept `SET`s this one overwrites go first, so that a connection it runs on does
         // not replay them (a `SET NAMES DEFAULT COLLATE x` means another thing once the global
         // character set changed); they come back if it fails.
-        let dropped = supersede(&mut session.sets, sql.as_bytes(), &items, &session.lex);
+        let dropped = supersede(&mut session.sets, &shape, &session.lex);
         let mut lease = match self.any_conn(session, &rt).await {
             Ok(l) => l,
             Err(e) => {
@@ -701,7 +700,7 @@ impl Engine {
         // `SET NAMES DEFAULT` is kept as the values it gave: replayed, it would read the
         // global character set as it is then.
         let mut resolved = None;
-        if r.is_ok() && names_statement(sql.as_bytes(), &session.lex) == Some(true) {
+        if r.is_ok() && shape.names == Some(true) {
             if let Ok(Some((client, results, collation))) = lease
                 .conn
                 .query_first::<(String, Option<String>, String), _>(
@@ -723,7 +722,7 @@ impl Engine {
         // What a tracking client is told changed (`session_track_system_variables` itself
         // decides what is told from now on).
         if r.is_ok() && session.tracks_state() {
-            let names = assigned_variables(sql.as_bytes(), &items, &session.lex);
+            let names = shape.assigned();
             // The session's list, read once (a new session starts with the global one), and
             // again when it changes.
             if session.tracked_variables.is_none()
@@ -796,12 +795,13 @@ impl Engine {
             Some(crate::sql::classify::Assigned::System(_)) => !i.literal,
             None => false,
         };
-        let vars: Vec<crate::sql::classify::Assigned> = items
+        let vars: Vec<crate::sql::classify::Assigned> = shape
+            .items
             .iter()
             .filter(|i| carry(i))
             .filter_map(|i| i.target.clone())
             .collect();
-        let only_user = !items.is_empty() && items.iter().all(carry);
+        let only_user = !shape.items.is_empty() && shape.items.iter().all(carry);
         let mut carried = Vec::new();
         if r.is_ok() && !vars.is_empty() {
             // A value that cannot be read back is replayed as the statement wrote it.
@@ -845,92 +845,87 @@ impl Engine {
     }
 }
 
-/// The session variables a `SET` statement assigns, when that is all it does: session system
-/// variables, and for `SET NAMES` and `SET CHARACTER SET` the four character set variables
-/// they assign. `None` for anything else (user variables, a transaction's characteristics, a
-/// global); with `literal`, also when a value is an expression (it may read what an earlier
-/// `SET` set).
-fn set_targets(
-    sql: &[u8],
-    items: &[crate::sql::classify::SetItem],
-    lex: &crate::sql::lex::Mode,
-    literal: bool,
-) -> Option<Vec<String>> {
-    use crate::sql::classify::Assigned;
-    if items.len() == 1 && names_statement(sql, lex).is_some() {
-        return Some(
-            [
-                "character_set_client",
-                "character_set_results",
-                "character_set_connection",
-                "collation_connection",
-            ]
-            .map(String::from)
-            .to_vec(),
-        );
-    }
-    items
-        .iter()
-        .map(|i| match &i.target {
-            // A flag set's value changes only the flags it names: it overwrites nothing whole.
-            Some(Assigned::System(n)) if MERGED.contains(&n.as_str()) => None,
-            Some(Assigned::System(n)) if i.literal || !literal => Some(n.clone()),
-            _ => None,
-        })
-        .collect()
+/// A `SET` statement as the session's kept `SET`s are judged by: its items, and for `SET
+/// NAMES …` / `SET CHARACTER SET …` whether it names `DEFAULT` (what it sets then depends on
+/// globals, which may change before it is replayed).
+struct SetShape {
+    items: Vec<crate::sql::classify::SetItem>,
+    names: Option<bool>,
 }
+
+impl SetShape {
+    fn of(sql: &[u8], lex: &crate::sql::lex::Mode) -> SetShape {
+        let toks = crate::sql::lex::significant(sql, lex);
+        let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+        let names =
+            (word(1, "NAMES") || word(1, "CHARSET") || (word(1, "CHARACTER") && word(2, "SET")))
+                .then(|| toks.iter().any(|t| t.is_word(sql, "DEFAULT")));
+        SetShape {
+            items: crate::sql::classify::set_items(sql, lex).unwrap_or_default(),
+            names,
+        }
+    }
+
+    /// The session variables it assigns, when that is all it does: session system
+    /// variables, and for `SET NAMES` and `SET CHARACTER SET` the character set variables.
+    /// `None` for anything else (user variables, a transaction's characteristics, a global);
+    /// with `literal`, also when a value is an expression (it may read what an earlier `SET`
+    /// set).
+    fn targets(&self, literal: bool) -> Option<Vec<String>> {
+        use crate::sql::classify::Assigned;
+        if self.items.len() == 1 && self.names.is_some() {
+            return Some(CHARSET_VARIABLES.map(String::from).to_vec());
+        }
+        self.items
+            .iter()
+            .map(|i| match &i.target {
+                // A flag set's value changes only the flags it names: it overwrites nothing
+                // whole.
+                Some(Assigned::System(n)) if MERGED.contains(&n.as_str()) => None,
+                Some(Assigned::System(n)) if i.literal || !literal => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The session system variables it assigns, in order (the character set variables for
+    /// `SET NAMES` and `SET CHARACTER SET`; MariaDB reports one statement's changes in no
+    /// fixed order).
+    fn assigned(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        if self.names.is_some() {
+            names.extend(CHARSET_VARIABLES.map(String::from));
+        }
+        names.extend(self.items.iter().filter_map(|i| match &i.target {
+            Some(crate::sql::classify::Assigned::System(n)) => Some(n.clone()),
+            _ => None,
+        }));
+        names
+    }
+}
+
+/// What `SET NAMES` and `SET CHARACTER SET` assign.
+const CHARSET_VARIABLES: [&str; 4] = [
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+];
 
 /// System variables whose assigned value is merged into the one they hold (flag sets).
 const MERGED: &[&str] = &["optimizer_switch", "optimizer_trace"];
 
-/// The session system variables a `SET` assigns, in order (`SET NAMES` and `SET CHARACTER
-/// SET`: the character set variables they assign).
-fn assigned_variables(
-    sql: &[u8],
-    items: &[crate::sql::classify::SetItem],
-    lex: &crate::sql::lex::Mode,
-) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    if names_statement(sql, lex).is_some() {
-        // (MariaDB reports one statement's changes in no fixed order.)
-        names.extend(
-            [
-                "character_set_client",
-                "character_set_connection",
-                "character_set_results",
-                "collation_connection",
-            ]
-            .map(String::from),
-        );
-    }
-    names.extend(items.iter().filter_map(|i| match &i.target {
-        Some(crate::sql::classify::Assigned::System(n)) => Some(n.clone()),
-        _ => None,
-    }));
-    names
-}
-
-/// For `SET NAMES …` and `SET CHARACTER SET …`: whether the statement names `DEFAULT`
-/// (what it sets then depends on globals, which may change before it is replayed).
-fn names_statement(sql: &[u8], lex: &crate::sql::lex::Mode) -> Option<bool> {
-    let toks = crate::sql::lex::significant(sql, lex);
-    let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
-    (word(1, "NAMES") || word(1, "CHARSET") || (word(1, "CHARACTER") && word(2, "SET")))
-        .then(|| toks.iter().any(|t| t.is_word(sql, "DEFAULT")))
-}
-
-/// Removes from `sets` the earlier `SET`s whose every variable the new one (`sql`, its
-/// `items`) assigns a value that reads nothing, as long as what follows them reads no
+/// Removes from `sets` the earlier `SET`s whose every variable the new one (`shape`)
+/// assigns a value that reads nothing, as long as what follows them reads no
 /// variable and holds only ASCII (so that no statement between is read differently without
 /// them); returns them with their places, newest first.
-pub(super) fn supersede(
+fn supersede(
     sets: &mut Vec<String>,
-    sql: &[u8],
-    items: &[crate::sql::classify::SetItem],
+    shape: &SetShape,
     lex: &crate::sql::lex::Mode,
 ) -> Vec<(usize, String)> {
     let mut dropped = Vec::new();
-    let Some(new) = set_targets(sql, items, lex, true) else {
+    let Some(new) = shape.targets(true) else {
         return dropped;
     };
     let mut i = sets.len();
@@ -939,9 +934,10 @@ pub(super) fn supersede(
         if !super::uservars::replays_alone(&sets[i + 1..]) {
             break;
         }
-        let earlier = sets[i].as_bytes();
-        let its = crate::sql::classify::set_items(earlier, lex).unwrap_or_default();
-        if set_targets(earlier, &its, lex, false).is_some_and(|t| t.iter().all(|k| new.contains(k)))
+        let earlier = SetShape::of(sets[i].as_bytes(), lex);
+        if earlier
+            .targets(false)
+            .is_some_and(|t| t.iter().all(|k| new.contains(k)))
         {
             dropped.push((i, sets.remove(i)));
         }
@@ -950,7 +946,7 @@ pub(super) fn supersede(
 }
 
 /// Puts back what [`supersede`] removed.
-pub(super) fn restore(sets: &mut Vec<String>, dropped: Vec<(usize, String)>) {
+fn restore(sets: &mut Vec<String>, dropped: Vec<(usize, String)>) {
     for (i, s) in dropped.into_iter().rev() {
         sets.insert(i.min(sets.len()), s);
     }
@@ -1022,8 +1018,7 @@ mod tests {
     fn after(sets: &[&str], new: &str) -> Vec<String> {
         let lex = crate::sql::lex::Mode::default();
         let mut v: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        let items = crate::sql::classify::set_items(new.as_bytes(), &lex).unwrap_or_default();
-        let dropped = supersede(&mut v, new.as_bytes(), &items, &lex);
+        let dropped = supersede(&mut v, &SetShape::of(new.as_bytes(), &lex), &lex);
         let mut back = v.clone();
         restore(&mut back, dropped);
         assert_eq!(back, sets, "restore puts every one back in its place");
