@@ -330,18 +330,36 @@ fn tessera_up_serves_and_stops_cleanly() {
     assert!(err.contains("logical_shards"), "{err}");
     // The topology service answers nothing without the token `tessera up` keeps in its file
     // (which the command line above found by itself).
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", topo_port)).expect("topo");
-        write!(
-            s,
-            "GET /v1/revision HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut b = String::new();
-        s.read_to_string(&mut b).expect("read");
-        assert!(b.starts_with("HTTP/1.1 401"), "{b}");
-    }
+    // It speaks only TLS, verified against the cluster's own CA.
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let ca = std::fs::read_to_string(data.path().join("tls").join("ca.pem")).expect("ca");
+            let client = tessera_topo::tls::http_client(Some(&tessera_topo::tls::ClientTls {
+                ca_pem: ca,
+                identity: None,
+            }))
+            .expect("client")
+            .build()
+            .expect("client");
+            let r = client
+                .get(format!("https://127.0.0.1:{topo_port}/v1/revision"))
+                .send()
+                .await
+                .expect("topo over TLS");
+            assert_eq!(r.status().as_u16(), 401);
+            assert!(
+                tessera_topo::tls::http_client(None)
+                    .expect("client")
+                    .build()
+                    .expect("client")
+                    .get(format!("http://127.0.0.1:{topo_port}/v1/revision"))
+                    .send()
+                    .await
+                    .is_err(),
+                "the topology answered clear-text HTTP"
+            );
+        });
     // A good one is applied and can be shown.
     let good = data.path().join("good.yaml");
     std::fs::write(

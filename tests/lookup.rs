@@ -485,6 +485,7 @@ async fn killed_routers_never_leave_a_row_without_its_entry() {
     let server = tokio::spawn(tessera_topo::http::server::serve(
         topo_listener,
         app,
+        None,
         async move {
             let _ = stop_rx.await;
         },

@@ -536,6 +536,7 @@ async fn a_killed_run_resumes_after_its_checkpoint() {
     let server = tokio::spawn(tessera_topo::http::server::serve(
         topo_listener,
         app,
+        None,
         async move {
             let _ = stop_rx.await;
         },

@@ -872,6 +872,28 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
         "vschema apply over TLS: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The topology API speaks only TLS: a clear-text request gets no HTTP answer, and the
+    // command line found the CA beside the token file by itself.
+    assert!(
+        !topo_answers_clear_text(up.topo_port),
+        "the topology answered clear-text HTTP"
+    );
+    let ca_left = std::fs::read_to_string(topo_ca_file()).expect("the topology CA file");
+    assert_eq!(ca_left.as_bytes(), std::fs::read(&ca_path).expect("ca"));
+    // Trusting another CA, the command line refuses the topology (the token is never sent).
+    let other_ca = logs.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &other_tls.ca_pem).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["topo", "get", "/tessera/up"])
+        .args(["--topo", &format!("127.0.0.1:{}", up.topo_port)])
+        .arg("--topo-ca")
+        .arg(&other_ca)
+        .output()
+        .expect("topo get");
+    assert!(
+        !out.status.success(),
+        "a topology signed by another CA was trusted"
+    );
     let rport = free_port();
     let cfg = logs.path().join("router.yaml");
     std::fs::write(
@@ -915,6 +937,10 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
     let ca_bytes = std::fs::read(&ca_path).expect("ca");
     let server_cert = std::fs::read(tls.join("server-cert.pem")).expect("cert");
     up.stop();
+    assert!(
+        !topo_ca_file().exists(),
+        "a stopped cluster leaves its topology CA behind"
+    );
 
     // (c) A second start reuses the CA and certificates; with --require-tls clear-text clients
     // are refused, and the sample data goes in over TLS.
@@ -977,6 +1003,7 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
     let up = Up::start(data, logs.path(), &["--no-tls", "--vschema", &vschema]);
     let connect = up.line("connect:");
     assert!(!connect.contains("--ssl"), "{connect}");
+    assert!(topo_answers_clear_text(up.topo_port));
     let (ok, out, err) = cli_db(
         up.port,
         "tessera",
@@ -996,4 +1023,22 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
         "a client that requires TLS logged in to a plaintext router: {err}"
     );
     up.stop();
+}
+
+/// Where `tessera up` leaves its topology CA (beside the token file).
+fn topo_ca_file() -> PathBuf {
+    tessera_topo::tls::default_ca_path().expect("a home for the CA file")
+}
+
+/// Whether the topology at `port` answers a clear-text HTTP request with HTTP.
+fn topo_answers_clear_text(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /v1/status HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got.starts_with(b"HTTP/")
 }

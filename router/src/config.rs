@@ -227,6 +227,50 @@ pub struct TopoConfig {
     /// Environment variable with the shared token, if the service wants one.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// The CA file the topology nodes' certificates chain to: `host:port` endpoints are then
+    /// reached over HTTPS, verified against it. Without it, the CA that `$TESSERA_TOPO_CA`
+    /// names or `tessera up` left beside the token file, if any.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate and key for nodes that require one (mutual TLS).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl TopoConfig {
+    /// The TLS a client of the topology uses, as configured or found (see `tls_ca`).
+    ///
+    /// # Errors
+    /// A file that cannot be read, or a certificate without its key.
+    pub fn client_tls(&self) -> Result<Option<tessera_topo::tls::ClientTls>, ConfigError> {
+        let bad = |field: &str, message: String| ConfigError {
+            field: field.into(),
+            message,
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "topo.tls_cert",
+                    "tls_cert and tls_key go together".into(),
+                ))
+            }
+        };
+        match &self.tls_ca {
+            Some(ca) => tessera_topo::tls::ClientTls::from_files(ca, identity)
+                .map(Some)
+                .map_err(|e| bad("topo.tls_ca", e.to_string())),
+            None if identity.is_some() => Err(bad(
+                "topo.tls_ca",
+                "a client certificate needs the CA the nodes are verified against".into(),
+            )),
+            None => tessera_topo::tls::ClientTls::discover()
+                .map_err(|e| bad("topo.tls_ca", e.to_string())),
+        }
+    }
 }
 
 /// Backend pools, one per physical shard.

@@ -39,7 +39,8 @@ pub async fn run(a: RouterArgs) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or(tessera_topo::token::TOKEN_ENV),
     );
-    let store = tessera_topo::HttpStore::new(&cfg.topo_endpoints(), token)?;
+    let store =
+        tessera_topo::HttpStore::with_tls(&cfg.topo_endpoints(), token, cfg.topo.client_tls()?)?;
     let topo = tessera_topo::Topo::new(Arc::new(store));
     let handle = Router::new(cfg, topo).start().await?;
     println!("ready: router listening on {}", handle.local_addr());

@@ -17,7 +17,8 @@ pub struct StatusArgs {
 
 pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
     let url = format!("http://{}/overview", a.admin);
-    let d: Value = reqwest::Client::new()
+    let d: Value = tessera_topo::tls::http_client(None)?
+        .build()?
         .get(&url)
         .timeout(std::time::Duration::from_secs(5))
         .send()

@@ -31,6 +31,18 @@ pub enum TopoCmd {
         /// Serve without a token: anyone who can reach the node reads and writes everything.
         #[arg(long, conflicts_with = "token_env")]
         open: bool,
+        /// Serve HTTPS with this certificate (PEM, chain first), and reach peers over HTTPS.
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// The CA (PEM) that signed the peers' certificates: peers are verified against it.
+        #[arg(long, requires = "tls_cert")]
+        tls_ca: Option<std::path::PathBuf>,
+        /// Mutual TLS: every client and peer must present a certificate the CA signed.
+        #[arg(long, requires = "tls_cert")]
+        tls_mutual: bool,
         /// Take a snapshot (and compact the log) every this many applied entries.
         #[arg(long, default_value_t = tessera_topo::raft::config::DEFAULT_SNAPSHOT_EVERY)]
         snapshot_every: u64,
@@ -72,10 +84,7 @@ pub enum TopoCmd {
 }
 
 fn store(t: &TopoFlags) -> anyhow::Result<tessera_topo::HttpStore> {
-    Ok(tessera_topo::HttpStore::new(
-        std::slice::from_ref(&t.endpoints),
-        tessera_topo::token::find(&t.token_env),
-    )?)
+    t.store()
 }
 
 pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
@@ -87,6 +96,10 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
             data_dir,
             token_env,
             open,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            tls_mutual,
             snapshot_every,
         } => {
             let token = match &token_env {
@@ -111,6 +124,17 @@ pub async fn run(c: TopoCmd) -> anyhow::Result<()> {
             };
             let mut cfg = tessera_topo::raft::RaftConfig::new(id, peers, listen, &data_dir);
             cfg.token = token;
+            if let (Some(cert), Some(key), Some(ca)) = (&tls_cert, &tls_key, &tls_ca) {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+                };
+                cfg.tls = Some(tessera_topo::tls::NodeTls {
+                    cert_pem: read(cert)?,
+                    key_pem: read(key)?,
+                    ca_pem: read(ca)?,
+                    mutual: tls_mutual,
+                });
+            }
             cfg.snapshot_every = snapshot_every;
             let node = tessera_topo::raft::start(cfg).await?;
             println!(

@@ -175,6 +175,31 @@ async fn serve(
             tessera_topo::token::default_path().display()
         )
     })?;
+    // With TLS, the topology nodes serve HTTPS with the servers' certificate and verify each
+    // other against the local CA; the CA is left beside the token file, where the command line
+    // finds it, for as long as this cluster runs.
+    let node_tls = match tls {
+        Some(t) => {
+            let read = |p: PathBuf| {
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+            };
+            Some(tessera_topo::tls::NodeTls {
+                cert_pem: read(t.server_cert())?,
+                key_pem: read(t.server_key())?,
+                ca_pem: t.ca_pem.clone(),
+                mutual: false,
+            })
+        }
+        None => None,
+    };
+    let _ca_file = match tls {
+        Some(t) => Some(LeftCa::write(&t.ca_pem)?),
+        None => None,
+    };
+    let client_tls = node_tls.as_ref().map(|t| tessera_topo::tls::ClientTls {
+        ca_pem: t.ca_pem.clone(),
+        identity: None,
+    });
     let mut nodes = Vec::with_capacity(n);
     for (i, l) in listeners.into_iter().enumerate() {
         let id = i as u64 + 1;
@@ -185,13 +210,15 @@ async fn serve(
             base.join(format!("topo-{id}")),
         );
         cfg.token = Some(token.clone());
+        cfg.tls = node_tls.clone();
         nodes.push(tessera_topo::raft::start_on(cfg, l).await?);
     }
     let endpoints: Vec<String> = peers.values().map(|a| a.to_string()).collect();
     let topo_addr = peers[&1];
-    let store: Arc<dyn Store> = Arc::new(tessera_topo::HttpStore::new(
+    let store: Arc<dyn Store> = Arc::new(tessera_topo::HttpStore::with_tls(
         &endpoints,
         Some(token.clone()),
+        client_tls,
     )?);
     let topo = Topo::new(store.clone());
     // Wait for a leader.
@@ -275,6 +302,12 @@ async fn serve(
                 None => println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace),
             }
             println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
+            if let Some(ca) = tessera_topo::tls::default_ca_path().filter(|_| tls.is_some()) {
+                println!(
+                    "topology tls: HTTPS between nodes and for every client, verified against {} (the tessera commands find it there while this cluster runs; --topo-ca elsewhere)",
+                    ca.display()
+                );
+            }
             println!(
                 "topology token: {} (every request needs it; the tessera commands read it from there)",
                 tessera_topo::token::default_path().display()
@@ -365,4 +398,34 @@ pub fn split_statements(text: &str) -> Vec<String> {
         out.push(s);
     }
     out
+}
+
+/// The topology CA left beside the token file while the cluster runs; removed when dropped,
+/// unless another cluster has put its own there since.
+struct LeftCa {
+    path: PathBuf,
+    pem: String,
+}
+
+impl LeftCa {
+    fn write(pem: &str) -> anyhow::Result<LeftCa> {
+        let path = tessera_topo::tls::default_ca_path()
+            .context("no directory for the topology CA file")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+        }
+        std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+        Ok(LeftCa {
+            path,
+            pem: pem.to_string(),
+        })
+    }
+}
+
+impl Drop for LeftCa {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|p| p == self.pem) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

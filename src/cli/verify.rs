@@ -144,7 +144,7 @@ pub async fn run(c: VerifyCmd) -> anyhow::Result<()> {
             } else {
                 format!("http://{router}")
             };
-            let client = reqwest::Client::new();
+            let client = tessera_topo::tls::http_client(None)?.build()?;
             let path = if results {
                 "shadow/results"
             } else {

@@ -17,6 +17,8 @@
 //! - [`records`]: typed records (keyspaces, physical shards, placement with epoch) and
 //!   [`Topo`], the typed view over a [`Store`] that routers and jobs use.
 //! - [`placement`]: where logical shards go on a ring of physical shards.
+//! - [`tls`]: TLS for the topology API and between peers (rustls), and the helpers the
+//!   router's own TLS is built with.
 //! - [`conformance`]: one behaviour suite that every [`Store`] implementation must pass.
 //!
 //! New storage backends go beside `memory.rs` and `file.rs`, implement [`Store`], and add
@@ -32,6 +34,7 @@ pub mod placement;
 pub mod raft;
 pub mod records;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod vschema;
 

@@ -242,7 +242,10 @@ async fn members_are_added_and_removed_over_http() {
         .await
         .expect("bind");
     let addr4 = l4.local_addr().expect("addr");
-    let http = reqwest::Client::new();
+    let http = tessera_topo::tls::http_client(None)
+        .expect("client")
+        .build()
+        .expect("client");
     let f = c.follower();
     let resp = http
         .post(format!("http://{}/v1/members", c.peers[&f]))
@@ -358,7 +361,10 @@ async fn a_token_guards_clients_and_peers_alike() {
     let _turn = TURN.lock().await;
     let c = Cluster::start_with(3, 1000, Some("sekret")).await;
     tessera_topo::conformance::run(&c.client(None)).await;
-    let http = reqwest::Client::new();
+    let http = tessera_topo::tls::http_client(None)
+        .expect("client")
+        .build()
+        .expect("client");
     let addr = c.peers[&c.follower()];
     let resp = http
         .post(format!("http://{addr}/raft/message"))

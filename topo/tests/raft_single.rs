@@ -76,7 +76,12 @@ async fn serve_single_embeds_a_node() {
         .expect("get")
         .expect("present");
     assert_eq!(kv.value, "yes");
-    let status: serde_json::Value = reqwest::get(format!("http://{}/v1/status", h.local_addr()))
+    let status: serde_json::Value = tessera_topo::tls::http_client(None)
+        .expect("client")
+        .build()
+        .expect("client")
+        .get(format!("http://{}/v1/status", h.local_addr()))
+        .send()
         .await
         .expect("status")
         .json()

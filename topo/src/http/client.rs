@@ -25,23 +25,30 @@ struct Inner {
 }
 
 impl HttpStore {
-    /// Returns a client of `endpoints` (`host:port` or `http://host:port`).
+    /// Returns a clear-text client of `endpoints` (`host:port` or `http://host:port`).
     ///
     /// # Errors
     /// [`TopoError::Invalid`] when no endpoint is given.
     pub fn new(endpoints: &[String], token: Option<String>) -> Result<Self> {
+        HttpStore::with_tls(endpoints, token, None)
+    }
+
+    /// Returns a client of `endpoints`; with `tls`, `host:port` means `https://host:port`,
+    /// verified against its CA.
+    ///
+    /// # Errors
+    /// [`TopoError::Invalid`] when no endpoint is given, or `tls` cannot be used.
+    pub fn with_tls(
+        endpoints: &[String],
+        token: Option<String>,
+        tls: Option<crate::tls::ClientTls>,
+    ) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
             .flat_map(|e| e.split(','))
             .map(str::trim)
             .filter(|e| !e.is_empty())
-            .map(|e| {
-                if e.starts_with("http://") || e.starts_with("https://") {
-                    e.trim_end_matches('/').to_string()
-                } else {
-                    format!("http://{e}")
-                }
-            })
+            .map(|e| crate::tls::url_of(e, tls.is_some()))
             .collect();
         if endpoints.is_empty() {
             return Err(TopoError::invalid(
@@ -49,7 +56,7 @@ impl HttpStore {
                 "at least one topology endpoint is needed",
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(tls.as_ref())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_millis(POLL_MS + 5_000))
             .build()
@@ -324,7 +331,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let app = crate::http::server::router(store, Some("sekret".into()), None);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http::server::serve(listener, app, async {
+        let server = tokio::spawn(crate::http::server::serve(listener, app, None, async {
             let _ = stop_rx.await;
         }));
         // A dead endpoint first: the client must fail over to the live one.

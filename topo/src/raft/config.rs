@@ -27,6 +27,8 @@ pub struct RaftConfig {
     pub data_dir: PathBuf,
     /// Bearer token required of clients and peers alike. Default: none.
     pub token: Option<String>,
+    /// Serve HTTPS, and reach peers over it. Default: none (clear text).
+    pub tls: Option<crate::tls::NodeTls>,
     /// The Raft tick: heartbeats every 2 ticks, elections after 10 to 20. Default 100 ms.
     pub tick: Duration,
     /// Applied entries between two snapshots (each snapshot compacts the log). Default 1000.
@@ -47,6 +49,7 @@ impl RaftConfig {
             listen,
             data_dir: data_dir.into(),
             token: None,
+            tls: None,
             tick: DEFAULT_TICK,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }

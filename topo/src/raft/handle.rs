@@ -89,8 +89,17 @@ pub async fn start_on(
     let transport = HttpTransport::new(
         tokio::runtime::Handle::current(),
         cfg.token.clone(),
+        cfg.tls
+            .as_ref()
+            .map(crate::tls::NodeTls::peer_client)
+            .as_ref(),
         tx.clone(),
     )?;
+    let server_tls = cfg
+        .tls
+        .as_ref()
+        .map(crate::tls::NodeTls::server_config)
+        .transpose()?;
     let node = {
         let opts = opts.clone();
         tokio::task::spawn_blocking(move || Node::open(&opts, Box::new(transport)))
@@ -124,7 +133,7 @@ pub async fn start_on(
         .merge(transport::routes(tx.clone(), cfg.token.clone()))
         .merge(members::routes(store.clone(), cfg.token.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, app, async {
+    let server = tokio::spawn(server::serve(listener, app, server_tls, async {
         let _ = stop_rx.await;
     }));
     tracing::info!(node = cfg.id, listen = %addr, peers = ?cfg.peers, "raft topology node serving");

@@ -95,21 +95,25 @@ pub struct HttpTransport {
     rt: tokio::runtime::Handle,
     client: reqwest::Client,
     token: Option<Arc<str>>,
+    /// Peers are reached over HTTPS.
+    tls: bool,
     node: NodeSender,
     peers: HashMap<u64, Peer>,
 }
 
 impl HttpTransport {
-    /// Returns a transport whose tasks run on `rt` and report back to `node`.
+    /// Returns a transport whose tasks run on `rt` and report back to `node`; with `tls`,
+    /// peers are reached over HTTPS, verified against its CA, presenting its certificate.
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(
         rt: tokio::runtime::Handle,
         token: Option<String>,
+        tls: Option<&crate::tls::ClientTls>,
         node: NodeSender,
     ) -> Result<Self, crate::TopoError> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client(tls)?
             .connect_timeout(Duration::from_secs(1))
             .build()
             .map_err(|e| crate::TopoError::Unavailable(e.to_string()))?;
@@ -117,6 +121,7 @@ impl HttpTransport {
             rt,
             client,
             token: token.map(Arc::from),
+            tls: tls.is_some(),
             node,
             peers: HashMap::new(),
         })
@@ -146,11 +151,7 @@ impl Outbox for HttpTransport {
         if self.peers.get(&id).is_some_and(|p| p.addr == addr) {
             return;
         }
-        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-            format!("{}{MESSAGE_PATH}", addr.trim_end_matches('/'))
-        } else {
-            format!("http://{addr}{MESSAGE_PATH}")
-        };
+        let url = format!("{}{MESSAGE_PATH}", crate::tls::url_of(&addr, self.tls));
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         let task = self.rt.spawn(deliver(
             id,

@@ -20,6 +20,7 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, RaftNodeHandle>,
     pub snapshot_every: u64,
     pub token: Option<String>,
+    pub tls: Option<tessera_topo::tls::NodeTls>,
 }
 
 impl Cluster {
@@ -30,6 +31,16 @@ impl Cluster {
 
     /// Starts `n` nodes that require `token` of clients and peers.
     pub async fn start_with(n: u64, snapshot_every: u64, token: Option<&str>) -> Cluster {
+        Cluster::start_full(n, snapshot_every, token, None).await
+    }
+
+    /// Starts `n` nodes that serve HTTPS and reach each other over it with `tls`.
+    pub async fn start_full(
+        n: u64,
+        snapshot_every: u64,
+        token: Option<&str>,
+        tls: Option<tessera_topo::tls::NodeTls>,
+    ) -> Cluster {
         let dirs = tempfile::tempdir().expect("tempdir");
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -48,6 +59,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             snapshot_every,
             token: token.map(str::to_string),
+            tls,
         };
         for (id, l) in listeners {
             let cfg = c.config(id);
@@ -67,6 +79,7 @@ impl Cluster {
         cfg.tick = TICK;
         cfg.snapshot_every = self.snapshot_every;
         cfg.token = self.token.clone();
+        cfg.tls = self.tls.clone();
         cfg
     }
 
