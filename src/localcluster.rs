@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "tessera";
 /// Its password.
 pub const PASSWORD: &str = "tessera";
+/// The data path's account on every server: made without privileges; `vschema apply` grants
+/// it the keyspaces' schemas (see `tessera shard add --data-user`).
+pub const DATA_USER: &str = "tessera_app";
+/// Its password.
+pub const DATA_PASSWORD: &str = "tessera_app";
 
 /// Names the `mariadbd` binary to use instead of searching `PATH`, `/usr/sbin` and
 /// `/usr/local/sbin` (`mysqld` is accepted too).
@@ -178,7 +183,8 @@ impl MariaDbServer {
         for host in ["%", "localhost", "127.0.0.1"] {
             init.push_str(&format!(
                 "CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}';\n\
-                 GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{host}' WITH GRANT OPTION;\n"
+                 GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{host}' WITH GRANT OPTION;\n\
+                 CREATE USER IF NOT EXISTS '{DATA_USER}'@'{host}' IDENTIFIED BY '{DATA_PASSWORD}';\n"
             ));
         }
         std::fs::write(d.join("tessera-init.sql"), init)?;

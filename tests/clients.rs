@@ -237,7 +237,7 @@ fn tessera_up_serves_and_stops_cleanly() {
     // Ports are picked free but taken a moment later; another test's server may win one, so a
     // start that exits before `ready:` (saying which port) is tried again on new ports.
     let mut attempt = 0;
-    let (mut child, port, topo_port, _lines, data) = loop {
+    let (mut child, port, topo_port, mut up_lines, data) = loop {
         attempt += 1;
         let port = free_port();
         let topo_port = free_port();
@@ -249,6 +249,8 @@ fn tessera_up_serves_and_stops_cleanly() {
                     "up",
                     "--shards",
                     "2",
+                    "--spare-servers",
+                    "1",
                     "--port",
                     &port.to_string(),
                     "--topo-listen",
@@ -416,6 +418,157 @@ fn tessera_up_serves_and_stops_cleanly() {
         out.status.success(),
         "the router follows the new keyspace: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Applications are served with the data account, which holds the keyspaces' schemas and
+    // nothing else: seen from the server itself, with the control account.
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["topo", "get", "/tessera/shards/ps0"])
+        .args(["--topo", &format!("127.0.0.1:{topo_port}")])
+        .output()
+        .expect("topo get");
+    let kv: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the shard's key as JSON");
+    let rec: serde_json::Value =
+        serde_json::from_str(kv["value"].as_str().expect("a value")).expect("the shard record");
+    assert_eq!(rec["data_account"]["user"], "tessera_app", "{rec}");
+    let mport = rec["port"].as_u64().expect("port").to_string();
+    let ca = format!(
+        "--ssl-ca={}",
+        data.path().join("tls").join("ca.pem").display()
+    );
+    let direct = |user: &str, pw: &str, sql: &str| {
+        Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &mport,
+                "-u",
+                user,
+                &format!("-p{pw}"),
+            ])
+            .args(["--ssl", &ca, "--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .expect("mariadb")
+    };
+    let out = direct(
+        "tessera",
+        "tessera",
+        "SHOW GRANTS FOR 'tessera_app'@'127.0.0.1'; SELECT '--'; SELECT DISTINCT user FROM information_schema.processlist WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler')",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (grants, users) = text.split_once("--\n").expect("two answers");
+    assert!(
+        grants.starts_with("GRANT USAGE ON *.* TO `tessera_app`"),
+        "{grants}"
+    );
+    for ks in ["demo", "other"] {
+        assert!(
+            // (--batch shows the pattern's backslash escaped.)
+            grants.contains(&format!(
+                "GRANT ALL PRIVILEGES ON `{ks}\\\\_%`.* TO `tessera_app`"
+            )),
+            "{grants}"
+        );
+    }
+    assert_eq!(
+        grants.lines().count(),
+        3,
+        "nothing beyond the keyspaces: {grants}"
+    );
+    assert!(users.lines().all(|u| u == "tessera_app"), "{users}");
+    assert!(users.lines().count() >= 1, "the router's sessions: {users}");
+    // What an application could reach past its keyspaces, the data account cannot.
+    for sql in [
+        "SELECT authentication_string FROM mysql.user",
+        "SET GLOBAL max_connections = 5",
+        "SELECT LOAD_FILE('/etc/hostname') IS NULL AND (SELECT 1 FROM mysql.db LIMIT 1)",
+    ] {
+        let out = direct("tessera_app", "tessera_app", sql);
+        assert!(!out.status.success(), "the data account could run {sql}");
+    }
+
+    // The spare server, registered with its data account: `shard add` grants it every
+    // keyspace's schemas, checks it, and prints both accounts' grants. An account with
+    // privileges on the whole server, or one that does not exist, is refused.
+    let spare = up_lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("spare server:"))
+        .expect("a spare server line");
+    let spare_addr = spare
+        .trim_start_matches("spare server: ")
+        .split_whitespace()
+        .next()
+        .expect("address")
+        .to_string();
+    let add = |name: &str, data_user: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "shard",
+                "add",
+                name,
+                "--mysql",
+                &spare_addr,
+                "--user",
+                "tessera",
+            ])
+            .args(["--password-env", "SPARE_PW", "--data-user", data_user])
+            .args(["--data-password-env", "SPARE_DATA_PW", "--tls-ca"])
+            .arg(data.path().join("tls").join("ca.pem"))
+            .args(["--topo", &format!("127.0.0.1:{topo_port}")])
+            .env("SPARE_PW", "tessera")
+            .env(
+                "SPARE_DATA_PW",
+                if data_user == "tessera" {
+                    "tessera"
+                } else {
+                    "tessera_app"
+                },
+            )
+            .output()
+            .expect("shard add")
+    };
+    let out = add("ps9", "tessera");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("privileges on the whole server"),
+        "{err}"
+    );
+    let out = add("ps9", "nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not exist"),
+        "{err}"
+    );
+    let out = add("ps2", "tessera_app");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("data account tessera_app"), "{said}");
+    for ks in ["demo", "other"] {
+        assert!(
+            said.contains(&format!("ON `{ks}\\_%`.* TO `tessera_app`")),
+            "{said}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["shard", "list", "--topo", &format!("127.0.0.1:{topo_port}")])
+        .output()
+        .expect("shard list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("ps2") && !listed.contains("ps9"),
+        "{listed}"
     );
 
     // A second router, alone, from a config file, on the same topology.

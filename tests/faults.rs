@@ -633,6 +633,7 @@ async fn a_slow_shard_is_slow_only_for_its_own_statements() {
             password_env: None,
             weight: 1,
             tls_ca: None,
+            data_account: None,
         })
         .await
         .expect("re-point ps1");

@@ -137,6 +137,7 @@ impl Cluster {
                         password_env: None,
                         weight: 1,
                         tls_ca: None,
+                        data_account: None,
                     })
                     .await;
                 match r {
@@ -224,6 +225,7 @@ impl Cluster {
                 password_env: None,
                 weight: 1,
                 tls_ca: None,
+                data_account: None,
             })
             .await
             .expect("register ps2");

@@ -250,6 +250,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
             password_env: None,
             weight: 1,
             tls_ca: None,
+            data_account: None,
         })
         .await
         .expect("register");
@@ -263,6 +264,7 @@ async fn result_shadow_reports_exactly_the_corrupted_rows() {
         password_env: None,
         weight: 0,
         tls_ca: None,
+        data_account: None,
     };
     topo.put_physical_shard(&ps0)
         .await

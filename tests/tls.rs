@@ -165,6 +165,33 @@ print(cur.fetchone()[0], c._sock.version().startswith("TLS"))
     } else {
         println!("skipped the PyMySQL half: PyMySQL is not installed (scripts/test installs it)");
     }
+    // Connector/J with `useSSL=true&trustServerCertificate=false`, when installed: the user
+    // that requires TLS logs in verifying the router against its CA; trusting another CA, the
+    // driver refuses the router.
+    const JAR: &str = "/usr/share/java/mariadb-java-client.jar";
+    let has_java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_java && Path::new(JAR).exists() {
+        let program =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/ConnectorJTls.java");
+        let run = |ca: &Path| {
+            let out = Command::new("java")
+                .args(["-cp", JAR])
+                .arg(&program)
+                .args(["127.0.0.1", &port.to_string(), "secure", "pw", "app"])
+                .arg(ca)
+                .output()
+                .expect("java");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(run(&cert), "ok 42");
+        let refused = run(&other_cert);
+        assert!(refused.starts_with("error"), "{refused}");
+    } else {
+        println!("skipped the Connector/J half: no java or no {JAR} (scripts/test installs them)");
+    }
     h.stop().await;
 }
 

@@ -125,6 +125,7 @@ mod tests {
                     password_env: None,
                     weight: 1,
                     tls_ca: None,
+                    data_account: None,
                 },
             );
         }

@@ -26,6 +26,16 @@ pub enum ShardCmd {
         /// connection to it is then TLS, verified against this CA and the host name.
         #[arg(long)]
         tls_ca: Option<std::path::PathBuf>,
+        /// The account routers serve applications with (the data path): it needs no
+        /// privilege of its own; every keyspace's schemas are granted to it here and by each
+        /// `vschema apply`. `--user` then stays the control plane's account (moves,
+        /// verification, grants), which needs all privileges with GRANT OPTION.
+        #[arg(long, requires = "data_password_env")]
+        data_user: Option<String>,
+        /// Environment variable holding the data account's password (read here, and by
+        /// routers).
+        #[arg(long, requires = "data_user")]
+        data_password_env: Option<String>,
         #[command(flatten)]
         topo: TopoFlags,
     },
@@ -51,6 +61,8 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
             password_env,
             weight,
             tls_ca,
+            data_user,
+            data_password_env,
             topo,
         } => {
             let tls_ca = match tls_ca {
@@ -73,6 +85,11 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
                 password_env,
                 weight,
                 tls_ca,
+                data_account: data_user.map(|user| tessera_topo::DataAccount {
+                    user,
+                    password: None,
+                    password_env: data_password_env,
+                }),
             };
             let opts = tessera_router::backend::opts_for(&ps);
             let mut conn = mysql_async::Conn::new(opts)
@@ -84,14 +101,38 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no answer from {}", ps.address()))?;
             let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
             conn.disconnect().await?;
-            topo.topo()?.put_physical_shard(&ps).await?;
+            // The data account gets every keyspace's schemas before routers use it; then it
+            // must log in and hold no privilege beyond them.
+            let topo = topo.topo()?;
+            let keyspaces: Vec<(String, bool)> = topo
+                .snapshot()
+                .await?
+                .keyspaces
+                .values()
+                .map(|k| (k.vschema.keyspace.clone(), k.vschema.sharded))
+                .collect();
+            let keyspaces: Vec<(&str, bool)> =
+                keyspaces.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+            super::keyspace::grant_data_account(&ps, &keyspaces).await?;
+            let data_grants = match &ps.data_account {
+                Some(d) => Some(data_account_grants(&ps, d).await?),
+                None => None,
+            };
+            topo.put_physical_shard(&ps).await?;
             println!(
                 "registered physical shard {name} at {}: version {version}, binlog {}",
                 ps.address(),
                 if binlog == "1" { "on" } else { "off" }
             );
+            println!("control account {} (moves, verification, grants; needs all privileges with GRANT OPTION):", ps.user);
             for g in grants {
                 println!("  {g}");
+            }
+            if let (Some(d), Some(g)) = (&ps.data_account, data_grants) {
+                println!("data account {} (routers serve applications with it; the keyspaces' schemas only):", d.user);
+                for g in g {
+                    println!("  {g}");
+                }
             }
             Ok(())
         }
@@ -204,4 +245,34 @@ impl ShardCmd {
             ShardCmd::List { .. } => None,
         }
     }
+}
+
+/// Logs in as `d` on `ps` and returns its grants; refuses an account that holds a privilege
+/// on the whole server (it would let applications past their keyspaces).
+async fn data_account_grants(
+    ps: &PhysicalShard,
+    d: &tessera_topo::DataAccount,
+) -> anyhow::Result<Vec<String>> {
+    let (user, password) = ps.data_credentials();
+    let opts =
+        tessera_shardmove::server_opts(&ps.host, ps.port, &user, password, ps.tls_ca.as_deref());
+    let mut conn = mysql_async::Conn::new(opts).await.with_context(|| {
+        format!(
+            "logging in to {} as the data account {}",
+            ps.address(),
+            d.user
+        )
+    })?;
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
+    conn.disconnect().await?;
+    if let Some(g) = grants
+        .iter()
+        .find(|g| g.contains(" ON *.* ") && !g.starts_with("GRANT USAGE ON *.*"))
+    {
+        anyhow::bail!(
+            "the data account {} holds privileges on the whole server ({g}); it should hold none of its own (Tessera grants it the keyspaces' schemas)",
+            d.user
+        );
+    }
+    Ok(grants)
 }

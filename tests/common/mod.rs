@@ -39,8 +39,21 @@ impl Harness {
         let cluster = LocalCluster::start(shards + extra, None)
             .await
             .expect("start MariaDB servers");
+        Self::start_on(cluster, shards, vschema, None, edit).await
+    }
+
+    /// [`Harness::start_with`] on servers already running (any beyond `shards` are extra),
+    /// registered as physical shards with the backend account `account` (user, password)
+    /// rather than the servers' own.
+    pub async fn start_on(
+        cluster: LocalCluster,
+        shards: usize,
+        vschema: &str,
+        account: Option<(&str, &str)>,
+        edit: impl FnOnce(&mut RouterConfig),
+    ) -> Harness {
         let topo = Topo::new(Arc::new(MemoryStore::new()));
-        register_shards(&topo, &cluster, shards).await;
+        register_shards_as(&topo, &cluster, shards, account).await;
         let v = VSchema::from_yaml(vschema).expect("vschema");
         tessera::cli::apply_vschema(&topo, &v)
             .await
@@ -92,14 +105,7 @@ impl Harness {
 
     /// A direct connection to server `i` (bypassing the router).
     pub async fn direct(&self, i: usize) -> Conn {
-        let s = &self.cluster.servers()[i];
-        let o = OptsBuilder::default()
-            .ip_or_hostname(s.host())
-            .tcp_port(s.port())
-            .user(Some(s.user()))
-            .pass(Some(s.password()))
-            .prefer_socket(false);
-        Conn::new(o).await.expect("direct connection")
+        direct_to(&self.cluster, i).await
     }
 
     /// A direct connection to server `i` with a `demo` database, as a single-MariaDB oracle.
@@ -119,18 +125,43 @@ impl Harness {
     }
 }
 
+/// A direct connection to server `i` of `cluster` with its own account.
+pub async fn direct_to(cluster: &LocalCluster, i: usize) -> Conn {
+    let s = &cluster.servers()[i];
+    let o = OptsBuilder::default()
+        .ip_or_hostname(s.host())
+        .tcp_port(s.port())
+        .user(Some(s.user()))
+        .pass(Some(s.password()))
+        .prefer_socket(false);
+    Conn::new(o).await.expect("direct connection")
+}
+
 /// Registers the first `n` servers of `cluster` as physical shards `ps0`, `ps1`, …
 pub async fn register_shards(topo: &Topo, cluster: &LocalCluster, n: usize) {
+    register_shards_as(topo, cluster, n, None).await;
+}
+
+/// [`register_shards`] with the backend account `account` (user, password) instead of the
+/// servers' own.
+pub async fn register_shards_as(
+    topo: &Topo,
+    cluster: &LocalCluster,
+    n: usize,
+    account: Option<(&str, &str)>,
+) {
     for (i, s) in cluster.servers().iter().take(n).enumerate() {
+        let (user, password) = account.unwrap_or((s.user(), s.password()));
         topo.put_physical_shard(&PhysicalShard {
             name: format!("ps{i}"),
             host: s.host().into(),
             port: s.port(),
-            user: s.user().into(),
-            password: Some(s.password().into()),
+            user: user.into(),
+            password: Some(password.into()),
             password_env: None,
             weight: 1,
             tls_ca: None,
+            data_account: None,
         })
         .await
         .expect("register shard");

@@ -44,7 +44,7 @@ pub use http::client::HttpStore;
 pub use memory::MemoryStore;
 pub use raft::{RaftConfig, RaftNodeHandle, RaftStore};
 pub use records::{
-    AuditEntry, CopyCheckpoint, Job, Keyspace, LogicalShardState, MoveTablesJob,
+    AuditEntry, CopyCheckpoint, DataAccount, Job, Keyspace, LogicalShardState, MoveTablesJob,
     MoveTablesProgress, PhysicalShard, Placement, PlacementEntry, ResultShadowSpec,
     RouterRegistration, TableProgress, Topo, TopoLock, TopoSnapshot, VerifyCounts, VerifyReport,
 };

@@ -214,6 +214,42 @@ pub struct PhysicalShard {
     /// certificate must be valid for `host` and signed by it. Default: plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<String>,
+    /// The account routers serve applications with (the data path), when it is not `user`:
+    /// privileges on the keyspaces' schemas only, granted by the control plane as keyspaces
+    /// and physical shards are added. `user` stays the control plane's account (moves,
+    /// verification, grants). Default: none (routers use `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_account: Option<DataAccount>,
+}
+
+/// The data path's backend account on a physical shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataAccount {
+    pub user: String,
+    /// The password, for local clusters and tests. Production setups use `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The environment variable that holds the password on the router's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+/// The database-name patterns (as `GRANT … ON pattern.*` takes them, `_` and `%` escaped)
+/// that cover every schema of `keyspace`: its logical shards' and reference schema when
+/// sharded (`ks_0000` …, `ks_ref`), its own name when not.
+pub fn grant_patterns(keyspace: &str, sharded: bool) -> Vec<String> {
+    let escaped: String = keyspace
+        .chars()
+        .flat_map(|c| match c {
+            '_' | '%' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    if sharded {
+        vec![format!("{escaped}\\_%")]
+    } else {
+        vec![escaped]
+    }
 }
 
 fn one() -> u32 {
@@ -228,6 +264,20 @@ impl PhysicalShard {
                 .as_ref()
                 .and_then(|v| std::env::var(v).ok())
         })
+    }
+
+    /// The account and password routers serve applications with: the data account when
+    /// there is one, else the control account.
+    pub fn data_credentials(&self) -> (String, Option<String>) {
+        match &self.data_account {
+            Some(d) => (
+                d.user.clone(),
+                d.password
+                    .clone()
+                    .or_else(|| d.password_env.as_ref().and_then(|v| std::env::var(v).ok())),
+            ),
+            None => (self.user.clone(), self.resolve_password()),
+        }
     }
 
     /// Returns `host:port`.
@@ -1024,6 +1074,7 @@ mod tests {
                 password_env: None,
                 weight: 1,
                 tls_ca: None,
+                data_account: None,
             })
             .await
             .expect("ps");
@@ -1052,6 +1103,7 @@ mod tests {
             password_env: None,
             weight: 1,
             tls_ca: None,
+            data_account: None,
         })
         .await
         .expect("ps");

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tessera_topo::PhysicalShard;
 
+/// `ER_ACCESS_DENIED_ERROR`: a refused login.
+const ER_ACCESS_DENIED: u16 = 1045;
+
 /// Backend pool counters, by physical shard.
 #[derive(Clone)]
 pub struct PoolMetrics {
@@ -77,22 +80,37 @@ impl ShardPool {
     /// # Errors
     /// 1105 naming the shard when it cannot be reached in time.
     pub async fn get_conn(&self) -> Result<Conn, SqlError> {
-        // The timer is armed only for a wait, which keeps its registration off the common path.
-        let (got, waited) =
-            waited(Box::pin(self.pool.get_conn()), Some(self.connect_timeout)).await;
-        match got {
-            Ok(Ok(c)) => {
-                self.acquire.observe(waited);
-                Ok(c)
-            }
-            Ok(Err(e)) => {
-                self.failures.inc();
-                Err(SqlError::shard(&self.name, &self.addr, e))
-            }
-            Err(_) => {
-                self.failures.inc();
-                Err(self.busy())
-            }
+        let mut refusals = 0;
+        loop {
+            // The timer is armed only for a wait, which keeps its registration off the common
+            // path.
+            let (got, waited) =
+                waited(Box::pin(self.pool.get_conn()), Some(self.connect_timeout)).await;
+            return match got {
+                Ok(Ok(c)) => {
+                    self.acquire.observe(waited);
+                    Ok(c)
+                }
+                // mysql_common 0.37 (under mysql_async 0.37) drops a trailing zero byte from a
+                // method switch's data, so a `client_ed25519` login whose nonce ends in 0 (one
+                // in 256) signs the wrong message and is refused: a refused login is tried
+                // twice more, each time with a new nonce. A wrong password costs three refused
+                // logins.
+                Ok(Err(mysql_async::Error::Server(e)))
+                    if e.code == ER_ACCESS_DENIED && refusals < 2 =>
+                {
+                    refusals += 1;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    self.failures.inc();
+                    Err(SqlError::shard(&self.name, &self.addr, e))
+                }
+                Err(_) => {
+                    self.failures.inc();
+                    Err(self.busy())
+                }
+            };
         }
     }
 
@@ -212,17 +230,26 @@ impl Backends {
         // Statements prepared for parameterised queries are cached per connection and closed
         // when the cache evicts them: without a cache they are never closed, and pile up on
         // pooled connections until the server's `max_prepared_stmt_count` refuses everyone.
-        let opts = opts_for(ps)
-            .tcp_nodelay(true)
-            .stmt_cache_size(32)
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(
-                        PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
-                    )
-                    .with_reset_connection(false)
-                    .with_inactive_connection_ttl(Duration::from_secs(60)),
-            );
+        // Applications are served with the data account (the control account when the record
+        // names none).
+        let (user, password) = ps.data_credentials();
+        let opts = tessera_shardmove::server_opts(
+            &ps.host,
+            ps.port,
+            &user,
+            password.clone(),
+            ps.tls_ca.as_deref(),
+        )
+        .tcp_nodelay(true)
+        .stmt_cache_size(32)
+        .pool_opts(
+            PoolOpts::default()
+                .with_constraints(
+                    PoolConstraints::new(0, self.cfg.pool_max.max(1)).unwrap_or_default(),
+                )
+                .with_reset_connection(false)
+                .with_inactive_connection_ttl(Duration::from_secs(60)),
+        );
         let p = Arc::new(ShardPool {
             name: ps.name.clone(),
             addr: ps.address(),
@@ -233,8 +260,8 @@ impl Backends {
                 let w = wire::WirePool::new(
                     &ps.host,
                     ps.port,
-                    &ps.user,
-                    ps.resolve_password(),
+                    &user,
+                    password,
                     self.cfg.pool_max,
                     tls.clone().and_then(Result::ok),
                 );
@@ -295,7 +322,8 @@ impl Backends {
     }
 }
 
-/// Connection options for physical shard `ps` (see `tessera_shardmove::server_opts`).
+/// Connection options for physical shard `ps` with its control account (see
+/// `tessera_shardmove::server_opts`); routers' pools use the data account instead.
 pub fn opts_for(ps: &PhysicalShard) -> OptsBuilder {
     tessera_shardmove::server_opts(
         &ps.host,
