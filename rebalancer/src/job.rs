@@ -143,15 +143,18 @@ impl Rebalancer {
                 }
             }
         };
-        let mut c = tokio::time::timeout(Duration::from_secs(10), pool.get_conn())
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "connecting to physical shard {ps} ({}) timed out",
-                    rec.address()
-                )
-            })?
-            .with_context(|| format!("connecting to physical shard {ps} ({})", rec.address()))?;
+        let mut c = tokio::time::timeout(
+            Duration::from_secs(10),
+            tessera_shardmove::login(|| pool.get_conn()),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "connecting to physical shard {ps} ({}) timed out",
+                rec.address()
+            )
+        })?
+        .with_context(|| format!("connecting to physical shard {ps} ({})", rec.address()))?;
         c.query_drop(shardmove::COPY_SESSION).await?;
         Ok(c)
     }

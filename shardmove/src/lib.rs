@@ -24,7 +24,7 @@ pub use copy::{
     Copier, Digest, COPY_SESSION, STMT_BYTES,
 };
 pub use journal::{install_fence, install_journal, journal_backlog, remove_fence, remove_journal};
-pub use server::server_opts;
+pub use server::{is_refused_login, login, server_opts, REFUSED_LOGIN_RETRIES};
 pub use table::{
     aux_name, create_schema_like, decode_key, encode_key, key_string, load_tables, qi, table_meta,
     TableMeta, AUX_PREFIX,

@@ -28,3 +28,36 @@ pub fn server_opts(
         None => o,
     }
 }
+
+/// `ER_ACCESS_DENIED_ERROR`: a refused login.
+const ACCESS_DENIED: u16 = 1045;
+
+/// How many times a refused login is tried again (see [`login`]).
+pub const REFUSED_LOGIN_RETRIES: u32 = 2;
+
+/// Whether `e` is a refused login, which [`login`] tries again.
+pub fn is_refused_login(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == ACCESS_DENIED)
+}
+
+/// Logs in with `attempt` (a new connection, or a pool's), trying a refused login
+/// [`REFUSED_LOGIN_RETRIES`] more times: mysql_common 0.37 (under mysql_async 0.37) drops a
+/// trailing zero byte from a method switch's data, so a MariaDB `client_ed25519` login whose
+/// nonce ends in 0 (one in 256) signs the wrong message and is refused; each new try gets a
+/// new nonce. A wrong password costs three refused logins.
+///
+/// # Errors
+/// The last attempt's error.
+pub async fn login<F, Fut>(mut attempt: F) -> Result<mysql_async::Conn, mysql_async::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<mysql_async::Conn, mysql_async::Error>>,
+{
+    let mut refusals = 0;
+    loop {
+        match attempt().await {
+            Err(e) if is_refused_login(&e) && refusals < REFUSED_LOGIN_RETRIES => refusals += 1,
+            r => return r,
+        }
+    }
+}

@@ -209,7 +209,8 @@ pub async fn grant_data_account(
     if keyspaces.is_empty() {
         return Ok(());
     }
-    let mut conn = mysql_async::Conn::new(tessera_router::backend::opts_for(ps))
+    let opts = tessera_router::backend::opts_for(ps);
+    let mut conn = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
         .await
         .with_context(|| format!("connecting to {} ({}) to grant", ps.name, ps.address()))?;
     let r = async {

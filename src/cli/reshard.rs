@@ -429,7 +429,7 @@ pub async fn measure(topo: &Topo, keyspace: &str) -> anyhow::Result<Vec<(u64, u6
             .get(ps)
             .ok_or_else(|| anyhow!("physical shard {ps} is not registered"))?;
         let opts = tessera_router::backend::opts_for(rec);
-        let mut c = mysql_async::Conn::new(opts)
+        let mut c = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
             .await
             .with_context(|| format!("connecting to {ps} ({})", rec.address()))?;
         let rows: Vec<(String, u64, u64)> = c

@@ -92,7 +92,7 @@ pub async fn run(c: ShardCmd) -> anyhow::Result<()> {
                 }),
             };
             let opts = tessera_router::backend::opts_for(&ps);
-            let mut conn = mysql_async::Conn::new(opts)
+            let mut conn = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
                 .await
                 .with_context(|| format!("connecting to {}", ps.address()))?;
             let (version, binlog): (String, String) = conn
@@ -256,13 +256,15 @@ async fn data_account_grants(
     let (user, password) = ps.data_credentials();
     let opts =
         tessera_shardmove::server_opts(&ps.host, ps.port, &user, password, ps.tls_ca.as_deref());
-    let mut conn = mysql_async::Conn::new(opts).await.with_context(|| {
-        format!(
-            "logging in to {} as the data account {}",
-            ps.address(),
-            d.user
-        )
-    })?;
+    let mut conn = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
+        .await
+        .with_context(|| {
+            format!(
+                "logging in to {} as the data account {}",
+                ps.address(),
+                d.user
+            )
+        })?;
     let grants: Vec<String> = conn.query("SHOW GRANTS").await?;
     conn.disconnect().await?;
     if let Some(g) = grants

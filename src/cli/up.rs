@@ -253,9 +253,8 @@ async fn serve(
                 weight: 1,
                 tls_ca: tls.map(|t| t.ca_pem.clone()),
                 // Applications are served with an account that holds the keyspaces' schemas
-                // only; an admin router user acts on whole servers, so its router keeps the
-                // control account.
-                data_account: (!a.admin).then(|| tessera_topo::DataAccount {
+                // only (an admin router user's sessions use the control account).
+                data_account: Some(tessera_topo::DataAccount {
                     user: crate::localcluster::DATA_USER.to_string(),
                     password: Some(crate::localcluster::DATA_PASSWORD.to_string()),
                     password_env: None,
@@ -327,19 +326,12 @@ async fn serve(
             let tls_ca = tls
                 .map(|t| format!(" --tls-ca {}", t.ca_cert().display()))
                 .unwrap_or_default();
-            // The spare's data account, as the other servers' (unless the router user is an
-            // admin, whose router keeps the control account).
-            let (data_env, data) = if a.admin {
-                (String::new(), String::new())
-            } else {
-                (
-                    format!(" TESSERA_SPARE_DATA_PASSWORD={}", crate::localcluster::DATA_PASSWORD),
-                    format!(
-                        " --data-user {} --data-password-env TESSERA_SPARE_DATA_PASSWORD",
-                        crate::localcluster::DATA_USER
-                    ),
-                )
-            };
+            // The spare's data account, as the other servers'.
+            let data_env = format!(" TESSERA_SPARE_DATA_PASSWORD={}", crate::localcluster::DATA_PASSWORD);
+            let data = format!(
+                " --data-user {} --data-password-env TESSERA_SPARE_DATA_PASSWORD",
+                crate::localcluster::DATA_USER
+            );
             for (i, s) in cluster.servers().iter().enumerate().skip(a.shards) {
                 println!(
                     "spare server: {}:{} (user {}, password in TESSERA_SPARE_PASSWORD={}); add it with: TESSERA_SPARE_PASSWORD={}{data_env} tessera shard add ps{i} --mysql {}:{} --user {} --password-env TESSERA_SPARE_PASSWORD{data}{tls_ca} --topo {}",

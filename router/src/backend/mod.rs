@@ -14,9 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tessera_topo::PhysicalShard;
 
-/// `ER_ACCESS_DENIED_ERROR`: a refused login.
-const ER_ACCESS_DENIED: u16 = 1045;
-
 /// Backend pool counters, by physical shard.
 #[derive(Clone)]
 pub struct PoolMetrics {
@@ -91,13 +88,10 @@ impl ShardPool {
                     self.acquire.observe(waited);
                     Ok(c)
                 }
-                // mysql_common 0.37 (under mysql_async 0.37) drops a trailing zero byte from a
-                // method switch's data, so a `client_ed25519` login whose nonce ends in 0 (one
-                // in 256) signs the wrong message and is refused: a refused login is tried
-                // twice more, each time with a new nonce. A wrong password costs three refused
-                // logins.
-                Ok(Err(mysql_async::Error::Server(e)))
-                    if e.code == ER_ACCESS_DENIED && refusals < 2 =>
+                // A refused login is tried again (see `tessera_shardmove::login`).
+                Ok(Err(e))
+                    if tessera_shardmove::is_refused_login(&e)
+                        && refusals < tessera_shardmove::REFUSED_LOGIN_RETRIES =>
                 {
                     refusals += 1;
                     continue;
@@ -216,13 +210,40 @@ impl Backends {
         Ok(self.pool(rec))
     }
 
-    /// Returns the pool of `ps`, creating (or re-creating, if the record changed) it.
+    /// The pool a session uses on `ps`: an admin's (whose statements may act on a whole
+    /// server) has the control account's connections where the shard has a data account of
+    /// its own; everyone else's, the data account's.
     ///
     /// # Errors
-    /// 1105 when the shard is not in the topology.
+    /// 1105 when the shard is not registered.
+    pub fn pool_for(
+        &self,
+        rt: &crate::topology::RoutingTable,
+        ps: &str,
+        admin: bool,
+    ) -> Result<Arc<ShardPool>, SqlError> {
+        let rec = rt
+            .shards
+            .get(ps)
+            .ok_or_else(|| SqlError::router(format!("physical shard {ps} is not registered")))?;
+        Ok(self.pool_as(rec, admin && rec.data_account.is_some()))
+    }
+
+    /// Returns the pool of `ps` with the data account, creating (or re-creating, if the
+    /// record changed) it.
     pub fn pool(&self, ps: &PhysicalShard) -> Arc<ShardPool> {
+        self.pool_as(ps, false)
+    }
+
+    /// Returns the pool of `ps` with the control account (`control`) or the data account.
+    fn pool_as(&self, ps: &PhysicalShard, control: bool) -> Arc<ShardPool> {
+        let key = if control {
+            control_key(&ps.name)
+        } else {
+            ps.name.clone()
+        };
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pools.get(&ps.name) {
+        if let Some(p) = pools.get(&key) {
             if p.record == *ps {
                 return p.clone();
             }
@@ -231,8 +252,12 @@ impl Backends {
         // when the cache evicts them: without a cache they are never closed, and pile up on
         // pooled connections until the server's `max_prepared_stmt_count` refuses everyone.
         // Applications are served with the data account (the control account when the record
-        // names none).
-        let (user, password) = ps.data_credentials();
+        // names none); admins with the control account.
+        let (user, password) = if control {
+            (ps.user.clone(), ps.resolve_password())
+        } else {
+            ps.data_credentials()
+        };
         let opts = tessera_shardmove::server_opts(
             &ps.host,
             ps.port,
@@ -277,7 +302,7 @@ impl Backends {
             acquire: self.metrics.acquire.with_label_values(&[ps.name.as_str()]),
             failures: self.metrics.failures.with_label_values(&[ps.name.as_str()]),
         });
-        if let Some(old) = pools.insert(ps.name.clone(), p.clone()) {
+        if let Some(old) = pools.insert(key, p.clone()) {
             if let Ok(h) = tokio::runtime::Handle::try_current() {
                 h.spawn(async move {
                     let _ = old.pool.clone().disconnect().await;
@@ -291,12 +316,14 @@ impl Backends {
     /// given back, and new ones are made — with the server's global variables as they are
     /// now (after an admin's `SET GLOBAL`, as new sessions on one server would see them).
     pub fn renew(&self, ps: &str) {
-        let old = self
-            .pools
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ps);
-        if let Some(old) = old {
+        let old: Vec<Arc<ShardPool>> = {
+            let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            [pools.remove(ps), pools.remove(&control_key(ps))]
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        for old in old {
             old.wire.clear();
             if let Ok(h) = tokio::runtime::Handle::try_current() {
                 h.spawn(async move {
@@ -320,6 +347,11 @@ impl Backends {
             let _ = p.pool.clone().disconnect().await;
         }
     }
+}
+
+/// The key of `ps`'s control-account pool (a name no physical shard has).
+fn control_key(ps: &str) -> String {
+    format!("{ps}\0control")
 }
 
 /// Connection options for physical shard `ps` with its control account (see

@@ -871,28 +871,7 @@ impl AsyncWrite for BackendStream {
 /// # Errors
 /// A CA that does not parse.
 pub fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let mut found = 0;
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("the shard's tls_ca: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the shard's tls_ca: {e}"))?;
-        found += 1;
-    }
-    if found == 0 {
-        return Err("the shard's tls_ca holds no PEM certificate".into());
-    }
-    // The ring provider, as for client TLS (`server/tls.rs`).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    tessera_topo::tls::client_config(ca_pem, None, "the shard's tls_ca").map_err(|e| e.to_string())
 }
 
 /// Whole seconds since the first call, from a clock thread that ticks once a second: an idle

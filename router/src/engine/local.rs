@@ -387,7 +387,7 @@ impl Engine {
         ps: &str,
         sql: &[u8],
     ) -> Result<(u64, u16), SqlError> {
-        let pool = self.backends.pool_of(rt, ps)?;
+        let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
         let mut conn = pool.get_conn().await?;
         let map = |e| from_backend(e, ps, &pool.addr, Unqualify(None));
         // With the session's settings (`collation_server` decides a new schema's default).

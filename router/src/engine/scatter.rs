@@ -374,7 +374,7 @@ impl Engine {
         ps: &str,
     ) -> Result<StreamConn, SqlError> {
         if own_conn_serves(session, ps) {
-            let pool = self.backends.pool_of(rt, ps)?;
+            let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
             let sets = session.backend_sets();
             if let Some(mut lease) = pool.get_wire(&sets).await? {
                 if let Err(e) = lease.conn.replay(&sets).await {

@@ -73,7 +73,7 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
     ) -> Result<Option<Result<(), SqlError>>, SqlError> {
         if super::scatter::own_conn_serves(session, ps) {
-            let pool = self.backends.pool_of(rt, ps)?;
+            let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
             if let Some(mut lease) = pool.get_wire(&session.backend_sets()).await? {
                 if let Some(s) = &session.slot {
                     s.on_backend(Some((ps, lease.conn.id)));

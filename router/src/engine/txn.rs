@@ -113,7 +113,7 @@ impl Engine {
         rt: &RoutingTable,
         ps: &str,
     ) -> Result<Lease, SqlError> {
-        let pool = self.backends.pool_of(rt, ps)?;
+        let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
         self.pooled(session, &pool, false).await
     }
 
@@ -164,7 +164,7 @@ impl Engine {
                 });
             }
         }
-        let pool = self.backends.pool_of(rt, ps)?;
+        let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
         let reserved = session.reserved.remove(ps);
         let is_reserved = reserved.is_some();
         let (mut conn, dirty) = match reserved {
@@ -427,7 +427,9 @@ impl Engine {
     /// When the shard cannot be reached, or the server refuses.
     pub async fn kill_backend_query(&self, ps: &str, id: u32) -> Result<(), SqlError> {
         let rt = self.topo.table();
-        let pool = self.backends.pool_of(&rt, ps)?;
+        // The control account may interrupt any account's statement (an admin's session runs
+        // on that account's connections, everyone else's on the data account's).
+        let pool = self.backends.pool_for(&rt, ps, true)?;
         let mut conn = pool.get_conn().await?;
         let r = conn.query_drop(format!("KILL QUERY {id}")).await;
         crate::backend::release(conn, false).await;

@@ -1,0 +1,173 @@
+//! Backend accounts: routers serve applications with the shard's data account, which holds the
+//! keyspaces' schemas and nothing else, and admin router users with its control account.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::sync::Arc;
+use tessera::localcluster::{LocalCluster, DATA_PASSWORD, DATA_USER};
+use tessera_router::config::{RouterConfig, UserConfig};
+use tessera_router::Router;
+use tessera_topo::{DataAccount, MemoryStore, PhysicalShard, Topo, VSchema};
+
+/// The users of the server's sessions other than `except` (a connection id), sorted, distinct.
+async fn backend_users(direct: &mut mysql_async::Conn) -> Vec<String> {
+    direct
+        .query(
+            "SELECT DISTINCT user FROM information_schema.processlist \
+             WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler') \
+             ORDER BY user",
+        )
+        .await
+        .expect("processlist")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_get_the_data_account_and_admins_the_control_account() {
+    let cluster = LocalCluster::start(1, None).await.expect("mariadb");
+    let s = &cluster.servers()[0];
+    let topo = Topo::new(Arc::new(MemoryStore::new()));
+    topo.put_physical_shard(&PhysicalShard {
+        name: "ps0".into(),
+        host: s.host().into(),
+        port: s.port(),
+        user: s.user().into(),
+        password: Some(s.password().into()),
+        password_env: None,
+        weight: 1,
+        tls_ca: None,
+        data_account: Some(DataAccount {
+            user: DATA_USER.into(),
+            password: Some(DATA_PASSWORD.into()),
+            password_env: None,
+        }),
+    })
+    .await
+    .expect("register");
+    // Applying the keyspace grants the data account its schema, then creates it with that
+    // account.
+    let v = VSchema::from_yaml("keyspace: shop\nsharded: false\n").expect("vschema");
+    tessera::cli::apply_vschema(&topo, &v).await.expect("apply");
+    let mut cfg = RouterConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\nadmin_listen: null\nusers: [{{name: {USER}, password: {PASSWORD}}}]\n"
+    ))
+    .expect("config");
+    cfg.users.push(UserConfig {
+        admin: true,
+        ..UserConfig::with_password("dba", Some("dbapw"))
+    });
+    let router = Router::new(cfg, topo.clone())
+        .start()
+        .await
+        .expect("router");
+    let opts = |user: &str, pw: &str| {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(router.local_addr().port())
+            .user(Some(user))
+            .pass(Some(pw))
+            .db_name(Some("shop"))
+            .prefer_socket(false)
+    };
+    let mut direct = direct_to(&cluster, 0).await;
+
+    // The application: its statements run as the data account.
+    let mut app = mysql_async::Conn::new(opts(USER, PASSWORD))
+        .await
+        .expect("app");
+    app.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+        .await
+        .expect("create");
+    app.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+        .await
+        .expect("insert");
+    app.query_drop("BEGIN").await.expect("begin");
+    app.query_drop("UPDATE t SET v = 'c' WHERE id = 2")
+        .await
+        .expect("update");
+    assert_eq!(
+        backend_users(&mut direct).await,
+        vec![DATA_USER.to_string()]
+    );
+    app.query_drop("COMMIT").await.expect("commit");
+    assert_eq!(
+        rows(&mut app, "SELECT v FROM t ORDER BY id").await,
+        vec![vec!["a".to_string()], vec!["c".to_string()]]
+    );
+    // What the router refuses it, MariaDB would refuse the data account too.
+    let mut as_data = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(s.host())
+            .tcp_port(s.port())
+            .user(Some(DATA_USER))
+            .pass(Some(DATA_PASSWORD))
+            .prefer_socket(false),
+    )
+    .await
+    .expect("the data account logs in");
+    assert_eq!(
+        error_code(&mut as_data, "SET GLOBAL max_connections = 5")
+            .await
+            .0,
+        1227
+    );
+    assert_eq!(
+        error_code(&mut as_data, "SELECT authentication_string FROM mysql.user")
+            .await
+            .0,
+        1142
+    );
+    drop(as_data);
+
+    // The admin: its whole-server statements run as the control account.
+    let mut dba = mysql_async::Conn::new(opts("dba", "dbapw"))
+        .await
+        .expect("dba");
+    let before: u64 = dba
+        .query_first("SELECT @@global.max_connections")
+        .await
+        .expect("read")
+        .expect("a value");
+    dba.query_drop(format!("SET GLOBAL max_connections = {}", before + 1))
+        .await
+        .expect("an admin's SET GLOBAL");
+    let users: u64 = dba
+        .query_first("SELECT COUNT(*) FROM mysql.user WHERE user = 'tessera_app'")
+        .await
+        .expect("an admin reads mysql.user")
+        .expect("a count");
+    assert!(users >= 1);
+    let now: u64 = direct
+        .query_first("SELECT @@global.max_connections")
+        .await
+        .expect("read")
+        .expect("a value");
+    assert_eq!(now, before + 1);
+    dba.query_drop(format!("SET GLOBAL max_connections = {before}"))
+        .await
+        .expect("restore");
+    // (An admin's SET GLOBAL renews the pools.) Both in a transaction, each on a connection
+    // of its own account.
+    dba.query_drop("BEGIN").await.expect("begin");
+    let _: Option<u64> = dba
+        .query_first("SELECT COUNT(*) FROM mysql.user")
+        .await
+        .expect("read");
+    app.query_drop("BEGIN").await.expect("begin");
+    app.query_drop("UPDATE t SET v = 'd' WHERE id = 1")
+        .await
+        .expect("update");
+    assert_eq!(
+        backend_users(&mut direct).await,
+        vec![s.user().to_string(), DATA_USER.to_string()],
+        "the admin's and the application's connections, each with its account"
+    );
+    app.query_drop("ROLLBACK").await.expect("rollback");
+    dba.query_drop("ROLLBACK").await.expect("rollback");
+    drop(app);
+    drop(dba);
+    drop(direct);
+    router.shutdown().await;
+    cluster.shutdown().await;
+}
