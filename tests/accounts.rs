@@ -95,6 +95,28 @@ async fn applications_get_the_data_account_and_admins_the_control_account() {
         rows(&mut app, "SELECT v FROM t ORDER BY id").await,
         vec![vec!["a".to_string()], vec!["c".to_string()]]
     );
+    // A keyspace made with CREATE DATABASE: the data account is granted its schema first.
+    app.query_drop("CREATE DATABASE made_here")
+        .await
+        .expect("create database");
+    app.query_drop("CREATE TABLE made_here.u (id INT PRIMARY KEY)")
+        .await
+        .expect("a table in it");
+    app.query_drop("INSERT INTO made_here.u VALUES (7)")
+        .await
+        .expect("a row in it");
+    let grants: Vec<String> = direct
+        .query(format!("SHOW GRANTS FOR '{DATA_USER}'@'127.0.0.1'"))
+        .await
+        .expect("grants");
+    assert!(
+        grants.iter().any(|g| g.contains("ON `made\\_here`.*")),
+        "{grants:?}"
+    );
+    assert!(
+        grants.iter().all(|g| !g.contains(" ON *.* ") || g.starts_with("GRANT USAGE ON *.*")),
+        "{grants:?}"
+    );
     // What the router refuses it, MariaDB would refuse the data account too.
     let mut as_data = mysql_async::Conn::new(
         mysql_async::OptsBuilder::default()

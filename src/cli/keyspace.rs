@@ -1,7 +1,6 @@
 //! Keyspaces as the subcommands set them up: applying a vschema (and creating its schemas),
 //! and the unique keys of its tables that lack the shard key; the data account's grants.
 
-use anyhow::Context;
 
 /// Returns, per sharded table of `keyspace` that exists, a line for each unique key that does
 /// not contain the table's shard key: unique within one logical shard only, and the reason
@@ -191,64 +190,15 @@ async fn make_lookup_tables(
     Ok(())
 }
 
-/// Grants `ps`'s data account (when its record names one) what applications need on the
-/// schemas of each `(keyspace, sharded)`: every privilege a database can hold, on those
-/// schemas only, without GRANT OPTION. Done with the control account, to every host the data
-/// user is defined for.
+/// [`tessera_router::backend::grant_data_account`], for the commands.
 ///
 /// # Errors
-/// A server that cannot be reached, a data user that does not exist there, a GRANT refused.
+/// As that function's, as text.
 pub async fn grant_data_account(
     ps: &tessera_topo::PhysicalShard,
     keyspaces: &[(&str, bool)],
 ) -> anyhow::Result<()> {
-    use mysql_async::prelude::Queryable;
-    let Some(data) = &ps.data_account else {
-        return Ok(());
-    };
-    if keyspaces.is_empty() {
-        return Ok(());
-    }
-    let opts = tessera_router::backend::opts_for(ps);
-    let mut conn = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
+    tessera_router::backend::grant_data_account(ps, keyspaces)
         .await
-        .with_context(|| format!("connecting to {} ({}) to grant", ps.name, ps.address()))?;
-    let r = async {
-        let hosts: Vec<String> = conn
-            .exec("SELECT Host FROM mysql.user WHERE User = ?", (data.user.as_str(),))
-            .await
-            .with_context(|| format!("looking up the data account {} on {}", data.user, ps.name))?;
-        anyhow::ensure!(
-            !hosts.is_empty(),
-            "the data account {} does not exist on {} ({}): create it there (CREATE USER '{}'@'…' IDENTIFIED BY …, no privileges needed), or register the shard without --data-user",
-            data.user,
-            ps.name,
-            ps.address(),
-            data.user
-        );
-        let quote = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
-        for (ks, sharded) in keyspaces {
-            for pattern in tessera_topo::records::grant_patterns(ks, *sharded) {
-                for host in &hosts {
-                    conn.query_drop(format!(
-                        "GRANT ALL PRIVILEGES ON {}.* TO '{}'@'{}'",
-                        tessera_router::sql::quote_ident(&pattern),
-                        quote(&data.user),
-                        quote(host)
-                    ))
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "granting {} on {pattern} on {} (the control account {} needs GRANT OPTION)",
-                            data.user, ps.name, ps.user
-                        )
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    let _ = conn.disconnect().await;
-    r
+        .map_err(|e| anyhow::anyhow!(e))
 }

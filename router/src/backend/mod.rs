@@ -416,3 +416,66 @@ pub async fn release(mut conn: Conn, dirty: bool) {
     }
     drop(conn);
 }
+
+/// Grants `ps`'s data account (when its record names one) what applications need on the
+/// schemas of each `(keyspace, sharded)`: every privilege a database can hold, on those
+/// schemas only, without GRANT OPTION. Done with the control account, to every host the data
+/// user is defined for.
+///
+/// # Errors
+/// A server that cannot be reached, a data user that does not exist there, a GRANT refused:
+/// a message naming the shard.
+pub async fn grant_data_account(
+    ps: &PhysicalShard,
+    keyspaces: &[(&str, bool)],
+) -> Result<(), String> {
+    let Some(data) = &ps.data_account else {
+        return Ok(());
+    };
+    if keyspaces.is_empty() {
+        return Ok(());
+    }
+    let opts = opts_for(ps);
+    let mut conn = tessera_shardmove::login(|| Conn::new(opts.clone()))
+        .await
+        .map_err(|e| format!("connecting to {} ({}) to grant: {e}", ps.name, ps.address()))?;
+    let r = async {
+        let hosts: Vec<String> = conn
+            .exec("SELECT Host FROM mysql.user WHERE User = ?", (data.user.as_str(),))
+            .await
+            .map_err(|e| format!("looking up the data account {} on {}: {e}", data.user, ps.name))?;
+        if hosts.is_empty() {
+            return Err(format!(
+                "the data account {} does not exist on {} ({}): create it there (CREATE USER '{}'@'…' IDENTIFIED BY …, no privileges needed), or register the shard without --data-user",
+                data.user,
+                ps.name,
+                ps.address(),
+                data.user
+            ));
+        }
+        let quote = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
+        for (ks, sharded) in keyspaces {
+            for pattern in tessera_topo::records::grant_patterns(ks, *sharded) {
+                for host in &hosts {
+                    conn.query_drop(format!(
+                        "GRANT ALL PRIVILEGES ON {}.* TO '{}'@'{}'",
+                        crate::sql::quote_ident(&pattern),
+                        quote(&data.user),
+                        quote(host)
+                    ))
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "granting {} on {pattern} on {} (the control account {} needs GRANT OPTION): {e}",
+                            data.user, ps.name, ps.user
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = conn.disconnect().await;
+    r
+}

@@ -147,7 +147,20 @@ pub(super) async fn run(
             .map(|e| e.ps.clone())
             .ok_or_else(|| SqlError::router("the new keyspace has no placement"))?;
         let rt = shared.engine.topo.table();
-        let (affected, warnings) = match shared.engine.run_on_shard(session, &rt, &ps, sql).await {
+        // Every physical shard's data account gets the new schema before it is made (as
+        // `vschema apply` grants it).
+        let mut granted = Ok(());
+        for rec in rt.shards.values() {
+            granted = crate::backend::grant_data_account(rec, &[(d.name.as_str(), false)]).await;
+            if granted.is_err() {
+                break;
+            }
+        }
+        let made = match granted {
+            Ok(()) => shared.engine.run_on_shard(session, &rt, &ps, sql).await,
+            Err(e) => Err(SqlError::router(e)),
+        };
+        let (affected, warnings) = match made {
             Ok(r) => r,
             Err(e) => {
                 // The schema could not be made: no keyspace either.
