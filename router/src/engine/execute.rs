@@ -28,6 +28,7 @@ pub(super) fn check_grants(session: &Session, plan: &Plan) -> Result<(), SqlErro
         Plan::Local(Local::InsertSelect(p)) => (Some(p.keyspace.as_str()), true),
         Plan::Local(Local::SubqueriesFirst(p)) => (Some(p.keyspace.as_str()), true),
         Plan::Local(Local::LimitedWrite(w)) => (Some(w.keyspace.as_str()), true),
+        Plan::Local(Local::OrderedWrite(w)) => (Some(w.keyspace.as_str()), true),
         Plan::Local(Local::MoveRows(m)) => (m.update.keyspace.as_deref(), true),
         // (The insert it makes is checked again when it runs.)
         Plan::Local(Local::Sequence(s)) => (Some(s.keyspace.as_str()), true),

@@ -272,7 +272,7 @@ impl Engine {
     }
 
     /// [`literals`] of every row read.
-    async fn literals_of(
+    pub(super) async fn literals_of(
         &self,
         read: Rows,
         no_backslash_escapes: bool,
@@ -330,7 +330,7 @@ impl Engine {
     }
 }
 
-enum Read {
+pub(super) enum Read {
     Backend(mysql_async::Error),
     TooMany,
 }
@@ -405,7 +405,7 @@ pub(super) fn literals(
 }
 
 /// Reads every row of `sql` on `conn` into `out`, in the columns' own bytes.
-async fn read_rows(
+pub(super) async fn read_rows(
     conn: &mut mysql_async::Conn,
     sql: &str,
     limit: u64,

@@ -72,6 +72,7 @@ impl Engine {
             Local::InsertSelect(p) => Box::pin(self.insert_select(session, *p, io)).await,
             Local::SubqueriesFirst(p) => Box::pin(self.subqueries_first(session, *p, io)).await,
             Local::LimitedWrite(w) => Box::pin(self.limited_write(session, *w, io)).await,
+            Local::OrderedWrite(w) => Box::pin(self.ordered_write(session, *w, io)).await,
             Local::Sequence(s) => {
                 let n = s.row_ends.len() as u64;
                 let first = self.take_ids(&s.keyspace, &s.table, n).await?;

@@ -260,6 +260,285 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// An `UPDATE` or `DELETE` with `ORDER BY` and `LIMIT n` over several logical shards (see
+    /// [`crate::planner::Local::OrderedWrite`]), all of it or nothing as
+    /// [`Engine::limited_write`]:
+    ///
+    /// 1. each logical shard's first `n` rows in that order that match the condition are read
+    ///    and locked (`… ORDER BY … LIMIT n FOR UPDATE`, so that they stay as read until the
+    ///    write), and copied with their logical shard's number into a temporary table with
+    ///    the table's columns on logical shard 0's server (nothing there commits: no `ALTER`);
+    /// 2. MariaDB picks the first `n` of them all there, by the statement's own `ORDER BY`
+    ///    (its collations, its expressions), and the primary keys of those are read;
+    /// 3. the statement, without its `WHERE`, `ORDER BY` and `LIMIT`, runs on each logical shard
+    ///    for its chosen rows (`WHERE (primary key) IN (…)`), each part a plan of its own.
+    ///
+    /// Which of rows that tie in the order are taken is not defined, as in MariaDB. At most
+    /// `max_gather_rows` rows are read.
+    pub(super) async fn ordered_write(
+        &self,
+        session: &mut Session,
+        w: crate::planner::OrderedWrite,
+        io: &mut PacketIo,
+    ) -> Result<(), SqlError> {
+        let refuse = |what: &str| {
+            SqlError::unsupported(format!(
+                "ORDER BY in an UPDATE or DELETE across logical shards {what}"
+            ))
+        };
+        let c = crate::sql::rewrite::write_clauses(w.template.as_bytes())
+            .filter(|c| c.order.is_some() && c.limit == Some(w.limit))
+            .ok_or_else(|| refuse("in this form"))?;
+        if c.order_by_position {
+            return Err(refuse("by a column number"));
+        }
+        let rt = self.topo.table();
+        let ks = rt
+            .keyspace(&w.keyspace)
+            .ok_or_else(|| SqlError::unknown_database(&w.keyspace))?
+            .clone();
+        let keys =
+            super::unique_keys::read_table(&self.backends, &rt, &w.keyspace, &w.table).await?;
+        let pk = keys
+            .iter()
+            .find(|k| k.name == "PRIMARY")
+            .map(|k| k.columns.clone())
+            .ok_or_else(|| refuse("on a table without a primary key"))?;
+        let own = self.statement_begin(session).await?;
+        let r = self.ordered_parts(session, &rt, &ks, &w, &c, &pk, io).await;
+        self.statement_end(session, own, r.is_ok()).await?;
+        let (affected, warnings, infos, conditions) = r?;
+        session.conditions = conditions;
+        let info = crate::wire::resultset::merged_info(infos.iter().map(String::as_str));
+        self.ok(session, io, affected, 0, warnings, &info).await
+    }
+
+    /// The steps of [`Engine::ordered_write`] inside its transaction or savepoint.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    async fn ordered_parts(
+        &self,
+        session: &mut Session,
+        rt: &RoutingTable,
+        ks: &KeyspaceRouting,
+        w: &crate::planner::OrderedWrite,
+        c: &crate::sql::rewrite::WriteClauses,
+        pk: &[String],
+        io: &mut PacketIo,
+    ) -> Result<(u64, u16, Vec<String>, Option<Vec<(String, u16, String)>>), SqlError> {
+        use crate::planner::{Exec, Plan, RouteKind, Targets};
+        use crate::sql::{quote_ident, LS_PLACEHOLDER};
+        let text = w.template.as_str();
+        let piece = |(s, e): (usize, usize)| text.get(s..e).unwrap_or_default().trim();
+        let table = piece(c.table);
+        // The name the statement's clauses call the table by: its alias, or its name.
+        let toks = crate::sql::lex::significant(table.as_bytes(), &Default::default());
+        let called = match toks.as_slice() {
+            [.., a, b]
+                if !(a.kind == crate::sql::lex::Kind::Punct
+                    && a.bytes(table.as_bytes()) == b".") =>
+            {
+                std::str::from_utf8(b.bytes(table.as_bytes()))
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            _ => quote_ident(&w.table),
+        };
+        let condition = c
+            .condition
+            .map(|r| format!(" WHERE {}", piece(r)))
+            .unwrap_or_default();
+        let order = c.order.map(piece).unwrap_or_default();
+        let limit = w.limit;
+        let (ps0, schema0) = (
+            ks.placement.first().cloned().ok_or_else(|| {
+                SqlError::router(format!("keyspace {} has no placement", ks.name))
+            })?,
+            ks.schema(0),
+        );
+        let temp = format!(
+            "{}.{}",
+            quote_ident(&ks.reference_schema()),
+            quote_ident(&w.table)
+        );
+        let unq = Unqualify(Some(ks));
+        let max = self.max_gather_rows;
+        let too_many = || {
+            SqlError::unsupported(format!(
+                "ORDER BY … LIMIT {limit} in an UPDATE or DELETE across logical shards: more than max_gather_rows ({max}) rows to choose from"
+            ))
+        };
+        // 1. Each logical shard's first rows, locked, into the temporary table.
+        let mut home = self.conn(session, rt, &ps0).await?;
+        let addr0 = rt.shards.get(&ps0).map(|s| s.address()).unwrap_or_default();
+        let map0 = |e: mysql_async::Error| from_backend(e, &ps0, &addr0, unq);
+        let chosen: Result<Vec<(u32, String)>, SqlError> = async {
+            // The table's columns (types and collations), after the logical shard's number;
+            // made by CREATE … SELECT, as an ALTER TABLE would commit the transaction.
+            home.conn
+                .query_drop(format!(
+                    "CREATE TEMPORARY TABLE {temp} (`__tessera_ls` INT UNSIGNED NOT NULL DEFAULT 0) SELECT * FROM {}.{} WHERE FALSE",
+                    quote_ident(&schema0),
+                    quote_ident(&w.table)
+                ))
+                .await
+                .map_err(map0)?;
+            let mut read = 0u64;
+            for &ls in &w.ls {
+                let ps = ks.placement.get(ls as usize).cloned().ok_or_else(|| {
+                    SqlError::router(format!("logical shard {ls} has no placement"))
+                })?;
+                let from = table.replace(LS_PLACEHOLDER, &quote_ident(&ks.schema(ls)));
+                let select = format!(
+                    "SELECT {ls}, {called}.* FROM {from}{condition} ORDER BY {order} LIMIT {limit} FOR UPDATE"
+                );
+                if ps == ps0 {
+                    let res = home
+                        .conn
+                        .query_iter(format!("INSERT INTO {temp} {select}"))
+                        .await
+                        .map_err(map0)?;
+                    read += res.affected_rows();
+                    res.drop_result().await.map_err(map0)?;
+                } else {
+                    let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
+                    let mut other = self.conn(session, rt, &ps).await?;
+                    let mut rows = super::insert_select::Rows::default();
+                    let r = super::insert_select::read_rows(&mut other.conn, &select, max, &mut rows)
+                        .await;
+                    self.give_back(session, other).await;
+                    r.map_err(|e| match e {
+                        super::insert_select::Read::Backend(e) => from_backend(e, &ps, &addr, unq),
+                        super::insert_select::Read::TooMany => too_many(),
+                    })?;
+                    read += rows.rows.len() as u64;
+                    let values = self
+                        .literals_of(rows, session.lex.no_backslash_escapes)
+                        .await?;
+                    for batch in values.chunks(500) {
+                        home.conn
+                            .query_drop(format!("INSERT INTO {temp} VALUES {}", batch.join(", ")))
+                            .await
+                            .map_err(map0)?;
+                    }
+                }
+                if read > max {
+                    return Err(too_many());
+                }
+            }
+            // 2. The first of them all, by the statement's own order.
+            let cols: Vec<String> = pk.iter().map(|c| quote_ident(c)).collect();
+            let mut rows = super::insert_select::Rows::default();
+            super::insert_select::read_rows(
+                &mut home.conn,
+                &format!(
+                    "SELECT `__tessera_ls`, {} FROM {temp} AS {called} ORDER BY {order} LIMIT {limit}",
+                    cols.join(", ")
+                ),
+                max,
+                &mut rows,
+            )
+            .await
+            .map_err(|e| match e {
+                super::insert_select::Read::Backend(e) => map0(e),
+                super::insert_select::Read::TooMany => too_many(),
+            })?;
+            let shards: Vec<u32> = rows
+                .rows
+                .iter()
+                .map(|r| match r.first() {
+                    Some(mysql_async::Value::Int(n)) => u32::try_from(*n).ok(),
+                    Some(mysql_async::Value::UInt(n)) => u32::try_from(*n).ok(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| SqlError::router("a chosen row without its logical shard"))?;
+            let keys = self
+                .literals_of(
+                    super::insert_select::Rows {
+                        rows: rows.rows.into_iter().map(|mut r| r.split_off(1)).collect(),
+                        collations: rows.collations.split_off(1.min(rows.collations.len())),
+                        decimal: rows.decimal.split_off(1.min(rows.decimal.len())),
+                    },
+                    session.lex.no_backslash_escapes,
+                )
+                .await?;
+            Ok(shards.into_iter().zip(keys).collect())
+        }
+        .await;
+        let dropped = home
+            .conn
+            .query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {temp}"))
+            .await
+            .is_ok();
+        if !dropped {
+            home.dirty = true;
+        }
+        self.give_back(session, home).await;
+        let chosen = chosen?;
+        // 3. The write, on each logical shard for its chosen rows.
+        let head = piece(c.head);
+        let key = if pk.len() == 1 {
+            quote_ident(&pk[0])
+        } else {
+            format!(
+                "({})",
+                pk.iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let (mut affected, mut warnings) = (0u64, 0u16);
+        let mut infos = Vec::new();
+        let mut conditions: Option<Vec<(String, u16, String)>> = Some(Vec::new());
+        let mut by_ls: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for (ls, k) in chosen {
+            // A one-column key's literal without the row's parentheses.
+            let k = if pk.len() == 1 {
+                k.strip_prefix('(')
+                    .and_then(|k| k.strip_suffix(')'))
+                    .unwrap_or(&k)
+                    .to_string()
+            } else {
+                k
+            };
+            by_ls.entry(ls).or_default().push(k);
+        }
+        if by_ls.is_empty() && w.update {
+            infos.push("Rows matched: 0  Changed: 0  Warnings: 0".to_string());
+        }
+        for (ls, keys) in by_ls {
+            let plan = Plan::Exec(Box::new(Exec::plain(
+                Some(w.keyspace.clone()),
+                StmtKind::Write,
+                RouteKind::One,
+                Targets::Ls {
+                    template: format!("{head} WHERE {key} IN ({})", keys.join(", ")),
+                    ls: vec![ls],
+                },
+            )));
+            let outer = std::mem::replace(&mut session.defer_ok, true);
+            let r = Box::pin(self.execute(session, plan, io)).await;
+            session.defer_ok = outer;
+            let done = session.deferred_ok.take();
+            r?;
+            let (a, _, wn, info) = done.unwrap_or_default();
+            affected += a;
+            warnings = warnings.saturating_add(wn);
+            match (&mut conditions, session.conditions.take()) {
+                (Some(all), Some(c)) => all.extend(c),
+                (all, _) if wn > 0 => *all = None,
+                _ => {}
+            }
+            if !info.is_empty() {
+                infos.push(info);
+            }
+        }
+        Ok((affected, warnings, infos, conditions))
+    }
+}
+
 /// The info text of one statement split over logical shards, as MariaDB writes it for the
 /// whole: the parts' counts summed (`split_insert`: the parts are one multi-row `INSERT`'s
 /// rows). A part of a split multi-row `INSERT` that got one row has

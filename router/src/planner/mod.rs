@@ -46,8 +46,8 @@ mod update_delete;
 
 pub(crate) use keys::literal_key;
 pub use plan::{
-    Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, LimitedWrite, Local, MoveRows, Plan, RouteKind,
-    SavepointOp, StmtKind, Targets, TxnStart, LIMIT_PLACEHOLDER,
+    Conflict, CrossJoin, Exec, KeyAt, KeyLiteral, LimitedWrite, Local, MoveRows, OrderedWrite,
+    Plan, RouteKind, SavepointOp, StmtKind, Targets, TxnStart, LIMIT_PLACEHOLDER,
 };
 pub use statement::{describe_target, plan, plan_internal, plan_session};
 

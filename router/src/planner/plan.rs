@@ -194,6 +194,25 @@ pub enum Local {
     /// An `UPDATE` or `DELETE` with `LIMIT` (no `ORDER BY`) over several logical shards: run
     /// on one logical shard after another, each with the rows still to go as its limit.
     LimitedWrite(Box<LimitedWrite>),
+    /// An `UPDATE` or `DELETE` with `ORDER BY` and `LIMIT` over several logical shards: each
+    /// logical shard's first rows in that order are read and locked, MariaDB picks the first
+    /// of them all over a temporary table, and those rows (by primary key) are written.
+    OrderedWrite(Box<OrderedWrite>),
+}
+
+/// See [`Local::OrderedWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderedWrite {
+    pub keyspace: String,
+    /// The table written (its name in the keyspace).
+    pub table: String,
+    /// The statement for one logical shard (its schema [`crate::sql::LS_PLACEHOLDER`]).
+    pub template: String,
+    pub ls: Vec<u32>,
+    /// The statement's `LIMIT`.
+    pub limit: u64,
+    /// An `UPDATE` rather than a `DELETE`.
+    pub update: bool,
 }
 
 /// See [`Local::LimitedWrite`].

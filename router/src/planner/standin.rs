@@ -148,6 +148,14 @@ impl StandIn {
     }
 
     pub(super) fn restore_plan(&self, plan: Plan) -> Result<Plan, SqlError> {
+        // An `UPDATE … ORDER BY … LIMIT` over several logical shards: its template whole.
+        if let Plan::Local(super::plan::Local::OrderedWrite(mut w)) = plan {
+            if self.rollup {
+                return Err(SqlError::unsupported("WITH ROLLUP in an UPDATE"));
+            }
+            self.restore(&mut w.template)?;
+            return Ok(Plan::Local(super::plan::Local::OrderedWrite(w)));
+        }
         let Plan::Exec(mut e) = plan else {
             return Err(SqlError::unsupported(
                 "LOCK IN SHARE MODE, WITH ROLLUP or UPDATE ... ORDER BY in a statement the router runs itself (a cross-shard join, an UPDATE that moves rows)",

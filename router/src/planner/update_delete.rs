@@ -172,13 +172,20 @@ impl<'a> Planner<'a> {
         if has_order_or_limit && ls.as_ref().is_none_or(|l| l.len() > 1) {
             let (ordered, returning) = match stmt {
                 Statement::Delete(d) => (!d.order_by.is_empty(), d.returning.is_some()),
-                Statement::Update(u) => (false, u.returning.is_some()),
+                // An UPDATE's ORDER BY is planned through a stand-in comment.
+                Statement::Update(u) => (
+                    self.sql.contains(super::standin::ORDER_STAND_IN),
+                    u.returning.is_some(),
+                ),
                 _ => (false, false),
             };
-            if ordered || returning || !lookups.is_empty() || move_to.is_some() {
+            if returning || !lookups.is_empty() || move_to.is_some() {
                 return Err(SqlError::unsupported(
-                    "ORDER BY in an UPDATE or DELETE across logical shards, or LIMIT there with RETURNING, a lookup vindex or a shard key set",
+                    "LIMIT in an UPDATE or DELETE across logical shards with RETURNING, a lookup vindex or a shard key set",
                 ));
+            }
+            if ordered {
+                return self.ordered_write(stmt, &r, ks, ls, table_name);
             }
             return self.limited_write(stmt, &r, ks, ls);
         }
@@ -419,6 +426,49 @@ impl Planner<'_> {
 }
 
 impl Planner<'_> {
+    /// An `UPDATE` or `DELETE` with `ORDER BY` and a `LIMIT` (a plain count) over logical
+    /// shards `ls` (all when `None`): [`Local::OrderedWrite`]. Refused without a `LIMIT`, or
+    /// with an `ORDER BY` item that is a number (a position in a select list, which the
+    /// statement has not).
+    fn ordered_write(
+        &self,
+        stmt: &Statement,
+        r: &super::resolve::Resolved<'_>,
+        ks: &crate::topology::KeyspaceRouting,
+        ls: Option<Vec<u32>>,
+        table: &str,
+    ) -> Result<Plan, SqlError> {
+        let refuse = |what: &str| {
+            SqlError::unsupported(format!(
+                "ORDER BY in an UPDATE or DELETE across logical shards {what}"
+            ))
+        };
+        let count = match stmt {
+            Statement::Update(u) => u.limit.as_ref(),
+            Statement::Delete(d) => d.limit.as_ref(),
+            _ => None,
+        };
+        let limit = match count {
+            Some(Expr::Value(v)) => match &v.value {
+                sqlparser::ast::Value::Number(n, _) => n.parse::<u64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+        .ok_or_else(|| refuse("without a LIMIT of a plain row count"))?;
+        let template = self.qualified(r, Edits::default())?;
+        Ok(Plan::Local(Local::OrderedWrite(Box::new(
+            super::plan::OrderedWrite {
+                keyspace: ks.name.clone(),
+                table: table.to_string(),
+                template,
+                ls: ls.unwrap_or_else(|| (0..ks.logical_shards).collect()),
+                limit,
+                update: matches!(stmt, Statement::Update(_)),
+            },
+        ))))
+    }
+
     /// An `UPDATE` or `DELETE` with a `LIMIT` (a plain count) over logical shards `ls` (all
     /// when `None`): [`Local::LimitedWrite`], its template the statement with the count left
     /// as [`super::plan::LIMIT_PLACEHOLDER`].

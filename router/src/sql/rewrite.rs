@@ -383,6 +383,145 @@ pub struct InsertWithoutColumns {
     pub at: usize,
 }
 
+/// The clauses of a single-table `UPDATE` or `DELETE`, as byte ranges of its text (see
+/// [`write_clauses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteClauses {
+    /// The statement up to its `WHERE`, `ORDER BY` or `LIMIT`: `DELETE … FROM t`,
+    /// `UPDATE … t SET …`.
+    pub head: (usize, usize),
+    /// The table as written, with its alias: after `FROM` (`DELETE`) or `UPDATE` and its
+    /// modifiers, up to `SET`, `WHERE`, `ORDER BY` or `LIMIT`.
+    pub table: (usize, usize),
+    /// The condition after `WHERE`.
+    pub condition: Option<(usize, usize)>,
+    /// The items after `ORDER BY`.
+    pub order: Option<(usize, usize)>,
+    /// Each `ORDER BY` item is a number (a column position).
+    pub order_by_position: bool,
+    /// The `LIMIT` count.
+    pub limit: Option<u64>,
+}
+
+/// Reads a single-table `UPDATE [LOW_PRIORITY] [IGNORE] t SET … [WHERE …] [ORDER BY …]
+/// [LIMIT n]` or `DELETE [LOW_PRIORITY] [QUICK] [IGNORE] FROM t [WHERE …] [ORDER BY …]
+/// [LIMIT n]` (clauses at the top level only); `None` for another shape (a `LIMIT` that is
+/// not a plain count, anything after it but `;`).
+pub fn write_clauses(sql: &[u8]) -> Option<WriteClauses> {
+    use super::lex::Kind;
+    let toks = super::lex::significant(sql, &Default::default());
+    let is = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
+    let update = is(0, "UPDATE");
+    if !update && !is(0, "DELETE") {
+        return None;
+    }
+    let mut i = 1;
+    while ["LOW_PRIORITY", "QUICK", "IGNORE"].iter().any(|w| is(i, w)) {
+        i += 1;
+    }
+    if !update {
+        if !is(i, "FROM") {
+            return None;
+        }
+        i += 1;
+    }
+    let table_start = toks.get(i)?.start;
+    // The top-level clause keywords, in order.
+    let mut depth = 0i32;
+    let (mut set, mut whr, mut order, mut limit) = (None, None, None, None);
+    for (j, t) in toks.iter().enumerate().skip(i) {
+        match t.bytes(sql) {
+            b"(" if t.kind == Kind::Punct => depth += 1,
+            b")" if t.kind == Kind::Punct => depth -= 1,
+            _ if depth != 0 => {}
+            _ if update && set.is_none() && t.is_word(sql, "SET") => set = Some(j),
+            _ if whr.is_none() && order.is_none() && limit.is_none() && t.is_word(sql, "WHERE") => {
+                whr = Some(j)
+            }
+            _ if order.is_none()
+                && limit.is_none()
+                && t.is_word(sql, "ORDER")
+                && is(j + 1, "BY") =>
+            {
+                order = Some(j)
+            }
+            _ if limit.is_none() && t.is_word(sql, "LIMIT") => limit = Some(j),
+            _ => {}
+        }
+    }
+    if update && set.is_none() {
+        return None;
+    }
+    let end_of_text = toks
+        .iter()
+        .rev()
+        .find(|t| t.kind != Kind::Semicolon)
+        .map_or(sql.len(), |t| t.end);
+    let start_of = |j: Option<usize>| j.and_then(|j| toks.get(j)).map(|t| t.start);
+    let head_end = start_of(whr)
+        .or(start_of(order))
+        .or(start_of(limit))
+        .unwrap_or(end_of_text);
+    let table_end = start_of(set).unwrap_or(head_end);
+    let clause = |from: Option<usize>, skip: usize, until: &[Option<usize>]| {
+        let j = from?;
+        let s = toks.get(j + skip)?.start;
+        let e = until
+            .iter()
+            .find_map(|u| start_of(*u))
+            .unwrap_or(end_of_text);
+        (s <= e).then_some((s, e))
+    };
+    let condition = clause(whr, 1, &[order, limit]);
+    let order_range = clause(order, 2, &[limit]);
+    let count = match limit {
+        Some(j) => {
+            let c = toks.get(j + 1)?;
+            let rest_ok = toks[j + 2..].iter().all(|t| t.kind == Kind::Semicolon);
+            if c.kind != Kind::Number || !rest_ok {
+                return None;
+            }
+            Some(
+                std::str::from_utf8(c.bytes(sql))
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()?,
+            )
+        }
+        None => None,
+    };
+    // `ORDER BY 2, x`: an item that is a number alone (with its direction).
+    let order_by_position = order.is_some_and(|j| {
+        let until = limit.unwrap_or(toks.len());
+        let items = &toks[j + 2..until];
+        let mut depth = 0i32;
+        items
+            .split(|t| {
+                match t.bytes(sql) {
+                    b"(" if t.kind == Kind::Punct => depth += 1,
+                    b")" if t.kind == Kind::Punct => depth -= 1,
+                    _ => {}
+                }
+                depth == 0 && t.kind == Kind::Punct && t.bytes(sql) == b","
+            })
+            .any(|item| {
+                let item: Vec<&super::lex::Token> = item
+                    .iter()
+                    .filter(|t| !t.is_word(sql, "ASC") && !t.is_word(sql, "DESC"))
+                    .collect();
+                matches!(item.as_slice(), [t] if t.kind == Kind::Number)
+            })
+    });
+    Some(WriteClauses {
+        head: (0, head_end),
+        table: (table_start, table_end),
+        condition,
+        order: order_range,
+        order_by_position,
+        limit: count,
+    })
+}
+
 /// Finds `INSERT [LOW_PRIORITY | DELAYED | HIGH_PRIORITY] [IGNORE] [INTO] [schema.]table
 /// VALUES|VALUE|SELECT|WITH …` (or `REPLACE …`) without a column list.
 pub fn insert_without_columns(sql: &[u8], mode: &super::lex::Mode) -> Option<InsertWithoutColumns> {
@@ -537,6 +676,32 @@ pub fn quote_ident(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_clauses_of_updates_and_deletes() {
+        let sql = "UPDATE LOW_PRIORITY `s`.t AS a SET a.v = (SELECT 1 ORDER BY 1 LIMIT 1), w = 2 WHERE a.x IN (1, 2) ORDER BY LENGTH(a.n), 2 DESC LIMIT 5;";
+        let c = write_clauses(sql.as_bytes()).expect("clauses");
+        let at = |r: (usize, usize)| &sql[r.0..r.1];
+        assert_eq!(
+            at(c.head).trim(),
+            "UPDATE LOW_PRIORITY `s`.t AS a SET a.v = (SELECT 1 ORDER BY 1 LIMIT 1), w = 2"
+        );
+        assert_eq!(at(c.table).trim(), "`s`.t AS a");
+        assert_eq!(at(c.condition.expect("where")).trim(), "a.x IN (1, 2)");
+        assert_eq!(at(c.order.expect("order")).trim(), "LENGTH(a.n), 2 DESC");
+        assert!(c.order_by_position);
+        assert_eq!(c.limit, Some(5));
+        let sql = "DELETE QUICK FROM t ORDER BY x LIMIT 3";
+        let c = write_clauses(sql.as_bytes()).expect("clauses");
+        assert_eq!(&sql[c.head.0..c.head.1].trim(), &"DELETE QUICK FROM t");
+        assert_eq!(c.condition, None);
+        assert!(!c.order_by_position);
+        assert_eq!(c.limit, Some(3));
+        // Not a plain count, or something after it: no clauses.
+        assert!(write_clauses(b"DELETE FROM t ORDER BY x LIMIT ?").is_none());
+        assert!(write_clauses(b"DELETE FROM t ORDER BY x LIMIT 3 RETURNING x").is_none());
+        assert!(write_clauses(b"DELETE t FROM t").is_none());
+    }
 
     #[test]
     fn inserts_without_a_column_list_are_found() {
