@@ -114,7 +114,9 @@ async fn applications_get_the_data_account_and_admins_the_control_account() {
         "{grants:?}"
     );
     assert!(
-        grants.iter().all(|g| !g.contains(" ON *.* ") || g.starts_with("GRANT USAGE ON *.*")),
+        grants
+            .iter()
+            .all(|g| !g.contains(" ON *.* ") || g.starts_with("GRANT USAGE ON *.*")),
         "{grants:?}"
     );
     // What the router refuses it, MariaDB would refuse the data account too.

@@ -1,7 +1,6 @@
 //! Keyspaces as the subcommands set them up: applying a vschema (and creating its schemas),
 //! and the unique keys of its tables that lack the shard key; the data account's grants.
 
-
 /// Returns, per sharded table of `keyspace` that exists, a line for each unique key that does
 /// not contain the table's shard key: unique within one logical shard only, and the reason
 /// the router refuses `REPLACE`, `INSERT IGNORE` and `ON DUPLICATE KEY UPDATE` there.
