@@ -1548,3 +1548,87 @@ async fn ordered_updates_and_deletes_with_limit_over_logical_shards_like_mariadb
     drop(o);
     h.stop().await;
 }
+
+/// A parameter sent with `COM_STMT_SEND_LONG_DATA` of the backend's `max_allowed_packet`
+/// bytes (its statement with it could not be one packet there): the router sends it on as
+/// long data to a server-side prepared statement, and the row holds every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_data_beyond_max_allowed_packet_goes_on_as_long_data() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    c.query_drop(DDL[0]).await.expect("create");
+    c.query_drop("ALTER TABLE customer MODIFY note LONGBLOB")
+        .await
+        .expect("alter");
+    let max: u64 = c
+        .query_first("SELECT @@max_allowed_packet")
+        .await
+        .expect("read")
+        .expect("a value");
+    // Every byte value, as many as the backend takes in long data: bound into the statement's
+    // text, they would make a packet larger than it takes.
+    let data: Vec<u8> = (0..max as usize).map(|i| (i * 7 % 256) as u8).collect();
+    let mut s = raw_login(h.port()).await;
+    let command = |cmd: u8, body: &[u8]| {
+        let mut p = vec![cmd];
+        p.extend_from_slice(body);
+        p
+    };
+    assert!(write_raw(&mut s, 0, &command(0x02, b"demo")).await);
+    assert_eq!(read_raw(&mut s).await.expect("use").1.first(), Some(&0));
+    assert!(
+        write_raw(
+            &mut s,
+            0,
+            &command(
+                0x16,
+                b"INSERT INTO customer (customer_id, note) VALUES (7, ?)"
+            )
+        )
+        .await
+    );
+    let (_, ok) = read_raw(&mut s).await.expect("prepare");
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    let id = [ok[1], ok[2], ok[3], ok[4]];
+    let params = u16::from_le_bytes([ok[7], ok[8]]);
+    assert_eq!(params, 1);
+    // The parameter's definition and its EOF.
+    for _ in 0..2 {
+        read_raw(&mut s).await.expect("parameter definitions");
+    }
+    for piece in data.chunks(1 << 20) {
+        let mut body = id.to_vec();
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(piece);
+        assert!(write_raw(&mut s, 0, &command(0x18, &body)).await);
+    }
+    // Execute: no cursor, one iteration, no NULLs, the type (a blob) bound, no value.
+    let mut body = id.to_vec();
+    body.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfc, 0]);
+    assert!(write_raw(&mut s, 0, &command(0x17, &body)).await);
+    let (_, answer) = read_raw(&mut s).await.expect("execute");
+    assert_eq!(
+        answer.first(),
+        Some(&0),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(answer.get(1), Some(&1), "one row affected");
+    drop(s);
+    let got: Option<(u64, String)> = c
+        .query_first("SELECT LENGTH(note), MD5(note) FROM customer WHERE customer_id = 7")
+        .await
+        .expect("read back");
+    // (The same bytes as a parameter of a read: mysql_async sends a value this large as long
+    // data, which goes on as long data too.)
+    let want_md5: String = c
+        .exec_first("SELECT MD5(?)", (data.clone(),))
+        .await
+        .expect("MD5 of the data")
+        .expect("a value");
+    let (len, md5) = got.expect("the row");
+    assert_eq!(len, data.len() as u64);
+    assert_eq!(md5, want_md5);
+    drop(c);
+    h.stop().await;
+}

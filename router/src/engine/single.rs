@@ -29,8 +29,14 @@ pub(super) enum WireStatement<'a> {
         sql: &'a str,
         types: &'a [(u8, bool)],
         params: &'a crate::session::prepared::Params<'a>,
+        /// Parameters the client sent with `COM_STMT_SEND_LONG_DATA`, sent on the same way
+        /// before the execute (whose values leave them out, as the client's did).
+        long_data: Option<&'a std::collections::HashMap<u16, Vec<u8>>>,
     },
 }
+
+/// The size of each `COM_STMT_SEND_LONG_DATA` piece sent to a backend.
+const LONG_DATA_PIECE: usize = 1 << 20;
 
 impl Engine {
     /// Runs `stmt` on the first of `shards` that can be reached and streams its answer;
@@ -131,13 +137,31 @@ impl Engine {
                 c.command(COM_QUERY, sql).await.map_err(|e| map(e.into()))?;
                 false
             }
-            WireStatement::Prepared { sql, types, params } => {
+            WireStatement::Prepared {
+                sql,
+                types,
+                params,
+                long_data,
+            } => {
                 let (id, n) = c.prepared(sql).await.map_err(map)?;
                 if usize::from(n) != types.len() {
                     return Err(SqlError::router(format!(
                         "parameter count mismatch: the statement has {} markers, the backend counts {n}",
                         types.len()
                     )));
+                }
+                // Long data in pieces well under any `max_allowed_packet` (the server joins
+                // them; it answers none).
+                for (param, data) in long_data.iter().flat_map(|m| m.iter()) {
+                    for piece in data.chunks(LONG_DATA_PIECE) {
+                        c.command_with(crate::wire::constants::COM_STMT_SEND_LONG_DATA, |body| {
+                            body.extend_from_slice(&id.to_le_bytes());
+                            body.extend_from_slice(&param.to_le_bytes());
+                            body.extend_from_slice(piece);
+                        })
+                        .await
+                        .map_err(|e| map(e.into()))?;
+                    }
                 }
                 // Always with types: the connection may not be the one that saw them first.
                 c.command_with(COM_STMT_EXECUTE, |body| {
@@ -163,20 +187,25 @@ impl Engine {
             .await
     }
 
-    /// Executes a prepared read whose plan `e` names one target (see [`crate::session::prepared`]) as
-    /// a server-side prepared statement there; binary rows are passed on as they come.
-    /// `Ok(false)`: not possible here (in a transaction, a plan of several targets, or the
+    /// Executes a prepared statement whose plan `e` names one target (see
+    /// [`crate::session::prepared`]) as a server-side prepared statement there, `long_data`
+    /// sent on as long data; binary rows are passed on as they come. A read, or a write with
+    /// long data too large to bind into its text (writes wait for a cutover and are copied
+    /// to a moving logical shard's target as any write). `Ok(false)`: not possible here (in a
+    /// transaction, a plan of several targets, a write that needs a unique-key check, or the
     /// shard's server wants a login the router's own connections do not speak); the caller
     /// binds the parameters as literals instead.
     ///
     /// # Errors
     /// The backend's errors, mapped as for any statement.
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute_prepared(
         &self,
         session: &mut Session,
         e: &Exec,
         types: &[(u8, bool)],
         params: &crate::session::prepared::Params<'_>,
+        long_data: Option<&std::collections::HashMap<u16, Vec<u8>>>,
         io: &mut PacketIo,
         rt: &RoutingTable,
     ) -> Result<bool, SqlError> {
@@ -185,6 +214,39 @@ impl Engine {
         }
         if let Some(k) = e.keyspace.as_deref().filter(|k| !session.grants.may_use(k)) {
             return Err(crate::session::Grants::denied(&session.user, k));
+        }
+        let write = e.kind != crate::planner::StmtKind::Read;
+        if write {
+            if session.grants.read_only {
+                return Err(crate::session::Grants::read_only_refusal(&session.user));
+            }
+            if e.conflict.is_some() || e.statement_prefix.is_some() || e.held.is_some() {
+                return Ok(false);
+            }
+        }
+        let r = self
+            .execute_prepared_on(session, e, types, params, long_data, io, rt, write)
+            .await;
+        session.copy_after.clear();
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_prepared_on(
+        &self,
+        session: &mut Session,
+        e: &Exec,
+        types: &[(u8, bool)],
+        params: &crate::session::prepared::Params<'_>,
+        long_data: Option<&std::collections::HashMap<u16, Vec<u8>>>,
+        io: &mut PacketIo,
+        rt: &RoutingTable,
+        write: bool,
+    ) -> Result<bool, SqlError> {
+        if write {
+            // As any write: one to a logical shard being cut over waits for the flip, and one
+            // to a moving logical shard is copied before it is acknowledged.
+            session.copy_after = self.moves.guard(session, e).await?;
         }
         let ks = match &e.keyspace {
             Some(k) => Some(
@@ -204,6 +266,7 @@ impl Engine {
             sql: &t.sql,
             types,
             params,
+            long_data,
         };
         if let [ps] = t.shards.as_ref() {
             return answered(self.run_single(session, rt, ps, &stmt, io, unq).await?);

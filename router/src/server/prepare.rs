@@ -115,6 +115,38 @@ pub(super) async fn execute(
     // statement, outside transactions, result shadows (which compare text rows) and routing
     // shadows (which must see the values).
     let rt = shared.engine.topo.table();
+    // Long data too large to bind into the statement's text (which the backend's
+    // `max_allowed_packet` would then refuse) goes on as long data, where the statement runs
+    // on one target whatever its parameters.
+    if !in_txn && rt.candidate.is_none() && p.long_data_len() >= LONG_DATA_SERVER_SIDE {
+        if let Some(e) = p.long_data_plan(&rt, session.keyspace.as_deref()) {
+            let params = p.split_params(&body[4..])?;
+            let types = p.param_types.clone();
+            let long_data = std::mem::take(&mut p.long_data);
+            let started = std::time::Instant::now();
+            let fingerprint = crate::sql::fingerprint(&p.sql);
+            let text = p.sql.clone();
+            let ks = e.keyspace.as_deref().or(session.keyspace.as_deref());
+            series.select(&shared.metrics, e.route.as_str(), ks.unwrap_or_default());
+            io.rows = 0;
+            let r = shared
+                .engine
+                .execute_prepared(session, &e, &types, &params, Some(&long_data), io, &rt)
+                .await;
+            if !matches!(r, Ok(false)) {
+                let r = r.map(|_| ());
+                finished(shared, io, &fingerprint, &text, 1, started, &r, series);
+                return r;
+            }
+            // Not here after all: bound as literals below.
+            if let Some(p) = session.prepared.get_mut(&id) {
+                p.long_data = long_data;
+            }
+        }
+    }
+    let Some(p) = session.prepared.get_mut(&id) else {
+        return Err(SqlError::router("prepared statement vanished"));
+    };
     let forward = if in_txn || !p.long_data.is_empty() || rt.candidate.is_some() {
         None
     } else {
@@ -183,7 +215,7 @@ pub(super) async fn execute(
         io.rows = 0;
         let r = shared
             .engine
-            .execute_prepared(session, &e, &types, &params, io, &rt)
+            .execute_prepared(session, &e, &types, &params, None, io, &rt)
             .await;
         if !matches!(r, Ok(false)) {
             let r = r.map(|_| ());
@@ -210,6 +242,10 @@ pub(super) async fn execute(
     // Boxed: statements that run server-side do not carry a text statement's future.
     Box::pin(query(shared, session, io, &sql, series)).await
 }
+
+/// Long data of at least this many bytes (all parameters together) is sent to the backend as
+/// long data, where the statement allows it, rather than bound into the statement's text.
+const LONG_DATA_SERVER_SIDE: usize = 1 << 20;
 
 /// COM_FIELD_LIST: the columns of one table, as column definitions.
 pub(super) async fn field_list(

@@ -76,6 +76,25 @@ impl Prepared {
         }
     }
 
+    /// The plan to execute this statement with its markers, long data and all, when it runs
+    /// on one target whatever the parameters (a read or a write; not cached: long data is
+    /// rare).
+    pub fn long_data_plan(
+        &self,
+        rt: &crate::topology::RoutingTable,
+        keyspace: Option<&str>,
+    ) -> Option<Arc<crate::planner::Exec>> {
+        match forwardable(&self.sql, self.markers.len(), rt, keyspace, true)? {
+            Forward::Fixed(e) => Some(e),
+            Forward::ByShard(_) => None,
+        }
+    }
+
+    /// The bytes of long data held for the next execute.
+    pub fn long_data_len(&self) -> usize {
+        self.long_data.values().map(Vec::len).sum()
+    }
+
     /// The plan to execute this statement with its markers (see the module doc), or `None`
     /// when its route depends on the parameters or on session state, or it is not a read on
     /// one target. Planned once per routing-table revision and keyspace.
@@ -86,7 +105,7 @@ impl Prepared {
     ) -> Option<(&Forward, &Arc<str>)> {
         let fresh = matches!(&self.forward, Some((rev, ks, _)) if *rev == rt.revision && ks.as_deref() == keyspace);
         if !fresh {
-            let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace).map(|e| {
+            let plan = forwardable(&self.sql, self.markers.len(), rt, keyspace, false).map(|e| {
                 let fp = crate::sql::shape::shape(&self.sql)
                     .map_or_else(|| self.sql.clone(), |s| s.key.into());
                 (e, fp)
@@ -223,12 +242,14 @@ fn forwardable(
     n: usize,
     rt: &crate::topology::RoutingTable,
     keyspace: Option<&str>,
+    writes: bool,
 ) -> Option<Forward> {
     use crate::planner::{plan_session, Plan, StmtKind, Targets};
     let Ok(Plan::Exec(e)) = plan_session(sql, keyspace, 0, rt) else {
         return None;
     };
-    if e.kind != StmtKind::Read || e.merge.is_some() || e.limit.is_some() {
+    let kind_ok = e.kind == StmtKind::Read || (writes && e.kind == StmtKind::Write);
+    if !kind_ok || e.merge.is_some() || e.limit.is_some() {
         return None;
     }
     let (backend_sql, fixed) = match &e.targets {
