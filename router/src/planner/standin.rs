@@ -11,8 +11,9 @@ use sqlparser::dialect::MySqlDialect;
 /// `LOCK IN SHARE MODE` ending a `SELECT` (stand-in `FOR SHARE`) and `WITH ROLLUP` after a
 /// `GROUP BY` (stand-in a comment; only on one logical shard, or a keyspace that is not
 /// sharded, where MariaDB computes the super-aggregate rows over all the rows), and the
-/// `ORDER BY` of an `UPDATE` (stand-in a comment; the planner still sees its `LIMIT`, which
-/// keeps such an `UPDATE` to one logical shard).
+/// `ORDER BY` of an `UPDATE` (stand-in a comment; the planner still sees its `LIMIT`), and
+/// the modifiers `LOW_PRIORITY`, `IGNORE` of an `UPDATE` and `LOW_PRIORITY`, `QUICK` of a
+/// `DELETE` (stand-ins comments; the parser would read `UPDATE IGNORE t` as table `IGNORE`).
 pub(super) struct StandIn {
     pub(super) stand_in_sql: String,
     /// `(stand-in, original)`, in statement order.
@@ -26,6 +27,14 @@ pub(super) const ROLLUP_STAND_IN: &str = "/*tsr_rlp*/";
 /// The comment that stands in for an `UPDATE`'s `ORDER BY` clause.
 pub(super) const ORDER_STAND_IN: &str = "/*tsr_ob*/";
 
+/// The comments that stand in for the modifiers of `UPDATE` and `DELETE` (each no longer than
+/// its word).
+const MODIFIER_STAND_INS: &[(&str, &str)] = &[
+    ("LOW_PRIORITY", "/*tsr_lowp*/"),
+    ("IGNORE", "/*ti*/"),
+    ("QUICK", "/*q*/"),
+];
+
 impl StandIn {
     pub(super) fn find(sql: &str) -> Option<StandIn> {
         use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -34,12 +43,21 @@ impl StandIn {
                 .windows(w.len())
                 .any(|x| x.eq_ignore_ascii_case(w))
         };
-        let update = sql
-            .trim_start()
-            .get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case("update"));
+        let head = |w: &str| {
+            sql.trim_start()
+                .get(..w.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(w))
+        };
+        let update = head("update");
         let (share, rollup, order) = (has(b"share"), has(b"rollup"), update && has(b"order"));
-        if !share && !rollup && !order || sql.contains("tsr_rlp") || sql.contains("tsr_ob") {
+        let modifiers =
+            (update || head("delete")) && (has(b"ignore") || has(b"low_priority") || has(b"quick"));
+        if !share && !rollup && !order && !modifiers
+            || [ROLLUP_STAND_IN, ORDER_STAND_IN]
+                .iter()
+                .chain(MODIFIER_STAND_INS.iter().map(|(_, s)| s))
+                .any(|s| sql.contains(s))
+        {
             return None;
         }
         let tokens = Tokenizer::new(&MySqlDialect {}, sql)
@@ -90,6 +108,30 @@ impl StandIn {
                 let s = offsets.byte(sql, words[first].span.start)?;
                 let e = offsets.byte(sql, words[last].span.end)?;
                 found.push((s, e, ORDER_STAND_IN));
+            }
+        }
+        // The modifiers after `UPDATE` (`LOW_PRIORITY`, `IGNORE`) and `DELETE` (`LOW_PRIORITY`,
+        // `QUICK`), which the parser does not know there.
+        if let Some(verb) = words.first().filter(|w| is(w, "UPDATE") || is(w, "DELETE")) {
+            let known: &[&str] = if is(verb, "UPDATE") {
+                &["LOW_PRIORITY", "IGNORE"]
+            } else {
+                &["LOW_PRIORITY", "QUICK"]
+            };
+            for w in words.iter().skip(1) {
+                let Some((_, stand_in)) = MODIFIER_STAND_INS
+                    .iter()
+                    .find(|(m, _)| known.contains(m) && is(w, m))
+                else {
+                    // (`DELETE … IGNORE` after them the parser knows.)
+                    if is(w, "IGNORE") {
+                        continue;
+                    }
+                    break;
+                };
+                let s = offsets.byte(sql, w.span.start)?;
+                let e = offsets.byte(sql, w.span.end)?;
+                found.push((s, e, stand_in));
             }
         }
         let mut end = words.len();
@@ -148,13 +190,17 @@ impl StandIn {
     }
 
     pub(super) fn restore_plan(&self, plan: Plan) -> Result<Plan, SqlError> {
-        // An `UPDATE … ORDER BY … LIMIT` over several logical shards: its template whole.
-        if let Plan::Local(super::plan::Local::OrderedWrite(mut w)) = plan {
-            if self.rollup {
-                return Err(SqlError::unsupported("WITH ROLLUP in an UPDATE"));
+        // An `UPDATE`/`DELETE … LIMIT` over several logical shards: its template whole.
+        match plan {
+            Plan::Local(super::plan::Local::OrderedWrite(mut w)) => {
+                self.restore(&mut w.template)?;
+                return Ok(Plan::Local(super::plan::Local::OrderedWrite(w)));
             }
-            self.restore(&mut w.template)?;
-            return Ok(Plan::Local(super::plan::Local::OrderedWrite(w)));
+            Plan::Local(super::plan::Local::LimitedWrite(mut w)) => {
+                self.restore(&mut w.template)?;
+                return Ok(Plan::Local(super::plan::Local::LimitedWrite(w)));
+            }
+            _ => {}
         }
         let Plan::Exec(mut e) = plan else {
             return Err(SqlError::unsupported(
