@@ -224,54 +224,40 @@ impl Engine {
                 return Ok(false);
             }
         }
-        let r = self
-            .execute_prepared_on(session, e, types, params, long_data, io, rt, write)
-            .await;
+        let r: Result<bool, SqlError> = async {
+            if write {
+                // As any write: one to a logical shard being cut over waits for the flip, and one
+                // to a moving logical shard is copied before it is acknowledged.
+                session.copy_after = self.moves.guard(session, e).await?;
+            }
+            let ks = match &e.keyspace {
+                Some(k) => Some(
+                    rt.keyspace(k)
+                        .ok_or_else(|| SqlError::unknown_database(k))?,
+                ),
+                None => None,
+            };
+            let Some(t) = single_target(session, rt, e, ks)? else {
+                return Ok(false);
+            };
+            if t.raw.is_some() {
+                return Ok(false);
+            }
+            let unq = Unqualify(ks);
+            let stmt = WireStatement::Prepared {
+                sql: &t.sql,
+                types,
+                params,
+                long_data,
+            };
+            if let [ps] = t.shards.as_ref() {
+                return answered(self.run_single(session, rt, ps, &stmt, io, unq).await?);
+            }
+            Box::pin(self.one_of(session, rt, &t.shards, &stmt, io, unq, t.none)).await
+        }
+        .await;
         session.copy_after.clear();
         r
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn execute_prepared_on(
-        &self,
-        session: &mut Session,
-        e: &Exec,
-        types: &[(u8, bool)],
-        params: &crate::session::prepared::Params<'_>,
-        long_data: Option<&std::collections::HashMap<u16, Vec<u8>>>,
-        io: &mut PacketIo,
-        rt: &RoutingTable,
-        write: bool,
-    ) -> Result<bool, SqlError> {
-        if write {
-            // As any write: one to a logical shard being cut over waits for the flip, and one
-            // to a moving logical shard is copied before it is acknowledged.
-            session.copy_after = self.moves.guard(session, e).await?;
-        }
-        let ks = match &e.keyspace {
-            Some(k) => Some(
-                rt.keyspace(k)
-                    .ok_or_else(|| SqlError::unknown_database(k))?,
-            ),
-            None => None,
-        };
-        let Some(t) = single_target(session, rt, e, ks)? else {
-            return Ok(false);
-        };
-        if t.raw.is_some() {
-            return Ok(false);
-        }
-        let unq = Unqualify(ks);
-        let stmt = WireStatement::Prepared {
-            sql: &t.sql,
-            types,
-            params,
-            long_data,
-        };
-        if let [ps] = t.shards.as_ref() {
-            return answered(self.run_single(session, rt, ps, &stmt, io, unq).await?);
-        }
-        Box::pin(self.one_of(session, rt, &t.shards, &stmt, io, unq, t.none)).await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows

@@ -197,47 +197,84 @@ impl Engine {
     ) -> Result<(), SqlError> {
         let own = self.statement_begin(session).await?;
         let r = self.limited_parts(session, &w, io).await;
-        self.statement_end(session, own, r.is_ok()).await?;
-        let (affected, warnings, infos, conditions) = r?;
-        session.conditions = conditions;
-        let info = crate::wire::resultset::merged_info(infos.iter().map(String::as_str));
-        self.ok(session, io, affected, 0, warnings, &info).await
+        self.answer_parts(session, io, own, r).await
     }
 
-    /// The parts of [`Engine::limited_write`], each run as a plan of its own (so that moves
-    /// and fences apply as to any write); their affected rows, warnings, info texts and
-    /// conditions.
-    #[allow(clippy::type_complexity)]
+    /// Ends a write split into parts (its transaction or savepoint: all of it or nothing) and
+    /// answers with the parts summed.
+    async fn answer_parts(
+        &self,
+        session: &mut Session,
+        io: &mut PacketIo,
+        own: bool,
+        r: Result<Parts, SqlError>,
+    ) -> Result<(), SqlError> {
+        self.statement_end(session, own, r.is_ok()).await?;
+        let p = r?;
+        session.conditions = p.conditions;
+        let info = crate::wire::resultset::merged_info(p.infos.iter().map(String::as_str));
+        self.ok(session, io, p.affected, 0, p.warnings, &info).await
+    }
+
+    /// Runs one part of a write split over logical shards: `template` on logical shard `ls`
+    /// of `keyspace`, as a plan of its own (so that moves and fences apply as to any write),
+    /// its OK held back and added to `parts`. Returns its affected rows and info text.
+    async fn write_part(
+        &self,
+        session: &mut Session,
+        keyspace: &str,
+        template: String,
+        ls: u32,
+        io: &mut PacketIo,
+        parts: &mut Parts,
+    ) -> Result<(u64, String), SqlError> {
+        use crate::planner::{Exec, Plan, RouteKind, Targets};
+        let plan = Plan::Exec(Box::new(Exec::plain(
+            Some(keyspace.to_string()),
+            StmtKind::Write,
+            RouteKind::One,
+            Targets::Ls {
+                template,
+                ls: vec![ls],
+            },
+        )));
+        let outer = std::mem::replace(&mut session.defer_ok, true);
+        let r = Box::pin(self.execute(session, plan, io)).await;
+        session.defer_ok = outer;
+        let done = session.deferred_ok.take();
+        r?;
+        let (a, _, wn, info) = done.unwrap_or_default();
+        parts.affected += a;
+        parts.warnings = parts.warnings.saturating_add(wn);
+        match (&mut parts.conditions, session.conditions.take()) {
+            (Some(all), Some(c)) => all.extend(c),
+            (all, _) if wn > 0 => *all = None,
+            _ => {}
+        }
+        if !info.is_empty() {
+            parts.infos.push(info.clone());
+        }
+        Ok((a, info))
+    }
+
+    /// The parts of [`Engine::limited_write`], summed.
     async fn limited_parts(
         &self,
         session: &mut Session,
         w: &crate::planner::LimitedWrite,
         io: &mut PacketIo,
-    ) -> Result<(u64, u16, Vec<String>, Option<Vec<(String, u16, String)>>), SqlError> {
-        use crate::planner::{Exec, Plan, RouteKind, Targets, LIMIT_PLACEHOLDER};
-        let (mut affected, mut warnings) = (0u64, 0u16);
-        let mut infos = Vec::new();
-        let mut conditions: Option<Vec<(String, u16, String)>> = Some(Vec::new());
+    ) -> Result<Parts, SqlError> {
+        use crate::planner::LIMIT_PLACEHOLDER;
+        let mut parts = Parts::default();
         let mut left = w.limit;
         for &ls in &w.ls {
             if left == 0 {
                 break;
             }
-            let plan = Plan::Exec(Box::new(Exec::plain(
-                Some(w.keyspace.clone()),
-                StmtKind::Write,
-                RouteKind::One,
-                Targets::Ls {
-                    template: w.template.replacen(LIMIT_PLACEHOLDER, &left.to_string(), 1),
-                    ls: vec![ls],
-                },
-            )));
-            let outer = std::mem::replace(&mut session.defer_ok, true);
-            let r = Box::pin(self.execute(session, plan, io)).await;
-            session.defer_ok = outer;
-            let done = session.deferred_ok.take();
-            r?;
-            let (a, _, wn, info) = done.unwrap_or_default();
+            let template = w.template.replacen(LIMIT_PLACEHOLDER, &left.to_string(), 1);
+            let (a, info) = self
+                .write_part(session, &w.keyspace, template, ls, io, &mut parts)
+                .await?;
             // An UPDATE's limit counts the rows it matched, changed or not.
             let found = if w.update {
                 super::lookup::info_number(&info, "Rows matched:").unwrap_or(a)
@@ -245,18 +282,28 @@ impl Engine {
                 a
             };
             left = left.saturating_sub(found);
-            affected += a;
-            warnings = warnings.saturating_add(wn);
-            match (&mut conditions, session.conditions.take()) {
-                (Some(all), Some(c)) => all.extend(c),
-                (all, _) if wn > 0 => *all = None,
-                _ => {}
-            }
-            if !info.is_empty() {
-                infos.push(info);
-            }
         }
-        Ok((affected, warnings, infos, conditions))
+        Ok(parts)
+    }
+}
+
+/// What the parts of a write split over logical shards add up to: affected rows, warnings,
+/// info texts, and their conditions (`None` once a part's are unknown).
+struct Parts {
+    affected: u64,
+    warnings: u16,
+    infos: Vec<String>,
+    conditions: Option<Vec<(String, u16, String)>>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            affected: 0,
+            warnings: 0,
+            infos: Vec::new(),
+            conditions: Some(Vec::new()),
+        }
     }
 }
 
@@ -307,15 +354,11 @@ impl Engine {
             .ok_or_else(|| refuse("on a table without a primary key"))?;
         let own = self.statement_begin(session).await?;
         let r = self.ordered_parts(session, &rt, &ks, &w, &c, &pk, io).await;
-        self.statement_end(session, own, r.is_ok()).await?;
-        let (affected, warnings, infos, conditions) = r?;
-        session.conditions = conditions;
-        let info = crate::wire::resultset::merged_info(infos.iter().map(String::as_str));
-        self.ok(session, io, affected, 0, warnings, &info).await
+        self.answer_parts(session, io, own, r).await
     }
 
     /// The steps of [`Engine::ordered_write`] inside its transaction or savepoint.
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(clippy::too_many_arguments)]
     async fn ordered_parts(
         &self,
         session: &mut Session,
@@ -325,8 +368,7 @@ impl Engine {
         c: &crate::sql::rewrite::WriteClauses,
         pk: &[String],
         io: &mut PacketIo,
-    ) -> Result<(u64, u16, Vec<String>, Option<Vec<(String, u16, String)>>), SqlError> {
-        use crate::planner::{Exec, Plan, RouteKind, Targets};
+    ) -> Result<Parts, SqlError> {
         use crate::sql::{quote_ident, LS_PLACEHOLDER};
         let text = w.template.as_str();
         let piece = |(s, e): (usize, usize)| text.get(s..e).unwrap_or_default().trim();
@@ -489,9 +531,7 @@ impl Engine {
                     .join(", ")
             )
         };
-        let (mut affected, mut warnings) = (0u64, 0u16);
-        let mut infos = Vec::new();
-        let mut conditions: Option<Vec<(String, u16, String)>> = Some(Vec::new());
+        let mut parts = Parts::default();
         let mut by_ls: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
         for (ls, k) in chosen {
             // A one-column key's literal without the row's parentheses.
@@ -506,36 +546,16 @@ impl Engine {
             by_ls.entry(ls).or_default().push(k);
         }
         if by_ls.is_empty() && w.update {
-            infos.push("Rows matched: 0  Changed: 0  Warnings: 0".to_string());
+            parts
+                .infos
+                .push("Rows matched: 0  Changed: 0  Warnings: 0".to_string());
         }
         for (ls, keys) in by_ls {
-            let plan = Plan::Exec(Box::new(Exec::plain(
-                Some(w.keyspace.clone()),
-                StmtKind::Write,
-                RouteKind::One,
-                Targets::Ls {
-                    template: format!("{head} WHERE {key} IN ({})", keys.join(", ")),
-                    ls: vec![ls],
-                },
-            )));
-            let outer = std::mem::replace(&mut session.defer_ok, true);
-            let r = Box::pin(self.execute(session, plan, io)).await;
-            session.defer_ok = outer;
-            let done = session.deferred_ok.take();
-            r?;
-            let (a, _, wn, info) = done.unwrap_or_default();
-            affected += a;
-            warnings = warnings.saturating_add(wn);
-            match (&mut conditions, session.conditions.take()) {
-                (Some(all), Some(c)) => all.extend(c),
-                (all, _) if wn > 0 => *all = None,
-                _ => {}
-            }
-            if !info.is_empty() {
-                infos.push(info);
-            }
+            let template = format!("{head} WHERE {key} IN ({})", keys.join(", "));
+            self.write_part(session, &w.keyspace, template, ls, io, &mut parts)
+                .await?;
         }
-        Ok((affected, warnings, infos, conditions))
+        Ok(parts)
     }
 }
 
