@@ -47,26 +47,27 @@ async fn status(admin: std::net::SocketAddr) -> serde_json::Value {
     serde_json::from_str(&http_get(admin, "/status").await).expect("status json")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn router_serves_through_a_topology_outage_and_catches_up() {
-    let cluster = LocalCluster::start(2, None).await.expect("mariadb");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let node = start_node(port, dir.path());
-    let topo = Topo::new(Arc::new(
-        HttpStore::new(&[format!("127.0.0.1:{port}")], None).expect("client"),
-    ));
-    register_shards(&topo, &cluster, 2).await;
+/// Keyspace `demo` (8 logical shards over the cluster's 2 servers, table `t` by `id`) applied
+/// through `topo`, and a router on the topology at `endpoints`: the router, its admin address,
+/// and options to connect to it as the application.
+async fn demo_router(
+    topo: &Topo,
+    cluster: &LocalCluster,
+    endpoints: &[String],
+) -> (
+    tessera_router::RouterHandle,
+    std::net::SocketAddr,
+    mysql_async::OptsBuilder,
+) {
+    register_shards(topo, cluster, 2).await;
     let v = VSchema::from_yaml(
         "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  t: { shard_key: id }\n",
     )
     .expect("vschema");
-    tessera::cli::apply_vschema(&topo, &v).await.expect("apply");
+    tessera::cli::apply_vschema(topo, &v).await.expect("apply");
     let cfg = RouterConfig::from_yaml(&format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\ntopo: {{endpoints: ['127.0.0.1:{port}']}}\n"
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\ntopo: {{endpoints: [{}]}}\n",
+        endpoints.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ")
     ))
     .expect("config");
     let router = Router::new(cfg, topo.clone())
@@ -81,6 +82,22 @@ async fn router_serves_through_a_topology_outage_and_catches_up() {
         .pass(Some(PASSWORD))
         .db_name(Some("demo"))
         .prefer_socket(false);
+    (router, admin, opts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_serves_through_a_topology_outage_and_catches_up() {
+    let cluster = LocalCluster::start(2, None).await.expect("mariadb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let node = start_node(port, dir.path());
+    let topo = Topo::new(Arc::new(
+        HttpStore::new(&[format!("127.0.0.1:{port}")], None).expect("client"),
+    ));
+    let (router, admin, opts) = demo_router(&topo, &cluster, &[format!("127.0.0.1:{port}")]).await;
     let mut c = mysql_async::Conn::new(opts.clone()).await.expect("connect");
     c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)")
         .await
@@ -698,29 +715,7 @@ async fn three_topology_nodes_down_for_a_minute_under_load() {
         ms(elected)
     );
     let topo = Topo::new(Arc::new(HttpStore::new(&eps, None).expect("client")));
-    register_shards(&topo, &cluster, 2).await;
-    let v = VSchema::from_yaml(
-        "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  t: { shard_key: id }\n",
-    )
-    .expect("vschema");
-    tessera::cli::apply_vschema(&topo, &v).await.expect("apply");
-    let cfg = RouterConfig::from_yaml(&format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nusers: [{{name: {USER}, password: {PASSWORD}}}]\ntopo: {{endpoints: [{}]}}\n",
-        eps.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ")
-    ))
-    .expect("config");
-    let router = Router::new(cfg, topo.clone())
-        .start()
-        .await
-        .expect("router");
-    let admin = router.admin_addr().expect("admin");
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(router.local_addr().port())
-        .user(Some(USER))
-        .pass(Some(PASSWORD))
-        .db_name(Some("demo"))
-        .prefer_socket(false);
+    let (router, admin, opts) = demo_router(&topo, &cluster, &eps).await;
 
     // The table and each client's rows, loaded through the router.
     let mut c = Conn::new(opts.clone()).await.expect("connect");
