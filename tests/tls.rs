@@ -905,7 +905,8 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
         !topo_answers_clear_text(up.topo_port),
         "the topology answered clear-text HTTP"
     );
-    let ca_left = std::fs::read_to_string(topo_ca_file()).expect("the topology CA file");
+    let ca_left =
+        std::fs::read_to_string(topo_ca_file(up.topo_port)).expect("the topology CA file");
     assert_eq!(ca_left.as_bytes(), std::fs::read(&ca_path).expect("ca"));
     // Trusting another CA, the command line refuses the topology (the token is never sent).
     let other_ca = logs.path().join("other-ca.pem");
@@ -963,9 +964,10 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
     assert!(out.contains("TLSv1"), "{out}");
     let ca_bytes = std::fs::read(&ca_path).expect("ca");
     let server_cert = std::fs::read(tls.join("server-cert.pem")).expect("cert");
+    let topo_port = up.topo_port;
     up.stop();
     assert!(
-        !topo_ca_file().exists(),
+        !topo_ca_file(topo_port).exists(),
         "a stopped cluster leaves its topology CA behind"
     );
 
@@ -1052,9 +1054,9 @@ fn tessera_up_uses_tls_on_every_hop_with_its_own_ca() {
     up.stop();
 }
 
-/// Where `tessera up` leaves its topology CA (beside the token file).
-fn topo_ca_file() -> PathBuf {
-    tessera_topo::tls::default_ca_path().expect("a home for the CA file")
+/// Where `tessera up` leaves its topology CA for the node at `port` (beside the token file).
+fn topo_ca_file(port: u16) -> PathBuf {
+    tessera_topo::tls::ca_path_for(&format!("127.0.0.1:{port}")).expect("a home for the CA file")
 }
 
 /// Whether the topology at `port` answers a clear-text HTTP request with HTTP.

@@ -229,7 +229,7 @@ pub struct TopoConfig {
     pub token_env: Option<String>,
     /// The CA file the topology nodes' certificates chain to: `host:port` endpoints are then
     /// reached over HTTPS, verified against it. Without it, the CA that `$TESSERA_TOPO_CA`
-    /// names or `tessera up` left beside the token file, if any.
+    /// names or a running `tessera up` left (beside the token file) for these endpoints.
     #[serde(default)]
     pub tls_ca: Option<std::path::PathBuf>,
     /// A client certificate and key for nodes that require one (mutual TLS).
@@ -240,6 +240,15 @@ pub struct TopoConfig {
 }
 
 impl TopoConfig {
+    /// The endpoints, or the local one when none is given.
+    pub fn endpoints_or_default(&self) -> Vec<String> {
+        if self.endpoints.is_empty() {
+            vec!["127.0.0.1:15999".into()]
+        } else {
+            self.endpoints.clone()
+        }
+    }
+
     /// The TLS a client of the topology uses, as configured or found (see `tls_ca`).
     ///
     /// # Errors
@@ -267,7 +276,7 @@ impl TopoConfig {
                 "topo.tls_ca",
                 "a client certificate needs the CA the nodes are verified against".into(),
             )),
-            None => tessera_topo::tls::ClientTls::discover()
+            None => tessera_topo::tls::ClientTls::discover(&self.endpoints_or_default())
                 .map_err(|e| bad("topo.tls_ca", e.to_string())),
         }
     }
@@ -439,11 +448,7 @@ impl RouterConfig {
 
     /// Returns the topology endpoints, defaulting to the local one.
     pub fn topo_endpoints(&self) -> Vec<String> {
-        if self.topo.endpoints.is_empty() {
-            vec!["127.0.0.1:15999".into()]
-        } else {
-            self.topo.endpoints.clone()
-        }
+        self.topo.endpoints_or_default()
     }
 }
 

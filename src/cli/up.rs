@@ -193,7 +193,10 @@ async fn serve(
         None => None,
     };
     let _ca_file = match tls {
-        Some(t) => Some(LeftCa::write(&t.ca_pem)?),
+        Some(t) => Some(LeftCa::write(
+            &t.ca_pem,
+            &peers.values().map(ToString::to_string).collect::<Vec<_>>(),
+        )?),
         None => None,
     };
     let client_tls = node_tls.as_ref().map(|t| tessera_topo::tls::ClientTls {
@@ -313,7 +316,7 @@ async fn serve(
                 None => println!("connect: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}", raddr.port(), a.user, a.password, vschema.keyspace),
             }
             println!("topology: tessera vschema show {} --topo {}", vschema.keyspace, endpoints.join(","));
-            if let Some(ca) = tessera_topo::tls::default_ca_path().filter(|_| tls.is_some()) {
+            if let Some(ca) = tessera_topo::tls::ca_path_for(&topo_addr.to_string()).filter(|_| tls.is_some()) {
                 println!(
                     "topology tls: HTTPS between nodes and for every client, verified against {} (the tessera commands find it there while this cluster runs; --topo-ca elsewhere)",
                     ca.display()
@@ -417,32 +420,39 @@ pub fn split_statements(text: &str) -> Vec<String> {
     out
 }
 
-/// The topology CA left beside the token file while the cluster runs; removed when dropped,
-/// unless another cluster has put its own there since.
+/// The topology CA left beside the token file while the cluster runs, one file per node
+/// address; removed when dropped, unless another cluster has put its own there since.
 struct LeftCa {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     pem: String,
 }
 
 impl LeftCa {
-    fn write(pem: &str) -> anyhow::Result<LeftCa> {
-        let path = tessera_topo::tls::default_ca_path()
-            .context("no directory for the topology CA file")?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
-        }
-        std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
-        Ok(LeftCa {
-            path,
+    fn write(pem: &str, addrs: &[String]) -> anyhow::Result<LeftCa> {
+        let mut left = LeftCa {
+            paths: Vec::new(),
             pem: pem.to_string(),
-        })
+        };
+        for addr in addrs {
+            let path = tessera_topo::tls::ca_path_for(addr)
+                .context("no directory for the topology CA file")?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("making {}", dir.display()))?;
+            }
+            std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+            left.paths.push(path);
+        }
+        Ok(left)
     }
 }
 
 impl Drop for LeftCa {
     fn drop(&mut self) {
-        if std::fs::read_to_string(&self.path).is_ok_and(|p| p == self.pem) {
-            let _ = std::fs::remove_file(&self.path);
+        for path in &self.paths {
+            if std::fs::read_to_string(path).is_ok_and(|p| p == self.pem) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -24,8 +24,9 @@ pub const CA_ENV: &str = "TESSERA_TOPO_CA";
 /// The environment variables naming a client certificate and key for nodes that require one.
 pub const CERT_ENV: &str = "TESSERA_TOPO_CERT";
 pub const KEY_ENV: &str = "TESSERA_TOPO_KEY";
-/// The file, beside the token file, where `tessera up` leaves its topology CA for the CLI.
-pub const CA_FILE: &str = "topo-ca.pem";
+/// The directory, beside the token file, where `tessera up` leaves its topology CA for the
+/// command line: one file per node address (`127.0.0.1_15999.pem`).
+pub const CA_DIR: &str = "topo-ca";
 
 /// One topology node's TLS: its certificate chain and key (PEM), and the CA (PEM) that
 /// signed its peers' certificates.
@@ -106,13 +107,14 @@ impl ClientTls {
         })
     }
 
-    /// What a command-line client uses by itself: the CA file named by `$TESSERA_TOPO_CA`,
-    /// else the one `tessera up` left beside the token file; a client certificate when
-    /// `$TESSERA_TOPO_CERT` and `$TESSERA_TOPO_KEY` name one. `None` when there is no CA.
+    /// What a command-line client of `endpoints` uses by itself: the CA file named by
+    /// `$TESSERA_TOPO_CA`, else the one a running `tessera up` left for one of those
+    /// addresses; a client certificate when `$TESSERA_TOPO_CERT` and `$TESSERA_TOPO_KEY` name
+    /// one. `None` when there is no CA.
     ///
     /// # Errors
     /// A named file that cannot be read.
-    pub fn discover() -> Result<Option<ClientTls>> {
+    pub fn discover(endpoints: &[String]) -> Result<Option<ClientTls>> {
         let env_path = |v: &str| {
             std::env::var_os(v)
                 .filter(|p| !p.is_empty())
@@ -120,10 +122,19 @@ impl ClientTls {
         };
         let ca = match env_path(CA_ENV) {
             Some(p) => p,
-            None => match default_ca_path() {
-                Some(p) if p.exists() => p,
-                _ => return Ok(None),
-            },
+            None => {
+                let left = endpoints
+                    .iter()
+                    .flat_map(|e| e.split(','))
+                    .map(str::trim)
+                    .filter(|e| !e.contains("://"))
+                    .filter_map(ca_path_for)
+                    .find(|p| p.exists());
+                match left {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
         };
         let (cert, key) = (env_path(CERT_ENV), env_path(KEY_ENV));
         let identity = match (&cert, &key) {
@@ -152,11 +163,23 @@ impl ClientTls {
     }
 }
 
-/// Where `tessera up` leaves its topology CA: beside the token file.
-pub fn default_ca_path() -> Option<std::path::PathBuf> {
+/// Where `tessera up` leaves its topology CA for the node at `addr` (`host:port`): beside
+/// the token file, one file per address, so that clusters on other ports (or a clear-text
+/// topology) are not read with another's CA.
+pub fn ca_path_for(addr: &str) -> Option<std::path::PathBuf> {
+    let name: String = addr
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     crate::token::default_path()
         .parent()
-        .map(|d| d.join(CA_FILE))
+        .map(|d| d.join(CA_DIR).join(format!("{name}.pem")))
 }
 
 /// The ring provider: no C toolchain beyond what ring builds itself (deprecated upstream
