@@ -119,6 +119,19 @@ async fn applications_get_the_data_account_and_admins_the_control_account() {
             .all(|g| !g.contains(" ON *.* ") || g.starts_with("GRANT USAGE ON *.*")),
         "{grants:?}"
     );
+    // DROP DATABASE takes the grant back.
+    app.query_drop("DROP DATABASE made_here")
+        .await
+        .expect("drop database");
+    let grants: Vec<String> = direct
+        .query(format!("SHOW GRANTS FOR '{DATA_USER}'@'127.0.0.1'"))
+        .await
+        .expect("grants");
+    assert!(grants.iter().all(|g| !g.contains("made")), "{grants:?}");
+    assert!(
+        grants.iter().any(|g| g.contains("ON `shop`.*")),
+        "{grants:?}"
+    );
     // What the router refuses it, MariaDB would refuse the data account too.
     let mut as_data = mysql_async::Conn::new(
         mysql_async::OptsBuilder::default()

@@ -429,6 +429,29 @@ pub async fn grant_data_account(
     ps: &PhysicalShard,
     keyspaces: &[(&str, bool)],
 ) -> Result<(), String> {
+    data_account_privileges(ps, keyspaces, true).await
+}
+
+/// Takes back what [`grant_data_account`] gave on the schemas of each `(keyspace, sharded)`
+/// (a keyspace dropped); a grant that is not there is no error.
+///
+/// # Errors
+/// As [`grant_data_account`].
+pub async fn revoke_data_account(
+    ps: &PhysicalShard,
+    keyspaces: &[(&str, bool)],
+) -> Result<(), String> {
+    data_account_privileges(ps, keyspaces, false).await
+}
+
+/// `ER_NONEXISTING_GRANT`: a REVOKE of a grant that is not there.
+const NONEXISTING_GRANT: u16 = 1141;
+
+async fn data_account_privileges(
+    ps: &PhysicalShard,
+    keyspaces: &[(&str, bool)],
+    grant: bool,
+) -> Result<(), String> {
     let Some(data) = &ps.data_account else {
         return Ok(());
     };
@@ -438,7 +461,13 @@ pub async fn grant_data_account(
     let opts = opts_for(ps);
     let mut conn = tessera_shardmove::login(|| Conn::new(opts.clone()))
         .await
-        .map_err(|e| format!("connecting to {} ({}) to grant: {e}", ps.name, ps.address()))?;
+        .map_err(|e| {
+            format!(
+                "connecting to {} ({}) for grants: {e}",
+                ps.name,
+                ps.address()
+            )
+        })?;
     let r = async {
         let hosts: Vec<String> = conn
             .exec("SELECT Host FROM mysql.user WHERE User = ?", (data.user.as_str(),))
@@ -457,19 +486,28 @@ pub async fn grant_data_account(
         for (ks, sharded) in keyspaces {
             for pattern in tessera_topo::records::grant_patterns(ks, *sharded) {
                 for host in &hosts {
-                    conn.query_drop(format!(
-                        "GRANT ALL PRIVILEGES ON {}.* TO '{}'@'{}'",
-                        crate::sql::quote_ident(&pattern),
-                        quote(&data.user),
-                        quote(host)
-                    ))
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "granting {} on {pattern} on {} (the control account {} needs GRANT OPTION): {e}",
-                            data.user, ps.name, ps.user
-                        )
-                    })?;
+                    let (verb, to) = if grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
+                    let r = conn
+                        .query_drop(format!(
+                            "{verb} ALL PRIVILEGES ON {}.* {to} '{}'@'{}'",
+                            crate::sql::quote_ident(&pattern),
+                            quote(&data.user),
+                            quote(host)
+                        ))
+                        .await;
+                    match r {
+                        Err(mysql_async::Error::Server(e))
+                            if !grant && e.code == NONEXISTING_GRANT => {}
+                        r => r.map_err(|e| {
+                            format!(
+                                "{} {} on {pattern} on {} (the control account {} needs GRANT OPTION): {e}",
+                                if grant { "granting" } else { "revoking" },
+                                data.user,
+                                ps.name,
+                                ps.user
+                            )
+                        })?,
+                    }
                 }
             }
         }

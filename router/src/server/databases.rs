@@ -224,6 +224,14 @@ pub(super) async fn run(
             .await
             .map_err(|e| SqlError::router(format!("dropping keyspace {}: {e}", d.name)))?;
     }
+    // The data accounts' grant on the schema goes with it (a failure here is logged: the
+    // keyspace is gone, and a grant on a schema that is not there reaches nothing).
+    for rec in rt.shards.values() {
+        if let Err(e) = crate::backend::revoke_data_account(rec, &[(d.name.as_str(), false)]).await
+        {
+            tracing::warn!(keyspace = %d.name, shard = %rec.name, error = %e, "revoking the data account's grant");
+        }
+    }
     wait_for(shared, &d.name, false).await;
     if session.keyspace.as_deref() == Some(d.name.as_str()) {
         session.keyspace = None;
