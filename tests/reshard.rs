@@ -1080,21 +1080,21 @@ async fn reshard_under_load_through_two_routers() {
     c.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reshard_resumes_after_sigkill_and_rolls_back() {
-    let c = Cluster::start().await;
+/// 4000 accounts seeded, `ps2` added, a load of two workers running, and a move of one
+/// logical shard to `ps2` started and running in the background (at most 800 rows a second)
+/// until it has copied rows: the load, the logical shard, its source, the job id, the runner.
+async fn backfilling_move(c: &Cluster) -> (Load, u32, String, String, Proc) {
     let seeded = Arc::new(Mutex::new(Model::default()));
-    seed(&c, 4000, &seeded).await;
+    seed(c, 4000, &seeded).await;
     c.add_ps2().await;
-    let load = start_load(&c, 2);
+    let load = start_load(c, 2);
     {
         let mut m = load.model.lock().expect("model");
         m.accounts
             .extend(seeded.lock().expect("seed").accounts.clone());
     }
-    let moves = pick_moves(&c, 1).await;
+    let moves = pick_moves(c, 1).await;
     let (ls, src) = moves[0].clone();
-    let schema = format!("shop_{ls:04}");
     let out = c.reshard(&[
         "start",
         "--keyspace",
@@ -1104,13 +1104,21 @@ async fn reshard_resumes_after_sigkill_and_rolls_back() {
         "--no-run",
     ]);
     let id = job_id(&out);
-
-    // Killed during backfill.
-    let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "800"]);
+    let r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "800"]);
     c.wait_job(&id, "backfill progress", |j| {
         j.phase == "backfill" && j.tables.values().any(|t| t.rows_copied > 0)
     })
     .await;
+    (load, ls, src, id, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reshard_resumes_after_sigkill_and_rolls_back() {
+    let c = Cluster::start().await;
+    let (load, ls, src, id, mut r) = backfilling_move(&c).await;
+    let schema = format!("shop_{ls:04}");
+
+    // Killed during backfill.
     r.kill();
     let at_kill = c.job(&id).await;
     assert_eq!(at_kill.phase, "backfill");
@@ -1165,31 +1173,7 @@ async fn reshard_resumes_after_sigkill_and_rolls_back() {
 async fn a_move_holds_while_the_topology_is_down_and_resumes() {
     const OUTAGE: Duration = Duration::from_secs(12);
     let mut c = Cluster::start().await;
-    let seeded = Arc::new(Mutex::new(Model::default()));
-    seed(&c, 4000, &seeded).await;
-    c.add_ps2().await;
-    let load = start_load(&c, 2);
-    {
-        let mut m = load.model.lock().expect("model");
-        m.accounts
-            .extend(seeded.lock().expect("seed").accounts.clone());
-    }
-    let moves = pick_moves(&c, 1).await;
-    let (ls, _) = moves[0].clone();
-    let out = c.reshard(&[
-        "start",
-        "--keyspace",
-        "shop",
-        "--move",
-        &format!("{ls}:ps2"),
-        "--no-run",
-    ]);
-    let id = job_id(&out);
-    let mut r = c.reshard_bg(&["run", &id, "--until-verified", "--max-rows-per-sec", "800"]);
-    c.wait_job(&id, "backfill progress", |j| {
-        j.phase == "backfill" && j.tables.values().any(|t| t.rows_copied > 0)
-    })
-    .await;
+    let (load, ls, _, id, mut r) = backfilling_move(&c).await;
     let state_before = c.placement().await.shards[ls as usize].state;
     let ops_before = load.stats.ops.load(Ordering::Relaxed);
     c.topo_down();

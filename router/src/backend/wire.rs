@@ -1226,59 +1226,17 @@ mod tests {
     #[tokio::test]
     async fn caching_sha2_full_authentication_in_the_clear_uses_the_servers_rsa_key() {
         let keys = Arc::new(auth::test_rsa::Keys::new(2048));
-        let k = keys.clone();
-        let (port, server) = FakeServer::start(move |mut s| async move {
-            let r = s.greet(&greeting(auth::CACHING_SHA2)).await;
-            assert_eq!(r.auth_plugin.as_deref(), Some(auth::CACHING_SHA2));
-            assert_eq!(r.auth_response, auth::sha2_token(b"s3cret", SCRAMBLE));
-            s.send(&[0x01, 0x04]).await;
-            assert_eq!(s.recv().await, vec![0x02], "the public key request");
-            let mut key = vec![0x01];
-            key.extend_from_slice(&k.spki());
-            s.send(&key).await;
-            let block = s.recv().await;
-            s.ok().await;
-            block
-        })
-        .await;
-        login(port, b"s3cret").await.expect("login");
-        let block = server.await.expect("server");
-        let plain: Vec<u8> = keys
-            .decrypt(&block)
-            .iter()
-            .zip(SCRAMBLE.iter().cycle())
-            .map(|(b, s)| b ^ s)
-            .collect();
-        assert_eq!(plain, b"s3cret\0".to_vec());
-
-        // After a switch to caching_sha2_password, its scramble is the one mixed in.
-        let k = keys.clone();
-        let other = *b"ABCDEFGHIJKLMNOPQRST";
-        let (port, server) = FakeServer::start(move |mut s| async move {
-            s.greet(&greeting(auth::NATIVE)).await;
-            let mut sw = switch(auth::CACHING_SHA2, &other);
-            sw.push(0);
-            s.send(&sw).await;
-            assert_eq!(s.recv().await, auth::sha2_token(b"pw", &other));
-            s.send(&[0x01, 0x04]).await;
-            assert_eq!(s.recv().await, vec![0x02]);
-            let mut key = vec![0x01];
-            key.extend_from_slice(&k.pkcs1());
-            s.send(&key).await;
-            let block = s.recv().await;
-            s.ok().await;
-            block
-        })
-        .await;
-        login(port, b"pw").await.expect("login");
-        let block = server.await.expect("server");
-        let plain: Vec<u8> = keys
-            .decrypt(&block)
-            .iter()
-            .zip(other.iter().cycle())
-            .map(|(b, s)| b ^ s)
-            .collect();
-        assert_eq!(plain, b"pw\0".to_vec());
+        // The password and a NUL, XORed with the greeting's scramble, as OpenSSL decrypts it.
+        assert_eq!(
+            rsa_exchange(keys.clone(), None, b"s3cret").await,
+            b"s3cret\0".to_vec()
+        );
+        // After a switch to caching_sha2_password (and a PKCS#1 key), its scramble is the one
+        // mixed in.
+        assert_eq!(
+            rsa_exchange(keys.clone(), Some(*b"ABCDEFGHIJKLMNOPQRST"), b"pw").await,
+            b"pw\0".to_vec()
+        );
 
         // A key that is no key: an error naming the server, no panic.
         let (port, server) = FakeServer::start(|mut s| async move {
@@ -1294,6 +1252,52 @@ mod tests {
         let m = e.to_string();
         assert!(matches!(e, WireError::Protocol(_)), "{m}");
         assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+    }
+
+    /// A login whose server wants `caching_sha2_password`'s full authentication in the clear
+    /// (greeting with it, or switching to it with scramble `switch_to`, then sending a PKCS#1
+    /// key), and what the password block it got decrypts to, XORed back with the scramble.
+    async fn rsa_exchange(
+        keys: Arc<auth::test_rsa::Keys>,
+        switch_to: Option<[u8; 20]>,
+        password: &'static [u8],
+    ) -> Vec<u8> {
+        let k = keys.clone();
+        let (port, server) = FakeServer::start(move |mut s| async move {
+            let pem = match switch_to {
+                None => {
+                    let r = s.greet(&greeting(auth::CACHING_SHA2)).await;
+                    assert_eq!(r.auth_plugin.as_deref(), Some(auth::CACHING_SHA2));
+                    assert_eq!(r.auth_response, auth::sha2_token(password, SCRAMBLE));
+                    k.spki()
+                }
+                Some(other) => {
+                    s.greet(&greeting(auth::NATIVE)).await;
+                    let mut sw = switch(auth::CACHING_SHA2, &other);
+                    sw.push(0);
+                    s.send(&sw).await;
+                    assert_eq!(s.recv().await, auth::sha2_token(password, &other));
+                    k.pkcs1()
+                }
+            };
+            s.send(&[0x01, 0x04]).await;
+            assert_eq!(s.recv().await, vec![0x02], "the public key request");
+            let mut key = vec![0x01];
+            key.extend_from_slice(&pem);
+            s.send(&key).await;
+            let block = s.recv().await;
+            s.ok().await;
+            block
+        })
+        .await;
+        login(port, password).await.expect("login");
+        let block = server.await.expect("server");
+        let scramble = switch_to.map_or(SCRAMBLE.to_vec(), |o| o.to_vec());
+        keys.decrypt(&block)
+            .iter()
+            .zip(scramble.iter().cycle())
+            .map(|(b, s)| b ^ s)
+            .collect()
     }
 
     /// A method the router does not speak: an error naming it and the server.
