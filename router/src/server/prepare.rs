@@ -119,7 +119,15 @@ pub(super) async fn execute(
     // `max_allowed_packet` would then refuse) goes on as long data, where the statement runs
     // on one target whatever its parameters.
     if !in_txn && rt.candidate.is_none() && p.long_data_len() >= LONG_DATA_SERVER_SIDE {
-        if let Some(e) = p.long_data_plan(&rt, session.keyspace.as_deref()) {
+        // (Not where a result shadow compares reads: it compares text rows.)
+        if let Some(e) = p
+            .long_data_plan(&rt, session.keyspace.as_deref())
+            .filter(|e| {
+                e.keyspace
+                    .as_ref()
+                    .is_none_or(|k| !rt.result_shadows.contains_key(k))
+            })
+        {
             let params = p.split_params(&body[4..])?;
             let types = p.param_types.clone();
             let long_data = std::mem::take(&mut p.long_data);
