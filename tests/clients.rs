@@ -217,11 +217,12 @@ print("ok")
 }
 
 /// Kills the child on drop, so a failed test leaves nothing behind.
+/// A `tessera` process, stopped when dropped (a test that fails included) as Ctrl-C would
+/// stop it, so that a `tessera up` stops its MariaDB servers.
 struct Child(std::process::Child);
 impl Drop for Child {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop_child(&mut self.0, std::time::Duration::from_secs(30));
     }
 }
 

@@ -694,30 +694,14 @@ impl Up {
     }
 }
 
-fn terminate(child: &std::process::Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on our own child's pid, not yet waited for.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-}
-
 impl Drop for Up {
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        terminate(&child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        if stop_child(&mut child, std::time::Duration::from_secs(30)) {
+            return;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         // Its MariaDB servers outlive a SIGKILL: stop them by their pid files.
         for i in 0..2 {
             let pid = self.data.join(format!("mysql/server{i}/mysqld.pid"));

@@ -318,3 +318,30 @@ pub fn line_diff(direct: &str, router: &str) -> String {
     }
     out
 }
+
+/// Stops a child process as Ctrl-C would (SIGTERM), so that it stops what it started itself
+/// (`tessera up` its MariaDB servers); killed if it has not exited after `grace`. Returns
+/// whether it exited by itself.
+pub fn stop_child(child: &mut std::process::Child, grace: std::time::Duration) -> bool {
+    terminate(child);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Sends SIGTERM to a child process (as Ctrl-C stops it).
+pub fn terminate(child: &std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child's pid, not yet waited for.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
