@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::topo_serve;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 use std::collections::{BTreeMap, HashMap};
@@ -70,29 +71,21 @@ impl Drop for Proc {
 fn spawn_topo_nodes(ports: &[u16], peers: &str, dir: &std::path::Path) -> Vec<TopoNode> {
     let mut nodes = Vec::new();
     for (i, p) in ports.iter().enumerate() {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args([
-                "topo",
-                "serve",
-                "--open",
-                "--id",
-                &(i + 1).to_string(),
-                "--peers",
-                peers,
-            ])
-            .args(["--listen", &format!("127.0.0.1:{p}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("n{}", i + 1)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn topo serve");
-        let out = c.stdout.take().expect("stdout");
-        let line = std::io::BufRead::lines(std::io::BufReader::new(out))
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        assert!(line.starts_with("ready:"), "topo node {}: {line}", i + 1);
+        let (id, listen) = ((i + 1).to_string(), format!("127.0.0.1:{p}"));
+        let data = dir.join(format!("n{}", i + 1));
+        let c = topo_serve(
+            [
+                "--id".as_ref(),
+                id.as_ref(),
+                "--peers".as_ref(),
+                peers.as_ref(),
+                "--listen".as_ref(),
+                listen.as_ref(),
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+            ],
+            Stdio::null(),
+        );
         nodes.push(TopoNode { child: Some(c) });
     }
     nodes

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_topo::{Condition, HttpStore, Store, Topo, TopoError, VSchema};
@@ -22,35 +22,22 @@ struct Node {
 
 impl Node {
     fn start(&mut self, peers: &str) {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args([
-                "topo",
-                "serve",
-                "--open",
-                "--id",
-                &self.id.to_string(),
-                "--peers",
-                peers,
-            ])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--snapshot-every",
-                "50",
-            ])
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn topo serve");
-        let out = c.stdout.take().expect("stdout");
-        let line = std::io::BufRead::lines(std::io::BufReader::new(out))
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        assert!(line.starts_with("ready:"), "node {}: {line}", self.id);
-        self.child = Some(c);
+        let (id, listen) = (self.id.to_string(), self.endpoint());
+        self.child = Some(topo_serve(
+            [
+                "--id".as_ref(),
+                id.as_ref(),
+                "--peers".as_ref(),
+                peers.as_ref(),
+                "--listen".as_ref(),
+                listen.as_ref(),
+                "--snapshot-every".as_ref(),
+                "50".as_ref(),
+                "--data-dir".as_ref(),
+                self.dir.as_os_str(),
+            ],
+            Stdio::null(),
+        ));
     }
 
     fn kill(&mut self) {

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera::localcluster::LocalCluster;
@@ -21,26 +21,16 @@ impl Drop for Node {
 }
 
 fn start_node(port: u16, dir: &std::path::Path) -> Node {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "topo",
-            "serve",
-            "--open",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn topo serve");
-    let out = c.stdout.take().expect("stdout");
-    let line = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    assert!(line.starts_with("ready:"), "{line}");
-    Node(c)
+    let listen = format!("127.0.0.1:{port}");
+    Node(topo_serve(
+        [
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_os_str(),
+        ],
+        Stdio::inherit(),
+    ))
 }
 
 async fn status(admin: std::net::SocketAddr) -> serde_json::Value {
@@ -218,27 +208,20 @@ impl RaftNode {
             .append(true)
             .open(self.dir.with_extension("log"))
             .expect("node log");
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["topo", "serve", "--open", "--id", &self.id.to_string()])
-            .args(["--peers", peers, "--listen", &self.endpoint()])
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn topo serve");
-        let out = c.stdout.take().expect("stdout");
-        let line = std::io::BufRead::lines(std::io::BufReader::new(out))
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        // Guarded before the check, so that a node that did not come up is still stopped.
-        self.child = Some(c);
-        assert!(
-            line.starts_with("ready:"),
-            "topology node {}: {line:?}",
-            self.id
-        );
+        let (id, listen) = (self.id.to_string(), self.endpoint());
+        self.child = Some(topo_serve(
+            [
+                "--id".as_ref(),
+                id.as_ref(),
+                "--peers".as_ref(),
+                peers.as_ref(),
+                "--listen".as_ref(),
+                listen.as_ref(),
+                "--data-dir".as_ref(),
+                self.dir.as_os_str(),
+            ],
+            Stdio::from(log),
+        ));
     }
 
     fn kill(&mut self) {

@@ -345,3 +345,33 @@ pub fn terminate(child: &std::process::Child) {
         }
     }
 }
+
+/// Starts `tessera topo serve --open` with `args` (id, peers, listen address, data dir …), its
+/// stderr to `stderr`, and returns it once it printed its `ready:` line; a node that does not
+/// come up is stopped and the test fails.
+pub fn topo_serve<I, A>(args: I, stderr: std::process::Stdio) -> std::process::Child
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["topo", "serve", "--open"])
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn tessera topo serve");
+    let line = c
+        .stdout
+        .take()
+        .and_then(|out| std::io::BufRead::lines(std::io::BufReader::new(out)).next())
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    if !line.starts_with("ready:") {
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("tessera topo serve {args:?} did not come up: {line:?}");
+    }
+    c
+}
