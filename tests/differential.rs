@@ -2382,6 +2382,17 @@ fn writes() -> Vec<W> {
             .refusable(SUBQ)
             .refusable(&["multi-table"]),
         w("UPDATE customer c JOIN orders o ON o.customer_id = c.customer_id SET c.score = 4 WHERE o.amount > 4990", C).refusable(&["multi-table", "UPDATE"]),
+        // The comma form of a multi-table UPDATE, and multi-table DELETEs, of co-located
+        // tables (and the reference table).
+        w("UPDATE customer c, orders o SET o.qty = o.qty + 10, c.flags = 3 WHERE o.customer_id = c.customer_id AND c.score BETWEEN 300 AND 310", &["customer", "orders"]),
+        w("UPDATE customer, country SET customer.note = country.name WHERE customer.country_code = country.code AND customer.score < 20", C),
+        w("UPDATE orders o, customer c SET o.status = 'x' WHERE o.customer_id = c.customer_id AND c.customer_id = 44", O),
+        w("DELETE o FROM orders o JOIN customer c ON c.customer_id = o.customer_id WHERE c.score BETWEEN 400 AND 404", O),
+        w("DELETE orders, c FROM orders JOIN customer c ON c.customer_id = orders.customer_id WHERE c.score BETWEEN 500 AND 502", &["customer", "orders"]),
+        w("DELETE FROM o USING orders o JOIN customer c ON c.customer_id = o.customer_id WHERE c.customer_id = 45", O),
+        w("DELETE FROM customer, o USING customer JOIN orders o ON o.customer_id = customer.customer_id JOIN country ON country.code = customer.country_code WHERE country.region = 'Africa' AND o.amount > 4900", &["customer", "orders"]),
+        w("DELETE customer FROM customer JOIN country ON customer.country_code = country.code WHERE country.region IS NULL AND customer.score < 50", C),
+        w("DELETE IGNORE FROM orders WHERE customer_id = 46", O),
         w("DELETE FROM orders WHERE customer_id = 777", O),
         w("DELETE FROM orders WHERE amount < -90", O),
         w("DELETE FROM orders WHERE customer_id IN (0, -7)", O),

@@ -180,7 +180,7 @@ impl Engine {
                     restored = b;
                     WireStatement::Text {
                         sql: &restored,
-                        db: None,
+                        db: t.db.as_deref(),
                         remap: t.remap,
                     }
                 }
@@ -196,6 +196,9 @@ impl Engine {
         }
         // Work out (physical shard, statements) pairs.
         let mut work: Work = BTreeMap::new();
+        // Per physical shard, the default database of each of its statements (when the plan
+        // needs one: [`crate::planner::Exec::default_db`]).
+        let mut dbs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let bytes = |sql: &str| match &e.held {
             Some(h) => h.restore(sql),
             None => Ok(sql.as_bytes().to_vec()),
@@ -235,6 +238,9 @@ impl Engine {
                     work.entry(ps.clone())
                         .or_default()
                         .push(bytes(&k.fill(template, *l))?);
+                    if e.default_db {
+                        dbs.entry(ps.clone()).or_default().push(k.schema(*l));
+                    }
                 }
             }
             (Targets::PerLs(v), Some(k)) => {
@@ -295,9 +301,10 @@ impl Engine {
                 .next()
                 .ok_or_else(|| SqlError::router("no target"))?;
             let sql = prefixed(&prefix, sqls.pop().unwrap_or_default());
+            let db = dbs.remove(&ps).and_then(|mut v| v.pop());
             let text = WireStatement::Text {
                 sql: &sql,
-                db: None,
+                db: db.as_deref(),
                 remap: false,
             };
             return self
@@ -327,7 +334,8 @@ impl Engine {
                     .map(|(ps, v)| (ps, v.into_iter().map(|s| prefixed(&prefix, s)).collect()))
                     .collect();
                 let split = matches!(e.targets, Targets::PerLs(_));
-                Box::pin(self.multi_write(session, rt, work, e.kind, io, ks, copies, split)).await
+                Box::pin(self.multi_write(session, rt, work, dbs, e.kind, io, ks, copies, split))
+                    .await
             }
         }
     }

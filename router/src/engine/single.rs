@@ -722,6 +722,8 @@ pub(super) struct SingleTarget<'e, 'r> {
     pub(super) none: &'static str,
     /// See [`WireStatement::Text`].
     pub(super) remap: bool,
+    /// The default database `sql` needs ([`crate::planner::Exec::default_db`]).
+    pub(super) db: Option<String>,
 }
 
 impl SingleTarget<'_, '_> {
@@ -735,7 +737,7 @@ impl SingleTarget<'_, '_> {
             },
             None => WireStatement::Text {
                 sql: self.sql.as_bytes(),
-                db: None,
+                db: self.db.as_deref(),
                 remap: self.remap,
             },
         }
@@ -765,6 +767,7 @@ pub(super) fn single_target<'e, 'r>(
                     raw: None,
                     none: "logical shard has no placement",
                     remap: e.metadata,
+                    db: e.default_db.then(|| k.schema(*l)),
                 })
             }
             _ => None,
@@ -785,6 +788,7 @@ pub(super) fn single_target<'e, 'r>(
                 raw: None,
                 none: "no physical shard is registered",
                 remap: false,
+                db: None,
             })
         }
         (Targets::Reference { sql }, Some(k)) if e.kind == StmtKind::Read => Some(SingleTarget {
@@ -793,6 +797,7 @@ pub(super) fn single_target<'e, 'r>(
             raw: None,
             none: "keyspace has no physical shards",
             remap: e.metadata,
+            db: None,
         }),
         (Targets::Verbatim { sql, .. }, Some(k)) if !k.sharded => {
             let ps = k
@@ -806,6 +811,7 @@ pub(super) fn single_target<'e, 'r>(
                 raw: Some((sql.as_slice(), k.name.as_str())),
                 none: "the keyspace has no placement",
                 remap: false,
+                db: None,
             })
         }
         _ => None,

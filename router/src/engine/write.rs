@@ -18,6 +18,7 @@ impl Engine {
         session: &mut Session,
         rt: &RoutingTable,
         work: super::core::Work,
+        mut dbs: std::collections::BTreeMap<String, Vec<String>>,
         kind: StmtKind,
         io: &mut PacketIo,
         ks: Option<&KeyspaceRouting>,
@@ -49,6 +50,9 @@ impl Engine {
             };
             let addr = rt.shards.get(&ps).map(|s| s.address()).unwrap_or_default();
             let kscopy = ks.cloned();
+            // The default database of each statement, where it needs one. (The connection
+            // keeps it: every statement the router sends names its schemas, or sets one.)
+            let uses = dbs.remove(&ps).unwrap_or_default();
             // Several statements on one physical shard commit together.
             let wrap = !in_txn && kind == StmtKind::Write && sqls.len() > 1;
             tasks.push(tokio::spawn(async move {
@@ -63,7 +67,11 @@ impl Engine {
                             .await
                             .map_err(map)?;
                     }
-                    for s in &sqls {
+                    for (i, s) in sqls.iter().enumerate() {
+                        if let Some(db) = uses.get(i) {
+                            let use_db = format!("USE {}", crate::sql::quote_ident(db));
+                            lease.conn.query_drop(use_db).await.map_err(map)?;
+                        }
                         let res = lease.conn.query_iter(s.as_slice()).await.map_err(map)?;
                         let info = res.info().into_owned();
                         r.affected +=

@@ -253,6 +253,7 @@ fn bound(e: &Exec, template: String, key: Option<(u32, usize)>) -> Exec {
         held: None,
         found_rows: false,
         statement_prefix: None,
+        default_db: e.default_db,
     }
 }
 

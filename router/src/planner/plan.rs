@@ -95,6 +95,10 @@ pub struct Exec {
     pub found_rows: bool,
     /// `SET STATEMENT vars FOR`, written before every statement sent for this one.
     pub statement_prefix: Option<String>,
+    /// Each statement runs with its logical shard's schema as the connection's default
+    /// database (a multi-table `DELETE` that names a table it deletes from by its alias:
+    /// MariaDB looks such names up in the default database, and answers 1046 without one).
+    pub default_db: bool,
 }
 
 impl Exec {
@@ -121,6 +125,7 @@ impl Exec {
             held: None,
             found_rows: false,
             statement_prefix: None,
+            default_db: false,
         }
     }
 }

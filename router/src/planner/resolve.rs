@@ -51,6 +51,9 @@ pub(super) struct Resolved<'a> {
     pub(super) tables: Vec<TableRef>,
     /// `keyspace.table.column` references: the byte range of `keyspace` and the table.
     pub(super) column_quals: Vec<(usize, usize, String)>,
+    /// Names qualified like tables that are not relations of their own: the tables a
+    /// multi-table `DELETE` deletes from, named by table (not by alias).
+    pub(super) targets: Vec<TableRef>,
 }
 
 impl Resolved<'_> {
@@ -170,6 +173,7 @@ impl<'a> Planner<'a> {
             system,
             tables,
             column_quals,
+            targets: Vec::new(),
         })
     }
 
@@ -196,7 +200,7 @@ impl<'a> Planner<'a> {
             TableRouting::Reference => quote_ident(&ks.reference_schema()),
             TableRouting::Unsharded => quote_ident(&ks.schema(0)),
         };
-        for t in &r.tables {
+        for t in r.tables.iter().chain(&r.targets) {
             edits.replace(
                 t.qualify.0,
                 t.qualify.1,
@@ -265,6 +269,7 @@ impl<'a> Planner<'a> {
             system: false,
             tables,
             column_quals: Vec::new(),
+            targets: Vec::new(),
         })
     }
 

@@ -12,8 +12,9 @@ use sqlparser::dialect::MySqlDialect;
 /// `GROUP BY` (stand-in a comment; only on one logical shard, or a keyspace that is not
 /// sharded, where MariaDB computes the super-aggregate rows over all the rows), and the
 /// `ORDER BY` of an `UPDATE` (stand-in a comment; the planner still sees its `LIMIT`), and
-/// the modifiers `LOW_PRIORITY`, `IGNORE` of an `UPDATE` and `LOW_PRIORITY`, `QUICK` of a
-/// `DELETE` (stand-ins comments; the parser would read `UPDATE IGNORE t` as table `IGNORE`).
+/// the modifiers `LOW_PRIORITY`, `IGNORE` of an `UPDATE` and `LOW_PRIORITY`, `QUICK`, `IGNORE`
+/// of a `DELETE` (stand-ins comments; the parser would read `UPDATE IGNORE t` as table `IGNORE`
+/// and `DELETE IGNORE FROM t` as a multi-table `DELETE` of a table `IGNORE`).
 pub(super) struct StandIn {
     pub(super) stand_in_sql: String,
     /// `(stand-in, original)`, in statement order.
@@ -111,22 +112,18 @@ impl StandIn {
             }
         }
         // The modifiers after `UPDATE` (`LOW_PRIORITY`, `IGNORE`) and `DELETE` (`LOW_PRIORITY`,
-        // `QUICK`), which the parser does not know there.
+        // `QUICK`, `IGNORE`), which the parser does not know there.
         if let Some(verb) = words.first().filter(|w| is(w, "UPDATE") || is(w, "DELETE")) {
             let known: &[&str] = if is(verb, "UPDATE") {
                 &["LOW_PRIORITY", "IGNORE"]
             } else {
-                &["LOW_PRIORITY", "QUICK"]
+                &["LOW_PRIORITY", "QUICK", "IGNORE"]
             };
             for w in words.iter().skip(1) {
                 let Some((_, stand_in)) = MODIFIER_STAND_INS
                     .iter()
                     .find(|(m, _)| known.contains(m) && is(w, m))
                 else {
-                    // (`DELETE … IGNORE` after them the parser knows.)
-                    if is(w, "IGNORE") {
-                        continue;
-                    }
                     break;
                 };
                 let s = offsets.byte(sql, w.span.start)?;

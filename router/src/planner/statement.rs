@@ -94,10 +94,13 @@ pub(super) fn plan_parsed(
     let stmt = match parse_one(&sql[..crate::sql::rewrite::statement_end(sql)]) {
         Ok(s) => s,
         Err(e) => {
+            if let Some(joined) = super::update_delete::comma_update(sql) {
+                return plan_parsed(&joined, keyspace, last_insert_id, rt);
+            }
             return match do_unparsed(sql) {
                 Some(p) => p,
                 None => set_unparsed(sql).ok_or(e),
-            }
+            };
         }
     };
     refuse_last_statement_state(&stmt)?;

@@ -10,7 +10,7 @@ use crate::sql::rewrite::Edits;
 use crate::topology::TableRouting;
 use crate::vindex::{self};
 use sqlparser::ast::{Expr, Statement};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 impl<'a> Planner<'a> {
     pub(super) fn update_delete(&self, stmt: &Statement) -> Result<Plan, SqlError> {
@@ -21,10 +21,15 @@ impl<'a> Planner<'a> {
                 self.keyspace_of(None)?;
             }
         }
-        let r = self.resolve(stmt)?;
+        let r = self.resolve_write(stmt)?;
         let Some(ks) = r.ks else {
             return Err(SqlError::unsupported("writes to system schemas"));
         };
+        let multi_delete =
+            matches!(stmt, Statement::Delete(d) if !d.tables.is_empty() || d.using.is_some());
+        if ks.sharded && multi_delete && r.sharded().next().is_some() {
+            return self.co_located_write(stmt, &r, ks);
+        }
         if !ks.sharded || r.sharded().next().is_none() {
             let sql = self.qualified(&r, Edits::default())?;
             return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
@@ -318,6 +323,78 @@ impl Planner<'_> {
     }
 }
 
+impl<'a> Planner<'a> {
+    /// Resolves the tables of an `UPDATE` or `DELETE`. The tables a multi-table `DELETE`
+    /// deletes from (`DELETE t1, t2 FROM …`, `DELETE FROM t1, t2 USING …`) are no relations
+    /// of their own: each names an alias or a table of the statement's relations, and those
+    /// named by table are qualified like them ([`super::resolve::Resolved::targets`]).
+    fn resolve_write(&self, stmt: &Statement) -> Result<super::resolve::Resolved<'a>, SqlError> {
+        use sqlparser::ast::{FromTable, TableFactor};
+        let Statement::Delete(d) = stmt else {
+            return self.resolve(stmt);
+        };
+        let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &d.from;
+        let (targets, relations): (
+            Vec<&sqlparser::ast::ObjectName>,
+            &[sqlparser::ast::TableWithJoins],
+        ) =
+            match &d.using {
+                Some(using) => {
+                    let mut names = Vec::new();
+                    for t in from {
+                        match &t.relation {
+                            TableFactor::Table {
+                                name, alias: None, ..
+                            } if t.joins.is_empty() => names.push(name),
+                            _ => return Err(SqlError::parse(
+                                "the tables of DELETE FROM … USING must be table names or aliases",
+                            )),
+                        }
+                    }
+                    (names, using)
+                }
+                None if !d.tables.is_empty() => (d.tables.iter().collect(), from),
+                None => return self.resolve(stmt),
+            };
+        let mut aliases = HashSet::new();
+        for twj in relations {
+            for f in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+                if let TableFactor::Table { alias: Some(a), .. } = f {
+                    aliases.insert(a.name.value.clone());
+                }
+            }
+        }
+        // The statement without its target list (the `USING` form lists them after `FROM`).
+        let mut rest = d.clone();
+        rest.tables.clear();
+        if d.using.is_some() {
+            rest.from = FromTable::WithFromKeyword(Vec::new());
+        }
+        let mut r = self.resolve(&Statement::Delete(rest))?;
+        let by_table: Vec<&sqlparser::ast::ObjectName> = targets
+            .into_iter()
+            .filter(|n| {
+                !(n.0.len() == 1
+                    && super::resolve::split_name(n).is_ok_and(|(_, t)| aliases.contains(&t.value)))
+            })
+            .collect();
+        if !by_table.is_empty() {
+            let t = self.resolve_names(&by_table)?;
+            if let (Some(a), Some(b)) = (r.ks, t.ks) {
+                if a.name != b.name {
+                    return Err(SqlError::unsupported(format!(
+                        "statements across keyspaces ({} and {})",
+                        a.name, b.name
+                    )));
+                }
+            }
+            r.ks = r.ks.or(t.ks);
+            r.targets = t.tables;
+        }
+        Ok(r)
+    }
+}
+
 impl Planner<'_> {
     /// A multi-table `UPDATE` or `DELETE` (joins) whose sharded tables are all joined on
     /// their shard keys (the others reference tables): every logical shard runs it over its
@@ -348,14 +425,14 @@ impl Planner<'_> {
                 (f, u.selection.as_ref())
             }
             Statement::Delete(d) => {
-                let mut f: Vec<&sqlparser::ast::TableWithJoins> = match &d.from {
-                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => {
+                // The relations: after `USING` when there is one (`FROM` lists the tables
+                // deleted from), else after `FROM`.
+                let f: Vec<&sqlparser::ast::TableWithJoins> = match (&d.using, &d.from) {
+                    (Some(u), _) => u.iter().collect(),
+                    (None, FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t)) => {
                         t.iter().collect()
                     }
                 };
-                if let Some(u) = &d.using {
-                    f.extend(u.iter());
-                }
                 if d.limit.is_some() || !d.order_by.is_empty() {
                     return refuse("with ORDER BY or LIMIT");
                 }
@@ -413,15 +490,27 @@ impl Planner<'_> {
                     t.into_iter().collect()
                 }
             });
-        // The tables a multi-table DELETE deletes from are found by MariaDB in the
-        // connection's current schema, which the router's connections to logical shards have
-        // none of.
-        if matches!(stmt, Statement::Delete(d) if !d.tables.is_empty()) {
-            return refuse("(DELETE t FROM … / DELETE FROM t USING …)");
-        }
         let edits = Edits::default();
         let sql = self.qualified(r, edits)?;
-        Ok(self.exec_for(ks, r, sql, StmtKind::Write, ls, None, false))
+        let mut plan = self.exec_for(ks, r, sql, StmtKind::Write, ls, None, false);
+        // Tables deleted from by alias: MariaDB wants a default database then.
+        let by_alias = match stmt {
+            Statement::Delete(d) => {
+                let named = if d.using.is_some() {
+                    match &d.from {
+                        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t.len(),
+                    }
+                } else {
+                    d.tables.len()
+                };
+                named > r.targets.len()
+            }
+            _ => false,
+        };
+        if let Plan::Exec(e) = &mut plan {
+            e.default_db = by_alias;
+        }
+        Ok(plan)
     }
 }
 
@@ -526,4 +615,53 @@ impl Planner<'_> {
             },
         ))))
     }
+}
+
+/// `UPDATE a, b SET …` (tables listed with commas), which the SQL parser does not read, as the
+/// same statement with `CROSS JOIN` for each comma: MariaDB reads the two alike when the list
+/// holds table names only (with or without aliases). `None` for any other statement, or a
+/// list that also joins (`JOIN … ON`, parentheses), where a comma binds less tightly than a
+/// join and the two would differ.
+pub(super) fn comma_update(sql: &str) -> Option<String> {
+    use crate::sql::lex::Kind;
+    let b = sql.as_bytes();
+    let toks = crate::sql::lex::significant(b, &Default::default());
+    if !toks.first()?.is_word(b, "UPDATE") {
+        return None;
+    }
+    let joins = [
+        "JOIN",
+        "ON",
+        "USING",
+        "STRAIGHT_JOIN",
+        "NATURAL",
+        "LEFT",
+        "RIGHT",
+        "INNER",
+        "CROSS",
+        "OUTER",
+    ];
+    let mut edits = Edits::default();
+    let mut commas = 0;
+    for t in &toks[1..] {
+        if t.is_word(b, "SET") {
+            break;
+        }
+        if joins.iter().any(|w| t.is_word(b, w)) || t.bytes(b) == b"(" {
+            return None;
+        }
+        if t.kind == Kind::Punct && t.bytes(b) == b"," {
+            let space = b.get(t.end).is_some_and(u8::is_ascii_whitespace);
+            edits.replace(
+                t.start,
+                t.end,
+                if space { " CROSS JOIN" } else { " CROSS JOIN " },
+            );
+            commas += 1;
+        }
+    }
+    if commas == 0 {
+        return None;
+    }
+    edits.apply(sql).ok()
 }
