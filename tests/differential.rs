@@ -2382,6 +2382,14 @@ fn writes() -> Vec<W> {
             .refusable(SUBQ)
             .refusable(&["multi-table"]),
         w("UPDATE customer c JOIN orders o ON o.customer_id = c.customer_id SET c.score = 4 WHERE o.amount > 4990", C).refusable(&["multi-table", "UPDATE"]),
+        // ANY / SOME / ALL over subqueries of other sharded tables: empty, with NULLs, strings.
+        w("UPDATE customer SET flags = 7 WHERE score > ALL (SELECT qty * 45 FROM orders WHERE amount > 4900)", C),
+        w("UPDATE customer SET flags = 8 WHERE score < ANY (SELECT qty FROM orders WHERE amount > 4990) AND score < 3", C),
+        w("UPDATE customer SET flags = 9 WHERE score = SOME (SELECT qty FROM orders WHERE order_id < 0)", C),
+        w("UPDATE customer SET flags = 10 WHERE score > ALL (SELECT qty FROM orders WHERE order_id < 0) AND score BETWEEN 600 AND 605", C),
+        w("UPDATE orders SET qty = 0 WHERE qty > ALL (SELECT score FROM customer WHERE score IS NULL OR score < 5)", O),
+        w("DELETE FROM orders WHERE status = ANY (SELECT name FROM customer WHERE name LIKE 'p%' OR name = 'PAID') AND amount > 4000", O),
+        w("UPDATE orders SET qty = 1 WHERE (customer_id, qty) = ANY (SELECT customer_id, score FROM customer)", O).refused(&["ANY, SOME or ALL"]),
         // The comma form of a multi-table UPDATE, and multi-table DELETEs, of co-located
         // tables (and the reference table).
         w("UPDATE customer c, orders o SET o.qty = o.qty + 10, c.flags = 3 WHERE o.customer_id = c.customer_id AND c.score BETWEEN 300 AND 310", &["customer", "orders"]),

@@ -209,6 +209,11 @@ impl Engine {
             };
             let read = self.select_rows(session, inner).await?;
             let n = read.rows.len();
+            if q.kind == SubqueryKind::Quantified && read.collations.len() != 1 {
+                return Err(SqlError::unsupported(
+                    "ANY, SOME or ALL over a subquery of several columns that reads sharded tables in an UPDATE or DELETE",
+                ));
+            }
             let rows = self
                 .literals_of(read, session.lex.no_backslash_escapes)
                 .await?;
@@ -217,6 +222,15 @@ impl Engine {
                 // An empty list is no SQL: an empty subquery stands for it.
                 SubqueryKind::In if rows.is_empty() => "(SELECT 1 FROM DUAL WHERE FALSE)".into(),
                 SubqueryKind::In => format!("({})", rows.join(", ")),
+                // The same comparison with each value, NULLs included: a table value
+                // constructor of them.
+                SubqueryKind::Quantified if rows.is_empty() => {
+                    "(SELECT 1 FROM DUAL WHERE FALSE)".into()
+                }
+                SubqueryKind::Quantified => format!(
+                    "(SELECT * FROM (VALUES ({})) AS tsr_values)",
+                    rows.join("), (")
+                ),
                 SubqueryKind::Scalar => match rows.as_slice() {
                     [] => "(NULL)".into(),
                     [one] => one.clone(),

@@ -261,6 +261,8 @@ pub enum SubqueryKind {
     In,
     /// `EXISTS (…)`: true or false.
     Exists,
+    /// After `ANY`/`SOME`/`ALL`: a list of values (one column), as a table value constructor.
+    Quantified,
     /// Anywhere else: one row or none (NULL); more is error 1242.
     Scalar,
 }

@@ -263,7 +263,7 @@ impl<'a> Planner<'a> {
 
 impl Planner<'_> {
     /// The outermost `(SELECT …)` / `(WITH …)` subqueries of the statement, with how each is
-    /// used; `None` when it has none. 1235 for `ANY`/`SOME`/`ALL` comparisons.
+    /// used; `None` when it has none.
     fn outer_subqueries(&self) -> Result<Option<Vec<super::plan::Subquery>>, SqlError> {
         use super::plan::{Subquery, SubqueryKind};
         use crate::sql::lex::Kind;
@@ -302,9 +302,7 @@ impl Planner<'_> {
                 Some(b) if is(b, "IN") => SubqueryKind::In,
                 Some(b) if is(b, "EXISTS") => SubqueryKind::Exists,
                 Some(b) if is(b, "ANY") || is(b, "SOME") || is(b, "ALL") => {
-                    return Err(SqlError::unsupported(
-                        "ANY, SOME or ALL over a subquery that reads sharded tables in an UPDATE or DELETE",
-                    ))
+                    SubqueryKind::Quantified
                 }
                 _ => SubqueryKind::Scalar,
             };
