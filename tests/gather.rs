@@ -67,6 +67,12 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
         "SELECT MAX(f) - MIN(f), SUM(d) / COUNT(*) FROM m",
         "SELECT t.s FROM (SELECT s, id FROM m WHERE s LIKE '%É%') t ORDER BY t.id",
         "SELECT id FROM m WHERE EXISTS (SELECT 1 FROM n WHERE n.id = m.id AND n.w > 'x') ORDER BY id",
+        // Conditions on one table's own rows are applied as its rows are gathered.
+        "SELECT id, ROW_NUMBER() OVER (ORDER BY d) AS rn FROM m WHERE d > 0.15 AND s IS NOT NULL AND LOWER(s) <> 'x' ORDER BY id",
+        "SELECT m.id, n.w, ROW_NUMBER() OVER (ORDER BY m.id, n.k) AS rn FROM m JOIN n ON n.id = m.id WHERE n.w <> 'y' AND m.f > 1 ORDER BY m.id, n.w",
+        "SELECT m.id, x.w, RANK() OVER (ORDER BY m.id) AS rk FROM m LEFT JOIN n x ON x.id = m.id WHERE x.w IS NULL AND m.id < 5 ORDER BY m.id",
+        "SELECT m.id, SUM(m.d) OVER () FROM m WHERE m.id > 1 OR m.s IS NULL ORDER BY m.id",
+        "SELECT id, SUM(d) OVER (ORDER BY id) FROM m WHERE d BETWEEN -1 AND 1 AND id IN (1, 2, 3, 5) ORDER BY id",
         "SELECT nosuch FROM m WHERE id IN (SELECT id FROM n)",
         // WITH ROLLUP, which the parser does not know: MariaDB computes it over all the rows.
         "SELECT id % 2 AS k, COUNT(*), SUM(dec1) FROM m GROUP BY k WITH ROLLUP",
@@ -96,6 +102,21 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
     assert_eq!(plan.len(), 1, "{plan:?}");
     assert!(plan[0].0.starts_with("gather (m, n"), "{plan:?}");
     assert_eq!(plan[0].1.as_deref(), Some("demo_ref"), "{plan:?}");
+    // With the conditions it applies as it gathers: on the inner side of a join, not on the
+    // outer join's side, not on a table named twice.
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT m.id, x.w, RANK() OVER (ORDER BY m.id) FROM m LEFT JOIN n x ON x.id = m.id WHERE x.w IS NULL AND m.id < 5 AND m.s > 'a'")
+        .await
+        .expect("vexplain");
+    assert_eq!(
+        plan[0].0, "gather (m where (m.id < 5) AND (m.s > 'a'), n from every logical shard)",
+        "{plan:?}"
+    );
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT id FROM m WHERE d > 0.1 AND id IN (SELECT id FROM m WHERE f > 1)")
+        .await
+        .expect("vexplain");
+    assert_eq!(plan[0].0, "gather (m from every logical shard)", "{plan:?}");
     drop((r, o));
     h.stop().await;
 }
@@ -126,6 +147,16 @@ async fn a_gather_past_its_bound_is_refused() {
         .await
         .expect("answered");
     assert_eq!(n, Some(20));
+    // The bound counts the rows gathered, after the statement's own conditions on the table.
+    r.query_drop(format!("INSERT INTO m VALUES {}", values[40..].join(", ")))
+        .await
+        .expect("rows again");
+    let ranks: Vec<(u64, u64)> = r
+        .query("SELECT id, ROW_NUMBER() OVER (ORDER BY d DESC) FROM m WHERE id > 70 ORDER BY id")
+        .await
+        .expect("answered over the rows with id > 70 only");
+    assert_eq!(ranks.len(), 10);
+    assert_eq!(ranks[0], (71, 10));
     drop(r);
     h.stop().await;
 }
@@ -252,6 +283,10 @@ async fn update_and_delete_with_subqueries_over_sharded_tables_like_mariadb() {
         "UPDATE dst JOIN kinds ON kinds.kind = dst.id SET dst.v = kinds.label WHERE dst.k < 10",
         "DELETE FROM src WHERE id IN (SELECT id FROM src WHERE grp = 3)",
         "DELETE FROM dst WHERE id NOT IN (SELECT id FROM src)",
+        "INSERT INTO dst VALUES (5, 5, 't', 0), (6, 6, 'u', 0)",
+        "INSERT INTO src VALUES (6, 2, 'y', 1)",
+        "DELETE d FROM dst d JOIN src s ON s.id = d.k WHERE s.grp = 2",
+        "DELETE FROM s USING src s JOIN dst ON dst.k = s.id WHERE dst.v = 'q'",
         "ROLLBACK",
     ];
     for sql in writes {
@@ -269,11 +304,10 @@ async fn update_and_delete_with_subqueries_over_sharded_tables_like_mariadb() {
             "{sql}"
         );
     }
-    // Not joined on the shard keys: rows would meet across logical shards. Multi-table
-    // DELETE: refused by name.
+    // Not joined on the shard keys: rows would meet across logical shards. Refused by name.
     for sql in [
         "UPDATE dst JOIN src ON src.grp = dst.k SET dst.v = 'x'",
-        "DELETE d FROM dst d JOIN src s ON s.id = d.k WHERE s.grp = 2",
+        "DELETE d FROM dst d JOIN src s ON s.grp = d.k WHERE s.grp = 2",
     ] {
         let (code, msg) = common::error_code(&mut r, sql).await;
         assert_eq!(code, 1235, "{sql}: {msg}");

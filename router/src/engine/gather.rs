@@ -109,8 +109,7 @@ impl Engine {
         lease: &mut Lease,
         io: &mut PacketIo,
     ) -> Result<(), SqlError> {
-        self.fill_gathered(session, rt, ks, &g.tables, lease)
-            .await?;
+        self.fill_gathered(session, rt, ks, g, lease).await?;
         let stmt = WireStatement::Text {
             sql: g.sql.as_bytes(),
             db: None,
@@ -131,9 +130,10 @@ impl Engine {
         session: &mut Session,
         rt: &RoutingTable,
         ks: &KeyspaceRouting,
-        tables: &[String],
+        g: &Gather,
         lease: &mut Lease,
     ) -> Result<(), SqlError> {
+        let tables = &g.tables;
         let unq = Unqualify(Some(ks));
         let addr0 = rt
             .shards
@@ -152,6 +152,14 @@ impl Engine {
         };
         for t in tables {
             let temp = format!("{refs}.{}", quote_ident(t));
+            // The rows the statement's own conditions on this table keep (it applies them
+            // again over the gathered rows).
+            let filter = g
+                .filters
+                .iter()
+                .find(|f| f.0 == *t)
+                .map(|(_, known_as, cond)| format!(" AS {} WHERE {cond}", quote_ident(known_as)))
+                .unwrap_or_default();
             lease
                 .conn
                 .query_drop(format!(
@@ -170,7 +178,7 @@ impl Engine {
                     // The same server: copied there.
                     let res = lease
                         .conn
-                        .query_iter(format!("INSERT INTO {temp} SELECT * FROM {src}"))
+                        .query_iter(format!("INSERT INTO {temp} SELECT * FROM {src}{filter}"))
                         .await
                         .map_err(map0)?;
                     gathered += res.affected_rows();
@@ -189,7 +197,7 @@ impl Engine {
                     // columns' own bytes, whatever the session's settings.
                     let mut res = other
                         .conn
-                        .exec_iter(binary_read(&format!("SELECT * FROM {src}")), ())
+                        .exec_iter(binary_read(&format!("SELECT * FROM {src}{filter}")), ())
                         .await
                         .map_err(map)?;
                     let mut batch: Vec<String> = Vec::with_capacity(BATCH);

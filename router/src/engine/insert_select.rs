@@ -167,7 +167,7 @@ impl Engine {
         let (ks, ps0) = super::gather::home_of(&rt, &g.keyspace)?;
         let mut lease = self.conn(session, &rt, &ps0).await?;
         let r = async {
-            self.fill_gathered(session, &rt, &ks, &g.tables, &mut lease)
+            self.fill_gathered(session, &rt, &ks, &g, &mut lease)
                 .await?;
             let addr = rt.shards.get(&ps0).map(|s| s.address()).unwrap_or_default();
             read_rows(&mut lease.conn, &g.sql, limit, &mut out)

@@ -462,7 +462,14 @@ impl Engine {
                 rows.push(vec![
                     txt(&format!(
                         "gather ({} from every logical shard)",
-                        g.tables.join(", ")
+                        g.tables
+                            .iter()
+                            .map(|t| match g.filters.iter().find(|f| f.0 == *t) {
+                                Some((_, _, cond)) => format!("{t} where {cond}"),
+                                None => t.clone(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                     k.map(|k| k.reference_schema().into_bytes()),
                     k.and_then(|k| k.placement.first().map(|p| p.clone().into_bytes())),

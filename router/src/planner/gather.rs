@@ -153,10 +153,227 @@ fn gather(
     if let Some(s) = &standin {
         s.restore(&mut template)?;
     }
+    let filters = pushed_filters(sql, q, &r, &tables, &p.offsets);
     let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&ks.reference_schema()));
     Ok(Gather {
         keyspace: ks.name.clone(),
         tables,
+        filters,
         sql,
     })
+}
+
+/// Functions a pushed condition may call: deterministic ones whose answer depends on their
+/// arguments only (so the shard and the statement evaluate them alike).
+const PUSHABLE_FUNCTIONS: &[&str] = &[
+    "ABS",
+    "CEIL",
+    "CEILING",
+    "CHAR_LENGTH",
+    "CHARACTER_LENGTH",
+    "COALESCE",
+    "CONCAT",
+    "CONCAT_WS",
+    "DATE",
+    "DAY",
+    "DAYOFMONTH",
+    "FLOOR",
+    "HOUR",
+    "IF",
+    "IFNULL",
+    "INSTR",
+    "LCASE",
+    "LEFT",
+    "LENGTH",
+    "LOCATE",
+    "LOWER",
+    "LTRIM",
+    "MINUTE",
+    "MOD",
+    "MONTH",
+    "NULLIF",
+    "REPLACE",
+    "RIGHT",
+    "ROUND",
+    "RTRIM",
+    "SECOND",
+    "SUBSTR",
+    "SUBSTRING",
+    "TRIM",
+    "TRUNCATE",
+    "UCASE",
+    "UPPER",
+    "YEAR",
+];
+
+/// Whether `e` is made only of column references, literals, operators and
+/// [`PUSHABLE_FUNCTIONS`] (no subquery, variable, aggregate or function that reads the
+/// session, the clock or chance), and of which column qualifiers (`None` for an unqualified
+/// column) it names.
+fn pushable(e: &sqlparser::ast::Expr, quals: &mut Vec<Option<String>>) -> bool {
+    use sqlparser::ast::{Expr, FunctionArguments};
+    use std::ops::ControlFlow;
+    let mut ok = true;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        let fine = match x {
+            Expr::Identifier(i) => {
+                quals.push(None);
+                !i.value.starts_with('@')
+            }
+            Expr::CompoundIdentifier(parts) => {
+                quals.push((parts.len() == 2).then(|| parts[0].value.clone()));
+                parts.len() == 2 && !parts[0].value.starts_with('@')
+            }
+            Expr::Value(_)
+            | Expr::BinaryOp { .. }
+            | Expr::UnaryOp { .. }
+            | Expr::Nested(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::InList { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::Cast { .. }
+            | Expr::Case { .. } => true,
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_ascii_uppercase();
+                PUSHABLE_FUNCTIONS.contains(&name.as_str())
+                    && f.over.is_none()
+                    && f.filter.is_none()
+                    && f.within_group.is_empty()
+                    && matches!(&f.args, FunctionArguments::List(l) if l.clauses.is_empty())
+            }
+            _ => false,
+        };
+        if fine {
+            ControlFlow::Continue(())
+        } else {
+            ok = false;
+            ControlFlow::Break(())
+        }
+    });
+    ok
+}
+
+/// The conditions of a plain select's `WHERE` that can be applied to a gathered table's rows
+/// as they are read, per table: conjuncts (top-level `AND` terms) of the statement's own
+/// `WHERE` that name columns of that table only, by its alias (or by no qualifier when the
+/// statement reads that one table), with nothing that could answer differently when evaluated
+/// twice ([`pushable`]). Only for a table named once in the whole statement (not also in a
+/// subquery, CTE or self-join: its temporary table serves every mention) whose rows cannot be
+/// null-extended by an outer join: the statement's answer is then the same with or without
+/// the rows such a condition rejects, since the statement applies it again.
+fn pushed_filters(
+    sql: &str,
+    q: &sqlparser::ast::Query,
+    r: &super::resolve::Resolved<'_>,
+    tables: &[String],
+    offsets: &Offsets,
+) -> Vec<(String, String, String)> {
+    use sqlparser::ast::{JoinOperator, Spanned, TableFactor};
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let Some(selection) = &s.selection else {
+        return Vec::new();
+    };
+    // The top-level tables a filter may apply to: (table, the name it is known by).
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    let mut relations = 0;
+    for twj in &s.from {
+        relations += 1 + twj.joins.len();
+        let inner_only = twj.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                JoinOperator::Join(_)
+                    | JoinOperator::Inner(_)
+                    | JoinOperator::CrossJoin(_)
+                    | JoinOperator::StraightJoin(_)
+                    | JoinOperator::Left(_)
+                    | JoinOperator::LeftOuter(_)
+            )
+        });
+        if !inner_only {
+            continue;
+        }
+        let mut factors = vec![&twj.relation];
+        factors.extend(
+            twj.joins
+                .iter()
+                .filter(|j| {
+                    !matches!(
+                        j.join_operator,
+                        JoinOperator::Left(_) | JoinOperator::LeftOuter(_)
+                    )
+                })
+                .map(|j| &j.relation),
+        );
+        for f in factors {
+            if let TableFactor::Table { name, alias, .. } = f {
+                let Some(table) = name.0.last().and_then(|p| p.as_ident()) else {
+                    continue;
+                };
+                if !tables.contains(&table.value) {
+                    continue;
+                }
+                let known_as = alias
+                    .as_ref()
+                    .map_or_else(|| table.value.clone(), |a| a.name.value.clone());
+                candidates.push((table.value.clone(), known_as));
+            }
+        }
+    }
+    let mut conj = Vec::new();
+    super::ast::conjuncts(selection, &mut conj);
+    let mut out = Vec::new();
+    for (table, known_as) in candidates {
+        if r.tables.iter().filter(|t| t.name == table).count() != 1 {
+            continue;
+        }
+        let mut conds: Vec<&str> = Vec::new();
+        for c in &conj {
+            let mut quals = Vec::new();
+            if !pushable(c, &mut quals) || quals.is_empty() {
+                continue;
+            }
+            let mine = quals.iter().all(|q| match q {
+                Some(q) => *q == known_as,
+                None => relations == 1,
+            });
+            if !mine {
+                continue;
+            }
+            let Some((a, b)) = offsets.range(sql, c.span()) else {
+                continue;
+            };
+            let text = &sql[a..b];
+            // The text must be the condition itself (spans can leave out parentheses).
+            let same = parse_one(&format!("SELECT 1 FROM t WHERE {text}"))
+                .ok()
+                .and_then(|st| match st {
+                    Statement::Query(q2) => match *q2.body {
+                        SetExpr::Select(s2) => s2.selection.map(|w| w.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .is_some_and(|w| w == c.to_string());
+            if same {
+                conds.push(text);
+            }
+        }
+        if !conds.is_empty() {
+            let cond = conds
+                .iter()
+                .map(|c| format!("({c})"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            out.push((table, known_as, cond));
+        }
+    }
+    out
 }

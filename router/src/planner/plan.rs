@@ -286,6 +286,10 @@ pub struct Gather {
     pub keyspace: String,
     /// The sharded tables whose rows are gathered.
     pub tables: Vec<String>,
+    /// Conditions of the statement's `WHERE` that only a gathered table's own rows decide,
+    /// applied when its rows are read (the statement applies them again): `(table, the name
+    /// the conditions call it by, conditions)`. See `planner/gather.rs`.
+    pub filters: Vec<(String, String, String)>,
     /// The statement, its tables qualified with the keyspace's reference schema (where the
     /// temporary tables are made).
     pub sql: String,
