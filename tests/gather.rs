@@ -73,6 +73,8 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
         "SELECT m.id, x.w, RANK() OVER (ORDER BY m.id) AS rk FROM m LEFT JOIN n x ON x.id = m.id WHERE x.w IS NULL AND m.id < 5 ORDER BY m.id",
         "SELECT m.id, SUM(m.d) OVER () FROM m WHERE m.id > 1 OR m.s IS NULL ORDER BY m.id",
         "SELECT id, SUM(d) OVER (ORDER BY id) FROM m WHERE d BETWEEN -1 AND 1 AND id IN (1, 2, 3, 5) ORDER BY id",
+        "SELECT id, SUM(d) OVER (ORDER BY id) FROM m WHERE id IN (1, 3) AND (d > 0 OR id = 3) ORDER BY id",
+        "SELECT m.id, RANK() OVER (ORDER BY m.d) FROM m WHERE m.id = 4 OR m.id = 2 ORDER BY m.id",
         "SELECT nosuch FROM m WHERE id IN (SELECT id FROM n)",
         // WITH ROLLUP, which the parser does not know: MariaDB computes it over all the rows.
         "SELECT id % 2 AS k, COUNT(*), SUM(dec1) FROM m GROUP BY k WITH ROLLUP",
@@ -117,6 +119,17 @@ async fn reads_the_planner_cannot_split_are_answered_like_mariadb() {
         .await
         .expect("vexplain");
     assert_eq!(plan[0].0, "gather (m from every logical shard)", "{plan:?}");
+    // Conditions that pin the shard key leave only the logical shards that hold such rows.
+    let plan: Vec<(String, Option<String>, Option<String>, String)> = r
+        .query("VEXPLAIN SELECT id, ROW_NUMBER() OVER (ORDER BY d) FROM m WHERE id IN (1, 3) AND d > 0")
+        .await
+        .expect("vexplain");
+    assert!(
+        plan[0]
+            .0
+            .starts_with("gather (m where (id IN (1, 3)) AND (d > 0) (logical shards ["),
+        "{plan:?}"
+    );
     drop((r, o));
     h.stop().await;
 }

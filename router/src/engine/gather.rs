@@ -154,12 +154,18 @@ impl Engine {
             let temp = format!("{refs}.{}", quote_ident(t));
             // The rows the statement's own conditions on this table keep (it applies them
             // again over the gathered rows).
-            let filter = g
-                .filters
-                .iter()
-                .find(|f| f.0 == *t)
-                .map(|(_, known_as, cond)| format!(" AS {} WHERE {cond}", quote_ident(known_as)))
+            let pushed = g.filters.iter().find(|f| f.table == *t);
+            let filter = pushed
+                .map(|f| format!(" AS {} WHERE {}", quote_ident(&f.known_as), f.cond))
                 .unwrap_or_default();
+            let all: Vec<u32>;
+            let lss: &[u32] = match pushed.and_then(|f| f.ls.as_deref()) {
+                Some(l) => l,
+                None => {
+                    all = (0..ks.logical_shards).collect();
+                    &all
+                }
+            };
             lease
                 .conn
                 .query_drop(format!(
@@ -169,7 +175,7 @@ impl Engine {
                 ))
                 .await
                 .map_err(map0)?;
-            for ls in 0..ks.logical_shards {
+            for &ls in lss {
                 let ps = ks.placement.get(ls as usize).cloned().ok_or_else(|| {
                     SqlError::router(format!("logical shard {ls} has no placement"))
                 })?;

@@ -464,8 +464,13 @@ impl Engine {
                         "gather ({} from every logical shard)",
                         g.tables
                             .iter()
-                            .map(|t| match g.filters.iter().find(|f| f.0 == *t) {
-                                Some((_, _, cond)) => format!("{t} where {cond}"),
+                            .map(|t| match g.filters.iter().find(|f| f.table == *t) {
+                                Some(f) => match &f.ls {
+                                    Some(ls) => {
+                                        format!("{t} where {} (logical shards {ls:?} only)", f.cond)
+                                    }
+                                    None => format!("{t} where {}", f.cond),
+                                },
                                 None => t.clone(),
                             })
                             .collect::<Vec<_>>()

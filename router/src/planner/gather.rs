@@ -6,7 +6,7 @@
 //! qualified with that schema). Its answer is MariaDB's by construction; the rows gathered
 //! are bounded (`engine/gather.rs`).
 
-use super::plan::{Gather, Local, Plan};
+use super::plan::{Gather, GatherFilter, Local, Plan};
 use super::resolve::Planner;
 use super::statement::parse_one;
 
@@ -153,7 +153,7 @@ fn gather(
     if let Some(s) = &standin {
         s.restore(&mut template)?;
     }
-    let filters = pushed_filters(sql, q, &r, &tables, &p.offsets);
+    let filters = pushed_filters(sql, q, &r, &tables, &p.offsets, ks.logical_shards);
     let sql = template.replace(LS_PLACEHOLDER, &quote_ident(&ks.reference_schema()));
     Ok(Gather {
         keyspace: ks.name.clone(),
@@ -259,6 +259,29 @@ fn pushable(e: &sqlparser::ast::Expr, quals: &mut Vec<Option<String>>) -> bool {
     ok
 }
 
+/// The end of the text `start..end` of an expression once the closing parentheses its span may
+/// leave out (`x IN (1, 2)` ends before its `)`) are taken in.
+fn balanced_end(sql: &str, toks: &[crate::sql::lex::Token], start: usize, end: usize) -> usize {
+    use crate::sql::lex::Kind;
+    let bytes = sql.as_bytes();
+    let paren = |t: &crate::sql::lex::Token, c: u8| t.kind == Kind::Punct && bytes[t.start] == c;
+    let mut depth = 0i64;
+    let mut last = end;
+    for t in toks.iter().filter(|t| t.start >= start) {
+        // Past the span, only closing parentheses still open in it are taken.
+        if t.start >= end && !(depth > 0 && paren(t, b')')) {
+            break;
+        }
+        if paren(t, b'(') {
+            depth += 1;
+        } else if paren(t, b')') {
+            depth -= 1;
+        }
+        last = last.max(t.end);
+    }
+    last
+}
+
 /// The conditions of a plain select's `WHERE` that can be applied to a gathered table's rows
 /// as they are read, per table: conjuncts (top-level `AND` terms) of the statement's own
 /// `WHERE` that name columns of that table only, by its alias (or by no qualifier when the
@@ -273,7 +296,8 @@ fn pushed_filters(
     r: &super::resolve::Resolved<'_>,
     tables: &[String],
     offsets: &Offsets,
-) -> Vec<(String, String, String)> {
+    logical_shards: u32,
+) -> Vec<GatherFilter> {
     use sqlparser::ast::{JoinOperator, Spanned, TableFactor};
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Vec::new();
@@ -329,12 +353,34 @@ fn pushed_filters(
     }
     let mut conj = Vec::new();
     super::ast::conjuncts(selection, &mut conj);
+    let toks = crate::sql::lex::significant(sql.as_bytes(), &Default::default());
     let mut out = Vec::new();
     for (table, known_as) in candidates {
         if r.tables.iter().filter(|t| t.name == table).count() != 1 {
             continue;
         }
         let mut conds: Vec<&str> = Vec::new();
+        // The logical shards the conditions leave (by the shard key).
+        let mut ls: Option<std::collections::BTreeSet<u32>> = None;
+        let routing = r
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .map(|t| &t.routing);
+        let key = |e: &sqlparser::ast::Expr| match routing {
+            Some(TableRouting::Sharded {
+                shard_key,
+                vindex,
+                key_type,
+                ..
+            }) => super::ast::column_ref(e)
+                .filter(|(q, col)| {
+                    col.eq_ignore_ascii_case(shard_key)
+                        && q.as_ref().map_or(relations == 1, |q| *q == known_as)
+                })
+                .map(|_| (*vindex, *key_type)),
+            _ => None,
+        };
         for c in &conj {
             let mut quals = Vec::new();
             if !pushable(c, &mut quals) || quals.is_empty() {
@@ -350,7 +396,7 @@ fn pushed_filters(
             let Some((a, b)) = offsets.range(sql, c.span()) else {
                 continue;
             };
-            let text = &sql[a..b];
+            let text = &sql[a..balanced_end(sql, &toks, a, b)];
             // The text must be the condition itself (spans can leave out parentheses).
             let same = parse_one(&format!("SELECT 1 FROM t WHERE {text}"))
                 .ok()
@@ -364,6 +410,12 @@ fn pushed_filters(
                 .is_some_and(|w| w == c.to_string());
             if same {
                 conds.push(text);
+                if let Some(set) = super::keys::key_set(c, &key, logical_shards) {
+                    ls = Some(match ls {
+                        Some(prev) => prev.intersection(&set).copied().collect(),
+                        None => set,
+                    });
+                }
             }
         }
         if !conds.is_empty() {
@@ -372,7 +424,12 @@ fn pushed_filters(
                 .map(|c| format!("({c})"))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            out.push((table, known_as, cond));
+            out.push(GatherFilter {
+                table,
+                known_as,
+                cond,
+                ls: ls.map(|s| s.into_iter().collect()),
+            });
         }
     }
     out

@@ -287,12 +287,25 @@ pub struct Gather {
     /// The sharded tables whose rows are gathered.
     pub tables: Vec<String>,
     /// Conditions of the statement's `WHERE` that only a gathered table's own rows decide,
-    /// applied when its rows are read (the statement applies them again): `(table, the name
-    /// the conditions call it by, conditions)`. See `planner/gather.rs`.
-    pub filters: Vec<(String, String, String)>,
+    /// applied when its rows are read (the statement applies them again). See
+    /// `planner/gather.rs`.
+    pub filters: Vec<GatherFilter>,
     /// The statement, its tables qualified with the keyspace's reference schema (where the
     /// temporary tables are made).
     pub sql: String,
+}
+
+/// Conditions applied to one gathered table's rows as they are read ([`Gather::filters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatherFilter {
+    pub table: String,
+    /// The name the conditions call the table by (its alias, or its name).
+    pub known_as: String,
+    /// The conditions, each in parentheses, joined by `AND`.
+    pub cond: String,
+    /// The logical shards that can hold rows meeting them, when they pin the shard key
+    /// (`None`: every logical shard).
+    pub ls: Option<Vec<u32>>,
 }
 
 /// See [`Local::Lookup`].
