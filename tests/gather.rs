@@ -300,6 +300,8 @@ async fn update_and_delete_with_subqueries_over_sharded_tables_like_mariadb() {
         "INSERT INTO src VALUES (6, 2, 'y', 1)",
         "DELETE d FROM dst d JOIN src s ON s.id = d.k WHERE s.grp = 2",
         "DELETE FROM s USING src s JOIN dst ON dst.k = s.id WHERE dst.v = 'q'",
+        "DELETE k FROM kinds k WHERE k.kind = 3",
+        "DELETE kinds FROM kinds JOIN dst ON dst.id = kinds.kind WHERE dst.v = 'nothing'",
         "ROLLBACK",
     ];
     for sql in writes {
@@ -310,6 +312,7 @@ async fn update_and_delete_with_subqueries_over_sharded_tables_like_mariadb() {
     for sql in [
         "SELECT k, id, v, d FROM dst ORDER BY k",
         "SELECT id, grp, v, d FROM src ORDER BY id",
+        "SELECT kind, label FROM kinds ORDER BY kind",
     ] {
         assert_eq!(
             outcome(&mut r, sql).await,

@@ -227,6 +227,9 @@ impl Engine {
             (Targets::Reference { sql }, Some(k)) => {
                 let sql = bytes(sql)?;
                 for ps in k.physical_shards() {
+                    if e.default_db {
+                        dbs.insert(ps.clone(), vec![k.reference_schema()]);
+                    }
                     work.entry(ps).or_default().push(sql.clone());
                 }
             }

@@ -32,7 +32,11 @@ impl<'a> Planner<'a> {
         }
         if !ks.sharded || r.sharded().next().is_none() {
             let sql = self.qualified(&r, Edits::default())?;
-            return Ok(self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false));
+            let mut plan = self.exec_for(ks, &r, sql, StmtKind::Write, None, None, false);
+            if let Plan::Exec(e) = &mut plan {
+                e.default_db = deletes_by_alias(stmt, &r);
+            }
+            return Ok(plan);
         }
         // One sharded table written; other tables may only be reference tables read in
         // subqueries (each physical shard holds a whole copy of those).
@@ -491,25 +495,25 @@ impl Planner<'_> {
         let edits = Edits::default();
         let sql = self.qualified(r, edits)?;
         let mut plan = self.exec_for(ks, r, sql, StmtKind::Write, ls, None, false);
-        // Tables deleted from by alias: MariaDB wants a default database then.
-        let by_alias = match stmt {
-            Statement::Delete(d) => {
-                let named = if d.using.is_some() {
-                    match &d.from {
-                        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t.len(),
-                    }
-                } else {
-                    d.tables.len()
-                };
-                named > r.targets.len()
-            }
-            _ => false,
-        };
         if let Plan::Exec(e) = &mut plan {
-            e.default_db = by_alias;
+            e.default_db = deletes_by_alias(stmt, r);
         }
         Ok(plan)
     }
+}
+
+/// Whether a multi-table `DELETE` names a table it deletes from by its alias (MariaDB then
+/// wants a default database: [`super::plan::Exec::default_db`]).
+fn deletes_by_alias(stmt: &Statement, r: &super::resolve::Resolved<'_>) -> bool {
+    use sqlparser::ast::FromTable;
+    let Statement::Delete(d) = stmt else {
+        return false;
+    };
+    let named = match (&d.using, &d.from) {
+        (Some(_), FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t)) => t.len(),
+        (None, _) => d.tables.len(),
+    };
+    named > r.targets.len()
 }
 
 impl Planner<'_> {
