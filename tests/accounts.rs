@@ -23,11 +23,8 @@ async fn backend_users(direct: &mut mysql_async::Conn) -> Vec<String> {
         .expect("processlist")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn applications_get_the_data_account_and_admins_the_control_account() {
-    let cluster = LocalCluster::start(1, None).await.expect("mariadb");
-    let s = &cluster.servers()[0];
-    let topo = Topo::new(Arc::new(MemoryStore::new()));
+/// Registers `s` as physical shard `ps0` with the local cluster's data account.
+async fn register(topo: &Topo, s: &tessera::localcluster::MariaDbServer) {
     topo.put_physical_shard(&PhysicalShard {
         name: "ps0".into(),
         host: s.host().into(),
@@ -45,6 +42,14 @@ async fn applications_get_the_data_account_and_admins_the_control_account() {
     })
     .await
     .expect("register");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_get_the_data_account_and_admins_the_control_account() {
+    let cluster = LocalCluster::start(1, None).await.expect("mariadb");
+    let s = &cluster.servers()[0];
+    let topo = Topo::new(Arc::new(MemoryStore::new()));
+    register(&topo, s).await;
     // Applying the keyspace grants the data account its schema, then creates it with that
     // account.
     let v = VSchema::from_yaml("keyspace: shop\nsharded: false\n").expect("vschema");
@@ -207,4 +212,52 @@ async fn applications_get_the_data_account_and_admins_the_control_account() {
     drop(direct);
     router.shutdown().await;
     cluster.shutdown().await;
+}
+
+/// The control plane runs as the control account where a shard has a data account: moving
+/// tables needs triggers (the change journal), which the data account may not create on a
+/// server that writes a binary log (as `tessera up`'s servers do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_commands_run_as_the_control_account() {
+    let cluster = LocalCluster::start(1, None).await.expect("mariadb");
+    let s = &cluster.servers()[0];
+    let topo = Topo::new(Arc::new(MemoryStore::new()));
+    register(&topo, s).await;
+    for y in [
+        "keyspace: legacy\nsharded: false\n",
+        "keyspace: shop\nsharded: true\nlogical_shards: 4\ntables:\n  t: { shard_key: id }\n",
+    ] {
+        let v = VSchema::from_yaml(y).expect("vschema");
+        tessera::cli::apply_vschema(&topo, &v).await.expect("apply");
+    }
+    let mut direct = direct_to(&cluster, 0).await;
+    direct
+        .query_drop("CREATE TABLE legacy.t (id BIGINT PRIMARY KEY, v VARCHAR(10))")
+        .await
+        .expect("table");
+    let rows: Vec<String> = (1..=200).map(|i| format!("({i}, 'v{i}')")).collect();
+    direct
+        .query_drop(format!("INSERT INTO legacy.t VALUES {}", rows.join(", ")))
+        .await
+        .expect("rows");
+    let tables = vec!["t".to_string()];
+    tessera::cli::movetables::movetables_start(&topo, "legacy", "shop", &tables)
+        .await
+        .expect("start (the journal's triggers)");
+    let run = tessera::cli::movetables::movetables_run(&topo, "legacy")
+        .await
+        .expect("run");
+    assert_eq!(run.rows, 200, "{run:?}");
+    tessera::cli::movetables::movetables_cutover(&topo, "legacy")
+        .await
+        .expect("cutover");
+    let mut moved = 0u64;
+    for ls in 0..4 {
+        let n: Option<u64> = direct
+            .query_first(format!("SELECT COUNT(*) FROM shop_{ls:04}.t"))
+            .await
+            .expect("count");
+        moved += n.unwrap_or(0);
+    }
+    assert_eq!(moved, 200);
 }

@@ -364,7 +364,7 @@ impl Mover {
     async fn conn(&self, ps: &str) -> Result<Conn> {
         let pool = self
             .backends
-            .pool_of(&self.rt, ps)
+            .pool_for(&self.rt, ps, true)
             .map_err(|e| anyhow!(e.message))?;
         let mut c = pool.get_conn().await.map_err(|e| anyhow!(e.message))?;
         c.query_drop(tessera_shardmove::COPY_SESSION).await?;

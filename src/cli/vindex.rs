@@ -192,7 +192,7 @@ impl Backfill<'_> {
     async fn conn(&self, ps: &str) -> Result<Conn> {
         let pool = self
             .backends
-            .pool_of(self.rt, ps)
+            .pool_for(self.rt, ps, true)
             .map_err(|e| anyhow!(e.message))?;
         pool.get_conn().await.map_err(|e| anyhow!(e.message))
     }
