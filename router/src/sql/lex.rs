@@ -273,6 +273,9 @@ impl<'s> Lexer<'s> {
     /// inside it.
     fn quoted(&mut self, q: u8, escapes: bool) -> bool {
         let b = self.b;
+        if self.mode.charset == Charset::Plain {
+            return self.quoted_plain(q, escapes);
+        }
         let mut i = self.i + 1;
         while i < b.len() {
             let c = b[i];
@@ -293,6 +296,36 @@ impl<'s> Lexer<'s> {
                 continue;
             }
             i += self.mode.charset.char_len(b, i);
+        }
+        self.i = b.len();
+        false
+    }
+
+    /// [`Lexer::quoted`] for a character set whose multi-byte characters hold no ASCII byte
+    /// (UTF-8, the single-byte sets): straight to the next quote or backslash. Dump rows are
+    /// mostly long strings, and this is most of what reading them costs.
+    fn quoted_plain(&mut self, q: u8, escapes: bool) -> bool {
+        let b = self.b;
+        let mut i = self.i + 1;
+        while i < b.len() {
+            let found = if escapes {
+                memchr::memchr2(q, b'\\', &b[i..])
+            } else {
+                memchr::memchr(q, &b[i..])
+            };
+            let Some(p) = found else { break };
+            let j = i + p;
+            if b[j] == q {
+                if b.get(j + 1) == Some(&q) {
+                    i = j + 2;
+                    continue;
+                }
+                self.i = j + 1;
+                return true;
+            }
+            // A backslash: the byte after it is escaped (a multi-byte character's other
+            // bytes are not ASCII, so they are never a quote or a backslash).
+            i = j + 2;
         }
         self.i = b.len();
         false
@@ -635,6 +668,51 @@ mod tests {
                     at = t.end;
                 }
                 assert_eq!(at, sql.len());
+            }
+        }
+    }
+
+    /// The quoted-run scan of the one-byte-safe character sets (straight to the next quote
+    /// or backslash) ends every run where the byte-by-byte scan ends it.
+    #[test]
+    fn plain_quoted_runs_end_where_the_byte_scan_ends_them() {
+        fn by_bytes(b: &[u8], start: usize, q: u8, escapes: bool) -> (usize, bool) {
+            let mut i = start + 1;
+            while i < b.len() {
+                if b[i] == q {
+                    if b.get(i + 1) == Some(&q) {
+                        i += 2;
+                        continue;
+                    }
+                    return (i + 1, true);
+                }
+                i += if b[i] == b'\\' && escapes { 2 } else { 1 };
+            }
+            (b.len(), false)
+        }
+        let alphabet = b"'\"\\`a \xc3\xa9\x00";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize + 1;
+            let mut sql = vec![b'\''];
+            let mut x = seed;
+            for _ in 0..len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                sql.push(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            for escapes in [true, false] {
+                let mode = Mode {
+                    no_backslash_escapes: !escapes,
+                    ..Mode::default()
+                };
+                let mut lx = Lexer::new(&sql, mode);
+                let done = lx.quoted(b'\'', escapes);
+                assert_eq!((lx.i, done), by_bytes(&sql, 0, b'\'', escapes), "{sql:?}");
             }
         }
     }
