@@ -723,9 +723,11 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
     r.query_drop("INSERT INTO country (code, name) VALUES ('fr', 'France'), ('jp', 'Japan')")
         .await
         .expect("insert reference");
+    // Enough rows for extended inserts of more than 32 KiB, which the router splits without
+    // parsing their rows.
     let mut values = Vec::new();
-    for i in 0..300 {
-        values.push(format!("({i}, 'name {i}', x'00ff{:02x}')", i % 256));
+    for i in 0..3000 {
+        values.push(format!("({i}, 'name {i}', x'00ff{:02x}27')", i % 256));
     }
     r.query_drop(format!(
         "INSERT INTO customer (customer_id, name, note) VALUES {}",

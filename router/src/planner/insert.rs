@@ -439,3 +439,231 @@ pub(super) fn paren_closers(sql: &str) -> crate::FastMap<usize, usize> {
     }
     out
 }
+
+/// Statements at least this long that insert rows of literals into a sharded table are
+/// split by [`fast_insert`] without parsing their rows.
+pub(super) const FAST_INSERT_BYTES: usize = 32 * 1024;
+
+/// An `INSERT`/`REPLACE … VALUES` of many rows of plain literals into a sharded table (what a
+/// dump holds), planned without handing its rows to the SQL parser: the statement up to the end
+/// of its first row is planned as usual (names, shard key, unique keys, everything the planner
+/// checks), and the rows are found by the lexer and routed by their shard key's literal, as
+/// [`Planner::insert`] routes them. `None` (plan it whole) for anything else: a statement that
+/// does not end with its last row, rows holding anything but literals, `NULL` and `DEFAULT`, a
+/// shard key that is not a plain number or string, a row of another length, a table with
+/// lookup vindexes or a sequence, a first row that routes otherwise.
+pub(super) fn fast_insert(
+    sql: &str,
+    keyspace: Option<&str>,
+    last_insert_id: u64,
+    rt: &crate::topology::RoutingTable,
+) -> Option<Result<Plan, SqlError>> {
+    use crate::sql::lex::{Kind, Token};
+    use crate::sql::rewrite::Offsets;
+    let b = sql.as_bytes();
+    let toks = crate::sql::lex::significant(b, &Default::default());
+    let first = toks.first()?;
+    if !(first.is_word(b, "INSERT") || first.is_word(b, "REPLACE")) {
+        return None;
+    }
+    let punct = |t: &Token, c: u8| t.kind == Kind::Punct && b[t.start] == c;
+    // `VALUES` at depth 0, then rows.
+    let mut depth = 0i32;
+    let mut at = None;
+    for (i, t) in toks.iter().enumerate() {
+        if punct(t, b'(') {
+            depth += 1;
+        } else if punct(t, b')') {
+            depth -= 1;
+        } else if depth == 0 && (t.is_word(b, "VALUES") || t.is_word(b, "VALUE")) {
+            at = Some(i + 1);
+            break;
+        } else if depth == 0 && (t.is_word(b, "SELECT") || t.is_word(b, "SET")) {
+            return None;
+        }
+    }
+    let mut i = at?;
+    // Each row: its byte range and the token ranges of its items.
+    type Row = (usize, usize, Vec<(usize, usize)>);
+    let mut rows: Vec<Row> = Vec::new();
+    loop {
+        let open = toks.get(i)?;
+        if !punct(open, b'(') {
+            return None;
+        }
+        let mut items = Vec::new();
+        let mut item_start = i + 1;
+        let mut depth = 1;
+        let mut j = i + 1;
+        let close = loop {
+            let t = toks.get(j)?;
+            let literal = match t.kind {
+                Kind::Number | Kind::String | Kind::Hex | Kind::Bits => true,
+                Kind::Punct => matches!(b[t.start], b'(' | b')' | b',' | b'-' | b'+' | b'.'),
+                Kind::Word => {
+                    ["NULL", "TRUE", "FALSE", "DEFAULT"]
+                        .iter()
+                        .any(|w| t.is_word(b, w))
+                        // A character set introducer before a string.
+                        || b[t.start] == b'_'
+                            && toks.get(j + 1).is_some_and(|n| n.kind == Kind::String)
+                }
+                _ => false,
+            };
+            if !literal {
+                return None;
+            }
+            if punct(t, b'(') {
+                depth += 1;
+            } else if punct(t, b')') {
+                depth -= 1;
+                if depth == 0 {
+                    items.push((item_start, j));
+                    break j;
+                }
+            } else if depth == 1 && punct(t, b',') {
+                items.push((item_start, j));
+                item_start = j + 1;
+            }
+            j += 1;
+        };
+        rows.push((open.start, toks[close].end, items));
+        match toks.get(close + 1) {
+            Some(t) if punct(t, b',') => i = close + 2,
+            None => break,
+            Some(_) => return None,
+        }
+    }
+    if rows.len() < 2 {
+        return None;
+    }
+    // The statement with its first row only, planned as usual.
+    let head_end = rows[0].1;
+    let mini = &sql[..head_end];
+    let stmt = super::statement::parse_one(mini).ok()?;
+    let Statement::Insert(ins) = &stmt else {
+        return None;
+    };
+    if ins.on.is_some() || ins.returning.is_some() {
+        return None;
+    }
+    let p = Planner {
+        sql: mini,
+        offsets: Offsets::new(mini),
+        session_ks: keyspace,
+        rt,
+        last_insert_id,
+    };
+    let r = p.resolve(&stmt).ok()?;
+    let ks = r.ks?;
+    let target = r.tables.first()?.clone();
+    if r.tables.len() != 1 {
+        return None;
+    }
+    let TableRouting::Sharded {
+        shard_key,
+        vindex,
+        key_type,
+        lookups,
+        ..
+    } = &target.routing
+    else {
+        return None;
+    };
+    if !lookups.is_empty() {
+        return None;
+    }
+    let idx = ins
+        .columns
+        .iter()
+        .position(|c| c.value.eq_ignore_ascii_case(shard_key))?;
+    let plan = match p.statement(stmt.clone()) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let Plan::Exec(e) = plan else {
+        return None;
+    };
+    if !matches!(&e.targets, Targets::Ls { ls, .. } if ls.len() == 1) {
+        return None;
+    }
+    // Each row's logical shard, by its shard key's literal.
+    let mut per_ls: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (n, (_, _, items)) in rows.iter().enumerate() {
+        if items.len() != ins.columns.len() {
+            return None;
+        }
+        let (s, e) = items[idx];
+        let key = &toks[s..e];
+        let (neg, t) = match key {
+            [t] => (false, t),
+            [m, t] if punct(m, b'-') => (true, t),
+            _ => return None,
+        };
+        let text = std::str::from_utf8(&b[t.start..t.end]).ok()?;
+        let l = match t.kind {
+            Kind::Number if text.bytes().all(|c| c.is_ascii_digit()) => {
+                let v: i128 = text.parse().ok()?;
+                super::keys::Lit::Int(if neg { -v } else { v })
+            }
+            Kind::Number if text.bytes().all(|c| c.is_ascii_digit() || c == b'.') => {
+                super::keys::Lit::Num(if neg {
+                    format!("-{text}")
+                } else {
+                    text.to_string()
+                })
+            }
+            // A quoted string without escapes: its value is what is between the quotes.
+            Kind::String
+                if !neg
+                    && text.len() >= 2
+                    && text.starts_with('\'')
+                    && !text[1..text.len() - 1].contains(['\'', '\\']) =>
+            {
+                super::keys::Lit::Str(text[1..text.len() - 1].to_string())
+            }
+            _ => return None,
+        };
+        let val = key_value(&l, *key_type, true)?;
+        let id = vindex::keyspace_id(*vindex, &val).ok()?;
+        let ls = vindex::logical_shard(id, ks.logical_shards);
+        match per_ls.iter_mut().find(|(l, _)| *l == ls) {
+            Some((_, r)) => r.push(n),
+            None => per_ls.push((ls, vec![n])),
+        }
+    }
+    // The text before the first row (the table qualified) and the rows, per logical shard.
+    let mut edits = Edits::default();
+    edits.replace(
+        target.qualify.0,
+        target.qualify.1,
+        format!("{LS_PLACEHOLDER}."),
+    );
+    let head = match edits.apply(&sql[..rows[0].0]) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let out: Vec<(u32, String)> = per_ls
+        .into_iter()
+        .map(|(ls, picked)| {
+            let mut s = String::with_capacity(head.len() + sql.len() / 4);
+            s.push_str(&head);
+            for (n, i) in picked.iter().enumerate() {
+                if n > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(&sql[rows[*i].0..rows[*i].1]);
+            }
+            (ls, s)
+        })
+        .collect();
+    Some(Ok(Plan::Exec(Box::new(Exec {
+        conflict: e.conflict,
+        ..Exec::plain(
+            Some(ks.name.clone()),
+            StmtKind::Write,
+            RouteKind::Several,
+            Targets::PerLs(out),
+        )
+    }))))
+}

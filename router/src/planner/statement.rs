@@ -89,6 +89,12 @@ pub(super) fn plan_parsed(
     if let Some(t) = super::local::transaction_start(sql) {
         return Ok(Plan::Local(Local::Begin(t)));
     }
+    // Many rows of literals into a sharded table (a dump's): the rows are not parsed.
+    if sql.len() >= super::insert::FAST_INSERT_BYTES {
+        if let Some(p) = super::insert::fast_insert(sql, keyspace, last_insert_id, rt) {
+            return p;
+        }
+    }
     // Parsed up to its last token: a `--` that ends the text is a comment to MariaDB (the
     // parser would take it for two minus signs); spans stay those of `sql`.
     let stmt = match parse_one(&sql[..crate::sql::rewrite::statement_end(sql)]) {

@@ -315,3 +315,92 @@ fn scanned_shapes_match_tokenized_shapes() {
         cases.len()
     );
 }
+
+/// A long `INSERT` of literal rows (a dump's) is split without parsing its rows, into the same
+/// statements per logical shard as the full parse gives; anything the fast split does not
+/// read is planned whole, with the same outcome.
+#[test]
+fn long_inserts_split_like_the_full_parse() {
+    let rt = table();
+    let row = |i: i64| {
+        let name = match i % 4 {
+            0 => format!("'n{i}'"),
+            1 => "NULL".to_string(),
+            2 => format!("'it''s {i}'"),
+            _ => format!("_utf8mb4'x\\\\{i}'"),
+        };
+        format!("({i}, {name}, 'c{}', -{}.5)", i % 7, i % 3)
+    };
+    let rows = |n: i64, key: &dyn Fn(i64) -> String| {
+        (0..n)
+            .map(|i| row(i).replacen(&i.to_string(), &key(i), 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let head = "INSERT INTO customer (customer_id, name, country, balance) VALUES ";
+    let statements = [
+        format!("{head}{}", rows(2000, &|i| i.to_string())),
+        format!("{head}{}", rows(2000, &|i| format!("-{i}"))),
+        format!("{head}{}", rows(2000, &|i| format!("'{i}'"))),
+        format!(
+            "INSERT IGNORE INTO demo.customer (balance, customer_id, name, country) VALUES {}",
+            (0..2000)
+                .map(|i| format!("(1.5, {i}, 'x', 'FR')"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        // Not read by the fast split: planned whole.
+        format!(
+            "{head}{},({}, NOW(), 'x', 1)",
+            rows(2000, &|i| i.to_string()),
+            5000
+        ),
+        format!(
+            "{head}{} ON DUPLICATE KEY UPDATE name = VALUES(name)",
+            rows(2000, &|i| i.to_string())
+        ),
+        format!(
+            "{head}{},(1e3, 'x', 'y', 1)",
+            rows(2000, &|i| i.to_string())
+        ),
+        format!("{head}{},(1, 'x', 'y')", rows(2000, &|i| i.to_string())),
+    ];
+    for sql in &statements {
+        assert!(sql.len() >= insert::FAST_INSERT_BYTES, "{}", sql.len());
+        let whole = {
+            let stmt = statement::parse_one(sql).expect("parses");
+            let p = resolve::Planner {
+                sql,
+                offsets: crate::sql::rewrite::Offsets::new(sql),
+                session_ks: Some("demo"),
+                rt: &rt,
+                last_insert_id: 0,
+            };
+            p.statement(stmt)
+        };
+        let fast = plan(sql, Some("demo"), &rt);
+        match (&fast, &whole) {
+            (Ok(Plan::Exec(a)), Ok(Plan::Exec(b))) => {
+                assert_eq!(a.targets, b.targets, "{}", &sql[..120]);
+                assert_eq!(a.conflict, b.conflict, "{}", &sql[..120]);
+            }
+            (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", &sql[..120]),
+            (a, b) => panic!("{}: {a:?} vs {b:?}", &sql[..120]),
+        }
+    }
+    // The first four are split by the fast path.
+    for sql in &statements[..4] {
+        assert!(
+            insert::fast_insert(sql, Some("demo"), 0, &rt).is_some(),
+            "{}",
+            &sql[..120]
+        );
+    }
+    for sql in &statements[4..] {
+        assert!(
+            insert::fast_insert(sql, Some("demo"), 0, &rt).is_none(),
+            "{}",
+            &sql[..120]
+        );
+    }
+}
