@@ -39,10 +39,13 @@ const MODIFIER_STAND_INS: &[(&str, &str)] = &[
 impl StandIn {
     pub(super) fn find(sql: &str) -> Option<StandIn> {
         use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+        // Each place its first letter (either case) is at, compared there.
         let has = |w: &[u8]| {
-            sql.as_bytes()
-                .windows(w.len())
-                .any(|x| x.eq_ignore_ascii_case(w))
+            let b = sql.as_bytes();
+            memchr::memchr2_iter(w[0].to_ascii_lowercase(), w[0].to_ascii_uppercase(), b).any(|i| {
+                b.get(i..i + w.len())
+                    .is_some_and(|x| x.eq_ignore_ascii_case(w))
+            })
         };
         let head = |w: &str| {
             sql.trim_start()

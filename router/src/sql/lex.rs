@@ -620,7 +620,9 @@ pub fn significant(sql: &[u8], mode: &Mode) -> Vec<Token> {
 /// and their `*/`) blanked out with spaces, so that a reader that does not know them (the SQL
 /// parser) sees the text MariaDB runs, at the same byte offsets; `None` when there are none.
 pub fn unwrap_executable(sql: &[u8], mode: &Mode) -> Option<Vec<u8>> {
-    if !sql.windows(3).any(|w| w == b"/*!" || w == b"/*M") {
+    let opens =
+        memchr::memmem::find_iter(sql, b"/*").any(|i| matches!(sql.get(i + 2), Some(b'!' | b'M')));
+    if !opens {
         return None;
     }
     let mut out: Option<Vec<u8>> = None;
