@@ -446,7 +446,7 @@ impl LocalCluster {
         };
         let starts = (0..n)
             .map(|i| MariaDbServer::start(base.join(format!("server{i}")), i + 1, tls.clone()));
-        let results = futures_join_all(starts).await;
+        let results = futures_util::future::join_all(starts).await;
         let mut servers = Vec::with_capacity(n);
         let mut first_err = None;
         for r in results {
@@ -485,43 +485,6 @@ impl LocalCluster {
             s.wait_stopped(deadline).await;
         }
     }
-}
-
-/// Awaits every future, concurrently, in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Poll them together: a simple join via a select loop would need a dependency; tokio's
-    // join of a Vec is written out here.
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    for r in results.into_iter().flatten() {
-        out.push(r);
-    }
-    out
 }
 
 #[cfg(test)]

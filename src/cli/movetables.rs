@@ -522,32 +522,6 @@ fn target_of(rt: &RoutingTable, to: &str, table: &str, meta: &TableMeta) -> Resu
     Ok(Target { places, by })
 }
 
-/// `REPLACE`s `rows` (all columns) into `schema.table` on `c`, in statements under the
-/// placeholder limit.
-async fn replace_rows(
-    c: &mut Conn,
-    schema: &str,
-    t: &TableMeta,
-    rows: &[Vec<Value>],
-) -> Result<()> {
-    let per = (60_000 / t.columns.len().max(1)).max(1);
-    let one = format!("({})", vec!["?"; t.columns.len()].join(", "));
-    for batch in rows.chunks(per) {
-        c.exec_drop(
-            format!(
-                "REPLACE INTO {}.{} ({}) VALUES {}",
-                qi(schema),
-                qi(&t.name),
-                t.cols_sql(),
-                vec![one.as_str(); batch.len()].join(", ")
-            ),
-            batch.iter().flatten().cloned().collect::<Vec<Value>>(),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Deletes the rows with `keys` (primary keys) from `schema.table` on `c`.
 async fn delete_keys(c: &mut Conn, schema: &str, t: &TableMeta, keys: &[Vec<Value>]) -> Result<()> {
     if keys.is_empty() {
@@ -617,17 +591,28 @@ async fn apply_rows(
     for r in rows {
         per.entry(target.ls_of(&r)?).or_default().push(r);
     }
-    for (ls, (ps, schema)) in target.places.iter().enumerate() {
-        let c = conns
-            .get_mut(ps)
-            .ok_or_else(|| anyhow!("no connection to {ps}"))?;
-        if delete_first {
-            delete_keys(c, schema, t, keys).await?;
-        }
-        if let Some(rows) = per.get(&ls) {
-            replace_rows(c, schema, t, rows).await?;
-        }
+    if let Some((ps, _)) = target.places.iter().find(|(ps, _)| !conns.contains_key(ps)) {
+        bail!("no connection to {ps}");
     }
+    // Each physical shard's logical shards in turn, the physical shards at once.
+    let per = &per;
+    let work = conns.iter_mut().map(|(ps, c)| async move {
+        for (ls, (_, schema)) in target
+            .places
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| p == ps)
+        {
+            if delete_first {
+                delete_keys(c, schema, t, keys).await?;
+            }
+            if let Some(rows) = per.get(&ls) {
+                tessera_shardmove::write_rows(c, schema, t, rows).await?;
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    futures_util::future::try_join_all(work).await?;
     Ok(())
 }
 
@@ -1267,7 +1252,7 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
                 rows.extend(rows_of(c, s, &t, &keys).await?);
             }
             delete_keys(&mut src, &schema, &t, &keys).await?;
-            replace_rows(&mut src, &schema, &t, &rows).await?;
+            tessera_shardmove::write_rows(&mut src, &schema, &t, &rows).await?;
             copied += keys.len() as u64;
             for (ps, s, seqs) in seen {
                 let c = conns
