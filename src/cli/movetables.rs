@@ -806,56 +806,79 @@ fn digest_sql(t: &TableMeta) -> String {
 /// Compares the target's rows of `t` with the source's: per target logical shard, count and
 /// digest sum. Returns the differences found, described.
 async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>> {
-    let (mut src, schema) = m.source_conn().await?;
     let n = target.places.len();
-    let mut want = vec![(0u64, 0u128); n];
-    let key_col = target
-        .by
-        .map(|(at, _, _)| qi(&t.columns[at]))
-        .unwrap_or_else(|| "NULL".into());
-    let mut after: Option<Vec<Value>> = None;
-    loop {
-        let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
-        let items = format!("{}, {key_col}, {}", pk.join(", "), digest_sql(t));
-        let rows = key_chunk(&mut src, &schema, t, &items, after.as_deref(), 20_000).await?;
-        let got = rows.len();
-        for v in rows {
-            after = Some(v[..t.pk.len()].to_vec());
-            let key = &v[t.pk.len()];
-            let ls = match target.by {
-                Some((_, vi, ty)) => ksid_of(vi, ty, key)
-                    .map(|k| vindex::logical_shard(k, n as u32) as usize)
-                    .ok_or_else(|| anyhow!("a row's shard key {key:?} maps to no logical shard"))?,
-                None => 0,
-            };
-            let d: u64 = mysql_async::from_value_opt(v[t.pk.len() + 1].clone()).unwrap_or(0);
-            want[ls].0 += 1;
-            want[ls].1 += u128::from(d);
+    // The source's count and digest per logical shard, read while the target's are.
+    let source = async {
+        let (mut src, schema) = m.source_conn().await?;
+        let mut want = vec![(0u64, 0u128); n];
+        let key_col = target
+            .by
+            .map(|(at, _, _)| qi(&t.columns[at]))
+            .unwrap_or_else(|| "NULL".into());
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
+            let items = format!("{}, {key_col}, {}", pk.join(", "), digest_sql(t));
+            let rows = key_chunk(&mut src, &schema, t, &items, after.as_deref(), 20_000).await?;
+            let got = rows.len();
+            for v in rows {
+                after = Some(v[..t.pk.len()].to_vec());
+                let key = &v[t.pk.len()];
+                let ls = match target.by {
+                    Some((_, vi, ty)) => ksid_of(vi, ty, key)
+                        .map(|k| vindex::logical_shard(k, n as u32) as usize)
+                        .ok_or_else(|| {
+                            anyhow!("a row's shard key {key:?} maps to no logical shard")
+                        })?,
+                    None => 0,
+                };
+                let d: u64 = mysql_async::from_value_opt(v[t.pk.len() + 1].clone()).unwrap_or(0);
+                want[ls].0 += 1;
+                want[ls].1 += u128::from(d);
+            }
+            if got < 20000 {
+                break;
+            }
         }
-        if got < 20000 {
-            break;
-        }
-    }
+        Ok::<_, anyhow::Error>(want)
+    };
+    // The target's, each physical shard's logical shards in turn, the physical shards at once.
+    let targets = async {
+        let mut conns = target_conns(m, target).await?;
+        let work = conns.iter_mut().map(|(ps, c)| async move {
+            let mut out = Vec::new();
+            for (ls, (_, schema)) in target
+                .places
+                .iter()
+                .enumerate()
+                .filter(|(_, (p, _))| p == ps)
+            {
+                let got: Option<(u64, Option<String>)> = c
+                    .query_first(format!(
+                        "SELECT COUNT(*), CAST(SUM({}) AS CHAR) FROM {}.{}",
+                        digest_sql(t),
+                        qi(schema),
+                        qi(&t.name)
+                    ))
+                    .await?;
+                let (count, sum) = got.unwrap_or((0, None));
+                let sum: u128 = sum.and_then(|s| s.parse().ok()).unwrap_or(0);
+                out.push((ls, (count, sum)));
+            }
+            Ok::<_, anyhow::Error>(out)
+        });
+        let per_ps = futures_util::future::try_join_all(work).await?;
+        Ok::<_, anyhow::Error>(per_ps.into_iter().flatten().collect::<BTreeMap<_, _>>())
+    };
+    let (want, got) = tokio::join!(source, targets);
+    let (want, got) = (want?, got?);
     let mut diffs = Vec::new();
-    let mut conns = target_conns(m, target).await?;
-    for (ls, (ps, schema)) in target.places.iter().enumerate() {
-        let c = conns
-            .get_mut(ps)
-            .ok_or_else(|| anyhow!("no connection to {ps}"))?;
-        let got: Option<(u64, Option<String>)> = c
-            .query_first(format!(
-                "SELECT COUNT(*), CAST(SUM({}) AS CHAR) FROM {}.{}",
-                digest_sql(t),
-                qi(schema),
-                qi(&t.name)
-            ))
-            .await?;
-        let (count, sum) = got.unwrap_or((0, None));
-        let sum: u128 = sum.and_then(|s| s.parse().ok()).unwrap_or(0);
-        if (count, sum) != want[ls] {
+    for (ls, want) in want.iter().enumerate() {
+        let (count, sum) = got.get(&ls).copied().unwrap_or((0, 0));
+        if (count, sum) != *want {
             diffs.push(format!(
                 "{}: logical shard {ls} holds {count} rows (digest {sum}), the source {} (digest {})",
-                t.name, want[ls].0, want[ls].1
+                t.name, want.0, want.1
             ));
         }
     }
