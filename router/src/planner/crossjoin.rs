@@ -127,9 +127,12 @@ impl Planner<'_> {
             (Some(true), Some(false)) => (right.as_ref(), left.as_ref()),
             _ => return Err(refuse("an ON condition that is not one equality")),
         };
+        // Conditions copied into each side's statement keep the qualifiers of tables in them.
+        let quals = self.qualify_edits(&self.resolve(q)?)?;
         let mp = MergePlanner {
             sql: self.sql,
             offsets: &self.offsets,
+            quals: &quals,
         };
         let mut lconds = Vec::new();
         let mut rconds = Vec::new();

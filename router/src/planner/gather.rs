@@ -15,7 +15,6 @@ use crate::sql::rewrite::{quote_ident, Edits, Offsets};
 use crate::sql::LS_PLACEHOLDER;
 use crate::topology::{RoutingTable, TableRouting};
 use sqlparser::ast::{SetExpr, Statement};
-use std::collections::HashSet;
 
 /// The select whose items name a query's columns (the first of a set operation).
 fn first_select(body: &SetExpr) -> Option<&sqlparser::ast::Select> {
@@ -71,16 +70,6 @@ fn gather(
             return Err(SqlError::unsupported("gathering rows for SELECT … INTO"));
         }
     }
-    let ctes: HashSet<String> = q
-        .with
-        .as_ref()
-        .map(|w| {
-            w.cte_tables
-                .iter()
-                .map(|c| c.alias.name.value.clone())
-                .collect()
-        })
-        .unwrap_or_default();
     let p = Planner {
         sql,
         offsets: Offsets::new(sql),
@@ -88,7 +77,7 @@ fn gather(
         rt,
         last_insert_id: 0,
     };
-    let r = p.resolve_skipping(&stmt, &ctes)?;
+    let r = p.resolve_with_ctes(&stmt)?;
     let (Some(ks), false) = (r.ks, r.system) else {
         return Err(SqlError::unsupported("gathering rows outside one keyspace"));
     };
@@ -107,10 +96,18 @@ fn gather(
     // schema; reference tables are there already.
     // Select items whose text the qualification changes keep the client's column names.
     let mut edits = Edits::default();
-    if let (Some(select), Some(ranges)) = (
-        first_select(q.body.as_ref()),
-        super::select::select_item_ranges(sql),
-    ) {
+    // The select list of the select that names the columns (after a `WITH` list, too).
+    let first = first_select(q.body.as_ref());
+    let ranges = first
+        .and_then(|s| p.offsets.byte(sql, s.select_token.0.span.start))
+        .and_then(|at| {
+            super::select::select_item_ranges(&sql[at..]).map(|v| {
+                v.into_iter()
+                    .map(|(s, e)| (s + at, e + at))
+                    .collect::<Vec<_>>()
+            })
+        });
+    if let (Some(select), Some(ranges)) = (first, ranges) {
         if ranges.len() == select.projection.len() {
             let changed: Vec<usize> = r
                 .tables

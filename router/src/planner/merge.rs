@@ -142,6 +142,9 @@ fn contains_aggregate(e: &Expr) -> bool {
 pub(super) struct MergePlanner<'a> {
     pub sql: &'a str,
     pub offsets: &'a Offsets,
+    /// The statement's table qualifiers ([`super::resolve::Planner::qualify_edits`]): text
+    /// copied from the statement into another place of it gets those within it.
+    pub quals: &'a [(usize, usize, String)],
 }
 
 struct Builder {
@@ -165,7 +168,15 @@ impl MergePlanner<'_> {
     /// literal, the parsed expression written out again. Either is checked by parsing it.
     pub(super) fn text(&self, e: &Expr) -> Result<String, SqlError> {
         if let Ok(t) = self.span_text(e) {
-            return Ok(t);
+            return self.qualify(e, t);
+        }
+        // Written out again, it would lose the qualifiers of tables inside it.
+        if let Some((s, end)) = self.offsets.range(self.sql, e.span()) {
+            if self.quals.iter().any(|q| q.0 >= s && q.0 < end) {
+                return Err(SqlError::unsupported(format!(
+                    "the expression {e} across logical shards (the router cannot rewrite it exactly)"
+                )));
+            }
         }
         let mut strings = false;
         let _ = sqlparser::ast::visit_expressions(e, |x| {
@@ -189,6 +200,39 @@ impl MergePlanner<'_> {
                 "the expression {e} across logical shards (the router cannot rewrite it exactly)"
             )))
         }
+    }
+
+    /// `text`, the source text of `e` (at its span's start), with the table qualifiers that
+    /// fall inside it.
+    fn qualify(&self, e: &Expr, text: String) -> Result<String, SqlError> {
+        let err = || {
+            SqlError::unsupported(
+                "this expression across logical shards (it cannot be rewritten safely)",
+            )
+        };
+        let (s0, _) = self.offsets.range(self.sql, e.span()).ok_or_else(err)?;
+        let Some(s) = self.sql[s0..].find(&text).map(|i| s0 + i) else {
+            return Err(err());
+        };
+        let end = s + text.len();
+        let mut inside: Vec<&(usize, usize, String)> = self
+            .quals
+            .iter()
+            .filter(|q| q.0 >= s && q.1 <= end)
+            .collect();
+        if inside.is_empty() {
+            return Ok(text);
+        }
+        inside.sort_by_key(|q| q.0);
+        let mut out = String::with_capacity(text.len() + 32 * inside.len());
+        let mut at = s;
+        for (a, b, rep) in inside {
+            out.push_str(&self.sql[at..*a]);
+            out.push_str(rep);
+            at = *b;
+        }
+        out.push_str(&self.sql[at..end]);
+        Ok(out)
     }
 
     /// Returns the exact source text of `e`, checked by parsing it again.

@@ -8,7 +8,7 @@ use crate::error::SqlError;
 use crate::sql::rewrite::{quote_ident, Edits, Offsets};
 use crate::sql::LS_PLACEHOLDER;
 use crate::topology::{KeyspaceRouting, RoutingTable, TableRouting};
-use sqlparser::ast::{visit_expressions, visit_relations, Expr, Ident, ObjectName};
+use sqlparser::ast::{visit_expressions, visit_relations, Expr, Ident, ObjectName, Statement};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
@@ -71,6 +71,61 @@ impl<'a> Planner<'a> {
         node: &V,
     ) -> Result<Resolved<'a>, SqlError> {
         self.resolve_skipping(node, &HashSet::new())
+    }
+
+    /// Resolves a statement whose query may define CTEs, with them in scope as MariaDB has
+    /// them: in a CTE's own definition a name means a CTE defined before it in the `WITH`
+    /// list (or, under `RECURSIVE`, any of them), else a table, so `WITH t AS (SELECT … FROM
+    /// t)` reads table `t`; in the rest of the statement it means a CTE of the list.
+    pub(super) fn resolve_with_ctes(&self, stmt: &Statement) -> Result<Resolved<'a>, SqlError> {
+        let Statement::Query(q) = stmt else {
+            return self.resolve(stmt);
+        };
+        let Some(with) = &q.with else {
+            return self.resolve(stmt);
+        };
+        let all: HashSet<String> = with
+            .cte_tables
+            .iter()
+            .map(|c| c.alias.name.value.clone())
+            .collect();
+        let mut parts = Vec::with_capacity(with.cte_tables.len() + 1);
+        let mut before = HashSet::new();
+        for cte in &with.cte_tables {
+            let scope = if with.recursive { &all } else { &before };
+            parts.push(self.resolve_skipping(cte.query.as_ref(), scope)?);
+            before.insert(cte.alias.name.value.clone());
+        }
+        let mut rest = q.as_ref().clone();
+        rest.with = None;
+        parts.push(self.resolve_skipping(&rest, &all)?);
+        let mut out = Resolved {
+            ks: None,
+            system: false,
+            tables: Vec::new(),
+            column_quals: Vec::new(),
+            targets: Vec::new(),
+        };
+        for part in parts {
+            if let (Some(a), Some(b)) = (out.ks, part.ks) {
+                if a.name != b.name {
+                    return Err(SqlError::unsupported(format!(
+                        "statements across keyspaces ({} and {})",
+                        a.name, b.name
+                    )));
+                }
+            }
+            out.ks = out.ks.or(part.ks);
+            out.system |= part.system;
+            out.tables.extend(part.tables);
+            out.column_quals.extend(part.column_quals);
+        }
+        if out.system && out.ks.is_some() {
+            return Err(SqlError::unsupported(
+                "joining system schemas with keyspace tables",
+            ));
+        }
+        Ok(out)
     }
 
     pub(super) fn resolve_skipping<V: sqlparser::ast::Visit>(
@@ -192,28 +247,41 @@ impl<'a> Planner<'a> {
     /// the reference schema, unsharded ones with the keyspace's schema.
     pub(super) fn qualified(&self, r: &Resolved<'_>, extra: Edits) -> Result<String, SqlError> {
         let mut edits = extra;
+        for (s, e, text) in self.qualify_edits(r)? {
+            edits.replace(s, e, text);
+        }
+        Ok(edits.apply(self.sql)?)
+    }
+
+    /// What [`Planner::qualified`] replaces: `(start, end, text)` for each table's (and each
+    /// `keyspace.table.column`'s) qualifier.
+    pub(super) fn qualify_edits(
+        &self,
+        r: &Resolved<'_>,
+    ) -> Result<Vec<(usize, usize, String)>, SqlError> {
         let Some(ks) = r.ks else {
-            return Ok(edits.apply(self.sql)?);
+            return Ok(Vec::new());
         };
         let schema_of = |routing: &TableRouting| match routing {
             TableRouting::Sharded { .. } => LS_PLACEHOLDER.to_string(),
             TableRouting::Reference => quote_ident(&ks.reference_schema()),
             TableRouting::Unsharded => quote_ident(&ks.schema(0)),
         };
+        let mut out = Vec::new();
         for t in r.tables.iter().chain(&r.targets) {
-            edits.replace(
+            out.push((
                 t.qualify.0,
                 t.qualify.1,
                 format!("{}.", schema_of(&t.routing)),
-            );
+            ));
         }
         for (s, e, table) in &r.column_quals {
             let routing = ks
                 .table(table)
                 .ok_or_else(|| SqlError::unknown_table(&ks.name, table))?;
-            edits.replace(*s, *e, format!("{}.", schema_of(&routing)));
+            out.push((*s, *e, format!("{}.", schema_of(&routing))));
         }
-        Ok(edits.apply(self.sql)?)
+        Ok(out)
     }
 
     pub(super) fn any(&self, sql: String, kind: StmtKind) -> Plan {

@@ -15,7 +15,7 @@ use sqlparser::ast::{
     Query, SetExpr, Statement, TableFactor, Value,
 };
 use sqlparser::dialect::MySqlDialect;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use tessera_topo::{KeyType, VindexKind};
 
@@ -101,17 +101,7 @@ pub(super) fn select_item_ranges(sql: &str) -> Option<Vec<(usize, usize)>> {
 
 impl<'a> Planner<'a> {
     pub(super) fn query(&self, stmt: &Statement, q: &Query) -> Result<Plan, SqlError> {
-        let ctes: HashSet<String> = q
-            .with
-            .as_ref()
-            .map(|w| {
-                w.cte_tables
-                    .iter()
-                    .map(|c| c.alias.name.value.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let r = self.resolve_skipping(stmt, &ctes)?;
+        let r = self.resolve_with_ctes(stmt)?;
         let Some(ks) = r.ks else {
             // No keyspace table: any physical shard answers; DATABASE() is the session's.
             let mut s = stmt.clone();
@@ -163,7 +153,7 @@ impl<'a> Planner<'a> {
             }
             return Ok(plan);
         }
-        if !ctes.is_empty() {
+        if q.with.as_ref().is_some_and(|w| !w.cte_tables.is_empty()) {
             return Err(SqlError::unsupported("WITH clauses over sharded tables"));
         }
         self.check_subqueries(stmt)?;
@@ -229,9 +219,11 @@ impl<'a> Planner<'a> {
                 };
                 limit = Some((skip, count));
             }
+            let quals = self.qualify_edits(&r)?;
             let mp = merge::MergePlanner {
                 sql: self.sql,
                 offsets: &self.offsets,
+                quals: &quals,
             };
             merge = mp.plan(select, q, limit, &mut edits)?;
             let aggregate = matches!(

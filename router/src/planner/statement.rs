@@ -12,7 +12,6 @@ use crate::topology::RoutingTable;
 use sqlparser::ast::{visit_expressions, Expr, Statement};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 /// Plans one SQL statement for a session whose current keyspace is `keyspace`.
@@ -205,19 +204,6 @@ pub fn describe_target(
         rt,
         last_insert_id: 0,
     };
-    let ctes: HashSet<String> = match &stmt {
-        Statement::Query(q) => q
-            .with
-            .as_ref()
-            .map(|w| {
-                w.cte_tables
-                    .iter()
-                    .map(|c| c.alias.name.value.clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => HashSet::new(),
-    };
     match &stmt {
         Statement::Query(_)
         | Statement::Insert(_)
@@ -225,7 +211,7 @@ pub fn describe_target(
         | Statement::Delete(_) => {}
         _ => return Ok(None),
     }
-    let r = p.resolve_skipping(&stmt, &ctes)?;
+    let r = p.resolve_with_ctes(&stmt)?;
     let Some(ks) = r.ks else {
         return Ok(Some((sql.to_string(), None)));
     };
