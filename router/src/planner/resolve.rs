@@ -15,6 +15,20 @@ use std::ops::ControlFlow;
 /// Schemas of the server itself, not of any keyspace.
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
 
+/// The keyspace of two parts of a statement: the one either names (they must not name two).
+pub(super) fn one_keyspace<'k>(
+    a: Option<&'k KeyspaceRouting>,
+    b: Option<&'k KeyspaceRouting>,
+) -> Result<Option<&'k KeyspaceRouting>, SqlError> {
+    match (a, b) {
+        (Some(a), Some(b)) if a.name != b.name => Err(SqlError::unsupported(format!(
+            "statements across keyspaces ({} and {})",
+            a.name, b.name
+        ))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
 /// Splits a table name into its optional schema and the table.
 pub(super) fn split_name(name: &ObjectName) -> Result<(Option<&Ident>, &Ident), SqlError> {
     let parts = ident_parts(name).ok_or_else(|| SqlError::unsupported("computed table names"))?;
@@ -107,15 +121,7 @@ impl<'a> Planner<'a> {
             targets: Vec::new(),
         };
         for part in parts {
-            if let (Some(a), Some(b)) = (out.ks, part.ks) {
-                if a.name != b.name {
-                    return Err(SqlError::unsupported(format!(
-                        "statements across keyspaces ({} and {})",
-                        a.name, b.name
-                    )));
-                }
-            }
-            out.ks = out.ks.or(part.ks);
+            out.ks = one_keyspace(out.ks, part.ks)?;
             out.system |= part.system;
             out.tables.extend(part.tables);
             out.column_quals.extend(part.column_quals);
@@ -170,15 +176,7 @@ impl<'a> Planner<'a> {
                     .keyspace(to)
                     .ok_or_else(|| SqlError::unknown_database(to))?;
             }
-            if let Some(prev) = ks {
-                if prev.name != k.name {
-                    return Err(SqlError::unsupported(format!(
-                        "statements across keyspaces ({} and {})",
-                        prev.name, k.name
-                    )));
-                }
-            }
-            ks = Some(k);
+            ks = one_keyspace(ks, Some(k))?;
             let routing = k
                 .table(&table.value)
                 .ok_or_else(|| SqlError::unknown_table(&k.name, &table.value))?;
@@ -314,10 +312,7 @@ impl<'a> Planner<'a> {
         for name in list {
             let (db, t) = split_name(name)?;
             let k = self.keyspace_of(db)?;
-            if ks.is_some_and(|p| p.name != k.name) {
-                return Err(SqlError::unsupported("statements across keyspaces"));
-            }
-            ks = Some(k);
+            ks = one_keyspace(ks, Some(k))?;
             let routing = k
                 .table(&t.value)
                 .ok_or_else(|| SqlError::unknown_table(&k.name, &t.value))?;

@@ -382,15 +382,7 @@ impl<'a> Planner<'a> {
             .collect();
         if !by_table.is_empty() {
             let t = self.resolve_names(&by_table)?;
-            if let (Some(a), Some(b)) = (r.ks, t.ks) {
-                if a.name != b.name {
-                    return Err(SqlError::unsupported(format!(
-                        "statements across keyspaces ({} and {})",
-                        a.name, b.name
-                    )));
-                }
-            }
-            r.ks = r.ks.or(t.ks);
+            r.ks = super::resolve::one_keyspace(r.ks, t.ks)?;
             r.targets = t.tables;
         }
         Ok(r)
