@@ -375,9 +375,6 @@ impl<'a> Planner<'a> {
         r: &Resolved<'_>,
         edits: &mut Edits,
     ) -> bool {
-        if r.column_quals.is_empty() {
-            return false;
-        }
         let Some(ranges) = select_item_ranges(self.sql) else {
             return false;
         };
@@ -393,9 +390,17 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let text = &self.sql[s..e];
-            let renamed = r.column_quals.iter().any(|q| q.0 >= s && q.0 < e);
-            // MariaDB refuses aliases over 256 characters; such names are left as they come.
-            if renamed && text.chars().count() <= 256 && !edits.touches(s, e) {
+            // A `keyspace.table.column`, or a table in a subquery, that the rewrite qualifies.
+            let renamed = r.column_quals.iter().any(|q| q.0 >= s && q.0 < e)
+                || r.tables.iter().any(|t| t.qualify.0 >= s && t.qualify.0 < e);
+            // MariaDB refuses aliases over 256 characters, and names an item holding an
+            // executable comment in its own way; such names are left as they come.
+            if renamed
+                && text.chars().count() <= 256
+                && !text.contains("/*!")
+                && !text.contains("/*M!")
+                && !edits.touches(s, e)
+            {
                 edits.insert(e, format!(" AS {}", quote_ident(text)));
                 added = true;
             }
