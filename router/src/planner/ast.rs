@@ -1,6 +1,7 @@
 //! Small questions about the parsed statement (names, aggregates, conjuncts, columns).
 
-use sqlparser::ast::{BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Value};
+use crate::error::SqlError;
+use sqlparser::ast::{BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Statement, Value};
 
 pub(super) fn ident_parts(name: &ObjectName) -> Option<Vec<&Ident>> {
     name.0
@@ -72,4 +73,16 @@ pub(super) fn limit_number(e: &Expr) -> Option<u64> {
         },
         _ => None,
     }
+}
+
+/// Parses exactly one statement.
+pub(super) fn parse_one(sql: &str) -> Result<Statement, SqlError> {
+    let mut stmts = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)
+        .map_err(SqlError::parse)?;
+    if stmts.len() > 1 {
+        return Err(SqlError::unsupported("several statements in one query"));
+    }
+    stmts
+        .pop()
+        .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
 }

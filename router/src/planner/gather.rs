@@ -6,9 +6,9 @@
 //! qualified with that schema). Its answer is MariaDB's by construction; the rows gathered
 //! are bounded (`engine/gather.rs`).
 
+use super::ast::parse_one;
 use super::plan::{Gather, GatherFilter, Local, Plan};
 use super::resolve::Planner;
-use super::statement::parse_one;
 
 use crate::error::SqlError;
 use crate::sql::rewrite::{quote_ident, Edits, Offsets};

@@ -540,7 +540,7 @@ pub(super) fn fast_insert(
     // The statement with its first row only, planned as usual.
     let head_end = rows[0].1;
     let mini = &sql[..head_end];
-    let stmt = super::statement::parse_one(mini).ok()?;
+    let stmt = super::ast::parse_one(mini).ok()?;
     let Statement::Insert(ins) = &stmt else {
         return None;
     };

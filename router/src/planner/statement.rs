@@ -1,7 +1,7 @@
 //! The planner's entry points: one statement's text in, its [`super::Plan`] out. Parses the
 //! statement and dispatches it by kind to the file that plans that kind.
 
-use super::ast::ident_parts;
+use super::ast::{ident_parts, parse_one};
 use super::plan::{Exec, Local, Plan, RouteKind, SavepointOp, StmtKind, Targets};
 use super::resolve::Planner;
 use super::standin::StandIn;
@@ -10,8 +10,6 @@ use crate::error::SqlError;
 use crate::sql::rewrite::{self, Edits, Offsets};
 use crate::topology::RoutingTable;
 use sqlparser::ast::{visit_expressions, Expr, Statement};
-use sqlparser::dialect::MySqlDialect;
-use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
 
 /// Plans one SQL statement for a session whose current keyspace is `keyspace`.
@@ -217,17 +215,6 @@ pub fn describe_target(
     };
     let q = p.qualified(&r, Edits::default())?;
     Ok(Some((ks.fill(&q, 0).into_owned(), Some(ks.name.clone()))))
-}
-
-/// Parses exactly one statement.
-pub(super) fn parse_one(sql: &str) -> Result<Statement, SqlError> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(SqlError::parse)?;
-    if stmts.len() > 1 {
-        return Err(SqlError::unsupported("several statements in one query"));
-    }
-    stmts
-        .pop()
-        .ok_or_else(|| SqlError::new(1065, "42000", "Query was empty"))
 }
 
 /// Refuses what reads the state a backend connection keeps of its last statement —

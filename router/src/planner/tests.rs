@@ -368,7 +368,7 @@ fn long_inserts_split_like_the_full_parse() {
     for sql in &statements {
         assert!(sql.len() >= insert::FAST_INSERT_BYTES, "{}", sql.len());
         let whole = {
-            let stmt = statement::parse_one(sql).expect("parses");
+            let stmt = ast::parse_one(sql).expect("parses");
             let p = resolve::Planner {
                 sql,
                 offsets: crate::sql::rewrite::Offsets::new(sql),
