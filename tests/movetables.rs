@@ -226,6 +226,27 @@ async fn tables_move_online_into_a_sharded_keyspace_and_back() {
     tessera::cli::movetables::movetables_start(&h.topo, "legacy", "shop", &tables)
         .await
         .expect("start");
+    // Until the cutover only the copy writes into the target: a direct write is refused.
+    {
+        let ps0 = h
+            .topo
+            .get_placement("shop")
+            .await
+            .expect("placement")
+            .expect("shop")
+            .0
+            .shards[0]
+            .ps
+            .clone();
+        let i: usize = ps0.trim_start_matches("ps").parse().expect("index");
+        let mut c = h.direct(i).await;
+        let (code, msg) = common::error_code(
+            &mut c,
+            "INSERT INTO shop_0000.orders (order_id, customer_id, amount) VALUES (-1, -1, 1)",
+        )
+        .await;
+        assert_eq!(code, 1205, "{msg}");
+    }
     // Under the writer a check may see the two sides at different moments: the cutover
     // verifies exactly, with writes held.
     let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")

@@ -921,6 +921,15 @@ pub async fn movetables_start(topo: &Topo, from: &str, to: &str, tables: &[Strin
                 c.query_drop(format!("CREATE TABLE IF NOT EXISTS {body}"))
                     .await
                     .with_context(|| format!("creating {t} in {s}"))?;
+                // Until the cutover only the copy writes there: a write that bypasses the
+                // router (or reaches the target keyspace's table through it) is refused.
+                install_fence(
+                    c,
+                    s,
+                    std::slice::from_ref(&meta),
+                    "a table being copied here",
+                )
+                .await?;
             }
             metas.push(meta);
         }
@@ -1175,7 +1184,8 @@ async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
         if !diffs.is_empty() {
             bail!("the copy differs from the source: {}", diffs.join("; "));
         }
-        // The target journals its writes from now on, for a rollback.
+        // The target takes writes (its fence goes) and journals them from now on, for a
+        // rollback.
         for t in &metas {
             let target = m.target(&t.name, t)?;
             let mut conns = target_conns(m, &target).await?;
@@ -1184,6 +1194,7 @@ async fn cutover(m: &mut Mover) -> Result<CutoverReport> {
                     .get_mut(ps)
                     .ok_or_else(|| anyhow!("no connection to {ps}"))?;
                 install_journal(c, s, std::slice::from_ref(t)).await?;
+                remove_fence(c, s, std::slice::from_ref(t)).await?;
             }
         }
         Ok(())
@@ -1288,8 +1299,8 @@ async fn rollback(m: &mut Mover) -> Result<u64> {
             let c = conns
                 .get_mut(ps)
                 .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+            // Copying again: the target stays fenced, as after `start`.
             remove_journal(c, s, std::slice::from_ref(&t)).await?;
-            remove_fence(c, s, std::slice::from_ref(&t)).await?;
         }
         metas.push(t);
     }
