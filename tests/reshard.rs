@@ -1093,6 +1093,17 @@ async fn reshard_under_load_through_two_routers() {
 /// 4000 accounts seeded, `ps2` added, a load of two workers running, and a move of one
 /// logical shard to `ps2` started and running in the background (at most 800 rows a second)
 /// until it has copied rows: the load, the logical shard, its source, the job id, the runner.
+/// Runs a resumed job to the end of verification (which must be clean), then cuts it over:
+/// logical shard `ls` is then on ps2.
+async fn resume_verify_and_cut_over(c: &Cluster, id: &str, ls: u32) {
+    c.reshard(&["run", id, "--until-verified"]);
+    let j = c.job(id).await;
+    assert_eq!(j.phase, "verified");
+    assert!(j.verify.as_ref().is_some_and(|v| v.clean), "{j:?}");
+    c.reshard(&["cutover", id]);
+    assert_eq!(c.placement().await.shards[ls as usize].ps, "ps2");
+}
+
 async fn backfilling_move(c: &Cluster) -> (Load, u32, String, String, Proc) {
     let seeded = Arc::new(Mutex::new(Model::default()));
     seed(c, 4000, &seeded).await;
@@ -1142,12 +1153,7 @@ async fn reshard_resumes_after_sigkill_and_rolls_back() {
     let phase = c.job(&id).await.phase;
     assert!(phase == "verify" || phase == "verified", "{phase}");
     // Resumed to the end of verification, then cut over.
-    c.reshard(&["run", &id, "--until-verified"]);
-    let j = c.job(&id).await;
-    assert_eq!(j.phase, "verified");
-    assert!(j.verify.as_ref().is_some_and(|v| v.clean), "{j:?}");
-    c.reshard(&["cutover", &id]);
-    assert_eq!(c.placement().await.shards[ls as usize].ps, "ps2");
+    resume_verify_and_cut_over(&c, &id, ls).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // Rollback: back on the source with nothing lost (writes kept coming meanwhile).
@@ -1202,12 +1208,7 @@ async fn a_move_holds_while_the_topology_is_down_and_resumes() {
     );
     assert!(ops_during > 0, "the routers served through the outage");
     // Resumed, verified, cut over.
-    c.reshard(&["run", &id, "--until-verified"]);
-    let j = c.job(&id).await;
-    assert_eq!(j.phase, "verified");
-    assert!(j.verify.as_ref().is_some_and(|v| v.clean), "{j:?}");
-    c.reshard(&["cutover", &id]);
-    assert_eq!(c.placement().await.shards[ls as usize].ps, "ps2");
+    resume_verify_and_cut_over(&c, &id, ls).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (model, stats) = load.finish().await;
     c.reshard(&["complete", &id]);
