@@ -460,6 +460,15 @@ pub(super) fn fast_insert(
 ) -> Option<Result<Plan, SqlError>> {
     use crate::sql::lex::{Kind, Token};
     use crate::sql::rewrite::Offsets;
+    // Other long statements are not lexed here (a comment before the verb: planned whole).
+    let head = sql.trim_start().as_bytes();
+    let starts = |w: &str| {
+        head.get(..w.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if !(starts("INSERT") || starts("REPLACE")) {
+        return None;
+    }
     let b = sql.as_bytes();
     let toks = crate::sql::lex::significant(b, &Default::default());
     let first = toks.first()?;
