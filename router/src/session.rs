@@ -6,7 +6,7 @@ pub mod registry;
 use crate::wire::constants::{
     SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS, SERVER_STATUS_IN_TRANS_READONLY,
 };
-use mysql_async::Conn;
+use crate::backend::Conn;
 use std::collections::BTreeMap;
 
 /// One client connection's state.

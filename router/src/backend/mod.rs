@@ -2,13 +2,16 @@
 //! router's own connections for single-shard statements outside transactions ([`wire`]),
 //! created when first needed and rebuilt when the shard's record changes.
 
+pub mod conn;
 pub mod error;
 pub mod wire;
+
+pub use conn::Conn;
 
 use crate::config::BackendConfig;
 use crate::error::SqlError;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,8 +66,8 @@ pub struct ShardPool {
     pub addr: String,
     record: PhysicalShard,
     pool: Pool,
-    /// Connections for single-shard statements outside transactions.
-    pub wire: wire::WirePool,
+    /// The router's own connections (see [`conn`]).
+    pub wire: Arc<wire::WirePool>,
     connect_timeout: Duration,
     /// This shard's series of [`PoolMetrics`].
     acquire: prometheus::Histogram,
@@ -76,7 +79,7 @@ impl ShardPool {
     ///
     /// # Errors
     /// 1105 naming the shard when it cannot be reached in time.
-    pub async fn get_conn(&self) -> Result<Conn, SqlError> {
+    pub async fn get_conn(&self) -> Result<mysql_async::Conn, SqlError> {
         let mut refusals = 0;
         loop {
             // The timer is armed only for a wait, which keeps its registration off the common
@@ -157,6 +160,39 @@ impl ShardPool {
                 Err(SqlError::shard(&self.name, &self.addr, e))
             }
         }
+    }
+}
+
+impl ShardPool {
+    /// A connection for a client's statements, with the session `SET`s `sets` in place: one
+    /// of the router's own, or a `mysql_async` one where the server wants a login the router
+    /// does not speak. Its pool knows the session state of one of the router's own; a
+    /// `mysql_async` one must be released dirty when `sets` is not empty.
+    ///
+    /// # Errors
+    /// 1105 naming the shard when it cannot be reached in time, or a `SET` fails.
+    pub async fn get_backend(&self, sets: &[String]) -> Result<Conn, SqlError> {
+        if let Some(mut lease) = self.get_wire(sets).await? {
+            if let Err(e) = lease.conn.replay(sets).await {
+                // (Its session state is unknown now: closed, not reused.)
+                lease.clean = false;
+                self.wire.put(lease);
+                return Err(SqlError::shard(&self.name, &self.addr, e));
+            }
+            lease.clean = true;
+            return Ok(Conn::Own(Box::new(conn::OwnConn::new(
+                lease,
+                self.wire.clone(),
+            ))));
+        }
+        let mut c = self.get_conn().await?;
+        for s in sets {
+            if let Err(e) = c.query_drop(s.as_str()).await {
+                release_lib(c, true).await;
+                return Err(SqlError::shard(&self.name, &self.addr, e));
+            }
+        }
+        Ok(Conn::Lib(c))
     }
 }
 
@@ -280,7 +316,7 @@ impl Backends {
             addr: ps.address(),
             record: ps.clone(),
             pool: Pool::new(opts),
-            wire: {
+            wire: Arc::new({
                 let tls = ps.tls_ca.as_deref().map(wire::tls_config);
                 let w = wire::WirePool::new(
                     &ps.host,
@@ -297,7 +333,7 @@ impl Backends {
                     w.disable();
                 }
                 w
-            },
+            }),
             connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
             acquire: self.metrics.acquire.with_label_values(&[ps.name.as_str()]),
             failures: self.metrics.failures.with_label_values(&[ps.name.as_str()]),
@@ -407,8 +443,15 @@ pub async fn create_keyspace_schemas(
     Ok(())
 }
 
-/// Returns a connection to its pool, resetting its session state first if needed.
-pub async fn release(mut conn: Conn, dirty: bool) {
+/// Returns a connection to its pool, resetting its session state first if needed (see
+/// [`Conn::release`]).
+pub async fn release(conn: Conn, dirty: bool) {
+    conn.release(dirty).await;
+}
+
+/// Returns a `mysql_async` connection to its pool, resetting its session state first if
+/// needed.
+pub async fn release_lib(mut conn: mysql_async::Conn, dirty: bool) {
     if dirty && conn.reset().await.is_err() {
         // A connection that cannot be reset is closed rather than reused.
         let _ = conn.disconnect().await;
@@ -459,7 +502,7 @@ async fn data_account_privileges(
         return Ok(());
     }
     let opts = opts_for(ps);
-    let mut conn = tessera_shardmove::login(|| Conn::new(opts.clone()))
+    let mut conn = tessera_shardmove::login(|| mysql_async::Conn::new(opts.clone()))
         .await
         .map_err(|e| {
             format!(

@@ -738,6 +738,18 @@ impl WireConn {
         Ok((id, params, defs))
     }
 
+    /// `COM_STMT_PREPARE` of `sql`, not kept with the others: its id, parameter count and
+    /// column definitions (close it with `COM_STMT_CLOSE`).
+    ///
+    /// # Errors
+    /// The server's error, or the connection's.
+    pub async fn prepare_described(
+        &mut self,
+        sql: &[u8],
+    ) -> Result<(u32, u16, Vec<Vec<u8>>), WireError> {
+        self.prepare(sql, true).await
+    }
+
     /// The column definitions of `sql` as the server describes them when it is prepared
     /// (nothing runs); the statement is closed again.
     ///

@@ -3,7 +3,7 @@
 
 use crate::backend::Backends;
 use crate::topology::TopologyCache;
-use mysql_async::Conn;
+use crate::backend::Conn;
 use std::sync::Arc;
 
 /// Runs plans. Shared by every connection of a router.
@@ -49,6 +49,8 @@ pub(super) struct WriteResult {
     /// The conditions its statements left (`SHOW WARNINGS`), when it had warnings and they
     /// were read.
     pub(super) conditions: Option<Vec<(String, u16, String)>>,
+    /// The "no index used" status bits of its statements, gathered.
+    pub(super) query_status: u16,
 }
 
 impl Engine {

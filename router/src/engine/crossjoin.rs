@@ -12,7 +12,6 @@ use crate::session::Session;
 use crate::topology::RoutingTable;
 use crate::wire::resultset::{self, ColumnDef};
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use std::collections::HashMap;
 

@@ -15,7 +15,6 @@ use crate::session::Session;
 use crate::sql::quote_ident;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
 /// A value read in the binary protocol as a literal that stores exactly it, whatever the

@@ -24,7 +24,6 @@ use crate::sql::{quote_ident, LS_PLACEHOLDER};
 use crate::topology::{RoutingTable, Unqualify};
 use crate::wire::PacketIo;
 use mysql_async::consts::ColumnType;
-use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use std::collections::HashMap;
 
@@ -420,7 +419,7 @@ pub(super) fn literals(
 
 /// Reads every row of `sql` on `conn` into `out`, in the columns' own bytes.
 pub(super) async fn read_rows(
-    conn: &mut mysql_async::Conn,
+    conn: &mut crate::backend::Conn,
     sql: &str,
     limit: u64,
     out: &mut Rows,

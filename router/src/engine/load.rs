@@ -20,7 +20,6 @@ use crate::sql::quote_ident;
 use crate::topology::Unqualify;
 use crate::wire::PacketIo;
 use mysql_async::consts::ColumnFlags;
-use mysql_async::prelude::Queryable;
 
 /// Rows written per insert.
 const BATCH: usize = 500;

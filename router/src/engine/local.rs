@@ -389,14 +389,11 @@ impl Engine {
         sql: &[u8],
     ) -> Result<(u64, u16), SqlError> {
         let pool = self.backends.pool_for(rt, ps, session.grants.admin)?;
-        let mut conn = pool.get_conn().await?;
         let map = |e| from_backend(e, ps, &pool.addr, Unqualify(None));
         // With the session's settings (`collation_server` decides a new schema's default).
         let sets = session.backend_sets();
-        for s in sets.iter() {
-            conn.query_drop(s.as_str()).await.map_err(map)?;
-        }
-        let dirty = !sets.is_empty();
+        let mut conn = pool.get_backend(&sets).await?;
+        let dirty = matches!(conn, crate::backend::Conn::Lib(_)) && !sets.is_empty();
         let res = conn.query_iter(sql).await.map_err(map)?;
         let (affected, warnings) = (res.affected_rows(), res.warnings());
         res.drop_result().await.map_err(map)?;
@@ -698,7 +695,7 @@ impl Engine {
             // escape by the mode's flag, and the router lexes by both.
             match lease
                 .conn
-                .query_first::<(String, String), _>("SELECT @@sql_mode, @@character_set_client")
+                .query_first::<(String, String)>("SELECT @@sql_mode, @@character_set_client")
                 .await
             {
                 Ok(Some((mode, charset))) => {
@@ -716,7 +713,7 @@ impl Engine {
         if r.is_ok() && shape.names == Some(true) {
             if let Ok(Some((client, results, collation))) = lease
                 .conn
-                .query_first::<(String, Option<String>, String), _>(
+                .query_first::<(String, Option<String>, String)>(
                     "SELECT @@character_set_client, @@character_set_results, @@collation_connection",
                 )
                 .await
@@ -743,7 +740,7 @@ impl Engine {
             {
                 if let Ok(Some(list)) = lease
                     .conn
-                    .query_first::<String, _>("SELECT @@session.session_track_system_variables")
+                    .query_first::<String>("SELECT @@session.session_track_system_variables")
                     .await
                 {
                     session.tracked_variables = Some(
@@ -757,7 +754,7 @@ impl Engine {
             if names.iter().any(|n| n == "session_track_schema") {
                 if let Ok(Some(on)) = lease
                     .conn
-                    .query_first::<u8, _>("SELECT @@session.session_track_schema")
+                    .query_first::<u8>("SELECT @@session.session_track_schema")
                     .await
                 {
                     session.track_schema = on != 0;
@@ -775,7 +772,7 @@ impl Engine {
                     .join(", ");
                 if let Ok(rows) = lease
                     .conn
-                    .query::<(String, Vec<u8>), _>(format!(
+                    .query::<(String, Vec<u8>)>(format!(
                         "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES \
                          WHERE VARIABLE_NAME IN ({list})"
                     ))
@@ -793,7 +790,7 @@ impl Engine {
         if r.is_ok() && lower.contains("wait_timeout") {
             if let Ok(Some(secs)) = lease
                 .conn
-                .query_first::<f64, _>("SELECT @@session.wait_timeout")
+                .query_first::<f64>("SELECT @@session.wait_timeout")
                 .await
             {
                 session.wait_timeout = (secs.is_finite() && secs > 0.0)

@@ -1320,7 +1320,7 @@ impl Engine {
                 "ROLLBACK"
             };
             match c.query_drop(sql).await {
-                Ok(()) => crate::backend::release(c, true).await,
+                Ok(()) => crate::backend::release_lib(c, true).await,
                 Err(e) => {
                     failed.get_or_insert((ps, e.to_string()));
                 }

@@ -10,7 +10,6 @@ use crate::planner::{Exec, KeyLiteral, MoveRows, RouteKind, Targets};
 use crate::session::Session;
 use crate::sql::quote_ident;
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
 impl Engine {
@@ -112,9 +111,12 @@ impl Engine {
                     return Ok((n, Vec::new(), Vec::new()));
                 }
                 // The updated rows now carry the new key: read them (locked), then delete them.
-                let tables = tessera_shardmove::load_tables(&mut lease.conn, &schema)
-                    .await
-                    .map_err(|e| SqlError::router(format!("{e:#}")))?;
+                // (The schema is read beside the transaction: its tables' definitions.)
+                let pool = self.backends.pool_for(&rt, &ps, session.grants.admin)?;
+                let mut side = pool.get_conn().await?;
+                let tables = tessera_shardmove::load_tables(&mut side, &schema).await;
+                crate::backend::release_lib(side, false).await;
+                let tables = tables.map_err(|e| SqlError::router(format!("{e:#}")))?;
                 let t = tables
                     .into_iter()
                     .find(|t| t.name == m.table)

@@ -309,8 +309,8 @@ impl Moves {
                 .map_err(|e| format!("{e:#}"))
         }
         .await;
-        crate::backend::release(s, true).await;
-        crate::backend::release(d, true).await;
+        crate::backend::release_lib(s, true).await;
+        crate::backend::release_lib(d, true).await;
         r
     }
 }

@@ -7,8 +7,8 @@ use crate::error::SqlError;
 use crate::session::Session;
 use crate::wire::resultset::{self, ColumnDef};
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Column, Conn, Row, Value};
+use crate::backend::Conn;
+use mysql_async::{Column, Row, Value};
 
 /// The status flags that describe how the backend ran a statement (no index, no good index).
 pub(super) const QUERY_STATUS: u16 = 0x10 | 0x20;

@@ -10,7 +10,6 @@ use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::resultset::ColumnDef;
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 
 /// Selects joined as `(…) UNION ALL (…)`.
 fn union_all(sqls: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
@@ -99,6 +98,31 @@ pub(super) fn spawn_stream(
         let unq = Unqualify(ks.as_ref());
         for (stmts, tx) in batches {
             let r = match &mut conn {
+                StreamConn::Pooled(lease) if lease.conn.is_own() => {
+                    // The session's own connection (or a pooled one) of the router's own:
+                    // rows and column definitions as the server sent them.
+                    let map = |e| crate::backend::error::from_wire(e, &ps, &addr, unq);
+                    match lease.conn.own() {
+                        Some(own) => match own.start().await {
+                            Ok(()) => {
+                                let r = results::stream_wire(
+                                    &mut own.lease,
+                                    &stmts,
+                                    &tx,
+                                    unq,
+                                    found.as_deref(),
+                                    &status,
+                                )
+                                .await
+                                .map_err(map);
+                                own.after_streaming();
+                                r
+                            }
+                            Err(e) => Err(crate::backend::error::from_backend(e, &ps, &addr, unq)),
+                        },
+                        None => Ok(()),
+                    }
+                }
                 StreamConn::Pooled(lease) => {
                     results::stream_statements(
                         &mut lease.conn,
@@ -561,6 +585,21 @@ async fn describe(conn: &mut StreamConn, sql: &[u8], unq: Unqualify<'_>) -> Opti
             let extended = lease.conn.extended;
             let defs = lease.conn.describe(sql).await.ok()?;
             defs.iter()
+                .map(|p| results::wire_column_def(p, extended, unq))
+                .collect()
+        }
+        StreamConn::Pooled(lease) if lease.conn.is_own() => {
+            let own = lease.conn.own()?;
+            own.start().await.ok()?;
+            let extended = own.lease.conn.extended;
+            let r = own.lease.conn.describe(sql).await;
+            // A server's error leaves it usable; anything else, lost.
+            own.lease.clean = matches!(
+                r,
+                Ok(_) | Err(crate::backend::wire::WireError::Server { .. })
+            );
+            r.ok()?
+                .iter()
                 .map(|p| results::wire_column_def(p, extended, unq))
                 .collect()
         }

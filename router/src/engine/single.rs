@@ -11,7 +11,6 @@ use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::resultset::ColumnDef;
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 
 /// What a statement for one physical shard is sent as.
 pub(super) enum WireStatement<'a> {
@@ -85,7 +84,7 @@ impl Engine {
                     s.on_backend(Some((ps, lease.conn.id)));
                 }
                 let r = self
-                    .wire_exchange(session, &pool, &mut lease, stmt, io, unq)
+                    .wire_exchange(session, &pool, &mut lease, stmt, io, unq, true)
                     .await;
                 // The answer leaves before the connection goes back and the statement is
                 // recorded: that work is off the client's wait.
@@ -97,10 +96,14 @@ impl Engine {
                 return Ok(Some(r));
             }
         }
-        if !matches!(stmt, WireStatement::Text { .. }) {
+        if !matches!(stmt, WireStatement::Text { .. }) && !session.in_transaction() {
             return Ok(None);
         }
         let mut lease = self.conn(session, rt, ps).await?;
+        if lease.conn.own().is_none() && !matches!(stmt, WireStatement::Text { .. }) {
+            self.give_back(session, lease).await;
+            return Ok(None);
+        }
         if let Some(s) = &session.slot {
             s.on_backend(Some((ps, lease.conn.id())));
         }
@@ -110,7 +113,8 @@ impl Engine {
     }
 
     /// Sends `stmt` on one of the router's own connections (after bringing its session
-    /// `SET`s to the session's) and writes the answer: column definitions read (their schema
+    /// `SET`s to the session's when `replay`: not on a connection the session holds, whose
+    /// state is its own) and writes the answer: column definitions read (their schema
     /// mapped back to the keyspace), rows passed on as the server sent them, the end of the
     /// result and OK packets with the session's own status.
     pub(super) async fn wire_exchange(
@@ -121,12 +125,15 @@ impl Engine {
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
+        replay: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
         use crate::wire::constants::{COM_QUERY, COM_STMT_EXECUTE};
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
-        c.replay(&session.backend_sets()).await.map_err(map)?;
+        if replay {
+            c.replay(&session.backend_sets()).await.map_err(map)?;
+        }
         let mut remap = false;
         let binary = match stmt {
             WireStatement::Text { sql, db, remap: r } => {
@@ -468,6 +475,24 @@ impl Engine {
         unq: crate::topology::Unqualify<'_>,
         rt: &RoutingTable,
     ) -> Result<(), SqlError> {
+        if let Some(own) = lease.conn.own() {
+            // The router's own connection (a transaction's, a reserved one, or one taken for
+            // this statement with the session's settings): the answer is passed on as the
+            // server sent it.
+            let pool = self
+                .backends
+                .pool_for(rt, &lease.ps, session.grants.admin)?;
+            own.start().await.map_err(|e| {
+                crate::backend::error::from_backend(e, &pool.name, &pool.addr, unq)
+            })?;
+            let r = self
+                .wire_exchange(session, &pool, &mut own.lease, stmt, io, unq, false)
+                .await;
+            return match r {
+                Ok(()) => io.flush().await.map_err(io_err),
+                err => err,
+            };
+        }
         let WireStatement::Text { sql, db, remap } = *stmt else {
             return Err(SqlError::router(
                 "a prepared statement on a pinned connection",
@@ -640,6 +665,12 @@ pub(super) async fn load_local(
                 "The used command is not allowed with this MariaDB version (the client did not enable LOCAL INFILE)",
             ));
         }
+        let conn = match &mut lease.conn {
+            crate::backend::Conn::Own(own) => {
+                return Box::pin(load_local_own(session, own, sql, io, map)).await
+            }
+            crate::backend::Conn::Lib(c) => c,
+        };
         let name = toks
             .iter()
             .position(|t| t.is_word(sql, "INFILE"))
@@ -648,14 +679,14 @@ pub(super) async fn load_local(
             .map(|t| crate::sql::classify::unquote(t.bytes(sql), &session.lex))
             .ok_or_else(|| SqlError::parse("LOAD DATA LOCAL INFILE needs a file name"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
-        lease.conn.set_infile_handler(async move {
+        conn.set_infile_handler(async move {
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|chunk| (chunk, rx))
             });
             Ok(stream.boxed())
         });
-        let conn = &mut lease.conn;
         let run = async {
+            use mysql_async::prelude::Queryable;
             let r = conn.query_drop(sql).await;
             if r.is_err() {
                 // The file is not wanted: the handler (and its channel) goes, so the client's
@@ -698,6 +729,69 @@ pub(super) async fn load_local(
         let (ran, pumped) = tokio::join!(run, pump);
         pumped.map_err(io_err)?;
         ran.map_err(map)
+    }
+}
+
+/// [`load_local`] on one of the router's own connections: the server's request for the file
+/// is relayed to the client, and the file's packets to the server.
+async fn load_local_own(
+    session: &Session,
+    own: &mut crate::backend::conn::OwnConn,
+    sql: &[u8],
+    io: &mut PacketIo,
+    map: &(dyn Fn(mysql_async::Error) -> SqlError + Sync),
+) -> Result<(u64, u64, u16, String), SqlError> {
+    use crate::backend::conn::lib_error;
+    use crate::backend::wire::{self, WireError};
+    let wmap = |e: WireError| map(lib_error(e));
+    own.start().await.map_err(map)?;
+    let c = own.wire();
+    c.command(crate::wire::constants::COM_QUERY, sql)
+        .await
+        .map_err(|e| wmap(e.into()))?;
+    loop {
+        let p = c.read_packet().await.map_err(wmap)?;
+        match p.first() {
+            Some(0xfb) => {
+                let request = p.to_vec();
+                if let Err(e) = relay_local_infile(session, c, io, &request).await {
+                    return Err(match e {
+                        InfileError::Client(e) => io_err(e),
+                        InfileError::Backend(e) => wmap(e),
+                        InfileError::Refused(e) => {
+                            own.lease.clean = true;
+                            e
+                        }
+                    });
+                }
+            }
+            Some(0x00) => {
+                let ok = wire::parse_ok(p).map_err(wmap)?;
+                if ok.status & crate::wire::constants::SERVER_MORE_RESULTS_EXISTS != 0 {
+                    return Err(wmap(WireError::Protocol(
+                        "more results after LOAD DATA".into(),
+                    )));
+                }
+                let r = (
+                    ok.affected,
+                    ok.last_insert_id,
+                    ok.warnings,
+                    ok.info.clone(),
+                );
+                own.finished(ok);
+                return Ok(r);
+            }
+            Some(0xff) => {
+                let e = wire::parse_err(p);
+                own.lease.clean = true;
+                return Err(wmap(e));
+            }
+            _ => {
+                return Err(wmap(WireError::Protocol(
+                    "unexpected answer to LOAD DATA".into(),
+                )))
+            }
+        }
     }
 }
 
@@ -837,9 +931,9 @@ async fn wire_conditions(
         .collect()
 }
 
-/// The same on a `mysql_async` connection.
+/// The same on a backend connection of any kind.
 pub(super) async fn conditions(
-    conn: &mut mysql_async::Conn,
+    conn: &mut crate::backend::Conn,
     unq: Unqualify<'_>,
 ) -> Option<Vec<(String, u16, String)>> {
     let rows: Vec<(String, u16, String)> = conn.query("SHOW WARNINGS").await.ok()?;

@@ -7,8 +7,7 @@ use crate::backend::error::from_backend;
 use crate::error::SqlError;
 use crate::session::Session;
 use crate::topology::{RoutingTable, Unqualify};
-use mysql_async::prelude::Queryable;
-use mysql_async::Conn;
+use crate::backend::Conn;
 
 impl Engine {
     /// Commits (or rolls back) the session's transaction on every pinned connection.
@@ -126,21 +125,18 @@ impl Engine {
         pool: &crate::backend::ShardPool,
         pinned: bool,
     ) -> Result<Lease, SqlError> {
-        let mut conn = pool.get_conn().await?;
         let sets = match pinned {
             true => std::borrow::Cow::Borrowed(session.sets.as_slice()),
             false => session.backend_sets(),
         };
-        for s in sets.iter() {
-            conn.query_drop(s.as_str())
-                .await
-                .map_err(|e| SqlError::shard(&pool.name, &pool.addr, e))?;
-        }
+        let conn = pool.get_backend(&sets).await?;
+        // The pool knows what its own connections carry; a `mysql_async` one is reset.
+        let dirty = matches!(conn, Conn::Lib(_)) && !sets.is_empty();
         Ok(Lease {
             ps: pool.name.clone(),
             conn,
             pinned: false,
-            dirty: !sets.is_empty(),
+            dirty,
             reserved: false,
         })
     }
@@ -431,8 +427,9 @@ impl Engine {
         // on that account's connections, everyone else's on the data account's).
         let pool = self.backends.pool_for(&rt, ps, true)?;
         let mut conn = pool.get_conn().await?;
-        let r = conn.query_drop(format!("KILL QUERY {id}")).await;
-        crate::backend::release(conn, false).await;
+        let r = mysql_async::prelude::Queryable::query_drop(&mut conn, format!("KILL QUERY {id}"))
+            .await;
+        crate::backend::release_lib(conn, false).await;
         match r {
             // The statement ended meanwhile: nothing to interrupt.
             Err(mysql_async::Error::Server(e)) if e.code == 1094 => Ok(()),

@@ -13,8 +13,8 @@
 use crate::session::Session;
 use crate::sql::classify::Assigned;
 use mysql_async::consts::ColumnType;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Value};
+use crate::backend::Conn;
+use mysql_async::Value;
 
 /// A variable as the router names it in its own statements: `@`name`` or `@@session.name`
 /// (system variable names are plain words, checked when they were read).

@@ -9,7 +9,6 @@ use crate::planner::StmtKind;
 use crate::session::Session;
 use crate::topology::{KeyspaceRouting, RoutingTable, Unqualify};
 use crate::wire::PacketIo;
-use mysql_async::prelude::Queryable;
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
@@ -80,6 +79,7 @@ impl Engine {
                             r.last_insert_id = id;
                         }
                         let warnings = res.warnings();
+                        r.query_status |= res.status() & super::results::QUERY_STATUS;
                         r.warnings = r.warnings.saturating_add(warnings);
                         r.infos
                             .push((res.info().into_owned(), res.affected_rows(), warnings));
@@ -131,6 +131,7 @@ impl Engine {
                             };
                             total.last_insert_id = total.last_insert_id.max(w.last_insert_id);
                             total.warnings = total.warnings.saturating_add(w.warnings);
+                            total.query_status |= w.query_status;
                             infos.extend(w.infos);
                             match (&mut conditions, w.conditions) {
                                 (Some(all), Some(c)) => all.extend(c),
@@ -164,6 +165,7 @@ impl Engine {
                 }
             }
             session.conditions = conditions;
+            session.query_status |= total.query_status;
             return self
                 .ok(
                     session,
