@@ -123,6 +123,19 @@ async function main() {
     await conn[finish]();
     return `${header(ins)} rows=${result(await q('SELECT id, name FROM drv_t WHERE id IN (10, 11) ORDER BY id'))}`;
   };
+  // Inside a transaction, reads keep the server's column definitions too (a JSON column
+  // parsed into an object): on one logical shard, over all of them, and prepared.
+  await step('txn_select', async () => {
+    await conn.beginTransaction();
+    const [one, f1] = await conn.query({ sql: 'SELECT id, doc FROM drv_t WHERE id = 1', rowsAsArray: true });
+    const [all, f2] = await conn.query({ sql: 'SELECT id, doc FROM drv_t ORDER BY id', rowsAsArray: true });
+    const [prep, f3] = await conn.execute({ sql: 'SELECT id, doc FROM drv_t WHERE id = ?', rowsAsArray: true }, [2]);
+    await conn.commit();
+    return (
+      `one=${fields(f1)} ${result(one)} all=${fields(f2)} ${result(all)} ` +
+      `prepared=${fields(f3)} ${result(prep)}`
+    );
+  });
   await step('txn_commit', () => txn(10, 'commit'));
   await step('txn_rollback', () => txn(11, 'rollback'));
   await step('savepoint', async () => {
