@@ -1553,7 +1553,9 @@ async fn ordered_updates_and_deletes_with_limit_over_logical_shards_like_mariadb
 
 /// A parameter sent with `COM_STMT_SEND_LONG_DATA` of the backend's `max_allowed_packet`
 /// bytes (its statement with it could not be one packet there): the router sends it on as
-/// long data to a server-side prepared statement, and the row holds every byte.
+/// long data to a server-side prepared statement, and the row holds every byte — outside a
+/// transaction, and inside one (on the transaction's connection, committed or rolled back
+/// with it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_data_beyond_max_allowed_packet_goes_on_as_long_data() {
     let h = Harness::start(2, 0, VSCHEMA).await;
@@ -1571,54 +1573,20 @@ async fn long_data_beyond_max_allowed_packet_goes_on_as_long_data() {
     // text, they would make a packet larger than it takes.
     let data: Vec<u8> = (0..max as usize).map(|i| (i * 7 % 256) as u8).collect();
     let mut s = raw_login(h.port()).await;
-    let command = |cmd: u8, body: &[u8]| {
-        let mut p = vec![cmd];
-        p.extend_from_slice(body);
-        p
-    };
-    assert!(write_raw(&mut s, 0, &command(0x02, b"demo")).await);
+    assert!(write_raw(&mut s, 0, &raw_command(0x02, b"demo")).await);
     assert_eq!(read_raw(&mut s).await.expect("use").1.first(), Some(&0));
-    assert!(
-        write_raw(
-            &mut s,
-            0,
-            &command(
-                0x16,
-                b"INSERT INTO customer (customer_id, note) VALUES (7, ?)"
-            )
-        )
-        .await
-    );
-    let (_, ok) = read_raw(&mut s).await.expect("prepare");
-    assert_eq!(ok.first(), Some(&0), "{ok:?}");
-    let id = [ok[1], ok[2], ok[3], ok[4]];
-    let params = u16::from_le_bytes([ok[7], ok[8]]);
-    assert_eq!(params, 1);
-    // The parameter's definition and its EOF.
-    for _ in 0..2 {
-        read_raw(&mut s).await.expect("parameter definitions");
+    insert_long(&mut s, 7, &data).await;
+    // In a transaction: kept by its commit (8), undone by its rollback (9).
+    for (id, end) in [(8u64, &b"COMMIT"[..]), (9, b"ROLLBACK")] {
+        assert!(write_raw(&mut s, 0, &raw_command(0x03, b"START TRANSACTION")).await);
+        assert_eq!(read_raw(&mut s).await.expect("begin").1.first(), Some(&0));
+        insert_long(&mut s, id, &data).await;
+        assert!(write_raw(&mut s, 0, &raw_command(0x03, end)).await);
+        assert_eq!(read_raw(&mut s).await.expect("end").1.first(), Some(&0));
     }
-    for piece in data.chunks(1 << 20) {
-        let mut body = id.to_vec();
-        body.extend_from_slice(&0u16.to_le_bytes());
-        body.extend_from_slice(piece);
-        assert!(write_raw(&mut s, 0, &command(0x18, &body)).await);
-    }
-    // Execute: no cursor, one iteration, no NULLs, the type (a blob) bound, no value.
-    let mut body = id.to_vec();
-    body.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfc, 0]);
-    assert!(write_raw(&mut s, 0, &command(0x17, &body)).await);
-    let (_, answer) = read_raw(&mut s).await.expect("execute");
-    assert_eq!(
-        answer.first(),
-        Some(&0),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
-    assert_eq!(answer.get(1), Some(&1), "one row affected");
     drop(s);
-    let got: Option<(u64, String)> = c
-        .query_first("SELECT LENGTH(note), MD5(note) FROM customer WHERE customer_id = 7")
+    let got: Vec<(u64, u64, String)> = c
+        .query("SELECT customer_id, LENGTH(note), MD5(note) FROM customer WHERE customer_id IN (7, 8, 9) ORDER BY customer_id")
         .await
         .expect("read back");
     // (The same bytes as a parameter of a read: mysql_async sends a value this large as long
@@ -1628,9 +1596,52 @@ async fn long_data_beyond_max_allowed_packet_goes_on_as_long_data() {
         .await
         .expect("MD5 of the data")
         .expect("a value");
-    let (len, md5) = got.expect("the row");
-    assert_eq!(len, data.len() as u64);
-    assert_eq!(md5, want_md5);
+    let len = data.len() as u64;
+    assert_eq!(
+        got,
+        vec![(7, len, want_md5.clone()), (8, len, want_md5)],
+        "rows 7 and 8 hold every byte, 9 was rolled back"
+    );
     drop(c);
     h.stop().await;
+}
+
+fn raw_command(cmd: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![cmd];
+    p.extend_from_slice(body);
+    p
+}
+
+/// Inserts customer `id` with `data` as its note, sent as long data to a prepared statement,
+/// on a raw connection; asserts one row affected.
+async fn insert_long(s: &mut tokio::net::TcpStream, id: u64, data: &[u8]) {
+    let sql = format!("INSERT INTO customer (customer_id, note) VALUES ({id}, ?)");
+    assert!(write_raw(s, 0, &raw_command(0x16, sql.as_bytes())).await);
+    let (_, ok) = read_raw(s).await.expect("prepare");
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    let stmt = [ok[1], ok[2], ok[3], ok[4]];
+    let params = u16::from_le_bytes([ok[7], ok[8]]);
+    assert_eq!(params, 1);
+    // The parameter's definition and its EOF.
+    for _ in 0..2 {
+        read_raw(s).await.expect("parameter definitions");
+    }
+    for piece in data.chunks(1 << 20) {
+        let mut body = stmt.to_vec();
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(piece);
+        assert!(write_raw(s, 0, &raw_command(0x18, &body)).await);
+    }
+    // Execute: no cursor, one iteration, no NULLs, the type (a blob) bound, no value.
+    let mut body = stmt.to_vec();
+    body.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfc, 0]);
+    assert!(write_raw(s, 0, &raw_command(0x17, &body)).await);
+    let (_, answer) = read_raw(s).await.expect("execute");
+    assert_eq!(
+        answer.first(),
+        Some(&0),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(answer.get(1), Some(&1), "one row affected");
 }

@@ -3,10 +3,10 @@
 pub mod prepared;
 pub mod registry;
 
+use crate::backend::Conn;
 use crate::wire::constants::{
     SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS, SERVER_STATUS_IN_TRANS_READONLY,
 };
-use crate::backend::Conn;
 use std::collections::BTreeMap;
 
 /// One client connection's state.

@@ -65,9 +65,7 @@ pub fn lib_error(e: WireError) -> mysql_async::Error {
             state,
         }),
         WireError::Io(e) => mysql_async::Error::Io(mysql_async::IoError::Io(e)),
-        WireError::Protocol(m) | WireError::Unsupported(m) => {
-            mysql_async::Error::Other(m.into())
-        }
+        WireError::Protocol(m) | WireError::Unsupported(m) => mysql_async::Error::Other(m.into()),
     }
 }
 
@@ -216,10 +214,9 @@ impl OwnConn {
                     let mut cols = Vec::with_capacity(n.min(4096) as usize);
                     for _ in 0..n {
                         let p = self.lease.conn.read_packet().await.map_err(lib_error)?;
-                        let p = crate::wire::resultset::ColumnDef::convert_extended(
-                            p, extended, false,
-                        )
-                        .ok_or_else(|| malformed("column definition"))?;
+                        let p =
+                            crate::wire::resultset::ColumnDef::convert_extended(p, extended, false)
+                                .ok_or_else(|| malformed("column definition"))?;
                         cols.push(
                             ParseBuf(&p)
                                 .parse::<Column>(())
@@ -549,10 +546,7 @@ impl Conn {
     }
 
     /// The rows of `q`, each converted to `T`.
-    pub async fn query<T: FromRow + Send + 'static>(
-        &mut self,
-        q: impl AsQuery,
-    ) -> Result<Vec<T>> {
+    pub async fn query<T: FromRow + Send + 'static>(&mut self, q: impl AsQuery) -> Result<Vec<T>> {
         let res = self.query_iter(q).await?;
         collect(res).await
     }
@@ -626,7 +620,11 @@ impl Conn {
                 c.settle().await?;
                 c.lease.clean = false;
                 let extended = c.lease.conn.extended;
-                let r = c.lease.conn.prepare_described(sql.as_ref().as_bytes()).await;
+                let r = c
+                    .lease
+                    .conn
+                    .prepare_described(sql.as_ref().as_bytes())
+                    .await;
                 let (id, params, defs) = match r {
                     Ok(d) => d,
                     Err(e) => {

@@ -1,6 +1,7 @@
-//! Backend connections: per physical shard, one `mysql_async` pool and one pool of the
-//! router's own connections for single-shard statements outside transactions ([`wire`]),
-//! created when first needed and rebuilt when the shard's record changes.
+//! Backend connections: per physical shard, one pool of the router's own connections for
+//! clients' statements ([`wire`], used through [`conn::Conn`]) and one `mysql_async` pool for
+//! the control plane and for a server whose login the router's own do not speak, created
+//! when first needed and rebuilt when the shard's record changes.
 
 pub mod conn;
 pub mod error;

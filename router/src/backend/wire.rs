@@ -1,7 +1,8 @@
-//! The router's own backend connection, for statements answered by one physical shard outside
-//! a transaction: the statement goes out as `COM_QUERY` and the answer's row packets are
+//! The router's own backend connection, for every statement a client's session runs: the
+//! statement goes out as `COM_QUERY` (or `COM_STMT_EXECUTE`) and the answer's packets are
 //! handed to the client as they arrive, without decoding rows into values and encoding them
-//! again. Everything else (transactions, scatter and merges, moves) uses `mysql_async`.
+//! again; paths that want values read it through [`super::conn`]. The control plane (moves,
+//! verification, tools) uses `mysql_async`.
 //!
 //! A [`WirePool`] keeps idle connections per physical shard with no background task: a
 //! connection is checked for a closed socket when it is taken (no round trip), dropped when it

@@ -2,8 +2,8 @@
 //! backend connection a statement borrows.
 
 use crate::backend::Backends;
-use crate::topology::TopologyCache;
 use crate::backend::Conn;
+use crate::topology::TopologyCache;
 use std::sync::Arc;
 
 /// Runs plans. Shared by every connection of a router.

@@ -106,17 +106,26 @@ impl Engine {
                     self.unique_keys.forget_keyspace(&ks);
                     self.columns.forget_keyspace(&ks);
                 }
-                match r {
-                    // A backend connection of the transaction is gone, and its work with it:
-                    // the whole transaction is rolled back and the client told so.
-                    Err(mut err) if err.code == 2013 && session.in_transaction() => {
-                        let _ = Box::pin(self.finish_txn(session, false)).await;
-                        err.message.push_str("; the transaction was rolled back");
-                        Err(err)
-                    }
-                    r => r,
-                }
+                self.after_lost(session, r).await
             }
+        }
+    }
+
+    /// A statement's outcome `r`, after a backend connection of the session's transaction
+    /// was lost under it (2013): its work is gone with it, so the whole transaction is
+    /// rolled back and the client told so.
+    pub(super) async fn after_lost<T>(
+        &self,
+        session: &mut Session,
+        r: Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        match r {
+            Err(mut err) if err.code == 2013 && session.in_transaction() => {
+                let _ = Box::pin(self.finish_txn(session, false)).await;
+                err.message.push_str("; the transaction was rolled back");
+                Err(err)
+            }
+            r => r,
         }
     }
 

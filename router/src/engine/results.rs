@@ -2,12 +2,12 @@
 //! backend's text protocol, and the end-of-result marker each client expects.
 
 use crate::backend::error::from_backend;
+use crate::backend::Conn;
 use crate::error::io_err;
 use crate::error::SqlError;
 use crate::session::Session;
 use crate::wire::resultset::{self, ColumnDef};
 use crate::wire::PacketIo;
-use crate::backend::Conn;
 use mysql_async::{Column, Row, Value};
 
 /// The status flags that describe how the backend ran a statement (no index, no good index).

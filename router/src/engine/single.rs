@@ -83,9 +83,16 @@ impl Engine {
                 if let Some(s) = &session.slot {
                     s.on_backend(Some((ps, lease.conn.id)));
                 }
-                let r = self
-                    .wire_exchange(session, &pool, &mut lease, stmt, io, unq, true)
-                    .await;
+                // Its session state brought to the session's first.
+                let r = match lease.conn.replay(&session.backend_sets()).await {
+                    Ok(()) => {
+                        self.wire_exchange(session, &pool, &mut lease, stmt, io, unq)
+                            .await
+                    }
+                    Err(e) => Err(crate::backend::error::from_wire(
+                        e, &pool.name, &pool.addr, unq,
+                    )),
+                };
                 // The answer leaves before the connection goes back and the statement is
                 // recorded: that work is off the client's wait.
                 let r = match r {
@@ -112,9 +119,9 @@ impl Engine {
         Ok(Some(r))
     }
 
-    /// Sends `stmt` on one of the router's own connections (after bringing its session
-    /// `SET`s to the session's when `replay`: not on a connection the session holds, whose
-    /// state is its own) and writes the answer: column definitions read (their schema
+    /// Sends `stmt` on one of the router's own connections (whose session state is the
+    /// session's: replayed on a pooled one, the session's own on one it holds) and writes the
+    /// answer: column definitions read (their schema
     /// mapped back to the keyspace), rows passed on as the server sent them, the end of the
     /// result and OK packets with the session's own status.
     pub(super) async fn wire_exchange(
@@ -125,15 +132,11 @@ impl Engine {
         stmt: &WireStatement<'_>,
         io: &mut PacketIo,
         unq: crate::topology::Unqualify<'_>,
-        replay: bool,
     ) -> Result<(), SqlError> {
         use crate::backend::wire::WireError;
         use crate::wire::constants::{COM_QUERY, COM_STMT_EXECUTE};
         let map = |e: WireError| crate::backend::error::from_wire(e, &pool.name, &pool.addr, unq);
         let c = &mut lease.conn;
-        if replay {
-            c.replay(&session.backend_sets()).await.map_err(map)?;
-        }
         let mut remap = false;
         let binary = match stmt {
             WireStatement::Text { sql, db, remap: r } => {
@@ -216,7 +219,9 @@ impl Engine {
         io: &mut PacketIo,
         rt: &RoutingTable,
     ) -> Result<bool, SqlError> {
-        if session.in_transaction() {
+        let in_txn = session.in_transaction();
+        // (DDL commits a transaction first: the literal path does that.)
+        if in_txn && e.kind == crate::planner::StmtKind::Ddl {
             return Ok(false);
         }
         if let Some(k) = e.keyspace.as_deref().filter(|k| !session.grants.may_use(k)) {
@@ -234,8 +239,14 @@ impl Engine {
         let r: Result<bool, SqlError> = async {
             if write {
                 // As any write: one to a logical shard being cut over waits for the flip, and one
-                // to a moving logical shard is copied before it is acknowledged.
-                session.copy_after = self.moves.guard(session, e).await?;
+                // to a moving logical shard is copied before it is acknowledged (or, in a
+                // transaction, when it commits).
+                let written = self.moves.guard(session, e).await?;
+                if in_txn {
+                    session.txn_ls.extend(written);
+                } else {
+                    session.copy_after = written;
+                }
             }
             let ks = match &e.keyspace {
                 Some(k) => Some(
@@ -264,7 +275,7 @@ impl Engine {
         }
         .await;
         session.copy_after.clear();
-        r
+        self.after_lost(session, r).await
     }
 
     /// Reads the answer to a statement sent on `lease` and writes it to the client: rows
@@ -482,11 +493,11 @@ impl Engine {
             let pool = self
                 .backends
                 .pool_for(rt, &lease.ps, session.grants.admin)?;
-            own.start().await.map_err(|e| {
-                crate::backend::error::from_backend(e, &pool.name, &pool.addr, unq)
-            })?;
+            own.start()
+                .await
+                .map_err(|e| crate::backend::error::from_backend(e, &pool.name, &pool.addr, unq))?;
             let r = self
-                .wire_exchange(session, &pool, &mut own.lease, stmt, io, unq, false)
+                .wire_exchange(session, &pool, &mut own.lease, stmt, io, unq)
                 .await;
             return match r {
                 Ok(()) => io.flush().await.map_err(io_err),
@@ -772,12 +783,7 @@ async fn load_local_own(
                         "more results after LOAD DATA".into(),
                     )));
                 }
-                let r = (
-                    ok.affected,
-                    ok.last_insert_id,
-                    ok.warnings,
-                    ok.info.clone(),
-                );
+                let r = (ok.affected, ok.last_insert_id, ok.warnings, ok.info.clone());
                 own.finished(ok);
                 return Ok(r);
             }

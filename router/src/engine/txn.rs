@@ -4,10 +4,10 @@
 use super::core::{Engine, Lease};
 
 use crate::backend::error::from_backend;
+use crate::backend::Conn;
 use crate::error::SqlError;
 use crate::session::Session;
 use crate::topology::{RoutingTable, Unqualify};
-use crate::backend::Conn;
 
 impl Engine {
     /// Commits (or rolls back) the session's transaction on every pinned connection.

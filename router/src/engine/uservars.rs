@@ -10,10 +10,10 @@
 //! a decimal or a double as the server wrote it (doubles print with every digit they need), a
 //! string as its bytes in its own character set and collation.
 
+use crate::backend::Conn;
 use crate::session::Session;
 use crate::sql::classify::Assigned;
 use mysql_async::consts::ColumnType;
-use crate::backend::Conn;
 use mysql_async::Value;
 
 /// A variable as the router names it in its own statements: `@`name`` or `@@session.name`

@@ -102,7 +102,6 @@ pub(super) async fn execute(
         .ok_or_else(|| {
             SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
         })?;
-    let in_txn = session.in_transaction();
     let Some(p) = session.prepared.get_mut(&id) else {
         return Err(SqlError::new(
             1243,
@@ -112,13 +111,13 @@ pub(super) async fn execute(
     };
     io.binary_mode = true;
     // A read whose route does not depend on the parameters runs as a server-side prepared
-    // statement, outside transactions, result shadows (which compare text rows) and routing
+    // statement (in and out of transactions), outside result shadows (which compare text rows) and routing
     // shadows (which must see the values).
     let rt = shared.engine.topo.table();
     // Long data too large to bind into the statement's text (which the backend's
     // `max_allowed_packet` would then refuse) goes on as long data, where the statement runs
     // on one target whatever its parameters.
-    if !in_txn && rt.candidate.is_none() && p.long_data_len() >= LONG_DATA_SERVER_SIDE {
+    if rt.candidate.is_none() && p.long_data_len() >= LONG_DATA_SERVER_SIDE {
         // (Not where a result shadow compares reads: it compares text rows.)
         if let Some(e) = p
             .long_data_plan(&rt, session.keyspace.as_deref())
@@ -155,7 +154,7 @@ pub(super) async fn execute(
     let Some(p) = session.prepared.get_mut(&id) else {
         return Err(SqlError::router("prepared statement vanished"));
     };
-    let forward = if in_txn || !p.long_data.is_empty() || rt.candidate.is_some() {
+    let forward = if !p.long_data.is_empty() || rt.candidate.is_some() {
         None
     } else {
         p.forward_plan(&rt, session.keyspace.as_deref())
