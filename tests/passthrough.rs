@@ -399,9 +399,41 @@ async fn connection_local_state_holds_for_its_session() {
             "SELECT COUNT(*) FROM t",
             "DROP TEMPORARY TABLE tmp",
             "SELECT * FROM tmp",
+            "CREATE PROCEDURE leave_state() BEGIN SET @from_proc = 42; SET SESSION div_precision_increment = 9; CREATE TEMPORARY TABLE proc_tmp (x int); INSERT INTO proc_tmp VALUES (1), (2); END",
         ],
     )
     .await;
+    // What a procedure leaves behind is its session's (one that held no connection of its
+    // own before), and no other session's.
+    let mut p = h.conn(Some("app")).await;
+    let mut po = h.direct(1).await;
+    po.query_drop("USE app").await.expect("use");
+    same_as_mariadb(
+        &mut p,
+        &mut po,
+        &[
+            "CALL leave_state()",
+            "SELECT @from_proc, @@div_precision_increment, 1 / 3",
+            "SELECT COUNT(*) FROM proc_tmp",
+            "SELECT @from_proc, @@div_precision_increment",
+        ],
+    )
+    .await;
+    drop(po);
+    let mut other = h.conn(Some("app")).await;
+    for _ in 0..3 {
+        let v: Option<(Option<i64>, i64)> = other
+            .query_first("SELECT @from_proc, @@div_precision_increment")
+            .await
+            .expect("another session's view");
+        assert_eq!(
+            v,
+            Some((None, 4)),
+            "a procedure's state stays in its session"
+        );
+    }
+    drop(other);
+    drop(p);
     // Another session does not see this one's temporary table or variables.
     r.query_drop("CREATE TEMPORARY TABLE mine (x int)")
         .await

@@ -720,7 +720,7 @@ impl Conn {
     /// read.
     pub async fn release(self, dirty: bool) {
         match self {
-            Conn::Lib(c) => super::release_lib(c, dirty).await,
+            Conn::Lib(c) => release_lib(c, dirty).await,
             Conn::Own(mut c) => {
                 if c.settle().await.is_err() {
                     return;
@@ -760,4 +760,15 @@ async fn collect<T: FromRow + Send + 'static>(mut res: Results<'_>) -> Result<Ve
     }
     res.drop_result().await?;
     Ok(out)
+}
+
+/// Returns a `mysql_async` connection to its pool, resetting its session state first if
+/// needed.
+pub async fn release_lib(mut conn: mysql_async::Conn, dirty: bool) {
+    if dirty && conn.reset().await.is_err() {
+        // A connection that cannot be reset is closed rather than reused.
+        let _ = conn.disconnect().await;
+        return;
+    }
+    drop(conn);
 }

@@ -7,7 +7,7 @@ pub mod conn;
 pub mod error;
 pub mod wire;
 
-pub use conn::Conn;
+pub use conn::{release_lib, Conn};
 
 use crate::config::BackendConfig;
 use crate::error::SqlError;
@@ -448,17 +448,6 @@ pub async fn create_keyspace_schemas(
 /// [`Conn::release`]).
 pub async fn release(conn: Conn, dirty: bool) {
     conn.release(dirty).await;
-}
-
-/// Returns a `mysql_async` connection to its pool, resetting its session state first if
-/// needed.
-pub async fn release_lib(mut conn: mysql_async::Conn, dirty: bool) {
-    if dirty && conn.reset().await.is_err() {
-        // A connection that cannot be reset is closed rather than reused.
-        let _ = conn.disconnect().await;
-        return;
-    }
-    drop(conn);
 }
 
 /// Grants `ps`'s data account (when its record names one) what applications need on the

@@ -363,6 +363,12 @@ pub fn classify_tokens(sql: &[u8], toks: &[Token], mode: &Mode) -> Classified {
             local_is(true);
             local_kind = Some(VerbatimKind::Write);
         }
+        // A procedure may leave any of it behind (user variables, session variables,
+        // temporary tables, named locks): the session keeps the connection it ran on.
+        "CALL" => {
+            local_is(true);
+            local_kind = Some(VerbatimKind::Write);
+        }
         "EXECUTE" | "DEALLOCATE" => {
             local_is(is(s + 1, "IMMEDIATE"));
             local_kind = Some(VerbatimKind::Write);
@@ -1152,7 +1158,7 @@ mod tests {
                 Some(VerbatimKind::Ddl),
             ),
             ("DROP TABLE IF EXISTS t", Some(VerbatimKind::Ddl)),
-            ("CALL p(1)", Some(VerbatimKind::Write)),
+            ("CALL p(1)", None),
             (
                 "SET STATEMENT max_statement_time=1 FOR SELECT 1",
                 Some(VerbatimKind::Read),
@@ -1277,6 +1283,7 @@ mod tests {
         );
         assert_eq!(l("EXECUTE s"), Some((VerbatimKind::Write, false)));
         assert_eq!(l("HANDLER t OPEN"), Some((VerbatimKind::Write, true)));
+        assert_eq!(l("CALL p(1)"), Some((VerbatimKind::Write, true)));
         // LAST_INSERT_ID() is the router's to answer.
         assert_eq!(c("SELECT LAST_INSERT_ID()").local_state, None);
         // Dynamic SQL is checked as a statement of its own, and only as a literal.
