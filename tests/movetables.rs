@@ -488,6 +488,121 @@ async fn tables_move_into_another_unsharded_keyspace() {
     h.stop().await;
 }
 
+/// A table moves into a sharded keyspace as a reference table: its rows are copied to the
+/// reference schema on every physical shard of the keyspace (a write made during the copy
+/// included), the verification checks each copy, and after the cutover the router reads it
+/// and writes every copy; a join with a sharded table of the keyspace stays on each shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_moves_in_as_a_reference_table() {
+    let h = Harness::start(2, 0, LEGACY).await;
+    let geo = tessera_topo::VSchema::from_yaml(
+        "keyspace: geo\nsharded: true\nlogical_shards: 4\ntables:\n  country: { type: reference }\n  city: { shard_key: id }\n",
+    )
+    .expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &geo)
+        .await
+        .expect("apply geo");
+    let mut r = h.conn(Some("legacy")).await;
+    for _ in 0..200 {
+        if r.query_drop("SELECT 1 FROM geo.city")
+            .await
+            .is_err_and(|e| e.to_string().contains("1146"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for sql in [
+        "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(40) NOT NULL)",
+        "INSERT INTO country VALUES ('fr', 'France'), ('de', 'Germany'), ('jp', 'Japan')",
+        "CREATE TABLE geo.city (id BIGINT PRIMARY KEY, country CHAR(2), name VARCHAR(40))",
+        "INSERT INTO geo.city VALUES (1, 'fr', 'Paris'), (2, 'de', 'Berlin'), (3, 'jp', 'Kyoto'), (4, 'fr', 'Lyon')",
+    ] {
+        r.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let tables = vec!["country".to_string()];
+    tessera::cli::movetables::movetables_start(&h.topo, "legacy", "geo", &tables)
+        .await
+        .expect("start");
+    r.query_drop("INSERT INTO country VALUES ('it', 'Italy')")
+        .await
+        .expect("write while copying");
+    r.query_drop("UPDATE country SET name = 'Nippon' WHERE code = 'jp'")
+        .await
+        .expect("update while copying");
+    let run = tessera::cli::movetables::movetables_run(&h.topo, "legacy")
+        .await
+        .expect("run");
+    assert!(run.verified && run.rows >= 4, "{run:?}");
+    // Every physical shard holds every row in the keyspace's reference schema.
+    let want: Vec<(String, String)> = vec![
+        ("de".into(), "Germany".into()),
+        ("fr".into(), "France".into()),
+        ("it".into(), "Italy".into()),
+        ("jp".into(), "Nippon".into()),
+    ];
+    for ps in 0..2 {
+        let mut d = h.direct(ps).await;
+        let rows: Vec<(String, String)> = d
+            .query("SELECT code, name FROM geo_ref.country ORDER BY code")
+            .await
+            .expect("reference copy");
+        assert_eq!(rows, want, "the copy on ps{ps}");
+    }
+    tessera::cli::movetables::movetables_cutover(&h.topo, "legacy")
+        .await
+        .expect("cutover");
+    let mut write = None;
+    for _ in 0..100 {
+        // (Until this router has seen the switch end, a write may get the switch's 1205.)
+        match r
+            .query_drop("INSERT INTO country VALUES ('es', 'Spain')")
+            .await
+        {
+            Ok(()) => {
+                write = Some(());
+                break;
+            }
+            Err(mysql_async::Error::Server(e)) if e.code == 1205 => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("write after cutover: {e}"),
+        }
+    }
+    assert!(write.is_some(), "a write after the cutover");
+    for ps in 0..2 {
+        let mut d = h.direct(ps).await;
+        let n: Option<u64> = d
+            .query_first("SELECT COUNT(*) FROM geo_ref.country")
+            .await
+            .expect("reference copy");
+        assert_eq!(n, Some(5), "ps{ps} holds the write made after the cutover");
+    }
+    let joined: Vec<(String, String)> = r
+        .query("SELECT c.name, k.name FROM geo.city c JOIN geo.country k ON k.code = c.country ORDER BY c.id")
+        .await
+        .expect("join");
+    assert_eq!(
+        joined,
+        vec![
+            ("Paris".into(), "France".into()),
+            ("Berlin".into(), "Germany".into()),
+            ("Kyoto".into(), "Nippon".into()),
+            ("Lyon".into(), "France".into()),
+        ]
+    );
+    tessera::cli::movetables::movetables_complete(&h.topo, "legacy")
+        .await
+        .expect("complete");
+    let n: Option<u64> = r
+        .query_first("SELECT COUNT(*) FROM country")
+        .await
+        .expect("read through the old name after complete");
+    assert_eq!(n, Some(5));
+    drop(r);
+    h.stop().await;
+}
+
 /// A `tessera movetables run` killed (SIGKILL) in the middle of its copy, while a writer keeps
 /// writing through the router: `tessera status` shows the table copying with the rows its
 /// checkpoint holds, a second `run` resumes after the checkpoint (a table whose copy had

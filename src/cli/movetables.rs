@@ -299,14 +299,27 @@ struct Mover {
 /// and how a row's shard key picks one.
 struct Target {
     places: Vec<(String, String)>,
-    /// Position of the shard key among the table's columns, its vindex and type (`None`:
-    /// an unsharded target, one place).
-    by: Option<(usize, tessera_topo::VindexKind, tessera_topo::KeyType)>,
+    by: By,
+}
+
+/// How a target's rows are placed.
+#[derive(Clone, Copy)]
+enum By {
+    /// An unsharded target: one place.
+    One,
+    /// A sharded target: the position of the shard key among the table's columns, its vindex
+    /// and type pick each row's logical shard (place).
+    Key(usize, tessera_topo::VindexKind, tessera_topo::KeyType),
+    /// A reference table: every place (the reference schema on each physical shard of the
+    /// keyspace) holds every row.
+    Every,
 }
 
 impl Target {
+    /// The place of `row` (0 where there is one place, and for a reference table, whose rows
+    /// are in every place).
     fn ls_of(&self, row: &[Value]) -> Result<usize> {
-        let Some((at, v, ty)) = self.by else {
+        let By::Key(at, v, ty) = self.by else {
             return Ok(0);
         };
         let key = row
@@ -511,11 +524,20 @@ fn target_of(rt: &RoutingTable, to: &str, table: &str, meta: &TableMeta) -> Resu
                 .ok_or_else(|| {
                     anyhow!("{table} has no column {shard_key} (its shard key in {to})")
                 })?;
-            Some((at, vindex, key_type))
+            By::Key(at, vindex, key_type)
         }
-        Some(TableRouting::Unsharded) => None,
+        Some(TableRouting::Unsharded) => By::One,
         Some(TableRouting::Reference) => {
-            bail!("{to} declares {table} a reference table; movetables moves tables into sharded or unsharded keyspaces")
+            // A copy in the reference schema of every physical shard of the keyspace.
+            let places: Vec<(String, String)> = ks
+                .physical_shards()
+                .into_iter()
+                .map(|ps| (ps, ks.reference_schema()))
+                .collect();
+            return Ok(Target {
+                places,
+                by: By::Every,
+            });
         }
         None => bail!("keyspace {to} does not declare table {table}: add it to its vschema first"),
     };
@@ -588,8 +610,14 @@ async fn apply_rows(
     delete_first: bool,
 ) -> Result<()> {
     let mut per: BTreeMap<usize, Vec<Vec<Value>>> = BTreeMap::new();
-    for r in rows {
-        per.entry(target.ls_of(&r)?).or_default().push(r);
+    if let By::Every = target.by {
+        for ls in 0..target.places.len() {
+            per.insert(ls, rows.clone());
+        }
+    } else {
+        for r in rows {
+            per.entry(target.ls_of(&r)?).or_default().push(r);
+        }
     }
     if let Some((ps, _)) = target.places.iter().find(|(ps, _)| !conns.contains_key(ps)) {
         bail!("no connection to {ps}");
@@ -690,36 +718,53 @@ async fn compare_keys(
             .into_iter()
             .map(|r| (key_string(&t.key_of(&r)), r))
             .collect();
-        let mut got: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for (ls, (ps, s)) in target.places.iter().enumerate() {
-            let c = conns
-                .get_mut(ps)
-                .ok_or_else(|| anyhow!("no connection to {ps}"))?;
-            for r in rows_of(c, s, t, chunk).await? {
-                let k = key_string(&t.key_of(&r));
-                if target.ls_of(&r)? != ls {
-                    diffs.push(format!(
-                        "{}: row {k} is on the wrong logical shard ({ls})",
-                        t.name
-                    ));
-                }
-                if got.insert(k.clone(), r).is_some() {
-                    diffs.push(format!("{}: row {k} is on the target twice", t.name));
+        // The places compared with the source as one: all of them, or each reference copy
+        // on its own.
+        let groups: Vec<Vec<usize>> = match target.by {
+            By::Every => (0..target.places.len()).map(|ls| vec![ls]).collect(),
+            _ => vec![(0..target.places.len()).collect()],
+        };
+        for group in groups {
+            let on = match target.by {
+                By::Every => group
+                    .first()
+                    .and_then(|&ls| target.places.get(ls))
+                    .map(|(ps, _)| format!(" (the copy on {ps})"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let mut got: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for ls in group {
+                let (ps, s) = &target.places[ls];
+                let c = conns
+                    .get_mut(ps)
+                    .ok_or_else(|| anyhow!("no connection to {ps}"))?;
+                for r in rows_of(c, s, t, chunk).await? {
+                    let k = key_string(&t.key_of(&r));
+                    if matches!(target.by, By::Key(..)) && target.ls_of(&r)? != ls {
+                        diffs.push(format!(
+                            "{}: row {k} is on the wrong logical shard ({ls})",
+                            t.name
+                        ));
+                    }
+                    if got.insert(k.clone(), r).is_some() {
+                        diffs.push(format!("{}: row {k} is on the target twice", t.name));
+                    }
                 }
             }
-        }
-        for (k, w) in &want {
-            match got.remove(k) {
-                Some(g) if g == *w => {}
-                Some(_) => diffs.push(format!("{}: row {k} differs", t.name)),
-                None => diffs.push(format!("{}: row {k} is missing on the target", t.name)),
+            for (k, w) in &want {
+                match got.remove(k) {
+                    Some(g) if g == *w => {}
+                    Some(_) => diffs.push(format!("{}: row {k} differs{on}", t.name)),
+                    None => diffs.push(format!("{}: row {k} is missing on the target{on}", t.name)),
+                }
             }
-        }
-        for k in got.keys() {
-            diffs.push(format!(
-                "{}: row {k} is on the target, not the source",
-                t.name
-            ));
+            for k in got.keys() {
+                diffs.push(format!(
+                    "{}: row {k} is on the target{on}, not the source",
+                    t.name
+                ));
+            }
         }
     }
     Ok(diffs)
@@ -807,14 +852,19 @@ fn digest_sql(t: &TableMeta) -> String {
 /// digest sum. Returns the differences found, described.
 async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>> {
     let n = target.places.len();
-    // The source's count and digest per logical shard, read while the target's are.
+    // The source's count and digest per logical shard (one for every reference copy), read
+    // while the target's are.
+    let buckets = match target.by {
+        By::Key(..) => n,
+        By::One | By::Every => 1,
+    };
     let source = async {
         let (mut src, schema) = m.source_conn().await?;
-        let mut want = vec![(0u64, 0u128); n];
-        let key_col = target
-            .by
-            .map(|(at, _, _)| qi(&t.columns[at]))
-            .unwrap_or_else(|| "NULL".into());
+        let mut want = vec![(0u64, 0u128); buckets];
+        let key_col = match target.by {
+            By::Key(at, _, _) => qi(&t.columns[at]),
+            By::One | By::Every => "NULL".into(),
+        };
         let mut after: Option<Vec<Value>> = None;
         loop {
             let pk: Vec<String> = t.pk.iter().map(|c| qi(c)).collect();
@@ -825,12 +875,12 @@ async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>
                 after = Some(v[..t.pk.len()].to_vec());
                 let key = &v[t.pk.len()];
                 let ls = match target.by {
-                    Some((_, vi, ty)) => ksid_of(vi, ty, key)
+                    By::Key(_, vi, ty) => ksid_of(vi, ty, key)
                         .map(|k| vindex::logical_shard(k, n as u32) as usize)
                         .ok_or_else(|| {
                             anyhow!("a row's shard key {key:?} maps to no logical shard")
                         })?,
-                    None => 0,
+                    By::One | By::Every => 0,
                 };
                 let d: u64 = mysql_async::from_value_opt(v[t.pk.len() + 1].clone()).unwrap_or(0);
                 want[ls].0 += 1;
@@ -873,6 +923,19 @@ async fn verify(m: &Mover, t: &TableMeta, target: &Target) -> Result<Vec<String>
     let (want, got) = tokio::join!(source, targets);
     let (want, got) = (want?, got?);
     let mut diffs = Vec::new();
+    if let By::Every = target.by {
+        let want = want.first().copied().unwrap_or((0, 0));
+        for (ls, (ps, _)) in target.places.iter().enumerate() {
+            let (count, sum) = got.get(&ls).copied().unwrap_or((0, 0));
+            if (count, sum) != want {
+                diffs.push(format!(
+                    "{}: the copy on {ps} holds {count} rows (digest {sum}), the source {} (digest {})",
+                    t.name, want.0, want.1
+                ));
+            }
+        }
+        return Ok(diffs);
+    }
     for (ls, want) in want.iter().enumerate() {
         let (count, sum) = got.get(&ls).copied().unwrap_or((0, 0));
         if (count, sum) != *want {
