@@ -27,6 +27,26 @@ tables:
   pairs: { shard_key: a }
 ";
 
+/// Applies `vschema` (of keyspace `ks`) beside `legacy` and returns a router connection in
+/// `legacy` once the router knows `ks` (a table it lacks answers 1146, not 1049).
+async fn with_keyspace(h: &Harness, vschema: &str, ks: &str) -> Conn {
+    let v = tessera_topo::VSchema::from_yaml(vschema).expect("vschema");
+    tessera::cli::apply_vschema(&h.topo, &v)
+        .await
+        .expect("apply vschema");
+    let mut r = h.conn(Some("legacy")).await;
+    for _ in 0..200 {
+        if r.query_drop(format!("SELECT 1 FROM {ks}.nothing_here"))
+            .await
+            .is_err_and(|e| e.to_string().contains("1146"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r
+}
+
 /// Orders as acknowledged: id -> (customer, amount).
 type Model = Arc<Mutex<BTreeMap<u64, (u64, u64)>>>;
 
@@ -399,21 +419,7 @@ async fn tables_move_online_into_a_sharded_keyspace_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_move_into_another_unsharded_keyspace() {
     let h = Harness::start(2, 0, LEGACY).await;
-    let archive =
-        tessera_topo::VSchema::from_yaml("keyspace: archive\nsharded: false\n").expect("vschema");
-    tessera::cli::apply_vschema(&h.topo, &archive)
-        .await
-        .expect("apply archive");
-    let mut r = h.conn(Some("legacy")).await;
-    for _ in 0..200 {
-        if r.query_drop("SELECT 1 FROM archive.nothing")
-            .await
-            .is_err_and(|e| e.to_string().contains("1146"))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut r = with_keyspace(&h, "keyspace: archive\nsharded: false\n", "archive").await;
     for sql in [
         "CREATE TABLE events (id BIGINT PRIMARY KEY, kind VARCHAR(16), at DATETIME)",
         "CREATE TABLE audit (id BIGINT PRIMARY KEY AUTO_INCREMENT, what TEXT)",
@@ -495,23 +501,12 @@ async fn tables_move_into_another_unsharded_keyspace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_moves_in_as_a_reference_table() {
     let h = Harness::start(2, 0, LEGACY).await;
-    let geo = tessera_topo::VSchema::from_yaml(
+    let mut r = with_keyspace(
+        &h,
         "keyspace: geo\nsharded: true\nlogical_shards: 4\ntables:\n  country: { type: reference }\n  city: { shard_key: id }\n",
+        "geo",
     )
-    .expect("vschema");
-    tessera::cli::apply_vschema(&h.topo, &geo)
-        .await
-        .expect("apply geo");
-    let mut r = h.conn(Some("legacy")).await;
-    for _ in 0..200 {
-        if r.query_drop("SELECT 1 FROM geo.city")
-            .await
-            .is_err_and(|e| e.to_string().contains("1146"))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    .await;
     for sql in [
         "CREATE TABLE country (code CHAR(2) PRIMARY KEY, name VARCHAR(40) NOT NULL)",
         "INSERT INTO country VALUES ('fr', 'France'), ('de', 'Germany'), ('jp', 'Japan')",
