@@ -434,6 +434,42 @@ async fn connection_local_state_holds_for_its_session() {
     }
     drop(other);
     drop(p);
+    // `sql_auto_is_null`: `WHERE auto_col IS NULL` finds the row the session last inserted,
+    // in sessions that held no connection of their own before, while another session with
+    // the same settings inserts too.
+    let mut q = h.conn(Some("app")).await;
+    let mut q2 = h.conn(Some("app")).await;
+    let mut qo = h.direct(1).await;
+    let mut qo2 = h.direct(1).await;
+    for o in [&mut qo, &mut qo2] {
+        o.query_drop("USE app").await.expect("use");
+    }
+    let steps: &[(bool, &str)] = &[
+        (
+            true,
+            "CREATE TABLE ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+        ),
+        (true, "SET sql_auto_is_null = 1"),
+        (false, "SET sql_auto_is_null = 1"),
+        (true, "INSERT INTO ai (v) VALUES (10)"),
+        (false, "INSERT INTO ai (v) VALUES (99)"),
+        (true, "SELECT id, v FROM ai WHERE id IS NULL"),
+        (false, "SELECT id, v FROM ai WHERE id IS NULL"),
+        (true, "INSERT INTO ai (v) VALUES (20), (30)"),
+        (true, "SELECT id, v FROM ai WHERE id IS NULL"),
+        (true, "SET sql_auto_is_null = 0"),
+        (true, "SELECT id, v FROM ai WHERE id IS NULL"),
+    ];
+    for (first, sql) in steps {
+        let (r, o) = match first {
+            true => (&mut q, &mut qo),
+            false => (&mut q2, &mut qo2),
+        };
+        let want = results(o, sql.as_bytes()).await;
+        let got = results(r, sql.as_bytes()).await;
+        assert_eq!(got, want, "{sql}");
+    }
+    drop((q, q2, qo, qo2));
     // Another session does not see this one's temporary table or variables.
     r.query_drop("CREATE TEMPORARY TABLE mine (x int)")
         .await

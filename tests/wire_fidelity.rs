@@ -443,6 +443,40 @@ async fn multi_statement_batches_like_mariadb() {
     h.stop().await;
 }
 
+/// `sql_auto_is_null` in a sharded keyspace: each logical shard's connection would read
+/// `auto_col IS NULL` as its own last insert, so reads are refused by name while it is on
+/// (never another session's row); writes go on, and reads come back once it is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_auto_is_null_refuses_sharded_reads() {
+    let h = Harness::start(2, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    c.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.query_drop("SET sql_auto_is_null = 1").await.expect("set");
+    c.query_drop("INSERT INTO t (id, v) VALUES (1, 10), (2, 20)")
+        .await
+        .expect("a write goes on");
+    for sql in [
+        "SELECT id FROM t WHERE id IS NULL",
+        "SELECT id FROM t WHERE id = 1",
+    ] {
+        let (code, msg) = error_code(&mut c, sql).await;
+        assert_eq!(code, 1235, "{sql}: {msg}");
+        assert!(msg.contains("sql_auto_is_null"), "{msg}");
+    }
+    c.query_drop("SET sql_auto_is_null = 0").await.expect("off");
+    assert_eq!(
+        outcome(&mut c, "SELECT id, v FROM t ORDER BY id").await,
+        Ok(vec![
+            vec!["1".to_string(), "10".to_string()],
+            vec!["2".to_string(), "20".to_string()]
+        ])
+    );
+    drop(c);
+    h.stop().await;
+}
+
 /// `COM_CHANGE_USER`: the new user's password is checked, and the connection gets a new
 /// session (open transaction rolled back, session settings gone), as with MariaDB direct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,10 @@ pub struct Session {
     /// The session's own `wait_timeout`, once it sets one: the router closes the client
     /// connection after that long idle, as the server would.
     pub wait_timeout: Option<std::time::Duration>,
+    /// The session set `sql_auto_is_null` on: `WHERE auto_col IS NULL` reads the row its
+    /// backend connection last inserted (its statements run on a reserved connection; reads
+    /// in a sharded keyspace are refused while it is on).
+    pub auto_is_null: bool,
     /// The running statement asks `information_schema` of an unsharded keyspace's server:
     /// rows naming a schema the session may not see (another keyspace's physical schemas, the
     /// server's own, keyspaces outside the user's list) are left out of its answer.
@@ -188,6 +192,7 @@ impl Session {
             opens_no_txn: false,
             query_status: 0,
             wait_timeout: None,
+            auto_is_null: false,
             schema_filter: false,
             calc_found: None,
             prepared: std::collections::HashMap::new(),

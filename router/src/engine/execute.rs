@@ -75,6 +75,7 @@ impl Engine {
             // future is as large as its largest branch, and it is moved on every call.
             Plan::Local(l) => Box::pin(self.local(session, l, io)).await,
             Plan::Exec(e) => {
+                self.check_auto_is_null(session, &e)?;
                 if let (Some(c), Some(ks)) = (&e.conflict, &e.keyspace) {
                     let rt = self.topo.table();
                     Box::pin(self.unique_keys.check(&self.backends, &rt, ks, c)).await?;
@@ -108,6 +109,26 @@ impl Engine {
                 }
                 self.after_lost(session, r).await
             }
+        }
+    }
+
+    /// Refuses a read in a sharded keyspace while the session has `sql_auto_is_null` on:
+    /// each logical shard's connection would read `auto_col IS NULL` as its own last insert,
+    /// not the session's.
+    ///
+    /// # Errors
+    /// 1235 naming the keyspace.
+    pub(super) fn check_auto_is_null(&self, session: &Session, e: &Exec) -> Result<(), SqlError> {
+        if !session.auto_is_null || e.kind != StmtKind::Read {
+            return Ok(());
+        }
+        match e.keyspace.as_deref() {
+            Some(k) if self.topo.table().keyspace(k).is_some_and(|ks| ks.sharded) => {
+                Err(SqlError::unsupported(format!(
+                    "a read in sharded keyspace {k} while sql_auto_is_null is on (its IS NULL would find another connection's last insert); SET sql_auto_is_null = 0"
+                )))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -786,6 +786,18 @@ impl Engine {
                 }
             }
         }
+        // `sql_auto_is_null` on: `WHERE auto_col IS NULL` finds the row the connection last
+        // inserted, so the session's statements must run where its inserts did.
+        let mut auto_is_null = None;
+        if r.is_ok() && lower.contains("sql_auto_is_null") {
+            auto_is_null = Some(matches!(
+                lease
+                    .conn
+                    .query_first::<u8>("SELECT @@session.sql_auto_is_null")
+                    .await,
+                Ok(Some(1))
+            ));
+        }
         // The session's idle timeout, which the router applies to the client's connection.
         if r.is_ok() && lower.contains("wait_timeout") {
             if let Ok(Some(secs)) = lease
@@ -851,6 +863,14 @@ impl Engine {
             session.sets.push(resolved.unwrap_or(sql));
         }
         super::uservars::keep(session, carried);
+        if let Some(on) = auto_is_null {
+            session.auto_is_null = on;
+            if on {
+                // On its keyspace's server: exact for an unsharded keyspace (a sharded one's
+                // reads are refused while it is on).
+                self.reserve_home(session, &rt).await?;
+            }
+        }
         Ok(warnings)
     }
 }

@@ -219,6 +219,7 @@ impl Engine {
         io: &mut PacketIo,
         rt: &RoutingTable,
     ) -> Result<bool, SqlError> {
+        self.check_auto_is_null(session, e)?;
         let in_txn = session.in_transaction();
         // (DDL commits a transaction first: the literal path does that.)
         if in_txn && e.kind == crate::planner::StmtKind::Ddl {

@@ -563,7 +563,10 @@ async fn statement(
             let fingerprint = fingerprint.unwrap_or_else(|| "(does not tokenise)".to_string());
             // A read the planner cannot split over the logical shards is answered by MariaDB
             // over its sharded tables' gathered rows, when nothing else rules it out.
+            // (Not with `sql_auto_is_null` on: a gathered read's pushed-down `IS NULL` would
+            // be each logical shard connection's own last insert.)
             may_gather = !calc
+                && !session.auto_is_null
                 && local_vars.is_empty()
                 && !named_locks
                 && statement_prefix.is_none()
