@@ -477,6 +477,33 @@ async fn sql_auto_is_null_refuses_sharded_reads() {
     h.stop().await;
 }
 
+/// `session_track_transaction_info`: transaction state is not reported in OK packets, so a
+/// session that turns it on is refused by name (and keeps it off), never given nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_info_tracking_is_refused_by_name() {
+    let h = Harness::start(1, 0, VSCHEMA).await;
+    let mut c = h.conn(Some("demo")).await;
+    for sql in [
+        "SET session_track_transaction_info = 'STATE'",
+        "SET SESSION session_track_transaction_info = CHARACTERISTICS",
+    ] {
+        let (code, msg) = error_code(&mut c, sql).await;
+        assert_eq!(code, 1235, "{sql}: {msg}");
+        assert!(msg.contains("session_track_transaction_info"), "{msg}");
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            outcome(&mut c, "SELECT @@session.session_track_transaction_info").await,
+            Ok(vec![vec!["OFF".to_string()]])
+        );
+    }
+    c.query_drop("SET session_track_transaction_info = OFF")
+        .await
+        .expect("off is fine");
+    drop(c);
+    h.stop().await;
+}
+
 /// `COM_CHANGE_USER`: the new user's password is checked, and the connection gets a new
 /// session (open transaction rolled back, session settings gone), as with MariaDB direct.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

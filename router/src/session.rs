@@ -69,6 +69,11 @@ pub struct Session {
     pub tracked_variables: Option<Vec<String>>,
     /// `session_track_schema`.
     pub track_schema: bool,
+    /// `session_track_state_change` (off unless the session turns it on).
+    pub track_state_change: bool,
+    /// The running statement changed the session's state: its OK packet says so
+    /// (`SESSION_TRACK_STATE_CHANGE`) when the session tracks that.
+    pub state_changed: bool,
     /// Session state changes for the next OK packet, encoded (`SESSION_TRACK_*` entries).
     pub state_changes: Vec<u8>,
     /// While set, the OK packet of the statement running is kept in `deferred_ok` (affected
@@ -175,6 +180,8 @@ impl Session {
             tracked_variables: None,
             track_schema: true,
             state_changes: Vec::new(),
+            track_state_change: false,
+            state_changed: false,
             defer_ok: false,
             deferred_ok: None,
             undone_on_error: false,
@@ -268,6 +275,8 @@ impl Session {
         io: &crate::wire::PacketIo,
     ) {
         let from_backend = self.error_conditions.take();
+        // (A change its answer did not report is not carried to the next statement's.)
+        self.state_changed = false;
         match r {
             Ok(()) => {
                 self.warning_count = io.warnings;
@@ -329,12 +338,33 @@ impl Session {
     /// Reports, in the next OK packet, the session's default database now being `db`
     /// (`session_track_schema`, on unless the session turned it off).
     pub fn track_schema(&mut self, db: &str) {
+        self.mark_state_changed();
         if !self.tracks_state() || !self.track_schema {
             return;
         }
         let mut data = Vec::with_capacity(db.len() + 1);
         crate::wire::codec::put_lenenc_str(&mut data, db.as_bytes());
         self.track(SESSION_TRACK_SCHEMA, &data);
+    }
+
+    /// Notes that the running statement changed the session's state (a variable, the default
+    /// database, a user variable, a temporary table, a prepared statement, a lock), for a
+    /// session that tracks that (`session_track_state_change`).
+    pub fn mark_state_changed(&mut self) {
+        if self.tracks_state() && self.track_state_change {
+            self.state_changed = true;
+        }
+    }
+
+    /// Adds the state-change entry to the next OK packet's session state, if the running
+    /// statement changed the state; after the system-variable and schema entries, as MariaDB
+    /// orders them.
+    pub fn take_state_change(&mut self) {
+        if std::mem::take(&mut self.state_changed) {
+            // The entry's data is the byte `1` itself, as MariaDB writes it (not a
+            // length-encoded string).
+            self.track(SESSION_TRACK_STATE_CHANGE, b"1");
+        }
     }
 
     fn track(&mut self, kind: u8, data: &[u8]) {
@@ -362,6 +392,7 @@ const DEFAULT_TRACKED: &[&str] = &[
 /// Session state change kinds (`SESSION_TRACK_*`).
 const SESSION_TRACK_SYSTEM_VARIABLES: u8 = 0;
 const SESSION_TRACK_SCHEMA: u8 = 1;
+const SESSION_TRACK_STATE_CHANGE: u8 = 2;
 
 /// The affected-row count to report for a backend's OK: the backend's own (changed rows),
 /// or, for a client that asked for `CLIENT_FOUND_ROWS`, the matched rows of an `UPDATE`, which

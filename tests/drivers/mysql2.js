@@ -178,7 +178,10 @@ async function main() {
       const sorted = Object.keys(vars)
         .sort()
         .map((k) => `${k}=${JSON.stringify(vars[k])}`);
-      return `vars[${sorted.join(', ')}] schema=${r.stateChanges.schema}`;
+      return (
+        `vars[${sorted.join(', ')}] schema=${r.stateChanges.schema}` +
+        ` state=${r.stateChanges.trackStateChange}`
+      );
     };
     const seen = [];
     seen.push(st(await q('SET NAMES utf8mb4')));
@@ -188,6 +191,14 @@ async function main() {
     seen.push(st(await q("SET session_track_system_variables = 'time_zone,sql_mode'")));
     seen.push(st(await q("SET time_zone = '+03:00', sql_mode = ''")));
     seen.push(st(await q('SET @v = 1')));
+    // With session_track_state_change on, a statement that changes the session says so.
+    seen.push(st(await q('SET session_track_state_change = ON')));
+    seen.push(st(await q('SET @w = 2')));
+    seen.push(st(await q("UPDATE drv_t SET name = name WHERE id = 1")));
+    seen.push(st(await q(`USE ${database}`)));
+    seen.push(st(await q('SET autocommit = 1')));
+    seen.push(st(await q("SET time_zone = '+04:00'")));
+    seen.push(st(await q('DO 1')));
     return seen.join(' ; ');
   });
   await step('close', async () => {

@@ -37,6 +37,7 @@ impl Engine {
         io.warnings = warnings;
         io.result_set = false;
         let last_id = session.insert_id_override.unwrap_or(last_id);
+        session.take_state_change();
         let mut status = session.status_flags();
         if !session.state_changes.is_empty() {
             status |= crate::wire::constants::SERVER_SESSION_STATE_CHANGED;
@@ -653,6 +654,7 @@ impl Engine {
             self.finish_txn(session, true).await?;
         }
         session.autocommit = on;
+        session.mark_state_changed();
         session.track_variable("autocommit", if on { b"ON" } else { b"OFF" });
         Ok(())
     }
@@ -751,6 +753,15 @@ impl Engine {
                     );
                 }
             }
+            if names.iter().any(|n| n == "session_track_state_change") {
+                if let Ok(Some(on)) = lease
+                    .conn
+                    .query_first::<u8>("SELECT @@session.session_track_state_change")
+                    .await
+                {
+                    session.track_state_change = on != 0;
+                }
+            }
             if names.iter().any(|n| n == "session_track_schema") {
                 if let Ok(Some(on)) = lease
                     .conn
@@ -784,6 +795,26 @@ impl Engine {
                         }
                     }
                 }
+            }
+        }
+        // Transaction state in OK packets is not something the router reports: a session that
+        // asks for it is told so, rather than given nothing.
+        if r.is_ok() && lower.contains("session_track_transaction_info") {
+            let v = lease
+                .conn
+                .query_first::<String>("SELECT @@session.session_track_transaction_info")
+                .await;
+            if !matches!(&v, Ok(Some(v)) if v.eq_ignore_ascii_case("OFF")) {
+                let _ = lease
+                    .conn
+                    .query_drop("SET SESSION session_track_transaction_info = OFF")
+                    .await;
+                lease.dirty = true;
+                self.give_back(session, lease).await;
+                restore(&mut session.sets, dropped);
+                return Err(SqlError::unsupported(
+                    "session_track_transaction_info (the router does not report transaction state in OK packets; leave it OFF)",
+                ));
             }
         }
         // `sql_auto_is_null` on: `WHERE auto_col IS NULL` finds the row the connection last
@@ -863,6 +894,7 @@ impl Engine {
             session.sets.push(resolved.unwrap_or(sql));
         }
         super::uservars::keep(session, carried);
+        session.mark_state_changed();
         if let Some(on) = auto_is_null {
             session.auto_is_null = on;
             if on {

@@ -356,6 +356,11 @@ async fn statement(
     // Connection-local state a statement makes that the planned path must keep on one
     // connection: named locks, and user variables assigned other than by `SET` (whose
     // values are carried like a `SET`'s).
+    // A statement that makes connection-local state (a user variable, a temporary table, a
+    // prepared statement, a named lock) changes the session's state.
+    if class.local_state.is_some_and(|l| l.reserves) {
+        session.mark_state_changed();
+    }
     let (local_vars, named_locks) = match class.local_state {
         Some(_) if !toks.first().is_some_and(|t| t.is_word(bytes, "SET")) => (
             crate::sql::classify::assigned_user_variables(bytes, &session.lex).0,
