@@ -11,9 +11,13 @@ use tessera_shardmove::{self as shardmove, ChunkResult, Copier};
 use tessera_topo::{VerifyCounts, VerifyReport};
 use tokio::sync::Mutex;
 
-/// Smallest and largest verification chunk (rows).
+/// Smallest, first and largest verification chunk (rows). Chunks are sized by the time their
+/// check takes (`chunk_target`), which also bounds how long a chunk that differs holds its
+/// shared locks while it is checked again: the largest is there so that a fast server does
+/// not grow them past what a lock should cover.
 const VERIFY_CHUNK_MIN: usize = 100;
-const VERIFY_CHUNK_MAX: usize = 20_000;
+const VERIFY_CHUNK_FIRST: usize = 5_000;
+const VERIFY_CHUNK_MAX: usize = 100_000;
 
 pub(super) fn merge_counts(into: &mut VerifyCounts, c: &VerifyCounts) {
     into.rows += c.rows;
@@ -63,7 +67,7 @@ impl Rebalancer {
                 };
                 let mut last_save = Instant::now();
                 // Chunks sized by the time their check takes (like the backfill's).
-                let mut size = 1000usize;
+                let mut size = VERIFY_CHUNK_FIRST;
                 // A single-column key gives the source's count, digest and chunk end in one
                 // pass, and the source reads its next chunk while the target checks this one.
                 // Other keys find the chunk's end first.
