@@ -767,18 +767,20 @@ async fn process_list_and_kill_act_on_router_sessions() {
     h.stop().await;
 }
 
-/// `mariadb-dump` of a sharded keyspace through the router, in the default mode (`LOCK
-/// TABLES`), `--single-transaction` and `--skip-lock-tables`: exit 0, each logical table
-/// described once under the keyspace's name (no physical schema names), and every row of
-/// every logical shard — restored into one MariaDB, the rows equal the router's; and the
+/// `mariadb-dump` of a sharded keyspace (4 physical shards, 64 logical shards) through the
+/// router, in the default mode (`LOCK TABLES`), `--single-transaction`, `--skip-lock-tables`,
+/// `--no-data` and `--where`: exit 0, each logical table described once under the keyspace's
+/// name (no physical schema names), and every row of every logical shard (none with
+/// `--no-data`, those the condition picks with `--where`) — restored into one MariaDB, the
+/// rows equal the router's; and the
 /// default dump, restored through the router into another sharded keyspace as `mariadb`
 /// sends it (`LOCK TABLES … WRITE`, `DISABLE KEYS`, extended inserts without a column list),
 /// holds the same rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_of_a_sharded_keyspace_holds_every_row() {
-    let vschema = "keyspace: demo\nsharded: true\nlogical_shards: 8\ntables:\n  \
+    let vschema = "keyspace: demo\nsharded: true\nlogical_shards: 64\ntables:\n  \
                    customer: { shard_key: customer_id }\n  country: { type: reference }\n";
-    let h = Harness::start(2, 1, vschema).await;
+    let h = Harness::start(4, 1, vschema).await;
     let mut r = h.conn(Some("demo")).await;
     r.query_drop(
         "CREATE TABLE customer (customer_id bigint PRIMARY KEY, name varchar(40), note blob)",
@@ -820,20 +822,37 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
     tessera::cli::apply_vschema(&h.topo, &copy)
         .await
         .expect("apply");
-    let mut o = h.oracle(2).await;
+    let mut o = h.oracle(4).await;
     let mut default_dump = Vec::new();
-    for mode in ["--opt", "--single-transaction", "--skip-lock-tables"] {
+    // Each mode, and the tables it dumps (`--where` applies to every table it dumps: only
+    // the one with that column).
+    let modes: [(&str, &[&str]); 5] = [
+        ("--opt", &[]),
+        ("--single-transaction", &[]),
+        ("--skip-lock-tables", &[]),
+        ("--no-data", &[]),
+        (
+            "--where=customer_id < 100 OR name = 'name 2999'",
+            &["customer"],
+        ),
+    ];
+    for (mode, tables) in modes {
+        let port = format!("-P{}", h.port());
+        let user = format!("-u{USER}");
+        let password = format!("-p{PASSWORD}");
+        let mut args = vec![
+            "-h127.0.0.1",
+            port.as_str(),
+            user.as_str(),
+            password.as_str(),
+            "--skip-ssl",
+            "--hex-blob",
+            mode,
+            "demo",
+        ];
+        args.extend_from_slice(tables);
         let out = std::process::Command::new("mariadb-dump")
-            .args([
-                "-h127.0.0.1",
-                &format!("-P{}", h.port()),
-                &format!("-u{USER}"),
-                &format!("-p{PASSWORD}"),
-                "--skip-ssl",
-                "--hex-blob",
-                mode,
-                "demo",
-            ])
+            .args(&args)
             .output()
             .expect("run mariadb-dump");
         assert!(
@@ -851,7 +870,12 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
             "{mode}: a physical schema name in the dump"
         );
         assert_eq!(text.matches("CREATE TABLE `customer`").count(), 1, "{mode}");
-        assert_eq!(text.matches("CREATE TABLE `country`").count(), 1, "{mode}");
+        let with_country = tables.is_empty();
+        assert_eq!(
+            text.matches("CREATE TABLE `country`").count(),
+            usize::from(with_country),
+            "{mode}"
+        );
         // Restored into one MariaDB: the same rows.
         o.query_drop("DROP TABLE IF EXISTS customer, country")
             .await
@@ -859,11 +883,25 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
         o.query_drop(text.as_str())
             .await
             .expect("restore into MariaDB");
-        for sql in [
-            "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id",
-            "SELECT code, name FROM country ORDER BY code",
-        ] {
-            let want: Vec<mysql_async::Row> = r.query(sql).await.expect("router");
+        let filter = match mode {
+            "--no-data" => " WHERE FALSE",
+            m if m.starts_with("--where") => " WHERE customer_id < 100 OR name = 'name 2999'",
+            _ => "",
+        };
+        let mut checks = vec![(
+            format!(
+                "SELECT customer_id, name, HEX(note) FROM customer{filter} ORDER BY customer_id"
+            ),
+            "SELECT customer_id, name, HEX(note) FROM customer ORDER BY customer_id".to_string(),
+        )];
+        if with_country {
+            checks.push((
+                format!("SELECT code, name FROM country{filter} ORDER BY code"),
+                "SELECT code, name FROM country ORDER BY code".to_string(),
+            ));
+        }
+        for (router_sql, sql) in &checks {
+            let want: Vec<mysql_async::Row> = r.query(router_sql).await.expect("router");
             let got: Vec<mysql_async::Row> = o.query(sql).await.expect("restored");
             let rows = |v: Vec<mysql_async::Row>| -> Vec<Vec<mysql_async::Value>> {
                 v.into_iter().map(|r| r.unwrap()).collect()
@@ -871,6 +909,15 @@ async fn dump_of_a_sharded_keyspace_holds_every_row() {
             let (got, want) = (rows(got), rows(want));
             assert_eq!(got.len(), want.len(), "{mode}: {sql}");
             assert_eq!(got, want, "{mode}: {sql}");
+            if filter.is_empty() {
+                assert!(!got.is_empty(), "{mode}: {sql}: rows");
+            }
+            if mode.starts_with("--where") {
+                assert_eq!(got.len(), 101, "{mode}: the rows the condition picks");
+            }
+        }
+        if mode == "--no-data" {
+            assert!(!text.contains("INSERT INTO"), "{mode}: no rows in the dump");
         }
     }
     // The default dump restored through the router into the other sharded keyspace.
