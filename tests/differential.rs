@@ -1860,6 +1860,16 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o ON o.customer_id = c.customer_id JOIN product p ON p.sku = o.status").refusable(CROSS),
         ok("SELECT a.customer_id, b.customer_id FROM customer a JOIN customer b ON b.customer_id = a.customer_id WHERE a.score > 990").refusable(CROSS),
         ok("SELECT a.customer_id, b.customer_id FROM customer a JOIN customer b ON b.score = a.score WHERE a.customer_id = 42").refusable(CROSS),
+        // A table joined with itself on its shard key: each logical shard answers alone.
+        ok("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.customer_id = a.customer_id AND b.order_id < a.order_id WHERE a.amount > 4500"),
+        ok("SELECT a.order_id, b.order_id, b.amount FROM orders a LEFT JOIN orders b ON b.customer_id = a.customer_id AND b.amount > a.amount WHERE a.customer_id IN (42, 777, 3)"),
+        mrg("SELECT COUNT(*), SUM(b.amount) FROM orders a JOIN orders b ON a.customer_id = b.customer_id"),
+        mrg("SELECT a.customer_id, COUNT(*) FROM orders a JOIN orders b ON b.customer_id = a.customer_id AND b.order_id <> a.order_id GROUP BY a.customer_id"),
+        mrg_ord("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.customer_id = a.customer_id WHERE b.status = 'paid' ORDER BY a.order_id, b.order_id LIMIT 20"),
+        ok("SELECT o1.order_id, o2.order_id, c.name FROM orders o1 JOIN customer c ON c.customer_id = o1.customer_id JOIN orders o2 ON o2.customer_id = c.customer_id WHERE o1.amount > 4900 AND o2.amount < 100"),
+        // ... and not on its shard key, or on another table's: not one logical shard's answer.
+        ok("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.order_id = a.customer_id WHERE a.amount > 4900").refusable(CROSS),
+        ok("SELECT o1.order_id, o2.order_id FROM orders o1 JOIN customer c ON c.customer_id = o1.customer_id JOIN orders o2 ON o2.amount = o1.amount WHERE c.score > 995").refusable(CROSS),
         ok("SELECT c.customer_id, e.event_id FROM customer c JOIN event e ON e.event_id = c.customer_id").refusable(CROSS),
         ok("SELECT c.customer_id, e.event_id FROM customer c JOIN event e ON e.customer_id = c.customer_id WHERE c.customer_id = 42").refusable(CROSS),
         ok("SELECT c.customer_id, o.order_id FROM customer c JOIN orders o USING (customer_id) WHERE c.customer_id = 42").refusable(CROSS),

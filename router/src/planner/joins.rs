@@ -13,11 +13,13 @@ use sqlparser::ast::{
 use std::collections::{BTreeSet, HashMap};
 use tessera_topo::{KeyType, VindexKind};
 
-/// The tables of a `FROM` clause: name or alias -> table name, and the conjuncts of the
-/// joins' `ON` conditions.
+/// The tables of a `FROM` clause: name or alias -> table name, each table factor as the name
+/// the statement refers to it by (its alias, else its name) with its table, and the
+/// conjuncts of the joins' `ON` conditions.
 #[derive(Default)]
 pub(super) struct FromJoins<'e> {
     pub(super) aliases: HashMap<String, String>,
+    pub(super) factors: Vec<(String, String)>,
     pub(super) join_eqs: Vec<&'e Expr>,
 }
 
@@ -52,6 +54,8 @@ pub(super) fn from_joins<'e>(from: &'e [TableWithJoins]) -> Result<FromJoins<'e>
             if let TableFactor::Table { name, alias, .. } = f {
                 if let Some(t) = ident_parts(name).and_then(|p| p.last().map(|i| i.value.clone())) {
                     out.aliases.insert(t.clone(), t.clone());
+                    let called = alias.as_ref().map_or(t.clone(), |a| a.name.value.clone());
+                    out.factors.push((called, t.clone()));
                     if let Some(a) = alias {
                         out.aliases.insert(a.name.value.clone(), t);
                     }
@@ -91,23 +95,56 @@ pub(super) fn shard_key_of(
     }
 }
 
-/// Whether every sharded table of `r` appears once and is joined to the others by equalities
-/// (among `eqs`) of shard keys with the same vindex and key type.
+/// Whether every sharded table factor of `from` (each occurrence of a table counts: a table
+/// joined with itself is two) is joined to the others by equalities (among `eqs`) of shard
+/// keys with the same vindex and key type — then the rows that join are on one logical shard.
+/// False when a sharded table of `r` is not one of `from`'s factors (in a subquery), or two
+/// factors go by one name.
 pub(super) fn co_located<'e>(
     r: &Resolved<'_>,
-    aliases: &HashMap<String, String>,
+    from: &FromJoins<'_>,
     eqs: impl Iterator<Item = &'e &'e Expr>,
 ) -> bool {
-    let sharded_names: BTreeSet<String> = r.sharded().map(|t| t.name.clone()).collect();
-    if r.sharded().count() > sharded_names.len() {
+    let sharded_table = |name: &str| r.sharded().find(|t| t.name == name);
+    let instances: Vec<&(String, String)> = from
+        .factors
+        .iter()
+        .filter(|(_, t)| sharded_table(t).is_some())
+        .collect();
+    let names: BTreeSet<&str> = instances.iter().map(|(n, _)| n.as_str()).collect();
+    if r.sharded().count() != instances.len() || names.len() != instances.len() {
         return false;
     }
-    if sharded_names.len() <= 1 {
+    if instances.len() <= 1 {
         return true;
     }
-    let mut uf: HashMap<String, String> = sharded_names
+    // The factor a column names, with its shard key's vindex and key type, when it is that
+    // factor's shard key: qualified by the factor's name, or unqualified when one factor
+    // alone has a shard key of that name.
+    let factor_key = |e: &Expr| -> Option<(String, (VindexKind, KeyType))> {
+        let (qual, col) = column_ref(e)?;
+        let mut found = instances.iter().filter_map(|(called, table)| {
+            if qual.as_ref().is_some_and(|q| q != called) {
+                return None;
+            }
+            match &sharded_table(table)?.routing {
+                TableRouting::Sharded {
+                    shard_key,
+                    vindex,
+                    key_type,
+                    ..
+                } if shard_key.eq_ignore_ascii_case(&col) => {
+                    Some((called.clone(), (*vindex, *key_type)))
+                }
+                _ => None,
+            }
+        });
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    };
+    let mut uf: HashMap<String, String> = names
         .iter()
-        .map(|n| (n.clone(), n.clone()))
+        .map(|n| (n.to_string(), n.to_string()))
         .collect();
     fn find(uf: &HashMap<String, String>, x: &str) -> String {
         let mut cur = x.to_string();
@@ -126,10 +163,7 @@ pub(super) fn co_located<'e>(
             right,
         } = e
         {
-            if let (Some((a, va)), Some((b, vb))) = (
-                shard_key_of(r, aliases, left),
-                shard_key_of(r, aliases, right),
-            ) {
+            if let (Some((a, va)), Some((b, vb))) = (factor_key(left), factor_key(right)) {
                 if va == vb {
                     let (ra, rb) = (find(&uf, &a), find(&uf, &b));
                     uf.insert(ra, rb);
@@ -137,6 +171,6 @@ pub(super) fn co_located<'e>(
             }
         }
     }
-    let roots: BTreeSet<String> = sharded_names.iter().map(|n| find(&uf, n)).collect();
+    let roots: BTreeSet<String> = names.iter().map(|n| find(&uf, n)).collect();
     roots.len() == 1
 }

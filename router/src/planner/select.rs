@@ -163,14 +163,15 @@ impl<'a> Planner<'a> {
             ));
         };
         // Aliases: name or alias -> table name, for the sharded tables in FROM.
-        let super::joins::FromJoins { aliases, join_eqs } = super::joins::from_joins(&select.from)?;
+        let from = super::joins::from_joins(&select.from)?;
+        let (aliases, join_eqs) = (&from.aliases, &from.join_eqs);
         let mut where_conj: Vec<&Expr> = Vec::new();
         if let Some(w) = &select.selection {
             conjuncts(w, &mut where_conj);
         }
         let key_of = |e: &Expr| super::joins::shard_key_of(&r, &aliases, e);
         // Every sharded table must be joined to the others on equal shard keys.
-        if !super::joins::co_located(&r, &aliases, join_eqs.iter().chain(where_conj.iter())) {
+        if !super::joins::co_located(&r, &from, join_eqs.iter().chain(where_conj.iter())) {
             return self.cross_join(&ks.name, select, q);
         }
         // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).

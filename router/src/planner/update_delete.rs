@@ -453,11 +453,12 @@ impl Planner<'_> {
         if let Some(w) = selection {
             conjuncts(w, &mut where_conj);
         }
-        if !super::joins::co_located(
-            r,
-            &joins.aliases,
-            joins.join_eqs.iter().chain(where_conj.iter()),
-        ) {
+        // (A table written joined with itself is not planned per logical shard.)
+        let names: std::collections::BTreeSet<&str> =
+            r.sharded().map(|t| t.name.as_str()).collect();
+        if r.sharded().count() > names.len()
+            || !super::joins::co_located(r, &joins, joins.join_eqs.iter().chain(where_conj.iter()))
+        {
             return refuse("not joined on their shard keys");
         }
         // A shard key set in place would leave its row on the wrong logical shard.
