@@ -169,7 +169,7 @@ impl<'a> Planner<'a> {
         if let Some(w) = &select.selection {
             conjuncts(w, &mut where_conj);
         }
-        let key_of = |e: &Expr| super::joins::shard_key_of(&r, &aliases, e);
+        let key_of = |e: &Expr| super::joins::shard_key_of(&r, aliases, e);
         // Every sharded table must be joined to the others on equal shard keys.
         if !super::joins::co_located(&r, &from, join_eqs.iter().chain(where_conj.iter())) {
             return self.cross_join(&ks.name, select, q);
