@@ -1867,6 +1867,15 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         mrg("SELECT a.customer_id, COUNT(*) FROM orders a JOIN orders b ON b.customer_id = a.customer_id AND b.order_id <> a.order_id GROUP BY a.customer_id"),
         mrg_ord("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.customer_id = a.customer_id WHERE b.status = 'paid' ORDER BY a.order_id, b.order_id LIMIT 20"),
         ok("SELECT o1.order_id, o2.order_id, c.name FROM orders o1 JOIN customer c ON c.customer_id = o1.customer_id JOIN orders o2 ON o2.customer_id = c.customer_id WHERE o1.amount > 4900 AND o2.amount < 100"),
+        // Semi-joins each logical shard answers alone: joined by the shard key, or correlated
+        // on it (NOT EXISTS included; a NOT IN by the key alone is not one shard's answer).
+        ok("SELECT c.customer_id, c.name FROM customer c WHERE c.customer_id IN (SELECT o.customer_id FROM orders o WHERE o.amount > 4900)"),
+        ok("SELECT c.customer_id FROM customer c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id AND o.status = 'paid') AND c.score > 900"),
+        ok("SELECT c.customer_id FROM customer c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE c.customer_id = o.customer_id)"),
+        mrg("SELECT COUNT(*) FROM customer c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id GROUP BY o.status HAVING COUNT(*) > 1)"),
+        mrg_ord("SELECT c.country_code, COUNT(*) AS n FROM customer c WHERE c.score < 100 OR c.customer_id IN (SELECT o.customer_id FROM orders o WHERE o.amount < 10) GROUP BY c.country_code ORDER BY n DESC, c.country_code LIMIT 5"),
+        ok("SELECT c.customer_id FROM customer c WHERE c.customer_id NOT IN (SELECT o.customer_id FROM orders o WHERE o.amount > 100)").refusable(SUBQ),
+        ok("SELECT o.order_id FROM orders o WHERE o.customer_id IN (SELECT c.customer_id FROM customer c WHERE c.name IS NULL OR c.score > 990)"),
         // ... and not on its shard key, or on another table's: not one logical shard's answer.
         ok("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.order_id = a.customer_id WHERE a.amount > 4900").refusable(CROSS),
         ok("SELECT o1.order_id, o2.order_id FROM orders o1 JOIN customer c ON c.customer_id = o1.customer_id JOIN orders o2 ON o2.amount = o1.amount WHERE c.score > 995").refusable(CROSS),

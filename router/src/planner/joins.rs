@@ -95,14 +95,50 @@ pub(super) fn shard_key_of(
     }
 }
 
+/// The sharded table factor of `from` whose shard key column `e` is, by the name the statement
+/// calls it (its alias, else its name), with the key's vindex and key type: qualified by that
+/// name, or (unless `qualified`) unqualified when one factor alone has a shard key of that
+/// name.
+pub(super) fn factor_key(
+    r: &Resolved<'_>,
+    from: &FromJoins<'_>,
+    e: &Expr,
+    qualified: bool,
+) -> Option<(String, (VindexKind, KeyType))> {
+    let (qual, col) = column_ref(e)?;
+    if qualified && qual.is_none() {
+        return None;
+    }
+    let mut found = from.factors.iter().filter_map(|(called, table)| {
+        if qual.as_ref().is_some_and(|q| q != called) {
+            return None;
+        }
+        match &r.sharded().find(|t| t.name == *table)?.routing {
+            TableRouting::Sharded {
+                shard_key,
+                vindex,
+                key_type,
+                ..
+            } if shard_key.eq_ignore_ascii_case(&col) => {
+                Some((called.clone(), (*vindex, *key_type)))
+            }
+            _ => None,
+        }
+    });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
 /// Whether every sharded table factor of `from` (each occurrence of a table counts: a table
 /// joined with itself is two) is joined to the others by equalities (among `eqs`) of shard
 /// keys with the same vindex and key type — then the rows that join are on one logical shard.
-/// False when a sharded table of `r` is not one of `from`'s factors (in a subquery), or two
-/// factors go by one name.
+/// False when a sharded table of `r` is not one of `from`'s factors, apart from `elsewhere`
+/// occurrences the caller found co-located already (in subqueries it checked), or two factors
+/// go by one name.
 pub(super) fn co_located<'e>(
     r: &Resolved<'_>,
     from: &FromJoins<'_>,
+    elsewhere: usize,
     eqs: impl Iterator<Item = &'e &'e Expr>,
 ) -> bool {
     let sharded_table = |name: &str| r.sharded().find(|t| t.name == name);
@@ -112,36 +148,13 @@ pub(super) fn co_located<'e>(
         .filter(|(_, t)| sharded_table(t).is_some())
         .collect();
     let names: BTreeSet<&str> = instances.iter().map(|(n, _)| n.as_str()).collect();
-    if r.sharded().count() != instances.len() || names.len() != instances.len() {
+    if r.sharded().count() != instances.len() + elsewhere || names.len() != instances.len() {
         return false;
     }
     if instances.len() <= 1 {
         return true;
     }
-    // The factor a column names, with its shard key's vindex and key type, when it is that
-    // factor's shard key: qualified by the factor's name, or unqualified when one factor
-    // alone has a shard key of that name.
-    let factor_key = |e: &Expr| -> Option<(String, (VindexKind, KeyType))> {
-        let (qual, col) = column_ref(e)?;
-        let mut found = instances.iter().filter_map(|(called, table)| {
-            if qual.as_ref().is_some_and(|q| q != called) {
-                return None;
-            }
-            match &sharded_table(table)?.routing {
-                TableRouting::Sharded {
-                    shard_key,
-                    vindex,
-                    key_type,
-                    ..
-                } if shard_key.eq_ignore_ascii_case(&col) => {
-                    Some((called.clone(), (*vindex, *key_type)))
-                }
-                _ => None,
-            }
-        });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
-    };
+    let factor_key = |e: &Expr| factor_key(r, from, e, false);
     let mut uf: HashMap<String, String> = names
         .iter()
         .map(|n| (n.to_string(), n.to_string()))

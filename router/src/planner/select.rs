@@ -19,6 +19,14 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use tessera_topo::{KeyType, VindexKind};
 
+/// What [`Planner::semi_joins`] found: the subqueries each logical shard answers alone, and
+/// how many sharded table occurrences they read.
+#[derive(Default)]
+struct SemiJoins {
+    queries: Vec<Query>,
+    occurrences: usize,
+}
+
 /// Returns the byte ranges of a plain `SELECT [modifiers] item, … [FROM …]` statement's
 /// items as written, or `None` for any other statement.
 pub(super) fn select_item_ranges(sql: &str) -> Option<Vec<(usize, usize)>> {
@@ -156,14 +164,18 @@ impl<'a> Planner<'a> {
         if q.with.as_ref().is_some_and(|w| !w.cte_tables.is_empty()) {
             return Err(SqlError::unsupported("WITH clauses over sharded tables"));
         }
-        self.check_subqueries(stmt)?;
         let SetExpr::Select(select) = q.body.as_ref() else {
+            self.check_subqueries(stmt, &[])?;
             return Err(SqlError::unsupported(
                 "UNION and other set operations over sharded tables",
             ));
         };
         // Aliases: name or alias -> table name, for the sharded tables in FROM.
         let from = super::joins::from_joins(&select.from)?;
+        // `EXISTS`/`IN` over co-located tables joined to this row by its shard key: each
+        // logical shard answers them for its own rows.
+        let semi = self.semi_joins(select, &r, &from)?;
+        self.check_subqueries(stmt, &semi.queries)?;
         let (aliases, join_eqs) = (&from.aliases, &from.join_eqs);
         let mut where_conj: Vec<&Expr> = Vec::new();
         if let Some(w) = &select.selection {
@@ -171,7 +183,12 @@ impl<'a> Planner<'a> {
         }
         let key_of = |e: &Expr| super::joins::shard_key_of(&r, aliases, e);
         // Every sharded table must be joined to the others on equal shard keys.
-        if !super::joins::co_located(&r, &from, join_eqs.iter().chain(where_conj.iter())) {
+        if !super::joins::co_located(
+            &r,
+            &from,
+            semi.occurrences,
+            join_eqs.iter().chain(where_conj.iter()),
+        ) {
             return self.cross_join(&ks.name, select, q);
         }
         // Shard-key values from the WHERE clause (AND narrows, OR of keyed terms widens).
@@ -455,8 +472,142 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// Refuses subqueries that read sharded tables: they would see one shard's rows only.
-    pub(super) fn check_subqueries(&self, stmt: &Statement) -> Result<(), SqlError> {
+    /// The `WHERE` clause's `EXISTS (…)`, `NOT EXISTS (…)` and `key IN (SELECT key …)` over
+    /// sharded tables that each logical shard answers alone: the subquery's sharded tables are
+    /// joined among themselves on their shard keys, and to a sharded table of this `FROM` on
+    /// its shard key (same vindex) — by a conjunct `inner.key = outer.key` of its `WHERE`, or
+    /// as `outer.key IN (SELECT inner.key …)` — so every row it can see for a row of the outer
+    /// query is on that row's logical shard. Only those in the `WHERE` clause's boolean
+    /// structure (`AND`, `OR`, `NOT`) are taken. An `IN` joined by its key alone (not
+    /// correlated) only where it is not negated: a `NULL` among the subquery's keys, on
+    /// another logical shard, makes `NOT IN` unknown everywhere, which one logical shard cannot
+    /// see (where it is not negated, unknown and false both leave the row out).
+    fn semi_joins(
+        &self,
+        select: &sqlparser::ast::Select,
+        r: &Resolved<'_>,
+        from: &super::joins::FromJoins<'_>,
+    ) -> Result<SemiJoins, SqlError> {
+        use super::joins::{co_located, factor_key, from_joins};
+        let mut out = SemiJoins::default();
+        let Some(w) = &select.selection else {
+            return Ok(out);
+        };
+        // (subquery expression, the left side of an IN, whether it is an IN that is not
+        // negated where it stands)
+        type Found<'e> = Vec<(&'e Expr, Option<&'e Expr>, bool)>;
+        let mut found: Found<'_> = Vec::new();
+        fn walk<'e>(e: &'e Expr, positive: bool, out: &mut Found<'e>) {
+            match e {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And | BinaryOperator::Or,
+                    right,
+                } => {
+                    walk(left, positive, out);
+                    walk(right, positive, out);
+                }
+                Expr::UnaryOp {
+                    op: sqlparser::ast::UnaryOperator::Not,
+                    expr,
+                } => walk(expr, !positive, out),
+                Expr::Nested(expr) => walk(expr, positive, out),
+                Expr::Exists { .. } => out.push((e, None, false)),
+                Expr::InSubquery { expr, negated, .. } => {
+                    out.push((e, Some(expr), positive && !negated))
+                }
+                _ => {}
+            }
+        }
+        walk(w, true, &mut found);
+        for (e, left, positive_in) in found {
+            let subquery = match e {
+                Expr::Exists { subquery, .. } | Expr::InSubquery { subquery, .. } => subquery,
+                _ => continue,
+            };
+            if subquery.with.is_some() {
+                continue;
+            }
+            let SetExpr::Select(inner) = subquery.body.as_ref() else {
+                continue;
+            };
+            let rs = self.resolve(subquery.as_ref())?;
+            let n = rs.sharded().count();
+            if n == 0 {
+                continue;
+            }
+            let inner_from = from_joins(&inner.from)?;
+            let mut inner_conj: Vec<&Expr> = Vec::new();
+            if let Some(iw) = &inner.selection {
+                conjuncts(iw, &mut inner_conj);
+            }
+            // Its own tables on one logical shard (nothing of it in a deeper subquery).
+            if !co_located(
+                &rs,
+                &inner_from,
+                0,
+                inner_from.join_eqs.iter().chain(inner_conj.iter()),
+            ) {
+                continue;
+            }
+            // A name of this FROM that the subquery's own tables do not shadow.
+            let shadowed = |name: &str| inner_from.factors.iter().any(|(c, _)| c == name);
+            let outer_key = |x: &Expr, qualified: bool| {
+                factor_key(r, from, x, qualified).filter(|(called, _)| !shadowed(called))
+            };
+            let inner_key = |x: &Expr| factor_key(&rs, &inner_from, x, false);
+            let mut linked =
+                inner_conj.iter().any(|c| match c {
+                    Expr::BinaryOp {
+                        left: a,
+                        op: BinaryOperator::Eq,
+                        right: b,
+                    } => [(a, b), (b, a)].iter().any(|(i, o)| {
+                        match (inner_key(i), outer_key(o, true)) {
+                            (Some((_, vi)), Some((_, vo))) => vi == vo,
+                            _ => false,
+                        }
+                    }),
+                    _ => false,
+                });
+            // (Joined by its key alone, the subquery's rows are not one outer row's: a
+            // grouping, a filter on groups or a limit would see one logical shard's rows.)
+            let plain = matches!(&inner.group_by, sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+                && inner.having.is_none()
+                && subquery.limit_clause.is_none();
+            if let (false, true, true, Some(left), [item]) = (
+                linked,
+                positive_in,
+                plain,
+                left,
+                inner.projection.as_slice(),
+            ) {
+                let item = match item {
+                    sqlparser::ast::SelectItem::UnnamedExpr(x)
+                    | sqlparser::ast::SelectItem::ExprWithAlias { expr: x, .. } => Some(x),
+                    _ => None,
+                };
+                if let (Some((_, vo)), Some((_, vi))) =
+                    (outer_key(left, false), item.and_then(inner_key))
+                {
+                    linked = vo == vi;
+                }
+            }
+            if linked {
+                out.occurrences += n;
+                out.queries.push(subquery.as_ref().clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses subqueries that read sharded tables (they would see one shard's rows only),
+    /// apart from `answered`, which each logical shard answers alone ([`Planner::semi_joins`]).
+    pub(super) fn check_subqueries(
+        &self,
+        stmt: &Statement,
+        answered: &[Query],
+    ) -> Result<(), SqlError> {
         let mut subs: Vec<Query> = Vec::new();
         let _ = visit_expressions(stmt, |e| {
             match e {
@@ -481,6 +632,9 @@ impl<'a> Planner<'a> {
             }
         }
         for q in &subs {
+            if answered.contains(q) {
+                continue;
+            }
             let r = self.resolve(q)?;
             if r.sharded().next().is_some() {
                 return Err(SqlError::unsupported("subqueries that read sharded tables"));

@@ -81,7 +81,7 @@ impl<'a> Planner<'a> {
                 "multi-table UPDATE or DELETE on sharded tables",
             ));
         }
-        self.check_subqueries(stmt)?;
+        self.check_subqueries(stmt, &[])?;
         let Some(TableRef {
             routing:
                 TableRouting::Sharded {
@@ -457,7 +457,12 @@ impl Planner<'_> {
         let names: std::collections::BTreeSet<&str> =
             r.sharded().map(|t| t.name.as_str()).collect();
         if r.sharded().count() > names.len()
-            || !super::joins::co_located(r, &joins, joins.join_eqs.iter().chain(where_conj.iter()))
+            || !super::joins::co_located(
+                r,
+                &joins,
+                0,
+                joins.join_eqs.iter().chain(where_conj.iter()),
+            )
         {
             return refuse("not joined on their shard keys");
         }
@@ -473,7 +478,7 @@ impl Planner<'_> {
                 }
             }
         }
-        self.check_subqueries(stmt)?;
+        self.check_subqueries(stmt, &[])?;
         let key_vindex =
             |e: &Expr| super::joins::shard_key_of(r, &joins.aliases, e).map(|(_, v)| v);
         let ls: Option<Vec<u32>> = selection
