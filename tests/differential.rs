@@ -1876,6 +1876,11 @@ fn hand_written_reads(d: &Data) -> Vec<Q> {
         mrg_ord("SELECT c.country_code, COUNT(*) AS n FROM customer c WHERE c.score < 100 OR c.customer_id IN (SELECT o.customer_id FROM orders o WHERE o.amount < 10) GROUP BY c.country_code ORDER BY n DESC, c.country_code LIMIT 5"),
         ok("SELECT c.customer_id FROM customer c WHERE c.customer_id NOT IN (SELECT o.customer_id FROM orders o WHERE o.amount > 100)").refusable(SUBQ),
         ok("SELECT o.order_id FROM orders o WHERE o.customer_id IN (SELECT c.customer_id FROM customer c WHERE c.name IS NULL OR c.score > 990)"),
+        // Correlated scalar subqueries anywhere in the WHERE clause.
+        ok("SELECT o.order_id, o.amount FROM orders o WHERE o.amount > (SELECT AVG(o2.amount) * 1.9 FROM orders o2 WHERE o2.customer_id = o.customer_id)"),
+        ok("SELECT o.order_id FROM orders o WHERE COALESCE((SELECT MAX(o2.amount) FROM orders o2 WHERE o2.customer_id = o.customer_id AND o2.order_id <> o.order_id), -1) < o.amount AND o.status = 'paid'"),
+        mrg("SELECT COUNT(*) FROM customer c WHERE c.balance < (SELECT SUM(o.amount) FROM orders o WHERE c.customer_id = o.customer_id) - 10000"),
+        ok("SELECT c.customer_id FROM customer c WHERE (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.customer_id) = 0 AND c.score > 900"),
         // ... and not on its shard key, or on another table's: not one logical shard's answer.
         ok("SELECT a.order_id, b.order_id FROM orders a JOIN orders b ON b.order_id = a.customer_id WHERE a.amount > 4900").refusable(CROSS),
         ok("SELECT o1.order_id, o2.order_id FROM orders o1 JOIN customer c ON c.customer_id = o1.customer_id JOIN orders o2 ON o2.amount = o1.amount WHERE c.score > 995").refusable(CROSS),

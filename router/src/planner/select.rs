@@ -477,11 +477,13 @@ impl<'a> Planner<'a> {
     /// joined among themselves on their shard keys, and to a sharded table of this `FROM` on
     /// its shard key (same vindex) — by a conjunct `inner.key = outer.key` of its `WHERE`, or
     /// as `outer.key IN (SELECT inner.key …)` — so every row it can see for a row of the outer
-    /// query is on that row's logical shard. Only those in the `WHERE` clause's boolean
-    /// structure (`AND`, `OR`, `NOT`) are taken. An `IN` joined by its key alone (not
-    /// correlated) only where it is not negated: a `NULL` among the subquery's keys, on
-    /// another logical shard, makes `NOT IN` unknown everywhere, which one logical shard cannot
-    /// see (where it is not negated, unknown and false both leave the row out).
+    /// query is on that row's logical shard. A correlated one (`inner.key = outer.key`) gives
+    /// each outer row exactly the rows it gives on one server, so it is taken anywhere in the
+    /// `WHERE` clause — scalar subqueries (`amount > (SELECT AVG(…) … WHERE …key = o.key)`)
+    /// included. An `IN` joined by its key alone (not correlated) only in the clause's boolean
+    /// structure (`AND`, `OR`, `NOT`) where it is not negated: a `NULL` among the subquery's
+    /// keys, on another logical shard, makes `NOT IN` unknown everywhere, which one logical
+    /// shard cannot see (where it is not negated, unknown and false both leave the row out).
     fn semi_joins(
         &self,
         select: &sqlparser::ast::Select,
@@ -520,18 +522,41 @@ impl<'a> Planner<'a> {
             }
         }
         walk(w, true, &mut found);
-        for (e, left, positive_in) in found {
-            let subquery = match e {
-                Expr::Exists { subquery, .. } | Expr::InSubquery { subquery, .. } => subquery,
-                _ => continue,
-            };
+        let mut candidates: Vec<(Query, Option<Expr>, bool)> = found
+            .into_iter()
+            .filter_map(|(e, left, positive_in)| match e {
+                Expr::Exists { subquery, .. } | Expr::InSubquery { subquery, .. } => {
+                    Some((subquery.as_ref().clone(), left.cloned(), positive_in))
+                }
+                _ => None,
+            })
+            .collect();
+        // Every other subquery of the clause, wherever it stands: taken only when correlated
+        // on the key.
+        let mut elsewhere: Vec<Query> = Vec::new();
+        let _ = visit_expressions(w, |e| {
+            if let Expr::Subquery(q)
+            | Expr::Exists { subquery: q, .. }
+            | Expr::InSubquery { subquery: q, .. } = e
+            {
+                elsewhere.push(q.as_ref().clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        for q in elsewhere {
+            if !candidates.iter().any(|(c, _, _)| *c == q) {
+                candidates.push((q, None, false));
+            }
+        }
+        for (subquery, left, positive_in) in &candidates {
+            let (left, positive_in) = (left.as_ref(), *positive_in);
             if subquery.with.is_some() {
                 continue;
             }
             let SetExpr::Select(inner) = subquery.body.as_ref() else {
                 continue;
             };
-            let rs = self.resolve(subquery.as_ref())?;
+            let rs = self.resolve(subquery)?;
             let n = rs.sharded().count();
             if n == 0 {
                 continue;
@@ -595,7 +620,7 @@ impl<'a> Planner<'a> {
             }
             if linked {
                 out.occurrences += n;
-                out.queries.push(subquery.as_ref().clone());
+                out.queries.push(subquery.clone());
             }
         }
         Ok(out)
