@@ -69,6 +69,16 @@ pub fn lib_error(e: WireError) -> mysql_async::Error {
     }
 }
 
+/// A column definition the router's own connection read (with MariaDB's extended type
+/// information when `extended`), decoded as `mysql_async` decodes one.
+fn column(p: &[u8], extended: bool) -> Result<Column> {
+    let p = crate::wire::resultset::ColumnDef::convert_extended(p, extended, false)
+        .ok_or_else(|| malformed("column definition"))?;
+    ParseBuf(&p)
+        .parse::<Column>(())
+        .map_err(|_| malformed("column definition"))
+}
+
 fn malformed(what: &str) -> mysql_async::Error {
     lib_error(WireError::Protocol(format!("malformed {what}")))
 }
@@ -116,6 +126,17 @@ impl OwnConn {
         self.lease.clean = true;
     }
 
+    /// An answer (or one result of it) ended with `status`: the next result follows, or the
+    /// exchange is over and the connection reusable.
+    fn ended(&mut self, status: u16) {
+        self.pending = if status & SERVER_MORE_RESULTS_EXISTS != 0 {
+            Pending::MoreResults
+        } else {
+            self.lease.clean = true;
+            Pending::Nothing
+        };
+    }
+
     /// Reads what a result left unread, so that a command can be sent. A connection whose
     /// last exchange was left at an unknown point (an error while it was read elsewhere) is
     /// lost: it says so, and is never reused.
@@ -130,12 +151,7 @@ impl OwnConn {
         }
         if self.pending == Pending::Rows {
             let (_, status) = self.end_of_rows().await?;
-            self.pending = if status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                Pending::MoreResults
-            } else {
-                self.lease.clean = true;
-                Pending::Nothing
-            };
+            self.ended(status);
         }
         if self.pending == Pending::MoreResults {
             self.pending = Pending::Nothing;
@@ -183,12 +199,7 @@ impl OwnConn {
             match p.first() {
                 Some(0x00) => {
                     let ok = wire::parse_ok(p).map_err(lib_error)?;
-                    self.pending = if ok.status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                        Pending::MoreResults
-                    } else {
-                        self.lease.clean = true;
-                        Pending::Nothing
-                    };
+                    self.ended(ok.status);
                     self.last = ok;
                     return Ok(None);
                 }
@@ -214,14 +225,7 @@ impl OwnConn {
                     let mut cols = Vec::with_capacity(n.min(4096) as usize);
                     for _ in 0..n {
                         let p = self.lease.conn.read_packet().await.map_err(lib_error)?;
-                        let p =
-                            crate::wire::resultset::ColumnDef::convert_extended(p, extended, false)
-                                .ok_or_else(|| malformed("column definition"))?;
-                        cols.push(
-                            ParseBuf(&p)
-                                .parse::<Column>(())
-                                .map_err(|_| malformed("column definition"))?,
-                        );
+                        cols.push(column(p, extended)?);
                     }
                     if !wire::is_eof(self.lease.conn.read_packet().await.map_err(lib_error)?) {
                         return Err(malformed("result: no EOF after column definitions"));
@@ -245,12 +249,7 @@ impl OwnConn {
             let (warnings, status) = wire::parse_eof(p);
             self.last.warnings = warnings;
             self.last.status = status;
-            self.pending = if status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                Pending::MoreResults
-            } else {
-                self.lease.clean = true;
-                Pending::Nothing
-            };
+            self.ended(status);
             return Ok(None);
         }
         if p.first() == Some(&0xff) {
@@ -510,12 +509,7 @@ impl Conn {
                         Some(_) => {
                             let (warnings, status) = c.end_of_rows().await?;
                             last.warnings = warnings;
-                            c.pending = if status & SERVER_MORE_RESULTS_EXISTS != 0 {
-                                Pending::MoreResults
-                            } else {
-                                c.lease.clean = true;
-                                Pending::Nothing
-                            };
+                            c.ended(status);
                         }
                     }
                     if c.pending != Pending::MoreResults {
@@ -633,16 +627,10 @@ impl Conn {
                     }
                 };
                 c.lease.clean = true;
-                let mut cols = Vec::with_capacity(defs.len());
-                for p in &defs {
-                    let p = crate::wire::resultset::ColumnDef::convert_extended(p, extended, false)
-                        .ok_or_else(|| malformed("column definition"))?;
-                    cols.push(
-                        ParseBuf(&p)
-                            .parse::<Column>(())
-                            .map_err(|_| malformed("column definition"))?,
-                    );
-                }
+                let cols = defs
+                    .iter()
+                    .map(|p| column(p, extended))
+                    .collect::<Result<Vec<Column>>>()?;
                 Ok(Prepared::Own {
                     id,
                     columns: cols.into(),
